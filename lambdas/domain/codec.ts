@@ -1,0 +1,114 @@
+/**
+ * Compact binary encoding of a session's lease and dead-letter lists, stored as one DynamoDB
+ * binary attribute each. Every number is an unsigned LEB128 varint and every range is written
+ * relative to the one before it, so a typical range costs 4-7 bytes:
+ *
+ *   leases: version(1) n base  then per range: gap len-1 (leaseMs-base) count
+ *   dead:   version(1) n       then per range: gap len-1 count
+ *
+ * where gap = from - previous `to` (the first range's previous `to` is 0) and base is the
+ * smallest lease expiry in the list. Bounds per range: gap <= 8 bytes (any 53-bit value),
+ * len-1 <= 2 bytes for ranges under 16384 records, lease delta <= 4 bytes for leases within
+ * 3.1 days of each other (leases are at most 12 h plus a 12 h nack delay apart), count 1 byte.
+ */
+import type { DeadRange, Lease } from './ranges';
+
+const VERSION = 1;
+
+class Writer {
+  private bytes: number[] = [];
+  varint(value: number): void {
+    if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`cannot encode ${value}`);
+    let v = value;
+    while (v >= 0x80) {
+      this.bytes.push((v % 0x80) | 0x80);
+      v = Math.floor(v / 0x80);
+    }
+    this.bytes.push(v);
+  }
+  done(): Uint8Array {
+    return Uint8Array.from(this.bytes);
+  }
+}
+
+class Reader {
+  private pos = 0;
+  constructor(private readonly bytes: Uint8Array) {}
+  varint(): number {
+    let result = 0;
+    let scale = 1;
+    for (;;) {
+      if (this.pos >= this.bytes.length) throw new RangeError('truncated range list');
+      const b = this.bytes[this.pos++]!;
+      result += (b & 0x7f) * scale;
+      if (b < 0x80) return result;
+      scale *= 0x80;
+    }
+  }
+}
+
+export function encodeLeases(leases: readonly Lease[]): Uint8Array {
+  const w = new Writer();
+  w.varint(VERSION);
+  w.varint(leases.length);
+  const base = leases.length ? Math.min(...leases.map((l) => l.leaseMs)) : 0;
+  w.varint(base);
+  let prev = 0;
+  for (const l of leases) {
+    w.varint(l.from - prev);
+    w.varint(l.to - l.from);
+    w.varint(l.leaseMs - base);
+    w.varint(l.count);
+    prev = l.to;
+  }
+  return w.done();
+}
+
+export function decodeLeases(bytes: Uint8Array | undefined): Lease[] {
+  if (!bytes || bytes.length === 0) return [];
+  const r = new Reader(bytes);
+  const version = r.varint();
+  if (version !== VERSION) throw new RangeError(`unknown lease list version ${version}`);
+  const n = r.varint();
+  const base = r.varint();
+  const out: Lease[] = [];
+  let prev = 0;
+  for (let i = 0; i < n; i++) {
+    const from = prev + r.varint();
+    const to = from + r.varint();
+    out.push({ from, to, leaseMs: base + r.varint(), count: r.varint() });
+    prev = to;
+  }
+  return out;
+}
+
+export function encodeDead(dead: readonly DeadRange[]): Uint8Array {
+  const w = new Writer();
+  w.varint(VERSION);
+  w.varint(dead.length);
+  let prev = 0;
+  for (const d of dead) {
+    w.varint(d.from - prev);
+    w.varint(d.to - d.from);
+    w.varint(d.count);
+    prev = d.to;
+  }
+  return w.done();
+}
+
+export function decodeDead(bytes: Uint8Array | undefined): DeadRange[] {
+  if (!bytes || bytes.length === 0) return [];
+  const r = new Reader(bytes);
+  const version = r.varint();
+  if (version !== VERSION) throw new RangeError(`unknown dead-letter list version ${version}`);
+  const n = r.varint();
+  const out: DeadRange[] = [];
+  let prev = 0;
+  for (let i = 0; i < n; i++) {
+    const from = prev + r.varint();
+    const to = from + r.varint();
+    out.push({ from, to, count: r.varint() });
+    prev = to;
+  }
+  return out;
+}

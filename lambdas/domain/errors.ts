@@ -1,0 +1,46 @@
+/**
+ * Errors the service answers with. Each carries the contract's HTTP status, an UpperCamelCase
+ * code and a sentence a person can act on; handlers map them to the error envelope.
+ */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    /** Seconds, for 429/503/409-in-progress answers. */
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+export const validation = (message: string): ApiError => new ApiError(400, 'ValidationError', message);
+export const payloadTooLarge = (message: string): ApiError => new ApiError(413, 'PayloadTooLarge', message);
+export const logNotFound = (logId: string): ApiError =>
+  new ApiError(404, 'LogNotFound', `No log named '${logId}' exists for this caller. Create it with POST /logs first.`);
+export const sessionNotFound = (sessionId: string): ApiError =>
+  new ApiError(
+    404,
+    'SessionNotFound',
+    `No session '${sessionId}' exists for this caller (it may have expired after its idle timeout, or been deleted). Open a new one with POST /logs/{logId}/sessions.`,
+  );
+export const logExists = (logId: string): ApiError =>
+  new ApiError(409, 'LogExists', `A log named '${logId}' already exists. Use it, or pick another logId.`);
+export const appendInProgress = (seconds: number): ApiError =>
+  new ApiError(
+    409,
+    'AppendInProgress',
+    `An append with this idempotencyKey is still being written. Retry the same request in ${seconds} seconds to get its result.`,
+    seconds,
+  );
+export const busy = (what: string, seconds: number): ApiError =>
+  new ApiError(503, 'ServiceBusy', `${what} Retry in ${seconds} second${seconds === 1 ? '' : 's'}.`, seconds);
+
+/** Thrown by storage adapters when a conditional write lost a race; services retry on it. */
+export class ConflictError extends Error {
+  constructor(message = 'conditional write lost a race') {
+    super(message);
+    this.name = 'ConflictError';
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * How records are packed into stored segments and read back. A segment holds consecutive
+ * records of one append as newline-separated JSON (`[data]` or `[data, key]` per line: JSON
+ * text never contains a raw newline), so storage bytes track record bytes, not record count.
+ */
+import { payloadTooLarge, validation } from './errors';
+import type { LimitsConfig } from './config';
+
+/** Target size of one segment's record text. Small enough that a receive reading from the
+ * middle of a segment wastes little read capacity, large enough that an item's 1 KB write
+ * rounding is noise. */
+export const SEGMENT_TARGET_BYTES = 16 * 1024;
+
+export interface InputRecord {
+  data: unknown;
+  key?: string;
+}
+
+export interface EncodedRecord {
+  line: string;
+  /** UTF-8 bytes of the record's serialized `data`. */
+  dataBytes: number;
+}
+
+export interface SegmentDraft {
+  /** Offset of the segment's first record within the append. */
+  offset: number;
+  count: number;
+  text: string;
+}
+
+export interface DeliveredRecord {
+  seq: number;
+  data: unknown;
+  key?: string;
+  dataBytes: number;
+}
+
+/** Checks an append against the `limits` profile and serializes its records. */
+export function encodeAppend(records: readonly InputRecord[], limits: LimitsConfig, requestBytes: number): EncodedRecord[] {
+  if (requestBytes > limits.maxRequestBytes) {
+    throw payloadTooLarge(
+      `The request body is ${requestBytes} bytes; the limit is ${limits.maxRequestBytes}. Split the records over several appends.`,
+    );
+  }
+  if (records.length > limits.maxRecordsPerAppend) {
+    throw validation(
+      `An append may carry at most ${limits.maxRecordsPerAppend} records; this one has ${records.length}. Split it into several appends.`,
+    );
+  }
+  return records.map((r, i) => {
+    const data = JSON.stringify(r.data);
+    const dataBytes = Buffer.byteLength(data, 'utf8');
+    if (dataBytes > limits.maxRecordBytes) {
+      throw payloadTooLarge(
+        `records[${i}].data is ${dataBytes} bytes serialized; the limit is ${limits.maxRecordBytes}. Store large payloads elsewhere and append a reference.`,
+      );
+    }
+    const line = r.key === undefined ? `[${data}]` : `[${data},${JSON.stringify(r.key)}]`;
+    return { line, dataBytes };
+  });
+}
+
+/** Cuts an append's records into segments of about SEGMENT_TARGET_BYTES (at least one record each). */
+export function toSegments(records: readonly EncodedRecord[]): SegmentDraft[] {
+  const out: SegmentDraft[] = [];
+  let start = 0;
+  let bytes = 0;
+  for (let i = 0; i < records.length; i++) {
+    const size = Buffer.byteLength(records[i]!.line, 'utf8') + 1;
+    if (i > start && bytes + size > SEGMENT_TARGET_BYTES) {
+      out.push(draft(records, start, i));
+      start = i;
+      bytes = 0;
+    }
+    bytes += size;
+  }
+  if (records.length > start) out.push(draft(records, start, records.length));
+  return out;
+}
+
+const draft = (records: readonly EncodedRecord[], start: number, end: number): SegmentDraft => ({
+  offset: start,
+  count: end - start,
+  text: records
+    .slice(start, end)
+    .map((r) => r.line)
+    .join('\n'),
+});
+
+/** Decodes the records `from..to` (inclusive, clipped to the segment) of a segment that starts at `first`. */
+export function decodeSegment(first: number, text: string, from: number, to: number): DeliveredRecord[] {
+  const lines = text.split('\n');
+  const out: DeliveredRecord[] = [];
+  const lo = Math.max(from, first);
+  const hi = Math.min(to, first + lines.length - 1);
+  for (let seq = lo; seq <= hi; seq++) {
+    const parsed = JSON.parse(lines[seq - first]!) as [unknown, string?];
+    const rec: DeliveredRecord = {
+      seq,
+      data: parsed[0],
+      dataBytes: Buffer.byteLength(JSON.stringify(parsed[0]), 'utf8'),
+    };
+    if (parsed.length > 1) rec.key = parsed[1]!;
+    out.push(rec);
+  }
+  return out;
+}

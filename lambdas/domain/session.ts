@@ -1,0 +1,214 @@
+/**
+ * A receiver session's delivery state and the pure operations on it. Storage adapters load
+ * and conditionally save a `SessionState`; everything that decides which records a worker
+ * gets, what an ack removes and when a record is dead-lettered lives here.
+ */
+import {
+  addDead,
+  countOf,
+  insertLeases,
+  mapSelected,
+  normalizeRanges,
+  rangeSize,
+  type DeadRange,
+  type Lease,
+  type Range,
+} from './ranges';
+
+export interface SessionSettings {
+  ackTimeoutSeconds: number;
+  maxInFlight: number;
+  maxDeliveries: number;
+  idleTimeoutSeconds: number;
+}
+
+export interface SessionState {
+  sessionId: string;
+  owner: string;
+  logId: string;
+  /** Storage key of the log (owner-scoped). */
+  logKey: string;
+  settings: SessionSettings;
+  createdMs: number;
+  /** The next never-sent sequence number. */
+  cursor: number;
+  /** Start of the stored segment that holds `cursor`, when known (0: unknown). */
+  cursorSeg: number;
+  /** Sent and not acknowledged, sorted by sequence number. */
+  leases: Lease[];
+  /** Dead-lettered, sorted; older pages may have been spilled to `deadPages`. */
+  dead: DeadRange[];
+  /** Keys of spilled dead-letter pages, oldest first. */
+  deadPages: string[];
+  /** Records spilled into `deadPages`. */
+  deadSpilled: number;
+  /** Records skipped because retention removed them before the session reached them. */
+  skipped: number;
+  /** Idle expiry, epoch ms. */
+  expiresMs: number;
+  /** Optimistic-concurrency version of the stored item. */
+  version: number;
+}
+
+export interface Grant {
+  from: number;
+  to: number;
+  count: number;
+  leaseMs: number;
+}
+
+export const isExpired = (s: SessionState, now: number): boolean => s.expiresMs <= now;
+
+/**
+ * Moves the idle expiry forward. To keep empty polls free of writes it only moves it when at
+ * least a tenth of the idle timeout (at least 60 s) has been used since the last move.
+ */
+export function refreshExpiry(s: SessionState, now: number): boolean {
+  const idleMs = s.settings.idleTimeoutSeconds * 1000;
+  const slack = Math.max(60_000, idleMs / 10);
+  if (now + idleMs - s.expiresMs < slack) return false;
+  s.expiresMs = now + idleMs;
+  return true;
+}
+
+/** Dead-letters every expired lease that has used up its deliveries. Returns records moved. */
+export function sweepDead(s: SessionState, now: number): number {
+  const dead: DeadRange[] = [];
+  const keep: Lease[] = [];
+  for (const l of s.leases) {
+    if (l.leaseMs <= now && l.count >= s.settings.maxDeliveries) dead.push({ from: l.from, to: l.to, count: l.count });
+    else keep.push(l);
+  }
+  if (!dead.length) return 0;
+  s.leases = keep;
+  s.dead = addDead(s.dead, dead);
+  return countOf(dead);
+}
+
+/**
+ * Decides what one `receive` hands out: first expired leases, oldest sequence first, then new
+ * records from the cursor up to `lastSeq`, within `maxRecords` and the session's `maxInFlight`.
+ * Mutates `s` (the caller saves it conditionally) and returns the grants, in sequence order
+ * within each of the two groups.
+ */
+export function planReceive(s: SessionState, now: number, lastSeq: number, maxRecords: number): Grant[] {
+  sweepDead(s, now);
+  const leaseMs = now + s.settings.ackTimeoutSeconds * 1000;
+  const grants: Grant[] = [];
+  let budget = maxRecords;
+  const redeliver: Range[] = [];
+  for (const l of s.leases) {
+    if (budget <= 0) break;
+    if (l.leaseMs > now) continue;
+    const to = Math.min(l.to, l.from + budget - 1);
+    redeliver.push([l.from, to]);
+    budget -= to - l.from + 1;
+  }
+  if (redeliver.length) {
+    s.leases = mapSelected(s.leases, redeliver, (part) => {
+      const next = { ...part, leaseMs, count: part.count + 1 };
+      grants.push({ from: next.from, to: next.to, count: next.count, leaseMs });
+      return next;
+    }).leases;
+  }
+  const room = s.settings.maxInFlight - countOf(s.leases);
+  const fresh = Math.min(budget, room, lastSeq - s.cursor + 1);
+  if (fresh > 0) {
+    const g: Grant = { from: s.cursor, to: s.cursor + fresh - 1, count: 1, leaseMs };
+    s.leases = insertLeases(s.leases, [{ ...g }]);
+    grants.push(g);
+    s.cursor += fresh;
+  }
+  return grants;
+}
+
+/**
+ * Gives back records a receive reserved but did not send (the byte budget cut the batch):
+ * where the lease is still the one that receive set, the lease ends now and the delivery is
+ * uncounted, so the next receive hands them out first with the count they had.
+ */
+export function releaseUnsent(s: SessionState, ranges: readonly Range[], leaseMs: number, now: number): number {
+  const r = mapSelected(s.leases, ranges, (part) =>
+    part.leaseMs === leaseMs ? { ...part, leaseMs: now, count: part.count - 1 } : part,
+  );
+  s.leases = r.leases;
+  return r.touched;
+}
+
+/** Forgets leased records that retention removed from the log; counts them as skipped. */
+export function dropMissing(s: SessionState, ranges: readonly Range[]): number {
+  const r = mapSelected(s.leases, ranges, () => null);
+  s.leases = r.leases;
+  s.skipped += r.touched;
+  return r.touched;
+}
+
+/** Moves the cursor past records retention already removed, counting them as skipped. */
+export function skipTo(s: SessionState, firstSeq: number): number {
+  if (firstSeq <= s.cursor) return 0;
+  const n = firstSeq - s.cursor;
+  s.cursor = firstSeq;
+  s.cursorSeg = 0;
+  s.skipped += n;
+  return n;
+}
+
+export function ack(s: SessionState, selection: readonly Range[]): number {
+  const r = mapSelected(s.leases, selection, () => null);
+  s.leases = r.leases;
+  return r.touched;
+}
+
+/** Ends live leases after `delaySeconds`; expired leases are already released and count 0. */
+export function nack(s: SessionState, selection: readonly Range[], now: number, delaySeconds: number): number {
+  const until = now + delaySeconds * 1000;
+  const r = mapSelected(s.leases, selection, (part) => (part.leaseMs > now ? { ...part, leaseMs: until } : part));
+  s.leases = r.leases;
+  return r.touched;
+}
+
+/** Lengthens live leases to at least `seconds` from now; never shortens one. Counts live leases. */
+export function extend(s: SessionState, selection: readonly Range[], now: number, seconds: number): number {
+  const until = now + seconds * 1000;
+  let live = 0;
+  s.leases = mapSelected(s.leases, selection, (part) => {
+    if (part.leaseMs <= now) return part;
+    live += rangeSize(part);
+    return part.leaseMs >= until ? { ...part } : { ...part, leaseMs: until };
+  }).leases;
+  return live;
+}
+
+export interface SessionView {
+  sessionId: string;
+  logId: string;
+  cursor: number;
+  ackFloor: number;
+  inFlight: number;
+  inFlightRanges: [number, number][];
+  deadLettered: number;
+  lag: number;
+  skippedByRetention: number;
+  expiresAt: string;
+  settings: SessionSettings;
+}
+
+/** The session as `GET /sessions/{id}` shows it, with expired poison leases counted as dead. */
+export function view(stored: SessionState, now: number, lastSeq: number): SessionView {
+  const s: SessionState = { ...stored, leases: [...stored.leases], dead: [...stored.dead] };
+  sweepDead(s, now);
+  const first = s.leases[0];
+  return {
+    sessionId: s.sessionId,
+    logId: s.logId,
+    cursor: s.cursor,
+    ackFloor: first ? first.from - 1 : s.cursor - 1,
+    inFlight: countOf(s.leases),
+    inFlightRanges: normalizeRanges(s.leases.map((l): Range => [l.from, l.to])) as [number, number][],
+    deadLettered: countOf(s.dead) + s.deadSpilled,
+    lag: Math.max(0, lastSeq - s.cursor + 1),
+    skippedByRetention: s.skipped,
+    expiresAt: new Date(s.expiresMs).toISOString(),
+    settings: s.settings,
+  };
+}

@@ -1,0 +1,27 @@
+/** POST /sessions/{sessionId}/receive */
+import { httpHandler, metrics, parse } from '../http/api';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { Receive } from '../http/schemas';
+import { defaultDeps, lazy, type Deps } from '../http/deps';
+import { SessionService, type ReceiveStats } from '../services/sessions';
+import { sessionIdOf } from './sessions';
+
+export function makeHandler(d: Deps) {
+  const sessions = new SessionService(d.store, d.clock);
+  return httpHandler('receive', {
+    'POST /sessions/{sessionId}/receive': async (ctx) => {
+      const id = sessionIdOf(ctx.path);
+      const b = parse(Receive, ctx.body);
+      const { delivery } = await d.config.forKey(id);
+      // A long poll must end before the function's own deadline.
+      const waitSeconds = Math.max(0, Math.min(b.waitSeconds, Math.floor((ctx.deadlineMs - d.clock.now()) / 1000) - 2));
+      const stats: ReceiveStats = { conflicts: 0, polls: 0 };
+      const records = await sessions.receive(ctx.principal, id, { maxRecords: b.maxRecords, waitSeconds }, delivery, stats);
+      metrics.addMetric('ReceiveConflicts', MetricUnit.Count, stats.conflicts);
+      metrics.addMetric('RecordsDelivered', MetricUnit.Count, records.length);
+      return { status: 200, body: { records } };
+    },
+  });
+}
+
+export const handler = lazy(() => makeHandler(defaultDeps()));

@@ -1,0 +1,131 @@
+/**
+ * The thin HTTP edge shared by every handler: API Gateway HTTP API (payload 2.0, IAM
+ * authorizer) events in, the contract's JSON and error envelope out. Routing is by the
+ * event's routeKey, which API Gateway (and the local runtime) set from the route table.
+ */
+import type { APIGatewayProxyEventV2WithIAMAuthorizer, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import { z } from 'zod';
+import { ApiError } from '../domain/errors';
+
+export type HttpEvent = APIGatewayProxyEventV2WithIAMAuthorizer;
+export type HttpResult = APIGatewayProxyStructuredResultV2;
+
+export const logger = new Logger({ serviceName: 'logrelay' });
+export const metrics = new Metrics({ namespace: 'Logrelay', serviceName: 'logrelay' });
+export const tracer = new Tracer({ serviceName: 'logrelay' });
+
+export interface RequestContext {
+  principal: string;
+  /** Epoch ms by which the handler must have finished its writes. */
+  deadlineMs: number;
+  /** Raw body size in bytes. */
+  bodyBytes: number;
+  path: Record<string, string>;
+  body: unknown;
+}
+
+export type RouteHandler = (ctx: RequestContext) => Promise<{ status: number; body?: unknown }>;
+
+/**
+ * The caller as the contract defines it: the IAM user or role. An assumed-role ARN's session
+ * name is dropped, so every worker host running under one role is one principal.
+ */
+export function principalOf(event: HttpEvent): string {
+  const iam = event.requestContext.authorizer?.iam;
+  const arn = iam?.userArn;
+  if (arn) {
+    const m = /^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role\/([^/]+)\/.+$/.exec(arn);
+    if (m) return `arn:${m[1]}:iam::${m[2]}:role/${m[3]}`;
+    return arn;
+  }
+  if (iam?.userId) return iam.userId;
+  // API Gateway rejects unsigned requests before the function runs; this is a misconfiguration.
+  throw new ApiError(403, 'Forbidden', 'The request carries no IAM identity. Sign it with AWS Signature Version 4.');
+}
+
+export function json(status: number, body?: unknown, headers: Record<string, string> = {}): HttpResult {
+  if (body === undefined) return { statusCode: status, headers };
+  return { statusCode: status, headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) };
+}
+
+export function errorResult(e: ApiError): HttpResult {
+  const headers: Record<string, string> = {};
+  if (e.retryAfterSeconds !== undefined) headers['retry-after'] = String(e.retryAfterSeconds);
+  return json(e.status, { error: { code: e.code, message: e.message } }, headers);
+}
+
+const THROTTLES = new Set(['ProvisionedThroughputExceededException', 'ThrottlingException', 'RequestLimitExceeded']);
+
+function toApiError(e: unknown): ApiError {
+  if (e instanceof ApiError) return e;
+  const name = (e as { name?: string })?.name ?? '';
+  if (THROTTLES.has(name)) return new ApiError(503, 'StorageThrottled', 'Storage is throttling this table right now. Retry in 1 second.', 1);
+  if (e instanceof z.ZodError) return validationError(e);
+  logger.error('unhandled error', e as Error);
+  return new ApiError(500, 'InternalError', 'The service failed to handle this request. Retry it; if it keeps failing, report the request id.');
+}
+
+export function validationError(e: z.ZodError): ApiError {
+  const parts = e.issues.slice(0, 3).map((i) => {
+    const where = i.path.length ? i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') : 'body';
+    return `${where}: ${i.message}`;
+  });
+  const more = e.issues.length > 3 ? ` (and ${e.issues.length - 3} more)` : '';
+  return new ApiError(400, 'ValidationError', `The request is invalid: ${parts.join('; ')}${more}.`);
+}
+
+function parseBody(event: HttpEvent): { body: unknown; bytes: number } {
+  if (event.body === undefined || event.body === null || event.body === '') return { body: undefined, bytes: 0 };
+  const raw = event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+  const bytes = Buffer.byteLength(raw, 'utf8');
+  try {
+    return { body: JSON.parse(raw) as unknown, bytes };
+  } catch (e) {
+    throw new ApiError(400, 'ValidationError', `The request body is not valid JSON (${(e as Error).message}). Send a JSON object.`);
+  }
+}
+
+/** Validates `value` against `schema`, answering 400 with the first problems named. */
+export function parse<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
+  const r = schema.safeParse(value ?? {});
+  if (!r.success) throw validationError(r.error);
+  return r.data;
+}
+
+/** Builds a Lambda handler serving `routes` (keyed by routeKey, e.g. "POST /logs"). */
+export function httpHandler(fn: string, routes: Record<string, RouteHandler>) {
+  return async (event: HttpEvent, context?: Pick<Context, 'getRemainingTimeInMillis' | 'awsRequestId'>): Promise<HttpResult> => {
+    const started = Date.now();
+    let result: HttpResult;
+    try {
+      const route = routes[event.routeKey];
+      if (!route) throw new ApiError(404, 'RouteNotFound', `No route ${event.routeKey} here. See the API reference for the routes.`);
+      const { body, bytes } = parseBody(event);
+      const remaining = context?.getRemainingTimeInMillis?.() ?? 10_000;
+      const out = await route({
+        principal: principalOf(event),
+        // Leave a second for the response, so no write is ever started too late to finish.
+        deadlineMs: started + Math.max(0, remaining - 1_000),
+        bodyBytes: bytes,
+        path: (event.pathParameters ?? {}) as Record<string, string>,
+        body,
+      });
+      result = json(out.status, out.body);
+    } catch (e) {
+      result = errorResult(toApiError(e));
+    }
+    const status = result.statusCode ?? 200;
+    const ms = Date.now() - started;
+    metrics.addDimension('Function', fn);
+    metrics.addMetric('Requests', MetricUnit.Count, 1);
+    metrics.addMetric('Errors4xx', MetricUnit.Count, status >= 400 && status < 500 ? 1 : 0);
+    metrics.addMetric('Errors5xx', MetricUnit.Count, status >= 500 ? 1 : 0);
+    metrics.addMetric('Latency', MetricUnit.Milliseconds, ms);
+    metrics.publishStoredMetrics();
+    logger.info('request', { route: event.routeKey, status, ms, requestId: context?.awsRequestId });
+    return result;
+  };
+}

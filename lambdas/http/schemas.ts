@@ -1,0 +1,56 @@
+/** Request bodies of shared/API.md, as zod schemas. Unknown fields are rejected so typos surface. */
+import { z } from 'zod';
+
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+const seq = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+
+export const LOG_ID = /^[A-Za-z0-9._-]{1,128}$/;
+export const SESSION_ID = /^s-[A-Za-z0-9_-]{22}$/;
+
+export const CreateLog = z.strictObject({
+  logId: z.string().regex(LOG_ID, 'must be 1-128 characters of A-Z, a-z, 0-9, ".", "_" or "-"').optional(),
+  retentionHours: int(1, 8760).default(168),
+});
+
+export const Append = z.strictObject({
+  records: z
+    .array(
+      z
+        .strictObject({ data: z.unknown(), key: z.string().max(1024).optional() })
+        .refine((r) => r.data !== undefined, { message: 'every record needs a "data" field (any JSON value)' }),
+    )
+    .min(1, 'send at least one record'),
+  idempotencyKey: z.string().min(1).max(256).optional(),
+});
+
+export const CreateSession = z.strictObject({
+  start: z
+    .union([z.literal('oldest'), z.literal('latest'), z.strictObject({ afterSeq: z.number().int().min(0) })], {
+      error: 'must be "oldest", "latest" or {"afterSeq": n}',
+    })
+    .default('oldest'),
+  ackTimeoutSeconds: int(1, 43200).optional(),
+  maxInFlight: int(1, 10000).default(1000),
+  maxDeliveries: int(1, 100).default(5),
+  idleTimeoutSeconds: int(60, 604800).default(86400),
+});
+
+export const Receive = z.strictObject({
+  maxRecords: int(1, 1000).optional(),
+  waitSeconds: int(0, 20).default(0),
+});
+
+const selection = {
+  seqs: z.array(seq).max(10000).optional(),
+  ranges: z
+    .array(z.tuple([seq, seq]).refine(([a, b]) => a <= b, { message: 'a range is [from, to] with from <= to' }))
+    .max(10000)
+    .optional(),
+};
+const named = (v: { seqs?: number[] | undefined; ranges?: [number, number][] | undefined }) =>
+  (v.seqs?.length ?? 0) + (v.ranges?.length ?? 0) > 0;
+const nameSome = { message: 'name the records with "seqs" and/or "ranges"' };
+
+export const Ack = z.strictObject(selection).refine(named, nameSome);
+export const Nack = z.strictObject({ ...selection, delaySeconds: int(0, 43200).default(0) }).refine(named, nameSome);
+export const Extend = z.strictObject({ ...selection, seconds: int(1, 43200) }).refine(named, nameSome);

@@ -1,0 +1,50 @@
+/**
+ * The one route table of the service: which Lambda function serves which route of
+ * shared/API.md. The CDK stack builds the HTTP API from it; each handler dispatches on the
+ * event's routeKey with the same strings. Nothing else restates routes.
+ */
+export type FunctionName = 'logs' | 'append' | 'sessions' | 'receive' | 'leases';
+
+export interface RouteDef {
+  method: 'GET' | 'POST' | 'DELETE';
+  path: string;
+  fn: FunctionName;
+}
+
+export const ROUTES: readonly RouteDef[] = [
+  { method: 'POST', path: '/logs', fn: 'logs' },
+  { method: 'GET', path: '/logs/{logId}', fn: 'logs' },
+  { method: 'POST', path: '/logs/{logId}/records', fn: 'append' },
+  { method: 'POST', path: '/logs/{logId}/sessions', fn: 'sessions' },
+  { method: 'GET', path: '/sessions/{sessionId}', fn: 'sessions' },
+  { method: 'GET', path: '/sessions/{sessionId}/dead-letters', fn: 'sessions' },
+  { method: 'DELETE', path: '/sessions/{sessionId}', fn: 'sessions' },
+  { method: 'POST', path: '/sessions/{sessionId}/receive', fn: 'receive' },
+  { method: 'POST', path: '/sessions/{sessionId}/ack', fn: 'leases' },
+  { method: 'POST', path: '/sessions/{sessionId}/nack', fn: 'leases' },
+  { method: 'POST', path: '/sessions/{sessionId}/extend', fn: 'leases' },
+] as const;
+
+export const routeKey = (r: Pick<RouteDef, 'method' | 'path'>): string => `${r.method} ${r.path}`;
+
+/**
+ * What each function may do to each table: the stack grants exactly this, and the CDK tests
+ * check the synthesized policies against it.
+ */
+export type Access = 'read' | 'write' | 'readwrite';
+export const FUNCTION_ACCESS: Record<FunctionName, { logs?: Access; records?: Access; sessions?: Access }> = {
+  logs: { logs: 'readwrite', records: 'read' },
+  append: { logs: 'readwrite', records: 'readwrite' },
+  sessions: { logs: 'read', records: 'read', sessions: 'readwrite' },
+  receive: { logs: 'read', records: 'read', sessions: 'readwrite' },
+  leases: { sessions: 'readwrite' },
+};
+
+/** Seconds each function may run: receive long-polls up to 20 s under API Gateway's 30 s cap. */
+export const FUNCTION_TIMEOUT_SECONDS: Record<FunctionName, number> = {
+  logs: 10,
+  append: 15,
+  sessions: 10,
+  receive: 28,
+  leases: 10,
+};

@@ -1,0 +1,30 @@
+/**
+ * Table definitions shared by the CDK stack (lib/) and the embedded store (tests, local
+ * runtime): key schema and TTL attribute are stated once, here.
+ */
+export type KeyType = 'S' | 'N' | 'B';
+
+export interface TableDef {
+  /** Logical id in the stack and the environment variable that carries the physical name. */
+  id: 'Logs' | 'Records' | 'Sessions';
+  envVar: string;
+  partitionKey: { name: string; type: KeyType };
+  sortKey?: { name: string; type: KeyType };
+  ttlAttribute: string;
+}
+
+export const TABLES: readonly TableDef[] = [
+  // A log's head item (owner, settings, committed lastSeq, pending append reservation) and its
+  // idempotency items (kept 48 h, TTL'd).
+  { id: 'Logs', envVar: 'LOGS_TABLE', partitionKey: { name: 'pk', type: 'S' }, ttlAttribute: 'x' },
+  // Segments: several records per item, keyed by the first sequence number they hold.
+  {
+    id: 'Records',
+    envVar: 'RECORDS_TABLE',
+    partitionKey: { name: 'pk', type: 'S' },
+    sortKey: { name: 'sk', type: 'N' },
+    ttlAttribute: 'x',
+  },
+  // One item per receiver session (plus dead-letter spill pages), expiring when idle.
+  { id: 'Sessions', envVar: 'SESSIONS_TABLE', partitionKey: { name: 'pk', type: 'S' }, ttlAttribute: 'x' },
+] as const;
