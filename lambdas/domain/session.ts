@@ -61,11 +61,11 @@ export const isExpired = (s: SessionState, now: number): boolean => s.expiresMs 
 
 /**
  * Moves the idle expiry forward. To keep empty polls free of writes it only moves it when at
- * least a tenth of the idle timeout (at least 60 s) has been used since the last move.
+ * least a tenth of the idle timeout has been used since the last move.
  */
 export function refreshExpiry(s: SessionState, now: number): boolean {
   const idleMs = s.settings.idleTimeoutSeconds * 1000;
-  const slack = Math.max(60_000, idleMs / 10);
+  const slack = idleMs / 10;
   if (now + idleMs - s.expiresMs < slack) return false;
   s.expiresMs = now + idleMs;
   return true;

@@ -7,7 +7,7 @@ import { logNotFound } from '../domain/errors';
 
 export function makeHandler(d: Deps) {
   const logs = new LogService(d.store, d.clock);
-  return httpHandler('append', {
+  return httpHandler('append', d.clock, {
     'POST /logs/{logId}/records': async (ctx) => {
       const logId = ctx.path.logId ?? '';
       if (!LOG_ID.test(logId)) throw logNotFound(logId);

@@ -8,7 +8,7 @@ import { sessionIdOf } from './sessions';
 
 export function makeHandler(d: Deps) {
   const sessions = new SessionService(d.store, d.clock);
-  return httpHandler('receive', {
+  return httpHandler('receive', d.clock, {
     'POST /sessions/{sessionId}/receive': async (ctx) => {
       const id = sessionIdOf(ctx.path);
       const b = parse(Receive, ctx.body);

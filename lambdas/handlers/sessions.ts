@@ -13,7 +13,7 @@ export const sessionIdOf = (path: Record<string, string>): string => {
 
 export function makeHandler(d: Deps) {
   const sessions = new SessionService(d.store, d.clock);
-  return httpHandler('sessions', {
+  return httpHandler('sessions', d.clock, {
     'POST /logs/{logId}/sessions': async (ctx) => {
       const logId = ctx.path.logId ?? '';
       if (!LOG_ID.test(logId)) throw logNotFound(logId);

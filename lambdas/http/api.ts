@@ -96,9 +96,9 @@ export function parse<T extends z.ZodType>(schema: T, value: unknown): z.infer<T
 }
 
 /** Builds a Lambda handler serving `routes` (keyed by routeKey, e.g. "POST /logs"). */
-export function httpHandler(fn: string, routes: Record<string, RouteHandler>) {
+export function httpHandler(fn: string, clock: { now(): number }, routes: Record<string, RouteHandler>) {
   return async (event: HttpEvent, context?: Pick<Context, 'getRemainingTimeInMillis' | 'awsRequestId'>): Promise<HttpResult> => {
-    const started = Date.now();
+    const started = clock.now();
     let result: HttpResult;
     try {
       const route = routes[event.routeKey];
@@ -118,7 +118,7 @@ export function httpHandler(fn: string, routes: Record<string, RouteHandler>) {
       result = errorResult(toApiError(e));
     }
     const status = result.statusCode ?? 200;
-    const ms = Date.now() - started;
+    const ms = clock.now() - started;
     metrics.addDimension('Function', fn);
     metrics.addMetric('Requests', MetricUnit.Count, 1);
     metrics.addMetric('Errors4xx', MetricUnit.Count, status >= 400 && status < 500 ? 1 : 0);

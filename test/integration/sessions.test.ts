@@ -1,0 +1,219 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Harness, drain } from '../support/harness';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await Harness.start();
+});
+afterAll(async () => h?.close());
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('receiver sessions', () => {
+  it('16 concurrent workers, some crashing: every record acked exactly once, none handed to two workers while leased', async () => {
+    await h.createLog('fleet');
+    const total = 1500;
+    for (let i = 0; i < total; i += 500) await h.append('fleet', Array.from({ length: 500 }, (_, k) => ({ n: i + k + 1 })));
+    const ackTimeoutSeconds = 1;
+    const sid = await h.openSession('fleet', { ackTimeoutSeconds, maxDeliveries: 100 });
+    const deliveries = new Map<number, { worker: number; grantedMs: number; leaseMs: number }[]>();
+    const ackedByHarness = new Set<number>();
+    let ackedByService = 0;
+    let crashes = 0;
+    let seed = 42;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const deadline = Date.now() + 50_000;
+    await Promise.all(
+      Array.from({ length: 16 }, async (_, worker) => {
+        while (ackedByHarness.size < total && Date.now() < deadline) {
+          const recs = await h.receive(sid, { maxRecords: 20 });
+          if (!recs.length) {
+            await sleep(50);
+            continue;
+          }
+          for (const r of recs) {
+            expect(r.data).toEqual({ n: r.seq });
+            const leaseMs = Date.parse(r.leaseExpiresAt);
+            const list = deliveries.get(r.seq) ?? [];
+            list.push({ worker, grantedMs: leaseMs - ackTimeoutSeconds * 1000, leaseMs });
+            deliveries.set(r.seq, list);
+          }
+          if (rand() < 0.15) {
+            crashes++; // this worker "crashes": it never acks this batch
+            continue;
+          }
+          // Acks part one by one and the rest as a range list, as real workers mix both.
+          const seqs = recs.map((r) => r.seq);
+          const half = Math.floor(seqs.length / 2);
+          const a = await h.ack(sid, { seqs: seqs.slice(0, half) });
+          const b = await h.ack(sid, { ranges: seqs.slice(half).map((s) => [s, s]) });
+          ackedByService += a + b;
+          for (const s of seqs) ackedByHarness.add(s);
+        }
+      }),
+    );
+    expect(crashes).toBeGreaterThan(0);
+    expect(ackedByHarness.size).toBe(total);
+    // The service counted each record's ack once, whatever the duplicates.
+    expect(ackedByService).toBe(total);
+    // Never two live leases on one record: each grant came after the previous lease ended.
+    let redelivered = 0;
+    for (const [, list] of deliveries) {
+      list.sort((a, b) => a.grantedMs - b.grantedMs);
+      for (let k = 1; k < list.length; k++) {
+        expect(list[k]!.grantedMs).toBeGreaterThanOrEqual(list[k - 1]!.leaseMs);
+        redelivered++;
+      }
+    }
+    expect(redelivered).toBeGreaterThan(0);
+    const d = await h.describe(sid);
+    expect(d).toMatchObject({ cursor: total + 1, ackFloor: total, inFlight: 0, deadLettered: 0, lag: 0 });
+  }, 90_000);
+
+  it('redelivers after the lease expires with deliveryCount rising, then dead-letters after maxDeliveries', async () => {
+    await h.createLog('poison');
+    await h.append('poison', ['ok1', 'bad', 'ok2']);
+    const sid = await h.openSession('poison', { ackTimeoutSeconds: 10, maxDeliveries: 3 });
+    const first = await h.receive(sid);
+    expect(first.map((r) => [r.seq, r.deliveryCount])).toEqual([[1, 1], [2, 1], [3, 1]]);
+    await h.ack(sid, { seqs: [1, 3] });
+    expect(await h.receive(sid)).toEqual([]); // seq 2 still leased
+    for (const expected of [2, 3]) {
+      h.clock.advance(10_001);
+      const again = await h.receive(sid);
+      expect(again.map((r) => [r.seq, r.deliveryCount])).toEqual([[2, expected]]);
+      expect(Date.parse(again[0]!.leaseExpiresAt)).toBeGreaterThan(h.clock.now() + 9_000);
+    }
+    h.clock.advance(10_001);
+    expect(await h.receive(sid)).toEqual([]);
+    const d = await h.describe(sid);
+    expect(d).toMatchObject({ deadLettered: 1, inFlight: 0, ackFloor: 3 });
+    const dl = await h.call('GET', `/sessions/${sid}/dead-letters`);
+    expect(dl.body).toEqual({ ranges: [[2, 2, 3]] });
+    // New records still flow after the poison one.
+    await h.append('poison', ['ok3']);
+    expect((await h.receive(sid)).map((r) => r.data)).toEqual(['ok3']);
+  });
+
+  it('nack releases a lease (after its delay); extend keeps a slow record from being redelivered', async () => {
+    await h.createLog('nack');
+    await h.append('nack', ['a', 'b', 'c', 'd']);
+    const sid = await h.openSession('nack', { ackTimeoutSeconds: 30 });
+    await h.receive(sid, { maxRecords: 4 });
+    const nack = await h.call('POST', `/sessions/${sid}/nack`, { seqs: [1], ranges: [[3, 3]] });
+    expect(nack.body).toEqual({ released: 2 });
+    expect((await h.receive(sid)).map((r) => [r.seq, r.deliveryCount])).toEqual([[1, 2], [3, 2]]);
+    const delayed = await h.call('POST', `/sessions/${sid}/nack`, { seqs: [1], delaySeconds: 5 });
+    expect(delayed.body).toEqual({ released: 1 });
+    expect(await h.receive(sid)).toEqual([]);
+    h.clock.advance(5_001);
+    expect((await h.receive(sid)).map((r) => r.seq)).toEqual([1]);
+    // extend: seq 2 was leased for 30 s; extend it to 120 s from now; only live leases count.
+    const ext = await h.call('POST', `/sessions/${sid}/extend`, { seqs: [2, 99], seconds: 120 });
+    expect(ext.body).toEqual({ extended: 1 });
+    h.clock.advance(60_000);
+    // 1, 3, 4 expired and come back; 2 does not.
+    expect((await h.receive(sid)).map((r) => r.seq)).toEqual([1, 3, 4]);
+    expect(await h.ack(sid, { seqs: [1, 3, 4] })).toBe(3);
+    h.clock.advance(61_000);
+    expect((await h.receive(sid)).map((r) => r.seq)).toEqual([2]);
+    // acking unknown, never-sent or already-acked numbers counts 0 and is no error.
+    expect(await h.ack(sid, { seqs: [2, 1000] })).toBe(1);
+    expect(await h.ack(sid, { seqs: [2] })).toBe(0);
+  });
+
+  it('long-polls until records arrive', async () => {
+    await h.createLog('poll');
+    const sid = await h.openSession('poll', { start: 'latest' });
+    const started = Date.now();
+    const pending = h.receive(sid, { waitSeconds: 5 });
+    await sleep(300);
+    await h.append('poll', ['late']);
+    const got = await pending;
+    expect(got.map((r) => r.data)).toEqual(['late']);
+    expect(Date.now() - started).toBeLessThan(4_000);
+    const empty = await h.receive(sid, { waitSeconds: 1 });
+    expect(empty).toEqual([]);
+  });
+
+  it('respects maxInFlight and the delivery byte budget', async () => {
+    await h.createLog('budget');
+    await h.append('budget', Array.from({ length: 10 }, (_, i) => 'x'.repeat(400_000 / 4) + i));
+    const sid = await h.openSession('budget', { maxInFlight: 15 });
+    // 100 KB records under the default 1 MiB budget: 10 fit... make it tighter via config.
+    h.config = { ...h.config, delivery: { ...h.config.delivery, maxBatchBytes: 250_000 } };
+    try {
+      const a = await h.receive(sid, { maxRecords: 10 });
+      expect(a.map((r) => r.seq)).toEqual([1, 2]);
+      const b = await h.receive(sid, { maxRecords: 10 });
+      expect(b.map((r) => [r.seq, r.deliveryCount])).toEqual([[3, 1], [4, 1]]);
+    } finally {
+      h.config = { ...h.config, delivery: { ...h.config.delivery, maxBatchBytes: 1_048_576 } };
+    }
+    await h.createLog('inflight');
+    await h.append('inflight', Array.from({ length: 30 }, (_, i) => i));
+    const s2 = await h.openSession('inflight', { maxInFlight: 12 });
+    expect((await h.receive(s2, { maxRecords: 10 })).length).toBe(10);
+    expect((await h.receive(s2, { maxRecords: 10 })).length).toBe(2);
+    expect((await h.receive(s2, { maxRecords: 10 })).length).toBe(0);
+    await h.ack(s2, { ranges: [[1, 5]] });
+    expect((await h.receive(s2, { maxRecords: 10 })).map((r) => r.seq)).toEqual([13, 14, 15, 16, 17]);
+  });
+
+  it('an idle session expires: every route answers 404 SessionNotFound', async () => {
+    await h.createLog('idle');
+    await h.append('idle', [1]);
+    const sid = await h.openSession('idle', { idleTimeoutSeconds: 60 });
+    h.clock.advance(30_000);
+    await h.receive(sid); // use keeps it alive
+    h.clock.advance(45_000);
+    expect((await h.call('GET', `/sessions/${sid}`)).status).toBe(200);
+    h.clock.advance(61_000);
+    for (const [m, p, b] of [
+      ['GET', `/sessions/${sid}`, undefined],
+      ['POST', `/sessions/${sid}/receive`, {}],
+      ['POST', `/sessions/${sid}/ack`, { seqs: [1] }],
+      ['POST', `/sessions/${sid}/nack`, { seqs: [1] }],
+      ['POST', `/sessions/${sid}/extend`, { seqs: [1], seconds: 5 }],
+      ['GET', `/sessions/${sid}/dead-letters`, undefined],
+      ['DELETE', `/sessions/${sid}`, undefined],
+    ] as const) {
+      const r = await h.call(m, p, b);
+      expect([m, p, r.status, r.body?.error?.code]).toEqual([m, p, 404, 'SessionNotFound']);
+    }
+  });
+
+  it("another principal gets 404, never 403, on a log and a session; same principal on any host works", async () => {
+    await h.createLog('mine', {}, 'alice');
+    await h.append('mine', [1]);
+    const sid = await h.openSession('mine');
+    const asBob = async (m: string, p: string, b?: unknown) => h.call(m, p, b, 'bob');
+    expect((await asBob('GET', '/logs/mine')).body.error.code).toBe('LogNotFound');
+    expect((await asBob('POST', '/logs/mine/records', { records: [{ data: 1 }] })).status).toBe(404);
+    expect((await asBob('POST', '/logs/mine/sessions', {})).status).toBe(404);
+    for (const [m, p, b] of [
+      ['GET', `/sessions/${sid}`],
+      ['POST', `/sessions/${sid}/receive`, {}],
+      ['POST', `/sessions/${sid}/ack`, { seqs: [1] }],
+      ['DELETE', `/sessions/${sid}`],
+    ] as const) {
+      const r = await asBob(m, p, b);
+      expect([p, r.status, r.body.error.code]).toEqual([p, 404, 'SessionNotFound']);
+    }
+    // Bob may have his own log of the same name: names are per principal.
+    expect((await asBob('POST', '/logs', { logId: 'mine' })).status).toBe(201);
+    expect((await h.receive(sid)).map((r) => r.data)).toEqual([1]);
+    // An assumed role's session name is dropped: two hosts under one role are one principal.
+    const { principalOf } = await import('../../lambdas/http/api');
+    const ev = (arn: string) => ({ requestContext: { authorizer: { iam: { userArn: arn } } } }) as never;
+    expect(principalOf(ev('arn:aws:sts::123456789012:assumed-role/worker/host-a'))).toBe(principalOf(ev('arn:aws:sts::123456789012:assumed-role/worker/host-b')));
+    expect(principalOf(ev('arn:aws:sts::123456789012:assumed-role/worker/host-a'))).not.toBe(principalOf(ev('arn:aws:sts::123456789012:assumed-role/other/host-a')));
+  });
+
+  it('DELETE ends a session', async () => {
+    await h.createLog('del');
+    const sid = await h.openSession('del');
+    expect((await h.call('DELETE', `/sessions/${sid}`)).status).toBe(204);
+    expect((await h.call('GET', `/sessions/${sid}`)).status).toBe(404);
+  });
+});

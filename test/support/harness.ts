@@ -1,0 +1,170 @@
+/**
+ * Integration harness: the real handlers, fed real API Gateway payload-2.0 events built by
+ * the local gateway from the stack's route table, over the embedded DynamoDB. The clock can
+ * be moved forward (leases, idle expiry, retention), and the store can be made to "crash"
+ * right after any named storage call.
+ */
+import { DynamoStore, type Store } from '../../lambdas/adapters/store';
+import { staticConfig, DEFAULT_CONFIG, type ConfigSet } from '../../lambdas/domain/config';
+import { ROUTES, FUNCTION_TIMEOUT_SECONDS, type FunctionName } from '../../lambdas/routes';
+import type { Deps } from '../../lambdas/http/deps';
+import type { HttpEvent, HttpResult } from '../../lambdas/http/api';
+import { matchRoute, toEvent } from '../../local/gateway';
+import { startEmbeddedDynamo, type EmbeddedDynamo } from '../../local/dynamo';
+import { makeHandler as logsHandler } from '../../lambdas/handlers/logs';
+import { makeHandler as appendHandler } from '../../lambdas/handlers/append';
+import { makeHandler as sessionsHandler } from '../../lambdas/handlers/sessions';
+import { makeHandler as receiveHandler } from '../../lambdas/handlers/receive';
+import { makeHandler as leasesHandler } from '../../lambdas/handlers/leases';
+
+const MAKERS: Record<FunctionName, (d: Deps) => (e: HttpEvent, c?: never) => Promise<HttpResult>> = {
+  logs: logsHandler as never,
+  append: appendHandler as never,
+  sessions: sessionsHandler as never,
+  receive: receiveHandler as never,
+  leases: leasesHandler as never,
+};
+
+export class CrashError extends Error {
+  constructor(op: string) {
+    super(`injected crash after ${op}`);
+    this.name = 'CrashError';
+  }
+}
+
+export class TestClock {
+  offsetMs = 0;
+  now = (): number => Date.now() + this.offsetMs;
+  advance(ms: number): void {
+    this.offsetMs += ms;
+  }
+}
+
+export interface Reply<T = any> {
+  status: number;
+  body: T;
+  headers: Record<string, string>;
+}
+
+export class Harness {
+  readonly clock = new TestClock();
+  /** Names of storage calls, in order, since the last reset. */
+  calls: string[] = [];
+  /** When set, the store throws right after the call with this index (0-based in `calls`) succeeds. */
+  crashAt: number | undefined;
+  config: ConfigSet = DEFAULT_CONFIG;
+  private handlers!: Record<FunctionName, (e: HttpEvent, c?: never) => Promise<HttpResult>>;
+  readonly store: Store;
+
+  private constructor(readonly dynamo: EmbeddedDynamo) {
+    const real = new DynamoStore(dynamo.client, dynamo.tableNames);
+    // Every Store method is one storage call: record it, and crash after it when told to.
+    this.store = new Proxy(real, {
+      get: (target, prop, receiver) => {
+        const v = Reflect.get(target, prop, receiver);
+        if (typeof v !== 'function') return v;
+        return async (...args: unknown[]) => {
+          const out = await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          const index = this.calls.push(String(prop)) - 1;
+          if (this.crashAt === index) throw new CrashError(String(prop));
+          return out;
+        };
+      },
+    });
+    this.restart();
+  }
+
+  static async start(): Promise<Harness> {
+    return new Harness(await startEmbeddedDynamo({ prefix: `t${Math.random().toString(36).slice(2, 8)}` }));
+  }
+
+  /** A fresh set of handler instances, as after a cold start (no warm caches). */
+  restart(): void {
+    const deps: Deps = { store: this.store, clock: this.clock, config: { forKey: async (k) => staticConfig(this.config).forKey(k) } };
+    this.handlers = Object.fromEntries(Object.entries(MAKERS).map(([fn, make]) => [fn, make(deps)])) as never;
+  }
+
+  async close(): Promise<void> {
+    await this.dynamo.close();
+  }
+
+  async call<T = any>(method: string, path: string, body?: unknown, principal = 'alice'): Promise<Reply<T>> {
+    const m = matchRoute(ROUTES, method, path);
+    if (!m) throw new Error(`no route for ${method} ${path}`);
+    const event = toEvent({
+      method,
+      rawPath: path,
+      headers: { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      route: m.route,
+      pathParameters: m.pathParameters,
+      caller: { userArn: `arn:aws:iam::123456789012:user/${principal}`, accessKey: 'AKIDLOCAL', accountId: '123456789012' },
+    });
+    const timeoutMs = FUNCTION_TIMEOUT_SECONDS[m.route.fn] * 1000;
+    const started = this.clock.now();
+    const context = { getRemainingTimeInMillis: () => timeoutMs - (this.clock.now() - started), awsRequestId: 'test' };
+    const res = await this.handlers[m.route.fn](event, context as never);
+    return {
+      status: res.statusCode ?? 200,
+      body: res.body ? JSON.parse(res.body) : undefined,
+      headers: (res.headers ?? {}) as Record<string, string>,
+    };
+  }
+
+  /** Calls until the answer is not a retryable 409/429/5xx (what a well-behaved client does). */
+  async callRetrying<T = any>(method: string, path: string, body?: unknown, principal = 'alice'): Promise<Reply<T>> {
+    for (let i = 0; ; i++) {
+      const r = await this.call<T>(method, path, body, principal);
+      const retryable = r.status >= 500 || r.status === 429 || (r.body as any)?.error?.code === 'AppendInProgress';
+      if (!retryable || i > 50) return r;
+      await new Promise((res) => setTimeout(res, 5 + Math.random() * 20));
+    }
+  }
+
+  // Convenience wrappers for the routes most tests use.
+  async createLog(logId: string, extra: Record<string, unknown> = {}, principal = 'alice'): Promise<void> {
+    const r = await this.call('POST', '/logs', { logId, ...extra }, principal);
+    if (r.status !== 201) throw new Error(`createLog ${r.status} ${JSON.stringify(r.body)}`);
+  }
+
+  async append(logId: string, datas: unknown[], extra: Record<string, unknown> = {}): Promise<{ firstSeq: number; lastSeq: number }> {
+    const r = await this.callRetrying('POST', `/logs/${logId}/records`, { records: datas.map((data) => ({ data })), ...extra });
+    if (r.status !== 201) throw new Error(`append ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  }
+
+  async openSession(logId: string, settings: Record<string, unknown> = {}): Promise<string> {
+    const r = await this.call('POST', `/logs/${logId}/sessions`, settings);
+    if (r.status !== 201) throw new Error(`openSession ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body.sessionId;
+  }
+
+  async receive(sessionId: string, body: Record<string, unknown> = {}): Promise<{ seq: number; data: any; deliveryCount: number; leaseExpiresAt: string; key?: string }[]> {
+    const r = await this.callRetrying('POST', `/sessions/${sessionId}/receive`, body);
+    if (r.status !== 200) throw new Error(`receive ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body.records;
+  }
+
+  async ack(sessionId: string, body: Record<string, unknown>): Promise<number> {
+    const r = await this.callRetrying('POST', `/sessions/${sessionId}/ack`, body);
+    if (r.status !== 200) throw new Error(`ack ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body.acked;
+  }
+
+  async describe(sessionId: string): Promise<any> {
+    const r = await this.call('GET', `/sessions/${sessionId}`);
+    if (r.status !== 200) throw new Error(`describe ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  }
+}
+
+/** Drains a session: receive and ack until nothing is left. Returns the seqs in delivery order. */
+export async function drain(h: Harness, sessionId: string, maxRecords = 100): Promise<{ seq: number; data: any }[]> {
+  const out: { seq: number; data: any }[] = [];
+  for (;;) {
+    const recs = await h.receive(sessionId, { maxRecords });
+    if (!recs.length) return out;
+    out.push(...recs.map((r) => ({ seq: r.seq, data: r.data })));
+    await h.ack(sessionId, { seqs: recs.map((r) => r.seq) });
+  }
+}
