@@ -53,7 +53,7 @@ export function encodeAppend(records: readonly InputRecord[], limits: LimitsConf
     const dataBytes = Buffer.byteLength(data, 'utf8');
     if (dataBytes > limits.maxRecordBytes) {
       throw payloadTooLarge(
-        `records[${i}].data is ${dataBytes} bytes serialized; the limit is ${limits.maxRecordBytes}. Store large payloads elsewhere and append a reference.`,
+        `The record at records[${i}] has ${dataBytes} bytes of serialized data; the limit is ${limits.maxRecordBytes}. Store large payloads elsewhere and append a reference.`,
       );
     }
     const line = r.key === undefined ? `[${data}]` : `[${data},${JSON.stringify(r.key)}]`;

@@ -33,6 +33,8 @@ export const systemClock: Clock = { now: () => Date.now() };
 
 /** Time the writer keeps after its own deadline before others may take its reservation over. */
 export const RESERVATION_MARGIN_MS = 5_000;
+/** How long an append waits behind another append's reservation before answering 503. */
+export const MAX_WAIT_FOR_RESERVATION_MS = 1_000;
 
 export const logKeyOf = (owner: string, logId: string): string => `${owner}|${logId}`;
 
@@ -106,13 +108,19 @@ export class LogService {
 
     const drafts = toSegments(encoded);
     const n = encoded.length;
+    const waitUntil = this.clock.now() + MAX_WAIT_FOR_RESERVATION_MS;
     for (let attempt = 0; ; attempt++) {
       this.checkDeadline(opts.deadlineMs);
       const head = await this.store.getHead(logKey);
       if (!head) throw logNotFound(logId);
       if (head.pending) {
-        if (head.pending.untilMs > this.clock.now()) {
-          // Another append is between reserve and commit (normally a few milliseconds).
+        const now = this.clock.now();
+        if (head.pending.untilMs > now) {
+          // Another append is between reserve and commit: normally a few milliseconds. If it
+          // lasts, its writer likely died; tell the caller when the reservation lapses.
+          if (now >= waitUntil) {
+            throw busy('Another append to this log is still being written.', Math.max(1, Math.ceil((head.pending.untilMs - now) / 1000)));
+          }
           await sleep(Math.min(200, 5 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random()));
           continue;
         }
