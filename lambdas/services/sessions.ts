@@ -163,6 +163,7 @@ export class SessionService {
         // Nothing to hand out: write only to dead-letter expired poison or keep the session alive.
         const swept = loaded.leases.length !== s.leases.length || loaded.dead.length !== s.dead.length;
         if (!refreshExpiry(s, now) && !swept) return [];
+        await this.spillDead(s);
         if (await this.trySave(s, stats)) return [];
         continue;
       }
