@@ -14,7 +14,7 @@ export interface Lease {
   to: number;
   /** Epoch milliseconds at which the lease ends; at or before `now` the records are redeliverable. */
   leaseMs: number;
-  /** How many times the records were handed out (0 only for records released unsent). */
+  /** How many times the records were handed out. */
   count: number;
 }
 

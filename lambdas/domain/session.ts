@@ -60,14 +60,16 @@ export interface Grant {
 export const isExpired = (s: SessionState, now: number): boolean => s.expiresMs <= now;
 
 /**
- * Moves the idle expiry forward. To keep empty polls free of writes it only moves it when at
- * least a tenth of the idle timeout has been used since the last move.
+ * Moves the idle expiry forward after a use at `now`. A session is never expired sooner than
+ * `idleTimeoutSeconds` after its last use; to keep busy sessions (and empty polls) from
+ * writing on every request, the expiry is set a tenth of the idle timeout further out and
+ * only moved again once that slack is used up. So a session lives between 1.0 and 1.1 idle
+ * timeouts after its last use, and is written for this at most once per tenth of a timeout.
  */
 export function refreshExpiry(s: SessionState, now: number): boolean {
   const idleMs = s.settings.idleTimeoutSeconds * 1000;
-  const slack = idleMs / 10;
-  if (now + idleMs - s.expiresMs < slack) return false;
-  s.expiresMs = now + idleMs;
+  if (s.expiresMs >= now + idleMs) return false;
+  s.expiresMs = now + idleMs + Math.floor(idleMs / 10);
   return true;
 }
 
@@ -120,19 +122,6 @@ export function planReceive(s: SessionState, now: number, lastSeq: number, maxRe
     s.cursor += fresh;
   }
   return grants;
-}
-
-/**
- * Gives back records a receive reserved but did not send (the byte budget cut the batch):
- * where the lease is still the one that receive set, the lease ends now and the delivery is
- * uncounted, so the next receive hands them out first with the count they had.
- */
-export function releaseUnsent(s: SessionState, ranges: readonly Range[], leaseMs: number, now: number): number {
-  const r = mapSelected(s.leases, ranges, (part) =>
-    part.leaseMs === leaseMs ? { ...part, leaseMs: now, count: part.count - 1 } : part,
-  );
-  s.leases = r.leases;
-  return r.touched;
 }
 
 /** Forgets leased records that retention removed from the log; counts them as skipped. */

@@ -295,8 +295,11 @@ export class SessionService {
       const { s: loaded } = await this.load(owner, sessionId, false);
       const now = this.clock.now();
       const s = clone(loaded);
+      // Expired poison records are dead letters before anything else can touch them.
+      const swept = sweepDead(s, now);
       const n = change(s, now);
-      if (!refreshExpiry(s, now) && n === 0) return 0;
+      if (!refreshExpiry(s, now) && n === 0 && swept === 0) return 0;
+      await this.spillDead(s);
       if (await this.trySave(s, stats)) return n;
     }
     throw busy('Too many workers are changing this session at once.', 1);

@@ -85,6 +85,8 @@ describe('receiver sessions', () => {
       expect(Date.parse(again[0]!.leaseExpiresAt)).toBeGreaterThan(h.clock.now() + 9_000);
     }
     h.clock.advance(10_001);
+    // Its last lease ran out: it is dead-lettered, and a late ack can no longer take it back.
+    expect(await h.ack(sid, { seqs: [2] })).toBe(0);
     expect(await h.receive(sid)).toEqual([]);
     const d = await h.describe(sid);
     expect(d).toMatchObject({ deadLettered: 1, inFlight: 0, ackFloor: 3 });

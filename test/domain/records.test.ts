@@ -1,0 +1,300 @@
+import { describe, expect, it } from 'vitest';
+import type { LimitsConfig } from '../../lambdas/domain/config';
+import { ApiError } from '../../lambdas/domain/errors';
+import {
+  decodeSegment,
+  encodeAppend,
+  SEGMENT_TARGET_BYTES,
+  toSegments,
+  type EncodedRecord,
+  type InputRecord,
+} from '../../lambdas/domain/records';
+import { prng } from './model';
+
+const LIMITS: LimitsConfig = { maxRecordsPerAppend: 500, maxRecordBytes: 262_144, maxRequestBytes: 1_048_576, defaultAckTimeoutSeconds: 30 };
+
+/** Runs `fn`, expecting an ApiError; returns it. */
+function apiErrorOf(fn: () => unknown): ApiError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(ApiError);
+    return e as ApiError;
+  }
+  throw new Error('expected an ApiError, nothing was thrown');
+}
+
+const utf8 = (s: string): number => Buffer.byteLength(s, 'utf8');
+
+describe('encodeAppend', () => {
+  it('serializes each record as [data] or [data,key]', () => {
+    const out = encodeAppend(
+      [{ data: { a: 1, b: [true, null] } }, { data: 'x', key: 'k1' }, { data: 0, key: '' }, { data: null }],
+      LIMITS,
+      100,
+    );
+    expect(out).toEqual([
+      { line: '[{"a":1,"b":[true,null]}]', dataBytes: 23 },
+      { line: '["x","k1"]', dataBytes: 3 },
+      { line: '[0,""]', dataBytes: 1 },
+      { line: '[null]', dataBytes: 4 },
+    ]);
+  });
+
+  it('counts UTF-8 bytes of the serialized data, not characters, and not the key', () => {
+    const out = encodeAppend([{ data: 'é' }, { data: '😀' }, { data: 'a\nb' }, { data: 1, key: 'x'.repeat(1000) }], LIMITS, 100);
+    expect(out.map((r) => r.dataBytes)).toEqual([4, 6, 6, 1]); // "é" = 1+2+1, "😀" = 1+4+1, "a\nb" = 1+1+2+1+1
+  });
+
+  it('never puts a raw newline in a line', () => {
+    const out = encodeAppend([{ data: { s: 'line1\nline2\r\n' }, key: 'k\ney' }, { data: ['\n', '\u2028'] }], LIMITS, 100);
+    for (const r of out) expect(r.line.includes('\n')).toBe(false);
+  });
+
+  it('accepts an empty append', () => {
+    expect(encodeAppend([], LIMITS, 2)).toEqual([]);
+  });
+
+  describe('request size', () => {
+    it('accepts a request exactly at maxRequestBytes', () => {
+      expect(encodeAppend([{ data: 1 }], LIMITS, 1_048_576)).toHaveLength(1);
+    });
+
+    it('answers 413 PayloadTooLarge one byte over', () => {
+      const e = apiErrorOf(() => encodeAppend([{ data: 1 }], LIMITS, 1_048_577));
+      expect(e.status).toBe(413);
+      expect(e.code).toBe('PayloadTooLarge');
+      expect(e.message).toMatch(/1048577/);
+      expect(e.message).toMatch(/1048576/);
+    });
+
+    it('uses the limit from the limits profile', () => {
+      const limits = { ...LIMITS, maxRequestBytes: 1024 };
+      expect(encodeAppend([{ data: 1 }], limits, 1024)).toHaveLength(1);
+      expect(apiErrorOf(() => encodeAppend([{ data: 1 }], limits, 1025))).toMatchObject({ status: 413, code: 'PayloadTooLarge' });
+    });
+  });
+
+  describe('record count', () => {
+    it('accepts exactly maxRecordsPerAppend records', () => {
+      const recs: InputRecord[] = Array.from({ length: 500 }, (_, i) => ({ data: i }));
+      expect(encodeAppend(recs, LIMITS, 5000)).toHaveLength(500);
+    });
+
+    it('answers 400 ValidationError for one record more', () => {
+      const recs: InputRecord[] = Array.from({ length: 501 }, (_, i) => ({ data: i }));
+      const e = apiErrorOf(() => encodeAppend(recs, LIMITS, 5000));
+      expect(e.status).toBe(400);
+      expect(e.code).toBe('ValidationError');
+      expect(e.message).toMatch(/500/);
+      expect(e.message).toMatch(/501/);
+    });
+
+    it('uses the limit from the limits profile', () => {
+      const limits = { ...LIMITS, maxRecordsPerAppend: 1 };
+      expect(encodeAppend([{ data: 1 }], limits, 10)).toHaveLength(1);
+      expect(apiErrorOf(() => encodeAppend([{ data: 1 }, { data: 2 }], limits, 10))).toMatchObject({
+        status: 400,
+        code: 'ValidationError',
+      });
+    });
+  });
+
+  describe('record size', () => {
+    it('accepts a record whose serialized data is exactly maxRecordBytes (default 256 KiB)', () => {
+      const data = 'x'.repeat(262_144 - 2); // plus the two quotes
+      expect(encodeAppend([{ data }], LIMITS, 300_000)[0]!.dataBytes).toBe(262_144);
+    });
+
+    it('answers 413 PayloadTooLarge one byte over, naming the record', () => {
+      const recs: InputRecord[] = [{ data: 1 }, { data: 2 }, { data: 'x'.repeat(262_144 - 1) }];
+      const e = apiErrorOf(() => encodeAppend(recs, LIMITS, 300_000));
+      expect(e.status).toBe(413);
+      expect(e.code).toBe('PayloadTooLarge');
+      expect(e.message).toMatch(/records\[2\]/);
+      expect(e.message).toMatch(/262145/);
+      expect(e.message).toMatch(/262144/);
+    });
+
+    it('counts multi-byte characters in bytes against the limit', () => {
+      const limits = { ...LIMITS, maxRecordBytes: 10 };
+      expect(encodeAppend([{ data: 'éééé' }], limits, 100)[0]!.dataBytes).toBe(10); // 2 + 4*2
+      expect(apiErrorOf(() => encodeAppend([{ data: 'ééééa' }], limits, 100))).toMatchObject({ status: 413, code: 'PayloadTooLarge' });
+      expect(encodeAppend([{ data: 'abcdefgh' }], limits, 100)[0]!.dataBytes).toBe(10);
+      expect(apiErrorOf(() => encodeAppend([{ data: 'abcdefghi' }], limits, 100))).toMatchObject({ status: 413 });
+    });
+
+    it('does not count the key against maxRecordBytes', () => {
+      const limits = { ...LIMITS, maxRecordBytes: 3 };
+      expect(encodeAppend([{ data: 'a', key: 'k'.repeat(1024) }], limits, 2000)).toHaveLength(1);
+    });
+  });
+});
+
+/** Makes encoded records whose lines are exactly `bytes` long (ASCII). */
+const linesOf = (sizes: readonly number[]): EncodedRecord[] =>
+  encodeAppend(
+    sizes.map((n) => ({ data: 'x'.repeat(n - 4) })), // ["xxx"] = n - 4 + 4
+    { ...LIMITS, maxRecordBytes: 10_000_000, maxRecordsPerAppend: 1_000_000 },
+    0,
+  );
+
+describe('toSegments', () => {
+  it('SEGMENT_TARGET_BYTES is 16 KiB', () => {
+    expect(SEGMENT_TARGET_BYTES).toBe(16_384);
+  });
+
+  it('returns no segments for no records', () => {
+    expect(toSegments([])).toEqual([]);
+  });
+
+  it('puts a small append in one segment with newline-separated lines', () => {
+    const recs = encodeAppend([{ data: 1 }, { data: 'two', key: 'k' }, { data: [3] }], LIMITS, 100);
+    expect(toSegments(recs)).toEqual([{ offset: 0, count: 3, text: '[1]\n["two","k"]\n[[3]]' }]);
+  });
+
+  it('packs 100-byte records 162 to a segment (162 * 101 <= 16384 < 163 * 101)', () => {
+    const recs = linesOf(Array.from({ length: 1000 }, () => 100));
+    expect(recs[0]!.line).toHaveLength(100);
+    const segs = toSegments(recs);
+    expect(segs.map((s) => [s.offset, s.count])).toEqual([
+      [0, 162],
+      [162, 162],
+      [324, 162],
+      [486, 162],
+      [648, 162],
+      [810, 162],
+      [972, 28],
+    ]);
+    expect(utf8(segs[0]!.text)).toBe(162 * 101 - 1);
+  });
+
+  it('measures bytes, not characters', () => {
+    // each line is "é"*2000 in quotes and brackets: 4004 bytes but 2004 characters
+    const recs = encodeAppend(Array.from({ length: 10 }, () => ({ data: 'é'.repeat(2000) })), LIMITS, 0);
+    expect(utf8(recs[0]!.line)).toBe(4004);
+    expect(toSegments(recs).map((s) => s.count)).toEqual([4, 4, 2]);
+  });
+
+  it('gives a record larger than the target a segment of its own', () => {
+    const segs = toSegments(linesOf([100, 20_000, 100, 100, 30_000]));
+    expect(segs.map((s) => [s.offset, s.count])).toEqual([
+      [0, 1],
+      [1, 1],
+      [2, 2],
+      [4, 1],
+    ]);
+    expect(utf8(segs[1]!.text)).toBe(20_000);
+  });
+
+  it('fills a segment to exactly the target', () => {
+    // 2 lines of 8191 bytes: 8191 + 1 + 8191 + 1 = 16384 counted, text 16383 bytes
+    const segs = toSegments(linesOf([8191, 8191, 1000]));
+    expect(segs.map((s) => s.count)).toEqual([2, 1]);
+    // one byte more and they no longer fit together
+    expect(toSegments(linesOf([8192, 8191])).map((s) => s.count)).toEqual([1, 1]);
+  });
+
+  it('random appends: every record once, in order; segments within the target and near it', () => {
+    const r = prng(77);
+    for (let c = 0; c < 200; c++) {
+      const sizes = Array.from({ length: r.int(1, 120) }, () =>
+        r.next() < 0.05 ? r.int(16_000, 40_000) : r.next() < 0.5 ? r.int(4, 200) : r.int(200, 6000),
+      );
+      const recs = linesOf(sizes);
+      const segs = toSegments(recs);
+      const label = JSON.stringify({ c, sizes });
+      // coverage and order
+      let next = 0;
+      for (const s of segs) {
+        expect(s.offset, label).toBe(next);
+        expect(s.count, label).toBeGreaterThanOrEqual(1);
+        expect(s.text, label).toBe(
+          recs
+            .slice(s.offset, s.offset + s.count)
+            .map((x) => x.line)
+            .join('\n'),
+        );
+        next += s.count;
+      }
+      expect(next, label).toBe(recs.length);
+      // sizes
+      for (let i = 0; i < segs.length; i++) {
+        const s = segs[i]!;
+        const bytes = utf8(s.text);
+        if (s.count > 1) expect(bytes, label).toBeLessThanOrEqual(SEGMENT_TARGET_BYTES);
+        else expect(bytes, label).toBe(sizes[s.offset]);
+        const following = segs[i + 1];
+        if (following) {
+          // the segment was cut only because the next record did not fit
+          expect(bytes + 1 + sizes[following.offset]! + 1, label).toBeGreaterThan(SEGMENT_TARGET_BYTES);
+        }
+      }
+    }
+  });
+});
+
+describe('decodeSegment', () => {
+  const inputs: InputRecord[] = [
+    { data: { nested: { deep: [1, { x: [null, true, false] }], empty: {}, arr: [] } }, key: 'order-1' },
+    { data: 'unicode: é ü 漢字 😀 \u2028 \u2029' },
+    { data: 'new\nlines\r\nand "quotes" and \\ backslashes' },
+    { data: 1.5e300, key: '' },
+    { data: -42 },
+    { data: null, key: 'key with\nnewline and 😀' },
+    { data: '' },
+    { data: [[], [[]], 0, -0.25] },
+    { data: '\ud800 lone surrogate' },
+    { data: false },
+  ];
+  const recs = encodeAppend(inputs, LIMITS, 0);
+  const segs = toSegments(recs);
+  const FIRST = 1000;
+
+  it('the fixture fits one segment', () => {
+    expect(segs).toHaveLength(1);
+  });
+
+  it('round-trips data and keys with sequence numbers from the segment start', () => {
+    const out = decodeSegment(FIRST, segs[0]!.text, FIRST, FIRST + inputs.length - 1);
+    expect(out.map((r) => r.seq)).toEqual(inputs.map((_, i) => FIRST + i));
+    out.forEach((rec, i) => {
+      expect(rec.data).toEqual(inputs[i]!.data);
+      if (inputs[i]!.key === undefined) expect('key' in rec).toBe(false);
+      else expect(rec.key).toBe(inputs[i]!.key);
+    });
+  });
+
+  it('reports the same data bytes that encodeAppend measured', () => {
+    const out = decodeSegment(FIRST, segs[0]!.text, FIRST, FIRST + inputs.length - 1);
+    expect(out.map((r) => r.dataBytes)).toEqual(recs.map((r) => r.dataBytes));
+    expect(out[4]!.dataBytes).toBe(3); // -42
+    expect(out[9]!.dataBytes).toBe(5); // false
+  });
+
+  it('clips to [from, to] within the segment', () => {
+    const text = segs[0]!.text; // records 1000..1009
+    const seqs = (from: number, to: number): number[] => decodeSegment(FIRST, text, from, to).map((r) => r.seq);
+    expect(seqs(1002, 1004)).toEqual([1002, 1003, 1004]);
+    expect(seqs(990, 1001)).toEqual([1000, 1001]);
+    expect(seqs(1008, 2000)).toEqual([1008, 1009]);
+    expect(seqs(0, Number.MAX_SAFE_INTEGER)).toEqual(Array.from({ length: 10 }, (_, i) => 1000 + i));
+    expect(seqs(1005, 1005)).toEqual([1005]);
+    expect(seqs(1010, 1020)).toEqual([]);
+    expect(seqs(900, 999)).toEqual([]);
+    expect(seqs(1005, 1004)).toEqual([]);
+    expect(decodeSegment(FIRST, text, 1003, 1003)[0]!.data).toBe(1.5e300);
+    expect(decodeSegment(FIRST, text, 1003, 1003)[0]!.key).toBe('');
+  });
+
+  it('decodes each segment of a multi-segment append at its own offset', () => {
+    const many: InputRecord[] = Array.from({ length: 300 }, (_, i) => ({ data: { i, pad: 'p'.repeat(200) }, key: `k${i}` }));
+    const parts = toSegments(encodeAppend(many, LIMITS, 0));
+    expect(parts.length).toBeGreaterThan(1);
+    const base = 51;
+    const all = parts.flatMap((p) => decodeSegment(base + p.offset, p.text, 0, Number.MAX_SAFE_INTEGER));
+    expect(all.map((r) => r.seq)).toEqual(many.map((_, i) => base + i));
+    expect(all.map((r) => r.data)).toEqual(many.map((m) => m.data));
+    expect(all.map((r) => r.key)).toEqual(many.map((m) => m.key));
+  });
+});
