@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Harness, drain } from '../support/harness';
+import { Harness } from '../support/harness';
 
 let h: Harness;
 beforeAll(async () => {

@@ -1,0 +1,198 @@
+import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type { Construct } from 'constructs';
+import { FUNCTION_ACCESS, FUNCTION_TIMEOUT_SECONDS, ROUTES, type Access, type FunctionName, type RouteDef } from '../lambdas/routes';
+import { TABLES, type KeyType, type TableDef } from '../lambdas/tables';
+import { dynamoActionsFor, executeApiResourcePath, routesFor, tableKey, type PolicyAudience, type TableKey } from './access';
+import { acknowledgeWildcardResources } from './nag';
+import { ServiceFunction } from './service-function';
+
+// Compile-time guard: every table FUNCTION_ACCESS can name is a table of TABLES.
+type AccessKey = keyof (typeof FUNCTION_ACCESS)[FunctionName];
+const _accessKeysAreTables: [AccessKey] extends [TableKey] ? true : never = true;
+void _accessKeysAreTables;
+
+export interface LogrelayStackProps extends StackProps {
+  /** Removal policy of the DynamoDB tables and log groups. @default RemovalPolicy.RETAIN */
+  removalPolicy?: RemovalPolicy;
+  /** Retention of the functions' log groups and the API access log. @default ONE_MONTH */
+  logRetention?: logs.RetentionDays;
+  /** Default-stage throttling for every route. @default 1000 requests/s steady, burst 2000 */
+  throttle?: { rateLimit: number; burstLimit: number };
+}
+
+const ATTRIBUTE_TYPE: Record<KeyType, dynamodb.AttributeType> = {
+  S: dynamodb.AttributeType.STRING,
+  N: dynamodb.AttributeType.NUMBER,
+  B: dynamodb.AttributeType.BINARY,
+};
+
+const attribute = (key: { name: string; type: KeyType }): dynamodb.Attribute => ({
+  name: key.name,
+  type: ATTRIBUTE_TYPE[key.type],
+});
+
+/** The HTTP API access log: one JSON object per request. */
+const ACCESS_LOG_FORMAT = JSON.stringify({
+  requestId: '$context.requestId',
+  requestTime: '$context.requestTime',
+  routeKey: '$context.routeKey',
+  path: '$context.path',
+  status: '$context.status',
+  protocol: '$context.protocol',
+  responseLength: '$context.responseLength',
+  responseLatency: '$context.responseLatency',
+  integrationStatus: '$context.integrationStatus',
+  integrationLatency: '$context.integrationLatency',
+  integrationError: '$context.integrationErrorMessage',
+  error: '$context.error.message',
+  sourceIp: '$context.identity.sourceIp',
+  userAgent: '$context.identity.userAgent',
+  accountId: '$context.identity.accountId',
+  caller: '$context.identity.caller',
+  userArn: '$context.identity.userArn',
+});
+
+export class LogrelayStack extends Stack {
+  readonly tables: Readonly<Record<TableKey, dynamodb.Table>>;
+  readonly functions: Readonly<Record<FunctionName, ServiceFunction>>;
+  readonly api: apigwv2.HttpApi;
+  readonly workerPolicy: iam.ManagedPolicy;
+  readonly operatorPolicy: iam.ManagedPolicy;
+
+  constructor(scope: Construct, id: string, props: LogrelayStackProps = {}) {
+    super(scope, id, props);
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
+    const throttle = props.throttle ?? { rateLimit: 1000, burstLimit: 2000 };
+
+    // ---- Tables: one per TABLES entry --------------------------------------------------------
+    const tables = {} as Record<TableKey, dynamodb.Table>;
+    const tableDefs = {} as Record<TableKey, TableDef>;
+    for (const def of TABLES) {
+      const table = new dynamodb.Table(this, def.id, {
+        partitionKey: attribute(def.partitionKey),
+        ...(def.sortKey ? { sortKey: attribute(def.sortKey) } : {}),
+        billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+        pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+        timeToLiveAttribute: def.ttlAttribute,
+        encryption: dynamodb.TableEncryption.AWS_MANAGED,
+        removalPolicy,
+      });
+      tables[tableKey(def)] = table;
+      tableDefs[tableKey(def)] = def;
+      new CfnOutput(this, `${def.id}TableName`, {
+        value: table.tableName,
+        description: `Physical name of the ${def.id} table (${def.envVar})`,
+      });
+    }
+    this.tables = tables;
+
+    // ---- Functions: one per function name in ROUTES --------------------------------------------
+    const functionNames = [...new Set(ROUTES.map((r) => r.fn))];
+    const functions = {} as Record<FunctionName, ServiceFunction>;
+    for (const fn of functionNames) {
+      const access = (Object.entries(FUNCTION_ACCESS[fn]) as [TableKey, Access | undefined][]).filter(
+        (e): e is [TableKey, Access] => e[1] !== undefined,
+      );
+      const environment: Record<string, string> = {};
+      for (const [key] of access) {
+        const table = tables[key];
+        if (!table) throw new Error(`FUNCTION_ACCESS.${fn} names table '${key}', which TABLES does not define`);
+        environment[tableDefs[key].envVar] = table.tableName;
+      }
+      const f = new ServiceFunction(this, `${fn[0]!.toUpperCase()}${fn.slice(1)}Function`, {
+        fn,
+        timeout: Duration.seconds(FUNCTION_TIMEOUT_SECONDS[fn]),
+        environment,
+        logRetention,
+        removalPolicy,
+      });
+      for (const [key, level] of access) tables[key].grant(f.role, ...dynamoActionsFor(level));
+      functions[fn] = f;
+    }
+    this.functions = functions;
+
+    // ---- HTTP API: IAM authorization on every route ---------------------------------------------
+    const iamAuthorizer = new HttpIamAuthorizer();
+    this.api = new apigwv2.HttpApi(this, 'Api', {
+      apiName: 'logrelay',
+      description: 'Logrelay HTTP API (shared/API.md); every route requires SigV4 (IAM)',
+      defaultAuthorizer: iamAuthorizer,
+      createDefaultStage: true,
+    });
+
+    const integrations = new Map<FunctionName, HttpLambdaIntegration>();
+    for (const route of ROUTES) {
+      let integration = integrations.get(route.fn);
+      if (!integration) {
+        integration = new HttpLambdaIntegration(`${route.fn}-integration`, functions[route.fn].function, {
+          payloadFormatVersion: apigwv2.PayloadFormatVersion.VERSION_2_0,
+        });
+        integrations.set(route.fn, integration);
+      }
+      this.api.addRoutes({
+        path: route.path,
+        methods: [apigwv2.HttpMethod[route.method]],
+        integration,
+        authorizer: iamAuthorizer,
+      });
+    }
+
+    // Access logging and throttling on the default stage (the L2 HttpApi exposes neither for
+    // its auto-created stage, so through the L1 escape hatch).
+    const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', { retention: logRetention, removalPolicy });
+    const defaultStage = this.api.defaultStage;
+    if (!defaultStage) throw new Error('HttpApi did not create its default stage');
+    const cfnStage = defaultStage.node.defaultChild as apigwv2.CfnStage;
+    cfnStage.accessLogSettings = { destinationArn: accessLogs.logGroupArn, format: ACCESS_LOG_FORMAT };
+    cfnStage.defaultRouteSettings = {
+      throttlingRateLimit: throttle.rateLimit,
+      throttlingBurstLimit: throttle.burstLimit,
+    };
+
+    // ---- Caller policies -------------------------------------------------------------------------
+    this.workerPolicy = this.invokePolicy('WorkerPolicy', 'worker', defaultStage.stageName);
+    this.operatorPolicy = this.invokePolicy('OperatorPolicy', 'operator', defaultStage.stageName);
+
+    new CfnOutput(this, 'ApiUrl', { value: this.api.apiEndpoint, description: 'Base URL of the Logrelay HTTP API' });
+    new CfnOutput(this, 'WorkerPolicyArn', {
+      value: this.workerPolicy.managedPolicyArn,
+      description: 'Attach to worker and producer identities: invoke the data routes',
+    });
+    new CfnOutput(this, 'OperatorPolicyArn', {
+      value: this.operatorPolicy.managedPolicyArn,
+      description: 'Attach to operator identities: invoke the data and admin routes',
+    });
+  }
+
+  /** A managed policy allowing execute-api:Invoke on exactly the routes of `audience`. */
+  private invokePolicy(id: string, audience: PolicyAudience, stageName: string): iam.ManagedPolicy {
+    const routes: RouteDef[] = routesFor(ROUTES, audience);
+    const resources = routes.map((r) =>
+      this.formatArn({
+        service: 'execute-api',
+        resource: this.api.apiId,
+        resourceName: `${stageName}/${executeApiResourcePath(r)}`,
+      }),
+    );
+    const policy = new iam.ManagedPolicy(this, id, {
+      description:
+        audience === 'worker'
+          ? 'Logrelay workers and producers: invoke the data routes of the HTTP API'
+          : 'Logrelay operators: invoke the data and admin routes of the HTTP API',
+      statements: [new iam.PolicyStatement({ actions: ['execute-api:Invoke'], resources })],
+    });
+    acknowledgeWildcardResources(
+      policy,
+      resources,
+      'Each "*" stands for one path parameter (such as {logId} or {sessionId}) of one route of this API\'s default stage: IAM matches the concrete request path. The service itself confines logs and sessions to the principal that created them (404 for any other).',
+    );
+    return policy;
+  }
+}

@@ -1,0 +1,91 @@
+import * as path from 'node:path';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import type { FunctionName } from '../lambdas/routes';
+
+/**
+ * The newest Node.js runtime aws-cdk-lib 2.276 knows (Runtime.NODEJS_24_X); cdk-nag's
+ * AwsSolutions-L1 checks the same list, so bumping aws-cdk-lib may require bumping this.
+ */
+export const LAMBDA_RUNTIME = lambda.Runtime.NODEJS_24_X;
+/** esbuild target matching LAMBDA_RUNTIME. */
+export const ESBUILD_TARGET = 'node24';
+
+export const PROJECT_ROOT = path.resolve(__dirname, '..');
+export const handlerEntry = (fn: FunctionName): string => path.join(PROJECT_ROOT, 'lambdas', 'handlers', `${fn}.ts`);
+
+export interface ServiceFunctionProps {
+  fn: FunctionName;
+  timeout: Duration;
+  environment: Record<string, string>;
+  logRetention: logs.RetentionDays;
+  removalPolicy: RemovalPolicy;
+}
+
+/**
+ * One handler of lambdas/handlers/ as a Lambda function: its own role (no AWS managed policy;
+ * it may write only to its own log group), its own log group with a retention, X-Ray tracing,
+ * arm64, bundled locally with esbuild.
+ */
+export class ServiceFunction extends Construct {
+  readonly function: NodejsFunction;
+  readonly role: iam.Role;
+  readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: ServiceFunctionProps) {
+    super(scope, id);
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: props.logRetention,
+      removalPolicy: props.removalPolicy,
+    });
+
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Logrelay ${props.fn} function`,
+    });
+    // Replaces AWSLambdaBasicExecutionRole (which allows every log group): this log group only.
+    this.logGroup.grantWrite(this.role);
+
+    this.function = new NodejsFunction(this, 'Function', {
+      entry: handlerEntry(props.fn),
+      handler: 'handler',
+      projectRoot: PROJECT_ROOT,
+      depsLockFilePath: path.join(PROJECT_ROOT, 'package-lock.json'),
+      runtime: LAMBDA_RUNTIME,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: 512,
+      timeout: props.timeout,
+      tracing: lambda.Tracing.ACTIVE,
+      role: this.role,
+      logGroup: this.logGroup,
+      description: `Logrelay: ${props.fn} routes`,
+      environment: {
+        ...props.environment,
+        POWERTOOLS_SERVICE_NAME: 'logrelay',
+        POWERTOOLS_METRICS_NAMESPACE: 'Logrelay',
+        NODE_OPTIONS: '--enable-source-maps',
+      },
+      bundling: {
+        minify: true,
+        sourceMap: true,
+        sourcesContent: false,
+        target: ESBUILD_TARGET,
+        format: OutputFormat.CJS,
+        // The Node.js 24 runtime ships AWS SDK v3; everything else (Powertools, zod) is bundled.
+        externalModules: ['@aws-sdk/*'],
+      },
+    });
+
+    // The role's DefaultPolicy (a child of the role) gets X-Ray's statement from tracing ACTIVE.
+    Validations.of(this.role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'Tracing ACTIVE adds xray:PutTraceSegments and xray:PutTelemetryRecords, which support no resource-level permissions, so their resource must be "*". No other statement of this role uses a wildcard resource.',
+    });
+  }
+}
