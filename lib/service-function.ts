@@ -81,6 +81,13 @@ export class ServiceFunction extends Construct {
       },
     });
 
+    // The local runtime (local/template.ts) finds the handler module of each function here, so
+    // it serves the very code this function deploys.
+    (this.function.node.defaultChild as lambda.CfnFunction).addMetadata(
+      'logrelay:entry',
+      path.relative(PROJECT_ROOT, handlerEntry(props.fn)).split(path.sep).join('/'),
+    );
+
     // The role's DefaultPolicy (a child of the role) gets X-Ray's statement from tracing ACTIVE.
     Validations.of(this.role).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',

@@ -1,32 +1,48 @@
 /**
- * The embedded DynamoDB: dynalite in this process, on a loopback port, with the service's
- * tables created from the same definitions the stack uses (lambdas/tables.ts).
+ * The embedded DynamoDB: dynalite in this process, on a loopback port, in memory or in a
+ * directory (kept across restarts), with the service's tables created from the definitions
+ * the stack uses (from the synthesized template in the local runtime; from lambdas/tables.ts,
+ * the one definition the stack itself is built from, in the tests).
  */
 import type { AddressInfo } from 'node:net';
-import { CreateTableCommand, DynamoDBClient, type AttributeDefinition, type KeySchemaElement } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { TABLES } from '../lambdas/tables';
+import type { LocalTable } from './template';
+
 // dynalite ships no types; its factory returns a node http.Server.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const dynalite = require('dynalite') as (opts: Record<string, unknown>) => import('node:http').Server;
-import { TABLES, type TableDef } from '../lambdas/tables';
+
+export type TableSpec = Pick<LocalTable, 'name' | 'keySchema' | 'attributeDefinitions'>;
 
 export interface EmbeddedDynamo {
   endpoint: string;
   client: DynamoDBClient;
-  tableNames: { logs: string; records: string; sessions: string };
-  env: Record<string, string>;
   close(): Promise<void>;
 }
 
-export async function createTable(client: DynamoDBClient, def: TableDef, name: string): Promise<void> {
-  const keys = [def.partitionKey, ...(def.sortKey ? [def.sortKey] : [])];
-  const AttributeDefinitions: AttributeDefinition[] = keys.map((k) => ({ AttributeName: k.name, AttributeType: k.type }));
-  const KeySchema: KeySchemaElement[] = keys.map((k, i) => ({ AttributeName: k.name, KeyType: i === 0 ? 'HASH' : 'RANGE' }));
-  await client.send(new CreateTableCommand({ TableName: name, BillingMode: 'PAY_PER_REQUEST', AttributeDefinitions, KeySchema }));
+/** Table specs from lambdas/tables.ts, named `${prefix}-${id}`, with the env var each name goes in. */
+export function tableSpecsFromDefs(prefix: string): { specs: TableSpec[]; env: Record<string, string> } {
+  const env: Record<string, string> = {};
+  const specs = TABLES.map((def): TableSpec => {
+    const keys = [def.partitionKey, ...(def.sortKey ? [def.sortKey] : [])];
+    const name = `${prefix}-${def.id}`;
+    env[def.envVar] = name;
+    return {
+      name,
+      keySchema: keys.map((k, i) => ({ AttributeName: k.name, KeyType: i === 0 ? 'HASH' : 'RANGE' })),
+      attributeDefinitions: keys.map((k) => ({ AttributeName: k.name, AttributeType: k.type })),
+    };
+  });
+  return { specs, env };
 }
 
-export async function startEmbeddedDynamo(opts: { path?: string; prefix?: string } = {}): Promise<EmbeddedDynamo> {
+export async function startEmbeddedDynamo(opts: { tables: readonly TableSpec[]; path?: string }): Promise<EmbeddedDynamo> {
   const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0, ...(opts.path ? { path: opts.path } : {}) });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
   const { port } = server.address() as AddressInfo;
   const endpoint = `http://127.0.0.1:${port}`;
   const client = new DynamoDBClient({
@@ -35,13 +51,16 @@ export async function startEmbeddedDynamo(opts: { path?: string; prefix?: string
     credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
     maxAttempts: 3,
   });
-  const prefix = opts.prefix ?? 'logrelay';
-  const env: Record<string, string> = {};
-  for (const def of TABLES) {
-    const name = `${prefix}-${def.id}`;
-    env[def.envVar] = name;
+  for (const t of opts.tables) {
     try {
-      await createTable(client, def, name);
+      await client.send(
+        new CreateTableCommand({
+          TableName: t.name,
+          BillingMode: 'PAY_PER_REQUEST',
+          KeySchema: t.keySchema,
+          AttributeDefinitions: t.attributeDefinitions,
+        }),
+      );
     } catch (e) {
       if ((e as { name?: string }).name !== 'ResourceInUseException') throw e; // kept from an earlier run (--data-dir)
     }
@@ -49,8 +68,6 @@ export async function startEmbeddedDynamo(opts: { path?: string; prefix?: string
   return {
     endpoint,
     client,
-    env,
-    tableNames: { logs: env.LOGS_TABLE!, records: env.RECORDS_TABLE!, sessions: env.SESSIONS_TABLE! },
     close: async () => {
       client.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -41,7 +41,7 @@ describe('session item bound', () => {
     const d = await h.describe(sid);
     expect(d.inFlight).toBe(10000);
     expect(d.inFlightRanges.length).toBe(10000); // the worst case: no two in-flight records touch
-    const raw = await h.dynamo.client.send(new GetItemCommand({ TableName: h.dynamo.tableNames.sessions, Key: { pk: { S: sid } } }));
+    const raw = await h.dynamo.client.send(new GetItemCommand({ TableName: h.tableNames.sessions, Key: { pk: { S: sid } } }));
     const bytes = itemBytes(raw.Item!);
     // (The codec's unit test measures the same with a distinct lease on every range.)
     console.log(`session item with 10000 single-record in-flight ranges: ${bytes} bytes`);
@@ -66,7 +66,7 @@ describe('dead-letter spill', () => {
     expect(await h.receive(sid)).toEqual([]); // sweeps the odd ones to dead letters
     const d = await h.describe(sid);
     expect(d).toMatchObject({ deadLettered: total / 2, inFlight: 0, ackFloor: total });
-    const raw = await h.dynamo.client.send(new GetItemCommand({ TableName: h.dynamo.tableNames.sessions, Key: { pk: { S: sid } } }));
+    const raw = await h.dynamo.client.send(new GetItemCommand({ TableName: h.tableNames.sessions, Key: { pk: { S: sid } } }));
     expect(raw.Item!.dp!.L!.length).toBe(1); // one page written
     const dl = await h.call('GET', `/sessions/${sid}/dead-letters`);
     expect(dl.body.ranges.length).toBe(total / 2);

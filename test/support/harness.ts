@@ -10,7 +10,8 @@ import { ROUTES, FUNCTION_TIMEOUT_SECONDS, type FunctionName } from '../../lambd
 import type { Deps } from '../../lambdas/http/deps';
 import type { HttpEvent, HttpResult } from '../../lambdas/http/api';
 import { matchRoute, toEvent } from '../../local/gateway';
-import { startEmbeddedDynamo, type EmbeddedDynamo } from '../../local/dynamo';
+import { startEmbeddedDynamo, tableSpecsFromDefs, type EmbeddedDynamo } from '../../local/dynamo';
+import { tableNamesFromEnv } from '../../lambdas/http/deps';
 import { makeHandler as logsHandler } from '../../lambdas/handlers/logs';
 import { makeHandler as appendHandler } from '../../lambdas/handlers/append';
 import { makeHandler as sessionsHandler } from '../../lambdas/handlers/sessions';
@@ -56,8 +57,14 @@ export class Harness {
   private handlers!: Record<FunctionName, (e: HttpEvent, c?: never) => Promise<HttpResult>>;
   readonly store: Store;
 
-  private constructor(readonly dynamo: EmbeddedDynamo) {
-    const real = new DynamoStore(dynamo.client, dynamo.tableNames);
+  readonly tableNames: { logs: string; records: string; sessions: string };
+
+  private constructor(
+    readonly dynamo: EmbeddedDynamo,
+    env: Record<string, string>,
+  ) {
+    this.tableNames = tableNamesFromEnv(env);
+    const real = new DynamoStore(dynamo.client, this.tableNames);
     // Every Store method is one storage call: record it, and crash after it when told to.
     this.store = new Proxy(real, {
       get: (target, prop, receiver) => {
@@ -75,7 +82,8 @@ export class Harness {
   }
 
   static async start(): Promise<Harness> {
-    return new Harness(await startEmbeddedDynamo({ prefix: `t${Math.random().toString(36).slice(2, 8)}` }));
+    const { specs, env } = tableSpecsFromDefs(`t${Math.random().toString(36).slice(2, 8)}`);
+    return new Harness(await startEmbeddedDynamo({ tables: specs }), env);
   }
 
   /** A fresh set of handler instances, as after a cold start (no warm caches). */
