@@ -456,25 +456,29 @@ export class DynamoStore implements Store {
   }
 
   async getSessionWithHead(sessionId: string, logKey: string): Promise<{ session?: SessionState; head?: LogHead }> {
-    let keys: Record<string, { Keys: Item[]; ConsistentRead: boolean }> = {
-      [this.tables.sessions]: { Keys: [{ pk: sessionId }], ConsistentRead: true },
-      [this.tables.logs]: { Keys: [{ pk: logKey }], ConsistentRead: true },
-    };
-    const result: { session?: SessionState; head?: LogHead } = {};
-    for (let attempt = 0; Object.keys(keys).length; attempt++) {
+    const found = await this.batchGet('getSessionWithHead', {
+      [this.tables.sessions]: [{ pk: sessionId }],
+      [this.tables.logs]: [{ pk: logKey }],
+    });
+    const s = found[this.tables.sessions]?.[0];
+    const h = found[this.tables.logs]?.[0];
+    return { ...(s ? { session: sessionFromItem(s) } : {}), ...(h ? { head: headFromItem(h) } : {}) };
+  }
+
+  /** BatchGetItem (strongly consistent) until DynamoDB has answered every key. */
+  private async batchGet(op: string, keysByTable: Record<string, Item[]>): Promise<Record<string, Item[]>> {
+    const found: Record<string, Item[]> = {};
+    let request: Record<string, { Keys: Item[]; ConsistentRead: boolean }> = Object.fromEntries(
+      Object.entries(keysByTable).map(([table, keys]) => [table, { Keys: keys, ConsistentRead: true }]),
+    );
+    for (let attempt = 0; Object.keys(request).length; attempt++) {
       if (attempt > 0) await sleep(Math.min(1000, 20 * 2 ** attempt) * Math.random());
-      if (attempt > 8) throw new Error('getSessionWithHead: DynamoDB left keys unprocessed');
-      const out = await this.send(
-        'getSessionWithHead',
-        this.doc.send(new BatchGetCommand({ RequestItems: keys, ReturnConsumedCapacity: 'TOTAL' })),
-      );
-      const s = out.Responses?.[this.tables.sessions]?.[0];
-      if (s) result.session = sessionFromItem(s);
-      const h = out.Responses?.[this.tables.logs]?.[0];
-      if (h) result.head = headFromItem(h);
-      keys = (out.UnprocessedKeys ?? {}) as typeof keys;
+      if (attempt > 8) throw new Error(`${op}: DynamoDB left keys unprocessed after ${attempt} attempts`);
+      const out = await this.send(op, this.doc.send(new BatchGetCommand({ RequestItems: request, ReturnConsumedCapacity: 'TOTAL' })));
+      for (const [table, items] of Object.entries(out.Responses ?? {})) (found[table] ??= []).push(...(items as Item[]));
+      request = (out.UnprocessedKeys ?? {}) as typeof request;
     }
-    return result;
+    return found;
   }
 
   async createSession(s: SessionState): Promise<void> {
@@ -535,16 +539,8 @@ export class DynamoStore implements Store {
   async getDeadPages(keys: readonly string[]): Promise<DeadRange[][]> {
     const pages = new Map<string, DeadRange[]>();
     for (let i = 0; i < keys.length; i += 100) {
-      let req: Record<string, { Keys: Item[]; ConsistentRead: boolean }> = {
-        [this.tables.sessions]: { Keys: keys.slice(i, i + 100).map((pk) => ({ pk })), ConsistentRead: true },
-      };
-      for (let attempt = 0; Object.keys(req).length; attempt++) {
-        if (attempt > 0) await sleep(Math.min(1000, 20 * 2 ** attempt) * Math.random());
-        if (attempt > 8) throw new Error('getDeadPages: DynamoDB left keys unprocessed');
-        const out = await this.send('getDeadPages', this.doc.send(new BatchGetCommand({ RequestItems: req, ReturnConsumedCapacity: 'TOTAL' })));
-        for (const it of out.Responses?.[this.tables.sessions] ?? []) pages.set(it.pk as string, decodeDead(it.D as Uint8Array));
-        req = (out.UnprocessedKeys ?? {}) as typeof req;
-      }
+      const found = await this.batchGet('getDeadPages', { [this.tables.sessions]: keys.slice(i, i + 100).map((pk) => ({ pk })) });
+      for (const it of found[this.tables.sessions] ?? []) pages.set(it.pk as string, decodeDead(it.D as Uint8Array));
     }
     return keys.map((k) => pages.get(k) ?? []);
   }
