@@ -1,0 +1,234 @@
+/**
+ * The local runtime: the deployed system on one machine with no AWS account. It synthesizes
+ * the stack, creates its tables in the embedded DynamoDB, and serves its HTTP API on
+ * 127.0.0.1 by doing what API Gateway does: verify SigV4 against local principals, match the
+ * route from the template, build the payload-2.0 event and call the function's own handler.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
+import type { Deps } from '../lambdas/http/deps';
+import type { HttpEvent, HttpResult } from '../lambdas/http/api';
+import { startEmbeddedDynamo, type EmbeddedDynamo } from './dynamo';
+import { matchRoute, toEvent } from './gateway';
+import { readSystem, synthTemplate, type LocalRoute, type LocalSystem, type Template } from './template';
+import { loadOrCreateCredentials, type Principal } from './credentials';
+import { splitRequestTarget, verifySigV4 } from './sigv4';
+import { LocalCloudWatch, alarmsFromTemplate } from './cloudwatch/alarms';
+
+/** API Gateway HTTP APIs accept at most 10 MB of payload. */
+const MAX_BODY_BYTES = 10 * 1024 * 1024;
+const ACCOUNT = '000000000000';
+export const PROJECT_ROOT = resolve(__dirname, '..');
+
+export interface LocalRuntimeOptions {
+  port?: number;
+  host?: string;
+  /** Keep the embedded store's data in this directory (default: in memory). */
+  dataDir?: string;
+  credentialsPath?: string;
+  /** One line per request; default: console.log. */
+  log?: (line: string) => void;
+  /** The template to serve (default: synthesize the stack now). */
+  template?: Template;
+  /** Clock for the handlers (tests move it). */
+  clock?: Deps['clock'];
+  /** Divides the bake machinery's durations (default: LOGRELAY_TIME_SCALE, else 1). */
+  timeScale?: number;
+}
+
+export interface LocalRuntime {
+  url: string;
+  port: number;
+  system: LocalSystem;
+  principals: Principal[];
+  credentialsCreated: boolean;
+  credentialsPath: string;
+  dynamo: EmbeddedDynamo;
+  /** Metrics the handlers emit (as EMF, like in Lambda) and the stack's alarms. */
+  cloudwatch: LocalCloudWatch;
+  timeScale: number;
+  close(): Promise<void>;
+}
+
+type Handler = (event: HttpEvent, context: unknown) => Promise<HttpResult>;
+
+export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
+  // The handlers' Powertools read these when first imported: log less, trace nothing, and
+  // write metrics (EMF) through the global console, where the local CloudWatch picks them up.
+  process.env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
+  process.env.POWERTOOLS_TRACE_ENABLED ??= 'false';
+  process.env.POWERTOOLS_DEV = 'true';
+  process.env.POWERTOOLS_METRICS_DISABLED = 'false';
+  process.env.AWS_REGION ??= 'us-east-1';
+  const timeScale = opts.timeScale ?? Number(process.env.LOGRELAY_TIME_SCALE ?? 1);
+  if (!(timeScale > 0)) throw new Error(`LOGRELAY_TIME_SCALE must be a positive number; it is '${process.env.LOGRELAY_TIME_SCALE}'.`);
+
+  const template = opts.template ?? synthTemplate();
+  const system = readSystem(template);
+  const cloudwatch = new LocalCloudWatch({ timeScale });
+  cloudwatch.loadAlarms(alarmsFromTemplate(template));
+  const restoreConsole = routeEmfTo(cloudwatch);
+  const dynamo = await startEmbeddedDynamo({ tables: system.tables, ...(opts.dataDir ? { path: opts.dataDir } : {}) });
+  const credentialsPath = resolve(opts.credentialsPath ?? '.logrelay/credentials.json');
+  const { principals, created } = loadOrCreateCredentials(credentialsPath);
+  const log = opts.log ?? ((line: string) => console.log(line));
+
+  const { DynamoStore } = await import('../lambdas/adapters/store');
+  const { tableNamesFromEnv } = await import('../lambdas/http/deps');
+  const { staticConfig } = await import('../lambdas/domain/config');
+  const { systemClock } = await import('../lambdas/services/logs');
+
+  // One handler instance per function, built from the function's own module and environment.
+  const handlers = new Map<string, Handler>();
+  for (const fn of Object.values(system.functions)) {
+    const mod = (await import(resolve(PROJECT_ROOT, fn.entry))) as { makeHandler?: (d: Deps) => Handler };
+    if (typeof mod.makeHandler !== 'function') throw new Error(`${fn.entry} does not export makeHandler(deps)`);
+    const deps: Deps = {
+      store: new DynamoStore(dynamo.client, tableNamesFromEnv(fn.environment)),
+      clock: opts.clock ?? systemClock,
+      config: staticConfig(),
+    };
+    handlers.set(fn.logicalId, mod.makeHandler(deps));
+  }
+
+  const server = createServer((req, res) => {
+    const started = Date.now();
+    serve(req, res, system, principals, handlers)
+      .catch((e: unknown) => {
+        log(`local runtime error: ${(e as Error).stack ?? String(e)}`);
+        send(res, 500, { error: { code: 'InternalError', message: 'The local runtime failed to handle this request. See its console.' } });
+        return undefined;
+      })
+      .then((route) => log(`${req.method} ${route?.routeKey.split(' ')[1] ?? req.url} ${res.statusCode} ${Date.now() - started}ms`));
+  });
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(opts.port ?? 8787, opts.host ?? '127.0.0.1', () => ok());
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    system,
+    principals,
+    credentialsCreated: created,
+    credentialsPath,
+    dynamo,
+    cloudwatch,
+    timeScale,
+    close: async () => {
+      await closeServer(server);
+      await dynamo.close();
+      restoreConsole();
+    },
+  };
+}
+
+/**
+ * In Lambda, CloudWatch Logs turns the function's EMF log lines into metrics. Locally the
+ * functions run in this process, so their EMF lines are taken off the console here.
+ */
+function routeEmfTo(cloudwatch: LocalCloudWatch): () => void {
+  const original = console.log;
+  console.log = (...args: unknown[]) => {
+    const [first] = args;
+    if (args.length === 1 && typeof first === 'string' && first.startsWith('{') && first.includes('"_aws"') && cloudwatch.ingestEmf(first)) return;
+    original.apply(console, args);
+  };
+  return () => {
+    console.log = original;
+  };
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((ok) => {
+    server.close(() => ok());
+    server.closeAllConnections();
+  });
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) return;
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify(body));
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+async function serve(
+  req: IncomingMessage,
+  res: ServerResponse,
+  system: LocalSystem,
+  principals: Principal[],
+  handlers: Map<string, Handler>,
+): Promise<LocalRoute | undefined> {
+  // The raw target as sent: signatures cover the path exactly as the client encoded it.
+  const { path, query } = splitRequestTarget(req.url ?? '/');
+  const method = req.method ?? 'GET';
+  const body = await readBody(req);
+  if (!body) {
+    send(res, 413, { error: { code: 'PayloadTooLarge', message: `The request body is over ${MAX_BODY_BYTES} bytes, API Gateway's limit. Send less per request.` } });
+    return undefined;
+  }
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(',') : v;
+
+  const matched = matchRoute(system.routes, method, path);
+  // IAM authorization happens before routing in API Gateway only for routes that exist.
+  if (!matched) {
+    send(res, 404, { error: { code: 'RouteNotFound', message: `There is no route ${method} ${path}. See shared/API.md for the routes.` } });
+    return undefined;
+  }
+  const route = matched.route;
+  let caller: Principal | undefined;
+  if (route.authorizationType === 'AWS_IAM') {
+    const auth = await verifySigV4(
+      { method, path, query, headers, body },
+      principals,
+      { nowMs: Date.now(), service: 'execute-api', maxSkewMs: 15 * 60 * 1000 },
+    );
+    if (!auth.ok) {
+      send(res, 403, { error: { code: 'Forbidden', message: auth.message } });
+      return route;
+    }
+    caller = auth.principal;
+  }
+  const event = toEvent({
+    method,
+    rawPath: path,
+    rawQueryString: query,
+    headers,
+    body: body.length ? body.toString('utf8') : undefined,
+    route,
+    pathParameters: matched.pathParameters,
+    caller: {
+      userArn: caller ? `arn:aws:iam::${ACCOUNT}:user/${caller.name}` : '',
+      accessKey: caller?.accessKeyId ?? '',
+      accountId: ACCOUNT,
+    },
+    sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
+  });
+  const deadline = Date.now() + route.function.timeoutSeconds * 1000;
+  const context = {
+    awsRequestId: event.requestContext.requestId,
+    functionName: route.function.logicalId,
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+  };
+  const result = await handlers.get(route.function.logicalId)!(event, context);
+  const status = result.statusCode ?? 200;
+  const outHeaders: Record<string, string> = {};
+  for (const [k, v] of Object.entries(result.headers ?? {})) outHeaders[k] = String(v);
+  res.writeHead(status, outHeaders);
+  res.end(result.body === undefined ? undefined : result.isBase64Encoded ? Buffer.from(result.body, 'base64') : result.body);
+  return route;
+}

@@ -1,0 +1,165 @@
+/**
+ * The local runtime is the deployed system: routes, functions and tables come from the
+ * synthesized stack; requests go through SigV4 and the gateway to the deployed handler code.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { App } from 'aws-cdk-lib';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import type { CfnTable } from 'aws-cdk-lib/aws-dynamodb';
+import { LogrelayStack } from '../../lib/logrelay-stack';
+import { readSystem, synthTemplate, type Template } from '../../local/template';
+import { startLocalRuntime, type LocalRuntime } from '../../local/server';
+import { SignedHttp } from '../../local/client';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'logrelay-test-'));
+
+function synthWith(change: (stack: LogrelayStack) => void): Template {
+  const app = new App({ outdir: tmp(), context: { 'aws:cdk:bundling-stacks': [] } });
+  const stack = new LogrelayStack(app, 'Logrelay');
+  change(stack);
+  return app.synth().getStackByName('Logrelay').template as Template;
+}
+
+let template: Template;
+beforeAll(() => {
+  template = synthTemplate();
+});
+
+describe('the local runtime reads the system from the template', () => {
+  it('has exactly the template routes, each on the function the template integrates', () => {
+    const sys = readSystem(template);
+    const res = Object.values(template.Resources);
+    const templateRoutes = res.filter((r) => r.Type === 'AWS::ApiGatewayV2::Route').map((r) => r.Properties.RouteKey as string);
+    expect(sys.routes.map((r) => r.routeKey).sort()).toEqual(templateRoutes.sort());
+    expect(sys.routes.every((r) => r.authorizationType === 'AWS_IAM')).toBe(true);
+    expect(sys.routes.find((r) => r.routeKey === 'POST /sessions/{sessionId}/ack')!.function.entry).toBe('lambdas/handlers/leases.ts');
+    expect(sys.routes.find((r) => r.routeKey === 'POST /sessions/{sessionId}/receive')!.function.timeoutSeconds).toBe(28);
+  });
+
+  it('has exactly the template tables, keys and TTL attributes', () => {
+    const sys = readSystem(template);
+    const tables = Object.entries(template.Resources).filter(([, r]) => r.Type === 'AWS::DynamoDB::Table');
+    expect(sys.tables.map((t) => t.logicalId).sort()).toEqual(tables.map(([id]) => id).sort());
+    for (const [id, r] of tables) {
+      const t = sys.tables.find((x) => x.logicalId === id)!;
+      expect(t.keySchema).toEqual(r.Properties.KeySchema);
+      expect(t.attributeDefinitions).toEqual(r.Properties.AttributeDefinitions);
+      expect(t.ttlAttribute).toBe(r.Properties.TimeToLiveSpecification.AttributeName);
+    }
+  });
+
+  it('follows a change in the stack with no other edit: a new route and a different TTL attribute', async () => {
+    const changed = synthWith((stack) => {
+      stack.api.addRoutes({
+        path: '/ping',
+        methods: [apigwv2.HttpMethod.GET],
+        integration: new HttpLambdaIntegration('ping', stack.functions.logs.function),
+      });
+      (stack.tables.sessions.node.defaultChild as CfnTable).timeToLiveSpecification = { attributeName: 'gone', enabled: true };
+    });
+    const sys = readSystem(changed);
+    expect(sys.routes.map((r) => r.routeKey)).toContain('GET /ping');
+    expect(sys.tables.find((t) => t.logicalId.startsWith('Sessions'))!.ttlAttribute).toBe('gone');
+    // Served: the gateway routes GET /ping to the logs function, whose code has no such route.
+    const rt = await startLocalRuntime({ port: 0, template: changed, credentialsPath: join(tmp(), 'c.json'), log: () => {} });
+    try {
+      const r = await new SignedHttp(rt.url, rt.principals[0]!).call('GET', '/ping');
+      expect(r.status).toBe(404);
+      expect(r.body.error.message).toMatch(/^No route GET \/ping here/); // the handler's answer, not the gateway's
+    } finally {
+      await rt.close();
+    }
+  });
+});
+
+describe('serving over HTTP', () => {
+  let rt: LocalRuntime;
+  const lines: string[] = [];
+  beforeAll(async () => {
+    rt = await startLocalRuntime({ port: 0, template, credentialsPath: join(tmp(), 'credentials.json'), log: (l) => lines.push(l) });
+  });
+  afterAll(async () => rt?.close());
+
+  it('creates an admin principal on first start', () => {
+    expect(rt.credentialsCreated).toBe(true);
+    expect(rt.principals).toEqual([expect.objectContaining({ name: 'admin', admin: true })]);
+  });
+
+  it('serves the contract end to end for a signed caller, and logs one line per request', async () => {
+    const api = new SignedHttp(rt.url, rt.principals[0]!);
+    expect((await api.call('POST', '/logs', { logId: 'http' })).status).toBe(201);
+    expect((await api.call('POST', '/logs/http/records', { records: [{ data: { a: 1 }, key: 'k' }] })).body).toEqual({ firstSeq: 1, lastSeq: 1 });
+    const sid = (await api.call('POST', '/logs/http/sessions', {})).body.sessionId;
+    const got = await api.call('POST', `/sessions/${sid}/receive`, {});
+    expect(got.body.records).toEqual([expect.objectContaining({ seq: 1, data: { a: 1 }, key: 'k', deliveryCount: 1 })]);
+    expect((await api.call('POST', `/sessions/${sid}/ack`, { seqs: [1] })).body).toEqual({ acked: 1 });
+    expect((await api.call('DELETE', `/sessions/${sid}`)).status).toBe(204);
+    expect(lines).toContain(lines.find((l) => /^POST \/logs\/\{logId\}\/records 201 \d+ms$/.test(l)));
+    expect(lines.some((l) => /^DELETE \/sessions\/\{sessionId\} 204 \d+ms$/.test(l))).toBe(true);
+  });
+
+  it("puts the handlers' metrics (EMF) into the local CloudWatch, per function", async () => {
+    const api = new SignedHttp(rt.url, rt.principals[0]!);
+    await api.call('GET', '/logs/http');
+    await api.call('GET', '/logs/does-not-exist');
+    const q = (metricName: string, stat: string) =>
+      rt.cloudwatch.store.statistic({ namespace: 'Logrelay', metricName, dimensions: { service: 'logrelay', Function: 'logs' }, stat, periodSeconds: 3600, startMs: Date.now() - 3_600_000, endMs: Date.now() + 3_600_000 });
+    const requests = q('Requests', 'Sum').reduce((a, d) => a + d.value, 0);
+    const errors4xx = q('Errors4xx', 'Sum').reduce((a, d) => a + d.value, 0);
+    expect(requests).toBeGreaterThanOrEqual(3); // POST /logs, GET http, GET does-not-exist
+    expect(errors4xx).toBe(1);
+  });
+
+  it('answers 403 to unsigned and wrongly signed requests, with the error envelope', async () => {
+    const unsigned = await fetch(`${rt.url}/logs/http`);
+    expect(unsigned.status).toBe(403);
+    expect(((await unsigned.json()) as { error: { code: string } }).error.code).toBe('Forbidden');
+    const wrong = await new SignedHttp(rt.url, { accessKeyId: rt.principals[0]!.accessKeyId, secretAccessKey: 'not-the-secret' }).call('GET', '/logs/http');
+    expect(wrong.status).toBe(403);
+    expect(wrong.body.error.message).toMatch(/signature/i);
+  });
+
+  it('answers 404 RouteNotFound for a path the API does not have', async () => {
+    const r = await new SignedHttp(rt.url, rt.principals[0]!).call('GET', '/nothing/here');
+    expect(r.status).toBe(404);
+    expect(r.body.error.code).toBe('RouteNotFound');
+  });
+});
+
+describe('npm start', () => {
+  it('serves within 20 s on a fresh directory, prints a working curl line, and stops cleanly on SIGINT', async () => {
+    const cwd = tmp();
+    const child = spawn(process.execPath, [join(__dirname, '../../node_modules/tsx/dist/cli.mjs'), join(__dirname, '../../bin/local.ts')], {
+      cwd,
+      env: { ...process.env, PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const started = Date.now();
+    while (!/listening on http:\/\/127\.0\.0\.1:\d+/.test(out) && Date.now() - started < 20_000 && child.exitCode === null) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(out).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+/);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    // The printed curl line works as printed.
+    const curl = out.split('\n').filter((l) => l.includes('curl --aws-sigv4'))[0]!;
+    const next = out.split('\n')[out.split('\n').indexOf(curl) + 1]!;
+    const cmd = `${curl.trim().replace(/\\$/, '')} ${next.trim()}`;
+    const { execSync } = await import('node:child_process');
+    const reply = execSync(`${cmd} -s -w ' %{http_code}'`, { encoding: 'utf8' });
+    expect(reply).toMatch(/"logId":"hello".* 201$/);
+    expect(out).toMatch(/credentials\.json \(created now\)/);
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    expect(code).toBe(0);
+    expect(out).toMatch(/stopped\./);
+    expect(out).toMatch(/POST \/logs 201 \d+ms/);
+  }, 40_000);
+});
