@@ -131,6 +131,31 @@ describe('serving over HTTP', () => {
   });
 });
 
+describe('--data-dir', () => {
+  it('keeps logs, records and sessions across a restart', async () => {
+    const dataDir = tmp();
+    const credentialsPath = join(tmp(), 'c.json');
+    const first = await startLocalRuntime({ port: 0, template, dataDir, credentialsPath, log: () => {} });
+    const api1 = new SignedHttp(first.url, first.principals[0]!);
+    await api1.call('POST', '/logs', { logId: 'kept' });
+    await api1.call('POST', '/logs/kept/records', { records: [{ data: 'one' }, { data: 'two' }] });
+    const sid = (await api1.call('POST', '/logs/kept/sessions', {})).body.sessionId;
+    await api1.call('POST', `/sessions/${sid}/receive`, { maxRecords: 1 });
+    await api1.call('POST', `/sessions/${sid}/ack`, { seqs: [1] });
+    await first.close();
+    const second = await startLocalRuntime({ port: 0, template, dataDir, credentialsPath, log: () => {} });
+    try {
+      expect(second.credentialsCreated).toBe(false);
+      const api2 = new SignedHttp(second.url, second.principals[0]!);
+      expect((await api2.call('GET', '/logs/kept')).body).toMatchObject({ firstSeq: 1, lastSeq: 2 });
+      const got = await api2.call('POST', `/sessions/${sid}/receive`, {});
+      expect(got.body.records.map((r: { data: string }) => r.data)).toEqual(['two']);
+    } finally {
+      await second.close();
+    }
+  });
+});
+
 describe('npm start', () => {
   it('serves within 20 s on a fresh directory, prints a working curl line, and stops cleanly on SIGINT', async () => {
     const cwd = tmp();
