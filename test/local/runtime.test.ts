@@ -7,10 +7,11 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { App } from 'aws-cdk-lib';
+import { App, Duration } from 'aws-cdk-lib';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import type { CfnTable } from 'aws-cdk-lib/aws-dynamodb';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { LogrelayStack } from '../../lib/logrelay-stack';
 import { readSystem, synthTemplate, type Template } from '../../local/template';
 import { startLocalRuntime, type LocalRuntime } from '../../local/server';
@@ -64,6 +65,7 @@ describe('the local runtime reads the system from the template', () => {
     });
     const sys = readSystem(changed);
     expect(sys.routes.map((r) => r.routeKey)).toContain('GET /ping');
+    expect(readSystem(template).routes.map((r) => r.routeKey)).not.toContain('GET /ping');
     expect(sys.tables.find((t) => t.logicalId.startsWith('Sessions'))!.ttlAttribute).toBe('gone');
     // Served: the gateway routes GET /ping to the logs function, whose code has no such route.
     const rt = await startLocalRuntime({ port: 0, template: changed, credentialsPath: join(tmp(), 'c.json'), log: () => {} });
@@ -71,6 +73,36 @@ describe('the local runtime reads the system from the template', () => {
       const r = await new SignedHttp(rt.url, rt.principals[0]!).call('GET', '/ping');
       expect(r.status).toBe(404);
       expect(r.body.error.message).toMatch(/^No route GET \/ping here/); // the handler's answer, not the gateway's
+    } finally {
+      await rt.close();
+    }
+  });
+});
+
+describe('alarms come from the template', () => {
+  it('loads every AWS::CloudWatch::Alarm of the stack, and evaluates it on the metrics the handlers emit', async () => {
+    const changed = synthWith((stack) => {
+      new cloudwatch.Alarm(stack, 'LogsErrors', {
+        alarmName: 'logs-4xx',
+        metric: new cloudwatch.Metric({ namespace: 'Logrelay', metricName: 'Errors4xx', dimensionsMap: { service: 'logrelay', Function: 'logs' }, statistic: 'Sum', period: Duration.seconds(10) }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    });
+    // LOGRELAY_TIME_SCALE 20: the 10 s period lasts 0.5 s.
+    const rt = await startLocalRuntime({ port: 0, template: changed, credentialsPath: join(tmp(), 'c.json'), log: () => {}, timeScale: 20 });
+    try {
+      const names = rt.cloudwatch.describeAlarms().MetricAlarms.map((a) => a.AlarmName);
+      const inTemplate = Object.values(changed.Resources).filter((r) => r.Type === 'AWS::CloudWatch::Alarm').map((r) => r.Properties.AlarmName);
+      expect(names).toEqual(inTemplate);
+      expect(rt.cloudwatch.describeAlarms({ AlarmNames: ['logs-4xx'] }).MetricAlarms[0]!.StateValue).toBe('OK');
+      await new SignedHttp(rt.url, rt.principals[0]!).call('GET', '/logs/missing'); // a 404: one 4xx
+      const state = () => rt.cloudwatch.describeAlarms({ AlarmNames: ['logs-4xx'] }).MetricAlarms[0]!.StateValue;
+      const until = Date.now() + 3_000;
+      while (state() !== 'ALARM' && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      expect(state()).toBe('ALARM'); // once the period holding the 404 is complete
     } finally {
       await rt.close();
     }
