@@ -8,6 +8,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import type { Deps } from '../lambdas/http/deps';
+import type { CallObserver } from '../lambdas/adapters/store';
 import type { HttpEvent, HttpResult } from '../lambdas/http/api';
 import { startEmbeddedDynamo, type EmbeddedDynamo } from './dynamo';
 import { matchRoute, toEvent } from './gateway';
@@ -35,6 +36,8 @@ export interface LocalRuntimeOptions {
   clock?: Deps['clock'];
   /** Divides the bake machinery's durations (default: LOGRELAY_TIME_SCALE, else 1). */
   timeScale?: number;
+  /** Sees every storage call with its consumed capacity (benchmarks). */
+  observeStorage?: CallObserver;
 }
 
 export interface LocalRuntime {
@@ -85,7 +88,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     const mod = (await import(resolve(PROJECT_ROOT, fn.entry))) as { makeHandler?: (d: Deps) => Handler };
     if (typeof mod.makeHandler !== 'function') throw new Error(`${fn.entry} does not export makeHandler(deps)`);
     const deps: Deps = {
-      store: new DynamoStore(dynamo.client, tableNamesFromEnv(fn.environment)),
+      store: new DynamoStore(dynamo.client, tableNamesFromEnv(fn.environment), opts.observeStorage),
       clock: opts.clock ?? systemClock,
       config: staticConfig(),
     };
