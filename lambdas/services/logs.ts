@@ -121,7 +121,7 @@ export class LogService {
           if (now >= waitUntil) {
             throw busy('Another append to this log is still being written.', Math.max(1, Math.ceil((head.pending.untilMs - now) / 1000)));
           }
-          await sleep(Math.min(200, 5 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random()));
+          await sleep(Math.min(40, 2 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()));
           continue;
         }
         await this.clearDeadReservation(head);
