@@ -16,6 +16,9 @@ import { readSystem, synthTemplate, type LocalRoute, type LocalSystem, type Temp
 import { loadOrCreateCredentials, type Principal } from './credentials';
 import { splitRequestTarget, verifySigV4 } from './sigv4';
 import { LocalCloudWatch, alarmsFromTemplate } from './cloudwatch/alarms';
+import { LocalAppConfig } from './appconfig';
+import { runExecution, stateMachinesFromTemplate, type ExecutionEvent, type SdkHandler, type TemplateStateMachine } from './stepfunctions';
+import { join } from 'node:path';
 
 /** API Gateway HTTP APIs accept at most 10 MB of payload. */
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
@@ -50,6 +53,17 @@ export interface LocalRuntime {
   dynamo: EmbeddedDynamo;
   /** Metrics the handlers emit (as EMF, like in Lambda) and the stack's alarms. */
   cloudwatch: LocalCloudWatch;
+  /** The stack's AppConfig applications, profiles (with their JSON Schemas) and hosted versions. */
+  appConfig: LocalAppConfig;
+  /** The stack's state machines, their definitions resolved for this runtime. */
+  stateMachines: TemplateStateMachine[];
+  /**
+   * Runs one of the stack's state machines (by logical id or name) on the local stand-ins:
+   * Lambda tasks call the local functions, `aws-sdk:cloudwatch` the local CloudWatch,
+   * `aws-sdk:appconfig` the local AppConfig, DynamoDB integrations the embedded store; Wait
+   * states and retry intervals are divided by the time scale.
+   */
+  startExecution(machine: string, input: unknown, opts?: { onEvent?: (e: ExecutionEvent) => void; signal?: AbortSignal }): Promise<unknown>;
   timeScale: number;
   close(): Promise<void>;
 }
@@ -75,6 +89,13 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   const dynamo = await startEmbeddedDynamo({ tables: system.tables, ...(opts.dataDir ? { path: opts.dataDir } : {}) });
   const credentialsPath = resolve(opts.credentialsPath ?? '.logrelay/credentials.json');
   const { principals, created } = loadOrCreateCredentials(credentialsPath);
+  const appConfig = LocalAppConfig.fromTemplate(template, opts.dataDir ? { persistPath: join(opts.dataDir, 'appconfig.json') } : {});
+  const tableNameOf = new Map(system.tables.map((t) => [t.logicalId, t.name]));
+  const stateMachines = stateMachinesFromTemplate(template, {
+    tableName: (id) => tableNameOf.get(id) ?? id,
+    ref: (id) => appConfig.resolveRef(id),
+    getAtt: (id, attr) => appConfig.resolveGetAtt(id, attr),
+  });
   const log = opts.log ?? ((line: string) => console.log(line));
 
   const { DynamoStore } = await import('../lambdas/adapters/store');
@@ -94,6 +115,36 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     };
     handlers.set(fn.logicalId, mod.makeHandler(deps));
   }
+
+  // Step Functions' aws-sdk integrations take PascalCase parameters, as the local stand-ins do.
+  const sdk: Record<string, SdkHandler> = {
+    'cloudwatch:describeAlarms': async (p) => cloudwatch.describeAlarms(p),
+    'cloudwatch:getMetricData': async (p) => cloudwatch.getMetricData(p),
+    'cloudwatch:putMetricData': async (p) => cloudwatch.putMetricData(p),
+    'appconfig:getHostedConfigurationVersion': async (p) => appConfig.getHostedConfigurationVersion(p),
+    'appconfig:listHostedConfigurationVersions': async (p) => appConfig.listHostedConfigurationVersions(p),
+    'appconfig:validateConfiguration': async (p) => appConfig.validateConfiguration(p),
+  };
+  const lambdas = Object.fromEntries(
+    [...handlers].map(([id, h]) => [
+      id,
+      (event: unknown) =>
+        h(event as HttpEvent, { awsRequestId: `local-sfn-${Date.now().toString(36)}`, functionName: id, getRemainingTimeInMillis: () => system.functions[id]!.timeoutSeconds * 1000 }),
+    ]),
+  );
+  const startExecution: LocalRuntime['startExecution'] = (machine, input, run = {}) => {
+    const sm = stateMachines.find((m) => m.logicalId === machine || m.name === machine);
+    if (!sm) throw new Error(`No state machine '${machine}' in the stack (it has: ${stateMachines.map((m) => m.name).join(', ') || 'none'}).`);
+    return runExecution(sm.definition, input, {
+      lambdas,
+      sdk,
+      dynamodb: dynamo.client,
+      timeScale,
+      stateMachineName: sm.name,
+      ...(run.onEvent ? { onEvent: run.onEvent } : {}),
+      ...(run.signal ? { signal: run.signal } : {}),
+    });
+  };
 
   const server = createServer((req, res) => {
     const started = Date.now();
@@ -119,6 +170,9 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     credentialsPath,
     dynamo,
     cloudwatch,
+    appConfig,
+    stateMachines,
+    startExecution,
     timeScale,
     close: async () => {
       await closeServer(server);

@@ -12,6 +12,9 @@ import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import type { CfnTable } from 'aws-cdk-lib/aws-dynamodb';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import * as appconfig from 'aws-cdk-lib/aws-appconfig';
 import { LogrelayStack } from '../../lib/logrelay-stack';
 import { readSystem, synthTemplate, type Template } from '../../local/template';
 import { startLocalRuntime, type LocalRuntime } from '../../local/server';
@@ -103,6 +106,69 @@ describe('alarms come from the template', () => {
       const until = Date.now() + 3_000;
       while (state() !== 'ALARM' && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
       expect(state()).toBe('ALARM'); // once the period holding the 404 is complete
+    } finally {
+      await rt.close();
+    }
+  });
+});
+
+describe('state machines and AppConfig come from the template', () => {
+  it("runs the stack's own state machine definition on the stand-ins, and serves its AppConfig profiles", async () => {
+    const changed = synthWith((stack) => {
+      const wait = new sfn.Wait(stack, 'Settle', { time: sfn.WaitTime.duration(Duration.seconds(60)) });
+      const alarms = new tasks.CallAwsService(stack, 'Alarms', {
+        service: 'cloudwatch',
+        action: 'describeAlarms',
+        parameters: { AlarmNames: ['logs-4xx'] },
+        iamResources: ['*'],
+        resultSelector: { 'count.$': 'States.ArrayLength($.MetricAlarms)' },
+        resultPath: '$.alarms',
+      });
+      const call = new tasks.LambdaInvoke(stack, 'Describe', {
+        lambdaFunction: stack.functions.logs.function,
+        payload: sfn.TaskInput.fromObject({
+          version: '2.0',
+          routeKey: 'GET /logs/{logId}',
+          pathParameters: { 'logId.$': '$.logId' },
+          requestContext: { authorizer: { iam: { userArn: 'arn:aws:iam::000000000000:user/admin' } } },
+        }),
+        resultSelector: { 'status.$': '$.Payload.statusCode' },
+        resultPath: '$.http',
+      });
+      new sfn.StateMachine(stack, 'Probe', { stateMachineName: 'probe', definitionBody: sfn.DefinitionBody.fromChainable(wait.next(alarms).next(call)) });
+      new cloudwatch.Alarm(stack, 'A', {
+        alarmName: 'logs-4xx',
+        metric: new cloudwatch.Metric({ namespace: 'Logrelay', metricName: 'Errors4xx', statistic: 'Sum' }),
+        threshold: 1,
+        evaluationPeriods: 1,
+      });
+      const app = new appconfig.CfnApplication(stack, 'App', { name: 'probe-app' });
+      const profile = new appconfig.CfnConfigurationProfile(stack, 'Limits', {
+        applicationId: app.ref,
+        name: 'limits',
+        locationUri: 'hosted',
+        validators: [{ type: 'JSON_SCHEMA', content: JSON.stringify({ type: 'object', properties: { n: { type: 'integer', maximum: 5 } }, additionalProperties: false }) }],
+      });
+      new appconfig.CfnHostedConfigurationVersion(stack, 'LimitsV1', {
+        applicationId: app.ref,
+        configurationProfileId: profile.ref,
+        content: JSON.stringify({ n: 1 }),
+        contentType: 'application/json',
+      });
+    });
+    const rt = await startLocalRuntime({ port: 0, template: changed, credentialsPath: join(tmp(), 'c.json'), log: () => {}, timeScale: 600 });
+    try {
+      expect(rt.stateMachines.map((m) => m.name)).toEqual(['probe']);
+      const states: string[] = [];
+      const started = Date.now();
+      const out = (await rt.startExecution('probe', { logId: 'nope' }, { onEvent: (e) => void (e.type === 'StateEntered' && states.push(e.state!.name)) })) as any;
+      expect(Date.now() - started).toBeLessThan(2_000); // the 60 s Wait took 0.1 s at time scale 600
+      expect(out.alarms).toEqual({ count: 1 }); // aws-sdk:cloudwatch answered by the local CloudWatch
+      expect(out.http).toEqual({ status: 404 }); // the Lambda task ran the logs function's own handler
+      expect(states).toEqual(['Settle', 'Alarms', 'Describe']);
+      const profile = rt.appConfig.findProfile('probe-app', 'limits')!;
+      const versions = rt.appConfig.listHostedConfigurationVersions(profile);
+      expect(versions.Items.map((v) => v.VersionNumber)).toEqual([1]);
     } finally {
       await rt.close();
     }
