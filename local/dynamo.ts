@@ -37,6 +37,30 @@ export function tableSpecsFromDefs(prefix: string): { specs: TableSpec[]; env: R
   return { specs, env };
 }
 
+/** Uses a DynamoDB-compatible server that is already running (e.g. DynamoDB Local), creating the tables. */
+export async function connectDynamo(endpoint: string, tables: readonly TableSpec[]): Promise<EmbeddedDynamo> {
+  const client = new DynamoDBClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 3 });
+  await createTables(client, tables);
+  return { endpoint, client, close: async () => client.destroy() };
+}
+
+async function createTables(client: DynamoDBClient, tables: readonly TableSpec[]): Promise<void> {
+  for (const t of tables) {
+    try {
+      await client.send(
+        new CreateTableCommand({
+          TableName: t.name,
+          BillingMode: 'PAY_PER_REQUEST',
+          KeySchema: t.keySchema,
+          AttributeDefinitions: t.attributeDefinitions,
+        }),
+      );
+    } catch (e) {
+      if ((e as { name?: string }).name !== 'ResourceInUseException') throw e; // kept from an earlier run (--data-dir)
+    }
+  }
+}
+
 export async function startEmbeddedDynamo(opts: { tables: readonly TableSpec[]; path?: string }): Promise<EmbeddedDynamo> {
   const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0, ...(opts.path ? { path: opts.path } : {}) });
   await new Promise<void>((resolve, reject) => {
@@ -51,20 +75,7 @@ export async function startEmbeddedDynamo(opts: { tables: readonly TableSpec[]; 
     credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
     maxAttempts: 3,
   });
-  for (const t of opts.tables) {
-    try {
-      await client.send(
-        new CreateTableCommand({
-          TableName: t.name,
-          BillingMode: 'PAY_PER_REQUEST',
-          KeySchema: t.keySchema,
-          AttributeDefinitions: t.attributeDefinitions,
-        }),
-      );
-    } catch (e) {
-      if ((e as { name?: string }).name !== 'ResourceInUseException') throw e; // kept from an earlier run (--data-dir)
-    }
-  }
+  await createTables(client, opts.tables);
   return {
     endpoint,
     client,

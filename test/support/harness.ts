@@ -10,7 +10,7 @@ import { ROUTES, FUNCTION_TIMEOUT_SECONDS, type FunctionName } from '../../lambd
 import type { Deps } from '../../lambdas/http/deps';
 import type { HttpEvent, HttpResult } from '../../lambdas/http/api';
 import { matchRoute, toEvent } from '../../local/gateway';
-import { startEmbeddedDynamo, tableSpecsFromDefs, type EmbeddedDynamo } from '../../local/dynamo';
+import { connectDynamo, startEmbeddedDynamo, tableSpecsFromDefs, type EmbeddedDynamo } from '../../local/dynamo';
 import { tableNamesFromEnv } from '../../lambdas/http/deps';
 import { makeHandler as logsHandler } from '../../lambdas/handlers/logs';
 import { makeHandler as appendHandler } from '../../lambdas/handlers/append';
@@ -83,7 +83,8 @@ export class Harness {
 
   static async start(): Promise<Harness> {
     const { specs, env } = tableSpecsFromDefs(`t${Math.random().toString(36).slice(2, 8)}`);
-    return new Harness(await startEmbeddedDynamo({ tables: specs }), env);
+    const external = process.env.LOGRELAY_TEST_DYNAMODB_ENDPOINT;
+    return new Harness(external ? await connectDynamo(external, specs) : await startEmbeddedDynamo({ tables: specs }), env);
   }
 
   /** A fresh set of handler instances, as after a cold start (no warm caches). */
