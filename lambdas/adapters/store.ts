@@ -89,7 +89,8 @@ export interface Store {
   createSession(s: SessionState): Promise<void>;
   /** Saves `s` if the stored version is still `s.version`, and bumps the version. */
   saveSession(s: SessionState): Promise<void>;
-  deleteSession(sessionId: string): Promise<void>;
+  /** Deletes a session's dead-letter pages, then the session item. */
+  deleteSession(sessionId: string, deadPages: readonly string[]): Promise<void>;
   putDeadPage(key: string, ranges: readonly DeadRange[], expiresSec: number): Promise<void>;
   getDeadPages(keys: readonly string[]): Promise<DeadRange[][]>;
 }
@@ -285,6 +286,7 @@ export class DynamoStore implements Store {
   async putSegments(logKey: string, segments: readonly Segment[]): Promise<void> {
     await this.batchWrite(
       'putSegments',
+      this.tables.records,
       segments.map((s) => ({
         PutRequest: { Item: { pk: logKey, sk: s.first, n: s.count, r: s.text, b: s.batchId, x: s.expiresSec } },
       })),
@@ -294,11 +296,12 @@ export class DynamoStore implements Store {
   async deleteSegments(logKey: string, firsts: readonly number[]): Promise<void> {
     await this.batchWrite(
       'deleteSegments',
+      this.tables.records,
       firsts.map((sk) => ({ DeleteRequest: { Key: { pk: logKey, sk } } })),
     );
   }
 
-  private async batchWrite(op: string, requests: Item[]): Promise<void> {
+  private async batchWrite(op: string, table: string, requests: Item[]): Promise<void> {
     for (let i = 0; i < requests.length; i += 25) {
       let pending: Item[] = requests.slice(i, i + 25);
       for (let attempt = 0; pending.length; attempt++) {
@@ -307,10 +310,10 @@ export class DynamoStore implements Store {
         const out = await this.send(
           op,
           this.doc.send(
-            new BatchWriteCommand({ RequestItems: { [this.tables.records]: pending as never }, ReturnConsumedCapacity: 'TOTAL' }),
+            new BatchWriteCommand({ RequestItems: { [table]: pending as never }, ReturnConsumedCapacity: 'TOTAL' }),
           ),
         );
-        pending = (out.UnprocessedItems?.[this.tables.records] as Item[] | undefined) ?? [];
+        pending = (out.UnprocessedItems?.[table] as Item[] | undefined) ?? [];
       }
     }
   }
@@ -516,7 +519,9 @@ export class DynamoStore implements Store {
     s.version += 1;
   }
 
-  async deleteSession(sessionId: string): Promise<void> {
+  async deleteSession(sessionId: string, deadPages: readonly string[]): Promise<void> {
+    // Pages first: a crash in between leaves a session that a retried DELETE still finds.
+    if (deadPages.length) await this.batchWrite('deleteSession', this.tables.sessions, deadPages.map((pk) => ({ DeleteRequest: { Key: { pk } } })));
     await this.send(
       'deleteSession',
       this.doc.send(new DeleteCommand({ TableName: this.tables.sessions, Key: { pk: sessionId }, ReturnConsumedCapacity: 'TOTAL' })),

@@ -332,8 +332,8 @@ export class SessionService {
   }
 
   async delete(owner: string, sessionId: string): Promise<void> {
-    await this.load(owner, sessionId, false);
-    await this.store.deleteSession(sessionId);
+    const { s } = await this.load(owner, sessionId, false);
+    await this.store.deleteSession(sessionId, s.deadPages);
     this.logKeys.delete(sessionId);
   }
 }

@@ -72,5 +72,10 @@ describe('dead-letter spill', () => {
     expect(dl.body.ranges.length).toBe(total / 2);
     expect(dl.body.ranges.slice(0, 2)).toEqual([[1, 1, 1], [3, 3, 1]]);
     expect(dl.body.ranges.at(-1)).toEqual([total - 1, total - 1, 1]);
+    // Deleting the session deletes its pages too.
+    const page = raw.Item!.dp!.L![0]!.S!;
+    expect((await h.call('DELETE', `/sessions/${sid}`)).status).toBe(204);
+    const gone = await h.dynamo.client.send(new GetItemCommand({ TableName: h.tableNames.sessions, Key: { pk: { S: page } } }));
+    expect(gone.Item).toBeUndefined();
   }, 60_000);
 });
