@@ -1,0 +1,234 @@
+/**
+ * The benchmark's clients: a producer and N stateless workers speaking signed HTTP to the local
+ * runtime. This module runs in a worker thread (see bench/delivery.ts), so the clients' own CPU
+ * (signing, JSON, fetch) is not taken from the thread that runs the service and its store, the
+ * way real worker hosts are other machines.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
+import { SignedHttp, type Reply } from '../local/client';
+import { httpApiMeteredRequests } from './prices';
+
+export interface ClientSetup {
+  url: string;
+  credentials: { accessKeyId: string; secretAccessKey: string };
+}
+
+export type ClientCommand =
+  | { type: 'createLog'; logId: string }
+  | { type: 'append'; logId: string; recordBytes: number; total: number; batch: number }
+  | { type: 'createSession'; logId: string; body: Record<string, unknown> }
+  | { type: 'deliver'; sessionId: string; total: number; workers: number; maxRecords: number; timeoutMs: number }
+  | { type: 'describe'; sessionId: string };
+
+export interface CallStat {
+  ms: number;
+  status: number;
+  /** HTTP API requests this call is billed as (512 KB increments). */
+  metered: number;
+}
+
+export interface AppendResult {
+  requests: CallStat[];
+  wallMs: number;
+  recordBytes: number;
+  totalDataBytes: number;
+}
+
+export interface ReceiveStat extends CallStat {
+  records: number;
+  redelivered: number;
+}
+
+export interface DeliverResult {
+  /** From the first receive to the ack that completed the set. */
+  wallMs: number;
+  receives: ReceiveStat[];
+  acks: CallStat[];
+  ackedRecords: number;
+  distinctDelivered: number;
+  duplicates: number;
+  busyReplies: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const bytes = (v: unknown): number => (v === undefined ? 0 : Buffer.byteLength(JSON.stringify(v), 'utf8'));
+
+/** A record whose serialized `data` is exactly `size` bytes (ASCII). */
+export function recordData(seq: number, size: number): { i: number; p: string } {
+  const empty = JSON.stringify({ i: seq, p: '' }).length;
+  const pad = size - empty;
+  if (pad < 0) throw new Error(`record size ${size} is below the ${empty} bytes of its envelope`);
+  // A varied but deterministic payload (no run of one character a store could compress).
+  let p = '';
+  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+  for (let k = 0; p.length < pad; k++) p += alphabet[(seq * 31 + k * 7) % alphabet.length];
+  return { i: seq, p };
+}
+
+/** Contiguous runs of sorted sequence numbers, as the `ranges` an ack takes. */
+export function toRanges(seqs: readonly number[]): [number, number][] {
+  const s = [...seqs].sort((a, b) => a - b);
+  const out: [number, number][] = [];
+  for (const n of s) {
+    const last = out[out.length - 1];
+    if (last && n === last[1] + 1) last[1] = n;
+    else out.push([n, n]);
+  }
+  return out;
+}
+
+export class Clients {
+  private readonly api: SignedHttp;
+
+  constructor(setup: ClientSetup) {
+    this.api = new SignedHttp(setup.url, setup.credentials);
+  }
+
+  private async timed<T = any>(method: string, path: string, body?: unknown): Promise<{ r: Reply<T>; stat: CallStat }> {
+    const t = performance.now();
+    const r = await this.api.call<T>(method, path, body);
+    const ms = performance.now() - t;
+    return { r, stat: { ms, status: r.status, metered: httpApiMeteredRequests(bytes(body), bytes(r.body)) } };
+  }
+
+  private async must<T = any>(what: string, method: string, path: string, body?: unknown): Promise<T> {
+    const { r } = await this.timed<T>(method, path, body);
+    if (r.status >= 300) throw new Error(`${what}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  }
+
+  async run(cmd: ClientCommand): Promise<unknown> {
+    switch (cmd.type) {
+      case 'createLog':
+        return this.must('create log', 'POST', '/logs', { logId: cmd.logId });
+      case 'createSession':
+        return this.must('create session', 'POST', `/logs/${cmd.logId}/sessions`, cmd.body);
+      case 'describe':
+        return this.must('describe session', 'GET', `/sessions/${cmd.sessionId}`);
+      case 'append':
+        return this.append(cmd);
+      case 'deliver':
+        return this.deliver(cmd);
+    }
+  }
+
+  /** One producer appending `total` records in batches, one request at a time. */
+  private async append(cmd: Extract<ClientCommand, { type: 'append' }>): Promise<AppendResult> {
+    const requests: CallStat[] = [];
+    let totalDataBytes = 0;
+    const t0 = performance.now();
+    for (let first = 1; first <= cmd.total; first += cmd.batch) {
+      const n = Math.min(cmd.batch, cmd.total - first + 1);
+      const records = Array.from({ length: n }, (_, k) => ({ data: recordData(first + k, cmd.recordBytes) }));
+      for (const r of records) totalDataBytes += bytes(r.data);
+      for (let attempt = 0; ; attempt++) {
+        const { r, stat } = await this.timed<{ firstSeq: number; lastSeq: number }>('POST', `/logs/${cmd.logId}/records`, { records });
+        requests.push(stat);
+        if (r.status === 201) {
+          if (r.body.firstSeq !== first || r.body.lastSeq !== first + n - 1) {
+            throw new Error(`append: expected ${first}..${first + n - 1}, got ${r.body.firstSeq}..${r.body.lastSeq}`);
+          }
+          break;
+        }
+        if ((r.status === 503 || r.status === 429) && attempt < 20) {
+          await sleep(1000 * Number(r.headers['retry-after'] ?? 1));
+          continue;
+        }
+        throw new Error(`append: ${r.status} ${JSON.stringify(r.body)}`);
+      }
+    }
+    return { requests, wallMs: performance.now() - t0, recordBytes: cmd.recordBytes, totalDataBytes };
+  }
+
+  /**
+   * `workers` stateless workers on one session: each receives up to `maxRecords`, acks what it
+   * got as ranges, and repeats until every record is acked. A worker that gets nothing waits
+   * the service's own long-poll interval (250 ms) before asking again; a 429/503 is retried
+   * after its retry-after, as a well-behaved client does.
+   */
+  private async deliver(cmd: Extract<ClientCommand, { type: 'deliver' }>): Promise<DeliverResult> {
+    const receives: ReceiveStat[] = [];
+    const acks: CallStat[] = [];
+    const delivered = new Uint8Array(cmd.total + 1);
+    let duplicates = 0;
+    let ackedRecords = 0;
+    let busyReplies = 0;
+    let done = false;
+    let failure: Error | undefined;
+    const t0 = performance.now();
+    let tDone = NaN;
+    const deadline = t0 + cmd.timeoutMs;
+
+    const worker = async (): Promise<void> => {
+      while (!done) {
+        if (performance.now() > deadline) throw new Error(`deliver: ${ackedRecords}/${cmd.total} acked after ${cmd.timeoutMs} ms`);
+        const { r, stat } = await this.timed<{ records: { seq: number; deliveryCount: number }[] }>(
+          'POST',
+          `/sessions/${cmd.sessionId}/receive`,
+          { maxRecords: cmd.maxRecords, waitSeconds: 0 },
+        );
+        if (r.status === 503 || r.status === 429) {
+          busyReplies++;
+          receives.push({ ...stat, records: 0, redelivered: 0 });
+          await sleep(1000 * Number(r.headers['retry-after'] ?? 1));
+          continue;
+        }
+        if (r.status !== 200) throw new Error(`receive: ${r.status} ${JSON.stringify(r.body)}`);
+        const recs = r.body.records;
+        receives.push({ ...stat, records: recs.length, redelivered: recs.filter((x) => x.deliveryCount > 1).length });
+        if (!recs.length) {
+          if (!done) await sleep(250);
+          continue;
+        }
+        for (const x of recs) {
+          if (delivered[x.seq]) duplicates++;
+          delivered[x.seq] = 1;
+        }
+        const ranges = toRanges(recs.map((x) => x.seq));
+        for (let attempt = 0; ; attempt++) {
+          const a = await this.timed<{ acked: number }>('POST', `/sessions/${cmd.sessionId}/ack`, { ranges });
+          acks.push(a.stat);
+          if (a.r.status === 200) {
+            ackedRecords += a.r.body.acked;
+            break;
+          }
+          if ((a.r.status === 503 || a.r.status === 429) && attempt < 20) {
+            busyReplies++;
+            await sleep(1000 * Number(a.r.headers['retry-after'] ?? 1));
+            continue;
+          }
+          throw new Error(`ack: ${a.r.status} ${JSON.stringify(a.r.body)}`);
+        }
+        if (ackedRecords >= cmd.total && !done) {
+          done = true;
+          tDone = performance.now();
+        }
+      }
+    };
+    await Promise.all(
+      Array.from({ length: cmd.workers }, () =>
+        worker().catch((e: unknown) => {
+          failure ??= e as Error;
+          done = true;
+        }),
+      ),
+    );
+    if (failure) throw failure;
+    let distinct = 0;
+    for (let i = 1; i <= cmd.total; i++) distinct += delivered[i]!;
+    return { wallMs: tDone - t0, receives, acks, ackedRecords, distinctDelivered: distinct, duplicates, busyReplies };
+  }
+}
+
+// Worker-thread entry: one command at a time from the main thread.
+if (parentPort && workerData && (workerData as { benchClient?: ClientSetup }).benchClient) {
+  const clients = new Clients((workerData as { benchClient: ClientSetup }).benchClient);
+  const port = parentPort;
+  port.on('message', (msg: { id: number; cmd: ClientCommand }) => {
+    clients.run(msg.cmd).then(
+      (result) => port.postMessage({ id: msg.id, ok: true, result }),
+      (e: unknown) => port.postMessage({ id: msg.id, ok: false, error: (e as Error).stack ?? String(e) }),
+    );
+  });
+}
