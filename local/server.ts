@@ -15,6 +15,7 @@ import { matchRoute, toEvent } from './gateway';
 import { readSystem, synthTemplate, type LocalRoute, type LocalSystem, type Template } from './template';
 import { loadOrCreateCredentials, type Principal } from './credentials';
 import { splitRequestTarget, verifySigV4 } from './sigv4';
+import { isAdminRoute } from '../lib/access';
 import { LocalCloudWatch, alarmsFromTemplate } from './cloudwatch/alarms';
 import { LocalAppConfig } from './appconfig';
 import { runExecution, stateMachinesFromTemplate, type ExecutionEvent, type SdkHandler, type TemplateStateMachine } from './stepfunctions';
@@ -161,6 +162,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     server.listen(opts.port ?? 8787, opts.host ?? '127.0.0.1', () => ok());
   });
   const { port } = server.address() as AddressInfo;
+  let closed = false;
   return {
     url: `http://127.0.0.1:${port}`,
     port,
@@ -175,6 +177,8 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     startExecution,
     timeScale,
     close: async () => {
+      if (closed) return;
+      closed = true;
       await closeServer(server);
       await dynamo.close();
       restoreConsole();
@@ -259,6 +263,11 @@ async function serve(
       return route;
     }
     caller = auth.principal;
+    // In AWS the operator policy decides; locally, the principal's admin flag does.
+    if (isAdminRoute(route) && !caller.admin) {
+      send(res, 403, { error: { code: 'Forbidden', message: `${route.routeKey} is an admin route and principal '${caller.name}' is not an admin. Use an admin principal from the credentials file.` } });
+      return route;
+    }
   }
   const event = toEvent({
     method,

@@ -60,6 +60,11 @@ describe('the local runtime reads the system from the template', () => {
   it('follows a change in the stack with no other edit: a new route and a different TTL attribute', async () => {
     const changed = synthWith((stack) => {
       stack.api.addRoutes({
+        path: '/configs',
+        methods: [apigwv2.HttpMethod.GET],
+        integration: new HttpLambdaIntegration('configs', stack.functions.logs.function),
+      });
+      stack.api.addRoutes({
         path: '/ping',
         methods: [apigwv2.HttpMethod.GET],
         integration: new HttpLambdaIntegration('ping', stack.functions.logs.function),
@@ -71,11 +76,29 @@ describe('the local runtime reads the system from the template', () => {
     expect(readSystem(template).routes.map((r) => r.routeKey)).not.toContain('GET /ping');
     expect(sys.tables.find((t) => t.logicalId.startsWith('Sessions'))!.ttlAttribute).toBe('gone');
     // Served: the gateway routes GET /ping to the logs function, whose code has no such route.
+    // (GET /configs is an admin route: only admin principals may call it.)
     const rt = await startLocalRuntime({ port: 0, template: changed, credentialsPath: join(tmp(), 'c.json'), log: () => {} });
     try {
       const r = await new SignedHttp(rt.url, rt.principals[0]!).call('GET', '/ping');
       expect(r.status).toBe(404);
       expect(r.body.error.message).toMatch(/^No route GET \/ping here/); // the handler's answer, not the gateway's
+      const admin = await new SignedHttp(rt.url, rt.principals[0]!).call('GET', '/configs');
+      expect(admin.body.error.message).toMatch(/^No route GET \/configs here/); // the admin got through to the function
+      const { writeFileSync, readFileSync } = await import('node:fs');
+      const file = JSON.parse(readFileSync(rt.credentialsPath, 'utf8'));
+      file.principals.push({ name: 'worker', accessKeyId: 'LRWORKER0000000000AA', secretAccessKey: 'w'.repeat(40), admin: false });
+      writeFileSync(rt.credentialsPath, JSON.stringify(file));
+      await rt.close();
+      const rt2 = await startLocalRuntime({ port: 0, template: changed, credentialsPath: rt.credentialsPath, log: () => {} });
+      try {
+        const worker = new SignedHttp(rt2.url, { accessKeyId: 'LRWORKER0000000000AA', secretAccessKey: 'w'.repeat(40) });
+        const denied = await worker.call('GET', '/configs');
+        expect(denied.status).toBe(403);
+        expect(denied.body.error.message).toMatch(/admin route/);
+        expect((await worker.call('GET', '/ping')).status).toBe(404); // data routes stay open to it
+      } finally {
+        await rt2.close();
+      }
     } finally {
       await rt.close();
     }
