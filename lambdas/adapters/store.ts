@@ -459,20 +459,23 @@ export class DynamoStore implements Store {
   }
 
   async getSessionWithHead(sessionId: string, logKey: string): Promise<{ session?: SessionState; head?: LogHead }> {
+    // The head is read eventually consistent (half the read units): a stale lastSeq only hands
+    // out new records a moment later; it never names an uncommitted one. The session is read
+    // strongly consistent, since its conditional write would fail on a stale copy anyway.
     const found = await this.batchGet('getSessionWithHead', {
-      [this.tables.sessions]: [{ pk: sessionId }],
-      [this.tables.logs]: [{ pk: logKey }],
+      [this.tables.sessions]: { keys: [{ pk: sessionId }], consistent: true },
+      [this.tables.logs]: { keys: [{ pk: logKey }], consistent: false },
     });
     const s = found[this.tables.sessions]?.[0];
     const h = found[this.tables.logs]?.[0];
     return { ...(s ? { session: sessionFromItem(s) } : {}), ...(h ? { head: headFromItem(h) } : {}) };
   }
 
-  /** BatchGetItem (strongly consistent) until DynamoDB has answered every key. */
-  private async batchGet(op: string, keysByTable: Record<string, Item[]>): Promise<Record<string, Item[]>> {
+  /** BatchGetItem until DynamoDB has answered every key. */
+  private async batchGet(op: string, keysByTable: Record<string, { keys: Item[]; consistent: boolean }>): Promise<Record<string, Item[]>> {
     const found: Record<string, Item[]> = {};
     let request: Record<string, { Keys: Item[]; ConsistentRead: boolean }> = Object.fromEntries(
-      Object.entries(keysByTable).map(([table, keys]) => [table, { Keys: keys, ConsistentRead: true }]),
+      Object.entries(keysByTable).map(([table, { keys, consistent }]) => [table, { Keys: keys, ConsistentRead: consistent }]),
     );
     for (let attempt = 0; Object.keys(request).length; attempt++) {
       if (attempt > 0) await sleep(Math.min(1000, 20 * 2 ** attempt) * Math.random());
@@ -544,7 +547,7 @@ export class DynamoStore implements Store {
   async getDeadPages(keys: readonly string[]): Promise<DeadRange[][]> {
     const pages = new Map<string, DeadRange[]>();
     for (let i = 0; i < keys.length; i += 100) {
-      const found = await this.batchGet('getDeadPages', { [this.tables.sessions]: keys.slice(i, i + 100).map((pk) => ({ pk })) });
+      const found = await this.batchGet('getDeadPages', { [this.tables.sessions]: { keys: keys.slice(i, i + 100).map((pk) => ({ pk })), consistent: true } });
       for (const it of found[this.tables.sessions] ?? []) pages.set(it.pk as string, decodeDead(it.D as Uint8Array));
     }
     return keys.map((k) => pages.get(k) ?? []);

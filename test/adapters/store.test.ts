@@ -58,6 +58,10 @@ describe('DynamoStore against a mocked client', () => {
     expect(got.session).toMatchObject({ sessionId: 's-1', version: 3, leases: [], dead: [] });
     expect(got.head).toMatchObject({ lastSeq: 7 });
     expect(ops).toEqual(['getSessionWithHead', 'getSessionWithHead']);
+    // The session strongly consistent (it is about to be written conditionally); the head not.
+    const first = ddb.commandCalls(BatchGetCommand)[0]!.args[0].input.RequestItems!;
+    expect(first.S!.ConsistentRead).toBe(true);
+    expect(first.L!.ConsistentRead).toBe(false);
   });
 
   it('maps storage throttling to 503 StorageThrottled with retry-after, not a 500', async () => {
