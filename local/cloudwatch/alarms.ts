@@ -460,26 +460,17 @@ export interface GetMetricDataOutput {
   Messages: never[];
 }
 
-export interface MetricAlarmDescription {
+/** An alarm as DescribeAlarms reports it: its definition, with defaults filled in, and its state. */
+export interface MetricAlarmDescription
+  extends Omit<AlarmDefinition, 'AlarmName' | 'DatapointsToAlarm' | 'ComparisonOperator' | 'TreatMissingData' | 'ActionsEnabled' | 'AlarmActions' | 'OKActions' | 'InsufficientDataActions' | 'EvaluateLowSampleCountPercentile'> {
   AlarmName: string;
-  AlarmDescription?: string;
   StateValue: AlarmState;
   StateReason: string;
   /** JSON with the evaluated datapoints of the last state transition, in the spirit of CloudWatch's StateReasonData. */
   StateReasonData?: string;
   StateUpdatedTimestamp: Date;
   StateTransitionedTimestamp: Date;
-  Namespace?: string;
-  MetricName?: string;
-  Dimensions?: MetricDimension[];
-  Statistic?: string;
-  ExtendedStatistic?: string;
-  Period?: number;
-  Unit?: string;
-  Metrics?: MetricDataQuery[];
-  EvaluationPeriods: number;
   DatapointsToAlarm: number;
-  Threshold: number;
   ComparisonOperator: string;
   TreatMissingData: TreatMissingData;
   ActionsEnabled: boolean;
