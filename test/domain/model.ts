@@ -121,3 +121,42 @@ export function randomSelection(r: ReturnType<typeof prng>, hi: number): Range[]
   }
   return out;
 }
+
+/**
+ * The model of one receive, one sequence number at a time: dead-letter expired records that
+ * used up their deliveries (into `dead`), hand out expired records oldest first, then new
+ * records from `cursor` up to `lastSeq` within `maxInFlight`. Mutates `m` and `dead`.
+ */
+export function modelReceive(
+  m: Map<number, SeqState>,
+  dead: Map<number, number>,
+  o: { now: number; lastSeq: number; cursor: number; maxRecords: number; settings: SessionSettings },
+): { want: { seq: number; count: number; leaseMs: number }[]; cursor: number } {
+  for (const q of [...m.keys()].sort((a, b) => a - b)) {
+    const v = m.get(q)!;
+    if (v.leaseMs <= o.now && v.count >= o.settings.maxDeliveries) {
+      dead.set(q, v.count);
+      m.delete(q);
+    }
+  }
+  const leaseMs = o.now + o.settings.ackTimeoutSeconds * 1000;
+  const want: { seq: number; count: number; leaseMs: number }[] = [];
+  let budget = o.maxRecords;
+  for (const q of [...m.keys()].sort((a, b) => a - b)) {
+    const v = m.get(q)!;
+    if (budget === 0) break;
+    if (v.leaseMs > o.now) continue;
+    v.count++;
+    v.leaseMs = leaseMs;
+    want.push({ seq: q, count: v.count, leaseMs });
+    budget--;
+  }
+  let cursor = o.cursor;
+  while (budget > 0 && m.size < o.settings.maxInFlight && cursor <= o.lastSeq) {
+    m.set(cursor, { leaseMs, count: 1 });
+    want.push({ seq: cursor, count: 1, leaseMs });
+    cursor++;
+    budget--;
+  }
+  return { want, cursor };
+}

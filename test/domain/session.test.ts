@@ -13,7 +13,7 @@ import {
   view,
   type SessionState,
 } from '../../lambdas/domain/session';
-import { fromModel, perSeq, prng, randomLeases, selectedSet, session, T0, toModel, type SeqState } from './model';
+import { fromModel, modelReceive, perSeq, prng, randomLeases, selectedSet, session, T0, toModel, type SeqState } from './model';
 
 const L = (from: number, to: number, leaseMs: number, count: number): Lease => ({ from, to, leaseMs, count });
 const NOW = T0 + 3_600_000;
@@ -183,32 +183,7 @@ describe('planReceive', () => {
         // the model
         const m = toModel(s.leases);
         const dead = new Map<number, number>();
-        const leaseMs = now + s.settings.ackTimeoutSeconds * 1000;
-        for (const q of [...m.keys()].sort((a, b) => a - b)) {
-          const v = m.get(q)!;
-          if (v.leaseMs <= now && v.count >= s.settings.maxDeliveries) {
-            dead.set(q, v.count);
-            m.delete(q);
-          }
-        }
-        const want: { seq: number; count: number; leaseMs: number }[] = [];
-        let budget = maxRecords;
-        for (const q of [...m.keys()].sort((a, b) => a - b)) {
-          const v = m.get(q)!;
-          if (budget === 0) break;
-          if (v.leaseMs > now) continue;
-          v.count++;
-          v.leaseMs = leaseMs;
-          want.push({ seq: q, count: v.count, leaseMs });
-          budget--;
-        }
-        let cursor = s.cursor;
-        while (budget > 0 && m.size < s.settings.maxInFlight && cursor <= lastSeq) {
-          m.set(cursor, { leaseMs, count: 1 });
-          want.push({ seq: cursor, count: 1, leaseMs });
-          cursor++;
-          budget--;
-        }
+        const { want, cursor } = modelReceive(m, dead, { now, lastSeq, cursor: s.cursor, maxRecords, settings: s.settings });
         const wantDead: DeadRange[] = [];
         for (const q of [...dead.keys()].sort((a, b) => a - b)) {
           const last = wantDead[wantDead.length - 1];
@@ -494,14 +469,6 @@ describe('randomized session simulation against a per-sequence-number model', ()
       let cursor = 1;
       let lastSeq = 0;
       let now = NOW;
-      const sweep = (): void => {
-        for (const [q, v] of [...m]) {
-          if (v.leaseMs <= now && v.count >= settings.maxDeliveries) {
-            dead.set(q, v.count);
-            m.delete(q);
-          }
-        }
-      };
       for (let step = 0; step < 80; step++) {
         now += r.pick([0, 1, 500, 1000, 3000, 6000]);
         lastSeq += r.pick([0, 0, 1, 3, 10]);
@@ -514,25 +481,9 @@ describe('randomized session simulation against a per-sequence-number model', ()
         const label = JSON.stringify({ run, step, op, sel, now, lastSeq });
         if (op <= 1) {
           const maxRecords = r.int(1, 12);
-          sweep();
-          const leaseMs = now + settings.ackTimeoutSeconds * 1000;
-          const want: { seq: number; count: number; leaseMs: number }[] = [];
-          let budget = maxRecords;
-          for (const q of [...m.keys()].sort((a, b) => a - b)) {
-            const v = m.get(q)!;
-            if (budget === 0) break;
-            if (v.leaseMs > now) continue;
-            v.count++;
-            v.leaseMs = leaseMs;
-            want.push({ seq: q, count: v.count, leaseMs });
-            budget--;
-          }
-          while (budget > 0 && m.size < settings.maxInFlight && cursor <= lastSeq) {
-            m.set(cursor, { leaseMs, count: 1 });
-            want.push({ seq: cursor, count: 1, leaseMs });
-            cursor++;
-            budget--;
-          }
+          const model = modelReceive(m, dead, { now, lastSeq, cursor, maxRecords, settings });
+          const want = model.want;
+          cursor = model.cursor;
           const got = perSeq(planReceive(s, now, lastSeq, maxRecords));
           expect(got, label).toEqual(want);
           for (const g of got) delivered.set(g.seq, (delivered.get(g.seq) ?? 0) + 1);
