@@ -30,7 +30,7 @@ import { countOf, type DeadRange, type Range } from '../domain/ranges';
 import { decodeSegment, type DeliveredRecord } from '../domain/records';
 import type { DeliveryConfig } from '../domain/config';
 import { sleep, type LogHead, type Segment, type Store } from '../adapters/store';
-import { LogService, logKeyOf, systemClock, type Clock } from './logs';
+import { LogService, systemClock, type Clock } from './logs';
 
 /** Dead-letter ranges kept in the session item before they move to a page item. */
 export const DEAD_SPILL_RANGES = 1024;
@@ -338,7 +338,6 @@ export class SessionService {
   }
 }
 
-export { logKeyOf };
 
 const clone = (s: SessionState): SessionState => ({ ...s, leases: [...s.leases], dead: [...s.dead], deadPages: [...s.deadPages] });
 
