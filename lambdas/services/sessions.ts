@@ -251,25 +251,33 @@ export class SessionService {
   ): Promise<{ records: Map<number, DeliveredRecord>; freshAllMissing: boolean; segmentHolding: (seq: number) => number }> {
     const nowSec = Math.floor(this.clock.now() / 1000);
     const records = new Map<number, DeliveredRecord>();
-    const segs: Segment[] = [];
+    // Every segment this receive has read, so scattered redeliveries from one segment cost one query.
+    const fetched: Segment[] = [];
+    const holder = (seq: number): Segment | undefined => fetched.find((seg) => seg.first <= seq && seq < seg.first + seg.count);
     let freshAllMissing = false;
     for (const g of plan) {
       const isFresh = g.from === cursor;
-      let found: Segment[] = [];
-      if (isFresh && cursorSeg > 0 && cursorSeg <= g.from) {
-        found = await this.store.segmentsBetween(logKey, cursorSeg, g.to, true);
-        // A hint that does not name a segment (retention took it) falls back to the lookup below.
-        if (found[0]?.first !== cursorSeg) found = [];
-      }
-      if (!found.length) {
-        const s0 = await this.store.segmentAtOrBefore(logKey, g.from, true);
-        const s0end = s0 ? s0.first + s0.count - 1 : g.from - 1;
-        found = s0 && s0end >= g.to ? [s0] : [...(s0 ? [s0] : []), ...(await this.store.segmentsBetween(logKey, s0end + 1, g.to, true))];
+      // Skip the start of the grant that segments already read cover.
+      let from = g.from;
+      for (let seg = holder(from); seg && from <= g.to; seg = holder(from)) from = seg.first + seg.count;
+      if (from <= g.to) {
+        let found: Segment[] = [];
+        if (isFresh && from === g.from && cursorSeg > 0 && cursorSeg <= from) {
+          found = await this.store.segmentsBetween(logKey, cursorSeg, g.to, true);
+          // A hint that does not name a segment (retention took it) falls back to the lookup below.
+          if (found[0]?.first !== cursorSeg) found = [];
+        }
+        if (!found.length) {
+          const s0 = await this.store.segmentAtOrBefore(logKey, from, true);
+          const s0end = s0 ? s0.first + s0.count - 1 : from - 1;
+          found = s0 && s0end >= g.to ? [s0] : [...(s0 ? [s0] : []), ...(await this.store.segmentsBetween(logKey, s0end + 1, g.to, true))];
+        }
+        fetched.push(...found);
       }
       let got = 0;
-      for (const seg of found) {
+      for (const seg of fetched) {
         if (seg.expiresSec <= nowSec) continue; // retention passed; TTL deletes lazily
-        segs.push(seg);
+        if (seg.first > g.to || seg.first + seg.count - 1 < g.from) continue;
         for (const r of decodeSegment(seg.first, seg.text, g.from, g.to)) {
           records.set(r.seq, r);
           got++;
@@ -277,6 +285,7 @@ export class SessionService {
       }
       if (isFresh && got === 0) freshAllMissing = true;
     }
+    const segs = fetched.filter((seg) => seg.expiresSec > nowSec);
     const segmentHolding = (seq: number): number => {
       for (const seg of segs) {
         const end = seg.first + seg.count - 1;
