@@ -3,7 +3,9 @@
  * shared/API.md. The CDK stack builds the HTTP API from it; each handler dispatches on the
  * event's routeKey with the same strings. Nothing else restates routes.
  */
-export type FunctionName = 'logs' | 'append' | 'sessions' | 'receive' | 'leases';
+export type FunctionName = 'logs' | 'append' | 'sessions' | 'receive' | 'leases' | 'admin';
+/** Functions behind no route: the bake state machine's task function. */
+export type TaskFunctionName = 'bake';
 
 export interface RouteDef {
   method: 'GET' | 'POST' | 'DELETE';
@@ -23,28 +25,39 @@ export const ROUTES: readonly RouteDef[] = [
   { method: 'POST', path: '/sessions/{sessionId}/ack', fn: 'leases' },
   { method: 'POST', path: '/sessions/{sessionId}/nack', fn: 'leases' },
   { method: 'POST', path: '/sessions/{sessionId}/extend', fn: 'leases' },
+  { method: 'GET', path: '/configs', fn: 'admin' },
+  { method: 'POST', path: '/configs/{profile}/versions', fn: 'admin' },
+  { method: 'GET', path: '/configs/{profile}/versions/{version}', fn: 'admin' },
+  { method: 'POST', path: '/bakes', fn: 'admin' },
+  { method: 'GET', path: '/bakes/{bakeId}', fn: 'admin' },
+  { method: 'POST', path: '/bakes/{bakeId}/abort', fn: 'admin' },
 ] as const;
 
 export const routeKey = (r: Pick<RouteDef, 'method' | 'path'>): string => `${r.method} ${r.path}`;
 
 /**
  * What each function may do to each table: the stack grants exactly this, and the CDK tests
- * check the synthesized policies against it.
+ * check the synthesized policies against it. Every host reads the Control table (its rollout
+ * state); only the admin routes and the bake write it.
  */
 export type Access = 'read' | 'write' | 'readwrite';
-export const FUNCTION_ACCESS: Record<FunctionName, { logs?: Access; records?: Access; sessions?: Access }> = {
-  logs: { logs: 'readwrite', records: 'read' },
-  append: { logs: 'readwrite', records: 'readwrite' },
-  sessions: { logs: 'read', records: 'read', sessions: 'readwrite' },
-  receive: { logs: 'read', records: 'read', sessions: 'readwrite' },
-  leases: { sessions: 'readwrite' },
+export const FUNCTION_ACCESS: Record<FunctionName | TaskFunctionName, { logs?: Access; records?: Access; sessions?: Access; control?: Access }> = {
+  logs: { logs: 'readwrite', records: 'read', control: 'read' },
+  append: { logs: 'readwrite', records: 'readwrite', control: 'read' },
+  sessions: { logs: 'read', records: 'read', sessions: 'readwrite', control: 'read' },
+  receive: { logs: 'read', records: 'read', sessions: 'readwrite', control: 'read' },
+  leases: { sessions: 'readwrite', control: 'read' },
+  admin: { control: 'readwrite' },
+  bake: { control: 'readwrite' },
 };
 
 /** Seconds each function may run: receive long-polls up to 20 s under API Gateway's 30 s cap. */
-export const FUNCTION_TIMEOUT_SECONDS: Record<FunctionName, number> = {
+export const FUNCTION_TIMEOUT_SECONDS: Record<FunctionName | TaskFunctionName, number> = {
   logs: 10,
   append: 15,
   sessions: 10,
   receive: 28,
   leases: 10,
+  admin: 15,
+  bake: 30,
 };

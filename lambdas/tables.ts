@@ -6,7 +6,7 @@ export type KeyType = 'S' | 'N' | 'B';
 
 export interface TableDef {
   /** Logical id in the stack and the environment variable that carries the physical name. */
-  id: 'Logs' | 'Records' | 'Sessions';
+  id: 'Logs' | 'Records' | 'Sessions' | 'Control';
   envVar: string;
   partitionKey: { name: string; type: KeyType };
   sortKey?: { name: string; type: KeyType };
@@ -27,4 +27,7 @@ export const TABLES: readonly TableDef[] = [
   },
   // One item per receiver session (plus dead-letter spill pages), expiring when idle.
   { id: 'Sessions', envVar: 'SESSIONS_TABLE', partitionKey: { name: 'pk', type: 'S' }, ttlAttribute: 'x' },
+  // The rollout state (control versions, the experiment, the bake lock) and the bake records
+  // (kept 90 days, TTL'd).
+  { id: 'Control', envVar: 'CONTROL_TABLE', partitionKey: { name: 'pk', type: 'S' }, ttlAttribute: 'x' },
 ] as const;

@@ -101,7 +101,7 @@ const idemPk = (logKey: string, key: string): string => `${logKey}#idem#${key}`;
 const isConditionFailure = (e: unknown): boolean =>
   e instanceof ConditionalCheckFailedException || (e as { name?: string })?.name === 'ConditionalCheckFailedException';
 
-async function conditional<T>(p: Promise<T>): Promise<T> {
+export async function conditional<T>(p: Promise<T>): Promise<T> {
   try {
     return await p;
   } catch (e) {

@@ -1,19 +1,41 @@
 /**
- * The two config profiles that drive the service, their defaults and ranges (shared/API.md).
- * Handlers receive one effective `ConfigSet` per request.
+ * The two config profiles that drive the service (shared/API.md), their schemas and defaults,
+ * the rollout state hosts serve from, and the per-request choice of arm. No AWS client here.
+ *
+ * A profile version's content is a JSON object with any subset of the profile's fields; a
+ * field it leaves out takes the default. The zod schemas below are the single statement of
+ * fields and ranges: the stack's AppConfig JSON Schema validators are generated from them
+ * (`profileJsonSchema`), so AppConfig, the admin route and the hosts can never disagree.
  */
-export interface DeliveryConfig {
-  maxBatchRecords: number;
-  maxBatchBytes: number;
-  longPollIntervalMs: number;
-}
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
 
-export interface LimitsConfig {
-  maxRecordsPerAppend: number;
-  maxRecordBytes: number;
-  maxRequestBytes: number;
-  defaultAckTimeoutSeconds: number;
-}
+const int = (min: number, max: number, description: string) => z.number().int().min(min).max(max).describe(description);
+
+export const PROFILE_SCHEMAS = {
+  delivery: z
+    .strictObject({
+      maxBatchRecords: int(1, 1000, 'most records one receive returns').optional(),
+      maxBatchBytes: int(1024, 6_291_456, 'most bytes of record data one receive returns').optional(),
+      longPollIntervalMs: int(50, 5000, 'how often a waiting receive looks for new records').optional(),
+    })
+    .describe('Logrelay delivery profile: how receive hands out records'),
+  limits: z
+    .strictObject({
+      maxRecordsPerAppend: int(1, 500, 'most records one append may carry').optional(),
+      maxRecordBytes: int(1, 262_144, "most bytes of one record's serialized data").optional(),
+      maxRequestBytes: int(1024, 6_291_456, 'most bytes of one append request body').optional(),
+      defaultAckTimeoutSeconds: int(1, 43_200, 'ack timeout of a session created without one').optional(),
+    })
+    .describe('Logrelay limits profile: what one request may carry'),
+} as const;
+
+export type ProfileName = keyof typeof PROFILE_SCHEMAS;
+export const PROFILES = Object.keys(PROFILE_SCHEMAS) as ProfileName[];
+export const isProfile = (p: string): p is ProfileName => Object.prototype.hasOwnProperty.call(PROFILE_SCHEMAS, p);
+
+export type DeliveryConfig = Required<z.infer<(typeof PROFILE_SCHEMAS)['delivery']>>;
+export type LimitsConfig = Required<z.infer<(typeof PROFILE_SCHEMAS)['limits']>>;
 
 export interface ConfigSet {
   delivery: DeliveryConfig;
@@ -25,11 +47,94 @@ export const DEFAULT_CONFIG: ConfigSet = {
   limits: { maxRecordsPerAppend: 500, maxRecordBytes: 262_144, maxRequestBytes: 1_048_576, defaultAckTimeoutSeconds: 30 },
 };
 
-/** Where a handler gets the config set for a request keyed by `key` (log or session id). */
+/** The JSON Schema (draft-04, the dialect AppConfig documents for inline validators) of a profile. */
+export function profileJsonSchema(profile: ProfileName): Record<string, unknown> {
+  return z.toJSONSchema(PROFILE_SCHEMAS[profile], { target: 'draft-04' }) as Record<string, unknown>;
+}
+
+/** Checks a version's content; returns the problems, phrased for a person, or [] when it is valid. */
+export function checkProfileContent(profile: ProfileName, content: unknown): string[] {
+  const r = PROFILE_SCHEMAS[profile].safeParse(content);
+  if (r.success) return [];
+  return r.error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'content'}: ${i.message}`);
+}
+
+/** A profile's effective values: the version's content over the defaults. Throws on invalid content. */
+export function resolveProfile<P extends ProfileName>(profile: P, content: unknown): ConfigSet[P] {
+  const parsed = PROFILE_SCHEMAS[profile].parse(content) as Partial<ConfigSet[P]>;
+  return { ...DEFAULT_CONFIG[profile], ...parsed } as ConfigSet[P];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rollout state and arms
+// ---------------------------------------------------------------------------------------------
+
+export type Arm = 'control' | 'experiment';
+
+export interface Experiment {
+  profile: ProfileName;
+  version: string;
+  weightPercent: number;
+  bakeId: string;
+  /**
+   * Epoch ms after which hosts ignore this experiment even if nothing cleared it: the phase's
+   * deadline plus a margin. A bake whose machinery dies (execution timeout, StopExecution)
+   * therefore cannot leave a version live beyond its phase.
+   */
+  expiresAtMs: number;
+}
+
+/** What hosts serve from: each profile's control version and at most one experiment. */
+export interface RolloutState {
+  control: Record<ProfileName, string>;
+  experiment?: Experiment;
+}
+
+/** The versions a stack starts with: the initial hosted configuration versions (numbered 1). */
+export const INITIAL_ROLLOUT: RolloutState = { control: { delivery: '1', limits: '1' } };
+
+/** The experiment hosts should serve now, if any. */
+export function liveExperiment(state: RolloutState, nowMs: number): Experiment | undefined {
+  const e = state.experiment;
+  return e && e.expiresAtMs > nowMs && e.weightPercent > 0 ? e : undefined;
+}
+
+/**
+ * A key's bucket in [0, 10000): SHA-256 of the bake id and the key. Salting with the bake id
+ * gives each bake a fresh, independent sample of keys, so one unlucky session is not in every
+ * experiment; within a bake, a key's arm never changes.
+ */
+export function bucketOf(bakeId: string, key: string): number {
+  return createHash('sha256').update(bakeId).update('\0').update(key).digest().readUInt32BE(0) % 10_000;
+}
+
+/** The arm of a request with stable key `key` (session id, else log id); no key means control. */
+export function armOf(experiment: Experiment | undefined, key: string | undefined): Arm {
+  if (!experiment || key === undefined) return 'control';
+  return bucketOf(experiment.bakeId, key) < Math.round(experiment.weightPercent * 100) ? 'experiment' : 'control';
+}
+
+/** Versions one request is served under. */
+export type VersionSet = Record<ProfileName, string>;
+
+export function versionsFor(state: RolloutState, arm: Arm, experiment: Experiment | undefined): VersionSet {
+  const versions = { ...state.control };
+  if (arm === 'experiment' && experiment) versions[experiment.profile] = experiment.version;
+  return versions;
+}
+
+/** The effective config of one request, with the arm and versions it came from (for metrics and logs). */
+export interface EffectiveConfig {
+  config: ConfigSet;
+  arm: Arm;
+  versions: VersionSet;
+}
+
+/** Where a handler gets the config set for a request keyed by `key` (session id or log id). */
 export interface ConfigProvider {
-  forKey(key: string): Promise<ConfigSet>;
+  forKey(key: string | undefined): Promise<EffectiveConfig>;
 }
 
 export const staticConfig = (config: ConfigSet = DEFAULT_CONFIG): ConfigProvider => ({
-  forKey: async () => config,
+  forKey: async () => ({ config, arm: 'control', versions: { ...INITIAL_ROLLOUT.control } }),
 });

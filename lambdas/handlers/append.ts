@@ -7,11 +7,11 @@ import { logNotFound } from '../domain/errors';
 
 export function makeHandler(d: Deps) {
   const logs = new LogService(d.store, d.clock);
-  return httpHandler('append', d.clock, {
+  return httpHandler('append', d, {
     'POST /logs/{logId}/records': async (ctx) => {
       const logId = ctx.path.logId ?? '';
       if (!LOG_ID.test(logId)) throw logNotFound(logId);
-      const { limits } = await d.config.forKey(logId);
+      const { limits } = ctx.config;
       const b = parse(Append, ctx.body);
       const out = await logs.append(ctx.principal, logId, b.records, {
         limits,

@@ -8,7 +8,7 @@ import { sessionIdOf } from './sessions';
 
 export function makeHandler(d: Deps) {
   const sessions = new SessionService(d.store, d.clock);
-  return httpHandler('leases', d.clock, {
+  return httpHandler('leases', d, {
     'POST /sessions/{sessionId}/ack': async (ctx) => {
       const b = parse(Ack, ctx.body);
       const n = await sessions.ack(ctx.principal, sessionIdOf(ctx.path), selectionOf(b.seqs, b.ranges));

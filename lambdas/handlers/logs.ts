@@ -7,7 +7,7 @@ import { logNotFound } from '../domain/errors';
 
 export function makeHandler(d: Deps) {
   const logs = new LogService(d.store, d.clock);
-  return httpHandler('logs', d.clock, {
+  return httpHandler('logs', d, {
     'POST /logs': async (ctx) => {
       const b = parse(CreateLog, ctx.body);
       return { status: 201, body: await logs.create(ctx.principal, b.logId, b.retentionHours) };

@@ -8,15 +8,19 @@ import { sessionIdOf } from './sessions';
 
 export function makeHandler(d: Deps) {
   const sessions = new SessionService(d.store, d.clock);
-  return httpHandler('receive', d.clock, {
+  return httpHandler('receive', d, {
     'POST /sessions/{sessionId}/receive': async (ctx) => {
       const id = sessionIdOf(ctx.path);
       const b = parse(Receive, ctx.body);
-      const { delivery } = await d.config.forKey(id);
+      const { delivery } = ctx.config;
       // A long poll must end before the function's own deadline.
       const waitSeconds = Math.max(0, Math.min(b.waitSeconds, Math.floor((ctx.deadlineMs - d.clock.now()) / 1000) - 2));
-      const stats: ReceiveStats = { conflicts: 0, polls: 0 };
-      const records = await sessions.receive(ctx.principal, id, { maxRecords: b.maxRecords, waitSeconds }, delivery, stats);
+      const stats: ReceiveStats = { conflicts: 0, polls: 0, idleMs: 0 };
+      const records = await sessions
+        .receive(ctx.principal, id, { maxRecords: b.maxRecords, waitSeconds }, delivery, stats)
+        .finally(() => {
+          ctx.idleMs = stats.idleMs;
+        });
       metrics.addMetric('ReceiveConflicts', MetricUnit.Count, stats.conflicts);
       metrics.addMetric('RecordsDelivered', MetricUnit.Count, records.length);
       return { status: 200, body: { records } };

@@ -13,12 +13,12 @@ export const sessionIdOf = (path: Record<string, string>): string => {
 
 export function makeHandler(d: Deps) {
   const sessions = new SessionService(d.store, d.clock);
-  return httpHandler('sessions', d.clock, {
+  return httpHandler('sessions', d, {
     'POST /logs/{logId}/sessions': async (ctx) => {
       const logId = ctx.path.logId ?? '';
       if (!LOG_ID.test(logId)) throw logNotFound(logId);
       const b = parse(CreateSession, ctx.body);
-      const { limits } = await d.config.forKey(logId);
+      const { limits } = ctx.config;
       const out = await sessions.create(ctx.principal, logId, b.start, {
         ackTimeoutSeconds: b.ackTimeoutSeconds ?? limits.defaultAckTimeoutSeconds,
         maxInFlight: b.maxInFlight,

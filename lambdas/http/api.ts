@@ -5,16 +5,24 @@
  */
 import type { APIGatewayProxyEventV2WithIAMAuthorizer, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { Logger } from '@aws-lambda-powertools/logger';
-import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { MetricResolution, Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { z } from 'zod';
 import { ApiError } from '../domain/errors';
+import type { Arm, ConfigProvider, ConfigSet, VersionSet } from '../domain/config';
+import { ARM_METRICS, METRIC_NAMESPACE, SERVICE_NAME } from '../metrics';
 
 export type HttpEvent = APIGatewayProxyEventV2WithIAMAuthorizer;
 export type HttpResult = APIGatewayProxyStructuredResultV2;
 
 export const logger = new Logger({ serviceName: 'logrelay' });
-export const metrics = new Metrics({ namespace: 'Logrelay', serviceName: 'logrelay' });
+/** Per-function operational metrics (dimension Function), standard resolution. */
+export const metrics = new Metrics({ namespace: METRIC_NAMESPACE, serviceName: SERVICE_NAME });
+/**
+ * Per-arm metrics (dimension Arm), high resolution: what the bake's alarms and verdicts read.
+ * A separate instance, so its EMF line carries only the Arm dimension set.
+ */
+export const armMetrics = new Metrics({ namespace: METRIC_NAMESPACE, serviceName: SERVICE_NAME });
 export const tracer = new Tracer({ serviceName: 'logrelay' });
 
 export interface RequestContext {
@@ -25,6 +33,10 @@ export interface RequestContext {
   bodyBytes: number;
   path: Record<string, string>;
   body: unknown;
+  /** The effective config of this request's arm. */
+  config: ConfigSet;
+  /** Milliseconds the handler spent waiting idle (a long poll's sleeps): not service latency. */
+  idleMs: number;
 }
 
 export type RouteHandler = (ctx: RequestContext) => Promise<{ status: number; body?: unknown }>;
@@ -95,37 +107,72 @@ export function parse<T extends z.ZodType>(schema: T, value: unknown): z.infer<T
   return r.data;
 }
 
+/**
+ * The stable key that assigns a request to an arm: the session id on session routes, else the
+ * log id; requests with neither (POST /logs, admin routes) are control.
+ */
+export const armKeyOf = (path: Record<string, string>): string | undefined => path.sessionId ?? path.logId;
+
+export interface HttpDeps {
+  clock: { now(): number };
+  config: ConfigProvider;
+}
+
 /** Builds a Lambda handler serving `routes` (keyed by routeKey, e.g. "POST /logs"). */
-export function httpHandler(fn: string, clock: { now(): number }, routes: Record<string, RouteHandler>) {
+export function httpHandler(fn: string, deps: HttpDeps, routes: Record<string, RouteHandler>) {
+  const { clock } = deps;
   return async (event: HttpEvent, context?: Pick<Context, 'getRemainingTimeInMillis' | 'awsRequestId'>): Promise<HttpResult> => {
     const started = clock.now();
     let result: HttpResult;
+    let arm: Arm = 'control';
+    let versions: VersionSet | undefined;
+    let idleMs = 0;
     try {
       const route = routes[event.routeKey];
       if (!route) throw new ApiError(404, 'RouteNotFound', `No route ${event.routeKey} here. See the API reference for the routes.`);
+      const path = (event.pathParameters ?? {}) as Record<string, string>;
+      const effective = await deps.config.forKey(armKeyOf(path));
+      arm = effective.arm;
+      versions = effective.versions;
       const { body, bytes } = parseBody(event);
       const remaining = context?.getRemainingTimeInMillis?.() ?? 10_000;
-      const out = await route({
+      const ctx: RequestContext = {
         principal: principalOf(event),
         // Leave a second for the response, so no write is ever started too late to finish.
         deadlineMs: started + Math.max(0, remaining - 1_000),
         bodyBytes: bytes,
-        path: (event.pathParameters ?? {}) as Record<string, string>,
+        path,
         body,
-      });
-      result = json(out.status, out.body);
+        config: effective.config,
+        idleMs: 0,
+      };
+      try {
+        const out = await route(ctx);
+        result = json(out.status, out.body);
+      } finally {
+        idleMs = ctx.idleMs;
+      }
     } catch (e) {
       result = errorResult(toApiError(e));
     }
     const status = result.statusCode ?? 200;
     const ms = clock.now() - started;
+    const serviceMs = Math.max(0, ms - idleMs);
+    const is4xx = status >= 400 && status < 500 ? 1 : 0;
+    const is5xx = status >= 500 ? 1 : 0;
+    armMetrics.addDimension('Arm', arm);
+    armMetrics.addMetric(ARM_METRICS.requests, MetricUnit.Count, 1, MetricResolution.High);
+    armMetrics.addMetric(ARM_METRICS.errors4xx, MetricUnit.Count, is4xx, MetricResolution.High);
+    armMetrics.addMetric(ARM_METRICS.errors5xx, MetricUnit.Count, is5xx, MetricResolution.High);
+    armMetrics.addMetric(ARM_METRICS.latency, MetricUnit.Milliseconds, serviceMs, MetricResolution.High);
+    armMetrics.publishStoredMetrics();
     metrics.addDimension('Function', fn);
     metrics.addMetric('Requests', MetricUnit.Count, 1);
-    metrics.addMetric('Errors4xx', MetricUnit.Count, status >= 400 && status < 500 ? 1 : 0);
-    metrics.addMetric('Errors5xx', MetricUnit.Count, status >= 500 ? 1 : 0);
-    metrics.addMetric('Latency', MetricUnit.Milliseconds, ms);
+    metrics.addMetric('Errors4xx', MetricUnit.Count, is4xx);
+    metrics.addMetric('Errors5xx', MetricUnit.Count, is5xx);
+    metrics.addMetric('Latency', MetricUnit.Milliseconds, serviceMs);
     metrics.publishStoredMetrics();
-    logger.info('request', { route: event.routeKey, status, ms, requestId: context?.awsRequestId });
+    logger.info('request', { route: event.routeKey, status, ms, idleMs, arm, versions, requestId: context?.awsRequestId });
     return result;
   };
 }

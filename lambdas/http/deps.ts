@@ -1,14 +1,24 @@
 /**
- * What handlers run on. In Lambda: DynamoDB from the environment's table names and the
- * system clock. Tests and the local runtime pass their own (embedded store, fake clock,
- * fault-injecting store).
+ * What handlers run on. In Lambda: DynamoDB, AppConfig, CloudWatch and Step Functions clients
+ * from the environment, and the system clock. Tests and the local runtime pass their own
+ * (embedded store and stand-ins, fake clock, fault-injecting store).
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { AppConfigClient } from '@aws-sdk/client-appconfig';
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { SFNClient, StartExecutionCommand, ExecutionAlreadyExists } from '@aws-sdk/client-sfn';
+import { MetricResolution, Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoStore, type Store } from '../adapters/store';
-import { staticConfig, type ConfigProvider } from '../domain/config';
+import { DynamoControlStore, type ControlStore } from '../adapters/control';
+import { AppConfigVersions, appConfigIdsFromEnv, type AppConfigIds, type ConfigVersions } from '../adapters/appconfig';
+import { CloudWatchArmMetrics, type ArmMetricsReader } from '../adapters/cloudwatch';
+import type { ConfigProvider } from '../domain/config';
 import { systemClock, type Clock } from '../services/logs';
-import { tracer } from './api';
+import { CONFIG_CACHE_SECONDS, RolloutConfig } from '../services/rollout';
+import { BakeService, type BakeGauge, type BakeRunner } from '../services/bakes';
+import { logger, tracer } from './api';
 import { TABLES } from '../tables';
+import { BAKE_METRICS, METRIC_NAMESPACE, SERVICE_NAME } from '../metrics';
 
 export interface Deps {
   store: Store;
@@ -16,17 +26,87 @@ export interface Deps {
   config: ConfigProvider;
 }
 
-export function tableNamesFromEnv(env: NodeJS.ProcessEnv = process.env): { logs: string; records: string; sessions: string } {
+export interface BakeDeps {
+  bakes: BakeService;
+}
+
+export function tableNamesFromEnv(env: NodeJS.ProcessEnv = process.env): { logs: string; records: string; sessions: string; control: string } {
   const name = (id: string): string => {
     const def = TABLES.find((t) => t.id === id)!;
     return env[def.envVar] ?? '';
   };
-  return { logs: name('Logs'), records: name('Records'), sessions: name('Sessions') };
+  return { logs: name('Logs'), records: name('Records'), sessions: name('Sessions'), control: name('Control') };
+}
+
+/** The host's config provider over the rollout state and AppConfig versions; `timeScale` shortens its cache (local runtime). */
+export function rolloutConfig(control: ControlStore, versions: ConfigVersions, clock: Clock, timeScale = 1): RolloutConfig {
+  return new RolloutConfig(control, versions, clock, (CONFIG_CACHE_SECONDS * 1000) / timeScale, (e) =>
+    logger.warn('rollout state refresh failed; serving the cached state', e as Error),
+  );
 }
 
 export function defaultDeps(): Deps {
-  const client = tracer.captureAWSv3Client(new DynamoDBClient({ maxAttempts: 3 }));
-  return { store: new DynamoStore(client, tableNamesFromEnv()), clock: systemClock, config: staticConfig() };
+  const dynamo = tracer.captureAWSv3Client(new DynamoDBClient({ maxAttempts: 3 }));
+  const appConfig = tracer.captureAWSv3Client(new AppConfigClient({ maxAttempts: 3 }));
+  const tables = tableNamesFromEnv();
+  return {
+    store: new DynamoStore(dynamo, tables),
+    clock: systemClock,
+    config: rolloutConfig(new DynamoControlStore(dynamo, tables.control), new AppConfigVersions(appConfig, appConfigIdsFromEnv()), systemClock),
+  };
+}
+
+/** Publishes what a bake has under test as high-resolution EMF metrics (dimension Profile), for the dashboard. */
+export function emfGauge(): BakeGauge {
+  const m = new Metrics({ namespace: METRIC_NAMESPACE, serviceName: SERVICE_NAME });
+  return (profile, weightPercent, version) => {
+    m.addDimension('Profile', profile);
+    m.addMetric(BAKE_METRICS.weight, MetricUnit.Percent, weightPercent, MetricResolution.High);
+    m.addMetric(BAKE_METRICS.version, MetricUnit.NoUnit, version, MetricResolution.High);
+    m.publishStoredMetrics();
+  };
+}
+
+/** Starts the bake state machine; the execution is named after the bake, so a retry is idempotent. */
+export function stepFunctionsRunner(client: Pick<SFNClient, 'send'>, stateMachineArn: string): BakeRunner {
+  return {
+    async start(bakeId) {
+      try {
+        await client.send(new StartExecutionCommand({ stateMachineArn, name: bakeId, input: JSON.stringify({ bakeId }) }));
+      } catch (e) {
+        if (!(e instanceof ExecutionAlreadyExists)) throw e;
+      }
+    },
+  };
+}
+
+export interface BakeParts {
+  control: ControlStore;
+  versions: ConfigVersions;
+  ids: AppConfigIds;
+  metrics: ArmMetricsReader;
+  runner: BakeRunner;
+  clock: Clock;
+  timeScale?: number;
+  gauge?: BakeGauge;
+}
+
+export const bakeService = (p: BakeParts): BakeService =>
+  new BakeService(p.control, p.versions, p.ids, p.metrics, p.runner, p.clock, { timeScale: p.timeScale ?? 1, gauge: p.gauge ?? emfGauge() });
+
+export function defaultBakeDeps(): BakeDeps {
+  const dynamo = tracer.captureAWSv3Client(new DynamoDBClient({ maxAttempts: 3 }));
+  const ids = appConfigIdsFromEnv();
+  return {
+    bakes: bakeService({
+      control: new DynamoControlStore(dynamo, tableNamesFromEnv().control),
+      versions: new AppConfigVersions(tracer.captureAWSv3Client(new AppConfigClient({ maxAttempts: 3 })), ids),
+      ids,
+      metrics: new CloudWatchArmMetrics(tracer.captureAWSv3Client(new CloudWatchClient({ maxAttempts: 3 }))),
+      runner: stepFunctionsRunner(tracer.captureAWSv3Client(new SFNClient({ maxAttempts: 3 })), process.env.BAKE_STATE_MACHINE_ARN ?? ''),
+      clock: systemClock,
+    }),
+  };
 }
 
 /** Builds the real handler on first use, so importing a handler module needs no environment. */

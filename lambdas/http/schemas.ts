@@ -54,3 +54,31 @@ const nameSome = { message: 'name the records with "seqs" and/or "ranges"' };
 export const Ack = z.strictObject(selection).refine(named, nameSome);
 export const Nack = z.strictObject({ ...selection, delaySeconds: int(0, 43200).default(0) }).refine(named, nameSome);
 export const Extend = z.strictObject({ ...selection, seconds: int(1, 43200) }).refine(named, nameSome);
+
+// ---- Admin: configs and bakes ---------------------------------------------------------------
+
+export const CreateVersion = z.strictObject({
+  content: z.unknown().refine((c) => c !== undefined, { message: 'send the version as "content" (a JSON object)' }),
+  description: z.string().max(1024).optional(),
+});
+
+const VERSION = z.union([z.string().regex(/^[1-9][0-9]{0,9}$/, 'must be a version number such as "2"'), z.number().int().min(1)]).transform(String);
+
+export const StartBake = z
+  .strictObject({
+    changes: z
+      .array(
+        z.strictObject({
+          profile: z.enum(['delivery', 'limits'], { error: 'must be "delivery" or "limits"' }),
+          version: VERSION,
+        }),
+      )
+      .min(1, 'name at least one change')
+      .max(10, 'a bake takes at most 10 changes'),
+    weightPercent: int(1, 50).default(10),
+    // High-resolution metrics, which the bake measures with, keep 1-second detail for 3 hours.
+    bakeSeconds: int(10, 3600).default(600),
+    pollSeconds: int(1, 300).default(30),
+    minExperimentRequests: int(1, 1_000_000).default(200),
+  })
+  .refine((b) => b.pollSeconds <= b.bakeSeconds, { message: 'pollSeconds must not exceed bakeSeconds', path: ['pollSeconds'] });

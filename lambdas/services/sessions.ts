@@ -53,6 +53,8 @@ export interface ReceiveStats {
   conflicts: number;
   /** Rounds of a long poll. */
   polls: number;
+  /** Milliseconds spent sleeping between the rounds of a long poll. */
+  idleMs: number;
 }
 
 export class SessionService {
@@ -134,7 +136,7 @@ export class SessionService {
     sessionId: string,
     req: { maxRecords?: number; waitSeconds?: number },
     delivery: DeliveryConfig,
-    stats: ReceiveStats = { conflicts: 0, polls: 0 },
+    stats: ReceiveStats = { conflicts: 0, polls: 0, idleMs: 0 },
   ): Promise<ReceivedRecord[]> {
     const waitUntil = this.clock.now() + (req.waitSeconds ?? 0) * 1000;
     const maxRecords = Math.min(req.maxRecords ?? delivery.maxBatchRecords, delivery.maxBatchRecords);
@@ -142,7 +144,9 @@ export class SessionService {
       stats.polls++;
       const out = await this.receiveOnce(owner, sessionId, maxRecords, delivery.maxBatchBytes, stats);
       if (out.length || this.clock.now() + delivery.longPollIntervalMs > waitUntil) return out;
+      const before = this.clock.now();
       await sleep(delivery.longPollIntervalMs);
+      stats.idleMs += this.clock.now() - before;
     }
   }
 
@@ -298,7 +302,7 @@ export class SessionService {
   }
 
   private async mutate(owner: string, sessionId: string, change: (s: SessionState, now: number) => number): Promise<number> {
-    const stats: ReceiveStats = { conflicts: 0, polls: 0 };
+    const stats: ReceiveStats = { conflicts: 0, polls: 0, idleMs: 0 };
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt > 0) await backoff(attempt);
       const { s: loaded } = await this.load(owner, sessionId, false);

@@ -18,7 +18,9 @@ import { makeHandler as sessionsHandler } from '../../lambdas/handlers/sessions'
 import { makeHandler as receiveHandler } from '../../lambdas/handlers/receive';
 import { makeHandler as leasesHandler } from '../../lambdas/handlers/leases';
 
-const MAKERS: Record<FunctionName, (d: Deps) => (e: HttpEvent, c?: never) => Promise<HttpResult>> = {
+type DataFunction = Exclude<FunctionName, 'admin'>;
+
+const MAKERS: Record<DataFunction, (d: Deps) => (e: HttpEvent, c?: never) => Promise<HttpResult>> = {
   logs: logsHandler as never,
   append: appendHandler as never,
   sessions: sessionsHandler as never,
@@ -54,7 +56,7 @@ export class Harness {
   /** When set, the store throws right after the call with this index (0-based in `calls`) succeeds. */
   crashAt: number | undefined;
   config: ConfigSet = DEFAULT_CONFIG;
-  private handlers!: Record<FunctionName, (e: HttpEvent, c?: never) => Promise<HttpResult>>;
+  private handlers!: Record<DataFunction, (e: HttpEvent, c?: never) => Promise<HttpResult>>;
   readonly store: Store;
 
   readonly tableNames: { logs: string; records: string; sessions: string };
@@ -112,6 +114,7 @@ export class Harness {
     const timeoutMs = FUNCTION_TIMEOUT_SECONDS[m.route.fn] * 1000;
     const started = this.clock.now();
     const context = { getRemainingTimeInMillis: () => timeoutMs - (this.clock.now() - started), awsRequestId: 'test' };
+    if (m.route.fn === 'admin') throw new Error(`the harness serves the data routes; ${method} ${path} is an admin route`);
     const res = await this.handlers[m.route.fn](event, context as never);
     return {
       status: res.statusCode ?? 200,

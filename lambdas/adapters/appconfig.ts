@@ -1,0 +1,87 @@
+/**
+ * Config versions in AWS AppConfig: each profile is a hosted configuration profile, each
+ * version a hosted configuration version (immutable, numbered 1, 2, ... by AppConfig). Hosts
+ * read contents by number; operators create and list versions through the admin routes.
+ */
+import {
+  CreateHostedConfigurationVersionCommand,
+  GetHostedConfigurationVersionCommand,
+  ListHostedConfigurationVersionsCommand,
+  type AppConfigClient,
+} from '@aws-sdk/client-appconfig';
+import type { ProfileName } from '../domain/config';
+
+export interface AppConfigIds {
+  applicationId: string;
+  profiles: Record<ProfileName, string>;
+}
+
+export function appConfigIdsFromEnv(env: NodeJS.ProcessEnv = process.env): AppConfigIds {
+  return {
+    applicationId: env.APPCONFIG_APPLICATION_ID ?? '',
+    profiles: { delivery: env.APPCONFIG_DELIVERY_PROFILE_ID ?? '', limits: env.APPCONFIG_LIMITS_PROFILE_ID ?? '' },
+  };
+}
+
+export interface ConfigVersions {
+  /** A version's content (parsed JSON), or undefined when the version does not exist. */
+  get(profile: ProfileName, version: string): Promise<unknown>;
+  /** Stores new content as the profile's next version; returns its number. */
+  create(profile: ProfileName, content: unknown, description?: string): Promise<string>;
+  /** Every version number of a profile, newest first. */
+  list(profile: ProfileName): Promise<string[]>;
+}
+
+const isNotFound = (e: unknown): boolean => (e as { name?: string })?.name === 'ResourceNotFoundException';
+
+export class AppConfigVersions implements ConfigVersions {
+  constructor(
+    private readonly client: Pick<AppConfigClient, 'send'>,
+    private readonly ids: AppConfigIds,
+  ) {}
+
+  async get(profile: ProfileName, version: string): Promise<unknown> {
+    const n = Number(version);
+    if (!Number.isSafeInteger(n) || n < 1) return undefined;
+    try {
+      const out = await this.client.send(
+        new GetHostedConfigurationVersionCommand({ ApplicationId: this.ids.applicationId, ConfigurationProfileId: this.ids.profiles[profile], VersionNumber: n }),
+      );
+      return JSON.parse(Buffer.from(out.Content ?? new Uint8Array()).toString('utf8')) as unknown;
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  async create(profile: ProfileName, content: unknown, description?: string): Promise<string> {
+    const out = await this.client.send(
+      new CreateHostedConfigurationVersionCommand({
+        ApplicationId: this.ids.applicationId,
+        ConfigurationProfileId: this.ids.profiles[profile],
+        Content: Buffer.from(JSON.stringify(content), 'utf8'),
+        ContentType: 'application/json',
+        ...(description ? { Description: description.slice(0, 1024) } : {}),
+      }),
+    );
+    return String(out.VersionNumber);
+  }
+
+  async list(profile: ProfileName): Promise<string[]> {
+    const versions: number[] = [];
+    let token: string | undefined;
+    do {
+      const out = await this.client.send(
+        new ListHostedConfigurationVersionsCommand({
+          ApplicationId: this.ids.applicationId,
+          ConfigurationProfileId: this.ids.profiles[profile],
+          MaxResults: 50,
+          ...(token ? { NextToken: token } : {}),
+        }),
+      );
+      for (const it of out.Items ?? []) if (it.VersionNumber !== undefined) versions.push(it.VersionNumber);
+      token = out.NextToken;
+    } while (token);
+    return versions.sort((a, b) => b - a).map(String);
+  }
+}

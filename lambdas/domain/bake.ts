@@ -1,0 +1,211 @@
+/**
+ * The two-phase config bake as plain data and pure decisions: the bake record, the lock on the
+ * rollout state, each phase's start / poll / verdict, and cleanup. The bake service applies
+ * these to storage with conditional writes; the Step Functions state machine sequences them.
+ */
+import type { Experiment, ProfileName, RolloutState } from './config';
+
+export type BakeStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED';
+export type Verdict = 'PENDING' | 'BAKING' | 'APPROVED' | 'REJECTED';
+
+export interface BakeSettings {
+  weightPercent: number;
+  bakeSeconds: number;
+  pollSeconds: number;
+  /** Fewest experiment-arm requests a phase needs before it can be approved. */
+  minExperimentRequests: number;
+}
+
+export const BAKE_DEFAULTS: BakeSettings = { weightPercent: 10, bakeSeconds: 600, pollSeconds: 30, minExperimentRequests: 200 };
+
+/** One arm's traffic over a phase's measurement window. */
+export interface ArmStats {
+  requests: number;
+  errors4xx: number;
+  errors5xx: number;
+  /** p99 of service latency over the window, ms; absent with no requests. */
+  p99Ms?: number;
+}
+
+export interface AlarmSnapshot {
+  name: string;
+  state: 'OK' | 'ALARM' | 'INSUFFICIENT_DATA';
+  reason?: string;
+}
+
+export interface Phase {
+  profile: ProfileName;
+  version: string;
+  verdict: Verdict;
+  reason?: string;
+  alarms?: AlarmSnapshot[];
+  arms?: { control: ArmStats; experiment: ArmStats };
+  /** Epoch ms: experiment written to the rollout state. */
+  startedAtMs?: number;
+  /** Epoch ms from which the arms are measured: after every host has picked the experiment up. */
+  measureFromMs?: number;
+  endedAtMs?: number;
+  polls: number;
+  extended?: boolean;
+}
+
+export interface BakeRecord {
+  bakeId: string;
+  status: BakeStatus;
+  settings: BakeSettings;
+  phases: Phase[];
+  createdAtMs: number;
+  endedAtMs?: number;
+  abortRequested: boolean;
+  /** Why the bake FAILED (the machinery's error), for operators. */
+  error?: string;
+  /** When the bake's lock expires: past it, a bake still RUNNING died without cleanup. */
+  deadlineMs?: number;
+  /** Optimistic-concurrency counter of the record. */
+  rev: number;
+}
+
+/** The lock on the rollout state: one bake at a time. */
+export interface BakeLock {
+  bakeId: string;
+  /** A lock whose bake died without cleanup (machine timeout, StopExecution) frees itself then. */
+  expiresAtMs: number;
+}
+
+export interface RolloutItem {
+  state: RolloutState;
+  lock?: BakeLock;
+  rev: number;
+}
+
+/** Seconds a phase may take at most: pick-up, the bake, one extension, and two polls of slack. */
+export function phaseBudgetSeconds(s: BakeSettings, pickupSeconds: number): number {
+  return pickupSeconds + Math.ceil(s.bakeSeconds * 1.5) + 2 * s.pollSeconds + 60;
+}
+
+/** Polls a phase runs before it can be decided, and the extra polls of its one extension. */
+export function pollBudget(s: BakeSettings): { polls: number; extension: number } {
+  const polls = Math.max(1, Math.ceil(s.bakeSeconds / s.pollSeconds));
+  return { polls, extension: Math.max(1, Math.ceil(polls / 2)) };
+}
+
+export class BakeStateError extends Error {
+  constructor(readonly code: 'BakeInProgress' | 'LockLost' | 'NotRunning' | 'NoCurrentPhase', message: string) {
+    super(message);
+    this.name = 'BakeStateError';
+  }
+}
+
+/** Takes the lock for `bakeId`, or keeps it when already held by it. Throws BakeInProgress. */
+export function takeLock(item: RolloutItem, bakeId: string, nowMs: number, expiresAtMs: number): RolloutItem {
+  const held = item.lock;
+  if (held && held.bakeId !== bakeId && held.expiresAtMs > nowMs) {
+    throw new BakeStateError('BakeInProgress', `Bake ${held.bakeId} is running; one bake runs at a time. Wait for it to end, or abort it with POST /bakes/${held.bakeId}/abort.`);
+  }
+  // A dead bake's experiment goes with its lock.
+  const state = held && held.bakeId !== bakeId ? clearExperiment(item.state, held.bakeId) : item.state;
+  return { ...item, state, lock: { bakeId, expiresAtMs } };
+}
+
+export function holdsLock(item: RolloutItem, bakeId: string): boolean {
+  return item.lock?.bakeId === bakeId;
+}
+
+/** Releases the lock if `bakeId` holds it, clearing its experiment. */
+export function releaseLock(item: RolloutItem, bakeId: string): RolloutItem {
+  const state = clearExperiment(item.state, bakeId);
+  if (!holdsLock(item, bakeId)) return { ...item, state };
+  const { lock: _lock, ...rest } = item;
+  return { ...rest, state };
+}
+
+export function clearExperiment(state: RolloutState, bakeId: string): RolloutState {
+  if (state.experiment?.bakeId !== bakeId) return state;
+  const { experiment: _e, ...rest } = state;
+  return rest;
+}
+
+export function startExperiment(item: RolloutItem, experiment: Experiment): RolloutItem {
+  if (!holdsLock(item, experiment.bakeId)) {
+    throw new BakeStateError('LockLost', `Bake ${experiment.bakeId} no longer holds the rollout lock; it will not start an experiment.`);
+  }
+  return { ...item, state: { ...item.state, experiment } };
+}
+
+/** Approval: the version becomes its profile's control, and the experiment ends. */
+export function approve(item: RolloutItem, bakeId: string, profile: ProfileName, version: string): RolloutItem {
+  if (!holdsLock(item, bakeId)) throw new BakeStateError('LockLost', `Bake ${bakeId} no longer holds the rollout lock; it will not change a control version.`);
+  const state = clearExperiment(item.state, bakeId);
+  return { ...item, state: { ...state, control: { ...state.control, [profile]: version } } };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+// ---------------------------------------------------------------------------------------------
+
+export function newBake(bakeId: string, changes: { profile: ProfileName; version: string }[], settings: BakeSettings, nowMs: number): BakeRecord {
+  return {
+    bakeId,
+    status: 'RUNNING',
+    settings,
+    phases: changes.map((c) => ({ profile: c.profile, version: c.version, verdict: 'PENDING', polls: 0 })),
+    createdAtMs: nowMs,
+    abortRequested: false,
+    rev: 0,
+  };
+}
+
+/** Index of the phase being baked, or of the next one to start; -1 when none is left. */
+export function currentPhase(b: BakeRecord): number {
+  const baking = b.phases.findIndex((p) => p.verdict === 'BAKING');
+  return baking >= 0 ? baking : b.phases.findIndex((p) => p.verdict === 'PENDING');
+}
+
+export type PollDecision =
+  | { action: 'CONTINUE'; extended: boolean }
+  | { action: 'APPROVE'; reason: string }
+  | { action: 'REJECT'; reason: string }
+  | { action: 'ABORT' };
+
+const pct = (n: number, d: number): string => (d === 0 ? 'n/a' : `${((100 * n) / d).toFixed(2)}%`);
+
+/** The two arms in numbers, for a verdict's reason. */
+export function describeArms(arms: { control: ArmStats; experiment: ArmStats }): string {
+  const one = (name: string, a: ArmStats) =>
+    `${name} ${a.requests} requests, 5xx ${pct(a.errors5xx, a.requests)} (${a.errors5xx}), 4xx ${pct(a.errors4xx, a.requests)} (${a.errors4xx})` +
+    (a.p99Ms === undefined ? '' : `, p99 ${Math.round(a.p99Ms)} ms`);
+  return `${one('experiment', arms.experiment)}; ${one('control', arms.control)}`;
+}
+
+/**
+ * One poll of a baking phase (`phase.polls` already counts this one). Any alarm in ALARM rejects
+ * at once; an abort request aborts; otherwise the phase runs its poll budget and is approved
+ * only with at least `minExperimentRequests` experiment requests measured. Short of that it is
+ * extended once (half the budget again) and then rejected as inconclusive: missing data is never
+ * healthy evidence.
+ */
+export function decidePoll(input: {
+  phase: Phase;
+  settings: BakeSettings;
+  alarms: AlarmSnapshot[];
+  arms: { control: ArmStats; experiment: ArmStats };
+  abortRequested: boolean;
+}): PollDecision {
+  const { phase, settings, alarms, arms } = input;
+  if (input.abortRequested) return { action: 'ABORT' };
+  const firing = alarms.filter((a) => a.state === 'ALARM');
+  if (firing.length) {
+    return { action: 'REJECT', reason: `Alarm ${firing.map((a) => a.name).join(', ')} in ALARM at poll ${phase.polls}: ${describeArms(arms)}.` };
+  }
+  const budget = pollBudget(settings);
+  if (phase.polls < budget.polls) return { action: 'CONTINUE', extended: false };
+  const enough = arms.experiment.requests >= settings.minExperimentRequests;
+  if (enough) {
+    return { action: 'APPROVE', reason: `No alarm in ${phase.polls} polls (${phase.polls * settings.pollSeconds} s) with ${arms.experiment.requests} experiment requests (minimum ${settings.minExperimentRequests}): ${describeArms(arms)}.` };
+  }
+  if (phase.polls < budget.polls + budget.extension) return { action: 'CONTINUE', extended: true };
+  return {
+    action: 'REJECT',
+    reason: `Inconclusive: only ${arms.experiment.requests} experiment requests in ${phase.polls} polls, fewer than the minimum ${settings.minExperimentRequests} needed to approve (the phase was extended once): ${describeArms(arms)}.`,
+  };
+}

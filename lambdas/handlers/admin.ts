@@ -1,0 +1,30 @@
+/** Admin routes: GET /configs, POST /configs/{profile}/versions, GET /configs/{profile}/versions/{version}, POST /bakes, GET /bakes/{bakeId}, POST /bakes/{bakeId}/abort */
+import { httpHandler, parse } from '../http/api';
+import { CreateVersion, StartBake } from '../http/schemas';
+import { defaultBakeDeps, defaultDeps, lazy, type BakeDeps, type Deps } from '../http/deps';
+
+export function makeHandler(d: Deps & BakeDeps) {
+  const bakes = d.bakes;
+  return httpHandler('admin', d, {
+    'GET /configs': async () => ({ status: 200, body: await bakes.listConfigs() }),
+    'POST /configs/{profile}/versions': async (ctx) => {
+      const b = parse(CreateVersion, ctx.body);
+      return { status: 201, body: await bakes.createVersion(ctx.path.profile ?? '', b.content, b.description) };
+    },
+    'GET /configs/{profile}/versions/{version}': async (ctx) => ({
+      status: 200,
+      body: await bakes.getVersion(ctx.path.profile ?? '', ctx.path.version ?? ''),
+    }),
+    'POST /bakes': async (ctx) => {
+      const { changes, ...settings } = parse(StartBake, ctx.body);
+      return { status: 202, body: await bakes.startBake(changes, settings) };
+    },
+    'GET /bakes/{bakeId}': async (ctx) => ({ status: 200, body: await bakes.describe(ctx.path.bakeId ?? '') }),
+    'POST /bakes/{bakeId}/abort': async (ctx) => {
+      await bakes.abort(ctx.path.bakeId ?? '');
+      return { status: 202, body: { bakeId: ctx.path.bakeId, abortRequested: true } };
+    },
+  });
+}
+
+export const handler = lazy(() => makeHandler({ ...defaultDeps(), ...defaultBakeDeps() }));

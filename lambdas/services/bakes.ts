@@ -1,0 +1,400 @@
+/**
+ * Configs and bakes: the admin routes' operations and the tasks the bake state machine runs.
+ * Each task reads what it needs, decides with domain/bake.ts and writes with conditional puts,
+ * so a task Step Functions retries after a crash redoes its step without doing it twice.
+ */
+import { randomBytes } from 'node:crypto';
+import type { ControlStore } from '../adapters/control';
+import type { AppConfigIds, ConfigVersions } from '../adapters/appconfig';
+import type { ArmMetricsReader } from '../adapters/cloudwatch';
+import {
+  approve,
+  BakeStateError,
+  clearExperiment,
+  currentPhase,
+  decidePoll,
+  newBake,
+  phaseBudgetSeconds,
+  releaseLock,
+  startExperiment,
+  takeLock,
+  type AlarmSnapshot,
+  type BakeRecord,
+  type BakeSettings,
+  type BakeStatus,
+  type RolloutItem,
+} from '../domain/bake';
+import { checkProfileContent, isProfile, liveExperiment, PROFILES, type ProfileName } from '../domain/config';
+import { ApiError, busy, ConflictError, validation } from '../domain/errors';
+import { CONFIG_CACHE_SECONDS } from './rollout';
+import type { Clock } from './logs';
+
+/** Starts the bake state machine for a bake (execution name = bake id, so a retried start is a no-op). */
+export interface BakeRunner {
+  start(bakeId: string): Promise<void>;
+}
+
+/** Where a bake reports what is under test, for the dashboard (weight 0 when nothing). */
+export type BakeGauge = (profile: ProfileName, weightPercent: number, version: number) => void;
+
+export interface BakeServiceOptions {
+  /** Divides the durations the bake compares against real time (local runtime only; 1 in AWS). */
+  timeScale?: number;
+  gauge?: BakeGauge;
+}
+
+export const profileNotFound = (profile: string): ApiError =>
+  new ApiError(404, 'ProfileNotFound', `There is no config profile '${profile}'. The profiles are ${PROFILES.join(' and ')}.`);
+export const versionNotFound = (profile: string, version: string): ApiError =>
+  new ApiError(404, 'VersionNotFound', `Profile ${profile} has no version '${version}'. List the versions with GET /configs.`);
+export const bakeNotFound = (bakeId: string): ApiError =>
+  new ApiError(404, 'BakeNotFound', `There is no bake '${bakeId}'. Start one with POST /bakes.`);
+
+/** Seconds a phase waits after starting its experiment before measuring: every host's cache has turned over. */
+export const PICKUP_SECONDS = CONFIG_CACHE_SECONDS + 2;
+
+/** What the state machine carries between tasks. */
+export interface BakeStep {
+  bakeId: string;
+  /** `next`: no phase left (or abort requested). */
+  done?: boolean;
+  /** `judge`: CONTINUE polls again; DECIDED moves to the next phase; ABORT cleans up. */
+  decision?: 'CONTINUE' | 'DECIDED' | 'ABORT';
+  phase?: { index: number; profile: ProfileName; version: string; applicationId: string; profileId: string; pickupSeconds: number; pollSeconds: number };
+  status?: BakeStatus;
+}
+
+export type BakeTask =
+  | { action: 'lock' | 'next' | 'start' | 'finish'; bakeId: string }
+  | { action: 'judge'; bakeId: string; alarms: { AlarmName?: string; StateValue?: string; StateReason?: string }[] }
+  | { action: 'invalid' | 'cleanup'; bakeId: string; error?: { Error?: string; Cause?: string } };
+
+const MAX_CONFLICT_RETRIES = 8;
+
+export class BakeService {
+  private readonly timeScale: number;
+  private readonly gauge: BakeGauge;
+
+  constructor(
+    private readonly control: ControlStore,
+    private readonly versions: ConfigVersions,
+    private readonly ids: AppConfigIds,
+    private readonly metrics: ArmMetricsReader,
+    private readonly runner: BakeRunner,
+    private readonly clock: Clock,
+    options: BakeServiceOptions = {},
+  ) {
+    this.timeScale = options.timeScale ?? 1;
+    this.gauge = options.gauge ?? (() => {});
+  }
+
+  /** Bake seconds as real milliseconds. */
+  private ms(seconds: number): number {
+    return (seconds * 1000) / this.timeScale;
+  }
+
+  // ---- Configs ------------------------------------------------------------------------------
+
+  async listConfigs(): Promise<{ profiles: Record<string, { control: string; experiment?: { version: string; weightPercent: number; bakeId: string }; versions: string[] }> }> {
+    const item = await this.control.getRollout(true);
+    const exp = liveExperiment(item.state, this.clock.now());
+    const profiles: Record<string, { control: string; experiment?: { version: string; weightPercent: number; bakeId: string }; versions: string[] }> = {};
+    const lists = await Promise.all(PROFILES.map((p) => this.versions.list(p)));
+    PROFILES.forEach((p, i) => {
+      profiles[p] = {
+        control: item.state.control[p],
+        ...(exp?.profile === p ? { experiment: { version: exp.version, weightPercent: exp.weightPercent, bakeId: exp.bakeId } } : {}),
+        versions: lists[i]!,
+      };
+    });
+    return { profiles };
+  }
+
+  async createVersion(profile: string, content: unknown, description?: string): Promise<{ profile: ProfileName; version: string }> {
+    if (!isProfile(profile)) throw profileNotFound(profile);
+    const problems = checkProfileContent(profile, content);
+    if (problems.length) {
+      throw validation(`The content does not fit the ${profile} profile's JSON Schema: ${problems.slice(0, 5).join('; ')}. Fix these fields and send it again.`);
+    }
+    try {
+      return { profile, version: await this.versions.create(profile, content, description) };
+    } catch (e) {
+      if ((e as { name?: string }).name === 'BadRequestException') {
+        throw validation(`AppConfig refused the content: ${(e as Error).message}`);
+      }
+      throw e;
+    }
+  }
+
+  async getVersion(profile: string, version: string): Promise<{ profile: ProfileName; version: string; content: unknown }> {
+    if (!isProfile(profile)) throw profileNotFound(profile);
+    const content = await this.versions.get(profile, version);
+    if (content === undefined) throw versionNotFound(profile, version);
+    return { profile, version, content };
+  }
+
+  // ---- Bakes (admin routes) -------------------------------------------------------------------
+
+  async startBake(changes: { profile: ProfileName; version: string }[], settings: BakeSettings): Promise<{ bakeId: string }> {
+    const missing: string[] = [];
+    for (const c of changes) if ((await this.versions.get(c.profile, c.version)) === undefined) missing.push(`${c.profile} version ${c.version}`);
+    if (missing.length) throw validation(`These versions do not exist: ${missing.join(', ')}. Create them with POST /configs/{profile}/versions first.`);
+
+    const bakeId = `b-${randomBytes(12).toString('base64url')}`;
+    const now = this.clock.now();
+    const budget = changes.length * phaseBudgetSeconds(settings, PICKUP_SECONDS);
+    const lockExpiresAtMs = now + this.ms(budget) + 300_000;
+    try {
+      await this.updateRollout((item) => takeLock(item, bakeId, this.clock.now(), lockExpiresAtMs));
+    } catch (e) {
+      if (e instanceof BakeStateError) throw new ApiError(409, 'BakeInProgress', e.message);
+      throw e;
+    }
+    await this.control.putBake({ ...newBake(bakeId, changes, settings, now), deadlineMs: lockExpiresAtMs });
+    try {
+      await this.runner.start(bakeId);
+    } catch (e) {
+      await this.cleanup(bakeId, { Error: 'StartExecutionFailed', Cause: (e as Error).message });
+      throw busy('The bake could not be started (its state machine did not start).', 5);
+    }
+    return { bakeId };
+  }
+
+  async describe(bakeId: string): Promise<Record<string, unknown>> {
+    const b = await this.control.getBake(bakeId);
+    if (!b) throw bakeNotFound(bakeId);
+    let status: BakeStatus = b.status;
+    let error = b.error;
+    // A bake whose machinery died without cleanup (execution timed out or stopped): its lock and
+    // its experiment have expired, so it is over; say so.
+    const deadline = b.deadlineMs;
+    if (status === 'RUNNING' && deadline !== undefined && this.clock.now() > deadline) {
+      status = 'FAILED';
+      error ??= 'The bake passed its deadline without finishing: its execution stopped without cleanup. Its lock and experiment have expired.';
+    }
+    const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
+    return {
+      bakeId: b.bakeId,
+      status,
+      ...(error ? { error } : {}),
+      abortRequested: b.abortRequested,
+      createdAt: iso(b.createdAtMs),
+      ...(b.endedAtMs ? { endedAt: iso(b.endedAtMs) } : {}),
+      settings: b.settings,
+      phases: b.phases.map((p) => ({
+        profile: p.profile,
+        version: p.version,
+        verdict: p.verdict,
+        ...(p.reason ? { reason: p.reason } : {}),
+        ...(p.alarms ? { alarms: p.alarms } : {}),
+        ...(p.arms ? { arms: p.arms } : {}),
+        polls: p.polls,
+        ...(p.extended ? { extended: true } : {}),
+        ...(p.startedAtMs ? { startedAt: iso(p.startedAtMs) } : {}),
+        ...(p.endedAtMs ? { endedAt: iso(p.endedAtMs) } : {}),
+      })),
+    };
+  }
+
+  async abort(bakeId: string): Promise<void> {
+    await this.updateBake(bakeId, (b) => {
+      if (b.status !== 'RUNNING') throw new ApiError(409, 'BakeNotRunning', `Bake ${bakeId} is ${b.status}, not running; there is nothing to abort.`);
+      return { ...b, abortRequested: true };
+    });
+  }
+
+  // ---- Tasks of the state machine -------------------------------------------------------------
+
+  async task(t: BakeTask): Promise<BakeStep> {
+    switch (t.action) {
+      case 'lock':
+        return this.lockTask(t.bakeId);
+      case 'next':
+        return this.next(t.bakeId);
+      case 'invalid':
+        return this.invalid(t.bakeId, t.error);
+      case 'start':
+        return this.start(t.bakeId);
+      case 'judge':
+        return this.judge(t.bakeId, t.alarms);
+      case 'finish':
+        return this.finish(t.bakeId);
+      case 'cleanup':
+        return this.cleanup(t.bakeId, t.error);
+    }
+  }
+
+  private async lockTask(bakeId: string): Promise<BakeStep> {
+    const b = await this.mustGetBake(bakeId);
+    const deadline = b.deadlineMs ?? this.clock.now() + 3_600_000;
+    await this.updateRollout((item) => takeLock(item, bakeId, this.clock.now(), deadline));
+    return { bakeId };
+  }
+
+  private async next(bakeId: string): Promise<BakeStep> {
+    const b = await this.mustGetBake(bakeId);
+    if (b.abortRequested) return { bakeId, done: true, decision: 'ABORT' };
+    const i = currentPhase(b);
+    if (i < 0) return { bakeId, done: true };
+    const p = b.phases[i]!;
+    return {
+      bakeId,
+      done: false,
+      phase: {
+        index: i,
+        profile: p.profile,
+        version: p.version,
+        applicationId: this.ids.applicationId,
+        profileId: this.ids.profiles[p.profile],
+        pickupSeconds: PICKUP_SECONDS,
+        pollSeconds: b.settings.pollSeconds,
+      },
+    };
+  }
+
+  /** The version failed AppConfig's validators: reject the phase before anything goes live. */
+  private async invalid(bakeId: string, error: { Error?: string; Cause?: string } | undefined): Promise<BakeStep> {
+    await this.updateBake(bakeId, (b) => {
+      const i = currentPhase(b);
+      if (i < 0) return b;
+      const phases = [...b.phases];
+      phases[i] = {
+        ...phases[i]!,
+        verdict: 'REJECTED',
+        reason: `Invalid: version ${phases[i]!.version} fails the ${phases[i]!.profile} profile's validators (${error?.Error ?? 'validation failed'}: ${error?.Cause ?? 'no detail'}); it never went live.`,
+        endedAtMs: this.clock.now(),
+      };
+      return { ...b, phases };
+    });
+    return { bakeId };
+  }
+
+  private async start(bakeId: string): Promise<BakeStep> {
+    const b = await this.mustGetBake(bakeId);
+    const i = currentPhase(b);
+    if (i < 0) throw new BakeStateError('NoCurrentPhase', `Bake ${bakeId} has no phase to start.`);
+    const p = b.phases[i]!;
+    const now = this.clock.now();
+    const expiresAtMs = now + this.ms(phaseBudgetSeconds(b.settings, PICKUP_SECONDS));
+    await this.updateRollout((item) =>
+      startExperiment(item, { profile: p.profile, version: p.version, weightPercent: b.settings.weightPercent, bakeId, expiresAtMs }),
+    );
+    await this.updateBake(bakeId, (cur) => {
+      const phases = [...cur.phases];
+      const ph = phases[i]!;
+      if (ph.verdict === 'BAKING') return cur; // a retried start
+      phases[i] = { ...ph, verdict: 'BAKING', startedAtMs: now, measureFromMs: now + this.ms(PICKUP_SECONDS), polls: 0 };
+      return { ...cur, phases };
+    });
+    this.gauge(p.profile, b.settings.weightPercent, Number(p.version));
+    return this.next(bakeId);
+  }
+
+  private async judge(bakeId: string, rawAlarms: { AlarmName?: string; StateValue?: string; StateReason?: string }[]): Promise<BakeStep> {
+    const alarms: AlarmSnapshot[] = rawAlarms.map((a) => ({
+      name: a.AlarmName ?? '?',
+      state: a.StateValue === 'ALARM' || a.StateValue === 'OK' ? a.StateValue : 'INSUFFICIENT_DATA',
+      ...(a.StateReason ? { reason: a.StateReason } : {}),
+    }));
+    const b = await this.mustGetBake(bakeId);
+    const i = b.phases.findIndex((p) => p.verdict === 'BAKING');
+    if (i < 0) return { bakeId, decision: 'DECIDED' }; // a retried judge whose verdict is already recorded
+    const phase = { ...b.phases[i]!, polls: b.phases[i]!.polls + 1 };
+    const now = this.clock.now();
+    const arms = await this.metrics.armStats(phase.measureFromMs ?? phase.startedAtMs ?? now, now);
+    const decision = decidePoll({ phase, settings: b.settings, alarms, arms, abortRequested: b.abortRequested });
+    if (decision.action === 'ABORT') return { bakeId, decision: 'ABORT' };
+    if (decision.action === 'APPROVE') {
+      await this.updateRollout((item) => approve(item, bakeId, phase.profile, phase.version));
+      this.gauge(phase.profile, 0, Number(phase.version));
+    } else if (decision.action === 'REJECT') {
+      await this.updateRollout((item) => ({ ...item, state: clearExperiment(item.state, bakeId) }));
+      this.gauge(phase.profile, 0, Number(phase.version));
+    } else {
+      this.gauge(phase.profile, b.settings.weightPercent, Number(phase.version));
+    }
+    await this.updateBake(bakeId, (cur) => {
+      const phases = [...cur.phases];
+      const base = phases[i]!;
+      if (base.verdict !== 'BAKING') return cur;
+      phases[i] =
+        decision.action === 'CONTINUE'
+          ? { ...base, polls: phase.polls, alarms, arms, ...(decision.extended ? { extended: true } : {}) }
+          : { ...base, polls: phase.polls, alarms, arms, verdict: decision.action === 'APPROVE' ? 'APPROVED' : 'REJECTED', reason: decision.reason, endedAtMs: now };
+      return { ...cur, phases };
+    });
+    return { bakeId, decision: decision.action === 'CONTINUE' ? 'CONTINUE' : 'DECIDED' };
+  }
+
+  private async finish(bakeId: string): Promise<BakeStep> {
+    await this.updateBake(bakeId, (b) => (b.status === 'RUNNING' ? { ...b, status: 'SUCCEEDED', endedAtMs: this.clock.now() } : b));
+    await this.updateRollout((item) => releaseLock(item, bakeId));
+    return { bakeId, status: 'SUCCEEDED' };
+  }
+
+  /**
+   * The end of every path that is not a normal finish (abort, a task failure, a timeout caught
+   * by the machine): clear this bake's experiment, release its lock, close its phase and record
+   * the status. Safe to run twice and when the bake never took the lock.
+   */
+  async cleanup(bakeId: string, error?: { Error?: string; Cause?: string }): Promise<BakeStep> {
+    await this.updateRollout((item) => releaseLock(item, bakeId));
+    let status: BakeStatus = 'FAILED';
+    const now = this.clock.now();
+    const existing = await this.control.getBake(bakeId);
+    if (existing) {
+      const done = await this.updateBake(bakeId, (b) => {
+        if (b.status !== 'RUNNING') return b;
+        const aborted = b.abortRequested && !error;
+        const why = aborted ? 'Aborted by an operator' : `The bake failed: ${error?.Error ?? 'unknown error'}${error?.Cause ? ` (${error.Cause.slice(0, 500)})` : ''}`;
+        const phases = b.phases.map((p) => (p.verdict === 'BAKING' ? { ...p, verdict: 'REJECTED' as const, reason: `${why}; the experiment was cleared.`, endedAtMs: now } : p));
+        return {
+          ...b,
+          phases,
+          status: aborted ? 'ABORTED' : 'FAILED',
+          endedAtMs: now,
+          ...(aborted ? {} : { error: why }),
+        };
+      });
+      status = done.status;
+      const live = done.phases.find((p) => p.startedAtMs !== undefined && p.endedAtMs === now);
+      if (live) this.gauge(live.profile, 0, Number(live.version));
+    }
+    return { bakeId, status };
+  }
+
+  // ---- Storage helpers ------------------------------------------------------------------------
+
+  private async mustGetBake(bakeId: string): Promise<BakeRecord> {
+    const b = await this.control.getBake(bakeId);
+    if (!b) throw bakeNotFound(bakeId);
+    return b;
+  }
+
+  /** Read, change, conditional write; again on a lost race. Writes nothing when `change` returns the item unchanged. */
+  private async updateRollout(change: (item: RolloutItem) => RolloutItem): Promise<RolloutItem> {
+    for (let attempt = 0; ; attempt++) {
+      const item = await this.control.getRollout(true);
+      const next = change(item);
+      if (next === item || JSON.stringify(next) === JSON.stringify(item)) return item;
+      try {
+        return await this.control.putRollout(next);
+      } catch (e) {
+        if (!(e instanceof ConflictError) || attempt >= MAX_CONFLICT_RETRIES) throw e;
+      }
+    }
+  }
+
+  private async updateBake(bakeId: string, change: (b: BakeRecord) => BakeRecord): Promise<BakeRecord> {
+    for (let attempt = 0; ; attempt++) {
+      const b = await this.mustGetBake(bakeId);
+      const next = change(b);
+      if (next === b) return b;
+      try {
+        return await this.control.putBake(next);
+      } catch (e) {
+        if (!(e instanceof ConflictError) || attempt >= MAX_CONFLICT_RETRIES) throw e;
+      }
+    }
+  }
+}
