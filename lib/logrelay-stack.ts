@@ -6,14 +6,15 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { FUNCTION_ACCESS, FUNCTION_TIMEOUT_SECONDS, ROUTES, type Access, type FunctionName, type RouteDef } from '../lambdas/routes';
+import { FUNCTION_ACCESS, FUNCTION_TIMEOUT_SECONDS, ROUTES, type Access, type FunctionName, type RouteDef, type TaskFunctionName } from '../lambdas/routes';
 import { TABLES, type KeyType, type TableDef } from '../lambdas/tables';
 import { dynamoActionsFor, executeApiResourcePath, routesFor, tableKey, type PolicyAudience, type TableKey } from './access';
 import { acknowledgeWildcardResources } from './nag';
 import { ServiceFunction } from './service-function';
+import { ConfigBake, type BakeAlarmThresholds } from './config-bake';
 
 // Compile-time guard: every table FUNCTION_ACCESS can name is a table of TABLES.
-type AccessKey = keyof (typeof FUNCTION_ACCESS)[FunctionName];
+type AccessKey = keyof (typeof FUNCTION_ACCESS)[FunctionName | TaskFunctionName];
 const _accessKeysAreTables: [AccessKey] extends [TableKey] ? true : never = true;
 void _accessKeysAreTables;
 
@@ -24,6 +25,8 @@ export interface LogrelayStackProps extends StackProps {
   logRetention?: logs.RetentionDays;
   /** Default-stage throttling for every route. @default 1000 requests/s steady, burst 2000 */
   throttle?: { rateLimit: number; burstLimit: number };
+  /** Thresholds of the config bake's alarms. @default DEFAULT_BAKE_ALARMS */
+  bakeAlarms?: Partial<BakeAlarmThresholds>;
 }
 
 const ATTRIBUTE_TYPE: Record<KeyType, dynamodb.AttributeType> = {
@@ -60,7 +63,8 @@ const ACCESS_LOG_FORMAT = JSON.stringify({
 
 export class LogrelayStack extends Stack {
   readonly tables: Readonly<Record<TableKey, dynamodb.Table>>;
-  readonly functions: Readonly<Record<FunctionName, ServiceFunction>>;
+  readonly functions: Readonly<Record<FunctionName | TaskFunctionName, ServiceFunction>>;
+  readonly bake: ConfigBake;
   readonly api: apigwv2.HttpApi;
   readonly workerPolicy: iam.ManagedPolicy;
   readonly operatorPolicy: iam.ManagedPolicy;
@@ -93,9 +97,9 @@ export class LogrelayStack extends Stack {
     }
     this.tables = tables;
 
-    // ---- Functions: one per function name in ROUTES --------------------------------------------
-    const functionNames = [...new Set(ROUTES.map((r) => r.fn))];
-    const functions = {} as Record<FunctionName, ServiceFunction>;
+    // ---- Functions: one per function name in ROUTES, and the bake's task function -----------------
+    const functionNames: (FunctionName | TaskFunctionName)[] = [...new Set(ROUTES.map((r) => r.fn)), 'bake'];
+    const functions = {} as Record<FunctionName | TaskFunctionName, ServiceFunction>;
     for (const fn of functionNames) {
       const access = (Object.entries(FUNCTION_ACCESS[fn]) as [TableKey, Access | undefined][]).filter(
         (e): e is [TableKey, Access] => e[1] !== undefined,
@@ -118,6 +122,25 @@ export class LogrelayStack extends Stack {
     }
     this.functions = functions;
 
+    // ---- Config bake: AppConfig profiles, alarms, state machine, dashboard ------------------------
+    this.bake = new ConfigBake(this, 'ConfigBake', {
+      bakeFunction: functions.bake.function,
+      removalPolicy,
+      logRetention,
+      ...(props.bakeAlarms ? { thresholds: props.bakeAlarms } : {}),
+    });
+    for (const fn of functionNames) {
+      if (fn === 'bake') continue;
+      for (const [k, v] of Object.entries(this.bake.environmentVariables)) functions[fn].function.addEnvironment(k, v);
+      if (fn === 'admin') this.bake.grantManageVersions(functions[fn].role);
+      else this.bake.grantReadVersions(functions[fn].role);
+    }
+    for (const [k, v] of Object.entries(this.bake.environmentVariables)) functions.bake.function.addEnvironment(k, v);
+    functions.admin.function.addEnvironment('BAKE_STATE_MACHINE_ARN', this.bake.stateMachine.stateMachineArn);
+    this.bake.stateMachine.grantStartExecution(functions.admin.role);
+    // GetMetricData supports no resource-level permissions.
+    functions.bake.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['cloudwatch:GetMetricData'], resources: ['*'] }));
+
     // ---- HTTP API: IAM authorization on every route ---------------------------------------------
     const iamAuthorizer = new HttpIamAuthorizer();
     this.api = new apigwv2.HttpApi(this, 'Api', {
@@ -127,7 +150,7 @@ export class LogrelayStack extends Stack {
       createDefaultStage: true,
     });
 
-    const integrations = new Map<FunctionName, HttpLambdaIntegration>();
+    const integrations = new Map<FunctionName | TaskFunctionName, HttpLambdaIntegration>();
     for (const route of ROUTES) {
       let integration = integrations.get(route.fn);
       if (!integration) {
@@ -160,6 +183,8 @@ export class LogrelayStack extends Stack {
     this.workerPolicy = this.invokePolicy('WorkerPolicy', 'worker', defaultStage.stageName);
     this.operatorPolicy = this.invokePolicy('OperatorPolicy', 'operator', defaultStage.stageName);
 
+    new CfnOutput(this, 'BakeStateMachineArn', { value: this.bake.stateMachine.stateMachineArn, description: 'The config bake state machine' });
+    new CfnOutput(this, 'BakeDashboard', { value: this.bake.dashboard.dashboardName, description: 'CloudWatch dashboard that follows a bake' });
     new CfnOutput(this, 'ApiUrl', { value: this.api.apiEndpoint, description: 'Base URL of the Logrelay HTTP API' });
     new CfnOutput(this, 'WorkerPolicyArn', {
       value: this.workerPolicy.managedPolicyArn,

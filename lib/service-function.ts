@@ -5,7 +5,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import type { FunctionName } from '../lambdas/routes';
+import type { FunctionName, TaskFunctionName } from '../lambdas/routes';
 
 /**
  * The newest Node.js runtime aws-cdk-lib 2.276 knows (Runtime.NODEJS_24_X); cdk-nag's
@@ -16,10 +16,10 @@ export const LAMBDA_RUNTIME = lambda.Runtime.NODEJS_24_X;
 export const ESBUILD_TARGET = 'node24';
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..');
-export const handlerEntry = (fn: FunctionName): string => path.join(PROJECT_ROOT, 'lambdas', 'handlers', `${fn}.ts`);
+export const handlerEntry = (fn: FunctionName | TaskFunctionName): string => path.join(PROJECT_ROOT, 'lambdas', 'handlers', `${fn}.ts`);
 
 export interface ServiceFunctionProps {
-  fn: FunctionName;
+  fn: FunctionName | TaskFunctionName;
   timeout: Duration;
   environment: Record<string, string>;
   logRetention: logs.RetentionDays;
@@ -63,7 +63,7 @@ export class ServiceFunction extends Construct {
       tracing: lambda.Tracing.ACTIVE,
       role: this.role,
       logGroup: this.logGroup,
-      description: `Logrelay: ${props.fn} routes`,
+      description: props.fn === 'bake' ? 'Logrelay: config bake state machine tasks' : `Logrelay: ${props.fn} routes`,
       environment: {
         ...props.environment,
         POWERTOOLS_SERVICE_NAME: 'logrelay',
@@ -92,7 +92,7 @@ export class ServiceFunction extends Construct {
     Validations.of(this.role).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',
       reason:
-        'Tracing ACTIVE adds xray:PutTraceSegments and xray:PutTelemetryRecords, which support no resource-level permissions, so their resource must be "*". No other statement of this role uses a wildcard resource.',
+        'Tracing ACTIVE adds xray:PutTraceSegments and xray:PutTelemetryRecords, and the bake function needs cloudwatch:GetMetricData: none of these supports resource-level permissions, so their resource must be "*". No other statement of this role has a "*" resource.',
     });
   }
 }

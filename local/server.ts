@@ -18,7 +18,8 @@ import { splitRequestTarget, verifySigV4 } from './sigv4';
 import { isAdminRoute } from '../lib/access';
 import { LocalCloudWatch, alarmsFromTemplate } from './cloudwatch/alarms';
 import { LocalAppConfig } from './appconfig';
-import { runExecution, stateMachinesFromTemplate, type ExecutionEvent, type SdkHandler, type TemplateStateMachine } from './stepfunctions';
+import { resolveIntrinsics, runExecution, stateMachinesFromTemplate, type ExecutionEvent, type SdkHandler, type TemplateStateMachine } from './stepfunctions';
+import { ALARM_PERIOD_SECONDS } from '../lambdas/metrics';
 import { join } from 'node:path';
 
 /** API Gateway HTTP APIs accept at most 10 MB of payload. */
@@ -64,7 +65,9 @@ export interface LocalRuntime {
    * `aws-sdk:appconfig` the local AppConfig, DynamoDB integrations the embedded store; Wait
    * states and retry intervals are divided by the time scale.
    */
-  startExecution(machine: string, input: unknown, opts?: { onEvent?: (e: ExecutionEvent) => void; signal?: AbortSignal }): Promise<unknown>;
+  startExecution(machine: string, input: unknown, opts?: { onEvent?: (e: ExecutionEvent) => void; signal?: AbortSignal; name?: string }): Promise<unknown>;
+  /** Executions started by the admin routes (POST /bakes), by bake id: each settles when its execution ends. */
+  bakeExecutions: ReadonlyMap<string, Promise<unknown>>;
   timeScale: number;
   close(): Promise<void>;
 }
@@ -83,14 +86,16 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   if (!(timeScale > 0)) throw new Error(`LOGRELAY_TIME_SCALE must be a positive number; it is '${process.env.LOGRELAY_TIME_SCALE}'.`);
 
   const template = opts.template ?? synthTemplate();
-  const system = readSystem(template);
+  const appConfig = LocalAppConfig.fromTemplate(template, opts.dataDir ? { persistPath: join(opts.dataDir, 'appconfig.json') } : {});
+  const system = readSystem(template, undefined, (v, where) =>
+    String(resolveIntrinsics(template, v, where, { ref: (id) => appConfig.resolveRef(id), getAtt: (id, attr) => appConfig.resolveGetAtt(id, attr) })),
+  );
   const cloudwatch = new LocalCloudWatch({ timeScale });
   cloudwatch.loadAlarms(alarmsFromTemplate(template));
   const restoreConsole = routeEmfTo(cloudwatch);
   const dynamo = await startEmbeddedDynamo({ tables: system.tables, ...(opts.dataDir ? { path: opts.dataDir } : {}) });
   const credentialsPath = resolve(opts.credentialsPath ?? '.logrelay/credentials.json');
   const { principals, created } = loadOrCreateCredentials(credentialsPath);
-  const appConfig = LocalAppConfig.fromTemplate(template, opts.dataDir ? { persistPath: join(opts.dataDir, 'appconfig.json') } : {});
   const tableNameOf = new Map(system.tables.map((t) => [t.logicalId, t.name]));
   const stateMachines = stateMachinesFromTemplate(template, {
     tableName: (id) => tableNameOf.get(id) ?? id,
@@ -100,21 +105,49 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   const log = opts.log ?? ((line: string) => console.log(line));
 
   const { DynamoStore } = await import('../lambdas/adapters/store');
-  const { tableNamesFromEnv } = await import('../lambdas/http/deps');
-  const { staticConfig } = await import('../lambdas/domain/config');
+  const { DynamoControlStore } = await import('../lambdas/adapters/control');
+  const { AppConfigVersions, appConfigIdsFromEnv } = await import('../lambdas/adapters/appconfig');
+  const { CloudWatchArmMetrics } = await import('../lambdas/adapters/cloudwatch');
+  const { tableNamesFromEnv, rolloutConfig, bakeService } = await import('../lambdas/http/deps');
   const { systemClock } = await import('../lambdas/services/logs');
+  const clock = opts.clock ?? systemClock;
+
+  // The bake machinery's clients: AppConfig and CloudWatch answered by the local stand-ins, and
+  // StartExecution running the stack's state machine here, in the background.
+  const appConfigClient = appConfig.toClient();
+  const cloudwatchClient = { send: async (command: { input: unknown }) => cloudwatch.getMetricData(command.input as never) } as never;
+  const executions = new Map<string, Promise<unknown>>();
+  const stopBakes = new AbortController();
+  let startExecution: LocalRuntime['startExecution'] = () => Promise.reject(new Error('the local runtime is still starting'));
+  const runner = {
+    async start(bakeId: string) {
+      if (executions.has(bakeId)) return;
+      const sm = stateMachines.find((m) => m.logicalId.includes('BakeStateMachine'));
+      if (!sm) throw new Error('The stack has no bake state machine.');
+      const run = startExecution(sm.logicalId, { bakeId }, { name: bakeId, signal: stopBakes.signal }).catch((e: unknown) => {
+        log(`bake ${bakeId}: execution ended ${(e as Error).message}`);
+        return undefined;
+      });
+      executions.set(bakeId, run);
+    },
+  };
 
   // One handler instance per function, built from the function's own module and environment.
   const handlers = new Map<string, Handler>();
   for (const fn of Object.values(system.functions)) {
-    const mod = (await import(resolve(PROJECT_ROOT, fn.entry))) as { makeHandler?: (d: Deps) => Handler };
+    const mod = (await import(resolve(PROJECT_ROOT, fn.entry))) as { makeHandler?: (d: never) => Handler };
     if (typeof mod.makeHandler !== 'function') throw new Error(`${fn.entry} does not export makeHandler(deps)`);
-    const deps: Deps = {
-      store: new DynamoStore(dynamo.client, tableNamesFromEnv(fn.environment), opts.observeStorage),
-      clock: opts.clock ?? systemClock,
-      config: staticConfig(),
+    const tables = tableNamesFromEnv(fn.environment);
+    const control = new DynamoControlStore(dynamo.client, tables.control);
+    const ids = appConfigIdsFromEnv(fn.environment);
+    const versions = new AppConfigVersions(appConfigClient, ids);
+    const deps = {
+      store: new DynamoStore(dynamo.client, tables, opts.observeStorage),
+      clock,
+      config: rolloutConfig(control, versions, clock, timeScale),
+      bakes: bakeService({ control, versions, ids, metrics: new CloudWatchArmMetrics(cloudwatchClient, timeScale), runner, clock, timeScale }),
     };
-    handlers.set(fn.logicalId, mod.makeHandler(deps));
+    handlers.set(fn.logicalId, mod.makeHandler(deps as never));
   }
 
   // Step Functions' aws-sdk integrations take PascalCase parameters, as the local stand-ins do.
@@ -133,7 +166,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
         h(event as HttpEvent, { awsRequestId: `local-sfn-${Date.now().toString(36)}`, functionName: id, getRemainingTimeInMillis: () => system.functions[id]!.timeoutSeconds * 1000 }),
     ]),
   );
-  const startExecution: LocalRuntime['startExecution'] = (machine, input, run = {}) => {
+  startExecution = (machine, input, run = {}) => {
     const sm = stateMachines.find((m) => m.logicalId === machine || m.name === machine);
     if (!sm) throw new Error(`No state machine '${machine}' in the stack (it has: ${stateMachines.map((m) => m.name).join(', ') || 'none'}).`);
     return runExecution(sm.definition, input, {
@@ -142,10 +175,14 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       dynamodb: dynamo.client,
       timeScale,
       stateMachineName: sm.name,
+      ...(run.name ? { name: run.name } : {}),
       ...(run.onEvent ? { onEvent: run.onEvent } : {}),
       ...(run.signal ? { signal: run.signal } : {}),
     });
   };
+
+  // Alarms are evaluated as CloudWatch does, once per (scaled) alarm period.
+  const stopEvaluating = cloudwatch.startEvaluating((ALARM_PERIOD_SECONDS * 1000) / timeScale);
 
   const server = createServer((req, res) => {
     const started = Date.now();
@@ -175,10 +212,14 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     appConfig,
     stateMachines,
     startExecution,
+    bakeExecutions: executions,
     timeScale,
     close: async () => {
       if (closed) return;
       closed = true;
+      stopEvaluating();
+      stopBakes.abort();
+      await Promise.allSettled(executions.values());
       await closeServer(server);
       await dynamo.close();
       restoreConsole();

@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { LogrelayStack } from '../lib/logrelay-stack';
+import { LocalAppConfig } from './appconfig';
+import { resolveIntrinsics } from './stepfunctions';
 
 export type Template = { Resources: Record<string, { Type: string; Properties?: any; Metadata?: Record<string, unknown> }> };
 
@@ -71,8 +73,16 @@ function integrationOf(target: unknown): string | undefined {
   return refOf(parts[1]);
 }
 
-/** Reads routes, functions and tables out of a synthesized template. */
-export function readSystem(template: Template, tableName: (logicalId: string) => string = (id) => id): LocalSystem {
+/**
+ * Reads routes, functions and tables out of a synthesized template. `resolve` turns an
+ * environment value that is not a plain string or a table reference (an AppConfig id, a state
+ * machine ARN) into its local value; without it such a value is an error.
+ */
+export function readSystem(
+  template: Template,
+  tableName: (logicalId: string) => string = (id) => id,
+  resolve?: (value: unknown, where: string) => string,
+): LocalSystem {
   const res = template.Resources;
   const tables: LocalTable[] = [];
   for (const [logicalId, r] of Object.entries(res)) {
@@ -88,6 +98,20 @@ export function readSystem(template: Template, tableName: (logicalId: string) =>
     tables.push(t);
   }
   const tableNames = new Map(tables.map((t) => [t.logicalId, t.name]));
+  let appConfig: LocalAppConfig | undefined;
+  const resolveValue =
+    resolve ??
+    ((v: unknown, where: string): string => {
+      appConfig ??= LocalAppConfig.fromTemplate(template);
+      const ac = appConfig;
+      return String(
+        resolveIntrinsics(template, v, where, {
+          tableName: (id) => tableNames.get(id) ?? id,
+          ref: (id) => ac.resolveRef(id),
+          getAtt: (id, attr) => ac.resolveGetAtt(id, attr),
+        }),
+      );
+    });
 
   const functions: Record<string, LocalFunction> = {};
   for (const [logicalId, r] of Object.entries(res)) {
@@ -99,7 +123,7 @@ export function readSystem(template: Template, tableName: (logicalId: string) =>
       const ref = refOf(v);
       if (typeof v === 'string') environment[k] = v;
       else if (ref && tableNames.has(ref)) environment[k] = tableNames.get(ref)!;
-      else throw new Error(`Function ${logicalId}: environment variable ${k} is ${JSON.stringify(v)}, which the local runtime cannot resolve`);
+      else environment[k] = resolveValue(v, `Function ${logicalId} environment ${k}`);
     }
     functions[logicalId] = { logicalId, entry, timeoutSeconds: r.Properties?.Timeout ?? 3, environment };
   }

@@ -24,9 +24,6 @@ export class CloudWatchArmMetrics implements ArmMetricsReader {
     // Whole periods only, starting at or after fromMs, so no earlier traffic is counted.
     const start = Math.ceil(fromMs / periodMs) * periodMs;
     const end = Math.max(start + periodMs, Math.ceil(toMs / periodMs) * periodMs);
-    // One period spanning the window for the percentile (a multiple of 60 s, as CloudWatch requires above 60).
-    const windowSeconds = ((end - start) / 1000) * this.timeScale;
-    const p99Period = windowSeconds <= ALARM_PERIOD_SECONDS ? ALARM_PERIOD_SECONDS : Math.ceil(windowSeconds / 60) * 60;
     const queries: MetricDataQuery[] = [];
     const metric = (arm: Arm, name: string, stat: string, period: number, id: string): MetricDataQuery => ({
       Id: id,
@@ -41,7 +38,8 @@ export class CloudWatchArmMetrics implements ArmMetricsReader {
       queries.push(metric(arm, ARM_METRICS.requests, 'Sum', ALARM_PERIOD_SECONDS, `${arm}_requests`));
       queries.push(metric(arm, ARM_METRICS.errors4xx, 'Sum', ALARM_PERIOD_SECONDS, `${arm}_errors4xx`));
       queries.push(metric(arm, ARM_METRICS.errors5xx, 'Sum', ALARM_PERIOD_SECONDS, `${arm}_errors5xx`));
-      queries.push(metric(arm, ARM_METRICS.latency, 'p99', p99Period, `${arm}_p99`));
+      // Percentiles of periods cannot be combined: the worst period's p99 is what the phase reports.
+      queries.push(metric(arm, ARM_METRICS.latency, 'p99', ALARM_PERIOD_SECONDS, `${arm}_p99`));
     }
     const sums = new Map<string, number[]>();
     let token: string | undefined;
@@ -59,11 +57,12 @@ export class CloudWatchArmMetrics implements ArmMetricsReader {
     const total = (id: string): number => (sums.get(id) ?? []).reduce((a, b) => a + b, 0);
     const stats = (arm: Arm): ArmStats => {
       const p99 = sums.get(`${arm}_p99`) ?? [];
+      const requests = total(`${arm}_requests`);
       return {
-        requests: total(`${arm}_requests`),
+        requests,
         errors4xx: total(`${arm}_errors4xx`),
         errors5xx: total(`${arm}_errors5xx`),
-        ...(p99.length ? { p99Ms: Math.max(...p99) } : {}),
+        ...(p99.length && requests > 0 ? { p99Ms: Math.max(...p99) } : {}),
       };
     };
     return { control: stats('control'), experiment: stats('experiment') };

@@ -23,7 +23,7 @@ export interface ArmStats {
   requests: number;
   errors4xx: number;
   errors5xx: number;
-  /** p99 of service latency over the window, ms; absent with no requests. */
+  /** The worst 10-second period's p99 service latency in the window, ms; absent with no requests. */
   p99Ms?: number;
 }
 
@@ -173,7 +173,7 @@ const pct = (n: number, d: number): string => (d === 0 ? 'n/a' : `${((100 * n) /
 export function describeArms(arms: { control: ArmStats; experiment: ArmStats }): string {
   const one = (name: string, a: ArmStats) =>
     `${name} ${a.requests} requests, 5xx ${pct(a.errors5xx, a.requests)} (${a.errors5xx}), 4xx ${pct(a.errors4xx, a.requests)} (${a.errors4xx})` +
-    (a.p99Ms === undefined ? '' : `, p99 ${Math.round(a.p99Ms)} ms`);
+    (a.p99Ms === undefined ? '' : `, worst 10 s p99 ${Math.round(a.p99Ms)} ms`);
   return `${one('experiment', arms.experiment)}; ${one('control', arms.control)}`;
 }
 

@@ -67,7 +67,9 @@ export interface BakeStep {
 export type BakeTask =
   | { action: 'lock' | 'next' | 'start' | 'finish'; bakeId: string }
   | { action: 'judge'; bakeId: string; alarms: { AlarmName?: string; StateValue?: string; StateReason?: string }[] }
-  | { action: 'invalid' | 'cleanup'; bakeId: string; error?: { Error?: string; Cause?: string } };
+  | { action: 'invalid'; bakeId: string; error?: { Error?: string; Cause?: string } }
+  /** `input` is the machine's state when it got here: with `error` when a step failed. */
+  | { action: 'cleanup'; bakeId: string; error?: { Error?: string; Cause?: string }; input?: { error?: { Error?: string; Cause?: string } } };
 
 const MAX_CONFLICT_RETRIES = 8;
 
@@ -220,7 +222,7 @@ export class BakeService {
       case 'finish':
         return this.finish(t.bakeId);
       case 'cleanup':
-        return this.cleanup(t.bakeId, t.error);
+        return this.cleanup(t.bakeId, t.error ?? t.input?.error);
     }
   }
 

@@ -1,0 +1,326 @@
+/**
+ * The config-bake half of the stack: the AppConfig application with one hosted profile per
+ * config profile (JSON Schema validators generated from lambdas/domain/config.ts, version 1 the
+ * defaults), the arm alarms, the Standard state machine that runs a bake, and the dashboard.
+ */
+import { Duration, Stack, Validations, type RemovalPolicy } from 'aws-cdk-lib';
+import * as appconfig from 'aws-cdk-lib/aws-appconfig';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import { acknowledgeWildcardResources } from './nag';
+import { DEFAULT_CONFIG, PROFILES, profileJsonSchema, type ProfileName } from '../lambdas/domain/config';
+import { ALARM_PERIOD_SECONDS, ARM_METRICS, BAKE_METRICS, METRIC_NAMESPACE, SERVICE_NAME, armDimensions } from '../lambdas/metrics';
+
+/** Thresholds of the bake's alarms. Percentages are of requests; latency is service time (long-poll waits excluded). */
+export interface BakeAlarmThresholds {
+  /** Experiment arm's 5xx rate, %. */
+  experiment5xxPercent: number;
+  /** Experiment arm's p99 latency, ms. */
+  experimentP99Ms: number;
+  /** Experiment's 5xx rate minus control's, percentage points. */
+  relative5xxPoints: number;
+  /** Experiment's 4xx rate minus control's, percentage points. */
+  relative4xxPoints: number;
+  /** 5xx rate of all traffic, % (the SLO). */
+  slo5xxPercent: number;
+  /** p99 latency of either arm, ms (the SLO). */
+  sloP99Ms: number;
+  /** Requests an arm needs in one period before its rates count (fewer: the period reads 0). */
+  minRequestsPerPeriod: number;
+}
+
+export const DEFAULT_BAKE_ALARMS: BakeAlarmThresholds = {
+  experiment5xxPercent: 5,
+  experimentP99Ms: 2000,
+  relative5xxPoints: 2,
+  relative4xxPoints: 5,
+  slo5xxPercent: 2,
+  sloP99Ms: 3000,
+  minRequestsPerPeriod: 5,
+};
+
+export interface ConfigBakeProps {
+  /** The state machine's task function (lambdas/handlers/bake.ts). */
+  bakeFunction: lambda.IFunction;
+  thresholds?: Partial<BakeAlarmThresholds>;
+  removalPolicy: RemovalPolicy;
+  logRetention: logs.RetentionDays;
+}
+
+export class ConfigBake extends Construct {
+  readonly application: appconfig.CfnApplication;
+  readonly environment: appconfig.CfnEnvironment;
+  readonly profiles: Record<ProfileName, appconfig.CfnConfigurationProfile>;
+  readonly alarms: cloudwatch.Alarm[];
+  readonly stateMachine: sfn.StateMachine;
+  readonly dashboard: cloudwatch.Dashboard;
+
+  constructor(scope: Construct, id: string, props: ConfigBakeProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const t = { ...DEFAULT_BAKE_ALARMS, ...props.thresholds };
+
+    // ---- AppConfig ---------------------------------------------------------------------------
+    this.application = new appconfig.CfnApplication(this, 'Application', {
+      name: stack.stackName,
+      description: 'Logrelay config profiles; versions are baked by the Logrelay bake state machine, not AppConfig deployments',
+    });
+    this.environment = new appconfig.CfnEnvironment(this, 'Environment', { applicationId: this.application.ref, name: 'live' });
+    const profiles = {} as Record<ProfileName, appconfig.CfnConfigurationProfile>;
+    for (const p of PROFILES) {
+      const profile = new appconfig.CfnConfigurationProfile(this, `${cap(p)}Profile`, {
+        applicationId: this.application.ref,
+        name: p,
+        locationUri: 'hosted',
+        type: 'AWS.Freeform',
+        description: `Logrelay ${p} profile (fields and ranges: shared/API.md)`,
+        validators: [{ type: 'JSON_SCHEMA', content: JSON.stringify(profileJsonSchema(p)) }],
+      });
+      // Version 1: the defaults, so hosts have a control version from the first request.
+      new appconfig.CfnHostedConfigurationVersion(this, `${cap(p)}InitialVersion`, {
+        applicationId: this.application.ref,
+        configurationProfileId: profile.ref,
+        contentType: 'application/json',
+        content: JSON.stringify(DEFAULT_CONFIG[p]),
+        description: 'Initial version: the defaults of shared/API.md',
+      });
+      profiles[p] = profile;
+    }
+    this.profiles = profiles;
+
+    // ---- Alarms --------------------------------------------------------------------------------
+    const period = Duration.seconds(ALARM_PERIOD_SECONDS);
+    const m = (arm: 'control' | 'experiment', name: string, statistic = 'Sum') =>
+      new cloudwatch.Metric({ namespace: METRIC_NAMESPACE, metricName: name, dimensionsMap: armDimensions(arm), statistic, period });
+    const armMetrics = {
+      er: m('experiment', ARM_METRICS.requests),
+      e4: m('experiment', ARM_METRICS.errors4xx),
+      e5: m('experiment', ARM_METRICS.errors5xx),
+      ep: m('experiment', ARM_METRICS.latency, 'p99'),
+      cr: m('control', ARM_METRICS.requests),
+      c4: m('control', ARM_METRICS.errors4xx),
+      c5: m('control', ARM_METRICS.errors5xx),
+      cp: m('control', ARM_METRICS.latency, 'p99'),
+    };
+    const n = t.minRequestsPerPeriod;
+    const math = (expression: string, keys: (keyof typeof armMetrics)[], label: string) =>
+      new cloudwatch.MathExpression({ expression, usingMetrics: Object.fromEntries(keys.map((k) => [k, armMetrics[k]])), period, label });
+    // Missing data is "no traffic", never evidence of health: the bake's minimum-traffic rule,
+    // not these alarms, decides whether a phase saw enough to be approved.
+    const alarm = (name: string, metric: cloudwatch.IMetric, threshold: number, description: string, evaluationPeriods = 3, datapointsToAlarm = 2) =>
+      new cloudwatch.Alarm(this, `${name.replace(/(^|-)(\w)/g, (_x, _d, c: string) => c.toUpperCase())}Alarm`, {
+        alarmName: `${stack.stackName}-bake-${name}`,
+        alarmDescription: description,
+        metric,
+        threshold,
+        evaluationPeriods,
+        datapointsToAlarm,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    this.alarms = [
+      alarm('experiment-5xx-rate', math(`IF(er >= ${n}, 100 * e5 / er, 0)`, ['er', 'e5'], 'experiment 5xx %'), t.experiment5xxPercent, `The experiment arm's 5xx rate is above ${t.experiment5xxPercent}%.`),
+      alarm('experiment-p99-latency', armMetrics.ep, t.experimentP99Ms, `The experiment arm's p99 service latency is above ${t.experimentP99Ms} ms.`),
+      alarm(
+        'experiment-5xx-vs-control',
+        math(`IF(er >= ${n} AND cr >= ${n}, 100 * (e5 / er - c5 / cr), 0)`, ['er', 'e5', 'cr', 'c5'], 'experiment minus control 5xx, points'),
+        t.relative5xxPoints,
+        `The experiment arm's 5xx rate exceeds the control arm's by more than ${t.relative5xxPoints} points.`,
+      ),
+      alarm(
+        'experiment-4xx-vs-control',
+        math(`IF(er >= ${n} AND cr >= ${n}, 100 * (e4 / er - c4 / cr), 0)`, ['er', 'e4', 'cr', 'c4'], 'experiment minus control 4xx, points'),
+        t.relative4xxPoints,
+        `The experiment arm's 4xx rate exceeds the control arm's by more than ${t.relative4xxPoints} points: valid requests are being refused in one arm only.`,
+      ),
+      alarm(
+        'slo-5xx-rate',
+        math(`IF(er + cr >= ${n}, 100 * (e5 + c5) / (er + cr), 0)`, ['er', 'e5', 'cr', 'c5'], 'all traffic 5xx %'),
+        t.slo5xxPercent,
+        `The 5xx rate of all traffic is above ${t.slo5xxPercent}% (a config that breaks the process hurts both arms).`,
+        6,
+        3,
+      ),
+      alarm('slo-p99-latency', math('MAX([cp, ep])', ['cp', 'ep'], 'p99 of the slower arm'), t.sloP99Ms, `The p99 service latency of an arm is above ${t.sloP99Ms} ms.`, 6, 3),
+    ];
+
+    // ---- State machine -------------------------------------------------------------------------
+    const bakeTask = (id: string, payload: Record<string, unknown>, resultPath?: string) =>
+      new tasks.LambdaInvoke(this, id, {
+        lambdaFunction: props.bakeFunction,
+        payload: sfn.TaskInput.fromObject(payload),
+        payloadResponseOnly: true,
+        retryOnServiceExceptions: true,
+        ...(resultPath ? { resultPath } : {}),
+        taskTimeout: sfn.Timeout.duration(Duration.seconds(60)),
+      });
+    const bakeId = sfn.JsonPath.stringAt('$.bakeId');
+    const takeLock = bakeTask('TakeLock', { action: 'lock', bakeId });
+    const nextPhase = bakeTask('NextPhase', { action: 'next', bakeId });
+    const validate = new tasks.CallAwsService(this, 'ValidateVersion', {
+      service: 'appconfig',
+      action: 'validateConfiguration',
+      parameters: {
+        ApplicationId: sfn.JsonPath.stringAt('$.phase.applicationId'),
+        ConfigurationProfileId: sfn.JsonPath.stringAt('$.phase.profileId'),
+        ConfigurationVersion: sfn.JsonPath.stringAt('$.phase.version'),
+      },
+      iamResources: PROFILES.map((p) =>
+        stack.formatArn({ service: 'appconfig', resource: 'application', resourceName: `${this.application.ref}/configurationprofile/${profiles[p].ref}` }),
+      ),
+      resultPath: sfn.JsonPath.DISCARD,
+    });
+    const rejectInvalid = bakeTask('RejectInvalid', { action: 'invalid', bakeId, error: sfn.JsonPath.objectAt('$.error') });
+    const startExperiment = bakeTask('StartExperiment', { action: 'start', bakeId });
+    const waitForHosts = new sfn.Wait(this, 'WaitForHosts', { time: sfn.WaitTime.secondsPath('$.phase.pickupSeconds') });
+    const waitPoll = new sfn.Wait(this, 'WaitPoll', { time: sfn.WaitTime.secondsPath('$.phase.pollSeconds') });
+    const describeAlarms = new tasks.CallAwsService(this, 'DescribeAlarms', {
+      service: 'cloudwatch',
+      action: 'describeAlarms',
+      parameters: { AlarmNames: this.alarms.map((a) => a.alarmName) },
+      iamResources: this.alarms.map((a) => a.alarmArn),
+      iamAction: 'cloudwatch:DescribeAlarms',
+      resultSelector: { 'MetricAlarms.$': '$.MetricAlarms' },
+      resultPath: '$.alarms',
+    });
+    const judge = bakeTask('Judge', { action: 'judge', bakeId, alarms: sfn.JsonPath.objectAt('$.alarms.MetricAlarms') }, '$.judge');
+    const finish = bakeTask('Finish', { action: 'finish', bakeId });
+    const cleanup = bakeTask('Cleanup', { action: 'cleanup', bakeId, input: sfn.JsonPath.objectAt('$') });
+    cleanup.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(2), maxAttempts: 6, backoffRate: 2 });
+
+    const failed = new sfn.Fail(this, 'BakeFailed', { error: 'BakeFailed', cause: 'A step of the bake failed; its experiment was cleared and its lock released. See the bake record.' });
+    const ended = new sfn.Succeed(this, 'BakeEnded');
+    const afterCleanup = new sfn.Choice(this, 'CleanupOutcome')
+      .when(sfn.Condition.stringEquals('$.status', 'FAILED'), failed)
+      .otherwise(ended);
+    cleanup.next(afterCleanup);
+
+    for (const s of [takeLock, nextPhase, rejectInvalid, startExperiment, describeAlarms, judge, finish]) {
+      s.addCatch(cleanup, { errors: ['States.ALL'], resultPath: '$.error' });
+    }
+    validate.addCatch(rejectInvalid, { errors: ['AppConfig.BadRequestException'], resultPath: '$.error' });
+    validate.addCatch(cleanup, { errors: ['States.ALL'], resultPath: '$.error' });
+
+    const hasPhase = new sfn.Choice(this, 'HasPhase')
+      .when(sfn.Condition.and(sfn.Condition.isPresent('$.decision'), sfn.Condition.stringEquals('$.decision', 'ABORT')), cleanup)
+      .when(sfn.Condition.booleanEquals('$.done', true), finish)
+      .otherwise(validate);
+    const decided = new sfn.Choice(this, 'Decided')
+      .when(sfn.Condition.stringEquals('$.judge.decision', 'CONTINUE'), waitPoll)
+      .when(sfn.Condition.stringEquals('$.judge.decision', 'ABORT'), cleanup)
+      .otherwise(nextPhase);
+
+    takeLock.next(nextPhase);
+    nextPhase.next(hasPhase);
+    validate.next(startExperiment);
+    rejectInvalid.next(nextPhase);
+    startExperiment.next(waitForHosts);
+    waitForHosts.next(waitPoll);
+    waitPoll.next(describeAlarms);
+    describeAlarms.next(judge);
+    judge.next(decided);
+    finish.next(ended);
+
+    const smLogs = new logs.LogGroup(this, 'StateMachineLogs', { retention: props.logRetention, removalPolicy: props.removalPolicy });
+    this.stateMachine = new sfn.StateMachine(this, 'BakeStateMachine', {
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      definitionBody: sfn.DefinitionBody.fromChainable(takeLock),
+      comment: 'Logrelay config bake: one profile change at a time, experiment arm vs control arm, gated on CloudWatch alarms',
+      timeout: Duration.hours(24),
+      tracingEnabled: true,
+      logs: { destination: smLogs, level: sfn.LogLevel.ALL, includeExecutionData: true },
+    });
+    Validations.of(this.stateMachine).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'Step Functions log delivery (logs:CreateLogDelivery and friends) and X-Ray actions support no resource-level permissions.',
+    });
+    acknowledgeWildcardResources(
+      this.stateMachine,
+      [`${props.bakeFunction.functionArn}:*`],
+      "CDK's LambdaInvoke grants invoking the task function's versions and aliases (`:*`), all of which are this one function.",
+    );
+
+    // ---- Dashboard -------------------------------------------------------------------------------
+    const both = (f: (arm: 'control' | 'experiment') => cloudwatch.IMetric) => [f('control'), f('experiment')];
+    const rate = (arm: 'control' | 'experiment', errors: string, label: string) =>
+      new cloudwatch.MathExpression({
+        expression: `IF(r${arm[0]} > 0, 100 * e${arm[0]} / r${arm[0]}, 0)`,
+        usingMetrics: { [`r${arm[0]}`]: m(arm, ARM_METRICS.requests), [`e${arm[0]}`]: m(arm, errors) },
+        period,
+        label: `${arm} ${label}`,
+      });
+    const underTest = (metricName: string, statistic: string) =>
+      PROFILES.map((p) => new cloudwatch.Metric({ namespace: METRIC_NAMESPACE, metricName, dimensionsMap: { service: SERVICE_NAME, Profile: p }, statistic, period, label: p }));
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      dashboardName: `${stack.stackName}-bake`,
+      defaultInterval: Duration.hours(1),
+      widgets: [
+        [
+          new cloudwatch.TextWidget({
+            markdown:
+              '# Logrelay config bake\nEach request is served by the **control** arm (every profile at its control version) or the **experiment** arm (one profile at the version under test). A phase is rejected the moment any alarm below fires; the bake record (`GET /bakes/{bakeId}`) has each verdict in numbers.',
+            width: 24,
+            height: 2,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({ title: 'Under test: weight % by profile', left: underTest(BAKE_METRICS.weight, 'Maximum'), width: 12 }),
+          new cloudwatch.GraphWidget({ title: 'Under test: version by profile', left: underTest(BAKE_METRICS.version, 'Maximum'), width: 12 }),
+        ],
+        [
+          new cloudwatch.GraphWidget({ title: 'Requests per arm', left: both((a) => m(a, ARM_METRICS.requests).with({ label: a })), width: 6 }),
+          new cloudwatch.GraphWidget({ title: '5xx rate per arm (%)', left: both((a) => rate(a, ARM_METRICS.errors5xx, '5xx %')), width: 6 }),
+          new cloudwatch.GraphWidget({ title: '4xx rate per arm (%)', left: both((a) => rate(a, ARM_METRICS.errors4xx, '4xx %')), width: 6 }),
+          new cloudwatch.GraphWidget({ title: 'p99 service latency per arm (ms)', left: both((a) => m(a, ARM_METRICS.latency, 'p99').with({ label: a })), width: 6 }),
+        ],
+        [new cloudwatch.AlarmStatusWidget({ title: 'Bake alarms', alarms: this.alarms, width: 24, height: 3 })],
+      ],
+    });
+  }
+
+  /** Lets a host read its profiles' versions. */
+  grantReadVersions(grantee: iam.Role): void {
+    iam.Grant.addToPrincipal({ grantee, actions: ['appconfig:GetHostedConfigurationVersion'], resourceArns: this.versionArns() });
+    acknowledgeWildcardResources(grantee, this.versionArns(), VERSIONS_REASON);
+  }
+
+  /** Lets the admin routes list, read and create versions. */
+  grantManageVersions(grantee: iam.Role): void {
+    iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['appconfig:GetHostedConfigurationVersion', 'appconfig:CreateHostedConfigurationVersion', 'appconfig:ListHostedConfigurationVersions'],
+      resourceArns: [...this.profileArns(), ...this.versionArns()],
+    });
+    acknowledgeWildcardResources(grantee, this.versionArns(), VERSIONS_REASON);
+  }
+
+  /** Environment variables naming the AppConfig application and profiles (lambdas/adapters/appconfig.ts). */
+  get environmentVariables(): Record<string, string> {
+    return {
+      APPCONFIG_APPLICATION_ID: this.application.ref,
+      APPCONFIG_DELIVERY_PROFILE_ID: this.profiles.delivery.ref,
+      APPCONFIG_LIMITS_PROFILE_ID: this.profiles.limits.ref,
+    };
+  }
+
+  private profileArns(): string[] {
+    const stack = Stack.of(this);
+    return PROFILES.map((p) =>
+      stack.formatArn({ service: 'appconfig', resource: 'application', resourceName: `${this.application.ref}/configurationprofile/${this.profiles[p].ref}` }),
+    );
+  }
+
+  private versionArns(): string[] {
+    return this.profileArns().map((a) => `${a}/hostedconfigurationversion/*`);
+  }
+}
+
+const VERSIONS_REASON =
+  "Each '*' is a hosted configuration version number of one of this stack's two profiles: versions are created at run time (POST /configs/{profile}/versions), so they cannot be listed in the policy.";
+
+const cap = (s: string): string => s[0]!.toUpperCase() + s.slice(1);
