@@ -1,0 +1,252 @@
+/**
+ * The bake state machine, exactly as the stack synthesizes it, executed by the local ASL
+ * interpreter on every path a bake can take. Its Lambda tasks run the real bake handler over the
+ * embedded DynamoDB; the alarms and the arms' metrics are scripted per phase, so each test states
+ * what CloudWatch would have shown and checks what the bake did about it: the control versions,
+ * no experiment left, the lock free, and the verdicts recorded.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { synthTemplate, readSystem, type Template } from '../../local/template';
+import { ExecutionFailedError, runExecution, stateMachinesFromTemplate, type AslDefinition, type ExecutionEvent } from '../../local/stepfunctions';
+import { startEmbeddedDynamo, type EmbeddedDynamo } from '../../local/dynamo';
+import { DynamoControlStore } from '../../lambdas/adapters/control';
+import type { ConfigVersions } from '../../lambdas/adapters/appconfig';
+import type { ArmMetricsReader } from '../../lambdas/adapters/cloudwatch';
+import type { ArmStats, BakeRecord } from '../../lambdas/domain/bake';
+import type { ProfileName } from '../../lambdas/domain/config';
+import { BakeService } from '../../lambdas/services/bakes';
+import { makeHandler } from '../../lambdas/handlers/bake';
+
+const SCALE = 1000; // Wait states of 10 s take 10 ms
+const IDS = { applicationId: 'app1234', profiles: { delivery: 'dlv1234', limits: 'lim1234' } };
+
+let template: Template;
+let definition: AslDefinition;
+let bakeFnId: string;
+let alarmNames: string[];
+let dynamo: EmbeddedDynamo;
+let control: DynamoControlStore;
+
+beforeAll(async () => {
+  template = synthTemplate();
+  const system = readSystem(template);
+  const sm = stateMachinesFromTemplate(template).find((m) => m.logicalId.includes('BakeStateMachine'));
+  if (!sm) throw new Error('no bake state machine in the stack');
+  definition = sm.definition;
+  bakeFnId = Object.values(system.functions).find((f) => f.entry === 'lambdas/handlers/bake.ts')!.logicalId;
+  alarmNames = Object.values(template.Resources)
+    .filter((r) => r.Type === 'AWS::CloudWatch::Alarm')
+    .map((r) => String(r.Properties.AlarmName));
+  dynamo = await startEmbeddedDynamo({ tables: system.tables });
+  control = new DynamoControlStore(dynamo.client, system.tables.find((t) => t.logicalId.startsWith('Control'))!.name);
+}, 120_000);
+
+afterAll(async () => {
+  await dynamo?.close();
+});
+
+/** What CloudWatch shows during one phase (keyed "profile:version"). */
+interface PhaseScript {
+  /** Alarm names (suffix after "-bake-") in ALARM from this poll on (1-based). */
+  alarm?: { name: string; fromPoll: number };
+  experimentRequests?: number;
+  /** Throw from the metrics read at this poll (a task failure). */
+  failAtPoll?: number;
+  /** Request an abort when this poll's alarms are read. */
+  abortAtPoll?: number;
+  /** AppConfig's validators refuse this version. */
+  invalid?: boolean;
+}
+
+const arms = (experimentRequests: number): { control: ArmStats; experiment: ArmStats } => ({
+  control: { requests: experimentRequests * 9, errors4xx: 1, errors5xx: 0, p99Ms: 40 },
+  experiment: { requests: experimentRequests, errors4xx: 0, errors5xx: 0, p99Ms: 42 },
+});
+
+interface Run {
+  bakeId: string;
+  status: 'SUCCEEDED' | 'FAILED' | 'ABORTED';
+  error?: string;
+  record: BakeRecord;
+  events: ExecutionEvent[];
+  /** The experiment seen in the rollout state at each poll, "profile:version@weight". */
+  liveDuringPolls: string[];
+}
+
+async function bake(changes: { profile: ProfileName; version: string }[], scripts: Record<string, PhaseScript>, settings = { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 100 }): Promise<Run> {
+  const pollOf = new Map<string, number>();
+  let current = '';
+  const liveDuringPolls: string[] = [];
+  const versions: ConfigVersions = {
+    get: async (p, v) => (Number(v) >= 1 && Number(v) <= 3 ? { note: `${p} ${v}` } : undefined),
+    create: async () => '4',
+    list: async () => ['3', '2', '1'],
+  };
+  const metrics: ArmMetricsReader = {
+    armStats: async () => {
+      const s = scripts[current] ?? {};
+      if (s.failAtPoll === pollOf.get(current)) throw new Error('CloudWatch GetMetricData failed: throttled past every retry');
+      return arms(s.experimentRequests ?? 500);
+    },
+  };
+  const service = new BakeService(control, versions, IDS, metrics, { start: async () => {} }, { now: () => Date.now() }, { timeScale: SCALE });
+  const handler = makeHandler({ bakes: service });
+  let bakeId = '';
+
+  const sdk = {
+    'appconfig:validateConfiguration': async (p: { ConfigurationProfileId: string; ConfigurationVersion: string }) => {
+      const profile = (Object.entries(IDS.profiles).find(([, id]) => id === p.ConfigurationProfileId)?.[0] ?? '?') as ProfileName;
+      if (scripts[`${profile}:${p.ConfigurationVersion}`]?.invalid) {
+        throw Object.assign(new Error('Configuration failed JSON Schema validation: /maxRecordsPerAppend must be >= 1'), { name: 'BadRequestException' });
+      }
+      return {};
+    },
+    'cloudwatch:describeAlarms': async (p: { AlarmNames: string[] }) => {
+      const rollout = await control.getRollout(true);
+      const e = rollout.state.experiment;
+      current = e ? `${e.profile}:${e.version}` : '';
+      liveDuringPolls.push(e ? `${current}@${e.weightPercent}` : 'none');
+      const poll = (pollOf.get(current) ?? 0) + 1;
+      pollOf.set(current, poll);
+      const s = scripts[current] ?? {};
+      if (s.abortAtPoll === poll) await service.abort(bakeId);
+      return {
+        MetricAlarms: p.AlarmNames.map((name) => ({
+          AlarmName: name,
+          StateValue: s.alarm && name.endsWith(`-bake-${s.alarm.name}`) && poll >= s.alarm.fromPoll ? 'ALARM' : 'OK',
+          StateReason: 'scripted',
+        })),
+      };
+    },
+  };
+
+  // POST /bakes does this before starting the execution: lock and record.
+  ({ bakeId } = await service.startBake(changes, settings));
+  const events: ExecutionEvent[] = [];
+  let status: Run['status'] = 'SUCCEEDED';
+  let error: string | undefined;
+  try {
+    await runExecution(definition, { bakeId }, { lambdas: { [bakeFnId]: (e) => handler(e as never) }, sdk, timeScale: SCALE, name: bakeId, onEvent: (e) => events.push(e) });
+  } catch (e) {
+    if (!(e instanceof ExecutionFailedError)) throw e;
+    status = e.status === 'ABORTED' ? 'ABORTED' : 'FAILED';
+    error = e.Error;
+  }
+  const record = (await control.getBake(bakeId))!;
+  return { bakeId, status, ...(error ? { error } : {}), record, events, liveDuringPolls };
+}
+
+beforeEach(async () => {
+  // Every test starts from the initial rollout state: version 1 of both profiles, no lock.
+  const item = await control.getRollout(true);
+  if (item.rev > 0) await control.putRollout({ state: { control: { delivery: '1', limits: '1' } }, rev: item.rev });
+});
+
+async function expectClean(expectedControl: Record<ProfileName, string>) {
+  const item = await control.getRollout(true);
+  expect(item.state.control).toEqual(expectedControl);
+  expect(item.state.experiment).toBeUndefined();
+  expect(item.lock).toBeUndefined();
+}
+
+const verdicts = (r: Run) => r.record.phases.map((p) => `${p.profile}:${p.version}=${p.verdict}`);
+
+describe('the synthesized bake state machine, run locally on each path', () => {
+  it('approve -> approve: both versions become control, in order, each baked alone at its weight', async () => {
+    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], {});
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.record.status).toBe('SUCCEEDED');
+    expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'limits:2=APPROVED']);
+    // Three polls per phase (30 s / 10 s), one experiment at a time, never both.
+    expect(r.liveDuringPolls).toEqual(['delivery:2@10', 'delivery:2@10', 'delivery:2@10', 'limits:2@10', 'limits:2@10', 'limits:2@10']);
+    expect(r.record.phases[0]!.reason).toMatch(/^No alarm in 3 polls .* 500 experiment requests \(minimum 100\)/);
+    expect(r.record.phases[0]!.alarms).toHaveLength(alarmNames.length);
+    expect(r.record.phases[0]!.arms?.experiment.requests).toBe(500);
+    await expectClean({ delivery: '2', limits: '2' });
+  });
+
+  it('approve -> reject: the second phase is tested against the approved baseline and rejected on its alarm', async () => {
+    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '3' }], { 'limits:3': { alarm: { name: 'experiment-4xx-vs-control', fromPoll: 2 } } });
+    expect(r.status).toBe('SUCCEEDED');
+    expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'limits:3=REJECTED']);
+    const rejected = r.record.phases[1]!;
+    expect(rejected.reason).toMatch(/^Alarm Logrelay-bake-experiment-4xx-vs-control in ALARM at poll 2: experiment 500 requests.*; control 4500 requests/);
+    expect(rejected.alarms!.find((a) => a.name.endsWith('experiment-4xx-vs-control'))!.state).toBe('ALARM');
+    // Rejected at the poll that saw the alarm: no further poll of that phase.
+    expect(r.liveDuringPolls.filter((l) => l.startsWith('limits:3'))).toHaveLength(2);
+    await expectClean({ delivery: '2', limits: '1' });
+  });
+
+  it('reject -> approve: a rejected change leaves its control as it was and the next phase still runs', async () => {
+    const r = await bake([{ profile: 'limits', version: '2' }, { profile: 'delivery', version: '3' }], { 'limits:2': { alarm: { name: 'experiment-5xx-rate', fromPoll: 1 } } });
+    expect(r.status).toBe('SUCCEEDED');
+    expect(verdicts(r)).toEqual(['limits:2=REJECTED', 'delivery:3=APPROVED']);
+    expect(r.liveDuringPolls[0]).toBe('limits:2@10');
+    expect(r.liveDuringPolls.filter((l) => l.startsWith('limits:2'))).toHaveLength(1);
+    await expectClean({ delivery: '3', limits: '1' });
+  });
+
+  it('reject -> reject: nothing changes', async () => {
+    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], {
+      'delivery:2': { alarm: { name: 'slo-p99-latency', fromPoll: 3 } },
+      'limits:2': { alarm: { name: 'experiment-5xx-vs-control', fromPoll: 1 } },
+    });
+    expect(r.status).toBe('SUCCEEDED');
+    expect(verdicts(r)).toEqual(['delivery:2=REJECTED', 'limits:2=REJECTED']);
+    expect(r.record.phases[0]!.reason).toContain('slo-p99-latency');
+    await expectClean({ delivery: '1', limits: '1' });
+  });
+
+  it('abort during a phase: the loop sees the flag at its next poll, clears the experiment and ends ABORTED', async () => {
+    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { 'delivery:2': { abortAtPoll: 2 } });
+    expect(r.status).toBe('SUCCEEDED'); // the execution ends in its Succeed state after cleanup
+    expect(r.record.status).toBe('ABORTED');
+    expect(verdicts(r)).toEqual(['delivery:2=REJECTED', 'limits:2=PENDING']);
+    expect(r.record.phases[0]!.reason).toMatch(/^Aborted by an operator/);
+    expect(r.events.some((e) => e.type === 'StateEntered' && e.state?.name === 'Cleanup')).toBe(true);
+    await expectClean({ delivery: '1', limits: '1' });
+  });
+
+  it('a task failure during a phase: Catch runs cleanup, the bake is FAILED with the error, nothing is left live', async () => {
+    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { 'limits:2': { failAtPoll: 2 } });
+    expect(r.status).toBe('FAILED');
+    expect(r.error).toBe('BakeFailed');
+    expect(r.record.status).toBe('FAILED');
+    expect(r.record.error).toContain('GetMetricData failed');
+    expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'limits:2=REJECTED']);
+    await expectClean({ delivery: '2', limits: '1' });
+  });
+
+  it('too little traffic: the phase is extended once, then rejected as inconclusive, never approved', async () => {
+    const r = await bake([{ profile: 'limits', version: '2' }], { 'limits:2': { experimentRequests: 99 } });
+    expect(r.status).toBe('SUCCEEDED');
+    expect(verdicts(r)).toEqual(['limits:2=REJECTED']);
+    const p = r.record.phases[0]!;
+    expect(p.extended).toBe(true);
+    expect(p.polls).toBe(5); // 3 polls + an extension of 2
+    expect(p.reason).toMatch(/^Inconclusive: only 99 experiment requests in 5 polls, fewer than the minimum 100/);
+    await expectClean({ delivery: '1', limits: '1' });
+  });
+
+  it('a version that fails its validators is rejected before it goes live', async () => {
+    const r = await bake([{ profile: 'limits', version: '3' }, { profile: 'delivery', version: '2' }], { 'limits:3': { invalid: true } });
+    expect(r.status).toBe('SUCCEEDED');
+    expect(verdicts(r)).toEqual(['limits:3=REJECTED', 'delivery:2=APPROVED']);
+    expect(r.record.phases[0]!.reason).toMatch(/^Invalid: version 3 fails the limits profile's validators \(AppConfig.BadRequestException/);
+    expect(r.liveDuringPolls.some((l) => l.startsWith('limits:3'))).toBe(false);
+    await expectClean({ delivery: '2', limits: '1' });
+  });
+
+  it('one bake at a time: a second bake is refused while the first holds the lock', async () => {
+    const versions: ConfigVersions = { get: async () => ({}), create: async () => '2', list: async () => ['1'] };
+    const metrics: ArmMetricsReader = { armStats: async () => arms(500) };
+    const service = new BakeService(control, versions, IDS, metrics, { start: async () => {} }, { now: () => Date.now() }, { timeScale: SCALE });
+    const first = await service.startBake([{ profile: 'delivery', version: '2' }], { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 1 });
+    await expect(service.startBake([{ profile: 'limits', version: '2' }], { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 1 })).rejects.toMatchObject({
+      status: 409,
+      code: 'BakeInProgress',
+    });
+    await service.cleanup(first.bakeId);
+    await expectClean({ delivery: '1', limits: '1' });
+  });
+});
