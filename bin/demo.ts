@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalRuntime } from '../local/server';
 import { SignedHttp } from '../local/client';
+import { Traffic } from '../local/traffic';
+import { armOf } from '../lambdas/domain/config';
 
 process.removeAllListeners('warning');
 
@@ -29,6 +31,7 @@ async function main(): Promise<number> {
   console.log('Logrelay demo: stateless workers on one receiver session\n');
   const rt = await startLocalRuntime({
     port: 0,
+    timeScale: Number(process.env.LOGRELAY_TIME_SCALE ?? 10),
     credentialsPath: join(mkdtempSync(join(tmpdir(), 'logrelay-demo-')), 'credentials.json'),
     log: () => {},
   });
@@ -137,10 +140,103 @@ async function main(): Promise<number> {
         ]),
     );
     console.log(ok ? '\nOK: appended = acked, nothing in flight, the crashed worker\'s records were redelivered.' : '\nFAILED: the tally does not add up (see above).');
-    return ok ? 0 : 1;
+    const bakeOk = await bakeHalf(rt, api, must);
+    return ok && bakeOk ? 0 : 1;
   } finally {
     await rt.close();
   }
+}
+
+type Must = (what: string, p: Promise<{ status: number; body: any }>, ok?: number[]) => Promise<any>;
+
+/** The bake half: a good delivery change and a bad limits change, baked under live traffic. */
+async function bakeHalf(rt: Awaited<ReturnType<typeof startLocalRuntime>>, api: SignedHttp, must: Must): Promise<boolean> {
+  console.log(`\nLogrelay demo, part 2: a two-phase config bake under live traffic (time scale ${rt.timeScale}x)\n`);
+  const good = await must('create delivery version', api.call('POST', '/configs/delivery/versions', { content: { maxBatchRecords: 50, longPollIntervalMs: 100 }, description: 'demo: smaller batches' }));
+  const bad = await must('create limits version', api.call('POST', '/configs/limits/versions', { content: { maxRecordsPerAppend: 1 }, description: 'demo: a bad limit' }));
+  console.log(`delivery v${good.version} {maxBatchRecords: 50, longPollIntervalMs: 100} (good), limits v${bad.version} {maxRecordsPerAppend: 1} (bad: producers send 5 records an append)`);
+  const traffic = new Traffic(api, { logs: 10, workersPerLog: 2, recordsPerBatch: 5, prefix: `bake-demo-${Date.now().toString(36)}` });
+  await traffic.start();
+  const fired: { name: string; atMs: number }[] = [];
+  const unsubscribe = rt.cloudwatch.onStateChange((c) => {
+    if (c.newState === 'ALARM') fired.push({ name: c.alarmName, atMs: c.timestampMs });
+  });
+  await sleep(1000);
+  const bakeSeconds = 60;
+  const pollSeconds = 10;
+  const { bakeId } = await must(
+    'start bake',
+    api.call('POST', '/bakes', {
+      changes: [
+        { profile: 'delivery', version: good.version },
+        { profile: 'limits', version: bad.version },
+      ],
+      weightPercent: 50,
+      bakeSeconds,
+      pollSeconds,
+      minExperimentRequests: 50,
+    }),
+    [202],
+  );
+  console.log(`bake ${bakeId}: weight 50%, ${bakeSeconds} s a phase, a poll every ${pollSeconds} s (scaled)\n`);
+  const startedMs = Date.now();
+  let record: any;
+  for (;;) {
+    record = await must('describe bake', api.call('GET', `/bakes/${bakeId}`));
+    const t = traffic.tally();
+    const phases = record.phases.map((p: any, i: number) => `phase ${i + 1} ${p.profile} v${p.version}: ${p.verdict}${p.verdict === 'BAKING' ? ` (poll ${p.polls})` : ''}`).join(' | ');
+    const line = `${((Date.now() - startedMs) / 1000).toFixed(1).padStart(5)} s  ${phases} | appended ${t.appended} acked ${t.acked} refused ${Object.values(t.refused).reduce((a, b) => a + b, 0)}`;
+    if (tty) process.stdout.write(`\r${line.padEnd(150)}`);
+    else console.log(line);
+    if (record.status !== 'RUNNING') break;
+    await sleep(tty ? 250 : 1000);
+  }
+  if (tty) process.stdout.write('\n');
+  await rt.bakeExecutions.get(bakeId);
+  await sleep((10_000 / rt.timeScale) * 1.5); // hosts drop the rejected experiment within one cache period
+  await traffic.stop();
+  unsubscribe();
+  const tally = traffic.tally();
+  const configs = (await must('list configs', api.call('GET', '/configs'))).profiles;
+  const [p1, p2] = record.phases;
+  const alarm = fired.find((f) => f.name.endsWith('experiment-4xx-vs-control'));
+  const rollbackMs = alarm && p2?.endedAt ? Date.parse(p2.endedAt) - alarm.atMs : undefined;
+  const experiment = { profile: 'limits' as const, version: bad.version, weightPercent: 50, bakeId, expiresAtMs: Infinity };
+  const refusedOnlyInExperiment = [...tally.refusedLogs].every((l) => armOf(experiment, l) === 'experiment');
+  const refusedLogs = tally.refusedLogs.size;
+  const experimentLogs = traffic.logIds.filter((l) => armOf(experiment, l) === 'experiment').length;
+  console.log(
+    '\n' +
+      table([
+        ['bake status', record.status],
+        [`phase 1: delivery v${p1.version}`, `${p1.verdict} (${p1.arms?.experiment?.requests ?? 0} experiment requests)`],
+        [`phase 2: limits v${p2.version}`, `${p2.verdict}: ${String(p2.reason ?? '').slice(0, 70)}...`],
+        ['alarms that fired', [...new Set(fired.map((f) => f.name.replace(/^.*-bake-/, '')))].join(', ') || 'none'],
+        ['alarm -> rejected (rollback decision)', rollbackMs === undefined ? 'n/a' : `${rollbackMs} ms (poll every ${(pollSeconds * 1000) / rt.timeScale} ms)`],
+        ['control versions now', `delivery v${configs.delivery.control}, limits v${configs.limits.control}`],
+        ['experiment left running', configs.delivery.experiment || configs.limits.experiment ? 'YES' : 'none'],
+        ['logs refused by the bad limit', `${refusedLogs} of the ${experimentLogs} logs in the experiment arm (${traffic.logIds.length} logs)`],
+        ['appends refused (then retried)', JSON.stringify(tally.refused)],
+        ['records appended / acked', `${tally.appended} / ${tally.acked}`],
+      ]),
+  );
+  const ok =
+    record.status === 'SUCCEEDED' &&
+    p1.verdict === 'APPROVED' &&
+    p2.verdict === 'REJECTED' &&
+    configs.delivery.control === good.version &&
+    configs.limits.control === '1' &&
+    !configs.limits.experiment &&
+    !configs.delivery.experiment &&
+    refusedOnlyInExperiment &&
+    tally.appended > 0 &&
+    tally.acked === tally.appended;
+  console.log(
+    ok
+      ? '\nOK: the good change was approved, the bad one rejected and rolled back; only experiment-arm logs met it, and every record was acked.'
+      : '\nFAILED: the bake did not go as it should (see above).',
+  );
+  return ok;
 }
 
 main().then(

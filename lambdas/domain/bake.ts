@@ -102,8 +102,9 @@ export function takeLock(item: RolloutItem, bakeId: string, nowMs: number, expir
   if (held && held.bakeId !== bakeId && held.expiresAtMs > nowMs) {
     throw new BakeStateError('BakeInProgress', `Bake ${held.bakeId} is running; one bake runs at a time. Wait for it to end, or abort it with POST /bakes/${held.bakeId}/abort.`);
   }
-  // A dead bake's experiment goes with its lock.
-  const state = held && held.bakeId !== bakeId ? clearExperiment(item.state, held.bakeId) : item.state;
+  // Whatever experiment is left belongs to a dead bake (or to no live lock): it goes.
+  const leftover = item.state.experiment;
+  const state = leftover && leftover.bakeId !== bakeId ? clearExperiment(item.state, leftover.bakeId) : item.state;
   return { ...item, state, lock: { bakeId, expiresAtMs } };
 }
 

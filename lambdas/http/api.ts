@@ -153,6 +153,11 @@ export function httpHandler(fn: string, deps: HttpDeps, routes: Record<string, R
         idleMs = ctx.idleMs;
       }
     } catch (e) {
+      const armed = e as { arm?: Arm; versions?: VersionSet };
+      if (armed.arm) {
+        arm = armed.arm;
+        versions = armed.versions;
+      }
       result = errorResult(toApiError(e));
     }
     const status = result.statusCode ?? 200;

@@ -21,12 +21,27 @@ import {
   type EffectiveConfig,
   type ProfileName,
   type RolloutState,
+  type Arm,
+  type VersionSet,
 } from '../domain/config';
 import { busy } from '../domain/errors';
 import type { Clock } from './logs';
 
 /** Hosts re-read the rollout state this often (divided by the local runtime's time scale). */
 export const CONFIG_CACHE_SECONDS = 10;
+const RETRY_FAILED_READ_MS = 1000;
+
+/** The config of a request's arm could not be had; carries the arm, so the failure is counted in it. */
+export class ConfigUnavailableError extends Error {
+  constructor(
+    readonly arm: Arm,
+    readonly versions: VersionSet,
+    readonly cause: unknown,
+  ) {
+    super(`The ${arm} arm's configuration (${Object.entries(versions).map(([p, v]) => `${p} v${v}`).join(', ')}) is unavailable: ${(cause as Error)?.message ?? String(cause)}`);
+    this.name = 'ConfigUnavailableError';
+  }
+}
 
 export class RolloutConfig implements ConfigProvider {
   private state: { value: RolloutState; fetchedMs: number } | undefined;
@@ -46,8 +61,13 @@ export class RolloutConfig implements ConfigProvider {
     const experiment = liveExperiment(state, this.clock.now());
     const arm = armOf(experiment, key);
     const versions = versionsFor(state, arm, experiment);
-    const [delivery, limits] = await Promise.all(PROFILES.map((p) => this.content(p, versions[p])));
-    return { config: { delivery, limits } as ConfigSet, arm, versions };
+    try {
+      const [delivery, limits] = await Promise.all(PROFILES.map((p) => this.content(p, versions[p])));
+      return { config: { delivery, limits } as ConfigSet, arm, versions };
+    } catch (e) {
+      // A version that cannot be served fails its own arm's requests, and is counted there.
+      throw new ConfigUnavailableError(arm, versions, e);
+    }
   }
 
   private async rollout(): Promise<RolloutState> {
@@ -82,12 +102,17 @@ export class RolloutConfig implements ConfigProvider {
         try {
           return resolveProfile(profile, content);
         } catch (e) {
-          // The service's fault, not the caller's: never let it surface as a 400.
+          // Immutable content that does not fit is never going to: this failure stays cached.
+          invalid = true;
           throw new Error(`Config version ${version} of profile ${profile} does not fit the profile's schema: ${(e as Error).message}`);
         }
       });
-      // A failed read is not cached: the next request tries again.
-      p.catch(() => this.contents.delete(key));
+      let invalid = false;
+      // A failed read is retried, but at most once a second per host: AppConfig's control plane
+      // has low request limits, and an outage must not turn every request into a call.
+      p.catch(() => {
+        if (!invalid) setTimeout(() => this.contents.delete(key), RETRY_FAILED_READ_MS).unref?.();
+      });
       this.contents.set(key, p);
     }
     return p;

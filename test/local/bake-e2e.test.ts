@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalRuntime, type LocalRuntime } from '../../local/server';
 import { SignedHttp } from '../../local/client';
+import { Traffic } from '../../local/traffic';
 import { armOf } from '../../lambdas/domain/config';
 import type { AlarmStateChange } from '../../local/cloudwatch/alarms';
 
@@ -51,75 +52,12 @@ describe('a bake on the local runtime under live traffic', () => {
     const bad = await admin.call('POST', '/configs/limits/versions', { content: { maxRecordsPerAppend: 1 } });
     expect([good.status, bad.status]).toEqual([201, 201]);
 
-    const logIds = Array.from({ length: LOGS }, (_, i) => `e2e-${i}`);
-    const sessions: string[] = [];
-    for (const logId of logIds) {
-      expect((await worker.call('POST', '/logs', { logId })).status).toBe(201);
-      const s = await worker.call('POST', `/logs/${logId}/sessions`, { ackTimeoutSeconds: 5 });
-      sessions.push(s.body.sessionId);
-    }
+    const traffic = new Traffic(worker, { logs: LOGS, workersPerLog: 2, recordsPerBatch: BATCH, prefix: 'e2e' });
+    await traffic.start();
 
     // Alarm transitions, as CloudWatch would report them.
     const changes: AlarmStateChange[] = [];
     rt.cloudwatch.onStateChange((c) => changes.push(c));
-
-    let stop = false;
-    let producersDone = false;
-    const appended = new Map<string, number>();
-    const refused: { logId: string; code: string; atMs: number }[] = [];
-    const producer = async (logId: string) => {
-      let n = 0;
-      while (!stop) {
-        const key = `${logId}-${n}`;
-        const records = Array.from({ length: BATCH }, (_, i) => ({ data: { logId, batch: n, i } }));
-        // A refused batch is retried, with the same idempotency key, until the service takes it.
-        for (;;) {
-          const r = await worker.call('POST', `/logs/${logId}/records`, { records, idempotencyKey: key });
-          if (r.status === 201) {
-            break;
-          }
-          refused.push({ logId, code: r.body?.error?.code ?? String(r.status), atMs: Date.now() });
-          await sleep(100);
-        }
-        appended.set(logId, (appended.get(logId) ?? 0) + BATCH);
-        n++;
-        await sleep(60);
-      }
-    };
-    const acked = new Map<string, Set<number>>();
-    const ackFailures: string[] = [];
-    const ack = async (sessionId: string, recs: { seq: number }[]) => {
-      const r = await worker.call('POST', `/sessions/${sessionId}/ack`, { seqs: recs.map((x) => x.seq) });
-      if (r.status !== 200) ackFailures.push(`${r.status} ${r.body?.error?.code}`);
-      return r.status;
-    };
-    const consumer = async (sessionId: string, logId: string, untilDrained: () => boolean) => {
-      const seen = acked.get(logId) ?? new Set<number>();
-      acked.set(logId, seen);
-      for (;;) {
-        const r = await worker.call('POST', `/sessions/${sessionId}/receive`, { maxRecords: 20 });
-        if (r.status !== 200) {
-          await sleep(50);
-          continue;
-        }
-        const recs: { seq: number }[] = r.body.records;
-        if (recs.length) {
-          // Acks are retried until the service answers: an unacked record would be redelivered.
-          for (let a = await ack(sessionId, recs); a !== 200; a = await ack(sessionId, recs)) await sleep(50);
-          for (const x of recs) seen.add(x.seq);
-        } else {
-          if (untilDrained()) {
-            const d = (await worker.call('GET', `/sessions/${sessionId}`)).body;
-            if (d.inFlight === 0 && d.lag === 0) return;
-          }
-          await sleep(80);
-        }
-      }
-    };
-
-    const producers = logIds.map((l) => producer(l));
-    // Two workers per session.
-    const consumers = logIds.flatMap((l, i) => [consumer(sessions[i]!, l, () => producersDone), consumer(sessions[i]!, l, () => producersDone)]);
 
     await sleep(1500); // traffic before the bake: control only
     const started = await admin.call('POST', '/bakes', {
@@ -138,10 +76,8 @@ describe('a bake on the local runtime under live traffic', () => {
     const record = (await admin.call('GET', `/bakes/${bakeId}`)).body;
     // Let hosts drop the rejected experiment (one cache period), then stop producing and drain.
     await sleep(3000);
-    stop = true;
-    await Promise.all(producers);
-    producersDone = true;
-    await Promise.all(consumers);
+    await traffic.stop();
+    const tally = traffic.tally();
 
     // Verdicts.
     expect(record.status).toBe('SUCCEEDED');
@@ -157,16 +93,16 @@ describe('a bake on the local runtime under live traffic', () => {
     expect(fired).toBeDefined();
     const rejectedAt = Date.parse(record.phases[1].endedAt);
     const pollMs = (POLL_SECONDS * 1000) / SCALE;
-    console.log(`[bake-e2e] 4xx alarm fired -> phase rejected: ${rejectedAt - fired!.timestampMs} ms (poll interval ${pollMs} ms); refused appends: ${refused.length}; ack retries: ${ackFailures.length} ${[...new Set(ackFailures)].join(', ')}`);
+    console.log(`[bake-e2e] 4xx alarm fired -> phase rejected: ${rejectedAt - fired!.timestampMs} ms (poll interval ${pollMs} ms); refused appends: ${JSON.stringify(tally.refused)}`);
     expect(rejectedAt - fired!.timestampMs).toBeLessThanOrEqual(pollMs + 1000);
     expect(rejectedAt).toBeGreaterThanOrEqual(fired!.timestampMs);
 
     // The bad limit hurt only its arm: refusals only for logs in the experiment arm, and the
     // control arm's 4xx count (from the metrics the handlers emitted) stayed 0.
-    expect(refused.length).toBeGreaterThan(0);
+    expect(tally.refusedLogs.size).toBeGreaterThan(0);
     const experiment = { profile: 'limits' as const, version: bad.body.version, weightPercent: 50, bakeId, expiresAtMs: Infinity };
-    for (const r of refused) expect(armOf(experiment, r.logId)).toBe('experiment');
-    expect(new Set(refused.map((r) => r.code))).toEqual(new Set(['ValidationError']));
+    for (const logId of tally.refusedLogs) expect(armOf(experiment, logId)).toBe('experiment');
+    expect(Object.keys(tally.refused)).toEqual(['ValidationError']);
     const control4xx = rt.cloudwatch.getMetricData({
       MetricDataQueries: [
         {
@@ -186,13 +122,16 @@ describe('a bake on the local runtime under live traffic', () => {
     expect(c4.reduce((a, b) => a + b, 0)).toBe(0);
 
     // Nothing lost, nothing left unacked.
-    for (const [i, logId] of logIds.entries()) {
+    expect(tally.acked).toBe(tally.appended);
+    let stored = 0;
+    for (const logId of traffic.logIds) {
       const log = (await worker.call('GET', `/logs/${logId}`)).body;
-      expect(log.lastSeq).toBe(appended.get(logId));
-      expect(acked.get(logId)!.size).toBe(log.lastSeq);
-      const s = (await worker.call('GET', `/sessions/${sessions[i]}`)).body;
+      stored += log.lastSeq;
+      const s = (await worker.call('GET', `/sessions/${traffic.sessions.get(logId)}`)).body;
       expect(s.ackFloor).toBe(log.lastSeq);
       expect(s.inFlight).toBe(0);
     }
+    expect(stored).toBe(tally.appended);
+    expect(tally.appended).toBeGreaterThan(0);
   }, 180_000);
 });
