@@ -1,19 +1,21 @@
 /**
  * The CDK stack against its sources of truth: lambdas/routes.ts, lambdas/tables.ts,
- * openapi.json and cdk-nag's AwsSolutions pack. The stack is synthesized once (bundling the
- * five handlers with esbuild takes a few seconds).
+ * lambdas/domain/config.ts, lambdas/metrics.ts, openapi.json and cdk-nag's AwsSolutions pack.
+ * The stack is synthesized once (bundling the seven handlers with esbuild takes a few seconds).
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { App, RemovalPolicy, Validations } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isAdminRoute, routesFor, tableKey } from '../lib/access';
 import { LogrelayStack } from '../lib/logrelay-stack';
-import { FUNCTION_ACCESS, FUNCTION_TIMEOUT_SECONDS, ROUTES, routeKey, type Access, type FunctionName } from '../lambdas/routes';
+import { DEFAULT_CONFIG, PROFILES, profileJsonSchema, type ProfileName } from '../lambdas/domain/config';
+import { ALARM_PERIOD_SECONDS, ARM_METRICS, BAKE_METRICS, METRIC_NAMESPACE, SERVICE_NAME } from '../lambdas/metrics';
+import { FUNCTION_ACCESS, FUNCTION_TIMEOUT_SECONDS, ROUTES, routeKey, type Access, type FunctionName, type TaskFunctionName } from '../lambdas/routes';
 import { TABLES } from '../lambdas/tables';
 
 // Synthesized CloudFormation is untyped JSON.
@@ -22,6 +24,22 @@ interface CfnResource {
   Type: string;
   Properties: Json;
   DeletionPolicy?: string;
+  Metadata?: Record<string, unknown>;
+}
+type AnyFunctionName = FunctionName | TaskFunctionName;
+
+/** The subset of the Amazon States Language the bake's definition uses. */
+interface AslState {
+  Type: string;
+  Resource?: string;
+  Parameters?: Record<string, unknown>;
+  Next?: string;
+  Catch?: { ErrorEquals: string[]; Next: string }[];
+  Retry?: { ErrorEquals: string[] }[];
+}
+interface AslDefinition {
+  StartAt: string;
+  States: Record<string, AslState>;
 }
 
 let app: App;
@@ -31,6 +49,12 @@ let resources: Record<string, CfnResource>;
 let outputs: Record<string, { Value: Json }>;
 
 const ofType = (type: string): [string, CfnResource][] => Object.entries(resources).filter(([, r]) => r.Type === type);
+/** The logical id of the one resource of a type. */
+const onlyOf = (type: string): string => {
+  const found = ofType(type);
+  if (found.length !== 1) throw new Error(`expected one ${type}, found ${found.length}`);
+  return found[0]![0];
+};
 const refOf = (v: Json): string => {
   if (v && typeof v === 'object' && typeof v.Ref === 'string') return v.Ref;
   throw new Error(`expected a Ref, got ${JSON.stringify(v)}`);
@@ -40,6 +64,50 @@ const getAttOf = (v: Json, attribute: string): string => {
   throw new Error(`expected Fn::GetAtt .${attribute}, got ${JSON.stringify(v)}`);
 };
 const asArray = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+const capitalized = (s: string): string => `${s[0]!.toUpperCase()}${s.slice(1)}`;
+
+/**
+ * A CloudFormation value as one string, in cdk-nag's notation: `Ref` -> `<Id>`, `Fn::GetAtt` ->
+ * `<Id.Attr>`, `Fn::Join` joined. The placeholders hold no quotes, so a flattened JSON document
+ * (a state machine definition, a dashboard body) still parses.
+ */
+function flat(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    if (typeof o.Ref === 'string') return `<${o.Ref}>`;
+    const att = o['Fn::GetAtt'];
+    if (Array.isArray(att)) return `<${att.join('.')}>`;
+    const join = o['Fn::Join'];
+    if (Array.isArray(join)) {
+      const [delimiter, parts] = join as [string, unknown[]];
+      return parts.map(flat).join(delimiter);
+    }
+  }
+  throw new Error(`cannot flatten ${JSON.stringify(v)}`);
+}
+
+/** Every `action resource` pair the AWS::IAM::Policy resources attached to a role allow. */
+function grantsOf(roleId: string): string[] {
+  const role = resources[roleId]!;
+  expect(role.Type).toBe('AWS::IAM::Role');
+  expect(role.Properties.ManagedPolicyArns ?? [], roleId).toEqual([]);
+  expect(role.Properties.Policies ?? [], roleId).toEqual([]);
+  expect(ofType('AWS::IAM::ManagedPolicy').filter(([, p]) => asArray(p.Properties.Roles).some((r: Json) => r?.Ref === roleId))).toEqual([]);
+  const pairs: string[] = [];
+  for (const [, policy] of ofType('AWS::IAM::Policy')) {
+    if (!asArray(policy.Properties.Roles).some((r: Json) => r?.Ref === roleId)) continue;
+    for (const st of policy.Properties.PolicyDocument.Statement as Json[]) {
+      expect(st.Effect, roleId).toBe('Allow');
+      expect(st.Condition, roleId).toBeUndefined();
+      expect(st.NotAction ?? st.NotResource, roleId).toBeUndefined();
+      for (const action of asArray<string>(st.Action)) for (const res of asArray<Json>(st.Resource)) pairs.push(`${action} ${flat(res)}`);
+    }
+  }
+  return pairs.sort();
+}
+const pairs = (actions: readonly string[], resourceStrings: readonly string[]): string[] =>
+  actions.flatMap((a) => resourceStrings.map((r) => `${a} ${r}`));
 
 /** Logical id of each table, found through the stack output that names it. */
 const tableLogicalIds = (): Map<string, string> =>
@@ -61,6 +129,77 @@ function functionLogicalIds(): Map<FunctionName, string> {
   }
   return out;
 }
+
+/** The bake state machine's definition, its tokens flattened (see `flat`). */
+const bakeDefinition = (): AslDefinition =>
+  JSON.parse(flat(resources[onlyOf('AWS::StepFunctions::StateMachine')]!.Properties.DefinitionString)) as AslDefinition;
+
+/** Logical id of the bake's task function: the one function the state machine's Lambda tasks invoke. */
+function bakeFunctionLogicalId(): string {
+  const invoked = new Set(
+    Object.values(bakeDefinition().States)
+      .map((s) => s.Resource)
+      .filter((r): r is string => r !== undefined && r.startsWith('<')),
+  );
+  expect([...invoked]).toHaveLength(1);
+  const [only] = [...invoked];
+  const id = /^<(.+)\.Arn>$/.exec(only!)?.[1];
+  expect(resources[id!]?.Type).toBe('AWS::Lambda::Function');
+  return id!;
+}
+
+/** Every function of the stack: the route functions and the bake's task function. */
+const allFunctionLogicalIds = (): Map<AnyFunctionName, string> =>
+  new Map<AnyFunctionName, string>([...functionLogicalIds(), ['bake', bakeFunctionLogicalId()]]);
+
+const HOST_FUNCTIONS = ['logs', 'append', 'sessions', 'receive', 'leases'] as const satisfies readonly FunctionName[];
+
+/** AppConfig: the application and each profile's logical id (profiles found by name). */
+function appConfigLogicalIds(): { application: string; profiles: Record<ProfileName, string> } {
+  const profiles = {} as Record<ProfileName, string>;
+  for (const [id, r] of ofType('AWS::AppConfig::ConfigurationProfile')) profiles[r.Properties.Name as ProfileName] = id;
+  return { application: onlyOf('AWS::AppConfig::Application'), profiles };
+}
+/** A profile's ARN (and, with `/hostedconfigurationversion/*`, its versions'), flattened. */
+const profileArn = (profile: ProfileName): string => {
+  const ids = appConfigLogicalIds();
+  return `arn:<AWS::Partition>:appconfig:<AWS::Region>:<AWS::AccountId>:application/<${ids.application}>/configurationprofile/<${ids.profiles[profile]}>`;
+};
+const versionsArn = (profile: ProfileName): string => `${profileArn(profile)}/hostedconfigurationversion/*`;
+
+/** The six alarms of the bake, by the name after `${stackName}-bake-`. */
+const BAKE_ALARM_NAMES = [
+  'experiment-5xx-rate',
+  'experiment-p99-latency',
+  'experiment-5xx-vs-control',
+  'experiment-4xx-vs-control',
+  'slo-5xx-rate',
+  'slo-p99-latency',
+] as const;
+function bakeAlarmLogicalIds(): Map<string, string> {
+  const byName = new Map(ofType('AWS::CloudWatch::Alarm').map(([id, r]) => [r.Properties.AlarmName as string, id]));
+  return new Map(
+    BAKE_ALARM_NAMES.map((n) => {
+      const id = byName.get(`Logrelay-bake-${n}`);
+      if (!id) throw new Error(`no alarm Logrelay-bake-${n}`);
+      return [n, id];
+    }),
+  );
+}
+
+/** CDK's grants for Step Functions logging (CloudWatch Logs vended log delivery) and X-Ray tracing: none supports resource-level permissions. */
+const LOG_DELIVERY_ACTIONS = [
+  'logs:CreateLogDelivery',
+  'logs:GetLogDelivery',
+  'logs:UpdateLogDelivery',
+  'logs:DeleteLogDelivery',
+  'logs:ListLogDeliveries',
+  'logs:PutResourcePolicy',
+  'logs:DescribeResourcePolicies',
+  'logs:DescribeLogGroups',
+];
+const FUNCTION_XRAY_ACTIONS = ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'];
+const STATE_MACHINE_XRAY_ACTIONS = [...FUNCTION_XRAY_ACTIONS, 'xray:GetSamplingRules', 'xray:GetSamplingTargets'];
 
 beforeAll(() => {
   app = new App();
@@ -161,12 +300,16 @@ describe('Lambda functions', () => {
       .sort((a, b) => parseInt(a.slice(6), 10) - parseInt(b.slice(6), 10))
       .pop()!;
 
-  it('one per function name in ROUTES, on the newest Node.js runtime, arm64, traced', () => {
-    const fns = functionLogicalIds();
-    expect(ofType('AWS::Lambda::Function')).toHaveLength(fns.size);
+  it("one per function name in ROUTES and one for the bake's tasks, on the newest Node.js runtime, arm64, traced", () => {
+    const fns = allFunctionLogicalIds();
+    const routeFunctions = new Set(functionLogicalIds().values());
+    expect(routeFunctions.has(fns.get('bake')!)).toBe(false); // the bake's function serves no route
+    expect(ofType('AWS::Lambda::Function')).toHaveLength(routeFunctions.size + 1);
+    expect(new Set(fns.values()).size).toBe(fns.size);
     expect(newestNodeRuntime()).toBe('nodejs24.x');
     for (const [fn, id] of fns) {
       const p = resources[id]!.Properties;
+      expect(resources[id]!.Metadata?.['logrelay:entry'], fn).toBe(`lambdas/handlers/${fn}.ts`);
       expect(p.Runtime, fn).toBe(newestNodeRuntime());
       expect(p.Architectures, fn).toEqual(['arm64']);
       expect(p.MemorySize, fn).toBe(512);
@@ -179,14 +322,22 @@ describe('Lambda functions', () => {
     }
   });
 
-  it('get exactly the environment of the tables they access', () => {
+  it('get exactly the environment of the tables they access, the AppConfig ids, and (admin) the state machine', () => {
     const tables = tableLogicalIds();
-    for (const [fn, id] of functionLogicalIds()) {
+    const appConfig = appConfigLogicalIds();
+    const stateMachine = onlyOf('AWS::StepFunctions::StateMachine');
+    const fns = allFunctionLogicalIds();
+    expect(fns.size).toBe(7);
+    for (const [fn, id] of fns) {
       const vars = resources[id]!.Properties.Environment.Variables as Record<string, Json>;
       const expected: Record<string, Json> = {
         POWERTOOLS_SERVICE_NAME: 'logrelay',
         POWERTOOLS_METRICS_NAMESPACE: 'Logrelay',
         NODE_OPTIONS: '--enable-source-maps',
+        // lambdas/adapters/appconfig.ts: hosts read versions; admin creates them; the bake names them to the state machine.
+        APPCONFIG_APPLICATION_ID: { Ref: appConfig.application },
+        APPCONFIG_DELIVERY_PROFILE_ID: { Ref: appConfig.profiles.delivery },
+        APPCONFIG_LIMITS_PROFILE_ID: { Ref: appConfig.profiles.limits },
       };
       for (const t of TABLES) {
         if (FUNCTION_ACCESS[fn][tableKey(t)]) {
@@ -195,6 +346,7 @@ describe('Lambda functions', () => {
           expected[t.envVar] = { Ref: logicalId };
         }
       }
+      if (fn === 'admin') expected.BAKE_STATE_MACHINE_ARN = { Ref: stateMachine }; // POST /bakes starts it
       expect(vars, fn).toEqual(expected);
     }
   });
@@ -202,7 +354,7 @@ describe('Lambda functions', () => {
   it('may touch only the tables FUNCTION_ACCESS lists, and write only where it says so', () => {
     const tables = tableLogicalIds();
     const isWrite = (a: string) => /^dynamodb:(PutItem|UpdateItem|DeleteItem|BatchWriteItem|PartiQL(Insert|Update|Delete)|Import|Restore|CreateTable|DeleteTable|UpdateTable)/.test(a);
-    for (const [fn, id] of functionLogicalIds()) {
+    for (const [fn, id] of allFunctionLogicalIds()) {
       const roleId = getAttOf(resources[id]!.Properties.Role, 'Arn');
       expect(resources[roleId]!.Properties.ManagedPolicyArns ?? [], fn).toEqual([]);
       expect(resources[roleId]!.Properties.Policies ?? [], fn).toEqual([]);
@@ -288,7 +440,19 @@ describe('caller policies', () => {
     ];
     expect(routesFor(routes, 'worker').map((r) => r.path)).toEqual(['/logs/{logId}', '/configsx']);
     expect(routesFor(routes, 'operator')).toEqual(routes);
-    expect(ROUTES.filter(isAdminRoute)).toEqual([]); // today: Logs and Receiver sessions only
+    // shared/API.md "Configs and bakes (admin)": exactly these, all served by the admin function,
+    // which serves nothing else.
+    expect(ROUTES.filter(isAdminRoute).map(routeKey).sort()).toEqual(
+      [
+        'GET /configs',
+        'POST /configs/{profile}/versions',
+        'GET /configs/{profile}/versions/{version}',
+        'POST /bakes',
+        'GET /bakes/{bakeId}',
+        'POST /bakes/{bakeId}/abort',
+      ].sort(),
+    );
+    for (const r of ROUTES) expect(r.fn === 'admin', routeKey(r)).toBe(isAdminRoute(r));
   });
 });
 
@@ -314,6 +478,24 @@ describe('openapi.json', () => {
     const documented = operations().map(([m, p]) => `${m} ${p}`);
     expect(new Set(documented).size).toBe(documented.length);
     expect(new Set(documented)).toEqual(new Set(routeKeys));
+  });
+
+  it("describes each profile's content with the fields, ranges and defaults of its JSON Schema", () => {
+    const documented: Record<ProfileName, Json> = {
+      delivery: doc.components.schemas.DeliveryProfileContent,
+      limits: doc.components.schemas.LimitsProfileContent,
+    };
+    for (const profile of PROFILES) {
+      const schema = profileJsonSchema(profile) as { properties: Record<string, { type: string; minimum: number; maximum: number }>; additionalProperties: boolean };
+      const d = documented[profile];
+      expect(d.additionalProperties, profile).toBe(schema.additionalProperties);
+      expect(Object.keys(d.properties).sort(), profile).toEqual(Object.keys(schema.properties).sort());
+      for (const [field, s] of Object.entries(schema.properties)) {
+        const f = d.properties[field];
+        expect({ type: f.type, minimum: f.minimum, maximum: f.maximum }, `${profile}.${field}`).toEqual({ type: s.type, minimum: s.minimum, maximum: s.maximum });
+        expect(f.default, `${profile}.${field}`).toBe((DEFAULT_CONFIG[profile] as unknown as Record<string, number>)[field]);
+      }
+    }
   });
 
   it('declares every path parameter and answers errors with the envelope', () => {
@@ -358,9 +540,50 @@ describe('cdk-nag AwsSolutions', () => {
       expect(id, where).toMatch(/^(Annotation::)?AwsSolutions-IAM5\[Resource::.+\]$/);
       expect(reason.length, `${where} ${id}`).toBeGreaterThan(60);
     }
-    // "*" as a whole resource only for X-Ray, on the functions' roles.
-    const star = acks.filter(([, id]) => id.endsWith('[Resource::*]')).map(([where]) => where);
-    expect(star.sort()).toEqual([...new Set(ROUTES.map((r) => r.fn))].map((fn) => `Logrelay/${fn[0]!.toUpperCase()}${fn.slice(1)}Function/Role`).sort());
+    // Exactly these findings, where they arise:
+    const fns = allFunctionLogicalIds();
+    const role = (fn: AnyFunctionName) => `Logrelay/${capitalized(fn)}Function/Role`;
+    const apiId = onlyOf('AWS::ApiGatewayV2::Api');
+    const invokeArn = (r: { method: string; path: string }) =>
+      `arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<${apiId}>/$default/${r.method}${r.path.replace(/\{[^}]+\}/g, '*')}`;
+    const withParameter = (routes: readonly { method: string; path: string }[]) => routes.filter((r) => r.path.includes('{'));
+    const expected = [
+      // X-Ray (and, for the bake, cloudwatch:GetMetricData): no resource-level permissions.
+      ...[...fns.keys()].map((fn) => `${role(fn)} *`),
+      // Hosted configuration versions are numbered at run time: one "*" per profile, on the hosts and admin.
+      ...[...HOST_FUNCTIONS, 'admin' as const].flatMap((fn) => PROFILES.map((p) => `${role(fn)} ${versionsArn(p)}`)),
+      // Step Functions log delivery and X-Ray; LambdaInvoke's versions and aliases of the one bake function.
+      'Logrelay/ConfigBake/BakeStateMachine *',
+      `Logrelay/ConfigBake/BakeStateMachine <${fns.get('bake')}.Arn>:*`,
+      // Path parameters of the routes in the caller policies.
+      ...withParameter(ROUTES.filter((r) => !isAdminRoute(r))).map((r) => `Logrelay/WorkerPolicy ${invokeArn(r)}`),
+      ...withParameter(ROUTES).map((r) => `Logrelay/OperatorPolicy ${invokeArn(r)}`),
+    ];
+    const found = acks.map(([where, id]) => `${where} ${/AwsSolutions-IAM5\[Resource::(.+)\]$/.exec(id)![1]}`);
+    expect(found.sort()).toEqual(expected.sort());
+  });
+
+  it('"*" is a whole resource only for actions that support no resource-level permissions', () => {
+    const fns = allFunctionLogicalIds();
+    const roleOf = (fn: AnyFunctionName) => getAttOf(resources[fns.get(fn)!]!.Properties.Role, 'Arn');
+    const stateMachineRole = getAttOf(resources[onlyOf('AWS::StepFunctions::StateMachine')]!.Properties.RoleArn, 'Arn');
+    const allowedOnStar = new Map<string, string[]>([
+      ...[...fns.keys()].map((fn): [string, string[]] => [roleOf(fn), fn === 'bake' ? [...FUNCTION_XRAY_ACTIONS, 'cloudwatch:GetMetricData'] : FUNCTION_XRAY_ACTIONS]),
+      [stateMachineRole, [...LOG_DELIVERY_ACTIONS, ...STATE_MACHINE_XRAY_ACTIONS]],
+    ]);
+    let stars = 0;
+    for (const [id, policy] of [...ofType('AWS::IAM::Policy'), ...ofType('AWS::IAM::ManagedPolicy')]) {
+      for (const st of policy.Properties.PolicyDocument.Statement as Json[]) {
+        if (!asArray<Json>(st.Resource).includes('*')) continue;
+        stars++;
+        const roles = asArray<Json>(policy.Properties.Roles).map(refOf);
+        expect(roles, id).toHaveLength(1);
+        const allowed = allowedOnStar.get(roles[0]!);
+        expect(allowed, `${id} grants ${st.Action} on "*"`).toBeDefined();
+        for (const action of asArray<string>(st.Action)) expect(allowed, `${id}: ${action} on "*"`).toContain(action);
+      }
+    }
+    expect(stars).toBeGreaterThanOrEqual(fns.size + 1);
   });
 
   it('fails on an unacknowledged wildcard (the check is live)', () => {
@@ -371,5 +594,278 @@ describe('cdk-nag AwsSolutions', () => {
     );
     const report = new AwsSolutionsChecks(undefined, {}).validateScope(probeApp);
     expect(report.violations.map((v) => v.ruleName)).toContain('AwsSolutions-IAM5[Action::dynamodb:Get*]');
+  });
+});
+
+describe('config bake', () => {
+  type Arm = 'control' | 'experiment';
+  interface AlarmSpec {
+    threshold: number;
+    evaluationPeriods: number;
+    datapointsToAlarm: number;
+    /** The arms whose metrics it reads, and which metrics of lambdas/metrics.ts. */
+    arms: Arm[];
+    metrics: string[];
+  }
+  // DEFAULT_BAKE_ALARMS, stated as numbers: the design of the bake's gates.
+  const ALARMS: Record<(typeof BAKE_ALARM_NAMES)[number], AlarmSpec> = {
+    'experiment-5xx-rate': { threshold: 5, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx] },
+    'experiment-p99-latency': { threshold: 2000, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['experiment'], metrics: [ARM_METRICS.latency] },
+    'experiment-5xx-vs-control': { threshold: 2, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx] },
+    'experiment-4xx-vs-control': { threshold: 5, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors4xx] },
+    'slo-5xx-rate': { threshold: 2, evaluationPeriods: 6, datapointsToAlarm: 3, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx] },
+    'slo-p99-latency': { threshold: 3000, evaluationPeriods: 6, datapointsToAlarm: 3, arms: ['control', 'experiment'], metrics: [ARM_METRICS.latency] },
+  };
+  const MIN_REQUESTS_PER_PERIOD = 5;
+
+  /** One metric an alarm reads, from its MetricStat (math alarms) or its top-level metric. */
+  interface ReadMetric {
+    id?: string;
+    arm: string;
+    metricName: string;
+    stat: string;
+  }
+  /** The metrics an alarm reads and its math expression, after checking namespace, dimensions and period of each. */
+  function alarmInputs(p: Json, where: string): { metrics: ReadMetric[]; expression?: string } {
+    const read = (namespace: string, metricName: string, dimensions: { Name: string; Value: string }[], period: number, stat: string, id?: string): ReadMetric => {
+      expect(namespace, where).toBe(METRIC_NAMESPACE);
+      expect(period, where).toBe(ALARM_PERIOD_SECONDS);
+      const dims = Object.fromEntries(dimensions.map((d) => [d.Name, d.Value]));
+      expect(Object.keys(dims).sort(), where).toEqual(['Arm', 'service']);
+      expect(dims.service, where).toBe(SERVICE_NAME);
+      expect(['control', 'experiment'], where).toContain(dims.Arm);
+      expect(stat, `${where} ${metricName}`).toBe(metricName === ARM_METRICS.latency ? 'p99' : 'Sum');
+      return { ...(id ? { id } : {}), arm: dims.Arm!, metricName, stat };
+    };
+    if (p.Metrics === undefined) {
+      return { metrics: [read(p.Namespace, p.MetricName, p.Dimensions, p.Period, p.Statistic ?? p.ExtendedStatistic)] };
+    }
+    expect(p.MetricName ?? p.Namespace ?? p.Period, where).toBeUndefined();
+    const entries = p.Metrics as Json[];
+    const expressions = entries.filter((m) => m.Expression !== undefined);
+    expect(expressions, where).toHaveLength(1);
+    expect(expressions[0].ReturnData, where).toBe(true);
+    const metrics = entries
+      .filter((m) => m.MetricStat !== undefined)
+      .map((m) => {
+        expect(m.ReturnData, where).toBe(false);
+        const s = m.MetricStat;
+        return read(s.Metric.Namespace, s.Metric.MetricName, s.Metric.Dimensions, s.Period, s.Stat, m.Id);
+      });
+    expect(metrics.length + 1, where).toBe(entries.length);
+    return { metrics, expression: expressions[0].Expression as string };
+  }
+
+  it('has the six alarms, on 10-second periods of the Arm metrics, no data meaning no breach', () => {
+    expect(ALARM_PERIOD_SECONDS).toBe(10); // high-resolution metrics; alarmInputs checks every metric's period against it
+    const ids = bakeAlarmLogicalIds();
+    expect(ofType('AWS::CloudWatch::Alarm')).toHaveLength(BAKE_ALARM_NAMES.length);
+    for (const [name, spec] of Object.entries(ALARMS)) {
+      const p = resources[ids.get(name)!]!.Properties;
+      expect(p.AlarmName).toBe(`Logrelay-bake-${name}`);
+      expect(p.AlarmDescription, name).toEqual(expect.any(String));
+      expect(p.Threshold, name).toBe(spec.threshold);
+      expect(p.ComparisonOperator, name).toBe('GreaterThanThreshold');
+      expect(p.TreatMissingData, name).toBe('notBreaching');
+      expect(p.EvaluationPeriods, name).toBe(spec.evaluationPeriods);
+      expect(p.DatapointsToAlarm, name).toBe(spec.datapointsToAlarm);
+      expect(p.AlarmActions ?? [], name).toEqual([]); // the state machine reads them; nothing else acts on them
+      const { metrics, expression } = alarmInputs(p, name);
+      const read = metrics.map((m) => `${m.arm} ${m.metricName}`).sort();
+      expect(read, name).toEqual(spec.arms.flatMap((a) => spec.metrics.map((m) => `${a} ${m}`)).sort());
+      if (expression !== undefined) {
+        for (const m of metrics) expect(expression, `${name} uses ${m.id}`).toMatch(new RegExp(`\\b${m.id}\\b`));
+      } else {
+        expect(metrics, name).toHaveLength(1); // a plain metric alarm reads one metric
+      }
+    }
+  });
+
+  it('compares the arms in metric math: experiment rate minus control rate, each arm with enough requests', () => {
+    const ids = bakeAlarmLogicalIds();
+    for (const [name, errors] of [
+      ['experiment-5xx-vs-control', ARM_METRICS.errors5xx],
+      ['experiment-4xx-vs-control', ARM_METRICS.errors4xx],
+    ] as const) {
+      const { metrics, expression } = alarmInputs(resources[ids.get(name)!]!.Properties, name);
+      const id = (arm: Arm, metricName: string) => metrics.find((m) => m.arm === arm && m.metricName === metricName)!.id!;
+      const [er, ee, cr, ce] = [id('experiment', ARM_METRICS.requests), id('experiment', errors), id('control', ARM_METRICS.requests), id('control', errors)];
+      expect(new Set([er, ee, cr, ce]).size).toBe(4);
+      expect(expression, name).toContain(`100 * (${ee} / ${er} - ${ce} / ${cr})`);
+      expect(expression, name).toContain(`${er} >= ${MIN_REQUESTS_PER_PERIOD}`);
+      expect(expression, name).toContain(`${cr} >= ${MIN_REQUESTS_PER_PERIOD}`);
+    }
+    // The experiment's own 5xx rate, with its minimum traffic.
+    const { metrics, expression } = alarmInputs(resources[ids.get('experiment-5xx-rate')!]!.Properties, 'experiment-5xx-rate');
+    const id = (metricName: string) => metrics.find((m) => m.metricName === metricName)!.id!;
+    expect(expression).toBe(`IF(${id(ARM_METRICS.requests)} >= ${MIN_REQUESTS_PER_PERIOD}, 100 * ${id(ARM_METRICS.errors5xx)} / ${id(ARM_METRICS.requests)}, 0)`);
+  });
+
+  it('thresholds follow the bakeAlarms prop', () => {
+    const other = new LogrelayStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Other', {
+      bakeAlarms: { sloP99Ms: 1234, minRequestsPerPeriod: 50 },
+    });
+    const t = Template.fromStack(other);
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmName: 'Other-bake-slo-p99-latency', Threshold: 1234 });
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmName: 'Other-bake-experiment-p99-latency', Threshold: 2000 }); // the default stays
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      AlarmName: 'Other-bake-experiment-5xx-rate',
+      Metrics: Match.arrayWith([Match.objectLike({ Expression: Match.stringLikeRegexp('^IF\\(\\w+ >= 50, ') })]),
+    });
+  });
+
+  it('runs a Standard state machine, traced, logging everything', () => {
+    template.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
+    template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+      StateMachineType: 'STANDARD',
+      TracingConfiguration: { Enabled: true },
+      LoggingConfiguration: {
+        Level: 'ALL',
+        IncludeExecutionData: true,
+        Destinations: [{ CloudWatchLogsLogGroup: { LogGroupArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^ConfigBakeStateMachineLogs'), 'Arn'] } } }],
+      },
+    });
+    expect(outputs.BakeStateMachineArn?.Value).toEqual({ Ref: onlyOf('AWS::StepFunctions::StateMachine') });
+  });
+
+  it('defines the bake: its states, Lambda tasks on the bake function, and a Catch to Cleanup on every other task', () => {
+    const def = bakeDefinition();
+    const bakeFn = `<${bakeFunctionLogicalId()}.Arn>`;
+    expect(def.StartAt).toBe('TakeLock');
+    expect(Object.keys(def.States).sort()).toEqual(
+      [
+        'TakeLock',
+        'NextPhase',
+        'HasPhase',
+        'ValidateVersion',
+        'RejectInvalid',
+        'StartExperiment',
+        'WaitForHosts',
+        'WaitPoll',
+        'DescribeAlarms',
+        'Judge',
+        'Decided',
+        'Finish',
+        'Cleanup',
+        // how it ends
+        'CleanupOutcome',
+        'BakeEnded',
+        'BakeFailed',
+      ].sort(),
+    );
+    const lambdaTasks: Record<string, string> = {
+      TakeLock: 'lock',
+      NextPhase: 'next',
+      RejectInvalid: 'invalid',
+      StartExperiment: 'start',
+      Judge: 'judge',
+      Finish: 'finish',
+      Cleanup: 'cleanup',
+    };
+    const tasks = Object.entries(def.States).filter(([, s]) => s.Type === 'Task');
+    expect(tasks.map(([n]) => n).sort()).toEqual([...Object.keys(lambdaTasks), 'ValidateVersion', 'DescribeAlarms'].sort());
+    for (const [name, action] of Object.entries(lambdaTasks)) {
+      expect(def.States[name]!.Resource, name).toBe(bakeFn);
+      expect(def.States[name]!.Parameters?.action, name).toBe(action);
+    }
+    expect(def.States.ValidateVersion!.Resource).toBe('arn:<AWS::Partition>:states:::aws-sdk:appconfig:validateConfiguration');
+    expect(def.States.DescribeAlarms!.Resource).toBe('arn:<AWS::Partition>:states:::aws-sdk:cloudwatch:describeAlarms');
+    // It reads exactly the six alarms (Ref of an alarm is its name).
+    expect(def.States.DescribeAlarms!.Parameters?.AlarmNames).toEqual([...bakeAlarmLogicalIds().values()].map((id) => `<${id}>`));
+    // A version AppConfig's validators refuse is rejected, not a failure of the bake.
+    expect(def.States.ValidateVersion!.Catch?.[0]).toEqual(expect.objectContaining({ ErrorEquals: ['AppConfig.BadRequestException'], Next: 'RejectInvalid' }));
+
+    for (const [name, state] of tasks) {
+      if (name === 'Cleanup') continue;
+      const catchAll = state.Catch?.at(-1);
+      expect(catchAll, name).toEqual(expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: 'Cleanup' }));
+    }
+    // Cleanup catches nothing (it would loop) and retries everything instead.
+    expect(def.States.Cleanup!.Catch).toBeUndefined();
+    expect(def.States.Cleanup!.Retry?.some((r) => r.ErrorEquals.includes('States.ALL'))).toBe(true);
+  });
+
+  it("lets the state machine's role do exactly its tasks, and log and trace", () => {
+    const sm = resources[onlyOf('AWS::StepFunctions::StateMachine')]!;
+    const roleId = getAttOf(sm.Properties.RoleArn, 'Arn');
+    const bakeFn = `<${bakeFunctionLogicalId()}.Arn>`;
+    const alarmArns = [...bakeAlarmLogicalIds().values()].map((id) => `<${id}.Arn>`);
+    expect(alarmArns).toHaveLength(6);
+    expect(grantsOf(roleId)).toEqual(
+      [
+        ...pairs(['lambda:InvokeFunction'], [bakeFn, `${bakeFn}:*`]),
+        ...pairs(['cloudwatch:DescribeAlarms'], alarmArns),
+        ...pairs(['appconfig:validateConfiguration'], PROFILES.map(profileArn)),
+        ...pairs(LOG_DELIVERY_ACTIONS, ['*']),
+        ...pairs(STATE_MACHINE_XRAY_ACTIONS, ['*']),
+      ].sort(),
+    );
+  });
+
+  it('hosts both profiles in one AppConfig application, validated by the generated JSON Schemas, starting at the defaults', () => {
+    template.resourceCountIs('AWS::AppConfig::Application', 1);
+    template.resourceCountIs('AWS::AppConfig::Environment', 1);
+    template.resourceCountIs('AWS::AppConfig::ConfigurationProfile', PROFILES.length);
+    template.resourceCountIs('AWS::AppConfig::HostedConfigurationVersion', PROFILES.length);
+    expect([...PROFILES].sort()).toEqual(['delivery', 'limits']);
+    const ids = appConfigLogicalIds();
+    template.hasResourceProperties('AWS::AppConfig::Environment', { ApplicationId: { Ref: ids.application } });
+    for (const name of PROFILES) {
+      const profile = resources[ids.profiles[name]]!.Properties;
+      expect(profile).toEqual(
+        expect.objectContaining({
+          ApplicationId: { Ref: ids.application },
+          Name: name,
+          LocationUri: 'hosted',
+          Validators: [{ Type: 'JSON_SCHEMA', Content: JSON.stringify(profileJsonSchema(name)) }],
+        }),
+      );
+      const versions = ofType('AWS::AppConfig::HostedConfigurationVersion').filter(([, v]) => v.Properties.ConfigurationProfileId?.Ref === ids.profiles[name]);
+      expect(versions, name).toHaveLength(1);
+      expect(versions[0]![1].Properties).toEqual(
+        expect.objectContaining({ ApplicationId: { Ref: ids.application }, ContentType: 'application/json', Content: JSON.stringify(DEFAULT_CONFIG[name]) }),
+      );
+    }
+  });
+
+  it('has a dashboard of what is under test, both arms and every alarm', () => {
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+    const dashboard = resources[onlyOf('AWS::CloudWatch::Dashboard')]!.Properties;
+    expect(dashboard.DashboardName).toBe('Logrelay-bake');
+    const body = flat(dashboard.DashboardBody);
+    expect(body).toContain(`"${METRIC_NAMESPACE}","${BAKE_METRICS.weight}"`);
+    for (const arm of ['control', 'experiment']) expect(body).toContain(`"Arm","${arm}"`);
+    const widgets = (JSON.parse(body) as { widgets: { type: string; properties: { alarms?: string[] } }[] }).widgets;
+    const alarmWidgets = widgets.filter((w) => w.type === 'alarm');
+    expect(alarmWidgets).toHaveLength(1);
+    expect(alarmWidgets[0]!.properties.alarms).toEqual([...bakeAlarmLogicalIds().values()].map((id) => `<${id}.Arn>`));
+  });
+
+  it('hosts may only read versions, admin may manage versions and start the bake, the bake may read metrics', () => {
+    const fns = allFunctionLogicalIds();
+    const stateMachine = onlyOf('AWS::StepFunctions::StateMachine');
+    const nonDynamo = (fn: AnyFunctionName) => {
+      const fnId = fns.get(fn)!;
+      return grantsOf(getAttOf(resources[fnId]!.Properties.Role, 'Arn')).filter((g) => !g.startsWith('dynamodb:'));
+    };
+    const basics = (fn: AnyFunctionName) => [
+      ...pairs(['logs:CreateLogStream', 'logs:PutLogEvents'], [`<${refOf(resources[fns.get(fn)!]!.Properties.LoggingConfig.LogGroup)}.Arn>`]),
+      ...pairs(FUNCTION_XRAY_ACTIONS, ['*']),
+    ];
+    for (const fn of HOST_FUNCTIONS) {
+      expect(nonDynamo(fn), fn).toEqual([...basics(fn), ...pairs(['appconfig:GetHostedConfigurationVersion'], PROFILES.map(versionsArn))].sort());
+    }
+    expect(nonDynamo('admin')).toEqual(
+      [
+        ...basics('admin'),
+        ...pairs(
+          ['appconfig:GetHostedConfigurationVersion', 'appconfig:CreateHostedConfigurationVersion', 'appconfig:ListHostedConfigurationVersions'],
+          [...PROFILES.map(profileArn), ...PROFILES.map(versionsArn)],
+        ),
+        `states:StartExecution <${stateMachine}>`,
+      ].sort(),
+    );
+    expect(nonDynamo('bake')).toEqual([...basics('bake'), 'cloudwatch:GetMetricData *'].sort());
+    expect(fns.size).toBe(HOST_FUNCTIONS.length + 2);
   });
 });

@@ -58,9 +58,12 @@ describe('the local runtime reads the system from the template', () => {
   });
 
   it('follows a change in the stack with no other edit: a new route and a different TTL attribute', async () => {
+    // GET /configs/{profile} is a path of the admin routes (shared/API.md) that the stack does not
+    // serve: sent to the logs function, it shows the gateway's admin check apart from the handler.
+    expect(readSystem(template).routes.map((r) => r.routeKey)).not.toContain('GET /configs/{profile}');
     const changed = synthWith((stack) => {
       stack.api.addRoutes({
-        path: '/configs',
+        path: '/configs/{profile}',
         methods: [apigwv2.HttpMethod.GET],
         integration: new HttpLambdaIntegration('configs', stack.functions.logs.function),
       });
@@ -76,14 +79,15 @@ describe('the local runtime reads the system from the template', () => {
     expect(readSystem(template).routes.map((r) => r.routeKey)).not.toContain('GET /ping');
     expect(sys.tables.find((t) => t.logicalId.startsWith('Sessions'))!.ttlAttribute).toBe('gone');
     // Served: the gateway routes GET /ping to the logs function, whose code has no such route.
-    // (GET /configs is an admin route: only admin principals may call it.)
+    // (GET /configs/{profile} is an admin route: only admin principals may call it.)
     const rt = await startLocalRuntime({ port: 0, template: changed, credentialsPath: join(tmp(), 'c.json'), log: () => {} });
     try {
       const r = await new SignedHttp(rt.url, rt.principals[0]!).call('GET', '/ping');
       expect(r.status).toBe(404);
       expect(r.body.error.message).toMatch(/^No route GET \/ping here/); // the handler's answer, not the gateway's
-      const admin = await new SignedHttp(rt.url, rt.principals[0]!).call('GET', '/configs');
-      expect(admin.body.error.message).toMatch(/^No route GET \/configs here/); // the admin got through to the function
+      const admin = await new SignedHttp(rt.url, rt.principals[0]!).call('GET', '/configs/delivery');
+      expect(admin.status).toBe(404);
+      expect(admin.body.error.message).toMatch(/^No route GET \/configs\/\{profile\} here/); // the admin got through to the function
       const { writeFileSync, readFileSync } = await import('node:fs');
       const file = JSON.parse(readFileSync(rt.credentialsPath, 'utf8'));
       file.principals.push({ name: 'worker', accessKeyId: 'LRWORKER0000000000AA', secretAccessKey: 'w'.repeat(40), admin: false });
@@ -92,9 +96,9 @@ describe('the local runtime reads the system from the template', () => {
       const rt2 = await startLocalRuntime({ port: 0, template: changed, credentialsPath: rt.credentialsPath, log: () => {} });
       try {
         const worker = new SignedHttp(rt2.url, { accessKeyId: 'LRWORKER0000000000AA', secretAccessKey: 'w'.repeat(40) });
-        const denied = await worker.call('GET', '/configs');
+        const denied = await worker.call('GET', '/configs/delivery');
         expect(denied.status).toBe(403);
-        expect(denied.body.error.message).toMatch(/admin route/);
+        expect(denied.body.error.message).toMatch(/GET \/configs\/\{profile\} is an admin route/);
         expect((await worker.call('GET', '/ping')).status).toBe(404); // data routes stay open to it
       } finally {
         await rt2.close();
@@ -121,8 +125,12 @@ describe('alarms come from the template', () => {
     const rt = await startLocalRuntime({ port: 0, template: changed, credentialsPath: join(tmp(), 'c.json'), log: () => {}, timeScale: 20 });
     try {
       const names = rt.cloudwatch.describeAlarms().MetricAlarms.map((a) => a.AlarmName);
-      const inTemplate = Object.values(changed.Resources).filter((r) => r.Type === 'AWS::CloudWatch::Alarm').map((r) => r.Properties.AlarmName);
-      expect(names).toEqual(inTemplate);
+      const inTemplate: string[] = Object.values(changed.Resources).filter((r) => r.Type === 'AWS::CloudWatch::Alarm').map((r) => r.Properties.AlarmName);
+      // The stack's six bake alarms and the one added here.
+      expect(inTemplate).toHaveLength(7);
+      expect(inTemplate.filter((n) => n.startsWith('Logrelay-bake-'))).toHaveLength(6);
+      expect(inTemplate).toContain('logs-4xx');
+      expect(names).toEqual([...inTemplate].sort()); // DescribeAlarms lists by name, as CloudWatch does
       expect(rt.cloudwatch.describeAlarms({ AlarmNames: ['logs-4xx'] }).MetricAlarms[0]!.StateValue).toBe('OK');
       await new SignedHttp(rt.url, rt.principals[0]!).call('GET', '/logs/missing'); // a 404: one 4xx
       const state = () => rt.cloudwatch.describeAlarms({ AlarmNames: ['logs-4xx'] }).MetricAlarms[0]!.StateValue;
@@ -181,7 +189,12 @@ describe('state machines and AppConfig come from the template', () => {
     });
     const rt = await startLocalRuntime({ port: 0, template: changed, credentialsPath: join(tmp(), 'c.json'), log: () => {}, timeScale: 600 });
     try {
-      expect(rt.stateMachines.map((m) => m.name)).toEqual(['probe']);
+      // The stack's bake state machine (no StateMachineName: named by its logical id) and the probe.
+      const inTemplate = Object.entries(changed.Resources).filter(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine');
+      const bakeMachine = inTemplate.find(([id]) => id.startsWith('ConfigBakeBakeStateMachine'))?.[0];
+      expect(bakeMachine).toBeDefined();
+      expect(inTemplate).toHaveLength(2);
+      expect(rt.stateMachines.map((m) => m.name).sort()).toEqual([bakeMachine, 'probe'].sort());
       const states: string[] = [];
       const started = Date.now();
       const out = (await rt.startExecution('probe', { logId: 'nope' }, { onEvent: (e) => void (e.type === 'StateEntered' && states.push(e.state!.name)) })) as any;
@@ -192,6 +205,13 @@ describe('state machines and AppConfig come from the template', () => {
       const profile = rt.appConfig.findProfile('probe-app', 'limits')!;
       const versions = rt.appConfig.listHostedConfigurationVersions(profile);
       expect(versions.Items.map((v) => v.VersionNumber)).toEqual([1]);
+      // ...and the stack's own application (named after the stack), each profile with its initial version.
+      for (const name of ['delivery', 'limits']) {
+        const own = rt.appConfig.findProfile('Logrelay', name);
+        expect(own, name).toBeDefined();
+        expect(own!.ConfigurationProfileId).not.toBe(profile.ConfigurationProfileId);
+        expect(rt.appConfig.listHostedConfigurationVersions(own!).Items.map((v) => v.VersionNumber), name).toEqual([1]);
+      }
     } finally {
       await rt.close();
     }
