@@ -125,7 +125,12 @@ export class ConfigBake extends Construct {
       });
     this.alarms = [
       alarm('experiment-5xx-rate', math(`IF(er >= ${n}, 100 * e5 / er, 0)`, ['er', 'e5'], 'experiment 5xx %'), t.experiment5xxPercent, `The experiment arm's 5xx rate is above ${t.experiment5xxPercent}%.`),
-      alarm('experiment-p99-latency', armMetrics.ep, t.experimentP99Ms, `The experiment arm's p99 service latency is above ${t.experimentP99Ms} ms.`),
+      alarm(
+        'experiment-p99-latency',
+        math(`IF(er >= ${n}, ep, 0)`, ['er', 'ep'], 'experiment p99 ms'),
+        t.experimentP99Ms,
+        `The experiment arm's p99 service latency is above ${t.experimentP99Ms} ms.`,
+      ),
       alarm(
         'experiment-5xx-vs-control',
         math(`IF(er >= ${n} AND cr >= ${n}, 100 * (e5 / er - c5 / cr), 0)`, ['er', 'e5', 'cr', 'c5'], 'experiment minus control 5xx, points'),
@@ -146,7 +151,14 @@ export class ConfigBake extends Construct {
         6,
         3,
       ),
-      alarm('slo-p99-latency', math('MAX([cp, ep])', ['cp', 'ep'], 'p99 of the slower arm'), t.sloP99Ms, `The p99 service latency of an arm is above ${t.sloP99Ms} ms.`, 6, 3),
+      alarm(
+        'slo-p99-latency',
+        math(`MAX([IF(cr >= ${n}, cp, 0), IF(er >= ${n}, ep, 0)])`, ['cr', 'cp', 'er', 'ep'], 'p99 of the slower arm, ms'),
+        t.sloP99Ms,
+        `The p99 service latency of an arm is above ${t.sloP99Ms} ms.`,
+        6,
+        3,
+      ),
     ];
 
     // ---- State machine -------------------------------------------------------------------------
@@ -175,6 +187,10 @@ export class ConfigBake extends Construct {
       ),
       resultPath: sfn.JsonPath.DISCARD,
     });
+    // Retriers apply in order: AppConfig's refusal is a verdict, never retried; anything else
+    // (throttling, a blip) is retried before it can fail the bake.
+    validate.addRetry({ errors: ['AppConfig.BadRequestException'], maxAttempts: 0 });
+    validate.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(2), maxAttempts: 3, backoffRate: 2 });
     const rejectInvalid = bakeTask('RejectInvalid', { action: 'invalid', bakeId, error: sfn.JsonPath.objectAt('$.error') });
     const startExperiment = bakeTask('StartExperiment', { action: 'start', bakeId });
     const waitForHosts = new sfn.Wait(this, 'WaitForHosts', { time: sfn.WaitTime.secondsPath('$.phase.pickupSeconds') });
@@ -188,6 +204,7 @@ export class ConfigBake extends Construct {
       resultSelector: { 'MetricAlarms.$': '$.MetricAlarms' },
       resultPath: '$.alarms',
     });
+    describeAlarms.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(2), maxAttempts: 3, backoffRate: 2 });
     const judge = bakeTask('Judge', { action: 'judge', bakeId, alarms: sfn.JsonPath.objectAt('$.alarms.MetricAlarms') }, '$.judge');
     const finish = bakeTask('Finish', { action: 'finish', bakeId });
     const cleanup = bakeTask('Cleanup', { action: 'cleanup', bakeId, input: sfn.JsonPath.objectAt('$') });
@@ -293,9 +310,10 @@ export class ConfigBake extends Construct {
   grantManageVersions(grantee: iam.Role): void {
     iam.Grant.addToPrincipal({
       grantee,
-      actions: ['appconfig:GetHostedConfigurationVersion', 'appconfig:CreateHostedConfigurationVersion', 'appconfig:ListHostedConfigurationVersions'],
-      resourceArns: [...this.profileArns(), ...this.versionArns()],
+      actions: ['appconfig:CreateHostedConfigurationVersion', 'appconfig:ListHostedConfigurationVersions'],
+      resourceArns: this.profileArns(),
     });
+    iam.Grant.addToPrincipal({ grantee, actions: ['appconfig:GetHostedConfigurationVersion'], resourceArns: this.versionArns() });
     acknowledgeWildcardResources(grantee, this.versionArns(), VERSIONS_REASON);
   }
 

@@ -610,11 +610,11 @@ describe('config bake', () => {
   // DEFAULT_BAKE_ALARMS, stated as numbers: the design of the bake's gates.
   const ALARMS: Record<(typeof BAKE_ALARM_NAMES)[number], AlarmSpec> = {
     'experiment-5xx-rate': { threshold: 5, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx] },
-    'experiment-p99-latency': { threshold: 2000, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['experiment'], metrics: [ARM_METRICS.latency] },
+    'experiment-p99-latency': { threshold: 2000, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.latency] },
     'experiment-5xx-vs-control': { threshold: 2, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx] },
     'experiment-4xx-vs-control': { threshold: 5, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors4xx] },
     'slo-5xx-rate': { threshold: 2, evaluationPeriods: 6, datapointsToAlarm: 3, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx] },
-    'slo-p99-latency': { threshold: 3000, evaluationPeriods: 6, datapointsToAlarm: 3, arms: ['control', 'experiment'], metrics: [ARM_METRICS.latency] },
+    'slo-p99-latency': { threshold: 3000, evaluationPeriods: 6, datapointsToAlarm: 3, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.latency] },
   };
   const MIN_REQUESTS_PER_PERIOD = 5;
 
@@ -699,6 +699,10 @@ describe('config bake', () => {
     const { metrics, expression } = alarmInputs(resources[ids.get('experiment-5xx-rate')!]!.Properties, 'experiment-5xx-rate');
     const id = (metricName: string) => metrics.find((m) => m.metricName === metricName)!.id!;
     expect(expression).toBe(`IF(${id(ARM_METRICS.requests)} >= ${MIN_REQUESTS_PER_PERIOD}, 100 * ${id(ARM_METRICS.errors5xx)} / ${id(ARM_METRICS.requests)}, 0)`);
+    // Latency too: one slow request in a near-empty period must not fire an alarm.
+    const lat = alarmInputs(resources[ids.get('experiment-p99-latency')!]!.Properties, 'experiment-p99-latency');
+    const lid = (metricName: string) => lat.metrics.find((m) => m.metricName === metricName)!.id!;
+    expect(lat.expression).toBe(`IF(${lid(ARM_METRICS.requests)} >= ${MIN_REQUESTS_PER_PERIOD}, ${lid(ARM_METRICS.latency)}, 0)`);
   });
 
   it('thresholds follow the bakeAlarms prop', () => {
@@ -858,10 +862,9 @@ describe('config bake', () => {
     expect(nonDynamo('admin')).toEqual(
       [
         ...basics('admin'),
-        ...pairs(
-          ['appconfig:GetHostedConfigurationVersion', 'appconfig:CreateHostedConfigurationVersion', 'appconfig:ListHostedConfigurationVersions'],
-          [...PROFILES.map(profileArn), ...PROFILES.map(versionsArn)],
-        ),
+        // Create and List act on a profile, Get on its versions: nothing broader.
+        ...pairs(['appconfig:CreateHostedConfigurationVersion', 'appconfig:ListHostedConfigurationVersions'], PROFILES.map(profileArn)),
+        ...pairs(['appconfig:GetHostedConfigurationVersion'], PROFILES.map(versionsArn)),
         `states:StartExecution <${stateMachine}>`,
       ].sort(),
     );

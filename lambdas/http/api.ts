@@ -127,6 +127,7 @@ export function httpHandler(fn: string, deps: HttpDeps, routes: Record<string, R
     let arm: Arm = 'control';
     let versions: VersionSet | undefined;
     let idleMs = 0;
+    const keyed = armKeyOf((event.pathParameters ?? {}) as Record<string, string>) !== undefined;
     try {
       const route = routes[event.routeKey];
       if (!route) throw new ApiError(404, 'RouteNotFound', `No route ${event.routeKey} here. See the API reference for the routes.`);
@@ -165,12 +166,16 @@ export function httpHandler(fn: string, deps: HttpDeps, routes: Record<string, R
     const serviceMs = Math.max(0, ms - idleMs);
     const is4xx = status >= 400 && status < 500 ? 1 : 0;
     const is5xx = status >= 500 ? 1 : 0;
-    armMetrics.addDimension('Arm', arm);
-    armMetrics.addMetric(ARM_METRICS.requests, MetricUnit.Count, 1, MetricResolution.High);
-    armMetrics.addMetric(ARM_METRICS.errors4xx, MetricUnit.Count, is4xx, MetricResolution.High);
-    armMetrics.addMetric(ARM_METRICS.errors5xx, MetricUnit.Count, is5xx, MetricResolution.High);
-    armMetrics.addMetric(ARM_METRICS.latency, MetricUnit.Milliseconds, serviceMs, MetricResolution.High);
-    armMetrics.publishStoredMetrics();
+    // Requests with no stable key (POST /logs, admin routes) belong to no arm: counting them as
+    // control would dilute the comparison with operators' traffic.
+    if (keyed) {
+      armMetrics.addDimension('Arm', arm);
+      armMetrics.addMetric(ARM_METRICS.requests, MetricUnit.Count, 1, MetricResolution.High);
+      armMetrics.addMetric(ARM_METRICS.errors4xx, MetricUnit.Count, is4xx, MetricResolution.High);
+      armMetrics.addMetric(ARM_METRICS.errors5xx, MetricUnit.Count, is5xx, MetricResolution.High);
+      armMetrics.addMetric(ARM_METRICS.latency, MetricUnit.Milliseconds, serviceMs, MetricResolution.High);
+      armMetrics.publishStoredMetrics();
+    }
     metrics.addDimension('Function', fn);
     metrics.addMetric('Requests', MetricUnit.Count, 1);
     metrics.addMetric('Errors4xx', MetricUnit.Count, is4xx);

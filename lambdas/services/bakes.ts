@@ -238,9 +238,13 @@ export class BakeService {
     if (b.abortRequested) return { bakeId, done: true, decision: 'ABORT' };
     const i = currentPhase(b);
     if (i < 0) return { bakeId, done: true };
+    return this.phaseStep(b, i);
+  }
+
+  private phaseStep(b: BakeRecord, i: number): BakeStep {
     const p = b.phases[i]!;
     return {
-      bakeId,
+      bakeId: b.bakeId,
       done: false,
       phase: {
         index: i,
@@ -289,7 +293,9 @@ export class BakeService {
       return { ...cur, phases };
     });
     this.gauge(p.profile, b.settings.weightPercent, Number(p.version));
-    return this.next(bakeId);
+    // Always the phase just started, even if an abort has been requested meanwhile: the state
+    // machine waits and polls on it, and its first Judge honours the abort.
+    return this.phaseStep(b, i);
   }
 
   private async judge(bakeId: string, rawAlarms: { AlarmName?: string; StateValue?: string; StateReason?: string }[]): Promise<BakeStep> {

@@ -21,17 +21,17 @@ beforeAll(async () => {
 
 afterEach(() => vi.restoreAllMocks());
 
-const event = (sessionId: string): HttpEvent =>
+const event = (sessionId: string | undefined): HttpEvent =>
   ({
     routeKey: 'POST /sessions/{sessionId}/receive',
-    pathParameters: { sessionId },
+    pathParameters: sessionId === undefined ? {} : { sessionId },
     body: '{}',
     isBase64Encoded: false,
     requestContext: { authorizer: { iam: { userArn: 'arn:aws:iam::123456789012:user/alice' } } },
   }) as unknown as HttpEvent;
 
 /** Runs one request and returns its EMF documents. */
-async function emf(config: ConfigProvider, idleMs = 0, clockStepMs = 0): Promise<Record<string, any>[]> {
+async function emf(config: ConfigProvider, idleMs = 0, clockStepMs = 0, key: string | null = 's-abcdefghijklmnopqrstuv'): Promise<Record<string, any>[]> {
   const lines: string[] = [];
   vi.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
     if (typeof args[0] === 'string') lines.push(args[0]);
@@ -44,7 +44,7 @@ async function emf(config: ConfigProvider, idleMs = 0, clockStepMs = 0): Promise
       return { status: 200, body: { records: [] } };
     },
   });
-  await handler(event('s-abcdefghijklmnopqrstuv'));
+  await handler(event(key ?? undefined));
   return lines.filter((l) => l.includes('"_aws"')).map((l) => JSON.parse(l) as Record<string, any>);
 }
 
@@ -82,6 +82,13 @@ describe('per-request arm metrics', () => {
     expect(d.Arm).toBe('experiment');
     expect(d.Requests).toBe(1);
     expect(d.Errors5xx).toBe(1);
+  });
+
+  it('counts requests with no stable key (POST /logs, admin routes) in no arm, only per function', async () => {
+    const docs = await emf(provider('control'), 0, 0, null);
+    expect(docs).toHaveLength(1);
+    expect(docs[0]!.Function).toBe('receive');
+    expect(docs[0]!.Arm).toBeUndefined();
   });
 
   it('reports service latency: a long poll\'s idle wait is not counted', async () => {

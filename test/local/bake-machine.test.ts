@@ -56,6 +56,8 @@ interface PhaseScript {
   abortAtPoll?: number;
   /** AppConfig's validators refuse this version. */
   invalid?: boolean;
+  /** Request an abort while the version is being validated, before its experiment starts. */
+  abortOnValidate?: boolean;
 }
 
 const arms = (experimentRequests: number): { control: ArmStats; experiment: ArmStats } => ({
@@ -96,6 +98,7 @@ async function bake(changes: { profile: ProfileName; version: string }[], script
   const sdk = {
     'appconfig:validateConfiguration': async (p: { ConfigurationProfileId: string; ConfigurationVersion: string }) => {
       const profile = (Object.entries(IDS.profiles).find(([, id]) => id === p.ConfigurationProfileId)?.[0] ?? '?') as ProfileName;
+      if (scripts[`${profile}:${p.ConfigurationVersion}`]?.abortOnValidate) await service.abort(bakeId);
       if (scripts[`${profile}:${p.ConfigurationVersion}`]?.invalid) {
         throw Object.assign(new Error('Configuration failed JSON Schema validation: /maxRecordsPerAppend must be >= 1'), { name: 'BadRequestException' });
       }
@@ -204,6 +207,15 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     expect(verdicts(r)).toEqual(['delivery:2=REJECTED', 'limits:2=PENDING']);
     expect(r.record.phases[0]!.reason).toMatch(/^Aborted by an operator/);
     expect(r.events.some((e) => e.type === 'StateEntered' && e.state?.name === 'Cleanup')).toBe(true);
+    await expectClean({ delivery: '1', limits: '1' });
+  });
+
+  it('an abort that lands while a phase is starting is honoured at its first poll, with cleanup', async () => {
+    const r = await bake([{ profile: 'limits', version: '2' }], { 'limits:2': { abortOnValidate: true } });
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.record.status).toBe('ABORTED');
+    expect(verdicts(r)).toEqual(['limits:2=REJECTED']);
+    expect(r.liveDuringPolls).toEqual(['limits:2@10']);
     await expectClean({ delivery: '1', limits: '1' });
   });
 
