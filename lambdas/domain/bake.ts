@@ -61,6 +61,8 @@ export interface BakeRecord {
   error?: string;
   /** When the bake's lock expires: past it, a bake still RUNNING died without cleanup. */
   deadlineMs?: number;
+  /** Set by the execution's first step: evidence that the state machine really runs this bake. */
+  executionStartedAtMs?: number;
   /** Optimistic-concurrency counter of the record. */
   rev: number;
 }
@@ -70,6 +72,7 @@ export interface BakeLock {
   bakeId: string;
   /** A lock whose bake died without cleanup (machine timeout, StopExecution) frees itself then. */
   expiresAtMs: number;
+  takenAtMs?: number;
 }
 
 export interface RolloutItem {
@@ -105,7 +108,8 @@ export function takeLock(item: RolloutItem, bakeId: string, nowMs: number, expir
   // Whatever experiment is left belongs to a dead bake (or to no live lock): it goes.
   const leftover = item.state.experiment;
   const state = leftover && leftover.bakeId !== bakeId ? clearExperiment(item.state, leftover.bakeId) : item.state;
-  return { ...item, state, lock: { bakeId, expiresAtMs } };
+  if (held?.bakeId === bakeId) return { ...item, state, lock: { ...held, expiresAtMs } };
+  return { ...item, state, lock: { bakeId, expiresAtMs, takenAtMs: nowMs } };
 }
 
 export function holdsLock(item: RolloutItem, bakeId: string): boolean {

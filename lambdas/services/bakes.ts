@@ -72,6 +72,8 @@ export type BakeTask =
   | { action: 'cleanup'; bakeId: string; error?: { Error?: string; Cause?: string }; input?: { error?: { Error?: string; Cause?: string } } };
 
 const MAX_CONFLICT_RETRIES = 8;
+/** A RUNNING bake whose execution has not started this long after its creation never will. */
+const NEVER_STARTED_MS = 60_000;
 
 export class BakeService {
   private readonly timeScale: number;
@@ -146,11 +148,17 @@ export class BakeService {
     const now = this.clock.now();
     const budget = changes.length * phaseBudgetSeconds(settings, PICKUP_SECONDS);
     const lockExpiresAtMs = now + this.ms(budget) + 300_000;
-    try {
-      await this.updateRollout((item) => takeLock(item, bakeId, this.clock.now(), lockExpiresAtMs));
-    } catch (e) {
-      if (e instanceof BakeStateError) throw new ApiError(409, 'BakeInProgress', e.message);
-      throw e;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.updateRollout((item) => takeLock(item, bakeId, this.clock.now(), lockExpiresAtMs));
+        break;
+      } catch (e) {
+        if (!(e instanceof BakeStateError)) throw e;
+        // A holder that never got going (its POST /bakes died between taking the lock and
+        // starting the execution) is cleaned up rather than blocking bakes until its deadline.
+        if (attempt === 0 && (await this.cleanupIfNeverStarted())) continue;
+        throw new ApiError(409, 'BakeInProgress', e.message);
+      }
     }
     await this.control.putBake({ ...newBake(bakeId, changes, settings, now), deadlineMs: lockExpiresAtMs });
     try {
@@ -160,6 +168,23 @@ export class BakeService {
       throw busy('The bake could not be started (its state machine did not start).', 5);
     }
     return { bakeId };
+  }
+
+  /** Releases the lock of a bake that never started its execution; true when it did so. */
+  private async cleanupIfNeverStarted(): Promise<boolean> {
+    const holder = (await this.control.getRollout(true)).lock?.bakeId;
+    if (!holder) return true;
+    const b = await this.control.getBake(holder);
+    const now = this.clock.now();
+    const stale = b ? b.status === 'RUNNING' && b.executionStartedAtMs === undefined && now - b.createdAtMs > NEVER_STARTED_MS : true;
+    if (!stale) return false;
+    // With no record at all, only a lock older than the grace period is taken as dead.
+    if (!b) {
+      const item = await this.control.getRollout(true);
+      if (item.lock?.bakeId !== holder || (item.lock.takenAtMs ?? 0) > now - NEVER_STARTED_MS) return false;
+    }
+    await this.cleanup(holder, { Error: 'NeverStarted', Cause: 'The request that started this bake stopped before its state machine started; a later POST /bakes cleaned it up.' });
+    return true;
   }
 
   async describe(bakeId: string): Promise<Record<string, unknown>> {
@@ -230,6 +255,7 @@ export class BakeService {
     const b = await this.mustGetBake(bakeId);
     const deadline = b.deadlineMs ?? this.clock.now() + 3_600_000;
     await this.updateRollout((item) => takeLock(item, bakeId, this.clock.now(), deadline));
+    await this.updateBake(bakeId, (cur) => (cur.executionStartedAtMs === undefined ? { ...cur, executionStartedAtMs: this.clock.now() } : cur));
     return { bakeId };
   }
 

@@ -62,7 +62,7 @@ describe('the rollout lock', () => {
   it('lets the holder take it again (renewing it)', () => {
     const held = takeLock(fresh(), 'b1', T0, T0 + LOCK_MS);
     const again = takeLock(held, 'b1', T0 + 10, T0 + 2 * LOCK_MS);
-    expect(again.lock).toEqual({ bakeId: 'b1', expiresAtMs: T0 + 2 * LOCK_MS });
+    expect(again.lock).toEqual({ bakeId: 'b1', expiresAtMs: T0 + 2 * LOCK_MS, takenAtMs: T0 }); // renewed, still taken at T0
   });
 
   it("lets another bake take it once it expired, and clears the dead bake's experiment", () => {
@@ -70,7 +70,7 @@ describe('the rollout lock', () => {
     item = startExperiment(item, exp('b1'));
     expect(item.state.experiment?.bakeId).toBe('b1');
     const taken = takeLock(item, 'b2', T0 + LOCK_MS, T0 + 3 * LOCK_MS);
-    expect(taken.lock).toEqual({ bakeId: 'b2', expiresAtMs: T0 + 3 * LOCK_MS });
+    expect(taken.lock).toEqual({ bakeId: 'b2', expiresAtMs: T0 + 3 * LOCK_MS, takenAtMs: T0 + LOCK_MS });
     expect(taken.state.experiment).toBeUndefined();
     expect(taken.state.control).toEqual(item.state.control);
     expect(holdsLock(taken, 'b1')).toBe(false);
@@ -83,7 +83,7 @@ describe('the rollout lock', () => {
     let item = takeLock(fresh(), 'b1', T0, T0 + LOCK_MS);
     item = startExperiment(item, exp('b1'));
     const after = releaseLock(item, 'b2');
-    expect(after.lock).toEqual({ bakeId: 'b1', expiresAtMs: T0 + LOCK_MS });
+    expect(after.lock).toEqual({ bakeId: 'b1', expiresAtMs: T0 + LOCK_MS, takenAtMs: T0 });
     expect(after.state.experiment?.bakeId).toBe('b1');
     expect(bakeErrorOf(() => takeLock(after, 'b3', T0 + 1, T0 + LOCK_MS)).code).toBe('BakeInProgress');
   });

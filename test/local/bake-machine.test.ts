@@ -249,6 +249,35 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     await expectClean({ delivery: '2', limits: '1' });
   });
 
+  it('a bake whose request died before starting its execution blocks others for a minute, not until its deadline', async () => {
+    const versions: ConfigVersions = { get: async () => ({}), create: async () => '2', list: async () => ['1'] };
+    const metrics: ArmMetricsReader = { armStats: async () => arms(500) };
+    let offset = 0;
+    const clock = { now: () => Date.now() + offset };
+    const settings = { weightPercent: 10, bakeSeconds: 600, pollSeconds: 30, minExperimentRequests: 1 };
+    // The first request takes the lock, records the bake, and dies inside StartExecution.
+    let died!: (bakeId: string) => void;
+    const dead = new Promise<string>((r) => (died = r));
+    const crashing = new BakeService(control, versions, IDS, metrics, { start: (id) => (died(id), new Promise<void>(() => {})) }, clock, { timeScale: 1 });
+    void crashing.startBake([{ profile: 'delivery', version: '2' }], settings);
+    const deadId = await dead;
+    const service = new BakeService(control, versions, IDS, metrics, { start: async () => {} }, clock, { timeScale: 1 });
+    await expect(service.startBake([{ profile: 'limits', version: '2' }], settings)).rejects.toMatchObject({ status: 409, code: 'BakeInProgress' });
+    offset = 61_000;
+    const next = await service.startBake([{ profile: 'limits', version: '2' }], settings);
+    const old = (await service.describe(deadId)) as { status: string; error?: string };
+    expect(old.status).toBe('FAILED');
+    expect(old.error).toMatch(/NeverStarted/);
+    expect((await control.getRollout(true)).lock?.bakeId).toBe(next.bakeId);
+    await service.cleanup(next.bakeId);
+    await expectClean({ delivery: '1', limits: '1' });
+  });
+
+  it('a started bake is never taken for dead: its execution marked it', async () => {
+    const r = await bake([{ profile: 'delivery', version: '2' }], {});
+    expect(r.record.executionStartedAtMs).toBeGreaterThanOrEqual(r.record.createdAtMs);
+  });
+
   it('one bake at a time: a second bake is refused while the first holds the lock', async () => {
     const versions: ConfigVersions = { get: async () => ({}), create: async () => '2', list: async () => ['1'] };
     const metrics: ArmMetricsReader = { armStats: async () => arms(500) };
