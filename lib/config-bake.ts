@@ -32,16 +32,19 @@ export interface BakeAlarmThresholds {
   sloP99Ms: number;
   /** Requests an arm needs in one period before its rates count (fewer: the period reads 0). */
   minRequestsPerPeriod: number;
+  /** Errors a period needs before an error-rate alarm counts it (one error in a handful of requests is not a rate). */
+  minErrorsPerPeriod: number;
 }
 
 export const DEFAULT_BAKE_ALARMS: BakeAlarmThresholds = {
   experiment5xxPercent: 5,
   experimentP99Ms: 2000,
-  relative5xxPoints: 2,
+  relative5xxPoints: 5,
   relative4xxPoints: 5,
   slo5xxPercent: 2,
   sloP99Ms: 3000,
   minRequestsPerPeriod: 5,
+  minErrorsPerPeriod: 3,
 };
 
 export interface ConfigBakeProps {
@@ -108,6 +111,7 @@ export class ConfigBake extends Construct {
       cp: m('control', ARM_METRICS.latency, 'p99'),
     };
     const n = t.minRequestsPerPeriod;
+    const k = t.minErrorsPerPeriod;
     const math = (expression: string, keys: (keyof typeof armMetrics)[], label: string) =>
       new cloudwatch.MathExpression({ expression, usingMetrics: Object.fromEntries(keys.map((k) => [k, armMetrics[k]])), period, label });
     // Missing data is "no traffic", never evidence of health: the bake's minimum-traffic rule,
@@ -124,7 +128,7 @@ export class ConfigBake extends Construct {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
     this.alarms = [
-      alarm('experiment-5xx-rate', math(`IF(er >= ${n}, 100 * e5 / er, 0)`, ['er', 'e5'], 'experiment 5xx %'), t.experiment5xxPercent, `The experiment arm's 5xx rate is above ${t.experiment5xxPercent}%.`),
+      alarm('experiment-5xx-rate', math(`IF(er >= ${n} AND e5 >= ${k}, 100 * e5 / er, 0)`, ['er', 'e5'], 'experiment 5xx %'), t.experiment5xxPercent, `The experiment arm's 5xx rate is above ${t.experiment5xxPercent}%.`),
       alarm(
         'experiment-p99-latency',
         math(`IF(er >= ${n}, ep, 0)`, ['er', 'ep'], 'experiment p99 ms'),
@@ -133,19 +137,19 @@ export class ConfigBake extends Construct {
       ),
       alarm(
         'experiment-5xx-vs-control',
-        math(`IF(er >= ${n} AND cr >= ${n}, 100 * (e5 / er - c5 / cr), 0)`, ['er', 'e5', 'cr', 'c5'], 'experiment minus control 5xx, points'),
+        math(`IF(er >= ${n} AND cr >= ${n} AND e5 >= ${k}, 100 * (e5 / er - c5 / cr), 0)`, ['er', 'e5', 'cr', 'c5'], 'experiment minus control 5xx, points'),
         t.relative5xxPoints,
         `The experiment arm's 5xx rate exceeds the control arm's by more than ${t.relative5xxPoints} points.`,
       ),
       alarm(
         'experiment-4xx-vs-control',
-        math(`IF(er >= ${n} AND cr >= ${n}, 100 * (e4 / er - c4 / cr), 0)`, ['er', 'e4', 'cr', 'c4'], 'experiment minus control 4xx, points'),
+        math(`IF(er >= ${n} AND cr >= ${n} AND e4 >= ${k}, 100 * (e4 / er - c4 / cr), 0)`, ['er', 'e4', 'cr', 'c4'], 'experiment minus control 4xx, points'),
         t.relative4xxPoints,
         `The experiment arm's 4xx rate exceeds the control arm's by more than ${t.relative4xxPoints} points: valid requests are being refused in one arm only.`,
       ),
       alarm(
         'slo-5xx-rate',
-        math(`IF(er + cr >= ${n}, 100 * (e5 + c5) / (er + cr), 0)`, ['er', 'e5', 'cr', 'c5'], 'all traffic 5xx %'),
+        math(`IF(er + cr >= ${n} AND e5 + c5 >= ${k}, 100 * (e5 + c5) / (er + cr), 0)`, ['er', 'e5', 'cr', 'c5'], 'all traffic 5xx %'),
         t.slo5xxPercent,
         `The 5xx rate of all traffic is above ${t.slo5xxPercent}% (a config that breaks the process hurts both arms).`,
         6,

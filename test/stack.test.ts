@@ -611,12 +611,13 @@ describe('config bake', () => {
   const ALARMS: Record<(typeof BAKE_ALARM_NAMES)[number], AlarmSpec> = {
     'experiment-5xx-rate': { threshold: 5, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx] },
     'experiment-p99-latency': { threshold: 2000, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.latency] },
-    'experiment-5xx-vs-control': { threshold: 2, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx] },
+    'experiment-5xx-vs-control': { threshold: 5, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx] },
     'experiment-4xx-vs-control': { threshold: 5, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors4xx] },
     'slo-5xx-rate': { threshold: 2, evaluationPeriods: 6, datapointsToAlarm: 3, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx] },
     'slo-p99-latency': { threshold: 3000, evaluationPeriods: 6, datapointsToAlarm: 3, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.latency] },
   };
   const MIN_REQUESTS_PER_PERIOD = 5;
+  const MIN_ERRORS_PER_PERIOD = 3;
 
   /** One metric an alarm reads, from its MetricStat (math alarms) or its top-level metric. */
   interface ReadMetric {
@@ -694,11 +695,15 @@ describe('config bake', () => {
       expect(expression, name).toContain(`100 * (${ee} / ${er} - ${ce} / ${cr})`);
       expect(expression, name).toContain(`${er} >= ${MIN_REQUESTS_PER_PERIOD}`);
       expect(expression, name).toContain(`${cr} >= ${MIN_REQUESTS_PER_PERIOD}`);
+      // A rate needs a few errors before it means anything: one error in five requests is not 20%.
+      expect(expression, name).toContain(`${ee} >= ${MIN_ERRORS_PER_PERIOD}`);
     }
     // The experiment's own 5xx rate, with its minimum traffic.
     const { metrics, expression } = alarmInputs(resources[ids.get('experiment-5xx-rate')!]!.Properties, 'experiment-5xx-rate');
     const id = (metricName: string) => metrics.find((m) => m.metricName === metricName)!.id!;
-    expect(expression).toBe(`IF(${id(ARM_METRICS.requests)} >= ${MIN_REQUESTS_PER_PERIOD}, 100 * ${id(ARM_METRICS.errors5xx)} / ${id(ARM_METRICS.requests)}, 0)`);
+    expect(expression).toBe(
+      `IF(${id(ARM_METRICS.requests)} >= ${MIN_REQUESTS_PER_PERIOD} AND ${id(ARM_METRICS.errors5xx)} >= ${MIN_ERRORS_PER_PERIOD}, 100 * ${id(ARM_METRICS.errors5xx)} / ${id(ARM_METRICS.requests)}, 0)`,
+    );
     // Latency too: one slow request in a near-empty period must not fire an alarm.
     const lat = alarmInputs(resources[ids.get('experiment-p99-latency')!]!.Properties, 'experiment-p99-latency');
     const lid = (metricName: string) => lat.metrics.find((m) => m.metricName === metricName)!.id!;
@@ -707,14 +712,14 @@ describe('config bake', () => {
 
   it('thresholds follow the bakeAlarms prop', () => {
     const other = new LogrelayStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Other', {
-      bakeAlarms: { sloP99Ms: 1234, minRequestsPerPeriod: 50 },
+      bakeAlarms: { sloP99Ms: 1234, minRequestsPerPeriod: 50, minErrorsPerPeriod: 7 },
     });
     const t = Template.fromStack(other);
     t.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmName: 'Other-bake-slo-p99-latency', Threshold: 1234 });
     t.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmName: 'Other-bake-experiment-p99-latency', Threshold: 2000 }); // the default stays
     t.hasResourceProperties('AWS::CloudWatch::Alarm', {
       AlarmName: 'Other-bake-experiment-5xx-rate',
-      Metrics: Match.arrayWith([Match.objectLike({ Expression: Match.stringLikeRegexp('^IF\\(\\w+ >= 50, ') })]),
+      Metrics: Match.arrayWith([Match.objectLike({ Expression: Match.stringLikeRegexp('^IF\\(\\w+ >= 50 AND \\w+ >= 7, ') })]),
     });
   });
 

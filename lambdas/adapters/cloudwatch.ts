@@ -4,10 +4,24 @@
  */
 import { GetMetricDataCommand, type CloudWatchClient, type MetricDataQuery } from '@aws-sdk/client-cloudwatch';
 import type { ArmStats } from '../domain/bake';
+import type { ArmSeries, PeriodStats } from '../domain/judge';
 import { ALARM_PERIOD_SECONDS, ARM_METRICS, ARMS, METRIC_NAMESPACE, armDimensions } from '../metrics';
 
 export interface ArmMetricsReader {
-  armStats(fromMs: number, toMs: number): Promise<{ control: ArmStats; experiment: ArmStats }>;
+  /** Both arms, one entry per 10-second period of [fromMs, toMs), aligned (a period with no data is 0 requests). */
+  armSeries(fromMs: number, toMs: number): Promise<ArmSeries>;
+}
+
+/** An arm's totals over a series: summed counts, the worst period's p99. */
+export function totalsOf(series: PeriodStats[]): ArmStats {
+  const requests = series.reduce((a, p) => a + p.requests, 0);
+  const p99s = series.filter((p) => p.requests > 0 && p.p99Ms !== undefined).map((p) => p.p99Ms!);
+  return {
+    requests,
+    errors4xx: series.reduce((a, p) => a + (p.errors4xx ?? 0), 0),
+    errors5xx: series.reduce((a, p) => a + p.errors5xx, 0),
+    ...(p99s.length ? { p99Ms: Math.max(...p99s) } : {}),
+  };
 }
 
 type Arm = (typeof ARMS)[number];
@@ -19,52 +33,55 @@ export class CloudWatchArmMetrics implements ArmMetricsReader {
     private readonly timeScale = 1,
   ) {}
 
-  async armStats(fromMs: number, toMs: number): Promise<{ control: ArmStats; experiment: ArmStats }> {
+  async armSeries(fromMs: number, toMs: number): Promise<ArmSeries> {
     const periodMs = (ALARM_PERIOD_SECONDS * 1000) / this.timeScale;
     // Whole periods only, starting at or after fromMs, so no earlier traffic is counted.
     const start = Math.ceil(fromMs / periodMs) * periodMs;
-    const end = Math.max(start + periodMs, Math.ceil(toMs / periodMs) * periodMs);
+    const end = Math.max(start + periodMs, Math.floor(toMs / periodMs) * periodMs);
     const queries: MetricDataQuery[] = [];
-    const metric = (arm: Arm, name: string, stat: string, period: number, id: string): MetricDataQuery => ({
+    const metric = (arm: Arm, name: string, stat: string, id: string): MetricDataQuery => ({
       Id: id,
       MetricStat: {
         Metric: { Namespace: METRIC_NAMESPACE, MetricName: name, Dimensions: Object.entries(armDimensions(arm)).map(([Name, Value]) => ({ Name, Value })) },
-        Period: period,
+        Period: ALARM_PERIOD_SECONDS,
         Stat: stat,
       },
       ReturnData: true,
     });
     for (const arm of ARMS) {
-      queries.push(metric(arm, ARM_METRICS.requests, 'Sum', ALARM_PERIOD_SECONDS, `${arm}_requests`));
-      queries.push(metric(arm, ARM_METRICS.errors4xx, 'Sum', ALARM_PERIOD_SECONDS, `${arm}_errors4xx`));
-      queries.push(metric(arm, ARM_METRICS.errors5xx, 'Sum', ALARM_PERIOD_SECONDS, `${arm}_errors5xx`));
-      // Percentiles of periods cannot be combined: the worst period's p99 is what the phase reports.
-      queries.push(metric(arm, ARM_METRICS.latency, 'p99', ALARM_PERIOD_SECONDS, `${arm}_p99`));
+      queries.push(metric(arm, ARM_METRICS.requests, 'Sum', `${arm}_requests`));
+      queries.push(metric(arm, ARM_METRICS.errors4xx, 'Sum', `${arm}_errors4xx`));
+      queries.push(metric(arm, ARM_METRICS.errors5xx, 'Sum', `${arm}_errors5xx`));
+      queries.push(metric(arm, ARM_METRICS.latency, 'p99', `${arm}_p99`));
     }
-    const sums = new Map<string, number[]>();
+    // Values by query id and period index.
+    const values = new Map<string, Map<number, number>>();
     let token: string | undefined;
     do {
       const out = await this.client.send(
         new GetMetricDataCommand({ MetricDataQueries: queries, StartTime: new Date(start), EndTime: new Date(end), ...(token ? { NextToken: token } : {}) }),
       );
       for (const r of out.MetricDataResults ?? []) {
-        const list = sums.get(r.Id ?? '') ?? [];
-        list.push(...(r.Values ?? []));
-        sums.set(r.Id ?? '', list);
+        const byPeriod = values.get(r.Id ?? '') ?? new Map<number, number>();
+        // Each value belongs to the period its timestamp names (CloudWatch returns newest first by
+        // default, and leaves out periods without data); a period appears once across pages.
+        (r.Values ?? []).forEach((v, i) => {
+          const t = r.Timestamps?.[i];
+          if (t === undefined) return;
+          byPeriod.set(Math.round((new Date(t).getTime() - start) / periodMs), v);
+        });
+        values.set(r.Id ?? '', byPeriod);
       }
       token = out.NextToken;
     } while (token);
-    const total = (id: string): number => (sums.get(id) ?? []).reduce((a, b) => a + b, 0);
-    const stats = (arm: Arm): ArmStats => {
-      const p99 = sums.get(`${arm}_p99`) ?? [];
-      const requests = total(`${arm}_requests`);
-      return {
-        requests,
-        errors4xx: total(`${arm}_errors4xx`),
-        errors5xx: total(`${arm}_errors5xx`),
-        ...(p99.length && requests > 0 ? { p99Ms: Math.max(...p99) } : {}),
-      };
-    };
-    return { control: stats('control'), experiment: stats('experiment') };
+    const periods = Math.max(1, Math.round((end - start) / periodMs));
+    const series = (arm: Arm): PeriodStats[] =>
+      Array.from({ length: periods }, (_, i) => {
+        const get = (k: string) => values.get(`${arm}_${k}`)?.get(i);
+        const requests = get('requests') ?? 0;
+        const p99 = get('p99');
+        return { requests, errors4xx: get('errors4xx') ?? 0, errors5xx: get('errors5xx') ?? 0, ...(requests > 0 && p99 !== undefined ? { p99Ms: p99 } : {}) };
+      });
+    return { control: series('control'), experiment: series('experiment') };
   }
 }

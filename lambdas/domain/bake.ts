@@ -4,11 +4,12 @@
  * these to storage with conditional writes; the Step Functions state machine sequences them.
  */
 import type { Experiment, ProfileName, RolloutState } from './config';
+import { JUDGE_DEFAULTS, type Judgement, type JudgeSettings } from './judge';
 
 export type BakeStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED';
 export type Verdict = 'PENDING' | 'BAKING' | 'APPROVED' | 'REJECTED';
 
-export interface BakeSettings {
+export interface BakeSettings extends Partial<Pick<JudgeSettings, 'errorMarginPoints' | 'latencyMarginPercent' | 'alpha'>> {
   weightPercent: number;
   bakeSeconds: number;
   pollSeconds: number;
@@ -16,7 +17,26 @@ export interface BakeSettings {
   minExperimentRequests: number;
 }
 
-export const BAKE_DEFAULTS: BakeSettings = { weightPercent: 10, bakeSeconds: 600, pollSeconds: 30, minExperimentRequests: 200 };
+export const BAKE_DEFAULTS: BakeSettings = {
+  weightPercent: 10,
+  bakeSeconds: 600,
+  pollSeconds: 30,
+  minExperimentRequests: JUDGE_DEFAULTS.minExperimentRequests,
+  errorMarginPoints: JUDGE_DEFAULTS.errorMarginPoints,
+  latencyMarginPercent: JUDGE_DEFAULTS.latencyMarginPercent,
+  alpha: JUDGE_DEFAULTS.alpha,
+};
+
+/** The judge's settings for a bake (older bake records lack the judge's fields: defaults). */
+export function judgeSettingsOf(s: BakeSettings): JudgeSettings {
+  return {
+    ...JUDGE_DEFAULTS,
+    minExperimentRequests: s.minExperimentRequests,
+    errorMarginPoints: s.errorMarginPoints ?? JUDGE_DEFAULTS.errorMarginPoints,
+    latencyMarginPercent: s.latencyMarginPercent ?? JUDGE_DEFAULTS.latencyMarginPercent,
+    alpha: s.alpha ?? JUDGE_DEFAULTS.alpha,
+  };
+}
 
 /** One arm's traffic over a phase's measurement window. */
 export interface ArmStats {
@@ -183,34 +203,35 @@ export function describeArms(arms: { control: ArmStats; experiment: ArmStats }):
 }
 
 /**
- * One poll of a baking phase (`phase.polls` already counts this one). Any alarm in ALARM rejects
- * at once; an abort request aborts; otherwise the phase runs its poll budget and is approved
- * only with at least `minExperimentRequests` experiment requests measured. Short of that it is
- * extended once (half the budget again) and then rejected as inconclusive: missing data is never
- * healthy evidence.
+ * One poll of a baking phase (`phase.polls` already counts this one). An abort request aborts;
+ * any alarm in ALARM rejects at once (the fast safety net); the judge's REJECT rejects at once.
+ * Otherwise the phase runs its poll budget, and is then approved only on the judge's APPROVE
+ * (which needs the minimum experiment samples and both arms shown within the margins). Short of
+ * that it is extended once (half the budget again) and then rejected as inconclusive: missing or
+ * thin data is never healthy evidence.
  */
 export function decidePoll(input: {
   phase: Phase;
   settings: BakeSettings;
   alarms: AlarmSnapshot[];
-  arms: { control: ArmStats; experiment: ArmStats };
+  judgement: Judgement;
   abortRequested: boolean;
 }): PollDecision {
-  const { phase, settings, alarms, arms } = input;
+  const { phase, settings, alarms, judgement } = input;
   if (input.abortRequested) return { action: 'ABORT' };
   const firing = alarms.filter((a) => a.state === 'ALARM');
   if (firing.length) {
-    return { action: 'REJECT', reason: `Alarm ${firing.map((a) => a.name).join(', ')} in ALARM at poll ${phase.polls}: ${describeArms(arms)}.` };
+    return { action: 'REJECT', reason: `Alarm ${firing.map((a) => a.name).join(', ')} in ALARM at poll ${phase.polls}. ${judgement.reason}` };
   }
+  if (judgement.decision === 'REJECT') return { action: 'REJECT', reason: `${judgement.reason} (poll ${phase.polls})` };
   const budget = pollBudget(settings);
   if (phase.polls < budget.polls) return { action: 'CONTINUE', extended: false };
-  const enough = arms.experiment.requests >= settings.minExperimentRequests;
-  if (enough) {
-    return { action: 'APPROVE', reason: `No alarm in ${phase.polls} polls (${phase.polls * settings.pollSeconds} s) with ${arms.experiment.requests} experiment requests (minimum ${settings.minExperimentRequests}): ${describeArms(arms)}.` };
+  if (judgement.decision === 'APPROVE' && judgement.experimentRequests >= settings.minExperimentRequests) {
+    return { action: 'APPROVE', reason: `No alarm in ${phase.polls} polls (${phase.polls * settings.pollSeconds} s). ${judgement.reason}` };
   }
   if (phase.polls < budget.polls + budget.extension) return { action: 'CONTINUE', extended: true };
   return {
     action: 'REJECT',
-    reason: `Inconclusive: only ${arms.experiment.requests} experiment requests in ${phase.polls} polls, fewer than the minimum ${settings.minExperimentRequests} needed to approve (the phase was extended once): ${describeArms(arms)}.`,
+    reason: `Inconclusive after ${phase.polls} polls (the phase was extended once; an approval needs at least ${settings.minExperimentRequests} experiment requests and both arms within the margins). ${judgement.reason}`,
   };
 }

@@ -80,5 +80,9 @@ export const StartBake = z
     bakeSeconds: int(10, 3600).default(600),
     pollSeconds: int(1, 300).default(30),
     minExperimentRequests: int(1, 1_000_000).default(200),
+    // The judge (README "Config bake"): approval margins and the chance of a wrong verdict.
+    errorMarginPoints: z.number().min(0.01).max(50).default(0.5),
+    latencyMarginPercent: z.number().min(1).max(500).default(15),
+    alpha: z.number().min(0.0001).max(0.2).default(0.005),
   })
   .refine((b) => b.pollSeconds <= b.bakeSeconds, { message: 'pollSeconds must not exceed bakeSeconds', path: ['pollSeconds'] });

@@ -6,13 +6,15 @@
 import { randomBytes } from 'node:crypto';
 import type { ControlStore } from '../adapters/control';
 import type { AppConfigIds, ConfigVersions } from '../adapters/appconfig';
-import type { ArmMetricsReader } from '../adapters/cloudwatch';
+import { totalsOf, type ArmMetricsReader } from '../adapters/cloudwatch';
+import { judge } from '../domain/judge';
 import {
   approve,
   BakeStateError,
   clearExperiment,
   currentPhase,
   decidePoll,
+  judgeSettingsOf,
   newBake,
   phaseBudgetSeconds,
   releaseLock,
@@ -335,8 +337,10 @@ export class BakeService {
     if (i < 0) return { bakeId, decision: 'DECIDED' }; // a retried judge whose verdict is already recorded
     const phase = { ...b.phases[i]!, polls: b.phases[i]!.polls + 1 };
     const now = this.clock.now();
-    const arms = await this.metrics.armStats(phase.measureFromMs ?? phase.startedAtMs ?? now, now);
-    const decision = decidePoll({ phase, settings: b.settings, alarms, arms, abortRequested: b.abortRequested });
+    const series = await this.metrics.armSeries(phase.measureFromMs ?? phase.startedAtMs ?? now, now);
+    const arms = { control: totalsOf(series.control), experiment: totalsOf(series.experiment) };
+    const judgement = judge(series, judgeSettingsOf(b.settings));
+    const decision = decidePoll({ phase, settings: b.settings, alarms, judgement, abortRequested: b.abortRequested });
     if (decision.action === 'ABORT') return { bakeId, decision: 'ABORT' };
     if (decision.action === 'APPROVE') {
       await this.updateRollout((item) => approve(item, bakeId, phase.profile, phase.version));

@@ -15,7 +15,7 @@ import {
 } from '@aws-sdk/client-appconfig';
 import { ConditionalCheckFailedException, DynamoDBClient, ProvisionedThroughputExceededException } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
-import { CloudWatchArmMetrics } from '../../lambdas/adapters/cloudwatch';
+import { CloudWatchArmMetrics, totalsOf } from '../../lambdas/adapters/cloudwatch';
 import { AppConfigVersions, type AppConfigIds } from '../../lambdas/adapters/appconfig';
 import { DynamoControlStore } from '../../lambdas/adapters/control';
 import { ConflictError } from '../../lambdas/domain/errors';
@@ -39,18 +39,27 @@ beforeEach(() => {
 describe('CloudWatchArmMetrics', () => {
   const metrics = () => new CloudWatchArmMetrics(new CloudWatchClient({ region: 'us-east-1' }));
   const T = 1_700_000_000_000; // a multiple of 10 s
-  const res = (Id: string, Values: number[]): MetricDataResult => ({ Id, Values, Timestamps: Values.map((_, i) => new Date(T + i * 10_000)), StatusCode: 'Complete' });
+  /** One query's result, its values at the given period offsets (s) from T, in the order given. */
+  const res = (Id: string, points: [offsetSeconds: number, value: number][]): MetricDataResult => ({
+    Id,
+    Values: points.map(([, v]) => v),
+    Timestamps: points.map(([s]) => new Date(T + s * 1000)),
+    StatusCode: 'Complete',
+  });
+  const window = () => cw.commandCalls(GetMetricDataCommand).map((c) => ({ start: c.args[0].input.StartTime, end: c.args[0].input.EndTime }));
+  const empty = { requests: 0, errors4xx: 0, errors5xx: 0 };
 
   it('sends one GetMetricData with the 8 arm queries, 10 s periods, the arm dimensions, and an aligned window', async () => {
     cw.on(GetMetricDataCommand).resolves({ MetricDataResults: [] });
-    await metrics().armStats(T + 3, T + 60_000);
+    const got = await metrics().armSeries(T + 3, T + 65_000);
     const calls = cw.commandCalls(GetMetricDataCommand);
     expect(calls).toHaveLength(1);
     const input = calls[0]!.args[0].input;
-    // Aligned up to the next 10 s boundary: no traffic from before fromMs is counted.
+    // Whole periods inside [fromMs, toMs]: start aligned up (no traffic from before fromMs is
+    // counted), end aligned down (no period still filling in is counted).
     expect(input.StartTime).toEqual(new Date(T + 10_000));
-    expect(input.EndTime!.getTime()).toBeGreaterThanOrEqual(T + 60_000);
-    expect(input.EndTime!.getTime() % 10_000).toBe(0);
+    expect(input.EndTime).toEqual(new Date(T + 60_000));
+    expect(input.NextToken).toBeUndefined();
     const queries = input.MetricDataQueries!;
     expect(queries).toHaveLength(8);
     const shape = (q: MetricDataQuery) => {
@@ -58,7 +67,7 @@ describe('CloudWatchArmMetrics', () => {
       const dims = Object.fromEntries((ms.Metric!.Dimensions ?? []).map((d) => [d.Name, d.Value]));
       return { ns: ms.Metric!.Namespace, name: ms.Metric!.MetricName, stat: ms.Stat, period: ms.Period, dims, ret: q.ReturnData };
     };
-    const got = queries.map(shape).sort((a, b) => `${a.dims.Arm}${a.name}`.localeCompare(`${b.dims.Arm}${b.name}`));
+    const got8 = queries.map(shape).sort((a, b) => `${a.dims.Arm}${a.name}`.localeCompare(`${b.dims.Arm}${b.name}`));
     const want = (['control', 'experiment'] as const).flatMap((Arm) =>
       [
         ['Errors4xx', 'Sum'],
@@ -67,78 +76,142 @@ describe('CloudWatchArmMetrics', () => {
         ['Requests', 'Sum'],
       ].map(([name, stat]) => ({ ns: 'Logrelay', name, stat, period: 10, dims: { service: 'logrelay', Arm }, ret: true })),
     );
-    expect(got).toEqual(want);
+    expect(got8).toEqual(want);
     expect(new Set(queries.map((q) => q.Id)).size).toBe(8);
+    // One entry per period of the window, every one empty (no data is 0 requests, not missing).
+    expect(got).toEqual({ control: Array(5).fill(empty), experiment: Array(5).fill(empty) });
   });
 
-  it('starts exactly at fromMs when it is on a boundary, and asks for at least one period', async () => {
+  it('starts exactly at fromMs on a boundary, ends at the boundary at or before toMs, and asks for at least one period', async () => {
     cw.on(GetMetricDataCommand).resolves({ MetricDataResults: [] });
-    await metrics().armStats(T, T);
-    await metrics().armStats(T + 9_999, T + 10_000);
-    const inputs = cw.commandCalls(GetMetricDataCommand).map((c) => c.args[0].input);
-    expect(inputs[0]!.StartTime).toEqual(new Date(T));
-    expect(inputs[0]!.EndTime!.getTime()).toBeGreaterThan(T);
-    expect(inputs[1]!.StartTime).toEqual(new Date(T + 10_000));
-    expect(inputs[1]!.EndTime!.getTime()).toBeGreaterThan(T + 10_000);
+    const lengths = [
+      await metrics().armSeries(T, T),
+      await metrics().armSeries(T + 9_999, T + 10_000),
+      await metrics().armSeries(T, T + 19_999),
+      await metrics().armSeries(T, T + 20_000),
+    ].map((s) => [s.control.length, s.experiment.length]);
+    expect(window()).toEqual([
+      { start: new Date(T), end: new Date(T + 10_000) },
+      { start: new Date(T + 10_000), end: new Date(T + 20_000) },
+      { start: new Date(T), end: new Date(T + 10_000) },
+      { start: new Date(T), end: new Date(T + 20_000) },
+    ]);
+    expect(lengths).toEqual([
+      [1, 1],
+      [1, 1],
+      [1, 1],
+      [2, 2],
+    ]);
   });
 
   it('aligns to the scaled period under a time scale', async () => {
     cw.on(GetMetricDataCommand).resolves({ MetricDataResults: [] });
-    await new CloudWatchArmMetrics(new CloudWatchClient({ region: 'us-east-1' }), 10).armStats(T + 1, T + 5_000);
-    expect(cw.commandCalls(GetMetricDataCommand)[0]!.args[0].input.StartTime).toEqual(new Date(T + 1_000));
+    const got = await new CloudWatchArmMetrics(new CloudWatchClient({ region: 'us-east-1' }), 10).armSeries(T + 1, T + 5_500);
+    expect(window()).toEqual([{ start: new Date(T + 1_000), end: new Date(T + 5_000) }]);
+    expect(got.control).toHaveLength(4);
   });
 
-  it('sums across periods and pages, reports the worst period as p99, and omits p99 with no requests', async () => {
+  it('places values by their timestamps (out of order, with gaps), merges pages, and keeps p99 only where there are requests', async () => {
     const tokens = (): string[] => cw.commandCalls(GetMetricDataCommand).map((c) => String(c.args[0].input.NextToken));
+    // CloudWatch returns newest first by default; the pages split the datapoints between them.
     cw.on(GetMetricDataCommand)
       .resolvesOnce({
         MetricDataResults: [
-          res('control_requests', [100, 200]),
-          res('control_errors4xx', [1, 2]),
-          res('control_errors5xx', [0, 1]),
-          res('control_p99', [40, 95.5]),
-          res('experiment_requests', [10, 5]),
-          res('experiment_errors5xx', [3]),
-          res('experiment_p99', [120]),
+          res('control_requests', [
+            [20, 300],
+            [0, 100],
+          ]),
+          res('control_p99', [
+            [20, 60],
+            [0, 40],
+          ]),
+          res('control_errors5xx', [[20, 2]]),
+          res('experiment_requests', [
+            [30, 30],
+            [0, 10],
+          ]),
+          // Period 10 s has a p99 but no requests datapoint: no p99 there.
+          res('experiment_p99', [
+            [30, 120],
+            [0, 80],
+            [10, 7],
+          ]),
+          res('experiment_errors4xx', [[0, 4]]),
         ],
         NextToken: 'page-2',
       })
       .resolvesOnce({
         MetricDataResults: [
-          res('control_requests', [300]),
-          res('control_p99', [60]),
-          res('experiment_requests', [7]),
-          res('experiment_errors4xx', [4]),
-          res('experiment_errors5xx', [2]),
-          res('experiment_p99', [80, 300]),
+          res('control_requests', [[30, 200]]),
+          res('control_p99', [[30, 95.5]]),
+          res('control_errors4xx', [
+            [30, 1],
+            [0, 3],
+          ]),
+          res('experiment_errors5xx', [[30, 5]]),
+          // Period 20 s: zero requests and a p99 datapoint: no p99 there.
+          res('experiment_requests', [[20, 0]]),
+          res('experiment_p99', [[20, 9]]),
         ],
       });
-    const got = await metrics().armStats(T, T + 30_000);
+    const got = await metrics().armSeries(T, T + 40_000);
     expect(tokens()).toEqual(['undefined', 'page-2']);
     // The second page asks for the same queries and window.
     const [first, second] = cw.commandCalls(GetMetricDataCommand).map((c) => c.args[0].input);
     expect(second!.MetricDataQueries).toEqual(first!.MetricDataQueries);
     expect(second!.StartTime).toEqual(first!.StartTime);
+    expect(second!.EndTime).toEqual(first!.EndTime);
     expect(got).toEqual({
-      control: { requests: 600, errors4xx: 3, errors5xx: 1, p99Ms: 95.5 },
-      experiment: { requests: 22, errors4xx: 4, errors5xx: 5, p99Ms: 300 },
+      control: [
+        { requests: 100, errors4xx: 3, errors5xx: 0, p99Ms: 40 },
+        empty, // no datapoint at all in period 1
+        { requests: 300, errors4xx: 0, errors5xx: 2, p99Ms: 60 },
+        { requests: 200, errors4xx: 1, errors5xx: 0, p99Ms: 95.5 },
+      ],
+      experiment: [{ requests: 10, errors4xx: 4, errors5xx: 0, p99Ms: 80 }, empty, empty, { requests: 30, errors4xx: 0, errors5xx: 5, p99Ms: 120 }],
     });
+    expect('p99Ms' in got.experiment[1]!).toBe(false);
+    expect('p99Ms' in got.experiment[2]!).toBe(false);
   });
 
-  it('reports zeros and no p99 for an arm with no requests', async () => {
+  it('aligns the periods to the window start, not to the first datapoint', async () => {
     cw.on(GetMetricDataCommand).resolves({
-      MetricDataResults: [res('control_requests', [5]), res('control_p99', [12]), res('experiment_requests', []), res('experiment_p99', [])],
+      MetricDataResults: [
+        res('experiment_requests', [
+          [50, 7],
+          [30, 5],
+        ]),
+        res('control_requests', [[40, 9]]),
+      ],
     });
-    const got = await metrics().armStats(T, T + 10_000);
-    expect(got.control).toEqual({ requests: 5, errors4xx: 0, errors5xx: 0, p99Ms: 12 });
-    expect(got.experiment).toEqual({ requests: 0, errors4xx: 0, errors5xx: 0 });
-    expect('p99Ms' in got.experiment).toBe(false);
+    // Window [T + 20 s, T + 60 s): periods at 20, 30, 40 and 50 s.
+    const got = await metrics().armSeries(T + 15_000, T + 60_000);
+    expect(got.experiment.map((p) => p.requests)).toEqual([0, 5, 0, 7]);
+    expect(got.control.map((p) => p.requests)).toEqual([0, 0, 9, 0]);
+  });
+});
+
+describe('totalsOf', () => {
+  it("sums an arm's counts and reports the worst period's p99 among periods with requests", () => {
+    expect(
+      totalsOf([
+        { requests: 100, errors4xx: 3, errors5xx: 0, p99Ms: 40 },
+        { requests: 0, errors4xx: 0, errors5xx: 0, p99Ms: 900 }, // a p99 without requests does not count
+        { requests: 300, errors5xx: 2, p99Ms: 95.5 }, // errors4xx absent: 0
+        { requests: 200, errors4xx: 1, errors5xx: 7 }, // no p99 reported
+        { requests: 5, errors4xx: 0, errors5xx: 0, p99Ms: 60 },
+      ]),
+    ).toEqual({ requests: 605, errors4xx: 4, errors5xx: 9, p99Ms: 95.5 });
   });
 
-  it('omits p99 when an arm has a latency datapoint but zero requests', async () => {
-    cw.on(GetMetricDataCommand).resolves({ MetricDataResults: [res('experiment_requests', [0, 0]), res('experiment_p99', [7])] });
-    const got = await metrics().armStats(T, T + 10_000);
-    expect(got.experiment).toEqual({ requests: 0, errors4xx: 0, errors5xx: 0 });
+  it('omits p99 when no period has both requests and a p99, and is all zeros for no periods', () => {
+    const none = totalsOf([
+      { requests: 0, errors5xx: 0, p99Ms: 12 },
+      { requests: 4, errors4xx: 1, errors5xx: 1 },
+    ]);
+    expect(none).toEqual({ requests: 4, errors4xx: 1, errors5xx: 1 });
+    expect('p99Ms' in none).toBe(false);
+    expect(totalsOf([])).toEqual({ requests: 0, errors4xx: 0, errors5xx: 0 });
   });
 });
 

@@ -1,5 +1,6 @@
 /**
- * The bake's pure decisions: the lock on the rollout state, phase order, and each poll's verdict.
+ * The bake's pure decisions: the lock on the rollout state, phase order, and each poll's verdict
+ * (given the judge's judgement, hand-made here except in the last block).
  */
 import { describe, expect, it } from 'vitest';
 import {
@@ -9,6 +10,7 @@ import {
   currentPhase,
   decidePoll,
   holdsLock,
+  judgeSettingsOf,
   newBake,
   phaseBudgetSeconds,
   pollBudget,
@@ -16,13 +18,13 @@ import {
   startExperiment,
   takeLock,
   type AlarmSnapshot,
-  type ArmStats,
   type BakeSettings,
   type Phase,
   type PollDecision,
   type RolloutItem,
 } from '../../lambdas/domain/bake';
 import type { Experiment } from '../../lambdas/domain/config';
+import { judge, type ArmSeries, type Judgement, type JudgeDecision } from '../../lambdas/domain/judge';
 
 const T0 = 1_700_000_000_000;
 const LOCK_MS = 60_000;
@@ -199,24 +201,27 @@ describe('decidePoll', () => {
     { name: 'ExperimentErrorRate', state: 'OK' },
     { name: 'ExperimentLatency', state: 'OK' },
   ];
-  const arms = (experimentRequests: number): { control: ArmStats; experiment: ArmStats } => ({
-    control: { requests: 9000 + experimentRequests, errors4xx: 17, errors5xx: 3, p99Ms: 41.6 },
-    experiment: {
-      requests: experimentRequests,
-      errors4xx: Math.min(2, experimentRequests),
-      errors5xx: Math.min(11, experimentRequests),
-      ...(experimentRequests ? { p99Ms: 212.2 } : {}),
-    },
+  const DECISIONS: JudgeDecision[] = ['REJECT', 'APPROVE', 'CONTINUE'];
+  /** A hand-made judgement; its reason is unique so the tests can see it is passed on. */
+  const judged = (decision: JudgeDecision, experimentRequests = 1000): Judgement => ({
+    decision,
+    reason: `Judge: stub ${decision} with ${experimentRequests} experiment requests.`,
+    experimentRequests,
+    controlRequests: 9 * experimentRequests,
   });
   const phase = (polls: number): Phase => ({ profile: 'limits', version: '2', verdict: 'BAKING', polls });
-  const decide = (polls: number, over: { alarms?: AlarmSnapshot[]; experimentRequests?: number; abortRequested?: boolean } = {}): PollDecision =>
+  const decide = (polls: number, over: { alarms?: AlarmSnapshot[]; judgement?: Judgement; abortRequested?: boolean } = {}): PollDecision =>
     decidePoll({
       phase: phase(polls),
       settings: S,
       alarms: over.alarms ?? OK,
-      arms: arms(over.experimentRequests ?? 1000),
+      judgement: over.judgement ?? judged('CONTINUE'),
       abortRequested: over.abortRequested ?? false,
     });
+  const reasonOf = (d: PollDecision): string => {
+    expect(d).toHaveProperty('reason');
+    return (d as { reason: string }).reason;
+  };
 
   it('the budget used below is the one pollBudget gives', () => {
     expect(pollBudget(S)).toEqual({ polls: BUDGET, extension: EXTENSION });
@@ -225,33 +230,32 @@ describe('decidePoll', () => {
   it('ABORT wins over everything', () => {
     const firing: AlarmSnapshot[] = [{ name: 'ExperimentErrorRate', state: 'ALARM' }];
     for (const polls of [1, BUDGET - 1, BUDGET, BUDGET + 1, BUDGET + EXTENSION, BUDGET + EXTENSION + 5]) {
-      for (const experimentRequests of [0, 1000]) {
-        for (const alarms of [OK, firing]) {
-          expect(decide(polls, { alarms, experimentRequests, abortRequested: true })).toEqual({ action: 'ABORT' });
+      for (const decision of DECISIONS) {
+        for (const experimentRequests of [0, 1000]) {
+          for (const alarms of [OK, firing]) {
+            expect(decide(polls, { alarms, judgement: judged(decision, experimentRequests), abortRequested: true })).toEqual({ action: 'ABORT' });
+          }
         }
       }
     }
   });
 
-  it('rejects at once on any alarm in ALARM, naming it, with both arms in numbers', () => {
+  it("rejects at once on any alarm in ALARM, naming it, with the judge's reason, whatever the judge says", () => {
     const alarms: AlarmSnapshot[] = [
       { name: 'ExperimentErrorRate', state: 'OK' },
       { name: 'ExperimentLatency', state: 'ALARM', reason: 'p99 over 200 ms' },
       { name: 'ControlErrorRate', state: 'INSUFFICIENT_DATA' },
     ];
-    for (const polls of [1, 5, BUDGET, BUDGET + 3]) {
-      for (const experimentRequests of [0, 999]) {
-        const d = decide(polls, { alarms, experimentRequests });
+    for (const polls of [1, 5, BUDGET, BUDGET + 3, BUDGET + EXTENSION]) {
+      for (const decision of DECISIONS) {
+        const judgement = judged(decision);
+        const d = decide(polls, { alarms, judgement });
         expect(d.action).toBe('REJECT');
-        const reason = (d as { reason: string }).reason;
-        expect(reason).toContain('ExperimentLatency');
+        const reason = reasonOf(d);
+        expect(reason.startsWith(`Alarm ExperimentLatency in ALARM at poll ${polls}.`)).toBe(true);
+        expect(reason).toContain(judgement.reason);
         expect(reason).not.toContain('ExperimentErrorRate');
-        expect(reason).toContain(`poll ${polls}`);
-        expect(reason).toContain(`experiment ${experimentRequests} requests`);
-        expect(reason).toContain(`control ${9000 + experimentRequests} requests`);
-        // Errors of each arm, in counts.
-        expect(reason).toMatch(new RegExp(`experiment [^;]*5xx (?:[\\d.]+%|n/a) \\(${Math.min(11, experimentRequests)}\\)`));
-        expect(reason).toMatch(/control [^;]*5xx [\d.]+% \(3\)/);
+        expect(reason).not.toContain('ControlErrorRate');
       }
     }
   });
@@ -262,47 +266,118 @@ describe('decidePoll', () => {
         { name: 'A1', state: 'ALARM' },
         { name: 'A2', state: 'ALARM' },
       ],
+      judgement: judged('APPROVE'),
     });
     expect(d.action).toBe('REJECT');
-    expect((d as { reason: string }).reason).toMatch(/A1.*A2|A2.*A1/);
+    expect(reasonOf(d).startsWith('Alarm A1, A2 in ALARM at poll 2.')).toBe(true);
   });
 
-  it('continues until the poll budget, then approves with enough experiment requests', () => {
-    for (let polls = 1; polls < BUDGET; polls++) expect(decide(polls, { experimentRequests: 5000 })).toEqual({ action: 'CONTINUE', extended: false });
-    const d = decide(BUDGET, { experimentRequests: 200 });
+  it("rejects at once on the judge's REJECT, even before the budget, with the judge's reason", () => {
+    for (let polls = 1; polls <= BUDGET + EXTENSION + 1; polls++) {
+      const judgement = judged('REJECT');
+      const d = decide(polls, { judgement });
+      expect({ polls, action: d.action }).toEqual({ polls, action: 'REJECT' });
+      expect(reasonOf(d)).toContain(judgement.reason);
+      expect(reasonOf(d)).toContain(`poll ${polls}`);
+    }
+  });
+
+  it('continues until the poll budget, even when the judge would approve', () => {
+    for (let polls = 1; polls < BUDGET; polls++) {
+      for (const decision of ['APPROVE', 'CONTINUE'] as const) {
+        expect({ polls, decision, d: decide(polls, { judgement: judged(decision, 5000) }) }).toEqual({
+          polls,
+          decision,
+          d: { action: 'CONTINUE', extended: false },
+        });
+      }
+    }
+  });
+
+  it("approves at the budget on the judge's APPROVE with the minimum experiment requests", () => {
+    const judgement = judged('APPROVE', 200);
+    const d = decide(BUDGET, { judgement });
     expect(d.action).toBe('APPROVE');
-    expect((d as { reason: string }).reason).toContain('200 experiment requests');
+    expect(reasonOf(d)).toContain(`No alarm in ${BUDGET} polls (${BUDGET * 30} s).`);
+    expect(reasonOf(d)).toContain(judgement.reason);
+    // INSUFFICIENT_DATA alarms do not stop an approval the judge backs.
+    expect(decide(BUDGET, { judgement, alarms: OK.map((a) => ({ ...a, state: 'INSUFFICIENT_DATA' as const })) }).action).toBe('APPROVE');
   });
 
-  it('extends once when too few experiment requests, then rejects as Inconclusive at budget + extension', () => {
+  it("does not approve at the budget without the judge's APPROVE, or with too few experiment requests", () => {
+    expect(decide(BUDGET, { judgement: judged('CONTINUE', 100000) })).toEqual({ action: 'CONTINUE', extended: true });
+    // Even an APPROVE from a judge run with a lower minimum than the bake's.
+    expect(decide(BUDGET, { judgement: judged('APPROVE', 199) })).toEqual({ action: 'CONTINUE', extended: true });
+  });
+
+  it('extends once, then rejects as Inconclusive at budget + extension', () => {
     for (let polls = BUDGET; polls < BUDGET + EXTENSION; polls++) {
-      expect({ polls, d: decide(polls, { experimentRequests: 199 }) }).toEqual({ polls, d: { action: 'CONTINUE', extended: true } });
+      expect({ polls, d: decide(polls, { judgement: judged('CONTINUE', 150) }) }).toEqual({ polls, d: { action: 'CONTINUE', extended: true } });
     }
     for (const polls of [BUDGET + EXTENSION, BUDGET + EXTENSION + 1]) {
-      const d = decide(polls, { experimentRequests: 199 });
-      expect(d.action).toBe('REJECT');
-      expect((d as { reason: string }).reason).toMatch(/^Inconclusive/);
-      expect((d as { reason: string }).reason).toContain('199');
+      for (const judgement of [judged('CONTINUE', 150), judged('CONTINUE', 100000), judged('APPROVE', 199)]) {
+        const d = decide(polls, { judgement });
+        expect(d.action).toBe('REJECT');
+        expect(reasonOf(d).startsWith(`Inconclusive after ${polls} polls`)).toBe(true);
+        expect(reasonOf(d)).toContain('200 experiment requests');
+        expect(reasonOf(d)).toContain(judgement.reason);
+      }
     }
   });
 
-  it('approves during the extension once enough requests arrive', () => {
-    const d = decide(BUDGET + 3, { experimentRequests: 250 });
-    expect(d.action).toBe('APPROVE');
+  it('approves during the extension once the judge approves', () => {
+    expect(decide(BUDGET + 3, { judgement: judged('APPROVE', 250) }).action).toBe('APPROVE');
+    expect(decide(BUDGET + EXTENSION - 1, { judgement: judged('APPROVE', 250) }).action).toBe('APPROVE');
   });
 
-  it('never takes INSUFFICIENT_DATA as healthy evidence: approval still needs the minimum requests', () => {
+  it('never takes INSUFFICIENT_DATA as healthy evidence: approval still needs the judge', () => {
     const noData: AlarmSnapshot[] = OK.map((a) => ({ ...a, state: 'INSUFFICIENT_DATA' }));
     const seen: PollDecision['action'][] = [];
     for (let polls = 1; polls <= BUDGET + EXTENSION; polls++) {
-      for (const experimentRequests of [0, 199]) {
-        const d = decide(polls, { alarms: noData, experimentRequests });
+      for (const experimentRequests of [0, 199, 5000]) {
+        const d = decide(polls, { alarms: noData, judgement: judged('CONTINUE', experimentRequests) });
         seen.push(d.action);
         expect(d.action).not.toBe('APPROVE');
       }
     }
     expect(seen.at(-1)).toBe('REJECT');
     // With no alarms reported at all, the same.
-    expect(decidePoll({ phase: phase(BUDGET), settings: S, alarms: [], arms: arms(0), abortRequested: false })).toEqual({ action: 'CONTINUE', extended: true });
+    expect(decidePoll({ phase: phase(BUDGET), settings: S, alarms: [], judgement: judged('CONTINUE', 0), abortRequested: false })).toEqual({
+      action: 'CONTINUE',
+      extended: true,
+    });
+  });
+
+  describe('with the real judge', () => {
+    const series = (periods: number, experiment5xxPerPeriod: number): ArmSeries => ({
+      control: Array.from({ length: periods }, (_, i) => ({ requests: 1800, errors5xx: 18, p99Ms: 100 + (i % 3) })),
+      experiment: Array.from({ length: periods }, (_, i) => ({ requests: 200, errors5xx: experiment5xxPerPeriod, p99Ms: 100 + ((i + 1) % 3) })),
+    });
+
+    it('approves healthy traffic at the budget, and rejects a 5xx regression at the first poll', () => {
+      const healthy = judge(series(100, 2), judgeSettingsOf(S));
+      expect(healthy.decision).toBe('APPROVE');
+      expect(decide(BUDGET - 1, { judgement: healthy })).toEqual({ action: 'CONTINUE', extended: false });
+      const approved = decide(BUDGET, { judgement: healthy });
+      expect(approved.action).toBe('APPROVE');
+      expect(reasonOf(approved)).toContain('5xx 1.00% (200/20000) vs control 1.00% (1800/180000)');
+
+      const broken = judge(series(5, 40), judgeSettingsOf(S));
+      const d = decide(1, { judgement: broken });
+      expect(d.action).toBe('REJECT');
+      expect(reasonOf(d)).toMatch(/^Judge: the experiment's 5xx rate is higher than control's: 5xx 20\.00% \(200\/1000\)/);
+    });
+
+    it('does not approve thin traffic at the budget: it extends, then is inconclusive', () => {
+      const thin = judge(
+        { control: [{ requests: 1000, errors5xx: 0, p99Ms: 100 }], experiment: [{ requests: 50, errors5xx: 0, p99Ms: 100 }] },
+        judgeSettingsOf(S),
+      );
+      expect(thin.decision).toBe('CONTINUE');
+      expect(decide(BUDGET, { judgement: thin })).toEqual({ action: 'CONTINUE', extended: true });
+      const d = decide(BUDGET + EXTENSION, { judgement: thin });
+      expect(reasonOf(d)).toMatch(/^Inconclusive after 30 polls/);
+      expect(reasonOf(d)).toContain('50 experiment requests, fewer than the 200 needed');
+    });
   });
 });

@@ -69,6 +69,9 @@ describe('a bake on the local runtime under live traffic', () => {
       bakeSeconds: 60,
       pollSeconds: POLL_SECONDS,
       minExperimentRequests: 50,
+      // On a shared test machine the p99 of a few dozen requests in a 2-second period swings by
+      // tens of percent between arms; the test is about the 4xx path, so the p99 margin is wide.
+      latencyMarginPercent: 50,
     });
     expect(started.status).toBe(202);
     const bakeId: string = started.body.bakeId;
@@ -79,6 +82,7 @@ describe('a bake on the local runtime under live traffic', () => {
     await traffic.stop();
     const tally = traffic.tally();
 
+    console.log(`[bake-e2e] phase 1: ${record.phases[0].reason}`);
     // Verdicts.
     expect(record.status).toBe('SUCCEEDED');
     expect(record.phases.map((p: { verdict: string }) => p.verdict)).toEqual(['APPROVED', 'REJECTED']);

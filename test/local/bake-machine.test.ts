@@ -12,7 +12,8 @@ import { startEmbeddedDynamo, type EmbeddedDynamo } from '../../local/dynamo';
 import { DynamoControlStore } from '../../lambdas/adapters/control';
 import type { ConfigVersions } from '../../lambdas/adapters/appconfig';
 import type { ArmMetricsReader } from '../../lambdas/adapters/cloudwatch';
-import type { ArmStats, BakeRecord } from '../../lambdas/domain/bake';
+import type { BakeRecord } from '../../lambdas/domain/bake';
+import type { ArmSeries, PeriodStats } from '../../lambdas/domain/judge';
 import type { ProfileName } from '../../lambdas/domain/config';
 import { BakeService } from '../../lambdas/services/bakes';
 import { makeHandler } from '../../lambdas/handlers/bake';
@@ -49,7 +50,11 @@ afterAll(async () => {
 interface PhaseScript {
   /** Alarm names (suffix after "-bake-") in ALARM from this poll on (1-based). */
   alarm?: { name: string; fromPoll: number };
-  experimentRequests?: number;
+  /** Experiment requests per 10-second period (default 1000; control gets nine times as many). */
+  experimentPerPeriod?: number;
+  /** The experiment's 5xx rate above control's 0.5%, in points, and its p99 above control's, in percent. */
+  errorPoints?: number;
+  p99Percent?: number;
   /** Throw from the metrics read at this poll (a task failure). */
   failAtPoll?: number;
   /** Request an abort when this poll's alarms are read. */
@@ -60,10 +65,16 @@ interface PhaseScript {
   abortOnValidate?: boolean;
 }
 
-const arms = (experimentRequests: number): { control: ArmStats; experiment: ArmStats } => ({
-  control: { requests: experimentRequests * 9, errors4xx: 1, errors5xx: 0, p99Ms: 40 },
-  experiment: { requests: experimentRequests, errors4xx: 0, errors5xx: 0, p99Ms: 42 },
-});
+/** What GetMetricData shows after `polls` polls: three 10-second periods a poll, both arms. */
+const seriesOf = (polls: number, s: PhaseScript = {}): ArmSeries => {
+  const e = s.experimentPerPeriod ?? 1000;
+  const period = (requests: number, errorRate: number, p99Ms: number): PeriodStats => ({ requests, errors4xx: 0, errors5xx: Math.round(requests * errorRate), p99Ms });
+  const n = polls * 3;
+  return {
+    control: Array.from({ length: n }, () => period(9 * e, 0.005, 40)),
+    experiment: Array.from({ length: n }, () => period(e, 0.005 + (s.errorPoints ?? 0) / 100, 40 * (1 + (s.p99Percent ?? 0) / 100))),
+  };
+};
 
 interface Run {
   bakeId: string;
@@ -85,10 +96,10 @@ async function bake(changes: { profile: ProfileName; version: string }[], script
     list: async () => ['3', '2', '1'],
   };
   const metrics: ArmMetricsReader = {
-    armStats: async () => {
+    armSeries: async () => {
       const s = scripts[current] ?? {};
       if (s.failAtPoll === pollOf.get(current)) throw new Error('CloudWatch GetMetricData failed: throttled past every retry');
-      return arms(s.experimentRequests ?? 500);
+      return seriesOf(pollOf.get(current) ?? 1, s);
     },
   };
   const service = new BakeService(control, versions, IDS, metrics, { start: async () => {} }, { now: () => Date.now() }, { timeScale: SCALE });
@@ -162,9 +173,10 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'limits:2=APPROVED']);
     // Three polls per phase (30 s / 10 s), one experiment at a time, never both.
     expect(r.liveDuringPolls).toEqual(['delivery:2@10', 'delivery:2@10', 'delivery:2@10', 'limits:2@10', 'limits:2@10', 'limits:2@10']);
-    expect(r.record.phases[0]!.reason).toMatch(/^No alarm in 3 polls .* 500 experiment requests \(minimum 100\)/);
+    // The judge said CONTINUE at polls 1 and 2 (the bake was not over), APPROVE at 3.
+    expect(r.record.phases[0]!.reason).toMatch(/^No alarm in 3 polls \(30 s\)\. Judge: not worse than control by more than 0\.5 points of 5xx or 15% of p99: 5xx 0\.50% \(45\/9000\)/);
     expect(r.record.phases[0]!.alarms).toHaveLength(alarmNames.length);
-    expect(r.record.phases[0]!.arms?.experiment.requests).toBe(500);
+    expect(r.record.phases[0]!.arms?.experiment.requests).toBe(9000);
     await expectClean({ delivery: '2', limits: '2' });
   });
 
@@ -173,7 +185,7 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     expect(r.status).toBe('SUCCEEDED');
     expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'limits:3=REJECTED']);
     const rejected = r.record.phases[1]!;
-    expect(rejected.reason).toMatch(/^Alarm Logrelay-bake-experiment-4xx-vs-control in ALARM at poll 2: experiment 500 requests.*; control 4500 requests/);
+    expect(rejected.reason).toMatch(/^Alarm Logrelay-bake-experiment-4xx-vs-control in ALARM at poll 2\. Judge: .* 5xx 0\.50% \(30\/6000\) vs control 0\.50% \(270\/54000\)/);
     expect(rejected.alarms!.find((a) => a.name.endsWith('experiment-4xx-vs-control'))!.state).toBe('ALARM');
     // Rejected at the poll that saw the alarm: no further poll of that phase.
     expect(r.liveDuringPolls.filter((l) => l.startsWith('limits:3'))).toHaveLength(2);
@@ -230,13 +242,31 @@ describe('the synthesized bake state machine, run locally on each path', () => {
   });
 
   it('too little traffic: the phase is extended once, then rejected as inconclusive, never approved', async () => {
-    const r = await bake([{ profile: 'limits', version: '2' }], { 'limits:2': { experimentRequests: 99 } });
+    const r = await bake([{ profile: 'limits', version: '2' }], { 'limits:2': { experimentPerPeriod: 6 } });
     expect(r.status).toBe('SUCCEEDED');
     expect(verdicts(r)).toEqual(['limits:2=REJECTED']);
     const p = r.record.phases[0]!;
     expect(p.extended).toBe(true);
     expect(p.polls).toBe(5); // 3 polls + an extension of 2
-    expect(p.reason).toMatch(/^Inconclusive: only 99 experiment requests in 5 polls, fewer than the minimum 100/);
+    expect(p.reason).toMatch(/^Inconclusive after 5 polls .* Judge: 90 experiment requests, fewer than the 100 needed/);
+    await expectClean({ delivery: '1', limits: '1' });
+  });
+
+  it("the judge rejects a 5xx regression no alarm catches, at the first poll, with both arms' numbers", async () => {
+    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { 'delivery:2': { errorPoints: 1 } });
+    expect(r.status).toBe('SUCCEEDED');
+    expect(verdicts(r)).toEqual(['delivery:2=REJECTED', 'limits:2=APPROVED']);
+    expect(r.record.phases[0]!.alarms!.every((a) => a.state === 'OK')).toBe(true);
+    expect(r.record.phases[0]!.reason).toMatch(/^Judge: the experiment's 5xx rate is higher than control's: 5xx 1\.50% \(45\/3000\) vs control 0\.50% \(135\/27000\).*\(poll 1\)$/);
+    await expectClean({ delivery: '1', limits: '2' });
+  });
+
+  it('the judge rejects a p99 regression once it has enough periods to tell', async () => {
+    const r = await bake([{ profile: 'delivery', version: '2' }], { 'delivery:2': { p99Percent: 50 } });
+    expect(verdicts(r)).toEqual(['delivery:2=REJECTED']);
+    // Six paired periods are needed: the second poll.
+    expect(r.record.phases[0]!.polls).toBe(2);
+    expect(r.record.phases[0]!.reason).toMatch(/^Judge: the experiment's p99 latency is higher than control's: p99 ratio 50\.0% over 6 periods/);
     await expectClean({ delivery: '1', limits: '1' });
   });
 
@@ -251,7 +281,7 @@ describe('the synthesized bake state machine, run locally on each path', () => {
 
   it('a bake whose request died before starting its execution blocks others for a minute, not until its deadline', async () => {
     const versions: ConfigVersions = { get: async () => ({}), create: async () => '2', list: async () => ['1'] };
-    const metrics: ArmMetricsReader = { armStats: async () => arms(500) };
+    const metrics: ArmMetricsReader = { armSeries: async () => seriesOf(3) };
     let offset = 0;
     const clock = { now: () => Date.now() + offset };
     const settings = { weightPercent: 10, bakeSeconds: 600, pollSeconds: 30, minExperimentRequests: 1 };
@@ -280,7 +310,7 @@ describe('the synthesized bake state machine, run locally on each path', () => {
 
   it('one bake at a time: a second bake is refused while the first holds the lock', async () => {
     const versions: ConfigVersions = { get: async () => ({}), create: async () => '2', list: async () => ['1'] };
-    const metrics: ArmMetricsReader = { armStats: async () => arms(500) };
+    const metrics: ArmMetricsReader = { armSeries: async () => seriesOf(3) };
     const service = new BakeService(control, versions, IDS, metrics, { start: async () => {} }, { now: () => Date.now() }, { timeScale: SCALE });
     const first = await service.startBake([{ profile: 'delivery', version: '2' }], { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 1 });
     await expect(service.startBake([{ profile: 'limits', version: '2' }], { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 1 })).rejects.toMatchObject({
