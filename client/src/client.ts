@@ -1,0 +1,315 @@
+/**
+ * LogrelayClient: one typed method per route of shared/API.md, signed with SigV4 and retried as
+ * retry.ts describes. Works against the local runtime and a deployed stack alike.
+ */
+import { randomUUID } from 'node:crypto';
+import { PayloadTooLargeError } from './errors';
+import { Transport, type Credentials, type CredentialsProvider, type FetchLike, type RetryEvent } from './http';
+import type { RetryOptions } from './retry';
+import { selectionBodies } from './selection';
+import { Session } from './session';
+import type {
+  AbortedBake,
+  AppendRecord,
+  AppendResult,
+  Bake,
+  ConfigVersion,
+  Configs,
+  CreateLogInput,
+  CreateSessionInput,
+  CreatedConfigVersion,
+  CreatedLog,
+  CreatedSession,
+  DeliveredRecord,
+  LogInfo,
+  ReceiveInput,
+  Selection,
+  SessionInfo,
+  StartBakeInput,
+} from './types';
+
+export interface LogrelayClientOptions {
+  /** The API's base URL: `http://127.0.0.1:8787` locally, the stack's `ApiUrl` output deployed. */
+  endpoint: string;
+  /**
+   * The region to sign for. Default: the region in an `execute-api` endpoint's host name, else
+   * AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1 (what the local runtime accepts).
+   */
+  region?: string;
+  /**
+   * Credentials, or a provider of them. Default: the AWS SDK's standard provider chain
+   * (environment, shared config and credentials files with `profile`, SSO, web identity,
+   * container and instance metadata), resolved on first use and refreshed before expiry.
+   */
+  credentials?: Credentials | CredentialsProvider;
+  /** With the default chain: the shared-config profile to use (else AWS_PROFILE, else default). */
+  profile?: string;
+  retry?: RetryOptions;
+  /** Per-attempt timeout, ms (default 30,000; a long poll adds its wait). */
+  requestTimeoutMs?: number;
+  /** Called before each retry, with the failure and the wait. */
+  onRetry?: (e: RetryEvent) => void;
+  /** The fetch to send requests with (default: the global fetch). */
+  fetch?: FetchLike;
+}
+
+export interface CallOptions {
+  /** Aborts the request and any wait between its retries. */
+  signal?: AbortSignal;
+}
+
+export interface AppendOptions extends CallOptions {
+  /**
+   * Makes the append safe to retry: a retry with the same key returns the first attempt's
+   * numbers and writes nothing. Default: a fresh random UUID per call, reused by its retries.
+   * `false` sends no key; then the append is retried only when the service refused it (429/503)
+   * or the connection never opened, never after it may have been written.
+   */
+  idempotencyKey?: string | false;
+}
+
+export interface AppendManyOptions extends CallOptions {
+  /** Records per request (default 500, the `limits` profile's default maxRecordsPerAppend). */
+  maxRecordsPerRequest?: number;
+  /** Bytes per request body (default 1,000,000, under the default 1 MiB maxRequestBytes). */
+  maxRequestBytes?: number;
+  /** Called after every request that succeeded. */
+  onProgress?: (p: AppendProgress) => void;
+}
+
+export interface AppendProgress {
+  records: number;
+  requests: number;
+  lastSeq: number;
+}
+
+export interface AppendManyResult {
+  records: number;
+  requests: number;
+  /** First and last sequence number of each request, in order. */
+  appends: AppendResult[];
+}
+
+export interface SessionHandleOptions {
+  /** The session's ack timeout, when known: consume() extends leases by it. */
+  ackTimeoutSeconds?: number;
+}
+
+const enc = encodeURIComponent;
+const BODY_OVERHEAD = 80; // {"records":[...],"idempotencyKey":"<uuid>"} around the records
+
+function defaultRegion(endpoint: string): string {
+  try {
+    const m = /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$/.exec(new URL(endpoint).hostname);
+    if (m) return m[1]!;
+  } catch {
+    // the transport reports a bad endpoint
+  }
+  return process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1';
+}
+
+/** The AWS SDK's default provider chain, loaded only when first needed. */
+export function defaultCredentials(profile?: string): CredentialsProvider {
+  let provider: CredentialsProvider | undefined;
+  return async () => {
+    if (!provider) {
+      const { defaultProvider } = await import('@aws-sdk/credential-provider-node');
+      provider = defaultProvider(profile ? { profile } : {}) as CredentialsProvider;
+    }
+    return provider();
+  };
+}
+
+export class LogrelayClient {
+  /** @internal */
+  readonly http: Transport;
+
+  constructor(opts: LogrelayClientOptions) {
+    this.http = new Transport({
+      endpoint: opts.endpoint,
+      region: opts.region ?? defaultRegion(opts.endpoint),
+      credentials: opts.credentials ?? defaultCredentials(opts.profile),
+      ...(opts.fetch ? { fetch: opts.fetch } : {}),
+      ...(opts.retry ? { retry: opts.retry } : {}),
+      ...(opts.requestTimeoutMs !== undefined ? { requestTimeoutMs: opts.requestTimeoutMs } : {}),
+      ...(opts.onRetry ? { onRetry: opts.onRetry } : {}),
+    });
+  }
+
+  get endpoint(): string {
+    return this.http.endpoint.toString();
+  }
+
+  // ---- Logs -----------------------------------------------------------------------------------
+
+  /** POST /logs. Not idempotent (a repeat is 409 LogExists): retried only when refused. */
+  async createLog(input: CreateLogInput = {}, o: CallOptions = {}): Promise<CreatedLog> {
+    return (await this.http.call<CreatedLog>({ method: 'POST', path: '/logs', body: input, safety: 'once', ...sig(o) })).body;
+  }
+
+  /** GET /logs/{logId} */
+  async describeLog(logId: string, o: CallOptions = {}): Promise<LogInfo> {
+    return (await this.http.call<LogInfo>({ method: 'GET', path: `/logs/${enc(logId)}`, safety: 'idempotent', ...sig(o) })).body;
+  }
+
+  /** POST /logs/{logId}/records: up to the `limits` profile's maxRecordsPerAppend (500), all or nothing. */
+  async append<T>(logId: string, records: readonly AppendRecord<T>[], o: AppendOptions = {}): Promise<AppendResult> {
+    const key = o.idempotencyKey === false ? undefined : (o.idempotencyKey ?? randomUUID());
+    const body = key === undefined ? { records } : { records, idempotencyKey: key };
+    const safety = key === undefined ? 'once' : 'idempotent';
+    return (await this.http.call<AppendResult>({ method: 'POST', path: `/logs/${enc(logId)}/records`, body, safety, ...sig(o) })).body;
+  }
+
+  /**
+   * Appends any number of records in order, as requests of at most `maxRecordsPerRequest`
+   * records and `maxRequestBytes` bytes, each with its own idempotency key. A request the
+   * service finds too large (413, e.g. a lowered maxRequestBytes) is split in two and sent
+   * again (nothing of it was written); a single record too large fails. Stops at the first
+   * error: the records before it are appended, none after.
+   */
+  async appendMany<T>(logId: string, records: Iterable<AppendRecord<T>> | AsyncIterable<AppendRecord<T>>, o: AppendManyOptions = {}): Promise<AppendManyResult> {
+    const maxRecords = o.maxRecordsPerRequest ?? 500;
+    const maxBytes = o.maxRequestBytes ?? 1_000_000;
+    const out: AppendManyResult = { records: 0, requests: 0, appends: [] };
+    const send = async (batch: AppendRecord<T>[]): Promise<void> => {
+      try {
+        const r = await this.append(logId, batch, sig(o));
+        out.records += batch.length;
+        out.requests++;
+        out.appends.push(r);
+        o.onProgress?.({ records: out.records, requests: out.requests, lastSeq: r.lastSeq });
+      } catch (e) {
+        if (!(e instanceof PayloadTooLargeError) || batch.length < 2) throw e;
+        const half = Math.ceil(batch.length / 2);
+        await send(batch.slice(0, half));
+        await send(batch.slice(half));
+      }
+    };
+    let batch: AppendRecord<T>[] = [];
+    let bytes = BODY_OVERHEAD;
+    for await (const record of records as AsyncIterable<AppendRecord<T>>) {
+      const size = Buffer.byteLength(JSON.stringify(record), 'utf8') + 1;
+      if (batch.length > 0 && (batch.length >= maxRecords || bytes + size > maxBytes)) {
+        await send(batch);
+        batch = [];
+        bytes = BODY_OVERHEAD;
+      }
+      batch.push(record);
+      bytes += size;
+    }
+    if (batch.length > 0) await send(batch);
+    return out;
+  }
+
+  // ---- Sessions -------------------------------------------------------------------------------
+
+  /** POST /logs/{logId}/sessions: opens a session and returns its handle. Retried only when refused. */
+  async createSession(logId: string, input: CreateSessionInput = {}, o: CallOptions = {}): Promise<Session> {
+    const created = (await this.http.call<CreatedSession>({ method: 'POST', path: `/logs/${enc(logId)}/sessions`, body: input, safety: 'once', ...sig(o) })).body;
+    return new Session(this, created.sessionId, { ackTimeoutSeconds: created.ackTimeoutSeconds }, created);
+  }
+
+  /** A handle on an existing session (a worker host typically gets the id from its configuration). */
+  session<T = unknown>(sessionId: string, o: SessionHandleOptions = {}): Session<T> {
+    return new Session<T>(this, sessionId, o);
+  }
+
+  /**
+   * POST /sessions/{id}/receive. Retried after any transient failure, including a connection
+   * lost after sending: delivery is at-least-once, so a response that never arrived only means
+   * its records stay leased to nobody until their lease ends, and then they are delivered again.
+   */
+  async receive<T = unknown>(sessionId: string, input: ReceiveInput = {}, o: CallOptions = {}): Promise<DeliveredRecord<T>[]> {
+    const r = await this.http.call<{ records: DeliveredRecord<T>[] }>({
+      method: 'POST',
+      path: `/sessions/${enc(sessionId)}/receive`,
+      body: input,
+      safety: 'idempotent',
+      extraTimeoutMs: (input.waitSeconds ?? 0) * 1000,
+      ...sig(o),
+    });
+    return r.body.records;
+  }
+
+  /** POST /sessions/{id}/ack; returns how many records it removed. Idempotent. */
+  ack(sessionId: string, selection: Selection, o: CallOptions = {}): Promise<number> {
+    return this.lease(sessionId, 'ack', selection, {}, 'acked', o);
+  }
+
+  /** POST /sessions/{id}/nack: ends leases now (or after `delaySeconds`); returns how many. Idempotent. */
+  nack(sessionId: string, selection: Selection, o: CallOptions & { delaySeconds?: number } = {}): Promise<number> {
+    return this.lease(sessionId, 'nack', selection, o.delaySeconds !== undefined ? { delaySeconds: o.delaySeconds } : {}, 'released', o);
+  }
+
+  /** POST /sessions/{id}/extend: live leases last at least `seconds` from now; returns how many were live. Idempotent. */
+  extend(sessionId: string, selection: Selection, seconds: number, o: CallOptions = {}): Promise<number> {
+    return this.lease(sessionId, 'extend', selection, { seconds }, 'extended', o);
+  }
+
+  private async lease(sessionId: string, op: string, selection: Selection, extra: object, field: string, o: CallOptions): Promise<number> {
+    let n = 0;
+    for (const part of selectionBodies(selection)) {
+      const r = await this.http.call<Record<string, number>>({
+        method: 'POST',
+        path: `/sessions/${enc(sessionId)}/${op}`,
+        body: { ...part, ...extra },
+        safety: 'idempotent',
+        ...sig(o),
+      });
+      n += r.body[field] ?? 0;
+    }
+    return n;
+  }
+
+  /** GET /sessions/{id} */
+  async describeSession(sessionId: string, o: CallOptions = {}): Promise<SessionInfo> {
+    return (await this.http.call<SessionInfo>({ method: 'GET', path: `/sessions/${enc(sessionId)}`, safety: 'idempotent', ...sig(o) })).body;
+  }
+
+  /** GET /sessions/{id}/dead-letters: `[from, to, deliveryCount]` ranges. */
+  async deadLetters(sessionId: string, o: CallOptions = {}): Promise<[number, number, number][]> {
+    return (await this.http.call<{ ranges: [number, number, number][] }>({ method: 'GET', path: `/sessions/${enc(sessionId)}/dead-letters`, safety: 'idempotent', ...sig(o) })).body.ranges;
+  }
+
+  /** DELETE /sessions/{id}. Retried; a 404 on a retry after an unanswered attempt counts as done. */
+  async deleteSession(sessionId: string, o: CallOptions = {}): Promise<void> {
+    await this.http.call({ method: 'DELETE', path: `/sessions/${enc(sessionId)}`, safety: 'idempotent', notFoundAfterAmbiguousIsSuccess: true, ...sig(o) });
+  }
+
+  // ---- Configs and bakes (admin) --------------------------------------------------------------
+
+  /** GET /configs */
+  async listConfigs(o: CallOptions = {}): Promise<Configs> {
+    return (await this.http.call<Configs>({ method: 'GET', path: '/configs', safety: 'idempotent', ...sig(o) })).body;
+  }
+
+  /** POST /configs/{profile}/versions: stores a new version (not idempotent: retried only when refused). */
+  async putConfigVersion(profile: string, content: unknown, o: CallOptions & { description?: string } = {}): Promise<CreatedConfigVersion> {
+    const body = o.description === undefined ? { content } : { content, description: o.description };
+    return (await this.http.call<CreatedConfigVersion>({ method: 'POST', path: `/configs/${enc(profile)}/versions`, body, safety: 'once', ...sig(o) })).body;
+  }
+
+  /** GET /configs/{profile}/versions/{version} */
+  async getConfigVersion(profile: string, version: string | number, o: CallOptions = {}): Promise<ConfigVersion> {
+    return (await this.http.call<ConfigVersion>({ method: 'GET', path: `/configs/${enc(profile)}/versions/${enc(String(version))}`, safety: 'idempotent', ...sig(o) })).body;
+  }
+
+  /** POST /bakes (not idempotent: a repeat would find its own bake in progress); retried only when refused. */
+  async startBake(input: StartBakeInput, o: CallOptions = {}): Promise<{ bakeId: string }> {
+    return (await this.http.call<{ bakeId: string }>({ method: 'POST', path: '/bakes', body: input, safety: 'once', ...sig(o) })).body;
+  }
+
+  /** GET /bakes/{bakeId} */
+  async describeBake(bakeId: string, o: CallOptions = {}): Promise<Bake> {
+    return (await this.http.call<Bake>({ method: 'GET', path: `/bakes/${enc(bakeId)}`, safety: 'idempotent', ...sig(o) })).body;
+  }
+
+  /** POST /bakes/{bakeId}/abort: sets the bake's abort flag (idempotent). */
+  async abortBake(bakeId: string, o: CallOptions = {}): Promise<AbortedBake> {
+    return (await this.http.call<AbortedBake>({ method: 'POST', path: `/bakes/${enc(bakeId)}/abort`, safety: 'idempotent', ...sig(o) })).body;
+  }
+}
+
+function sig(o: CallOptions): { signal?: AbortSignal } {
+  return o.signal ? { signal: o.signal } : {};
+}

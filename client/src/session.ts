@@ -1,0 +1,543 @@
+/**
+ * A receiver session handle and the worker API on top of it:
+ *
+ * - `consume(handler, opts)`: receive, run the handler per record (`consumeBatches`: per
+ *   batch) with bounded concurrency, ack what succeeded, nack what threw, extend the leases of
+ *   everything held while it waits or runs, and on abort stop receiving, release what has not
+ *   started, let running handlers finish, settle them, and return a summary.
+ * - `records(opts)`: `for await (const r of session.records()) { ...; await r.ack(); }`.
+ *
+ * Both are at-least-once: a worker that dies holds nothing anyone waits for; its leases run out
+ * and its records go to another worker.
+ */
+import type { LogrelayClient, CallOptions } from './client';
+import { ConflictError, ForbiddenError, LogrelayError, NotFoundError, ValidationError } from './errors';
+import { sleep } from './retry';
+import type { CreatedSession, DeliveredRecord, ReceiveInput, Selection, Seq, SessionInfo } from './types';
+
+export interface HandlerContext<T = unknown> {
+  /** The consume call's signal: aborted when the worker is shutting down. */
+  signal: AbortSignal;
+  session: Session<T>;
+}
+
+/** Throw (or reject) to have the record nacked; return anything to have it acked. */
+export type RecordHandler<T> = (record: DeliveredRecord<T>, ctx: HandlerContext<T>) => unknown;
+
+/**
+ * Throw to nack the whole batch; return nothing to ack all of it, or `{ failed: seqs }` to nack
+ * those and ack the rest.
+ */
+export type BatchHandler<T> = (
+  records: DeliveredRecord<T>[],
+  ctx: HandlerContext<T>,
+) => void | { failed?: readonly Seq[] } | Promise<void | { failed?: readonly Seq[] }>;
+
+export type ConsumePhase = 'handler' | 'receive' | 'ack' | 'nack' | 'extend';
+
+export interface ConsumeOptions {
+  /** Handler calls (records, or batches with consumeBatches) running at once (default 1). */
+  concurrency?: number;
+  /**
+   * Most records one receive asks for (default 100; the service may send fewer). The worker
+   * receives again when everything received has started, so it holds at most `maxRecords` +
+   * `concurrency` records (or batches' records).
+   */
+  maxRecords?: number;
+  /**
+   * Long-poll wait of each receive, 0..20 s (default 10). On abort, a receive already waiting is
+   * allowed to finish, so that the records it may lease are released at once instead of waiting
+   * out their lease: shutdown takes at most this long plus the running handlers.
+   */
+  waitSeconds?: number;
+  /** Stop receiving, release what has not started, let running handlers finish, and return. */
+  signal?: AbortSignal;
+  /** Return once a receive finds nothing and nothing is held (drain the session, then stop). */
+  stopWhenEmpty?: boolean;
+  /** Delay before a failed record may be delivered again (default 0). */
+  nackDelaySeconds?: number;
+  /**
+   * The session's ack timeout, for lease extension. Default: known from createSession or
+   * client.session(id, {ackTimeoutSeconds}), else read from GET /sessions/{id}, else estimated
+   * from the first delivery's leaseExpiresAt.
+   */
+  ackTimeoutSeconds?: number;
+  /**
+   * Sees every failure that does not stop the worker: handler errors (the records are nacked)
+   * and service errors that outlasted the retries. Default: one line on stderr (console.error).
+   */
+  onError?: (error: unknown, info: { during: ConsumePhase; seqs?: Seq[] }) => void;
+}
+
+export interface ConsumeSummary {
+  /** Records received (a redelivered record counts again). */
+  received: number;
+  /** Records whose handler succeeded (then acked). */
+  handled: number;
+  /** Records whose handler threw (then nacked). */
+  failed: number;
+  /** Records released (nacked) without running: held when the worker was aborted. */
+  released: number;
+  /** Records the service confirmed acked (0 for a record whose lease was lost and acked by another worker). */
+  acked: number;
+  /** Lease extensions the service granted (a record extended three times counts three). */
+  extended: number;
+  /** Records an extension found no longer leased (it came too late: the record may go to another worker). */
+  leasesLost: number;
+  /** Records neither acked nor nacked because the service could not be reached: their leases run out. */
+  unsettled: number;
+}
+
+export interface RecordsOptions extends CallOptions {
+  /** Most records one receive asks for (default 100). */
+  maxRecords?: number;
+  /** Long-poll wait, 0..20 s (default 20). */
+  waitSeconds?: number;
+  /** End the loop when a receive finds nothing. */
+  stopWhenEmpty?: boolean;
+  /** Extend the leases of received records not yet acked (default true). */
+  extendLeases?: boolean;
+  ackTimeoutSeconds?: number;
+}
+
+/** A record from `records()`, to be acked (or nacked) by the loop. */
+export interface LeasedRecord<T = unknown> extends DeliveredRecord<T> {
+  ack(): Promise<void>;
+  nack(delaySeconds?: number): Promise<void>;
+  /** Lengthens this record's lease to at least `seconds` from now. */
+  extend(seconds: number): Promise<void>;
+}
+
+const FATAL = [NotFoundError, ForbiddenError, ValidationError, ConflictError];
+const isFatal = (e: unknown): boolean => !(e instanceof LogrelayError) || FATAL.some((c) => e instanceof c);
+
+export class Session<T = unknown> {
+  constructor(
+    readonly client: LogrelayClient,
+    readonly id: string,
+    private readonly known: { ackTimeoutSeconds?: number } = {},
+    /** What POST /logs/{logId}/sessions answered, when this handle came from createSession. */
+    readonly info?: CreatedSession,
+  ) {}
+
+  get ackTimeoutSeconds(): number | undefined {
+    return this.known.ackTimeoutSeconds;
+  }
+
+  receive(input: ReceiveInput = {}, o: CallOptions = {}): Promise<DeliveredRecord<T>[]> {
+    return this.client.receive<T>(this.id, input, o);
+  }
+  ack(selection: Selection, o: CallOptions = {}): Promise<number> {
+    return this.client.ack(this.id, selection, o);
+  }
+  nack(selection: Selection, o: CallOptions & { delaySeconds?: number } = {}): Promise<number> {
+    return this.client.nack(this.id, selection, o);
+  }
+  extend(selection: Selection, seconds: number, o: CallOptions = {}): Promise<number> {
+    return this.client.extend(this.id, selection, seconds, o);
+  }
+  describe(o: CallOptions = {}): Promise<SessionInfo> {
+    return this.client.describeSession(this.id, o);
+  }
+  deadLetters(o: CallOptions = {}): Promise<[number, number, number][]> {
+    return this.client.deadLetters(this.id, o);
+  }
+  delete(o: CallOptions = {}): Promise<void> {
+    return this.client.deleteSession(this.id, o);
+  }
+
+  /** The ack timeout consume() and records() extend leases by (see ConsumeOptions.ackTimeoutSeconds). */
+  private async resolveAckTimeout(explicit: number | undefined): Promise<number | undefined> {
+    if (explicit !== undefined) return explicit;
+    if (this.known.ackTimeoutSeconds !== undefined) return this.known.ackTimeoutSeconds;
+    const info = await this.describe();
+    const s = info.settings?.ackTimeoutSeconds;
+    if (typeof s === 'number' && s > 0) this.known.ackTimeoutSeconds = s;
+    return this.known.ackTimeoutSeconds;
+  }
+
+  /** Runs `handler` once per record; see ConsumeOptions. Resolves with a summary once stopped. */
+  async consume(handler: RecordHandler<T>, opts: ConsumeOptions = {}): Promise<ConsumeSummary> {
+    const ctx = this.context(opts);
+    return new Consumer<T>(this, await this.resolveAckTimeout(opts.ackTimeoutSeconds), opts, (batch) =>
+      batch.map((r) => ({
+        records: [r],
+        run: async () => {
+          await handler(r, ctx);
+          return [];
+        },
+      })),
+    ).run();
+  }
+
+  /** Runs `handler` once per received batch; see BatchHandler and ConsumeOptions. */
+  async consumeBatches(handler: BatchHandler<T>, opts: ConsumeOptions = {}): Promise<ConsumeSummary> {
+    const ctx = this.context(opts);
+    return new Consumer<T>(this, await this.resolveAckTimeout(opts.ackTimeoutSeconds), opts, (batch) => [
+      {
+        records: batch,
+        run: async () => {
+          const out = await handler(batch, ctx);
+          return out && out.failed ? [...out.failed] : [];
+        },
+      },
+    ]).run();
+  }
+
+  private context(opts: ConsumeOptions): HandlerContext<T> {
+    return { signal: opts.signal ?? new AbortController().signal, session: this };
+  }
+
+  /**
+   * Received records one at a time, each to be acked (or nacked) by the loop. Leases of records
+   * received and not yet settled are extended while the loop runs. Leaving the loop (break,
+   * return, throw, or the signal) releases every record received and not yet settled.
+   */
+  async *records(opts: RecordsOptions = {}): AsyncGenerator<LeasedRecord<T>, void, undefined> {
+    const ackTimeout = opts.extendLeases === false ? undefined : await this.resolveAckTimeout(opts.ackTimeoutSeconds);
+    const keeper = opts.extendLeases === false ? undefined : new LeaseKeeper((seqs, s) => this.extend(seqs, s), ackTimeout);
+    const unsettled = new Set<Seq>();
+    const settle = (seq: Seq) => {
+      unsettled.delete(seq);
+      keeper?.remove([seq]);
+    };
+    const waitSeconds = opts.waitSeconds ?? 20;
+    try {
+      while (!opts.signal?.aborted) {
+        const sentAt = Date.now();
+        const batch = await this.receive({ maxRecords: opts.maxRecords ?? 100, waitSeconds });
+        if (batch.length === 0) {
+          if (opts.stopWhenEmpty) return;
+          if (waitSeconds === 0) await sleep(1000, opts.signal).catch(() => undefined);
+          continue;
+        }
+        for (const r of batch) unsettled.add(r.seq);
+        keeper?.add(batch, sentAt);
+        for (const r of batch) {
+          if (opts.signal?.aborted) return;
+          yield {
+            ...r,
+            ack: async () => {
+              settle(r.seq);
+              await this.ack([r.seq]);
+            },
+            nack: async (delaySeconds?: number) => {
+              settle(r.seq);
+              await this.nack([r.seq], delaySeconds !== undefined ? { delaySeconds } : {});
+            },
+            extend: async (seconds: number) => {
+              await this.extend([r.seq], seconds);
+            },
+          };
+        }
+      }
+    } finally {
+      keeper?.stop();
+      if (unsettled.size > 0) await this.nack([...unsettled]).catch(() => undefined);
+    }
+  }
+}
+
+// ---- Lease extension ------------------------------------------------------------------------------
+
+/**
+ * Keeps the leases of held records alive: every tick, records with less than half an ack
+ * timeout left (by a conservative local estimate: the receive's send time plus the ack timeout)
+ * are extended by a full ack timeout in one request.
+ */
+export class LeaseKeeper {
+  private readonly held = new Map<Seq, number>();
+  private timeoutMs: number | undefined;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private inFlight: Promise<void> | undefined;
+  private stopped = false;
+  extended = 0;
+  lost = 0;
+
+  constructor(
+    private readonly extendFn: (seqs: Seq[], seconds: number) => Promise<number>,
+    ackTimeoutSeconds: number | undefined,
+    private readonly onError: (e: unknown, seqs: Seq[]) => void = () => {},
+  ) {
+    if (ackTimeoutSeconds !== undefined) this.timeoutMs = ackTimeoutSeconds * 1000;
+  }
+
+  get size(): number {
+    return this.held.size;
+  }
+
+  add(records: readonly DeliveredRecord<unknown>[], sentAtMs: number): void {
+    if (records.length === 0 || this.stopped) return;
+    if (this.timeoutMs === undefined) {
+      // No ack timeout known: estimate it from the lease the service granted (clock skew applies).
+      const granted = Date.parse(records[0]!.leaseExpiresAt) - sentAtMs;
+      this.timeoutMs = Math.max(1000, Math.round(granted / 1000) * 1000);
+    }
+    for (const r of records) this.held.set(r.seq, sentAtMs + this.timeoutMs);
+    if (!this.timer) {
+      const tick = Math.min(5000, Math.max(100, this.timeoutMs / 8));
+      this.timer = setInterval(() => void this.tick(), tick);
+    }
+  }
+
+  /** Stops extending these records (they are being acked or nacked). */
+  remove(seqs: readonly Seq[]): void {
+    for (const s of seqs) this.held.delete(s);
+  }
+
+  /** Resolves once no extend request is in flight (so an ack sent next cannot overtake it). */
+  async idle(): Promise<void> {
+    while (this.inFlight) await this.inFlight;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private tick(): void {
+    if (this.inFlight || this.stopped || this.timeoutMs === undefined) return;
+    const timeoutMs = this.timeoutMs;
+    const now = Date.now();
+    const due: Seq[] = [];
+    for (const [seq, until] of this.held) if (until - now <= timeoutMs / 2) due.push(seq);
+    if (due.length === 0) return;
+    const sentAt = Date.now();
+    this.inFlight = this.extendFn(due, Math.ceil(timeoutMs / 1000))
+      .then((n) => {
+        this.extended += n;
+        this.lost += Math.max(0, due.length - n);
+        for (const s of due) if (this.held.has(s)) this.held.set(s, sentAt + timeoutMs);
+      })
+      .catch((e: unknown) => this.onError(e, due))
+      .finally(() => {
+        this.inFlight = undefined;
+      });
+  }
+}
+
+// ---- The consume loop -----------------------------------------------------------------------------
+
+function defaultOnError(e: unknown, info: { during: ConsumePhase; seqs?: Seq[] }): void {
+  const which = info.seqs?.length ? ` (seq ${info.seqs.length === 1 ? info.seqs[0] : `${info.seqs[0]} and ${info.seqs.length - 1} more`})` : '';
+  const what = info.during === 'handler' ? `the handler failed${which}; nacked` : `${info.during} failed${which}`;
+  console.error(`logrelay consume: ${what}: ${(e as Error)?.message ?? String(e)}`);
+}
+
+interface Job<T> {
+  records: DeliveredRecord<T>[];
+  /** Runs the handler; resolves with the seqs that failed (a throw fails them all). */
+  run(): Promise<Seq[]>;
+}
+
+class Consumer<T> {
+  private readonly queue: Job<T>[] = [];
+  private running = 0;
+  private stopping = false;
+  private fatal: unknown;
+  private readonly toAck: Seq[] = [];
+  private readonly toNack: Seq[] = [];
+  private readonly toRelease: Seq[] = [];
+  private flushing: Promise<void> | undefined;
+  private waiters: (() => void)[] = [];
+  private readonly keeper: LeaseKeeper;
+  private readonly summary: ConsumeSummary = { received: 0, handled: 0, failed: 0, released: 0, acked: 0, extended: 0, leasesLost: 0, unsettled: 0 };
+  private readonly concurrency: number;
+
+  private readonly onError: NonNullable<ConsumeOptions['onError']>;
+
+  constructor(
+    private readonly session: Session<T>,
+    ackTimeoutSeconds: number | undefined,
+    private readonly o: ConsumeOptions,
+    private readonly jobsOf: (batch: DeliveredRecord<T>[]) => Job<T>[],
+  ) {
+    this.concurrency = Math.max(1, Math.floor(o.concurrency ?? 1));
+    this.onError = o.onError ?? defaultOnError;
+    this.keeper = new LeaseKeeper((seqs, s) => session.extend(seqs, s), ackTimeoutSeconds, (e, seqs) => this.failure(e, 'extend', seqs));
+  }
+
+  async run(): Promise<ConsumeSummary> {
+    const onAbort = () => this.stop();
+    this.o.signal?.addEventListener('abort', onAbort, { once: true });
+    if (this.o.signal?.aborted) this.stop();
+    try {
+      await this.receiveLoop();
+      this.stop();
+      while (this.running > 0) await this.changed();
+      await this.settleAll();
+    } finally {
+      this.keeper.stop();
+      this.o.signal?.removeEventListener('abort', onAbort);
+    }
+    this.summary.extended = this.keeper.extended;
+    this.summary.leasesLost = this.keeper.lost;
+    if (this.fatal !== undefined) throw this.fatal;
+    return { ...this.summary };
+  }
+
+  /** Stop receiving and starting handlers; release what has not started. */
+  private stop(): void {
+    this.stopping = true;
+    const queued = this.queue.splice(0).flatMap((j) => j.records.map((r) => r.seq));
+    if (queued.length) this.release(queued);
+    this.notify();
+  }
+
+  private release(seqs: Seq[]): void {
+    this.summary.released += seqs.length;
+    this.keeper.remove(seqs);
+    this.toRelease.push(...seqs);
+    void this.flush();
+  }
+
+  private changed(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private notify(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const resolve of w) resolve();
+  }
+
+  /** Reports a failure; a fatal one (session gone, not allowed, invalid request) stops the worker. */
+  private failure(e: unknown, during: ConsumePhase, seqs?: Seq[]): void {
+    if (during !== 'handler' && isFatal(e)) {
+      if (this.fatal === undefined) this.fatal = e;
+      this.stop();
+      return;
+    }
+    this.onError(e, seqs ? { during, seqs } : { during });
+  }
+
+  private async receiveLoop(): Promise<void> {
+    const waitSeconds = this.o.waitSeconds ?? 10;
+    let backoffMs = 0;
+    while (!this.stopping) {
+      if (this.queue.length > 0) {
+        await this.changed();
+        continue;
+      }
+      const sentAt = Date.now();
+      let batch: DeliveredRecord<T>[];
+      try {
+        // Not given the abort signal on purpose: a receive that has started may lease records,
+        // and they are released below rather than left to wait out their lease.
+        batch = await this.session.receive({ maxRecords: this.o.maxRecords ?? 100, waitSeconds });
+        backoffMs = 0;
+      } catch (e) {
+        this.failure(e, 'receive');
+        if (this.stopping) break;
+        // Still failing after the client's retries: wait longer each time, up to 30 s.
+        backoffMs = Math.min(30_000, Math.max(1000, backoffMs * 2));
+        await this.pause(backoffMs);
+        continue;
+      }
+      if (batch.length > 0) {
+        this.summary.received += batch.length;
+        this.keeper.add(batch, sentAt);
+        if (this.stopping) {
+          this.release(batch.map((r) => r.seq));
+          break;
+        }
+        this.queue.push(...this.jobsOf(batch));
+        this.pump();
+        continue;
+      }
+      if (this.o.stopWhenEmpty) {
+        if (this.running === 0 && this.keeper.size === 0 && !this.pendingSettles()) break;
+        await this.changed();
+        continue;
+      }
+      if (waitSeconds === 0) await this.pause(1000);
+    }
+  }
+
+  private pendingSettles(): boolean {
+    return this.toAck.length + this.toNack.length + this.toRelease.length > 0 || this.flushing !== undefined;
+  }
+
+  /** Sleeps, but wakes up early when the worker stops. */
+  private async pause(ms: number): Promise<void> {
+    const ac = new AbortController();
+    const wake = this.changed().then(() => ac.abort());
+    await Promise.race([sleep(ms, ac.signal).catch(() => undefined), wake]);
+    ac.abort();
+  }
+
+  private pump(): void {
+    while (!this.stopping && this.running < this.concurrency && this.queue.length > 0) {
+      const job = this.queue.shift()!;
+      this.running++;
+      void this.execute(job);
+    }
+  }
+
+  private async execute(job: Job<T>): Promise<void> {
+    const seqs = job.records.map((r) => r.seq);
+    let failed: Seq[];
+    try {
+      const said = new Set(await job.run());
+      failed = seqs.filter((s) => said.has(s));
+    } catch (e) {
+      failed = seqs;
+      this.onError(e, { during: 'handler', seqs });
+    }
+    const ok = failed.length ? seqs.filter((s) => !failed.includes(s)) : seqs;
+    this.summary.handled += ok.length;
+    this.summary.failed += failed.length;
+    this.keeper.remove(seqs);
+    this.toAck.push(...ok);
+    this.toNack.push(...failed);
+    this.running--;
+    void this.flush();
+    this.pump();
+    this.notify();
+  }
+
+  /** Sends pending acks, nacks and releases; concurrent callers share one loop. */
+  private flush(): Promise<void> {
+    if (this.flushing) return this.flushing;
+    this.flushing = (async () => {
+      while (this.toAck.length + this.toNack.length + this.toRelease.length > 0) {
+        await this.keeper.idle();
+        const acks = this.toAck.splice(0);
+        const nacks = this.toNack.splice(0);
+        const releases = this.toRelease.splice(0);
+        const calls: Promise<void>[] = [];
+        if (acks.length) {
+          calls.push(
+            this.session.ack(acks).then(
+              (n) => void (this.summary.acked += n),
+              (e: unknown) => this.unsettled(e, 'ack', acks),
+            ),
+          );
+        }
+        if (nacks.length) {
+          const delay = this.o.nackDelaySeconds;
+          calls.push(this.session.nack(nacks, delay ? { delaySeconds: delay } : {}).then(() => undefined, (e: unknown) => this.unsettled(e, 'nack', nacks)));
+        }
+        if (releases.length) {
+          calls.push(this.session.nack(releases).then(() => undefined, (e: unknown) => this.unsettled(e, 'nack', releases)));
+        }
+        await Promise.all(calls);
+      }
+    })().finally(() => {
+      this.flushing = undefined;
+      this.notify();
+    });
+    return this.flushing;
+  }
+
+  /** An ack or nack failed even after retries: the records' leases will run out, and they go to a worker again. */
+  private unsettled(e: unknown, during: ConsumePhase, seqs: Seq[]): void {
+    this.summary.unsettled += seqs.length;
+    this.failure(e, during, seqs);
+  }
+
+  private async settleAll(): Promise<void> {
+    while (this.pendingSettles()) await this.flush();
+  }
+}
