@@ -27,7 +27,7 @@ import { decidePoll, pollBudget, type BakeSettings, type Phase } from '../lambda
 import { judge, JUDGE_DEFAULTS, type ArmSeries, type PeriodStats } from '../lambdas/domain/judge';
 import { judgeSettingsOf, BAKE_DEFAULTS } from '../lambdas/domain/bake';
 import { DEFAULT_BAKE_ALARMS } from '../lib/config-bake';
-import { median } from './stats';
+import { median, prng } from './stats';
 
 const argv = process.argv.slice(2);
 const JSON_OUT = argv.includes('--json');
@@ -68,14 +68,7 @@ const SCENARIOS: Scenario[] = [
 
 // ---- Random numbers -------------------------------------------------------------------------------
 function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const { next } = prng(seed);
   let spare: number | undefined;
   const normal = (): number => {
     if (spare !== undefined) {

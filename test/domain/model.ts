@@ -6,20 +6,9 @@
 import type { Lease, Range } from '../../lambdas/domain/ranges';
 import type { SessionSettings, SessionState } from '../../lambdas/domain/session';
 
-/** mulberry32: small, deterministic, good enough to generate test cases. */
-export function prng(seed: number): { next: () => number; int: (lo: number, hi: number) => number; pick: <T>(xs: readonly T[]) => T } {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (lo: number, hi: number): number => lo + Math.floor(next() * (hi - lo + 1));
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!;
-  return { next, int, pick };
-}
+/** The seeded PRNG the benchmarks use too (mulberry32). */
+import { prng } from '../../bench/stats';
+export { prng };
 
 export interface SeqState {
   leaseMs: number;
