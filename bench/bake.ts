@@ -23,9 +23,8 @@
  * `-- --json` prints the same figures as one JSON document, with a `targets` list.
  * `-- --trials N` sets trials per scenario (default 1000; A/A runs twice as many).
  */
-import { decidePoll, pollBudget, type BakeSettings, type Phase } from '../lambdas/domain/bake';
-import { judge, JUDGE_DEFAULTS, type ArmSeries, type PeriodStats } from '../lambdas/domain/judge';
-import { judgeSettingsOf, BAKE_DEFAULTS } from '../lambdas/domain/bake';
+import { BAKE_DEFAULTS, decidePoll, judgeSettingsOf, pollBudget, type BakeSettings, type Phase } from '../lambdas/domain/bake';
+import { judge, type ArmSeries, type PeriodStats } from '../lambdas/domain/judge';
 import { DEFAULT_BAKE_ALARMS } from '../lib/config-bake';
 import { median, prng } from './stats';
 
@@ -393,4 +392,3 @@ if (JSON_OUT) {
   console.log('\n| target | value | target | met |\n|---|---|---|---|');
   for (const t of targets) console.log(`| ${t.name} | ${typeof t.value === 'number' ? +t.value.toFixed(4) : t.value} | ${t.target} | ${t.met ? 'yes' : 'NO'} |`);
 }
-void JUDGE_DEFAULTS;

@@ -113,7 +113,7 @@ export function pollBudget(s: BakeSettings): { polls: number; extension: number 
 }
 
 export class BakeStateError extends Error {
-  constructor(readonly code: 'BakeInProgress' | 'LockLost' | 'NotRunning' | 'NoCurrentPhase', message: string) {
+  constructor(readonly code: 'BakeInProgress' | 'LockLost' | 'NoCurrentPhase', message: string) {
     super(message);
     this.name = 'BakeStateError';
   }
@@ -191,16 +191,6 @@ export type PollDecision =
   | { action: 'APPROVE'; reason: string }
   | { action: 'REJECT'; reason: string }
   | { action: 'ABORT' };
-
-const pct = (n: number, d: number): string => (d === 0 ? 'n/a' : `${((100 * n) / d).toFixed(2)}%`);
-
-/** The two arms in numbers, for a verdict's reason. */
-export function describeArms(arms: { control: ArmStats; experiment: ArmStats }): string {
-  const one = (name: string, a: ArmStats) =>
-    `${name} ${a.requests} requests, 5xx ${pct(a.errors5xx, a.requests)} (${a.errors5xx}), 4xx ${pct(a.errors4xx, a.requests)} (${a.errors4xx})` +
-    (a.p99Ms === undefined ? '' : `, worst 10 s p99 ${Math.round(a.p99Ms)} ms`);
-  return `${one('experiment', arms.experiment)}; ${one('control', arms.control)}`;
-}
 
 /**
  * One poll of a baking phase (`phase.polls` already counts this one). An abort request aborts;

@@ -127,12 +127,13 @@ export function httpHandler(fn: string, deps: HttpDeps, routes: Record<string, R
     let arm: Arm = 'control';
     let versions: VersionSet | undefined;
     let idleMs = 0;
-    const keyed = armKeyOf((event.pathParameters ?? {}) as Record<string, string>) !== undefined;
+    const path = (event.pathParameters ?? {}) as Record<string, string>;
+    const key = armKeyOf(path);
+    const keyed = key !== undefined;
     try {
       const route = routes[event.routeKey];
       if (!route) throw new ApiError(404, 'RouteNotFound', `No route ${event.routeKey} here. See the API reference for the routes.`);
-      const path = (event.pathParameters ?? {}) as Record<string, string>;
-      const effective = await deps.config.forKey(armKeyOf(path));
+      const effective = await deps.config.forKey(key);
       arm = effective.arm;
       versions = effective.versions;
       const { body, bytes } = parseBody(event);

@@ -73,6 +73,13 @@ export type BakeTask =
   /** `input` is the machine's state when it got here: with `error` when a step failed. */
   | { action: 'cleanup'; bakeId: string; error?: { Error?: string; Cause?: string }; input?: { error?: { Error?: string; Cause?: string } } };
 
+/** One profile in GET /configs. */
+interface ProfileView {
+  control: string;
+  experiment?: { version: string; weightPercent: number; bakeId: string };
+  versions: string[];
+}
+
 const MAX_CONFLICT_RETRIES = 8;
 /** A RUNNING bake whose execution has not started this long after its creation never will. */
 const NEVER_STARTED_MS = 60_000;
@@ -101,10 +108,10 @@ export class BakeService {
 
   // ---- Configs ------------------------------------------------------------------------------
 
-  async listConfigs(): Promise<{ profiles: Record<string, { control: string; experiment?: { version: string; weightPercent: number; bakeId: string }; versions: string[] }> }> {
+  async listConfigs(): Promise<{ profiles: Record<string, ProfileView> }> {
     const item = await this.control.getRollout(true);
     const exp = liveExperiment(item.state, this.clock.now());
-    const profiles: Record<string, { control: string; experiment?: { version: string; weightPercent: number; bakeId: string }; versions: string[] }> = {};
+    const profiles: Record<string, ProfileView> = {};
     const lists = await Promise.all(PROFILES.map((p) => this.versions.list(p)));
     PROFILES.forEach((p, i) => {
       profiles[p] = {
@@ -174,17 +181,16 @@ export class BakeService {
 
   /** Releases the lock of a bake that never started its execution; true when it did so. */
   private async cleanupIfNeverStarted(): Promise<boolean> {
-    const holder = (await this.control.getRollout(true)).lock?.bakeId;
-    if (!holder) return true;
-    const b = await this.control.getBake(holder);
+    const lock = (await this.control.getRollout(true)).lock;
+    if (!lock) return true;
+    const b = await this.control.getBake(lock.bakeId);
     const now = this.clock.now();
-    const stale = b ? b.status === 'RUNNING' && b.executionStartedAtMs === undefined && now - b.createdAtMs > NEVER_STARTED_MS : true;
-    if (!stale) return false;
     // With no record at all, only a lock older than the grace period is taken as dead.
-    if (!b) {
-      const item = await this.control.getRollout(true);
-      if (item.lock?.bakeId !== holder || (item.lock.takenAtMs ?? 0) > now - NEVER_STARTED_MS) return false;
-    }
+    const stale = b
+      ? b.status === 'RUNNING' && b.executionStartedAtMs === undefined && now - b.createdAtMs > NEVER_STARTED_MS
+      : (lock.takenAtMs ?? 0) <= now - NEVER_STARTED_MS;
+    if (!stale) return false;
+    const holder = lock.bakeId;
     await this.cleanup(holder, { Error: 'NeverStarted', Cause: 'The request that started this bake stopped before its state machine started; a later POST /bakes cleaned it up.' });
     return true;
   }
