@@ -5,7 +5,7 @@
  * the one definition the stack itself is built from, in the tests).
  */
 import type { AddressInfo } from 'node:net';
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DynamoDBClient, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
 import { TABLES } from '../lambdas/tables';
 import type { LocalTable } from './template';
 
@@ -58,6 +58,12 @@ async function createTables(client: DynamoDBClient, tables: readonly TableSpec[]
     } catch (e) {
       if ((e as { name?: string }).name !== 'ResourceInUseException') throw e; // kept from an earlier run (--data-dir)
     }
+  }
+  // CreateTable answers while the table is still CREATING, and a table answers
+  // ResourceNotFoundException until it is ACTIVE (dynalite flips it a moment later, on its own
+  // timer; a loaded machine lost the first requests of a fresh runtime to this). Wait for ACTIVE.
+  for (const t of tables) {
+    await waitUntilTableExists({ client, maxWaitTime: 30, minDelay: 0.01, maxDelay: 0.25 }, { TableName: t.name });
   }
 }
 

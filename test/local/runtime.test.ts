@@ -19,6 +19,8 @@ import { LogrelayStack } from '../../lib/logrelay-stack';
 import { readSystem, synthTemplate, type Template } from '../../local/template';
 import { startLocalRuntime, type LocalRuntime } from '../../local/server';
 import { SignedHttp } from '../../local/client';
+import { startEmbeddedDynamo } from '../../local/dynamo';
+import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'logrelay-test-'));
 
@@ -272,17 +274,40 @@ describe('serving over HTTP', () => {
   });
 });
 
+describe('the embedded DynamoDB', () => {
+  // CreateTable answers while a table is CREATING; a request before ACTIVE is refused with
+  // ResourceNotFoundException. The runtime must not take requests before every table is ACTIVE.
+  it('has every table ACTIVE by the time it is started, fresh and reopened from a data dir', async () => {
+    const dataDir = tmp();
+    const tables = readSystem(template).tables;
+    for (let run = 0; run < 2; run++) {
+      const dynamo = await startEmbeddedDynamo({ tables, path: dataDir });
+      try {
+        for (const t of tables) {
+          const d = await dynamo.client.send(new DescribeTableCommand({ TableName: t.name }));
+          expect({ table: t.name, status: d.Table?.TableStatus }).toEqual({ table: t.name, status: 'ACTIVE' });
+        }
+      } finally {
+        await dynamo.close();
+      }
+    }
+  });
+});
+
 describe('--data-dir', () => {
   it('keeps logs, records and sessions across a restart', async () => {
     const dataDir = tmp();
     const credentialsPath = join(tmp(), 'c.json');
     const first = await startLocalRuntime({ port: 0, template, dataDir, credentialsPath, log: () => {} });
     const api1 = new SignedHttp(first.url, first.principals[0]!);
-    await api1.call('POST', '/logs', { logId: 'kept' });
-    await api1.call('POST', '/logs/kept/records', { records: [{ data: 'one' }, { data: 'two' }] });
-    const sid = (await api1.call('POST', '/logs/kept/sessions', {})).body.sessionId;
-    await api1.call('POST', `/sessions/${sid}/receive`, { maxRecords: 1 });
-    await api1.call('POST', `/sessions/${sid}/ack`, { seqs: [1] });
+    expect((await api1.call('POST', '/logs', { logId: 'kept' })).status).toBe(201);
+    expect((await api1.call('POST', '/logs/kept/records', { records: [{ data: 'one' }, { data: 'two' }] })).status).toBe(201);
+    const opened = await api1.call('POST', '/logs/kept/sessions', {});
+    expect(opened.status).toBe(201);
+    const sid = opened.body.sessionId as string;
+    expect((await api1.call('POST', `/sessions/${sid}/receive`, { maxRecords: 1 })).body.records).toHaveLength(1);
+    expect((await api1.call('POST', `/sessions/${sid}/ack`, { seqs: [1] })).status).toBe(200);
+    expect((await api1.call('GET', '/logs/kept')).body).toMatchObject({ firstSeq: 1, lastSeq: 2 });
     await first.close();
     const second = await startLocalRuntime({ port: 0, template, dataDir, credentialsPath, log: () => {} });
     try {
