@@ -17,9 +17,9 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { ConditionalCheckFailedException, type ConsumedCapacity, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ConflictError } from '../domain/errors';
-import { decodeDead, decodeLeases, encodeDead, encodeLeases } from '../domain/codec';
+import { decodeAckMark, decodeDead, decodeLeases, encodeAckMark, encodeDead, encodeLeases } from '../domain/codec';
 import type { DeadRange } from '../domain/ranges';
-import type { SessionState } from '../domain/session';
+import type { AckMark, SessionState, StoredSession } from '../domain/session';
 
 export interface Pending {
   batchId: string;
@@ -36,7 +36,12 @@ export interface LogHead {
   createdMs: number;
   lastSeq: number;
   pending?: Pending;
+  /** First sequence numbers of the most recent committed segments, ascending (at most BOUNDS_KEPT). */
+  bounds?: number[];
 }
+
+/** Recent segment starts kept in a log's head, so a receive can query from the right segment. */
+export const BOUNDS_KEPT = 48;
 
 export interface Segment {
   first: number;
@@ -67,7 +72,8 @@ export interface Store {
   createLog(head: LogHead): Promise<void>;
   getHead(logKey: string): Promise<LogHead | undefined>;
   reserve(logKey: string, expectLastSeq: number, pending: Pending): Promise<void>;
-  commit(logKey: string, batchId: string, lastSeq: number): Promise<void>;
+  /** Ends the reservation `batchId`: the log now ends at `lastSeq`; `bounds` replaces the head's segment starts. */
+  commit(logKey: string, batchId: string, lastSeq: number, bounds: readonly number[]): Promise<void>;
   abandon(logKey: string, batchId: string): Promise<void>;
   putSegments(logKey: string, segments: readonly Segment[]): Promise<void>;
   deleteSegments(logKey: string, firsts: readonly number[]): Promise<void>;
@@ -83,12 +89,28 @@ export interface Store {
   setIdemRange(logKey: string, key: string, token: string, first: number, last: number): Promise<void>;
   completeIdem(logKey: string, key: string, token: string, first: number, last: number): Promise<void>;
 
-  getSession(sessionId: string): Promise<SessionState | undefined>;
+  getSession(sessionId: string): Promise<StoredSession | undefined>;
   /** The session and its log's head in one round trip. */
-  getSessionWithHead(sessionId: string, logKey: string): Promise<{ session?: SessionState; head?: LogHead }>;
+  getSessionWithHead(sessionId: string, logKey: string): Promise<{ session?: StoredSession; head?: LogHead }>;
   createSession(s: SessionState): Promise<void>;
-  /** Saves `s` if the stored version is still `s.version`, and bumps the version. */
-  saveSession(s: SessionState): Promise<void>;
+  /**
+   * Writes `next` (a settled and changed copy of `stored`) as the new compacted state, if no
+   * other compaction happened since `stored` was read: the claims and acks `stored` saw are
+   * folded in and removed; claims and acks that landed since stay pending. If `next` moved the
+   * cursor, also requires that no claim landed since. Bumps the version.
+   */
+  compactSession(stored: StoredSession, next: SessionState): Promise<void>;
+  /**
+   * Atomically takes the next `n` records: advances the cursor by `n` and appends the claim,
+   * unless the cursor is already past `limit` or the session expired at `nowMs`. Returns the
+   * cursor after the claim (the records taken end right before it).
+   */
+  claimSession(sessionId: string, n: number, limit: number, leaseMs: number, expiresMs: number, nowMs: number): Promise<number>;
+  /**
+   * Atomically records acks (and a use of the session), if the session is `owner`'s, not expired
+   * at `nowMs`, and its cursor is past `maxSeq`. Returns the session as it was just before.
+   */
+  ackSession(sessionId: string, owner: string, marks: readonly AckMark[], maxSeq: number, nowMs: number): Promise<StoredSession>;
   /** Deletes a session's dead-letter pages, then the session item. */
   deleteSession(sessionId: string, deadPages: readonly string[]): Promise<void>;
   putDeadPage(key: string, ranges: readonly DeadRange[], expiresSec: number): Promise<void>;
@@ -123,6 +145,7 @@ function headFromItem(it: Item): LogHead {
   };
   const p = it.pend as { b: string; f: number; l: number; u: number } | undefined;
   if (p) head.pending = { batchId: p.b, first: p.f, last: p.l, untilMs: p.u };
+  if (Array.isArray(it.bnd)) head.bounds = it.bnd as number[];
   return head;
 }
 
@@ -141,6 +164,24 @@ function idemFromItem(it: Item): IdemItem {
   return out;
 }
 
+/** Idle expiry slack: see refreshExpiry. Atomic acks set `e = now + ie` from these stored sums. */
+const idleMsOf = (s: SessionState): number => s.settings.idleTimeoutSeconds * 1000 + Math.floor((s.settings.idleTimeoutSeconds * 1000) / 10);
+/** TTL deletes the item a day after it went idle; reads treat it as gone from `e` on. */
+const ttlOf = (expiresMs: number): number => Math.ceil(expiresMs / 1000) + 86_400;
+
+/** The compacted fields, written by create and by compaction. */
+function compactedFields(s: SessionState): Item {
+  return {
+    L: encodeLeases(s.leases),
+    D: encodeDead(s.dead),
+    dp: s.deadPages,
+    ds: s.deadSpilled,
+    sk: s.skipped,
+    e: s.expiresMs,
+    x: ttlOf(s.expiresMs),
+  };
+}
+
 function sessionToItem(s: SessionState, version: number): Item {
   return {
     pk: s.sessionId,
@@ -149,30 +190,27 @@ function sessionToItem(s: SessionState, version: number): Item {
     lk: s.logKey,
     set: s.settings,
     c: s.createdMs,
+    ...compactedFields(s),
+    // cur = b + the claims' sizes: `b` is where the pending claims start, `cur` the next
+    // never-sent record, advanced atomically by claims.
+    b: s.cursor,
     cur: s.cursor,
-    cs: s.cursorSeg,
-    L: encodeLeases(s.leases),
-    D: encodeDead(s.dead),
-    dp: s.deadPages,
-    ds: s.deadSpilled,
-    sk: s.skipped,
-    e: s.expiresMs,
-    // TTL deletes the item a day after it went idle; reads treat it as gone from `e` on.
-    x: Math.ceil(s.expiresMs / 1000) + 86_400,
+    C: [],
+    ie: idleMsOf(s),
+    ix: Math.ceil(idleMsOf(s) / 1000) + 86_400,
     v: version,
   };
 }
 
-function sessionFromItem(it: Item): SessionState {
-  return {
+function sessionFromItem(it: Item): StoredSession {
+  const state: SessionState = {
     sessionId: it.pk as string,
     owner: it.o as string,
     logId: it.lid as string,
     logKey: it.lk as string,
     settings: it.set as SessionState['settings'],
     createdMs: it.c as number,
-    cursor: it.cur as number,
-    cursorSeg: it.cs as number,
+    cursor: it.b as number,
     leases: decodeLeases(it.L as Uint8Array | undefined),
     dead: decodeDead(it.D as Uint8Array | undefined),
     deadPages: (it.dp as string[] | undefined) ?? [],
@@ -181,6 +219,9 @@ function sessionFromItem(it: Item): SessionState {
     expiresMs: it.e as number,
     version: it.v as number,
   };
+  const claims = ((it.C as [number, number][] | undefined) ?? []).map(([n, leaseMs]) => ({ n, leaseMs }));
+  const acks = [...((it.A as Set<string> | undefined) ?? [])].map(decodeAckMark);
+  return { state, claims, acks };
 }
 
 export class DynamoStore implements Store {
@@ -246,7 +287,7 @@ export class DynamoStore implements Store {
     );
   }
 
-  async commit(logKey: string, batchId: string, lastSeq: number): Promise<void> {
+  async commit(logKey: string, batchId: string, lastSeq: number, bounds: readonly number[]): Promise<void> {
     await conditional(
       this.send(
         'commit',
@@ -254,10 +295,10 @@ export class DynamoStore implements Store {
           new UpdateCommand({
             TableName: this.tables.logs,
             Key: { pk: logKey },
-            UpdateExpression: 'SET #last = :n REMOVE pend',
+            UpdateExpression: 'SET #last = :n, bnd = :bnd REMOVE pend',
             ConditionExpression: 'pend.b = :b',
             ExpressionAttributeNames: { '#last': 'last' },
-            ExpressionAttributeValues: { ':n': lastSeq, ':b': batchId },
+            ExpressionAttributeValues: { ':n': lastSeq, ':b': batchId, ':bnd': bounds },
             ReturnConsumedCapacity: 'TOTAL',
           }),
         ),
@@ -443,7 +484,7 @@ export class DynamoStore implements Store {
     );
   }
 
-  async getSession(sessionId: string): Promise<SessionState | undefined> {
+  async getSession(sessionId: string): Promise<StoredSession | undefined> {
     const out = await this.send(
       'getSession',
       this.doc.send(
@@ -458,10 +499,10 @@ export class DynamoStore implements Store {
     return out.Item ? sessionFromItem(out.Item) : undefined;
   }
 
-  async getSessionWithHead(sessionId: string, logKey: string): Promise<{ session?: SessionState; head?: LogHead }> {
+  async getSessionWithHead(sessionId: string, logKey: string): Promise<{ session?: StoredSession; head?: LogHead }> {
     // The head is read eventually consistent (half the read units): a stale lastSeq only hands
     // out new records a moment later; it never names an uncommitted one. The session is read
-    // strongly consistent, since its conditional write would fail on a stale copy anyway.
+    // strongly consistent: a claim bounded by a stale copy would be refused anyway.
     const found = await this.batchGet('getSessionWithHead', {
       [this.tables.sessions]: { keys: [{ pk: sessionId }], consistent: true },
       [this.tables.logs]: { keys: [{ pk: logKey }], consistent: false },
@@ -504,22 +545,94 @@ export class DynamoStore implements Store {
     s.version = 1;
   }
 
-  async saveSession(s: SessionState): Promise<void> {
+  async compactSession(stored: StoredSession, next: SessionState): Promise<void> {
+    const settledCursor = stored.state.cursor + stored.claims.reduce((n, c) => n + c.n, 0);
+    const moved = next.cursor !== settledCursor;
+    const values: Item = { ':v': stored.state.version, ':v2': stored.state.version + 1, ':b': next.cursor };
+    const sets = ['v = :v2', 'b = :b'];
+    for (const [k, val] of Object.entries(compactedFields(next))) {
+      sets.push(`${k} = :${k}`);
+      values[`:${k}`] = val;
+    }
+    let condition = 'v = :v';
+    if (moved) {
+      // Skipping past records retention removed: only if no claim landed since the read.
+      sets.push('cur = :b');
+      condition += ' AND cur = :cur0';
+      values[':cur0'] = settledCursor;
+    }
+    let expr = `SET ${sets.join(', ')}`;
+    // The claims and acks this compaction folded in. Claims are only ever appended, and only a
+    // compaction (which bumps v) removes them, so under `v = :v` the first k are the ones read.
+    // Listed last index first: DynamoDB removes the named elements of the list as it was, an
+    // emulator (dynalite) one after another; in this order both remove the same ones.
+    if (stored.claims.length) expr += ` REMOVE ${stored.claims.map((_, i) => `C[${stored.claims.length - 1 - i}]`).join(', ')}`;
+    if (stored.acks.length) {
+      expr += ' DELETE A :seen';
+      values[':seen'] = new Set(stored.acks.map(encodeAckMark));
+    }
     await conditional(
       this.send(
-        'saveSession',
+        'compactSession',
         this.doc.send(
-          new PutCommand({
+          new UpdateCommand({
             TableName: this.tables.sessions,
-            Item: sessionToItem(s, s.version + 1),
-            ConditionExpression: 'v = :v',
-            ExpressionAttributeValues: { ':v': s.version },
+            Key: { pk: stored.state.sessionId },
+            UpdateExpression: expr,
+            ConditionExpression: condition,
+            ExpressionAttributeValues: values,
             ReturnConsumedCapacity: 'TOTAL',
           }),
         ),
       ),
     );
-    s.version += 1;
+    next.version = stored.state.version + 1;
+  }
+
+  async claimSession(sessionId: string, n: number, limit: number, leaseMs: number, expiresMs: number, nowMs: number): Promise<number> {
+    const out = await conditional(
+      this.send(
+        'claimSession',
+        this.doc.send(
+          new UpdateCommand({
+            TableName: this.tables.sessions,
+            Key: { pk: sessionId },
+            UpdateExpression: 'SET cur = cur + :n, C = list_append(C, :c), e = :e, x = :x',
+            ConditionExpression: 'cur <= :lim AND e > :now',
+            ExpressionAttributeValues: { ':n': n, ':c': [[n, leaseMs]], ':e': expiresMs, ':x': ttlOf(expiresMs), ':lim': limit, ':now': nowMs },
+            ReturnValues: 'UPDATED_NEW',
+            ReturnConsumedCapacity: 'TOTAL',
+          }),
+        ),
+      ),
+    );
+    return out.Attributes!.cur as number;
+  }
+
+  async ackSession(sessionId: string, owner: string, marks: readonly AckMark[], maxSeq: number, nowMs: number): Promise<StoredSession> {
+    const out = await conditional(
+      this.send(
+        'ackSession',
+        this.doc.send(
+          new UpdateCommand({
+            TableName: this.tables.sessions,
+            Key: { pk: sessionId },
+            UpdateExpression: 'ADD A :a SET e = ie + :now, x = ix + :nowSec',
+            ConditionExpression: 'o = :o AND e > :now AND cur > :max',
+            ExpressionAttributeValues: {
+              ':a': new Set(marks.map(encodeAckMark)),
+              ':o': owner,
+              ':now': nowMs,
+              ':nowSec': Math.ceil(nowMs / 1000),
+              ':max': maxSeq,
+            },
+            ReturnValues: 'ALL_OLD',
+            ReturnConsumedCapacity: 'TOTAL',
+          }),
+        ),
+      ),
+    );
+    return sessionFromItem(out.Attributes!);
   }
 
   async deleteSession(sessionId: string, deadPages: readonly string[]): Promise<void> {

@@ -16,6 +16,7 @@
  * store them (test/integration/bounds.test.ts).
  */
 import type { DeadRange, Lease } from './ranges';
+import type { AckMark } from './session';
 
 const VERSION = 1;
 
@@ -115,4 +116,16 @@ export function decodeDead(bytes: Uint8Array | undefined): DeadRange[] {
     prev = to;
   }
   return out;
+}
+
+/**
+ * A pending ack as one element of the session's ack string set: `from-to@atMs`. Equal acks
+ * made in the same millisecond are one element, which is harmless: they remove the same records.
+ */
+export const encodeAckMark = (m: AckMark): string => `${m.from}-${m.to}@${m.atMs}`;
+
+export function decodeAckMark(text: string): AckMark {
+  const m = /^(\d+)-(\d+)@(\d+)$/.exec(text);
+  if (!m) throw new RangeError(`malformed ack mark '${text}'`);
+  return { from: Number(m[1]), to: Number(m[2]), atMs: Number(m[3]) };
 }

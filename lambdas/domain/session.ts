@@ -32,8 +32,6 @@ export interface SessionState {
   createdMs: number;
   /** The next never-sent sequence number. */
   cursor: number;
-  /** Start of the stored segment that holds `cursor`, when known (0: unknown). */
-  cursorSeg: number;
   /** Sent and not acknowledged, sorted by sequence number. */
   leases: Lease[];
   /** Dead-lettered, sorted; older pages may have been spilled to `deadPages`. */
@@ -48,6 +46,90 @@ export interface SessionState {
   expiresMs: number;
   /** Optimistic-concurrency version of the stored item. */
   version: number;
+}
+
+/**
+ * A fresh grant recorded by an atomic claim: `n` records from wherever the cursor stood when
+ * the claim landed, delivered once, leased until `leaseMs`. Claims are appended to the stored
+ * session in cursor order, so the i-th claim covers the n records after the claims before it.
+ */
+export interface Claim {
+  n: number;
+  leaseMs: number;
+}
+
+/** An ack recorded by an atomic update at `atMs`, not yet folded into `leases`. */
+export interface AckMark {
+  from: number;
+  to: number;
+  atMs: number;
+}
+
+/**
+ * A session as stored: the compacted `state` (its `cursor` is where the pending claims start)
+ * plus what atomic updates appended since the last compaction. `settle` folds them together.
+ */
+export interface StoredSession {
+  state: SessionState;
+  claims: Claim[];
+  acks: AckMark[];
+}
+
+/**
+ * The session as it stands: the compacted state with the pending claims turned into leases
+ * (count 1, in cursor order) and the pending acks applied. An ack removes what it names,
+ * except records that were already dead letters when it was made (lease over, deliveries used
+ * up), exactly as an ack applied at that moment would have.
+ */
+export function settle(stored: StoredSession): SessionState {
+  const s: SessionState = { ...stored.state, leases: [...stored.state.leases], dead: [...stored.state.dead], deadPages: [...stored.state.deadPages] };
+  let pos = s.cursor;
+  const fresh: Lease[] = [];
+  for (const c of stored.claims) {
+    if (c.n > 0) fresh.push({ from: pos, to: pos + c.n - 1, leaseMs: c.leaseMs, count: 1 });
+    pos += c.n;
+  }
+  if (fresh.length) s.leases = insertLeases(s.leases, fresh);
+  s.cursor = pos;
+  const max = s.settings.maxDeliveries;
+  for (const a of stored.acks) {
+    s.leases = mapSelected(s.leases, [[a.from, a.to]], (part) => (part.leaseMs <= a.atMs && part.count >= max ? part : null)).leases;
+  }
+  return s;
+}
+
+/** How many records of `selection` an ack made at `now` removes from this (settled) session. */
+export function ackCount(settled: SessionState, selection: readonly Range[], now: number): number {
+  const s: SessionState = { ...settled, leases: [...settled.leases], dead: [...settled.dead] };
+  sweepDead(s, now);
+  return mapSelected(s.leases, selection, () => null).touched;
+}
+
+/**
+ * The largest cursor position at which a claim of `n` fresh records may still land: its
+ * records must exist (`lastSeq`) and the session must stay within `maxInFlight`. Acks since the
+ * snapshot only lower the true in-flight count, so a claim under this bound is always allowed.
+ */
+export function claimLimit(settled: SessionState, lastSeq: number, n: number): number {
+  const room = settled.settings.maxInFlight - countOf(settled.leases);
+  return Math.min(lastSeq + 1 - n, settled.cursor + room - n);
+}
+
+/** Fresh records one claim may take: within `maxRecords`, `maxInFlight` and the log's end. */
+export function freshRoom(settled: SessionState, lastSeq: number, maxRecords: number): number {
+  const room = settled.settings.maxInFlight - countOf(settled.leases);
+  return Math.max(0, Math.min(maxRecords, room, lastSeq - settled.cursor + 1));
+}
+
+/**
+ * Gives back records a receive claimed but did not send (the byte budget cut them): their
+ * lease ends now and the delivery that never happened is not counted. Only touches leases that
+ * are still exactly that claim's (count 1, `leaseMs`). Returns the records released.
+ */
+export function unsend(s: SessionState, ranges: readonly Range[], leaseMs: number, now: number): number {
+  const r = mapSelected(s.leases, ranges, (part) => (part.count === 1 && part.leaseMs === leaseMs ? { ...part, count: 0, leaseMs: now } : part));
+  s.leases = r.leases;
+  return r.touched;
 }
 
 export interface Grant {
@@ -137,7 +219,6 @@ export function skipTo(s: SessionState, firstSeq: number): number {
   if (firstSeq <= s.cursor) return 0;
   const n = firstSeq - s.cursor;
   s.cursor = firstSeq;
-  s.cursorSeg = 0;
   s.skipped += n;
   return n;
 }

@@ -23,7 +23,7 @@ import { ApiError, ConflictError, appendInProgress, busy, logExists, logNotFound
 import { encodeAppend, toSegments, type InputRecord } from '../domain/records';
 import type { LimitsConfig } from '../domain/config';
 import type { LogHead, Segment, Store } from '../adapters/store';
-import { sleep } from '../adapters/store';
+import { BOUNDS_KEPT, sleep } from '../adapters/store';
 
 export interface Clock {
   now(): number;
@@ -149,7 +149,9 @@ export class LogService {
       await this.store.putSegments(logKey, segments);
       this.checkDeadline(opts.deadlineMs);
       try {
-        await this.store.commit(logKey, token, last);
+        // Only the reservation's holder commits, so the head's bounds read above are current.
+        const bounds = [...(head.bounds ?? []), ...segments.map((seg) => seg.first)].slice(-BOUNDS_KEPT);
+        await this.store.commit(logKey, token, last, bounds);
       } catch (e) {
         // Only possible if we outlived our own reservation and someone cleared it.
         if (e instanceof ConflictError) throw busy('The append took too long and was rolled back.', 1);

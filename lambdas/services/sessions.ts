@@ -18,15 +18,21 @@ import {
   dropMissing,
   skipTo,
   view,
-  ack,
+  ack as ackLeases,
   nack,
   extend,
+  settle,
+  ackCount,
+  claimLimit,
+  freshRoom,
+  unsend,
   type SessionSettings,
   type SessionState,
   type SessionView,
+  type StoredSession,
   type Grant,
 } from '../domain/session';
-import { countOf, type DeadRange, type Range } from '../domain/ranges';
+import { countOf, normalizeRanges, type DeadRange, type Range } from '../domain/ranges';
 import { decodeSegment, type DeliveredRecord } from '../domain/records';
 import type { DeliveryConfig } from '../domain/config';
 import { sleep, type LogHead, type Segment, type Store } from '../adapters/store';
@@ -77,17 +83,9 @@ export class SessionService {
   ): Promise<{ sessionId: string; logId: string; expiresAt: string; cursor: number } & SessionSettings> {
     const head = await this.logs.head(owner, logId);
     let cursor: number;
-    let cursorSeg = 0;
-    if (start === 'latest') {
-      cursor = head.lastSeq + 1;
-      cursorSeg = cursor; // the next committed segment starts right after the head
-    } else if (start === 'oldest') {
-      cursor = await this.logs.firstSeq(head);
-      cursorSeg = cursor;
-    } else {
-      cursor = start.afterSeq + 1;
-      if (start.afterSeq === head.lastSeq) cursorSeg = cursor;
-    }
+    if (start === 'latest') cursor = head.lastSeq + 1;
+    else if (start === 'oldest') cursor = await this.logs.firstSeq(head);
+    else cursor = start.afterSeq + 1;
     const now = this.clock.now();
     const s: SessionState = {
       sessionId: `s-${randomBytes(16).toString('base64url')}`,
@@ -97,7 +95,6 @@ export class SessionService {
       settings,
       createdMs: now,
       cursor,
-      cursorSeg,
       leases: [],
       dead: [],
       deadPages: [],
@@ -112,23 +109,27 @@ export class SessionService {
   }
 
   /** Loads a live session of `owner`, or throws 404. */
-  private async load(owner: string, sessionId: string, withHead: true): Promise<{ s: SessionState; head: LogHead }>;
-  private async load(owner: string, sessionId: string, withHead: false): Promise<{ s: SessionState; head?: LogHead }>;
-  private async load(owner: string, sessionId: string, withHead: boolean): Promise<{ s: SessionState; head?: LogHead }> {
-    let s: SessionState | undefined;
+  private async load(owner: string, sessionId: string, withHead: true): Promise<{ stored: StoredSession; head: LogHead }>;
+  private async load(owner: string, sessionId: string, withHead: false): Promise<{ stored: StoredSession; head?: LogHead }>;
+  private async load(owner: string, sessionId: string, withHead: boolean): Promise<{ stored: StoredSession; head?: LogHead }> {
+    let stored: StoredSession | undefined;
     let head: LogHead | undefined;
     const cachedKey = withHead ? this.logKeys.get(sessionId) : undefined;
     if (cachedKey) {
-      ({ session: s, head } = await this.store.getSessionWithHead(sessionId, cachedKey));
+      ({ session: stored, head } = await this.store.getSessionWithHead(sessionId, cachedKey));
     } else {
-      s = await this.store.getSession(sessionId);
-      if (s && withHead && s.owner === owner) head = await this.store.getHead(s.logKey);
+      stored = await this.store.getSession(sessionId);
+      if (stored && withHead && stored.state.owner === owner) head = await this.store.getHead(stored.state.logKey);
     }
-    if (!s || s.owner !== owner || isExpired(s, this.clock.now())) throw sessionNotFound(sessionId);
+    this.checkLive(owner, sessionId, stored);
     if (this.logKeys.size > 10_000) this.logKeys.clear();
-    this.logKeys.set(sessionId, s.logKey);
-    if (withHead && !head) throw logNotFound(s.logId);
-    return head ? { s, head } : { s };
+    this.logKeys.set(sessionId, stored.state.logKey);
+    if (withHead && !head) throw logNotFound(stored.state.logId);
+    return head ? { stored, head } : { stored };
+  }
+
+  private checkLive(owner: string, sessionId: string, stored: StoredSession | undefined): asserts stored is StoredSession {
+    if (!stored || stored.state.owner !== owner || isExpired(stored.state, this.clock.now())) throw sessionNotFound(sessionId);
   }
 
   async receive(
@@ -150,6 +151,13 @@ export class SessionService {
     }
   }
 
+  /**
+   * One round of a receive. Expired leases go first, through a compaction (a write conditional
+   * on the version, like every change other than claims and acks). Otherwise fresh records are
+   * taken with an atomic claim, which concurrent receives never lose to each other, and read
+   * after it: a crash after the claim leaves the records leased, to be redelivered when the
+   * lease ends.
+   */
   private async receiveOnce(
     owner: string,
     sessionId: string,
@@ -159,68 +167,92 @@ export class SessionService {
   ): Promise<ReceivedRecord[]> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt > 0) await backoff(attempt);
-      const { s: loaded, head } = await this.load(owner, sessionId, true);
+      const { stored, head } = await this.load(owner, sessionId, true);
       const now = this.clock.now();
-      const s = clone(loaded);
-      const plan = planReceive(s, now, head.lastSeq, maxRecords);
-      if (!plan.length) {
-        // Nothing to hand out: write only to dead-letter expired poison or keep the session alive.
-        const swept = loaded.leases.length !== s.leases.length || loaded.dead.length !== s.dead.length;
-        if (!refreshExpiry(s, now) && !swept) return [];
-        await this.spillDead(s);
-        if (await this.trySave(s, stats)) return [];
-        continue;
-      }
-      const read = await this.readGrants(s.logKey, plan, loaded.cursorSeg, loaded.cursor);
-      // Cut to the byte budget (always at least one record), in grant order.
-      let taken = 0;
-      let bytes = 0;
-      const missing: Range[] = [];
-      const sent: { g: Grant; r: DeliveredRecord }[] = [];
-      outer: for (const g of plan) {
-        for (let seq = g.from; seq <= g.to; seq++) {
-          const r = read.records.get(seq);
-          if (!r) {
-            missing.push([seq, seq]);
-            taken++;
-            continue;
-          }
-          if (sent.length && bytes + r.dataBytes > maxBytes) break outer;
-          bytes += r.dataBytes;
-          sent.push({ g, r });
-          taken++;
+      const settled = settle(stored);
+      const s = clone(settled);
+      const swept = sweepDead(s, now);
+      // Redeliveries only: fresh records are never planned here (s.cursor - 1 as the log's end).
+      const redeliver = planReceive(s, now, s.cursor - 1, maxRecords);
+      if (redeliver.length) {
+        const out = await this.redeliver(stored, settled, redeliver, now, maxBytes, stats);
+        if (out === 'retry') continue;
+        if (out === 'again') {
+          attempt = -1; // retention removed everything planned: look again at once
+          continue;
         }
+        return out;
       }
-      // Plan again with exactly what is sent: planning is deterministic, so this is a prefix.
-      const final = clone(loaded);
-      planReceive(final, now, head.lastSeq, taken);
-      if (missing.length) dropMissing(final, missing);
-      if (read.freshAllMissing) skipTo(final, await this.logs.firstSeq(head));
-      final.cursorSeg = read.segmentHolding(final.cursor);
-      refreshExpiry(final, now);
-      await this.spillDead(final);
-      if (!(await this.trySave(final, stats))) continue;
-      if (!sent.length && missing.length) {
-        attempt = -1; // retention skipped everything planned: look again at once
+      const n = freshRoom(s, head.lastSeq, maxRecords);
+      if (n === 0) {
+        // Nothing to hand out: write only to dead-letter expired poison, fold a long pending
+        // list, or keep the session alive. An empty poll usually costs no write.
+        if (!refreshExpiry(s, now) && !swept && !compactionDue(stored)) return [];
+        if (await this.compact(stored, s, stats)) return [];
         continue;
       }
-      return sent.map(({ g, r }) => {
-        const out: ReceivedRecord = {
-          seq: r.seq,
-          data: r.data,
-          deliveryCount: g.count,
-          leaseExpiresAt: new Date(g.leaseMs).toISOString(),
-        };
-        if (r.key !== undefined) out.key = r.key;
-        return out;
-      });
+      if (swept || compactionDue(stored)) {
+        // Losing this race to another compaction is fine: that one folded the same things.
+        await this.compact(stored, s, stats);
+      }
+      const leaseMs = now + s.settings.ackTimeoutSeconds * 1000;
+      let cursor: number;
+      try {
+        cursor = await this.store.claimSession(sessionId, n, claimLimit(s, head.lastSeq, n), leaseMs, expiryAfterUse(s, now), now);
+      } catch (e) {
+        if (!(e instanceof ConflictError)) throw e;
+        stats.conflicts++; // another receive took the last records, or the session expired: look again
+        continue;
+      }
+      const grant: Grant = { from: cursor - n, to: cursor - 1, count: 1, leaseMs };
+      const read = await this.readGrants(s.logKey, [grant], hintFor(head, grant.from), grant.from);
+      const { sent, missing, unsent } = cutToBudget([grant], read.records, maxBytes);
+      if (missing.length || unsent.length) {
+        // Retention removed some of the claimed records, or the byte budget left some unsent:
+        // forget the former, and give the latter back without counting a delivery.
+        const skipFrom = read.freshAllMissing ? await this.logs.firstSeq(head) : 0;
+        await this.mutate(owner, sessionId, (x, at) => {
+          let changed = dropMissing(x, missing) + unsend(x, unsent, leaseMs, at);
+          if (skipFrom && x.cursor === cursor) changed += skipTo(x, skipFrom);
+          return changed;
+        });
+      }
+      if (!sent.length) {
+        attempt = -1;
+        continue;
+      }
+      return sent.map(toReceived);
     }
     throw busy('Too many workers are changing this session at once.', 1);
   }
 
-  private async trySave(s: SessionState, stats: ReceiveStats): Promise<boolean> {
+  /** Hands out expired leases (a compaction), reading their records first. */
+  private async redeliver(
+    stored: StoredSession,
+    settled: SessionState,
+    plan: readonly Grant[],
+    now: number,
+    maxBytes: number,
+    stats: ReceiveStats,
+  ): Promise<ReceivedRecord[] | 'retry' | 'again'> {
+    const read = await this.readGrants(settled.logKey, plan, 0, -1);
+    const { sent, missing, taken } = cutToBudget(plan, read.records, maxBytes);
+    // Plan again with exactly what is sent: planning is deterministic, so this is a prefix.
+    const final = clone(settled);
+    sweepDead(final, now);
+    planReceive(final, now, final.cursor - 1, taken);
+    if (missing.length) dropMissing(final, missing);
+    refreshExpiry(final, now);
+    if (!(await this.compact(stored, final, stats))) return 'retry';
+    if (!sent.length) return 'again';
+    return sent.map(toReceived);
+  }
+
+  /** Writes `next` as the compacted state of `stored`; false if another compaction won. */
+  private async compact(stored: StoredSession, next: SessionState, stats: ReceiveStats): Promise<boolean> {
+    await this.spillDead(next);
     try {
-      await this.store.saveSession(s);
+      await this.store.compactSession(stored, next);
       return true;
     } catch (e) {
       if (e instanceof ConflictError) {
@@ -250,9 +282,11 @@ export class SessionService {
   private async readGrants(
     logKey: string,
     plan: readonly Grant[],
-    cursorSeg: number,
-    cursor: number,
-  ): Promise<{ records: Map<number, DeliveredRecord>; freshAllMissing: boolean; segmentHolding: (seq: number) => number }> {
+    /** Start of the segment holding `fresh`, when known (0: look it up). */
+    hint: number,
+    /** The first record of the plan's fresh grant (none: -1). */
+    fresh: number,
+  ): Promise<{ records: Map<number, DeliveredRecord>; freshAllMissing: boolean }> {
     const nowSec = Math.floor(this.clock.now() / 1000);
     const records = new Map<number, DeliveredRecord>();
     // Every segment this receive has read, so scattered redeliveries from one segment cost one query.
@@ -260,16 +294,16 @@ export class SessionService {
     const holder = (seq: number): Segment | undefined => fetched.find((seg) => seg.first <= seq && seq < seg.first + seg.count);
     let freshAllMissing = false;
     for (const g of plan) {
-      const isFresh = g.from === cursor;
+      const isFresh = g.from === fresh;
       // Skip the start of the grant that segments already read cover.
       let from = g.from;
       for (let seg = holder(from); seg && from <= g.to; seg = holder(from)) from = seg.first + seg.count;
       if (from <= g.to) {
         let found: Segment[] = [];
-        if (isFresh && from === g.from && cursorSeg > 0 && cursorSeg <= from) {
-          found = await this.store.segmentsBetween(logKey, cursorSeg, g.to, true);
+        if (isFresh && from === g.from && hint > 0 && hint <= from) {
+          found = await this.store.segmentsBetween(logKey, hint, g.to, true);
           // A hint that does not name a segment (retention took it) falls back to the lookup below.
-          if (found[0]?.first !== cursorSeg) found = [];
+          if (found[0]?.first !== hint) found = [];
         }
         if (!found.length) {
           const s0 = await this.store.segmentAtOrBefore(logKey, from, true);
@@ -289,37 +323,55 @@ export class SessionService {
       }
       if (isFresh && got === 0) freshAllMissing = true;
     }
-    const segs = fetched.filter((seg) => seg.expiresSec > nowSec);
-    const segmentHolding = (seq: number): number => {
-      for (const seg of segs) {
-        const end = seg.first + seg.count - 1;
-        if (seg.first <= seq && seq <= end) return seg.first;
-        if (end + 1 === seq) return seq; // segments are contiguous: the next one starts here
-      }
-      return 0;
-    };
-    return { records, freshAllMissing, segmentHolding };
+    return { records, freshAllMissing };
   }
 
+  /**
+   * A change other than a claim or an ack (nack, extend, the fix-ups after a receive): read,
+   * settle, change, and write the result as a compaction, again if another compaction won.
+   */
   private async mutate(owner: string, sessionId: string, change: (s: SessionState, now: number) => number): Promise<number> {
     const stats: ReceiveStats = { conflicts: 0, polls: 0, idleMs: 0 };
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt > 0) await backoff(attempt);
-      const { s: loaded } = await this.load(owner, sessionId, false);
+      const { stored } = await this.load(owner, sessionId, false);
       const now = this.clock.now();
-      const s = clone(loaded);
+      const s = settle(stored);
       // Expired poison records are dead letters before anything else can touch them.
       const swept = sweepDead(s, now);
       const n = change(s, now);
-      if (!refreshExpiry(s, now) && n === 0 && swept === 0) return 0;
-      await this.spillDead(s);
-      if (await this.trySave(s, stats)) return n;
+      if (!refreshExpiry(s, now) && n === 0 && swept === 0 && !compactionDue(stored)) return 0;
+      if (await this.compact(stored, s, stats)) return n;
     }
     throw busy('Too many workers are changing this session at once.', 1);
   }
 
-  ack(owner: string, sessionId: string, selection: readonly Range[]): Promise<number> {
-    return this.mutate(owner, sessionId, (s) => ack(s, selection));
+  /**
+   * Records an ack with one atomic update that no concurrent receive or ack can make fail, and
+   * counts from the session as it stood just before it. An ack naming records the cursor has not
+   * reached is refused by the update's condition and retried without them.
+   */
+  async ack(owner: string, sessionId: string, selection: readonly Range[]): Promise<number> {
+    let sel = normalizeRanges(selection);
+    // A scattered selection would make a long pending list: apply it directly instead.
+    if (sel.length > ATOMIC_ACK_RANGES) return this.mutate(owner, sessionId, (s) => ackLeases(s, sel));
+    for (let attempt = 0; attempt < MAX_ATTEMPTS && sel.length; attempt++) {
+      const now = this.clock.now();
+      try {
+        const before = await this.store.ackSession(sessionId, owner, sel.map(([from, to]) => ({ from, to, atMs: now })), sel[sel.length - 1]![1], now);
+        const n = ackCount(settle(before), sel, now);
+        if (before.acks.length >= ACKS_HARD_LIMIT) await this.mutate(owner, sessionId, () => 0);
+        return n;
+      } catch (e) {
+        if (!(e instanceof ConflictError)) throw e;
+      }
+      // Refused: not this owner's, expired, or naming records never sent. Read to tell which.
+      const { stored } = await this.load(owner, sessionId, false);
+      sel = clipBelow(sel, settle(stored).cursor);
+    }
+    if (sel.length) throw busy('Too many workers are changing this session at once.', 1);
+    await this.load(owner, sessionId, false); // nothing left to ack: still 404 for a session that is gone
+    return 0;
   }
 
   nack(owner: string, sessionId: string, selection: readonly Range[], delaySeconds: number): Promise<number> {
@@ -331,26 +383,102 @@ export class SessionService {
   }
 
   async describe(owner: string, sessionId: string): Promise<SessionView> {
-    const { s, head } = await this.load(owner, sessionId, true);
-    return view(s, this.clock.now(), head.lastSeq);
+    const { stored, head } = await this.load(owner, sessionId, true);
+    return view(settle(stored), this.clock.now(), head.lastSeq);
   }
 
   async deadLetters(owner: string, sessionId: string): Promise<[number, number, number][]> {
-    const { s } = await this.load(owner, sessionId, false);
-    const current = clone(s);
+    const { stored } = await this.load(owner, sessionId, false);
+    const current = settle(stored);
     sweepDead(current, this.clock.now());
-    const pages = s.deadPages.length ? await this.store.getDeadPages(s.deadPages) : [];
+    const pages = current.deadPages.length ? await this.store.getDeadPages(current.deadPages) : [];
     const all: DeadRange[] = [...pages.flat(), ...current.dead].sort((a, b) => a.from - b.from);
     return all.map((d) => [d.from, d.to, d.count]);
   }
 
   async delete(owner: string, sessionId: string): Promise<void> {
-    const { s } = await this.load(owner, sessionId, false);
-    await this.store.deleteSession(sessionId, s.deadPages);
+    const { stored } = await this.load(owner, sessionId, false);
+    await this.store.deleteSession(sessionId, stored.state.deadPages);
     this.logKeys.delete(sessionId);
   }
 }
 
+
+/** Pending claims or acks past which a receive folds them into the compacted state. */
+export const COMPACT_AT = 12;
+/** Pending acks past which an ack folds them itself (no receive came by to do it). */
+const ACKS_HARD_LIMIT = 4 * COMPACT_AT;
+/** Most ranges one ack records atomically; a more scattered ack is applied with a compaction. */
+export const ATOMIC_ACK_RANGES = 8;
+
+const compactionDue = (stored: StoredSession): boolean => stored.claims.length >= COMPACT_AT || stored.acks.length >= COMPACT_AT;
+
+/** The idle expiry a use at `now` sets (the stored `ie` gives acks the same sum). */
+const expiryAfterUse = (s: SessionState, now: number): number => {
+  const idleMs = s.settings.idleTimeoutSeconds * 1000;
+  return now + idleMs + Math.floor(idleMs / 10);
+};
+
+/** The parts of a normalized selection below `cursor`. */
+function clipBelow(sel: readonly Range[], cursor: number): Range[] {
+  const out: Range[] = [];
+  for (const [from, to] of sel) if (from < cursor) out.push([from, Math.min(to, cursor - 1)]);
+  return out;
+}
+
+/** The start of the committed segment that holds `seq`, from the head's recent boundaries (0: unknown). */
+function hintFor(head: LogHead, seq: number): number {
+  if (seq > head.lastSeq) return 0;
+  const b = head.bounds ?? [];
+  for (let i = b.length - 1; i >= 0; i--) if (b[i]! <= seq) return b[i]!;
+  return 0;
+}
+
+/**
+ * Cuts what a plan read to the byte budget (always at least one record), in grant order:
+ * `sent` records, `missing` (retention removed them), and `unsent` ranges past the cut.
+ */
+function cutToBudget(
+  plan: readonly Grant[],
+  records: ReadonlyMap<number, DeliveredRecord>,
+  maxBytes: number,
+): { sent: { g: Grant; r: DeliveredRecord }[]; missing: Range[]; unsent: Range[]; taken: number } {
+  let taken = 0;
+  let bytes = 0;
+  let full = false;
+  const missing: Range[] = [];
+  const unsent: Range[] = [];
+  const sent: { g: Grant; r: DeliveredRecord }[] = [];
+  for (const g of plan) {
+    for (let seq = g.from; seq <= g.to; seq++) {
+      if (full) {
+        unsent.push([seq, g.to]);
+        break;
+      }
+      const r = records.get(seq);
+      if (!r) {
+        missing.push([seq, seq]);
+        taken++;
+        continue;
+      }
+      if (sent.length && bytes + r.dataBytes > maxBytes) {
+        full = true;
+        unsent.push([seq, g.to]);
+        break;
+      }
+      bytes += r.dataBytes;
+      sent.push({ g, r });
+      taken++;
+    }
+  }
+  return { sent, missing, unsent, taken };
+}
+
+const toReceived = ({ g, r }: { g: Grant; r: DeliveredRecord }): ReceivedRecord => {
+  const out: ReceivedRecord = { seq: r.seq, data: r.data, deliveryCount: g.count, leaseExpiresAt: new Date(g.leaseMs).toISOString() };
+  if (r.key !== undefined) out.key = r.key;
+  return out;
+};
 
 const clone = (s: SessionState): SessionState => ({ ...s, leases: [...s.leases], dead: [...s.dead], deadPages: [...s.deadPages] });
 

@@ -50,15 +50,15 @@ describe('DynamoStore against a mocked client', () => {
       .resolvesOnce({ Responses: { S: [] }, UnprocessedKeys: { L: { Keys: [{ pk: 'log' }], ConsistentRead: true }, S: { Keys: [{ pk: 's-1' }], ConsistentRead: true } } })
       .resolvesOnce({
         Responses: {
-          S: [{ pk: 's-1', o: 'me', lid: 'x', lk: 'log', set: { ackTimeoutSeconds: 1, maxInFlight: 1, maxDeliveries: 1, idleTimeoutSeconds: 60 }, c: 1, cur: 1, cs: 0, e: 2, v: 3 }],
+          S: [{ pk: 's-1', o: 'me', lid: 'x', lk: 'log', set: { ackTimeoutSeconds: 1, maxInFlight: 1, maxDeliveries: 1, idleTimeoutSeconds: 60 }, c: 1, b: 1, cur: 3, C: [[2, 9]], A: new Set(['1-1@5']), e: 2, v: 3 }],
           L: [{ pk: 'log', o: 'me', lid: 'x', ret: 1, c: 1, last: 7 }],
         },
       });
     const got = await store().getSessionWithHead('s-1', 'log');
-    expect(got.session).toMatchObject({ sessionId: 's-1', version: 3, leases: [], dead: [] });
+    expect(got.session).toMatchObject({ state: { sessionId: 's-1', version: 3, cursor: 1, leases: [], dead: [] }, claims: [{ n: 2, leaseMs: 9 }], acks: [{ from: 1, to: 1, atMs: 5 }] });
     expect(got.head).toMatchObject({ lastSeq: 7 });
     expect(ops).toEqual(['getSessionWithHead', 'getSessionWithHead']);
-    // The session strongly consistent (it is about to be written conditionally); the head not.
+    // The session strongly consistent (a claim bounded by a stale copy would be refused); the head not.
     const first = ddb.commandCalls(BatchGetCommand)[0]!.args[0].input.RequestItems!;
     expect(first.S!.ConsistentRead).toBe(true);
     expect(first.L!.ConsistentRead).toBe(false);

@@ -70,7 +70,6 @@ export function session(over: Partial<SessionState> = {}, settings: Partial<Sess
     settings: { ...SETTINGS, ...settings },
     createdMs: T0,
     cursor: 1,
-    cursorSeg: 0,
     leases: [],
     dead: [],
     deadPages: [],

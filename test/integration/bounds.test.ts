@@ -11,7 +11,7 @@ beforeAll(async () => {
 });
 afterAll(async () => h?.close());
 
-/** Bytes of a stored item by DynamoDB's rules (attribute names plus values), for S/N/B/M/L. */
+/** Bytes of a stored item by DynamoDB's rules (attribute names plus values), for S/N/B/M/L/SS. */
 function itemBytes(item: Record<string, any>): number {
   const size = (v: any): number => {
     if (v.S !== undefined) return Buffer.byteLength(v.S);
@@ -20,6 +20,7 @@ function itemBytes(item: Record<string, any>): number {
     if (v.BOOL !== undefined || v.NULL !== undefined) return 1;
     if (v.M !== undefined) return 3 + Object.entries(v.M).reduce((a, [k, x]) => a + Buffer.byteLength(k) + size(x) + 1, 0);
     if (v.L !== undefined) return 3 + v.L.reduce((a: number, x: any) => a + size(x) + 1, 0);
+    if (v.SS !== undefined) return v.SS.reduce((a: number, x: string) => a + Buffer.byteLength(x), 0);
     throw new Error(`unsized ${JSON.stringify(v)}`);
   };
   return Object.entries(item).reduce((a, [k, v]) => a + Buffer.byteLength(k) + size(v), 0);

@@ -135,10 +135,10 @@ describe('receive and ack', async () => {
   const warmCalls = await probe(() => h.call('POST', `/sessions/${probeSid}/receive`, { maxRecords: 10 }));
   const ackCalls = await probe(() => h.call('POST', `/sessions/${probeSid}/ack`, { ranges: [[1, 20]] }));
 
-  it('receive reads before its one conditional write; ack reads then writes', () => {
-    expect(coldCalls).toEqual(['getSession', 'getHead', 'segmentsBetween', 'saveSession']);
-    expect(warmCalls).toEqual(['getSessionWithHead', 'segmentsBetween', 'saveSession']);
-    expect(ackCalls).toEqual(['getSession', 'saveSession']);
+  it('receive claims with one atomic update, then reads from the segment the head names; ack is one atomic update', () => {
+    expect(coldCalls).toEqual(['getSession', 'getHead', 'claimSession', 'segmentsBetween']);
+    expect(warmCalls).toEqual(['getSessionWithHead', 'claimSession', 'segmentsBetween']);
+    expect(ackCalls).toEqual(['ackSession']);
   });
 
   it.each(coldCalls.map((c, k) => [k, c] as const))('receive crash after call %i (%s): every record still delivered and acked', async (k) => {
@@ -146,7 +146,7 @@ describe('receive and ack', async () => {
     h.restart();
     expect((await crashAfter(k, () => h.call('POST', `/sessions/${sid}/receive`, { maxRecords: 10 }))).status).toBe(500);
     const first = await drain(h, sid, 7);
-    const lostLease = k >= coldCalls.indexOf('saveSession');
+    const lostLease = k >= coldCalls.indexOf('claimSession');
     // If the crash came after the lease was saved, those 10 wait out their lease first.
     expect(first.map((g) => g.seq)).toEqual(Array.from({ length: lostLease ? 20 : 30 }, (_, i) => i + (lostLease ? 11 : 1)));
     h.clock.advance(5_001);
@@ -162,7 +162,7 @@ describe('receive and ack', async () => {
     expect(recs.length).toBe(10);
     expect((await crashAfter(k, () => h.call('POST', `/sessions/${sid}/ack`, { ranges: [[1, 10]] }))).status).toBe(500);
     const again = await h.ack(sid, { ranges: [[1, 10]] });
-    expect(again).toBe(k >= ackCalls.indexOf('saveSession') ? 0 : 10);
+    expect(again).toBe(k >= ackCalls.indexOf('ackSession') ? 0 : 10);
     h.clock.advance(5_001); // nothing acked may come back
     expect((await drain(h, sid)).map((g) => g.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 11));
     expect(await h.describe(sid)).toMatchObject({ inFlight: 0, ackFloor: 30 });
