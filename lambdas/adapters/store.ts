@@ -103,9 +103,10 @@ export interface Store {
   /**
    * Atomically takes the next `n` records: advances the cursor by `n` and appends the claim,
    * unless the cursor is already past `limit` or the session expired at `nowMs`. Returns the
-   * cursor after the claim (the records taken end right before it).
+   * cursor after the claim (the records taken end right before it) and how many claims are
+   * now pending.
    */
-  claimSession(sessionId: string, n: number, limit: number, leaseMs: number, expiresMs: number, nowMs: number): Promise<number>;
+  claimSession(sessionId: string, n: number, limit: number, leaseMs: number, expiresMs: number, nowMs: number): Promise<{ cursor: number; pending: number }>;
   /**
    * Atomically records acks (and a use of the session), if the session is `owner`'s, not expired
    * at `nowMs`, and its cursor is past `maxSeq`. Returns the session as it was just before.
@@ -551,6 +552,9 @@ export class DynamoStore implements Store {
     const values: Item = { ':v': stored.state.version, ':v2': stored.state.version + 1, ':b': next.cursor };
     const sets = ['v = :v2', 'b = :b'];
     for (const [k, val] of Object.entries(compactedFields(next))) {
+      // The idle expiry only when this change moved it: claims and acks since the read set it
+      // later, and a compaction must not take that back.
+      if ((k === 'e' || k === 'x') && next.expiresMs === stored.state.expiresMs) continue;
       sets.push(`${k} = :${k}`);
       values[`:${k}`] = val;
     }
@@ -589,7 +593,7 @@ export class DynamoStore implements Store {
     next.version = stored.state.version + 1;
   }
 
-  async claimSession(sessionId: string, n: number, limit: number, leaseMs: number, expiresMs: number, nowMs: number): Promise<number> {
+  async claimSession(sessionId: string, n: number, limit: number, leaseMs: number, expiresMs: number, nowMs: number): Promise<{ cursor: number; pending: number }> {
     const out = await conditional(
       this.send(
         'claimSession',
@@ -606,7 +610,7 @@ export class DynamoStore implements Store {
         ),
       ),
     );
-    return out.Attributes!.cur as number;
+    return { cursor: out.Attributes!.cur as number, pending: (out.Attributes!.C as unknown[]).length };
   }
 
   async ackSession(sessionId: string, owner: string, marks: readonly AckMark[], maxSeq: number, nowMs: number): Promise<StoredSession> {

@@ -126,6 +126,9 @@ export const encodeAckMark = (m: AckMark): string => `${m.from}-${m.to}@${m.atMs
 
 export function decodeAckMark(text: string): AckMark {
   const m = /^(\d+)-(\d+)@(\d+)$/.exec(text);
-  if (!m) throw new RangeError(`malformed ack mark '${text}'`);
-  return { from: Number(m[1]), to: Number(m[2]), atMs: Number(m[3]) };
+  const mark = m ? { from: Number(m[1]), to: Number(m[2]), atMs: Number(m[3]) } : undefined;
+  if (!mark || mark.from > mark.to || !Number.isSafeInteger(mark.to) || !Number.isSafeInteger(mark.atMs)) {
+    throw new RangeError(`malformed ack mark '${text}'`);
+  }
+  return mark;
 }

@@ -167,8 +167,11 @@ export class SessionService {
   ): Promise<ReceivedRecord[]> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt > 0) await backoff(attempt);
-      const { stored, head } = await this.load(owner, sessionId, true);
+      // `now` is taken before the read: an ack that lands after the read is later than `now`,
+      // so a lease this receive dead-letters had already ended when that ack was made, and the
+      // ack (which counted it as dead, not acked) agrees with what is written.
       const now = this.clock.now();
+      const { stored, head } = await this.load(owner, sessionId, true);
       const settled = settle(stored);
       const s = clone(settled);
       const swept = sweepDead(s, now);
@@ -187,35 +190,43 @@ export class SessionService {
       if (n === 0) {
         // Nothing to hand out: write only to dead-letter expired poison, fold a long pending
         // list, or keep the session alive. An empty poll usually costs no write.
-        if (!refreshExpiry(s, now) && !swept && !compactionDue(stored)) return [];
+        if (!refreshExpiry(s, now) && !swept && !compactionOverdue(stored)) return [];
         if (await this.compact(stored, s, stats)) return [];
         continue;
       }
-      if (swept || compactionDue(stored)) {
-        // Losing this race to another compaction is fine: that one folded the same things.
+      if (compactionOverdue(stored)) {
+        // The receive whose claim reached COMPACT_AT did not fold the list (it crashed, or lost
+        // to a redelivery's compaction): do it now. Losing this race is fine: the winner folded it.
         await this.compact(stored, s, stats);
       }
       const leaseMs = now + s.settings.ackTimeoutSeconds * 1000;
-      let cursor: number;
+      let claimed: { cursor: number; pending: number };
       try {
-        cursor = await this.store.claimSession(sessionId, n, claimLimit(s, head.lastSeq, n), leaseMs, expiryAfterUse(s, now), now);
+        claimed = await this.store.claimSession(sessionId, n, claimLimit(s, head.lastSeq, n), leaseMs, expiryAfterUse(s, now), now);
       } catch (e) {
         if (!(e instanceof ConflictError)) throw e;
         stats.conflicts++; // another receive took the last records, or the session expired: look again
         continue;
       }
+      const cursor = claimed.cursor;
       const grant: Grant = { from: cursor - n, to: cursor - 1, count: 1, leaseMs };
-      const read = await this.readGrants(s.logKey, [grant], hintFor(head, grant.from), grant.from);
+      // Exactly one claim brings the pending list to COMPACT_AT: that receive folds what it read
+      // (claims since stay pending), alongside reading its records.
+      const folding = claimed.pending === COMPACT_AT && !compactionOverdue(stored) ? this.compact(stored, s, stats) : undefined;
+      const [read] = await Promise.all([this.readGrants(s.logKey, [grant], hintFor(head, grant.from), grant.from), folding]);
       const { sent, missing, unsent } = cutToBudget([grant], read.records, maxBytes);
       if (missing.length || unsent.length) {
         // Retention removed some of the claimed records, or the byte budget left some unsent:
         // forget the former, and give the latter back without counting a delivery.
         const skipFrom = read.freshAllMissing ? await this.logs.firstSeq(head) : 0;
-        await this.mutate(owner, sessionId, (x, at) => {
-          let changed = dropMissing(x, missing) + unsend(x, unsent, leaseMs, at);
-          if (skipFrom && x.cursor === cursor) changed += skipTo(x, skipFrom);
-          return changed;
-        });
+        await this.mutate(
+          owner,
+          sessionId,
+          (x) => dropMissing(x, missing) + (skipFrom && x.cursor === cursor ? skipTo(x, skipFrom) : 0),
+          // Before the sweep: with maxDeliveries 1 and a receive slower than the ack timeout, the
+          // unsent records' lease has ended, and the sweep would dead-letter them unsent.
+          (x, at) => unsend(x, unsent, leaseMs, at),
+        );
       }
       if (!sent.length) {
         attempt = -1;
@@ -330,16 +341,23 @@ export class SessionService {
    * A change other than a claim or an ack (nack, extend, the fix-ups after a receive): read,
    * settle, change, and write the result as a compaction, again if another compaction won.
    */
-  private async mutate(owner: string, sessionId: string, change: (s: SessionState, now: number) => number): Promise<number> {
+  private async mutate(
+    owner: string,
+    sessionId: string,
+    change: (s: SessionState, now: number) => number,
+    /** A change to make before expired poison is dead-lettered (giving back records never sent). */
+    first?: (s: SessionState, now: number) => number,
+  ): Promise<number> {
     const stats: ReceiveStats = { conflicts: 0, polls: 0, idleMs: 0 };
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt > 0) await backoff(attempt);
+      const now = this.clock.now(); // before the read: see receiveOnce
       const { stored } = await this.load(owner, sessionId, false);
-      const now = this.clock.now();
       const s = settle(stored);
+      const early = first ? first(s, now) : 0;
       // Expired poison records are dead letters before anything else can touch them.
       const swept = sweepDead(s, now);
-      const n = change(s, now);
+      const n = change(s, now) + early;
       if (!refreshExpiry(s, now) && n === 0 && swept === 0 && !compactionDue(stored)) return 0;
       if (await this.compact(stored, s, stats)) return n;
     }
@@ -412,6 +430,8 @@ const ACKS_HARD_LIMIT = 4 * COMPACT_AT;
 export const ATOMIC_ACK_RANGES = 8;
 
 const compactionDue = (stored: StoredSession): boolean => stored.claims.length >= COMPACT_AT || stored.acks.length >= COMPACT_AT;
+/** Twice the usual: the receive that should have folded the list did not. */
+const compactionOverdue = (stored: StoredSession): boolean => stored.claims.length >= 2 * COMPACT_AT || stored.acks.length >= 2 * COMPACT_AT;
 
 /** The idle expiry a use at `now` sets (the stored `ie` gives acks the same sum). */
 const expiryAfterUse = (s: SessionState, now: number): number => {

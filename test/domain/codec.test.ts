@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeDead, decodeLeases, encodeDead, encodeLeases } from '../../lambdas/domain/codec';
+import { decodeAckMark, decodeDead, decodeLeases, encodeAckMark, encodeDead, encodeLeases } from '../../lambdas/domain/codec';
 import type { DeadRange, Lease } from '../../lambdas/domain/ranges';
 import { prng, T0 } from './model';
 
@@ -120,6 +120,39 @@ describe('dead-letter list codec', () => {
     const bytes = encodeDead([{ from: 5, to: 7, count: 3 }]);
     expect(() => decodeDead(bytes.subarray(0, bytes.length - 1))).toThrow(/truncated/);
     expect(() => decodeDead(Uint8Array.from([9, 0]))).toThrow(/version/);
+  });
+});
+
+describe('ack mark codec', () => {
+  it('writes from-to@atMs and reads it back', () => {
+    expect(encodeAckMark({ from: 1, to: 20, atMs: 1732500000000 })).toBe('1-20@1732500000000');
+    expect(decodeAckMark('1-20@1732500000000')).toEqual({ from: 1, to: 20, atMs: 1732500000000 });
+    expect(decodeAckMark('7-7@0')).toEqual({ from: 7, to: 7, atMs: 0 });
+  });
+
+  it('round-trips marks, sequence numbers up to 2^53', () => {
+    const r = prng(17);
+    const marks = [
+      { from: TOP, to: TOP, atMs: T0 },
+      { from: 1, to: TOP, atMs: TOP },
+    ];
+    for (let i = 0; i < 200; i++) {
+      const from = r.int(1, 2 ** 40);
+      marks.push({ from, to: from + r.int(0, 10_000), atMs: T0 + r.int(-H12, H12) });
+    }
+    for (const m of marks) {
+      const text = encodeAckMark(m);
+      expect(text).toBe(`${m.from}-${m.to}@${m.atMs}`);
+      expect(decodeAckMark(text)).toEqual(m);
+    }
+    // distinct marks stay distinct elements of the stored set
+    expect(new Set(marks.map(encodeAckMark)).size).toBe(new Set(marks.map((m) => JSON.stringify(m))).size);
+  });
+
+  it('rejects malformed text with a RangeError', () => {
+    for (const bad of ['1-2', 'a-b@3', '', '1-2@', '-2@3', '1@3', '1-2-3@4', '1.5-2@3', '-1-2@3', ' 1-2@3', '1-2@3 ', '1-2@3\n', '1-2@3@4', '0x1-2@3', '1e3-2@3', '5-1@3', '1-9007199254740993@3']) {
+      expect(() => decodeAckMark(bad), JSON.stringify(bad)).toThrow(RangeError);
+    }
   });
 });
 

@@ -2,16 +2,24 @@ import { describe, expect, it } from 'vitest';
 import type { DeadRange, Lease, Range } from '../../lambdas/domain/ranges';
 import {
   ack,
+  ackCount,
+  claimLimit,
   dropMissing,
   extend,
+  freshRoom,
   isExpired,
   nack,
   planReceive,
   refreshExpiry,
+  settle,
   skipTo,
   sweepDead,
+  unsend,
   view,
+  type AckMark,
+  type Claim,
   type SessionState,
+  type StoredSession,
 } from '../../lambdas/domain/session';
 import { fromModel, modelReceive, perSeq, prng, randomLeases, selectedSet, session, T0, toModel, type SeqState } from './model';
 
@@ -260,12 +268,12 @@ describe('dropMissing / skipTo', () => {
   });
 
   it('skipTo moves the cursor forward only, counting the records passed', () => {
-    const s = session({ cursor: 5, cursorSeg: 3, skipped: 1 });
+    const s = session({ cursor: 5, skipped: 1 });
     expect(skipTo(s, 3)).toBe(0);
     expect(skipTo(s, 5)).toBe(0);
-    expect(s).toMatchObject({ cursor: 5, cursorSeg: 3, skipped: 1 });
+    expect(s).toMatchObject({ cursor: 5, skipped: 1 });
     expect(skipTo(s, 9)).toBe(4);
-    expect(s).toMatchObject({ cursor: 9, cursorSeg: 0, skipped: 5 });
+    expect(s).toMatchObject({ cursor: 9, skipped: 5 });
   });
 });
 
@@ -539,5 +547,319 @@ describe('randomized session simulation against a per-sequence-number model', ()
         for (const [, n] of delivered) expect(n).toBeLessThanOrEqual(settings.maxDeliveries);
       }
     }
+  });
+});
+
+const stored = (state: SessionState, claims: Claim[] = [], acks: AckMark[] = []): StoredSession => ({ state, claims, acks });
+const snap = <T>(x: T): T => JSON.parse(JSON.stringify(x)) as T;
+
+describe('settle', () => {
+  const A = NOW + 10_000;
+  const B = NOW + 20_000;
+
+  it('with nothing pending returns the compacted state unchanged', () => {
+    const st = session({ cursor: 7, leases: [L(2, 3, A, 1), L(5, 6, B, 2)], dead: [{ from: 1, to: 1, count: 5 }], skipped: 4, version: 9 });
+    expect(settle(stored(st))).toEqual(snap(st));
+  });
+
+  it('turns claims into count-1 leases from the compacted cursor, in order, and moves the cursor past them', () => {
+    const st = session({ cursor: 10, version: 3 });
+    const s = settle(stored(st, [{ n: 3, leaseMs: A }, { n: 2, leaseMs: B }]));
+    expect(s.leases).toEqual([L(10, 12, A, 1), L(13, 14, B, 1)]);
+    expect(s.cursor).toBe(15);
+    // nothing else changes
+    expect({ ...s, leases: [], cursor: 0 }).toEqual({ ...snap(st), leases: [], cursor: 0 });
+  });
+
+  it('a claim of 0 records adds nothing and does not move the cursor', () => {
+    const s = settle(stored(session({ cursor: 10 }), [{ n: 2, leaseMs: A }, { n: 0, leaseMs: NOW }, { n: 1, leaseMs: B }]));
+    expect(s.leases).toEqual([L(10, 11, A, 1), L(12, 12, B, 1)]);
+    expect(s.cursor).toBe(13);
+  });
+
+  it('merges claims with an equal touching neighbour (compacted or claimed), and only then', () => {
+    // touching, same lease and count: one range
+    expect(settle(stored(session({ cursor: 10, leases: [L(5, 9, A, 1)] }), [{ n: 2, leaseMs: A }, { n: 3, leaseMs: A }, { n: 1, leaseMs: B }])).leases).toEqual([
+      L(5, 14, A, 1),
+      L(15, 15, B, 1),
+    ]);
+    // same lease but the compacted range was redelivered (count 2): no merge
+    expect(settle(stored(session({ cursor: 10, leases: [L(5, 9, A, 2)] }), [{ n: 2, leaseMs: A }])).leases).toEqual([L(5, 9, A, 2), L(10, 11, A, 1)]);
+    // same lease and count but 8 and 9 were acked: not touching, no merge
+    expect(settle(stored(session({ cursor: 10, leases: [L(5, 7, A, 1)] }), [{ n: 2, leaseMs: A }])).leases).toEqual([L(5, 7, A, 1), L(10, 11, A, 1)]);
+    // claims A, B, A: three ranges
+    expect(settle(stored(session({ cursor: 1 }), [{ n: 1, leaseMs: A }, { n: 1, leaseMs: B }, { n: 1, leaseMs: A }])).leases).toEqual([
+      L(1, 1, A, 1),
+      L(2, 2, B, 1),
+      L(3, 3, A, 1),
+    ]);
+  });
+
+  it('acks remove the named records from compacted and claimed leases', () => {
+    const st = session({ cursor: 11, leases: [L(1, 10, A, 1)] });
+    const s = settle(
+      stored(
+        st,
+        [{ n: 5, leaseMs: B }], // 11..15
+        [
+          { from: 3, to: 4, atMs: NOW },
+          { from: 9, to: 12, atMs: NOW },
+        ],
+      ),
+    );
+    expect(s.leases).toEqual([L(1, 2, A, 1), L(5, 8, A, 1), L(13, 15, B, 1)]);
+    expect(s.cursor).toBe(16);
+  });
+
+  it('an ack removes a merged claim range only in part, splitting it', () => {
+    const s = settle(stored(session({ cursor: 1 }), [{ n: 3, leaseMs: A }, { n: 3, leaseMs: A }], [{ from: 3, to: 4, atMs: NOW }]));
+    expect(s.leases).toEqual([L(1, 2, A, 1), L(5, 6, A, 1)]);
+  });
+
+  it('an ack leaves records that were already dead letters when it was made (lease over and deliveries used up)', () => {
+    const leases = [
+      L(1, 2, NOW, 3), // lease ends exactly at the ack, count = max: dead at NOW, stays
+      L(3, 3, NOW + 1, 3), // count = max but lease still running at NOW: acked
+      L(4, 4, NOW - 100, 2), // expired but one delivery left: acked
+      L(5, 5, NOW - 100, 4), // expired, count above max: dead, stays
+    ];
+    const st = session({ cursor: 6, leases }, { maxDeliveries: 3 });
+    expect(settle(stored(st, [], [{ from: 1, to: 5, atMs: NOW }])).leases).toEqual([L(1, 2, NOW, 3), L(5, 5, NOW - 100, 4)]);
+    // the same ack made one millisecond earlier: 1-2 were still leased then, so it removes them
+    expect(settle(stored(st, [], [{ from: 1, to: 5, atMs: NOW - 1 }])).leases).toEqual([L(5, 5, NOW - 100, 4)]);
+    // the rule is per record part: an ack naming only 2 of the dead range 1-2 leaves it whole
+    expect(settle(stored(st, [], [{ from: 2, to: 2, atMs: NOW + 5 }])).leases).toEqual(leases);
+  });
+
+  it('with maxDeliveries 1 an ack after a claimed lease ended does not remove it', () => {
+    const st = session({ cursor: 1 }, { maxDeliveries: 1 });
+    const claims = [{ n: 2, leaseMs: NOW }];
+    expect(settle(stored(st, claims, [{ from: 1, to: 2, atMs: NOW }])).leases).toEqual([L(1, 2, NOW, 1)]);
+    expect(settle(stored(st, claims, [{ from: 1, to: 2, atMs: NOW - 1 }])).leases).toEqual([]);
+    // with maxDeliveries 2 the record has one delivery left, so the late ack removes it
+    expect(settle(stored(session({ cursor: 1 }, { maxDeliveries: 2 }), claims, [{ from: 1, to: 2, atMs: NOW + 60_000 }])).leases).toEqual([]);
+  });
+
+  it('acks naming records that are not leased change nothing', () => {
+    const st = session({ cursor: 10, leases: [L(3, 4, A, 1)], dead: [{ from: 1, to: 2, count: 5 }] });
+    const s = settle(
+      stored(st, [], [
+        { from: 1, to: 2, atMs: NOW }, // dead letters
+        { from: 5, to: 9, atMs: NOW }, // acked before
+        { from: 20, to: 30, atMs: NOW }, // never sent
+      ]),
+    );
+    expect(s).toEqual(snap(st));
+  });
+
+  it('does not change its input, and the result can be changed without touching the input', () => {
+    const input = stored(
+      session({ cursor: 11, leases: [L(1, 10, A, 1)], dead: [{ from: 0, to: 0, count: 5 }], deadPages: ['p1'] }),
+      [{ n: 4, leaseMs: B }],
+      [{ from: 2, to: 12, atMs: NOW }],
+    );
+    const before = snap(input);
+    const s = settle(input);
+    expect(input).toEqual(before);
+    expect(s.leases).toEqual([L(1, 1, A, 1), L(13, 14, B, 1)]);
+    // mutate the result as the services do
+    planReceive(s, B + 1, 100, 100);
+    sweepDead(s, B + 1_000_000);
+    s.deadPages.push('p2');
+    s.leases[0]!.count = 99;
+    expect(input).toEqual(before);
+  });
+});
+
+describe('ackCount', () => {
+  const leases = [L(1, 3, NOW + 1000, 1), L(4, 5, NOW - 1, 2), L(6, 6, NOW, 3), L(8, 9, NOW - 5, 3)];
+  const settled = (): SessionState => session({ cursor: 10, leases }, { maxDeliveries: 3 });
+
+  it('counts selected records still leased after the sweep at now', () => {
+    // at NOW: 6 (lease ends at NOW, count 3) and 8-9 are dead; 4-5 expired but have a delivery left; 7 is not leased
+    expect(ackCount(settled(), [[2, 9]], NOW)).toBe(4); // 2, 3, 4, 5
+    expect(ackCount(settled(), [[6, 9]], NOW)).toBe(0);
+    // a millisecond earlier 6 is still leased
+    expect(ackCount(settled(), [[1, 9]], NOW - 1)).toBe(6); // 1..6
+    expect(ackCount(settled(), [[1, 9]], NOW - 6)).toBe(8); // 1..6, 8, 9
+  });
+
+  it('counts each record once however often the selection names it', () => {
+    expect(ackCount(settled(), [[1, 2], [2, 3], [3, 3], [1, 1], [2, 2]], NOW)).toBe(3);
+  });
+
+  it('counts nothing for records not leased', () => {
+    expect(ackCount(settled(), [[7, 7], [10, 50]], NOW)).toBe(0);
+    expect(ackCount(settled(), [], NOW)).toBe(0);
+  });
+
+  it('does not change the session', () => {
+    const s = settled();
+    const before = snap(s);
+    ackCount(s, [[1, 9]], NOW + 10_000);
+    expect(s).toEqual(before);
+  });
+});
+
+describe('claimLimit / freshRoom', () => {
+  // 10 records in flight (11-20), cursor 21, maxInFlight 15: room for 5 more
+  const settled = (maxInFlight = 15): SessionState => session({ cursor: 21, leases: [L(11, 20, LEASE, 1)] }, { maxInFlight });
+
+  it('claimLimit is bounded by maxInFlight or by the log end, whichever is lower', () => {
+    // min(40 + 1 - 3, 21 + 5 - 3) = min(38, 23)
+    expect(claimLimit(settled(), 40, 3)).toBe(23);
+    // min(22 + 1 - 2, 21 + 5 - 2) = min(21, 24)
+    expect(claimLimit(settled(), 22, 2)).toBe(21);
+    // more than the room: min(35, 20) = 20, below the cursor, so no claim can land
+    expect(claimLimit(settled(), 40, 6)).toBe(20);
+  });
+
+  it('a claim landing at any cursor up to the limit stays within lastSeq and maxInFlight, one past it does not', () => {
+    // Other claims may land first, each moving the cursor by its size and adding that many
+    // records in flight: at cursor c the session has 10 + (c - 21) in flight.
+    const check = (lastSeq: number, n: number, limit: number): void => {
+      expect(claimLimit(settled(), lastSeq, n)).toBe(limit);
+      for (let c = 21; c <= limit; c++) {
+        expect(c + n - 1, `c=${c}`).toBeLessThanOrEqual(lastSeq);
+        expect(10 + (c - 21) + n, `c=${c}`).toBeLessThanOrEqual(15);
+      }
+      const c = limit + 1;
+      expect(c + n - 1 > lastSeq || 10 + (c - 21) + n > 15).toBe(true);
+    };
+    check(40, 3, 23); // at 23: records 23-25, 10 + 2 + 3 = 15 in flight; at 24 it would be 16
+    check(22, 2, 21); // at 21: records 21-22 = lastSeq; at 22 record 23 does not exist
+    check(23, 1, 23); // both bounds equal: at 23 record 23, 10 + 2 + 1 = 13 in flight; at 24 past the log
+  });
+
+  it('freshRoom is min(maxRecords, maxInFlight - inFlight, lastSeq - cursor + 1), never negative', () => {
+    expect(freshRoom(settled(), 40, 3)).toBe(3); // maxRecords
+    expect(freshRoom(settled(), 40, 100)).toBe(5); // in-flight room
+    expect(freshRoom(settled(), 22, 100)).toBe(2); // log end: 21, 22
+    expect(freshRoom(settled(), 20, 100)).toBe(0); // caught up
+    expect(freshRoom(settled(), 15, 100)).toBe(0); // lastSeq behind the cursor
+    expect(freshRoom(settled(8), 40, 100)).toBe(0); // already over maxInFlight
+    expect(freshRoom(settled(10), 40, 100)).toBe(0); // exactly at maxInFlight
+  });
+
+  it('a claim of freshRoom records may land at the snapshot cursor', () => {
+    for (const [lastSeq, maxRecords] of [
+      [40, 3],
+      [40, 100],
+      [22, 100],
+    ] as const) {
+      const n = freshRoom(settled(), lastSeq, maxRecords);
+      expect(n).toBeGreaterThan(0);
+      expect(claimLimit(settled(), lastSeq, n)).toBeGreaterThanOrEqual(21);
+    }
+  });
+});
+
+describe('unsend', () => {
+  it('releases exactly the claimed parts: count 0, lease ending now', () => {
+    const s = session({ cursor: 5, leases: [L(1, 4, LEASE, 1)] });
+    expect(unsend(s, [[2, 3]], LEASE, NOW + 5)).toBe(2);
+    expect(s.leases).toEqual([L(1, 1, LEASE, 1), L(2, 3, NOW + 5, 0), L(4, 4, LEASE, 1)]);
+    expect(s.cursor).toBe(5);
+  });
+
+  it('leaves parts with another lease, a redelivered count, or no lease at all', () => {
+    const s = session({ cursor: 9, leases: [L(1, 2, LEASE, 1), L(3, 4, LEASE + 1, 1), L(5, 6, LEASE, 2)] });
+    expect(unsend(s, [[1, 8]], LEASE, NOW)).toBe(2);
+    expect(s.leases).toEqual([L(1, 2, NOW, 0), L(3, 4, LEASE + 1, 1), L(5, 6, LEASE, 2)]);
+    const t = session({ cursor: 9, leases: [L(3, 4, LEASE, 1)] });
+    expect(unsend(t, [[1, 2], [5, 8]], LEASE, NOW)).toBe(0);
+    expect(t.leases).toEqual([L(3, 4, LEASE, 1)]);
+  });
+
+  it('unsent records are handed out again as a first delivery and are not dead-lettered, even with maxDeliveries 1', () => {
+    const s = session({ cursor: 5, leases: [L(1, 4, LEASE, 1)] }, { maxDeliveries: 1 });
+    expect(unsend(s, [[3, 4]], LEASE, NOW)).toBe(2);
+    const probe = snap(s);
+    expect(sweepDead(probe, NOW + 1000)).toBe(0);
+    expect(probe.dead).toEqual([]);
+    // a receive right away (the unsent lease ends at NOW, so it is expired at NOW)
+    expect(planReceive(s, NOW, 4, 10)).toEqual([{ from: 3, to: 4, count: 1, leaseMs: LEASE }]);
+    expect(s.dead).toEqual([]);
+    expect(s.leases).toEqual([L(1, 4, LEASE, 1)]); // same as if they had been sent the first time
+    // and only now, once that delivery's lease ends, are they dead letters
+    expect(planReceive(s, LEASE, 4, 10)).toEqual([]);
+    expect(s.dead).toEqual([{ from: 1, to: 4, count: 1 }]);
+    // a later receive, not at the same millisecond
+    const t = session({ cursor: 5, leases: [L(1, 4, LEASE, 1)] }, { maxDeliveries: 1 });
+    unsend(t, [[1, 4]], LEASE, NOW);
+    expect(planReceive(t, NOW + 7000, 4, 10)).toEqual([{ from: 1, to: 4, count: 1, leaseMs: NOW + 7000 + ACK_MS }]);
+    expect(t.dead).toEqual([]);
+  });
+});
+
+describe('settle, randomized against a per-sequence-number model', () => {
+  it('claims and acks applied one by one to the model give the settled leases, cursor and ack counts', () => {
+    const r = prng(4242);
+    const now = 1_000_000;
+    const times = [now - 5000, now - 1, now, now + 1, now + 1000, now + 30_000];
+    let acksSeen = 0;
+    let deadKept = 0;
+    for (let c = 0; c < 500; c++) {
+      const maxDeliveries = r.int(1, 4);
+      const raw = randomLeases(r, now, { maxCount: maxDeliveries + 1 });
+      for (const l of raw) if (r.next() < 0.1) l.count = 0; // unsent records
+      // stored lease lists are coalesced: canonicalize through the model
+      const leases = fromModel(toModel(raw));
+      const cursor0 = (leases.length ? leases[leases.length - 1]!.to : 0) + r.int(1, 3);
+      const state = session({ cursor: cursor0, leases, dead: [{ from: 0, to: 0, count: 1 }] }, { maxDeliveries });
+      const claims: Claim[] = [];
+      const acks: AckMark[] = [];
+      // the model: one entry per leased sequence number, operations applied in the order made
+      const m = new Map<number, SeqState>();
+      for (const l of leases) for (let q = l.from; q <= l.to; q++) m.set(q, { leaseMs: l.leaseMs, count: l.count });
+      let cursor = cursor0;
+      for (let i = r.int(0, 14); i > 0; i--) {
+        if (r.next() < 0.5) {
+          const claim = { n: r.pick([0, 1, 1, 2, 3, 5]), leaseMs: r.pick(times) };
+          claims.push(claim);
+          for (let k = 0; k < claim.n; k++) m.set(cursor + k, { leaseMs: claim.leaseMs, count: 1 });
+          cursor += claim.n;
+        } else {
+          // an ack only names records the cursor had passed when it was made (the service clips)
+          if (cursor <= 1) continue;
+          const from = r.int(1, cursor - 1);
+          const mark = { from, to: Math.min(cursor - 1, from + r.int(0, 6)), atMs: r.pick(times) };
+          acks.push(mark);
+          acksSeen++;
+          for (let q = mark.from; q <= mark.to; q++) {
+            const v = m.get(q);
+            if (!v) continue;
+            if (v.leaseMs <= mark.atMs && v.count >= maxDeliveries) deadKept++;
+            else m.delete(q);
+          }
+        }
+      }
+      const input = stored(state, claims, acks);
+      const before = snap(input);
+      const label = JSON.stringify({ c, before });
+      const s = settle(input);
+      expect(input, label).toEqual(before);
+      expect(s.leases, label).toEqual(fromModel(m));
+      expect(s.cursor, label).toBe(cursor);
+      expect({ ...s, leases: [], cursor: 0 }, label).toEqual({ ...before.state, leases: [], cursor: 0 });
+      // ackCount against the model: selected records present and not dead at the ack's time
+      const at = r.pick(times);
+      const sel: Range[] = [];
+      for (let i = r.int(0, 3); i >= 0; i--) {
+        const a = r.int(0, cursor + 2);
+        sel.push([a, a + r.int(0, 8)]);
+      }
+      let want = 0;
+      for (const q of selectedSet(sel)) {
+        const v = m.get(q);
+        if (v && !(v.leaseMs <= at && v.count >= maxDeliveries)) want++;
+      }
+      const settledBefore = snap(s);
+      expect(ackCount(s, sel, at), JSON.stringify({ label, sel, at })).toBe(want);
+      expect(s).toEqual(settledBefore);
+    }
+    // the cases exercised both branches of the ack rule
+    expect(acksSeen).toBeGreaterThan(500);
+    expect(deadKept).toBeGreaterThan(20);
   });
 });

@@ -70,6 +70,33 @@ describe('receiver sessions', () => {
     expect(d).toMatchObject({ cursor: total + 1, ackFloor: total, inFlight: 0, deadLettered: 0, lag: 0 });
   }, 90_000);
 
+  it('concurrent receives and acks never lose a write to each other; one receive in COMPACT_AT folds the pending list', async () => {
+    await h.createLog('no-races');
+    await h.append('no-races', Array.from({ length: 400 }, (_, i) => i + 1));
+    const sid = await h.openSession('no-races');
+    const workers = 8;
+    const rounds = 3; // 24 claims: the 12th claim's receive folds the list once (and so may the 24th)
+    h.calls = [];
+    const got: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const batches = await Promise.all(Array.from({ length: workers }, () => h.receive(sid, { maxRecords: 10 })));
+      const seqs = batches.map((b) => b.map((r) => r.seq));
+      for (const b of seqs) expect(b).toHaveLength(10);
+      got.push(...seqs.flat());
+      const acked = await Promise.all(seqs.map((b) => h.ack(sid, { ranges: [[b[0]!, b[9]!]] })));
+      expect(acked).toEqual(Array(workers).fill(10));
+    }
+    // Disjoint, and together exactly the first 240 records.
+    expect([...got].sort((a, b) => a - b)).toEqual(Array.from({ length: workers * rounds * 10 }, (_, i) => i + 1));
+    const count = (op: string) => h.calls.filter((c) => c === op).length;
+    // One claim per receive and one update per ack: no write was refused and repeated.
+    expect(count('claimSession')).toBe(workers * rounds);
+    expect(count('ackSession')).toBe(workers * rounds);
+    expect(count('compactSession')).toBeGreaterThanOrEqual(1);
+    expect(count('compactSession')).toBeLessThanOrEqual(2);
+    expect(await h.describe(sid)).toMatchObject({ cursor: 241, ackFloor: 240, inFlight: 0, lag: 160 });
+  });
+
   it('redelivers after the lease expires with deliveryCount rising, then dead-letters after maxDeliveries', async () => {
     await h.createLog('poison');
     await h.append('poison', ['ok1', 'bad', 'ok2']);
