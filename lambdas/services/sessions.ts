@@ -210,9 +210,10 @@ export class SessionService {
       }
       const cursor = claimed.cursor;
       const grant: Grant = { from: cursor - n, to: cursor - 1, count: 1, leaseMs };
-      // Exactly one claim brings the pending list to COMPACT_AT: that receive folds what it read
-      // (claims since stay pending), alongside reading its records.
-      const folding = claimed.pending === COMPACT_AT && !compactionOverdue(stored) ? this.compact(stored, s, stats) : undefined;
+      // Exactly one claim brings the pending list to COMPACT_AT: that receive folds it, alongside
+      // reading its records, from a fresh read (its own snapshot is likely older than the last
+      // fold when many workers share the session).
+      const folding = claimed.pending === COMPACT_AT ? this.fold(owner, sessionId, stats) : undefined;
       const [read] = await Promise.all([this.readGrants(s.logKey, [grant], hintFor(head, grant.from), grant.from), folding]);
       const { sent, missing, unsent } = cutToBudget([grant], read.records, maxBytes);
       if (missing.length || unsent.length) {
@@ -257,6 +258,15 @@ export class SessionService {
     if (!(await this.compact(stored, final, stats))) return 'retry';
     if (!sent.length) return 'again';
     return sent.map(toReceived);
+  }
+
+  /** Folds the pending claims and acks into the compacted state (one read, one compaction). */
+  private async fold(owner: string, sessionId: string, stats: ReceiveStats): Promise<void> {
+    const now = this.clock.now();
+    const { stored } = await this.load(owner, sessionId, false);
+    const s = settle(stored);
+    sweepDead(s, now);
+    await this.compact(stored, s, stats);
   }
 
   /** Writes `next` as the compacted state of `stored`; false if another compaction won. */
