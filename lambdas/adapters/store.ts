@@ -102,11 +102,12 @@ export interface Store {
   compactSession(stored: StoredSession, next: SessionState): Promise<void>;
   /**
    * Atomically takes the next `n` records: advances the cursor by `n` and appends the claim,
-   * unless the cursor is already past `limit` or the session expired at `nowMs`. Returns the
+   * unless the cursor is already past `limit`, leases were released since the read (`releases`
+   * changed), or the session expired at `nowMs`. Returns the
    * cursor after the claim (the records taken end right before it) and how many claims are
    * now pending.
    */
-  claimSession(sessionId: string, n: number, limit: number, leaseMs: number, expiresMs: number, nowMs: number): Promise<{ cursor: number; pending: number }>;
+  claimSession(sessionId: string, n: number, limit: number, releases: number, leaseMs: number, expiresMs: number, nowMs: number): Promise<{ cursor: number; pending: number }>;
   /**
    * Atomically records acks (and a use of the session), if the session is `owner`'s, not expired
    * at `nowMs`, and its cursor is past `maxSeq`. Returns the session as it was just before.
@@ -178,6 +179,7 @@ function compactedFields(s: SessionState): Item {
     dp: s.deadPages,
     ds: s.deadSpilled,
     sk: s.skipped,
+    rl: s.releases,
     e: s.expiresMs,
     x: ttlOf(s.expiresMs),
   };
@@ -217,6 +219,7 @@ function sessionFromItem(it: Item): StoredSession {
     deadPages: (it.dp as string[] | undefined) ?? [],
     deadSpilled: (it.ds as number | undefined) ?? 0,
     skipped: (it.sk as number | undefined) ?? 0,
+    releases: (it.rl as number | undefined) ?? 0,
     expiresMs: it.e as number,
     version: it.v as number,
   };
@@ -593,7 +596,7 @@ export class DynamoStore implements Store {
     next.version = stored.state.version + 1;
   }
 
-  async claimSession(sessionId: string, n: number, limit: number, leaseMs: number, expiresMs: number, nowMs: number): Promise<{ cursor: number; pending: number }> {
+  async claimSession(sessionId: string, n: number, limit: number, releases: number, leaseMs: number, expiresMs: number, nowMs: number): Promise<{ cursor: number; pending: number }> {
     const out = await conditional(
       this.send(
         'claimSession',
@@ -602,8 +605,8 @@ export class DynamoStore implements Store {
             TableName: this.tables.sessions,
             Key: { pk: sessionId },
             UpdateExpression: 'SET cur = cur + :n, C = list_append(C, :c), e = :e, x = :x',
-            ConditionExpression: 'cur <= :lim AND e > :now',
-            ExpressionAttributeValues: { ':n': n, ':c': [[n, leaseMs]], ':e': expiresMs, ':x': ttlOf(expiresMs), ':lim': limit, ':now': nowMs },
+            ConditionExpression: 'cur <= :lim AND e > :now AND rl = :rl',
+            ExpressionAttributeValues: { ':n': n, ':c': [[n, leaseMs]], ':e': expiresMs, ':x': ttlOf(expiresMs), ':lim': limit, ':now': nowMs, ':rl': releases },
             ReturnValues: 'UPDATED_NEW',
             ReturnConsumedCapacity: 'TOTAL',
           }),

@@ -42,6 +42,11 @@ export interface SessionState {
   deadSpilled: number;
   /** Records skipped because retention removed them before the session reached them. */
   skipped: number;
+  /**
+   * Counts changes that end leases early (nack, unsend). A claim requires it unchanged since
+   * its read, so a receive never takes fresh records past records released after that read.
+   */
+  releases: number;
   /** Idle expiry, epoch ms. */
   expiresMs: number;
   /** Optimistic-concurrency version of the stored item. */
@@ -129,6 +134,7 @@ export function freshRoom(settled: SessionState, lastSeq: number, maxRecords: nu
 export function unsend(s: SessionState, ranges: readonly Range[], leaseMs: number, now: number): number {
   const r = mapSelected(s.leases, ranges, (part) => (part.count === 1 && part.leaseMs === leaseMs ? { ...part, count: 0, leaseMs: now } : part));
   s.leases = r.leases;
+  if (r.touched) s.releases++;
   return r.touched;
 }
 
@@ -234,6 +240,7 @@ export function nack(s: SessionState, selection: readonly Range[], now: number, 
   const until = now + delaySeconds * 1000;
   const r = mapSelected(s.leases, selection, (part) => (part.leaseMs > now ? { ...part, leaseMs: until } : part));
   s.leases = r.leases;
+  if (r.touched) s.releases++;
   return r.touched;
 }
 

@@ -75,6 +75,7 @@ export function session(over: Partial<SessionState> = {}, settings: Partial<Sess
     deadPages: [],
     deadSpilled: 0,
     skipped: 0,
+    releases: 0,
     expiresMs: T0 + 86_400_000,
     version: 1,
     ...over,
