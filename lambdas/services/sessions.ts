@@ -32,7 +32,7 @@ import {
   type StoredSession,
   type Grant,
 } from '../domain/session';
-import { countOf, insertLeases, normalizeRanges, type DeadRange, type Range } from '../domain/ranges';
+import { countOf, normalizeRanges, type DeadRange, type Range } from '../domain/ranges';
 import { decodeSegment, type DeliveredRecord } from '../domain/records';
 import type { DeliveryConfig } from '../domain/config';
 import { sleep, type LogHead, type Segment, type Store } from '../adapters/store';
@@ -66,14 +66,6 @@ export interface ReceiveStats {
 export class SessionService {
   /** sessionId -> log key: immutable, so a warm host reads session and head in one round trip. */
   private readonly logKeys = new Map<string, string>();
-  /**
-   * The session (settled) and its log's head as this host last read them, or as its own ack
-   * returned the session. A warm host claims from it without reading again: a claim bounded by
-   * an older snapshot is still safe (see claimLimit), so staleness only delays what the
-   * snapshot cannot show, for at most SNAPSHOT_MAX_AGE_MS: a lease another host nacked or
-   * extended. Known leases that ended, and an exhausted snapshot (no fresh room), force a read.
-   */
-  private readonly snapshots = new Map<string, Snapshot>();
   private readonly logs: LogService;
 
   constructor(
@@ -180,19 +172,8 @@ export class SessionService {
       // so a lease this receive dead-letters had already ended when that ack was made, and the
       // ack (which counted it as dead, not acked) agrees with what is written.
       const now = this.clock.now();
-      const snap = attempt === 0 ? this.usableSnapshot(owner, sessionId, now, maxRecords) : undefined;
-      if (snap) {
-        const out = await this.claimFresh(owner, sessionId, snap.settled, snap.head, undefined, now, maxRecords, maxBytes, stats);
-        if (out === 'retry') continue;
-        if (out === 'again') {
-          attempt = -1;
-          continue;
-        }
-        return out;
-      }
       const { stored, head } = await this.load(owner, sessionId, true);
       const settled = settle(stored);
-      this.remember(owner, sessionId, settled, head, now);
       const s = clone(settled);
       const swept = sweepDead(s, now);
       // Redeliveries only: fresh records are never planned here (s.cursor - 1 as the log's end).
@@ -219,7 +200,7 @@ export class SessionService {
         // to a redelivery's compaction): do it now. Losing this race is fine: the winner folded it.
         await this.compact(stored, s, stats);
       }
-      const out = await this.claimFresh(owner, sessionId, s, head, n, now, maxRecords, maxBytes, stats);
+      const out = await this.claimFresh(owner, sessionId, s, head, n, now, maxBytes, stats);
       if (out === 'retry') continue;
       if (out === 'again') {
         attempt = -1;
@@ -239,26 +220,24 @@ export class SessionService {
     sessionId: string,
     s: SessionState,
     head: LogHead,
-    room: number | undefined,
+    n: number,
     now: number,
-    maxRecords: number,
     maxBytes: number,
     stats: ReceiveStats,
   ): Promise<ReceivedRecord[] | 'retry' | 'again'> {
-    const n = room ?? freshRoom(s, head.lastSeq, maxRecords);
     const leaseMs = now + s.settings.ackTimeoutSeconds * 1000;
     let claimed: { cursor: number; pending: number };
     try {
       claimed = await this.store.claimSession(sessionId, n, claimLimit(s, head.lastSeq, n), s.releases, leaseMs, expiryAfterUse(s, now), now);
     } catch (e) {
       if (!(e instanceof ConflictError)) throw e;
-      stats.conflicts++; // another receive took the last records, or the session expired: look again
-      this.snapshots.delete(sessionId);
+      // Another receive took the last records, leases were released since the read, or the
+      // session expired: look again.
+      stats.conflicts++;
       return 'retry';
     }
     const cursor = claimed.cursor;
     const grant: Grant = { from: cursor - n, to: cursor - 1, count: 1, leaseMs };
-    this.advanceSnapshot(sessionId, grant);
     // Exactly one claim brings the pending list to COMPACT_AT: that receive folds it, alongside
     // reading its records, from a fresh read (its own snapshot is likely older than the last
     // fold when many workers share the session).
@@ -280,36 +259,6 @@ export class SessionService {
     }
     if (!sent.length) return 'again';
     return sent.map(toReceived);
-  }
-
-  private usableSnapshot(owner: string, sessionId: string, now: number, maxRecords: number): Snapshot | undefined {
-    const snap = this.snapshots.get(sessionId);
-    if (!snap || snap.owner !== owner || now - snap.readMs > SNAPSHOT_MAX_AGE_MS || isExpired(snap.settled, now)) return undefined;
-    if (snap.settled.leases.some((l) => l.leaseMs <= now)) return undefined; // redeliveries: read
-    if (freshRoom(snap.settled, snap.head.lastSeq, maxRecords) === 0) return undefined; // maybe more appended: read
-    return snap;
-  }
-
-  private remember(owner: string, sessionId: string, settled: SessionState, head: LogHead, readMs: number): void {
-    if (this.snapshots.size > 10_000) this.snapshots.clear();
-    this.snapshots.set(sessionId, { owner, settled, head, readMs });
-  }
-
-  /**
-   * This host's own claim, added to its snapshot (which keeps its read time: claims do not make
-   * it fresher). Records between the snapshot's cursor and the claim went to other hosts' claims:
-   * they count as in flight too (with this claim's lease as the best guess of theirs), or the
-   * snapshot would overstate the room for the next claim.
-   */
-  private advanceSnapshot(sessionId: string, g: Grant): void {
-    const snap = this.snapshots.get(sessionId);
-    if (!snap) return;
-    if (snap.settled.cursor > g.from) {
-      this.snapshots.delete(sessionId); // cannot happen with a consistent store; be safe
-      return;
-    }
-    const lease = { from: snap.settled.cursor, to: g.to, leaseMs: g.leaseMs, count: 1 };
-    this.snapshots.set(sessionId, { ...snap, settled: { ...snap.settled, cursor: g.to + 1, leases: insertLeases(snap.settled.leases, [lease]) } });
   }
 
   /** Hands out expired leases (a compaction), reading their records first. */
@@ -505,17 +454,6 @@ export class SessionService {
   }
 }
 
-
-/** Oldest a host's snapshot of a session may be for it to claim without reading (see SessionService.snapshots). */
-export const SNAPSHOT_MAX_AGE_MS = 1000;
-
-interface Snapshot {
-  owner: string;
-  settled: SessionState;
-  head: LogHead;
-  /** When the session was read (or returned by an ack). */
-  readMs: number;
-}
 
 /** Pending claims or acks past which a receive folds them into the compacted state. */
 export const COMPACT_AT = 12;

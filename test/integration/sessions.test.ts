@@ -97,19 +97,31 @@ describe('receiver sessions', () => {
     expect(await h.describe(sid)).toMatchObject({ cursor: 241, ackFloor: 240, inFlight: 0, lag: 160 });
   });
 
-  it('a warm receive host never hands out fresh records past records another host just released', async () => {
+  it('a receive never hands out fresh records past records another host released after its read', async () => {
     await h.createLog('warm');
     await h.append('warm', Array.from({ length: 50 }, (_, i) => i + 1));
     const sid = await h.openSession('warm');
     expect((await h.receive(sid, { maxRecords: 5 })).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
-    // The receive host now holds a snapshot; the nack goes to the leases function (another host).
-    expect((await h.call('POST', `/sessions/${sid}/nack`, { ranges: [[2, 3]] })).body).toEqual({ released: 2 });
+    // The nack lands between the receive's read and its claim (on the leases function: another host).
+    const real = h.store.claimSession.bind(h.store);
+    let nacked = false;
+    (h.store as { claimSession: typeof real }).claimSession = async (...args) => {
+      if (!nacked) {
+        nacked = true;
+        expect((await h.call('POST', `/sessions/${sid}/nack`, { ranges: [[2, 3]] })).body).toEqual({ released: 2 });
+      }
+      return real(...args);
+    };
     h.calls = [];
-    const next = await h.receive(sid, { maxRecords: 5 });
-    expect(next.map((r) => [r.seq, r.deliveryCount])).toEqual([[2, 2], [3, 2]]);
-    // It tried its snapshot, the claim was refused (leases released since: refused writes are
-    // not in h.calls), and it read again and redelivered with a compaction.
-    expect(h.calls[0]).toBe('getSessionWithHead');
+    try {
+      const next = await h.receive(sid, { maxRecords: 5 });
+      expect(next.map((r) => [r.seq, r.deliveryCount])).toEqual([[2, 2], [3, 2]]);
+    } finally {
+      delete (h.store as { claimSession?: unknown }).claimSession;
+    }
+    // The claim was refused (refused writes are not in h.calls); the receive read again and
+    // redelivered with a compaction.
+    expect(h.calls.filter((c) => c === 'getSessionWithHead')).toHaveLength(2);
     expect(h.calls).toContain('compactSession');
     expect(h.calls).not.toContain('claimSession');
     expect((await h.receive(sid, { maxRecords: 5 })).map((r) => r.seq)).toEqual([6, 7, 8, 9, 10]);
