@@ -50,7 +50,7 @@ const runsAt = argv.indexOf('--runs');
 const RUNS = runsAt >= 0 ? Math.max(1, Number(argv[runsAt + 1])) : QUICK ? 1 : 3;
 const SIZES = [100, 1024, 10240] as const;
 const WORKERS = QUICK ? [1, 4] : [1, 4, 16];
-const RECORDS: Record<number, number> = QUICK ? { 100: 400, 1024: 400, 10240: 150 } : { 100: 6000, 1024: 6000, 10240: 2000 };
+const RECORDS: Record<number, number> = QUICK ? { 100: 400, 1024: 400, 10240: 150 } : { 100: 6000, 1024: 6000, 10240: 6000 };
 const WARMUP_RECORDS: Record<number, number> = QUICK ? { 100: 200, 1024: 200, 10240: 50 } : { 100: 1000, 1024: 1000, 10240: 300 };
 const BUNDLE_RUNS = QUICK ? 2 : 7;
 /** Records per receive: the delivery profile's default, what users get. */
