@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Harness } from '../support/harness';
+import { settle } from '../../lambdas/domain/session';
+import { ConflictError } from '../../lambdas/domain/errors';
 
 let h: Harness;
 beforeAll(async () => {
@@ -95,6 +97,43 @@ describe('receiver sessions', () => {
     expect(count('compactSession')).toBeGreaterThanOrEqual(1);
     expect(count('compactSession')).toBeLessThanOrEqual(2);
     expect(await h.describe(sid)).toMatchObject({ cursor: 241, ackFloor: 240, inFlight: 0, lag: 160 });
+  });
+
+  it('a compaction folds exactly the claims and acks it read; those that land after it stay pending (on every engine)', async () => {
+    await h.createLog('fold');
+    await h.append('fold', Array.from({ length: 100 }, (_, i) => i + 1));
+    const sid = await h.openSession('fold');
+    const now = h.clock.now();
+    const lease = now + 30_000;
+    const far = now + 3_600_000;
+    const owner = (await h.store.getSession(sid))!.state.owner;
+    for (let i = 0; i < 3; i++) await h.store.claimSession(sid, 5, 100, 0, lease + i, far, now); // 1-5, 6-10, 11-15
+    await h.store.ackSession(sid, owner, [{ from: 6, to: 10, atMs: now }], 10, now);
+    const read = (await h.store.getSession(sid))!;
+    expect(read.claims).toHaveLength(3);
+    // After the read, before the compaction: two more claims (16-20, 21-25) and an ack of 1-2.
+    await h.store.claimSession(sid, 5, 100, 0, lease + 3, far, now);
+    await h.store.claimSession(sid, 5, 100, 0, lease + 4, far, now);
+    await h.store.ackSession(sid, owner, [{ from: 1, to: 2, atMs: now + 1 }], 2, now + 1);
+    const next = settle(read);
+    await h.store.compactSession(read, next);
+    const after = (await h.store.getSession(sid))!;
+    // Folded: the three claims and the ack of 6-10; pending: the two later claims and the ack of 1-2.
+    expect(after.state.cursor).toBe(16);
+    expect(after.state.leases).toEqual([
+      { from: 1, to: 5, leaseMs: lease, count: 1 },
+      { from: 11, to: 15, leaseMs: lease + 2, count: 1 },
+    ]);
+    expect(after.claims).toEqual([
+      { n: 5, leaseMs: lease + 3 },
+      { n: 5, leaseMs: lease + 4 },
+    ]);
+    expect(after.acks).toEqual([{ from: 1, to: 2, atMs: now + 1 }]);
+    const settled = settle(after);
+    expect(settled.cursor).toBe(26);
+    expect(settled.leases.map((l) => [l.from, l.to])).toEqual([[3, 5], [11, 15], [16, 20], [21, 25]]);
+    // A second compaction from the stale read is refused: the version moved.
+    await expect(h.store.compactSession(read, settle(read))).rejects.toBeInstanceOf(ConflictError);
   });
 
   it('a receive never hands out fresh records past records another host released after its read', async () => {
