@@ -164,8 +164,10 @@ export class BakeService {
       } catch (e) {
         if (!(e instanceof BakeStateError)) throw e;
         // A holder that never got going (its POST /bakes died between taking the lock and
-        // starting the execution) is cleaned up rather than blocking bakes until its deadline.
-        if (attempt === 0 && (await this.cleanupIfNeverStarted())) continue;
+        // starting the execution), or that already ended (its execution died between recording
+        // the end and releasing the lock), is cleaned up rather than blocking bakes until its
+        // deadline.
+        if (attempt === 0 && (await this.cleanupDeadHolder())) continue;
         throw new ApiError(409, 'BakeInProgress', e.message);
       }
     }
@@ -179,18 +181,26 @@ export class BakeService {
     return { bakeId };
   }
 
-  /** Releases the lock of a bake that never started its execution; true when it did so. */
-  private async cleanupIfNeverStarted(): Promise<boolean> {
+  /**
+   * Releases the lock of a bake that never started its execution, or whose record says it
+   * already ended; true when it did so (or the lock is gone).
+   */
+  private async cleanupDeadHolder(): Promise<boolean> {
     const lock = (await this.control.getRollout(true)).lock;
     if (!lock) return true;
     const b = await this.control.getBake(lock.bakeId);
     const now = this.clock.now();
+    const holder = lock.bakeId;
+    if (b && b.status !== 'RUNNING') {
+      // Its end is recorded; only the release was lost. cleanup leaves an ended record as it is.
+      await this.cleanup(holder);
+      return true;
+    }
     // With no record at all, only a lock older than the grace period is taken as dead.
     const stale = b
-      ? b.status === 'RUNNING' && b.executionStartedAtMs === undefined && now - b.createdAtMs > NEVER_STARTED_MS
+      ? b.executionStartedAtMs === undefined && now - b.createdAtMs > NEVER_STARTED_MS
       : (lock.takenAtMs ?? 0) <= now - NEVER_STARTED_MS;
     if (!stale) return false;
-    const holder = lock.bakeId;
     await this.cleanup(holder, { Error: 'NeverStarted', Cause: 'The request that started this bake stopped before its state machine started; a later POST /bakes cleaned it up.' });
     return true;
   }

@@ -303,6 +303,25 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     await expectClean({ delivery: '1', limits: '1' });
   });
 
+  it('a bake that ended but lost its lock release does not block the next one, and keeps its verdict', async () => {
+    const versions: ConfigVersions = { get: async () => ({}), create: async () => '2', list: async () => ['1'] };
+    const metrics: ArmMetricsReader = { armSeries: async () => seriesOf(3) };
+    const settings = { weightPercent: 10, bakeSeconds: 600, pollSeconds: 30, minExperimentRequests: 1 };
+    const service = new BakeService(control, versions, IDS, metrics, { start: async () => {} }, { now: () => Date.now() }, { timeScale: 1 });
+    const first = await service.startBake([{ profile: 'delivery', version: '2' }], settings);
+    // Finish recorded SUCCEEDED, then the execution died before releasing the lock.
+    const rec = (await control.getBake(first.bakeId))!;
+    await control.putBake({ ...rec, status: 'SUCCEEDED', endedAtMs: Date.now() });
+    expect((await control.getRollout(true)).lock?.bakeId).toBe(first.bakeId);
+    const next = await service.startBake([{ profile: 'limits', version: '2' }], settings);
+    expect((await control.getRollout(true)).lock?.bakeId).toBe(next.bakeId);
+    expect(((await service.describe(first.bakeId)) as { status: string }).status).toBe('SUCCEEDED');
+    // A RUNNING holder that did start is still respected.
+    await expect(service.startBake([{ profile: 'delivery', version: '2' }], settings)).rejects.toMatchObject({ status: 409, code: 'BakeInProgress' });
+    await service.cleanup(next.bakeId);
+    await expectClean({ delivery: '1', limits: '1' });
+  });
+
   it('a started bake is never taken for dead: its execution marked it', async () => {
     const r = await bake([{ profile: 'delivery', version: '2' }], {});
     expect(r.record.executionStartedAtMs).toBeGreaterThanOrEqual(r.record.createdAtMs);
