@@ -1,12 +1,14 @@
 /**
  * Receiver sessions: create, receive, ack/nack/extend, describe, dead letters, delete.
  *
- * Every change to a session is one conditional write of its item (`v = version read`), so
- * concurrent worker hosts serialize on it: a receive that lost the race re-reads and plans
- * again, and can never hand out a record another receive leased. A receive reads the
- * records before it writes, so a crash anywhere in it changes nothing; the write then
- * records exactly what is returned (after the byte budget) and where the cursor's segment
- * starts, so the next receive reads from there with one query.
+ * A session is one item with a compacted state and two pending lists (see settle in
+ * domain/session.ts). Fresh records are taken with an atomic claim and acks are recorded with
+ * an atomic update: neither is ever refused because of the other or of a concurrent one of its
+ * kind, so workers on one session do not serialize on it. Everything else (redelivery, nack,
+ * extend, dead letters, folding the pending lists) is a compaction: one write conditional on
+ * the version read, which only other compactions can make fail. A claim never hands out a
+ * record another receive leased (its limit is computed so that it cannot), and a crash after
+ * it leaves the records leased until their lease ends, never lost.
  */
 import { randomBytes } from 'node:crypto';
 import { ConflictError, sessionNotFound, logNotFound, busy } from '../domain/errors';
