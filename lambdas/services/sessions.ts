@@ -462,7 +462,7 @@ export const COMPACT_AT = 12;
 /** Pending acks past which an ack folds them itself (no receive came by to do it). */
 const ACKS_HARD_LIMIT = 4 * COMPACT_AT;
 /** Most ranges one ack records atomically; a more scattered ack is applied with a compaction. */
-export const ATOMIC_ACK_RANGES = 8;
+const ATOMIC_ACK_RANGES = 8;
 
 const compactionDue = (stored: StoredSession): boolean => stored.claims.length >= COMPACT_AT || stored.acks.length >= COMPACT_AT;
 /** Twice the usual: the receive that should have folded the list did not. */
