@@ -19,7 +19,7 @@ import { ConditionalCheckFailedException, type ConsumedCapacity, type DynamoDBCl
 import { ConflictError } from '../domain/errors';
 import { decodeAckMark, decodeDead, decodeLeases, encodeAckMark, encodeDead, encodeLeases } from '../domain/codec';
 import type { DeadRange } from '../domain/ranges';
-import type { AckMark, SessionState, StoredSession } from '../domain/session';
+import { expiryAfterUseMs, type AckMark, type SessionState, type StoredSession } from '../domain/session';
 
 export interface Pending {
   batchId: string;
@@ -166,8 +166,6 @@ function idemFromItem(it: Item): IdemItem {
   return out;
 }
 
-/** Idle expiry slack: see refreshExpiry. Atomic acks set `e = now + ie` from these stored sums. */
-const idleMsOf = (s: SessionState): number => s.settings.idleTimeoutSeconds * 1000 + Math.floor((s.settings.idleTimeoutSeconds * 1000) / 10);
 /** TTL deletes the item a day after it went idle; reads treat it as gone from `e` on. */
 const ttlOf = (expiresMs: number): number => Math.ceil(expiresMs / 1000) + 86_400;
 
@@ -199,8 +197,9 @@ function sessionToItem(s: SessionState, version: number): Item {
     b: s.cursor,
     cur: s.cursor,
     C: [],
-    ie: idleMsOf(s),
-    ix: Math.ceil(idleMsOf(s) / 1000) + 86_400,
+    // Atomic acks set `e = ie + now` and `x = ix + nowSec`: the same sums refreshExpiry uses.
+    ie: expiryAfterUseMs(s.settings),
+    ix: Math.ceil(expiryAfterUseMs(s.settings) / 1000) + 86_400,
     v: version,
   };
 }

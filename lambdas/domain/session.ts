@@ -155,10 +155,15 @@ export const isExpired = (s: SessionState, now: number): boolean => s.expiresMs 
  * timeouts after its last use, and is written for this at most once per tenth of a timeout.
  */
 export function refreshExpiry(s: SessionState, now: number): boolean {
-  const idleMs = s.settings.idleTimeoutSeconds * 1000;
-  if (s.expiresMs >= now + idleMs) return false;
-  s.expiresMs = now + idleMs + Math.floor(idleMs / 10);
+  if (s.expiresMs >= now + s.settings.idleTimeoutSeconds * 1000) return false;
+  s.expiresMs = now + expiryAfterUseMs(s.settings);
   return true;
+}
+
+/** How far after a use the idle expiry is set: the idle timeout plus a tenth (see refreshExpiry). */
+export function expiryAfterUseMs(settings: SessionSettings): number {
+  const idleMs = settings.idleTimeoutSeconds * 1000;
+  return idleMs + Math.floor(idleMs / 10);
 }
 
 /** Dead-letters every expired lease that has used up its deliveries. Returns records moved. */

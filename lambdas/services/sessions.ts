@@ -24,6 +24,7 @@ import {
   nack,
   extend,
   settle,
+  expiryAfterUseMs,
   ackCount,
   claimLimit,
   freshRoom,
@@ -230,7 +231,7 @@ export class SessionService {
     const leaseMs = now + s.settings.ackTimeoutSeconds * 1000;
     let claimed: { cursor: number; pending: number };
     try {
-      claimed = await this.store.claimSession(sessionId, n, claimLimit(s, head.lastSeq, n), s.releases, leaseMs, expiryAfterUse(s, now), now);
+      claimed = await this.store.claimSession(sessionId, n, claimLimit(s, head.lastSeq, n), s.releases, leaseMs, now + expiryAfterUseMs(s.settings), now);
     } catch (e) {
       if (!(e instanceof ConflictError)) throw e;
       // Another receive took the last records, leases were released since the read, or the
@@ -467,12 +468,6 @@ const ATOMIC_ACK_RANGES = 8;
 const compactionDue = (stored: StoredSession): boolean => stored.claims.length >= COMPACT_AT || stored.acks.length >= COMPACT_AT;
 /** Twice the usual: the receive that should have folded the list did not. */
 const compactionOverdue = (stored: StoredSession): boolean => stored.claims.length >= 2 * COMPACT_AT || stored.acks.length >= 2 * COMPACT_AT;
-
-/** The idle expiry a use at `now` sets (the stored `ie` gives acks the same sum). */
-const expiryAfterUse = (s: SessionState, now: number): number => {
-  const idleMs = s.settings.idleTimeoutSeconds * 1000;
-  return now + idleMs + Math.floor(idleMs / 10);
-};
 
 /** The parts of a normalized selection below `cursor`. */
 function clipBelow(sel: readonly Range[], cursor: number): Range[] {
