@@ -105,9 +105,20 @@ export interface Store {
    * unless the cursor is already past `limit`, leases were released since the read (`releases`
    * changed), or the session expired at `nowMs`. Returns the
    * cursor after the claim (the records taken end right before it) and how many claims are
-   * now pending.
+   * now pending. With `marks`, records those acks in the same write (an ack carried on a
+   * receive; every mark must be below the cursor the caller read) and also returns the session
+   * as it stood just before, to count them from.
    */
-  claimSession(sessionId: string, n: number, limit: number, releases: number, leaseMs: number, expiresMs: number, nowMs: number): Promise<{ cursor: number; pending: number }>;
+  claimSession(
+    sessionId: string,
+    n: number,
+    limit: number,
+    releases: number,
+    leaseMs: number,
+    expiresMs: number,
+    nowMs: number,
+    marks?: readonly AckMark[],
+  ): Promise<{ cursor: number; pending: number; before?: StoredSession }>;
   /**
    * Atomically records acks (and a use of the session), if the session is `owner`'s, not expired
    * at `nowMs`, and its cursor is past `maxSeq`. Returns the session as it was just before.
@@ -595,7 +606,17 @@ export class DynamoStore implements Store {
     next.version = stored.state.version + 1;
   }
 
-  async claimSession(sessionId: string, n: number, limit: number, releases: number, leaseMs: number, expiresMs: number, nowMs: number): Promise<{ cursor: number; pending: number }> {
+  async claimSession(
+    sessionId: string,
+    n: number,
+    limit: number,
+    releases: number,
+    leaseMs: number,
+    expiresMs: number,
+    nowMs: number,
+    marks?: readonly AckMark[],
+  ): Promise<{ cursor: number; pending: number; before?: StoredSession }> {
+    const acking = !!marks?.length;
     const out = await conditional(
       this.send(
         'claimSession',
@@ -603,18 +624,29 @@ export class DynamoStore implements Store {
           new UpdateCommand({
             TableName: this.tables.sessions,
             Key: { pk: sessionId },
-            UpdateExpression: 'SET cur = cur + :n, C = list_append(C, :c), e = :e, x = :x',
+            UpdateExpression: `SET cur = cur + :n, C = list_append(C, :c), e = :e, x = :x${acking ? ' ADD A :a' : ''}`,
             ConditionExpression: 'cur <= :lim AND e > :now AND rl = :rl',
-            ExpressionAttributeValues: { ':n': n, ':c': [[n, leaseMs]], ':e': expiresMs, ':x': ttlOf(expiresMs), ':lim': limit, ':now': nowMs, ':rl': releases },
-            ReturnValues: 'UPDATED_NEW',
+            ExpressionAttributeValues: {
+              ':n': n,
+              ':c': [[n, leaseMs]],
+              ':e': expiresMs,
+              ':x': ttlOf(expiresMs),
+              ':lim': limit,
+              ':now': nowMs,
+              ':rl': releases,
+              ...(acking ? { ':a': new Set(marks.map(encodeAckMark)) } : {}),
+            },
+            // The old item, when acks ride along: they are counted from the session as it stood.
+            ReturnValues: acking ? 'ALL_OLD' : 'UPDATED_NEW',
             ReturnConsumedCapacity: 'TOTAL',
           }),
         ),
       ),
     );
-    return { cursor: out.Attributes!.cur as number, pending: (out.Attributes!.C as unknown[]).length };
+    if (!acking) return { cursor: out.Attributes!.cur as number, pending: (out.Attributes!.C as unknown[]).length };
+    const before = sessionFromItem(out.Attributes!);
+    return { cursor: (out.Attributes!.cur as number) + n, pending: before.claims.length + 1, before };
   }
-
   async ackSession(sessionId: string, owner: string, marks: readonly AckMark[], maxSeq: number, nowMs: number): Promise<StoredSession> {
     const out = await conditional(
       this.send(

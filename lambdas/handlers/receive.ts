@@ -5,6 +5,7 @@ import { Receive } from '../http/schemas';
 import { defaultDeps, lazy, type Deps } from '../http/deps';
 import { SessionService, type ReceiveStats } from '../services/sessions';
 import { sessionIdOf } from './sessions';
+import { selectionOf } from '../domain/ranges';
 
 export function makeHandler(d: Deps) {
   const sessions = new SessionService(d.store, d.clock);
@@ -16,14 +17,16 @@ export function makeHandler(d: Deps) {
       // A long poll must end before the function's own deadline.
       const waitSeconds = Math.max(0, Math.min(b.waitSeconds, Math.floor((ctx.deadlineMs - d.clock.now()) / 1000) - 2));
       const stats: ReceiveStats = { conflicts: 0, polls: 0, idleMs: 0 };
-      const records = await sessions
-        .receive(ctx.principal, id, { maxRecords: b.maxRecords, waitSeconds }, delivery, stats)
+      const ack = b.ack ? selectionOf(b.ack.seqs, b.ack.ranges) : [];
+      const { records, acked } = await sessions
+        .receiveAndAck(ctx.principal, id, { maxRecords: b.maxRecords, waitSeconds, ack }, delivery, stats)
         .finally(() => {
           ctx.idleMs = stats.idleMs;
         });
       metrics.addMetric('ReceiveConflicts', MetricUnit.Count, stats.conflicts);
       metrics.addMetric('RecordsDelivered', MetricUnit.Count, records.length);
-      return { status: 200, body: { records } };
+      // `acked` only when the request carried acks: the contract's response is unchanged otherwise.
+      return { status: 200, body: b.ack ? { records, acked } : { records } };
     },
   });
 }

@@ -35,11 +35,6 @@ export const CreateSession = z.strictObject({
   idleTimeoutSeconds: int(60, 604800).default(86400),
 });
 
-export const Receive = z.strictObject({
-  maxRecords: int(1, 1000).optional(),
-  waitSeconds: int(0, 20).default(0),
-});
-
 const selection = {
   seqs: z.array(seq).max(10000).optional(),
   ranges: z
@@ -52,6 +47,12 @@ const named = (v: { seqs?: number[] | undefined; ranges?: [number, number][] | u
 const nameSome = { message: 'name the records with "seqs" and/or "ranges"' };
 
 export const Ack = z.strictObject(selection).refine(named, nameSome);
+export const Receive = z.strictObject({
+  maxRecords: int(1, 1000).optional(),
+  waitSeconds: int(0, 20).default(0),
+  /** Additive: acks of earlier deliveries, applied before this receive chooses records. */
+  ack: Ack.optional(),
+});
 export const Nack = z.strictObject({ ...selection, delaySeconds: int(0, 43200).default(0) }).refine(named, nameSome);
 export const Extend = z.strictObject({ ...selection, seconds: int(1, 43200) }).refine(named, nameSome);
 

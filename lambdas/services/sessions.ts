@@ -11,7 +11,7 @@
  * it leaves the records leased until their lease ends, never lost.
  */
 import { randomBytes } from 'node:crypto';
-import { ConflictError, sessionNotFound, logNotFound, busy } from '../domain/errors';
+import { ApiError, ConflictError, sessionNotFound, logNotFound, busy } from '../domain/errors';
 import {
   isExpired,
   planReceive,
@@ -143,16 +143,51 @@ export class SessionService {
     delivery: DeliveryConfig,
     stats: ReceiveStats = { conflicts: 0, polls: 0, idleMs: 0 },
   ): Promise<ReceivedRecord[]> {
+    return (await this.receiveAndAck(owner, sessionId, { ...req, ack: [] }, delivery, stats)).records;
+  }
+
+  /**
+   * A receive that first acknowledges `req.ack`, exactly as `ack` would, in the same request:
+   * the records it names are out of flight before this receive chooses what to hand out. When
+   * the receive claims fresh records the acks ride on the claim's write, so a worker that acks
+   * its last batch this way costs one request and one write less per batch. A long poll applies
+   * them at once, not when records arrive.
+   */
+  async receiveAndAck(
+    owner: string,
+    sessionId: string,
+    req: { maxRecords?: number; waitSeconds?: number; ack: readonly Range[] },
+    delivery: DeliveryConfig,
+    stats: ReceiveStats = { conflicts: 0, polls: 0, idleMs: 0 },
+  ): Promise<{ records: ReceivedRecord[]; acked: number }> {
+    let sel = normalizeRanges(req.ack);
+    let acked = 0;
+    if (sel.length > ATOMIC_ACK_RANGES) {
+      // Scattered: applied as its own compaction (see ack), before the receive looks.
+      acked = await this.ack(owner, sessionId, sel);
+      sel = [];
+    }
+    const carried: CarriedAck | undefined = sel.length ? { selection: sel, acked: 0, applied: false } : undefined;
     const waitUntil = this.clock.now() + (req.waitSeconds ?? 0) * 1000;
     const maxRecords = Math.min(req.maxRecords ?? delivery.maxBatchRecords, delivery.maxBatchRecords);
+    let records: ReceivedRecord[];
     for (;;) {
       stats.polls++;
-      const out = await this.receiveOnce(owner, sessionId, maxRecords, delivery.maxBatchBytes, stats);
-      if (out.length || this.clock.now() + delivery.longPollIntervalMs > waitUntil) return out;
+      try {
+        records = await this.receiveOnce(owner, sessionId, maxRecords, delivery.maxBatchBytes, stats, carried && !carried.applied ? carried : undefined);
+      } catch (e) {
+        // Acks already written are not failed with the request (the worker could not tell it
+        // need not send them again): too busy to hand out records, it returns none.
+        if (!(carried?.applied && e instanceof ApiError && e.status === 503)) throw e;
+        records = [];
+        break;
+      }
+      if (records.length || this.clock.now() + delivery.longPollIntervalMs > waitUntil) break;
       const before = this.clock.now();
       await sleep(delivery.longPollIntervalMs);
       stats.idleMs += this.clock.now() - before;
     }
+    return { records, acked: acked + (carried?.acked ?? 0) };
   }
 
   /**
@@ -168,6 +203,8 @@ export class SessionService {
     maxRecords: number,
     maxBytes: number,
     stats: ReceiveStats,
+    /** Acks to apply before choosing records (at most once: `applied` is set by the write that does). */
+    carried?: CarriedAck,
   ): Promise<ReceivedRecord[]> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt > 0) await backoff(attempt);
@@ -179,11 +216,21 @@ export class SessionService {
       const settled = settle(stored);
       const s = clone(settled);
       const swept = sweepDead(s, now);
+      // Carried acks count as of `now`, after expired poison was dead-lettered, as `ack` does.
+      // Records at or past the cursor this read saw were never sent before the request was
+      // made (the read is strongly consistent and follows it), so they count 0: they may be
+      // the very records this receive is about to hand out.
+      const ack = carried && !carried.applied ? clipBelow(carried.selection, s.cursor) : undefined;
+      const ackedHere = ack ? ackLeases(s, ack) : 0;
+      const applied = (): void => {
+        if (carried && ack) Object.assign(carried, { applied: true, acked: ackedHere });
+      };
       // Redeliveries only: fresh records are never planned here (s.cursor - 1 as the log's end).
       const redeliver = planReceive(s, now, s.cursor - 1, maxRecords);
       if (redeliver.length) {
-        const out = await this.redeliver(stored, settled, redeliver, now, maxBytes, stats);
+        const out = await this.redeliver(stored, settled, redeliver, now, maxBytes, stats, ack);
         if (out === 'retry') continue;
+        applied();
         if (out === 'again') {
           attempt = -1; // retention removed everything planned: look again at once
           continue;
@@ -192,24 +239,35 @@ export class SessionService {
       }
       const n = freshRoom(s, head.lastSeq, maxRecords);
       if (n === 0) {
-        // Nothing to hand out: write only to dead-letter expired poison, fold a long pending
-        // list, or keep the session alive. An empty poll usually costs no write.
-        if (!refreshExpiry(s, now) && !swept && !compactionOverdue(stored)) return [];
-        if (await this.compact(stored, s, stats)) return [];
+        // Nothing to hand out: write only to record carried acks, dead-letter expired poison,
+        // fold a long pending list, or keep the session alive. An empty poll usually costs no write.
+        if (!refreshExpiry(s, now) && !swept && !ackedHere && !compactionOverdue(stored)) {
+          applied();
+          return [];
+        }
+        if (await this.compact(stored, s, stats)) {
+          applied();
+          return [];
+        }
         continue;
       }
+      let marks = ackedHere ? ack : undefined;
       if (compactionOverdue(stored)) {
         // The receive whose claim reached COMPACT_AT did not fold the list (it crashed, or lost
         // to a redelivery's compaction): do it now. Losing this race is fine: the winner folded it.
-        await this.compact(stored, s, stats);
-      }
-      const out = await this.claimFresh(owner, sessionId, s, head, n, now, maxBytes, stats);
+        if (await this.compact(stored, s, stats)) {
+          applied();
+          marks = undefined;
+        }
+      } else if (!ackedHere) applied(); // nothing the read saw in flight: nothing to write
+      const out = await this.claimFresh(owner, sessionId, s, head, n, now, maxBytes, stats, marks);
       if (out === 'retry') continue;
-      if (out === 'again') {
+      if (marks && carried) Object.assign(carried, { applied: true, acked: out.acked });
+      if (out.records === 'again') {
         attempt = -1;
         continue;
       }
-      return out;
+      return out.records;
     }
     throw busy('Too many workers are changing this session at once.', 1);
   }
@@ -227,11 +285,14 @@ export class SessionService {
     now: number,
     maxBytes: number,
     stats: ReceiveStats,
-  ): Promise<ReceivedRecord[] | 'retry' | 'again'> {
+    /** Carried acks to record in the claim's write (already applied to `s`, all below its cursor). */
+    ack?: readonly Range[],
+  ): Promise<{ records: ReceivedRecord[] | 'again'; acked: number } | 'retry'> {
     const leaseMs = now + s.settings.ackTimeoutSeconds * 1000;
-    let claimed: { cursor: number; pending: number };
+    let claimed: { cursor: number; pending: number; before?: StoredSession };
     try {
-      claimed = await this.store.claimSession(sessionId, n, claimLimit(s, head.lastSeq, n), s.releases, leaseMs, now + expiryAfterUseMs(s.settings), now);
+      const marks = ack?.map(([from, to]) => ({ from, to, atMs: now }));
+      claimed = await this.store.claimSession(sessionId, n, claimLimit(s, head.lastSeq, n), s.releases, leaseMs, now + expiryAfterUseMs(s.settings), now, marks);
     } catch (e) {
       if (!(e instanceof ConflictError)) throw e;
       // Another receive took the last records, leases were released since the read, or the
@@ -239,6 +300,8 @@ export class SessionService {
       stats.conflicts++;
       return 'retry';
     }
+    // Counted from the session just before the write, exactly as a standalone ack counts.
+    const acked = ack && claimed.before ? ackCount(settle(claimed.before), ack, now) : 0;
     const cursor = claimed.cursor;
     const grant: Grant = { from: cursor - n, to: cursor - 1, count: 1, leaseMs };
     // Exactly one claim brings the pending list to COMPACT_AT: that receive folds it, alongside
@@ -260,8 +323,7 @@ export class SessionService {
         (x, at) => unsend(x, unsent, leaseMs, at),
       );
     }
-    if (!sent.length) return 'again';
-    return sent.map(toReceived);
+    return { records: sent.length ? sent.map(toReceived) : 'again', acked };
   }
 
   /** Hands out expired leases (a compaction), reading their records first. */
@@ -272,12 +334,15 @@ export class SessionService {
     now: number,
     maxBytes: number,
     stats: ReceiveStats,
+    /** Carried acks, applied before planning (as the plan was made). */
+    ack?: readonly Range[],
   ): Promise<ReceivedRecord[] | 'retry' | 'again'> {
     const read = await this.readGrants(settled.logKey, plan, 0, -1);
     const { sent, missing, taken } = cutToBudget(plan, read.records, maxBytes);
     // Plan again with exactly what is sent: planning is deterministic, so this is a prefix.
     const final = clone(settled);
     sweepDead(final, now);
+    if (ack) ackLeases(final, ack);
     planReceive(final, now, final.cursor - 1, taken);
     if (missing.length) dropMissing(final, missing);
     refreshExpiry(final, now);
@@ -468,6 +533,14 @@ const ATOMIC_ACK_RANGES = 8;
 const compactionDue = (stored: StoredSession): boolean => stored.claims.length >= COMPACT_AT || stored.acks.length >= COMPACT_AT;
 /** Twice the usual: the receive that should have folded the list did not. */
 const compactionOverdue = (stored: StoredSession): boolean => stored.claims.length >= 2 * COMPACT_AT || stored.acks.length >= 2 * COMPACT_AT;
+
+/** Acks carried on a receive, and what became of them. */
+interface CarriedAck {
+  selection: Range[];
+  /** Set by the write that recorded them (so a retry or a later poll round does not again). */
+  applied: boolean;
+  acked: number;
+}
 
 /** The parts of a normalized selection below `cursor`. */
 function clipBelow(sel: readonly Range[], cursor: number): Range[] {
