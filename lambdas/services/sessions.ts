@@ -241,7 +241,19 @@ export class SessionService {
       if (n === 0) {
         // Nothing to hand out: write only to record carried acks, dead-letter expired poison,
         // fold a long pending list, or keep the session alive. An empty poll usually costs no write.
-        if (!refreshExpiry(s, now) && !swept && !ackedHere && !compactionOverdue(stored)) {
+        if (!refreshExpiry(s, now) && !swept && !compactionOverdue(stored)) {
+          // Only acks to record: the atomic ack update, which no other write can make fail
+          // (a compaction here would race the others at the log's end).
+          if (ack && ackedHere) {
+            try {
+              const before = await this.store.ackSession(sessionId, owner, ack.map(([from, to]) => ({ from, to, atMs: now })), ack[ack.length - 1]![1], now);
+              Object.assign(carried!, { applied: true, acked: ackCount(settle(before), ack, now) });
+              return [];
+            } catch (e) {
+              if (!(e instanceof ConflictError)) throw e;
+              continue; // the session expired meanwhile: the next read says so
+            }
+          }
           applied();
           return [];
         }

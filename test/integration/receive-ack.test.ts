@@ -374,7 +374,12 @@ describe('concurrency', () => {
     expect(acksSent).toBe(total);
     expect(ackedByService).toBe(total);
     expect(carrying).toBeGreaterThanOrEqual(total / 25);
-    expect(h.calls.filter((c) => c === 'ackSession')).toHaveLength(0);
+    // Acks ride on claims while fresh records remain; a receive that finds nothing left to
+    // hand out records its acks with the atomic ack update (at most one per worker here: its
+    // last batch), never with a compaction that could race the others'.
+    const ackUpdates = h.calls.filter((c) => c === 'ackSession').length;
+    expect(ackUpdates).toBeGreaterThanOrEqual(1);
+    expect(ackUpdates).toBeLessThanOrEqual(4);
     expect(await h.describe(sid)).toMatchObject({ cursor: total + 1, ackFloor: total, inFlight: 0, deadLettered: 0, lag: 0 });
   }, 90_000);
 
