@@ -18,8 +18,15 @@ export type ClientCommand =
   | { type: 'createLog'; logId: string }
   | { type: 'append'; logId: string; recordBytes: number; total: number; batch: number }
   | { type: 'createSession'; logId: string; body: Record<string, unknown> }
-  | { type: 'deliver'; sessionId: string; total: number; workers: number; maxRecords: number; timeoutMs: number }
+  | { type: 'deliver'; sessionId: string; total: number; workers: number; maxRecords: number; timeoutMs: number; ack: AckMode }
   | { type: 'describe'; sessionId: string };
+
+/**
+ * How workers ack: `receive` carries the acks of each batch on the worker's next receive (what
+ * the client library's consume() does; the last batch's acks go on a receive that finds the
+ * log drained), `separate` sends each batch's acks as their own request right away.
+ */
+export type AckMode = 'receive' | 'separate';
 
 export interface CallStat {
   ms: number;
@@ -142,10 +149,11 @@ export class Clients {
   }
 
   /**
-   * `workers` stateless workers on one session: each receives up to `maxRecords`, acks what it
-   * got as ranges, and repeats until every record is acked. A worker that gets nothing waits
-   * the service's own long-poll interval (250 ms) before asking again; a 429/503 is retried
-   * after its retry-after, as a well-behaved client does.
+   * `workers` stateless workers on one session: each receives up to `maxRecords` and acks what
+   * it got as ranges (carried on its next receive, or as a request of their own: see AckMode),
+   * until every record is acked. A worker that gets nothing waits the service's own long-poll
+   * interval (250 ms) before asking again; a 429/503 is retried after its retry-after, as a
+   * well-behaved client does.
    */
   private async deliver(cmd: Extract<ClientCommand, { type: 'deliver' }>): Promise<DeliverResult> {
     const receives: ReceiveStat[] = [];
@@ -159,22 +167,37 @@ export class Clients {
     const t0 = performance.now();
     let tDone = NaN;
     const deadline = t0 + cmd.timeoutMs;
+    const counted = (n: number): void => {
+      ackedRecords += n;
+      if (ackedRecords >= cmd.total && !done) {
+        done = true;
+        tDone = performance.now();
+      }
+    };
 
     const worker = async (): Promise<void> => {
+      /** Acks to carry on the next receive (ack mode `receive`). */
+      let carry: [number, number][] | undefined;
       while (!done) {
         if (performance.now() > deadline) throw new Error(`deliver: ${ackedRecords}/${cmd.total} acked after ${cmd.timeoutMs} ms`);
-        const { r, stat } = await this.timed<{ records: { seq: number; deliveryCount: number }[] }>(
+        const { r, stat } = await this.timed<{ records: { seq: number; deliveryCount: number }[]; acked?: number }>(
           'POST',
           `/sessions/${cmd.sessionId}/receive`,
-          { maxRecords: cmd.maxRecords, waitSeconds: 0 },
+          { maxRecords: cmd.maxRecords, waitSeconds: 0, ...(carry ? { ack: { ranges: carry } } : {}) },
         );
         if (r.status === 503 || r.status === 429) {
+          // Carried acks are kept: the service answers 503 only before it applied them.
           busyReplies++;
           receives.push({ ...stat, records: 0, redelivered: 0 });
           await sleep(1000 * Number(r.headers['retry-after'] ?? 1));
           continue;
         }
         if (r.status !== 200) throw new Error(`receive: ${r.status} ${JSON.stringify(r.body)}`);
+        if (carry) {
+          if (typeof r.body.acked !== 'number') throw new Error(`receive carried acks but answered no count: ${JSON.stringify(r.body)}`);
+          carry = undefined;
+          counted(r.body.acked);
+        }
         const recs = r.body.records;
         receives.push({ ...stat, records: recs.length, redelivered: recs.filter((x) => x.deliveryCount > 1).length });
         if (!recs.length) {
@@ -186,11 +209,15 @@ export class Clients {
           delivered[x.seq] = 1;
         }
         const ranges = toRanges(recs.map((x) => x.seq));
+        if (cmd.ack === 'receive') {
+          carry = ranges;
+          continue;
+        }
         for (let attempt = 0; ; attempt++) {
           const a = await this.timed<{ acked: number }>('POST', `/sessions/${cmd.sessionId}/ack`, { ranges });
           acks.push(a.stat);
           if (a.r.status === 200) {
-            ackedRecords += a.r.body.acked;
+            counted(a.r.body.acked);
             break;
           }
           if ((a.r.status === 503 || a.r.status === 429) && attempt < 20) {
@@ -199,10 +226,6 @@ export class Clients {
             continue;
           }
           throw new Error(`ack: ${a.r.status} ${JSON.stringify(a.r.body)}`);
-        }
-        if (ackedRecords >= cmd.total && !done) {
-          done = true;
-          tDone = performance.now();
         }
       }
     };

@@ -23,9 +23,10 @@
  * (progress goes to stderr); `--quick` runs a tiny matrix once (a smoke check); `--runs N`
  * overrides the number of runs.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { format } from 'node:util';
 import { Worker } from 'node:worker_threads';
@@ -34,7 +35,7 @@ import { BatchWriteCommand, DynamoDBDocumentClient, QueryCommand, ScanCommand } 
 import { startLocalRuntime, type LocalRuntime } from '../local/server';
 import { DEFAULT_CONFIG } from '../lambdas/domain/config';
 import { TABLES } from '../lambdas/tables';
-import type { AppendResult, ClientCommand, DeliverResult, ReceiveStat } from './client';
+import type { AckMode, AppendResult, ClientCommand, DeliverResult, ReceiveStat } from './client';
 import { createNaiveTable, runNaive, type NaiveResult } from './naive';
 import { measureBundles, type BundlesReport } from './bundles';
 import { PRICES, lambdaUsdPerInvocation, minReadUnits, minWriteUnits, sqsUsdPerMillion } from './prices';
@@ -48,11 +49,28 @@ const JSON_OUT = argv.includes('--json');
 const QUICK = argv.includes('--quick');
 const runsAt = argv.indexOf('--runs');
 const RUNS = runsAt >= 0 ? Math.max(1, Number(argv[runsAt + 1])) : QUICK ? 1 : 3;
-const SIZES = [100, 1024, 10240] as const;
-const WORKERS = QUICK ? [1, 4] : [1, 4, 16];
-const RECORDS: Record<number, number> = QUICK ? { 100: 400, 1024: 400, 10240: 150 } : { 100: 6000, 1024: 6000, 10240: 6000 };
+/** `--sizes 100,1024` and `--workers 4` narrow the matrix (for investigating one cell). */
+const listArg = (name: string): number[] | undefined => {
+  const at = argv.indexOf(name);
+  return at >= 0 ? String(argv[at + 1]).split(',').map(Number).filter((n) => n > 0) : undefined;
+};
+const SIZES = (listArg('--sizes') ?? [100, 1024, 10240]).filter((s) => [100, 1024, 10240].includes(s));
+const WORKERS = listArg('--workers') ?? (QUICK ? [1, 4] : [1, 4, 16]);
+const RECORDS: Record<number, number> = QUICK ? { 100: 400, 1024: 400, 10240: 150 } : { 100: 12000, 1024: 12000, 10240: 6000 };
 const WARMUP_RECORDS: Record<number, number> = QUICK ? { 100: 200, 1024: 200, 10240: 50 } : { 100: 1000, 1024: 1000, 10240: 300 };
 const BUNDLE_RUNS = QUICK ? 2 : 7;
+/**
+ * How workers ack (see AckMode): every worker count with the acks carried on the next receive
+ * (what the client library does), and 4 workers acking with requests of their own beside it.
+ * `--ack receive` or `--ack separate` runs only that mode.
+ */
+const ackAt = argv.indexOf('--ack');
+const ACK_ONLY = ackAt >= 0 ? (argv[ackAt + 1] as AckMode) : undefined;
+if (ACK_ONLY && ACK_ONLY !== 'receive' && ACK_ONLY !== 'separate') throw new Error(`--ack takes "receive" or "separate", not ${ACK_ONLY}`);
+const VARIANTS: { workers: number; ack: AckMode }[] = [
+  ...(ACK_ONLY === 'separate' ? [] : WORKERS.map((workers) => ({ workers, ack: 'receive' as const }))),
+  ...(ACK_ONLY === 'receive' ? [] : (ACK_ONLY === 'separate' ? WORKERS : WORKERS.filter((w) => w === 4)).map((workers) => ({ workers, ack: 'separate' as const }))),
+];
 /** Records per receive: the delivery profile's default, what users get. */
 const PAGE = DEFAULT_CONFIG.delivery.maxBatchRecords;
 /**
@@ -61,6 +79,11 @@ const PAGE = DEFAULT_CONFIG.delivery.maxBatchRecords;
  */
 const MAX_IN_FLIGHT = 2000;
 const DELIVER_TIMEOUT_MS = 180_000;
+/** The floor repeats its pass over the records until this long has passed (see runFloor). */
+const FLOOR_MIN_MS = QUICK ? 200 : 2000;
+/** `--profile DIR`: write a CPU profile of this process for every measured delivery phase. */
+const profileAt = argv.indexOf('--profile');
+const PROFILE_DIR = profileAt >= 0 ? resolve(argv[profileAt + 1] ?? '.') : undefined;
 
 const progress = (line: string): void => {
   process.stderr.write(`[bench] ${line}\n`);
@@ -218,6 +241,7 @@ interface Units {
 interface RunResult {
   recordBytes: number;
   workers: number;
+  ack: AckMode;
   records: number;
   dataBytes: number;
   append: {
@@ -254,7 +278,7 @@ interface RunResult {
     /** Storage calls and units by function and operation (rejected conditional writes estimated). */
     ops: Record<string, OpStat>;
   };
-  floor: { wallMs: number; recordsPerSecond: number; calls: number; readUnits: number };
+  floor: { wallMs: number; recordsPerSecond: number; calls: number; readUnits: number; passes: number };
 }
 
 function unitsOf(ops: Map<string, OpStat> | undefined): Units {
@@ -348,37 +372,47 @@ async function runFloor(b: Bench, logKey: string, total: number, concurrency: nu
   };
   const pages: [number, number][] = [];
   for (let from = 1; from <= total; from += PAGE) pages.push([holding(from), Math.min(total, from + PAGE - 1)]);
-  let next = 0;
+  // Whole passes over the pages until FLOOR_MIN_MS has passed: a single pass of small records
+  // takes a fraction of a second, too short to measure on a shared machine. Units and calls
+  // are those of the first pass (the records once).
   let calls = 0;
   let readUnits = 0;
   let items = 0;
+  let passes = 0;
   const t0 = performance.now();
-  const loop = async (): Promise<void> => {
-    while (next < pages.length) {
-      const [a, z] = pages[next++]!;
-      let start: Record<string, unknown> | undefined;
-      do {
-        const out = await b.doc.send(
-          new QueryCommand({
-            TableName: b.tables.records,
-            KeyConditionExpression: 'pk = :p AND sk BETWEEN :a AND :b',
-            ExpressionAttributeValues: { ':p': logKey, ':a': a, ':b': z },
-            ConsistentRead: true,
-            ExclusiveStartKey: start,
-            ReturnConsumedCapacity: 'TOTAL',
-          }),
-        );
-        calls++;
-        readUnits += out.ConsumedCapacity?.CapacityUnits ?? 0;
-        items += out.Items?.length ?? 0;
-        start = out.LastEvaluatedKey;
-      } while (start);
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, loop));
+  do {
+    let next = 0;
+    const first = passes === 0;
+    const loop = async (): Promise<void> => {
+      while (next < pages.length) {
+        const [a, z] = pages[next++]!;
+        let start: Record<string, unknown> | undefined;
+        do {
+          const out = await b.doc.send(
+            new QueryCommand({
+              TableName: b.tables.records,
+              KeyConditionExpression: 'pk = :p AND sk BETWEEN :a AND :b',
+              ExpressionAttributeValues: { ':p': logKey, ':a': a, ':b': z },
+              ConsistentRead: true,
+              ExclusiveStartKey: start,
+              ReturnConsumedCapacity: 'TOTAL',
+            }),
+          );
+          if (first) {
+            calls++;
+            readUnits += out.ConsumedCapacity?.CapacityUnits ?? 0;
+            items += out.Items?.length ?? 0;
+          }
+          start = out.LastEvaluatedKey;
+        } while (start);
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, loop));
+    passes++;
+  } while (performance.now() - t0 < FLOOR_MIN_MS);
   const wallMs = performance.now() - t0;
   if (items < pages.length) throw new Error(`floor read ${items} segments for ${pages.length} pages`);
-  return { wallMs, recordsPerSecond: total / (wallMs / 1000), calls, readUnits };
+  return { wallMs, recordsPerSecond: (total * passes) / (wallMs / 1000), calls, readUnits, passes };
 }
 
 /** Deletes a run's segments so the store does not grow from run to run (not measured). */
@@ -396,8 +430,24 @@ async function dropSegments(b: Bench, logKey: string): Promise<void> {
 const lambdaUsd = (reqs: readonly { ms: number }[]): number => sum(reqs.map((r) => lambdaUsdPerInvocation(r.ms)));
 const mean = (xs: readonly number[]): number => (xs.length ? sum(xs) / xs.length : NaN);
 
-async function runOne(b: Bench, recordBytes: number, workers: number, total: number, tag: string): Promise<{ run: RunResult; logKey: string }> {
-  const logId = `bench-${recordBytes}b-${workers}w-${tag}-${Date.now().toString(36)}`;
+/** Starts the inspector's CPU profiler; the returned function stops it and writes the profile. */
+async function startProfile(): Promise<(file: string) => Promise<void>> {
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object): Promise<unknown> =>
+    new Promise((ok, fail) => session.post(method, params ?? {}, (e, r) => (e ? fail(e) : ok(r))));
+  await post('Profiler.enable');
+  await post('Profiler.start');
+  return async (file) => {
+    const { profile } = (await post('Profiler.stop')) as { profile: unknown };
+    session.disconnect();
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, JSON.stringify(profile));
+  };
+}
+
+async function runOne(b: Bench, recordBytes: number, workers: number, ack: AckMode, total: number, tag: string): Promise<{ run: RunResult; logKey: string }> {
+  const logId = `bench-${recordBytes}b-${workers}w-${ack}-${tag}-${Date.now().toString(36)}`;
   const batch = appendBatch(recordBytes);
 
   current = newPhase('setup');
@@ -414,6 +464,7 @@ async function runOne(b: Bench, recordBytes: number, workers: number, total: num
     body: { start: 'oldest', maxInFlight: MAX_IN_FLIGHT },
   });
 
+  const profiling = PROFILE_DIR && tag !== 'warmup' ? await startProfile() : undefined;
   const deliverPhase = (current = newPhase('deliver'));
   const del = await b.clients.run<DeliverResult>({
     type: 'deliver',
@@ -422,9 +473,11 @@ async function runOne(b: Bench, recordBytes: number, workers: number, total: num
     workers,
     maxRecords: PAGE,
     timeoutMs: DELIVER_TIMEOUT_MS,
+    ack,
   });
   await tick();
   current = undefined;
+  if (profiling) await profiling(join(PROFILE_DIR!, `${logId}.cpuprofile`));
 
   const view = await b.clients.run<{ ackFloor: number; inFlight: number; lag: number }>({ type: 'describe', sessionId: session.sessionId });
   if (del.ackedRecords !== total || del.distinctDelivered !== total || view.ackFloor !== total || view.inFlight !== 0) {
@@ -487,6 +540,7 @@ async function runOne(b: Bench, recordBytes: number, workers: number, total: num
   const run: RunResult = {
     recordBytes,
     workers,
+    ack,
     records: total,
     dataBytes: app.totalDataBytes,
     append: {
@@ -652,7 +706,7 @@ type DerivedKey = keyof Derived;
 const BREAKDOWN: { label: string; ops: string[] }[] = [
   { label: 'receive: BatchGetItem session + head', ops: ['receive getSessionWithHead'] },
   { label: 'receive: Query segments', ops: ['receive segmentsBetween', 'receive segmentAtOrBefore', 'receive firstLiveSegment'] },
-  { label: 'receive: UpdateItem claim', ops: ['receive claimSession'] },
+  { label: 'receive: UpdateItem claim (with the carried acks, if any)', ops: ['receive claimSession'] },
   { label: 'receive: UpdateItem compaction (folds, redeliveries)', ops: ['receive compactSession'] },
   { label: 'receive: rejected conditional writes (est.)', ops: ['receive rejected'] },
   { label: 'receive: GetItem session, head (a host\'s first call; folds)', ops: ['receive getSession', 'receive getHead'] },
@@ -660,12 +714,12 @@ const BREAKDOWN: { label: string; ops: string[] }[] = [
   { label: 'ack: rejected conditional writes (est.)', ops: ['ack rejected'] },
 ];
 
-type ConfigSummary = { recordBytes: number; workers: number; records: number; breakdown: Record<string, { calls: Spread; units: Spread }> } & {
+type ConfigSummary = { recordBytes: number; workers: number; ack: AckMode; records: number; breakdown: Record<string, { calls: Spread; units: Spread }> } & {
   [K in DerivedKey]: Spread;
 };
 
-function summarize(recordBytes: number, workers: number, records: number, runs: Derived[], raw: RunResult[]): ConfigSummary {
-  const out = { recordBytes, workers, records, breakdown: {} } as ConfigSummary;
+function summarize(recordBytes: number, workers: number, ack: AckMode, records: number, runs: Derived[], raw: RunResult[]): ConfigSummary {
+  const out = { recordBytes, workers, ack, records, breakdown: {} } as ConfigSummary;
   for (const key of Object.keys(runs[0]!) as DerivedKey[]) out[key] = spread(runs.map((d) => d[key]));
   const known = new Set(BREAKDOWN.flatMap((g) => g.ops));
   const other = [...new Set(raw.flatMap((r) => Object.keys(r.deliver.ops)))].filter((k) => !known.has(k));
@@ -689,7 +743,8 @@ interface Target {
 
 function targets(configs: ConfigSummary[]): Target[] {
   const out: Target[] = [];
-  const find = (bytes: number, w: number): ConfigSummary | undefined => configs.find((c) => c.recordBytes === bytes && c.workers === w);
+  // The targets are read from the way the client library works: acks carried on the next receive.
+  const find = (bytes: number, w: number): ConfigSummary | undefined => configs.find((c) => c.recordBytes === bytes && c.workers === w && c.ack === 'receive');
   for (const w of WORKERS) {
     const c = find(1024, w);
     if (c) {
@@ -746,6 +801,7 @@ function targets(configs: ConfigSummary[]): Target[] {
 // Output
 
 const label = (bytes: number): string => (bytes >= 1024 ? `${bytes / 1024} KiB` : `${bytes} B`);
+const ackLabel = (ack: AckMode): string => (ack === 'receive' ? 'on next receive' : 'own request');
 
 function table(head: string[], rows: string[][]): string {
   return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
@@ -780,8 +836,8 @@ function markdown(rep: Report): string {
     `Local runtime (synthesized stack, real handlers, SigV4 over HTTP, embedded DynamoDB: dynalite) in one process; the clients in a worker thread. ` +
       `${rep.method.runs} run(s) per configuration after a discarded warm-up; each cell is the median with the spread (min–max) over the runs. ` +
       `Records per run: ${SIZES.map((s) => `${RECORDS[s]} × ${label(s)}`).join(', ')}. Every receive asks for ${PAGE} records (the default \`maxBatchRecords\`), ` +
-      `workers ack what they got as ranges right away (no processing time between receive and ack: the most contended pattern for the session item); sessions use the default ack timeout and \`maxInFlight\` ${MAX_IN_FLIGHT}. ` +
-      `"Floor" is a bare loop of the reads delivery needs for the same records on the same store right after (one strongly consistent Query per ${PAGE} records, from the segment holding the page's first record), at the same concurrency.`,
+      `workers ack what they got as ranges right away, with no processing time between (the most contended pattern for the session item): "on next receive" carries each batch's acks on the worker's next receive (the \`ack\` field; what the client library's consume() does), "own request" sends them as a \`POST /ack\` of their own; sessions use the default ack timeout and \`maxInFlight\` ${MAX_IN_FLIGHT}. ` +
+      `"Floor" is a bare loop of the reads delivery needs for the same records on the same store right after (one strongly consistent Query per ${PAGE} records, from the segment holding the page's first record), at the same concurrency, in whole passes over the records repeated for at least ${FLOOR_MIN_MS / 1000} s (one pass of small records lasts a fraction of a second); its units are those of one pass.`,
   );
   lines.push('');
 
@@ -789,12 +845,15 @@ function markdown(rep: Report): string {
   lines.push('');
   lines.push(
     table(
-      ['record', 'workers', 'delivered+acked rec/s', 'vs 1 worker', 'floor rec/s', 'end-to-end / floor', 'receive p50 ms', 'receive p99 ms', 'receives that retried a cond. write', 'cond. write retries per receive', 'empty receives', '503s'],
+      ['record', 'workers', 'acks', 'delivered+acked rec/s', 'vs 1 worker', 'floor rec/s', 'end-to-end / floor', 'receive p50 ms', 'receive p99 ms', 'receives that retried a cond. write', 'cond. write retries per receive', 'empty receives', '503s'],
       c.map((x) => [
         label(x.recordBytes),
         String(x.workers),
+        ackLabel(x.ack),
         fmtSpread(x.e2eRecordsPerSecond),
-        `${fmt(x.e2eRecordsPerSecond.median / (c.find((y) => y.recordBytes === x.recordBytes && y.workers === 1)?.e2eRecordsPerSecond.median ?? NaN), 2)}×`,
+        ((one) => (one ? `${fmt(x.e2eRecordsPerSecond.median / one.e2eRecordsPerSecond.median, 2)}×` : '—'))(
+          c.find((y) => y.recordBytes === x.recordBytes && y.workers === 1 && y.ack === x.ack),
+        ),
         fmtSpread(x.floorRecordsPerSecond),
         fmtSpread(x.e2eOverFloor, 2),
         fmtSpread(x.latencyP50Ms),
@@ -855,6 +914,7 @@ function markdown(rep: Report): string {
       [
         'record',
         'workers',
+        'acks',
         'DynamoDB calls per receive request',
         'per ack request',
         'receive RCU + WCU',
@@ -871,6 +931,7 @@ function markdown(rep: Report): string {
       c.map((x) => [
         label(x.recordBytes),
         String(x.workers),
+        ackLabel(x.ack),
         fmtSpread(x.callsPerReceive),
         fmtSpread(x.callsPerAck),
         `${fmt(x.receiveReadPer1k.median)} + ${fmt(x.receiveWritePer1k.median)}`,
@@ -899,10 +960,11 @@ function markdown(rep: Report): string {
   const groups = [...new Set(c.flatMap((x) => Object.keys(x.breakdown)))];
   lines.push(
     table(
-      ['record', 'workers', ...groups, 'floor: Query segments'],
+      ['record', 'workers', 'acks', ...groups, 'floor: Query segments'],
       c.map((x) => [
         label(x.recordBytes),
         String(x.workers),
+        ackLabel(x.ack),
         ...groups.map((g) => {
           const v = x.breakdown[g];
           return v ? `${fmt(v.calls.median)} / ${fmt(v.units.median)}` : '0 / 0';
@@ -917,10 +979,11 @@ function markdown(rep: Report): string {
   lines.push('');
   lines.push(
     table(
-      ['record', 'workers', 'DynamoDB', 'Lambda', 'HTTP API', 'Logrelay total', 'DynamoDB, one item per record', 'SQS requests (batches of 10)', 'Logrelay / SQS', 'mean Lambda ms: append / receive / ack'],
+      ['record', 'workers', 'acks', 'DynamoDB', 'Lambda', 'HTTP API', 'Logrelay total', 'DynamoDB, one item per record', 'SQS requests (batches of 10)', 'Logrelay / SQS', 'mean Lambda ms: append / receive / ack'],
       c.map((x) => [
         label(x.recordBytes),
         String(x.workers),
+        ackLabel(x.ack),
         fmtUsd(x.usdDynamoPerM.median),
         fmtUsd(x.usdLambdaPerM.median),
         fmtUsd(x.usdHttpApiPerM.median),
@@ -1024,25 +1087,28 @@ async function main(): Promise<void> {
   try {
     progress('warm-up (discarded)');
     for (const size of SIZES) {
-      const { logKey } = await runOne(b, size, 4, WARMUP_RECORDS[size]!, 'warmup');
-      await dropSegments(b, logKey);
+      let logKey = '';
+      for (const ack of new Set(VARIANTS.map((v) => v.ack))) {
+        ({ logKey } = await runOne(b, size, 4, ack, WARMUP_RECORDS[size]!, 'warmup'));
+        await dropSegments(b, logKey);
+      }
       await runNaive(rt.dynamo.client, { logKey: `${logKey}#warmup`, recordBytes: size, total: WARMUP_RECORDS[size]!, appendBatch: appendBatch(size), page: PAGE });
     }
     for (let r = 1; r <= RUNS; r++) {
       for (const size of SIZES) {
         const total = RECORDS[size]!;
         let naive: NaiveResult | undefined;
-        for (const w of WORKERS) {
-          const { run, logKey } = await runOne(b, size, w, total, `r${r}`);
+        for (const { workers: w, ack } of VARIANTS) {
+          const { run, logKey } = await runOne(b, size, w, ack, total, `r${r}`);
           await dropSegments(b, logKey);
           // The same records through one item per record, once per size and run.
           naive ??= await runNaive(rt.dynamo.client, { logKey, recordBytes: size, total, appendBatch: appendBatch(size), page: PAGE });
           runs.push(run);
           const d = derive(run, naive);
-          const key = `${size}/${w}`;
+          const key = `${size}/${w}/${ack}`;
           derived.set(key, [...(derived.get(key) ?? []), d]);
           progress(
-            `run ${r}/${RUNS} ${label(size)} × ${w}: ${fmt(d.e2eRecordsPerSecond)} rec/s (floor ${fmt(d.floorRecordsPerSecond)}, ${fmt(d.e2eOverFloor, 2)}×), ` +
+            `run ${r}/${RUNS} ${label(size)} × ${w}, acks ${ackLabel(ack)}: ${fmt(d.e2eRecordsPerSecond)} rec/s (floor ${fmt(d.floorRecordsPerSecond)}, ${fmt(d.e2eOverFloor, 2)}×), ` +
               `p50 ${fmt(d.latencyP50Ms)} ms, retried ${fmt(d.conflictShare * 100, 2)}%, delivery ${fmt(d.deliveryUnitsPer1k)} units/1k (${fmt(d.deliveryOverMin)}× min), ` +
               `one-item-per-record ${fmt(d.naiveTotalOverLogrelay)}×`,
           );
@@ -1059,9 +1125,9 @@ async function main(): Promise<void> {
 
   const configs: ConfigSummary[] = [];
   for (const size of SIZES) {
-    for (const w of WORKERS) {
-      const raw = runs.filter((r) => r.recordBytes === size && r.workers === w);
-      configs.push(summarize(size, w, RECORDS[size]!, derived.get(`${size}/${w}`)!, raw));
+    for (const { workers: w, ack } of VARIANTS) {
+      const raw = runs.filter((r) => r.recordBytes === size && r.workers === w && r.ack === ack);
+      configs.push(summarize(size, w, ack, RECORDS[size]!, derived.get(`${size}/${w}/${ack}`)!, raw));
     }
   }
   const cpu = cpus();
@@ -1091,7 +1157,7 @@ async function main(): Promise<void> {
       maxInFlight: MAX_IN_FLIGHT,
       appendBatch: Object.fromEntries(SIZES.map((s) => [s, appendBatch(s)])),
       clients: 'a worker thread (signed HTTP over loopback); the runtime, its handlers and dynalite on the main thread',
-      floor: `one strongly consistent Query per ${PAGE} records of the Records table, from the segment holding the page's first record, at the same concurrency as the workers, on the same store right after the end-to-end run`,
+      floor: `one strongly consistent Query per ${PAGE} records of the Records table, from the segment holding the page's first record, at the same concurrency as the workers, on the same store right after the end-to-end run, in whole passes repeated for at least ${FLOOR_MIN_MS} ms (units: one pass)`,
       oneItemPerRecord:
         'per append request one UpdateItem on a counter, one item per record (BatchWriteItem); a strongly consistent Query per 100 records; one delete per record at ack; no per-record lease write (charitable)',
       theoreticalMinimum: 'write: record bytes / 1 KB (1 WCU per 1 KB); read: record bytes / 4 KB, strongly consistent (1 RCU per 4 KB)',
