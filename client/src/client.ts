@@ -3,10 +3,10 @@
  * retry.ts describes. Works against the local runtime and a deployed stack alike.
  */
 import { randomUUID } from 'node:crypto';
-import { PayloadTooLargeError } from './errors';
+import { LogrelayError, PayloadTooLargeError } from './errors';
 import { Transport, type Credentials, type CredentialsProvider, type FetchLike, type RetryEvent } from './http';
 import type { RetryOptions } from './retry';
-import { selectionBodies } from './selection';
+import { MAX_SELECTION_ENTRIES, selectionBodies } from './selection';
 import { Session } from './session';
 import type {
   AbortedBake,
@@ -23,6 +23,7 @@ import type {
   DeliveredRecord,
   LogInfo,
   ReceiveInput,
+  ReceiveResult,
   Selection,
   SessionInfo,
   StartBakeInput,
@@ -218,17 +219,49 @@ export class LogrelayClient {
    * POST /sessions/{id}/receive. Retried after any transient failure, including a connection
    * lost after sending: delivery is at-least-once, so a response that never arrived only means
    * its records stay leased to nobody until their lease ends, and then they are delivered again.
+   * `input.ack` acks earlier deliveries in the same request (see ReceiveInput.ack; the retries
+   * are as safe, an ack of an acked record counting 0); this returns the records only, and
+   * `receiveAndAck` the service's ack count too.
    */
   async receive<T = unknown>(sessionId: string, input: ReceiveInput = {}, o: CallOptions = {}): Promise<DeliveredRecord<T>[]> {
-    const r = await this.http.call<{ records: DeliveredRecord<T>[] }>({
+    return (await this.receiveAndAck<T>(sessionId, input, o)).records;
+  }
+
+  /**
+   * POST /sessions/{id}/receive carrying `input.ack`: acks those records, then receives, in one
+   * request, and returns the records and how many the acks removed (`acked`, 0 when `ack` is
+   * absent or empty). Retried as `receive` is. When it fails, the acks may or may not have been
+   * applied: sending them again (here or with `ack()`) is harmless, but counts 0 for those that
+   * were. A selection needing more than one request body (over 10,000 seqs or ranges) is a
+   * RangeError: ack the excess with `ack()`.
+   */
+  async receiveAndAck<T = unknown>(sessionId: string, input: ReceiveInput = {}, o: CallOptions = {}): Promise<ReceiveResult<T>> {
+    const { ack, ...rest } = input;
+    const parts = ack === undefined ? [] : selectionBodies(ack);
+    if (parts.length > 1) {
+      throw new RangeError(`A receive can carry at most ${MAX_SELECTION_ENTRIES} seqs and ${MAX_SELECTION_ENTRIES} ranges of acks; this selection needs ${parts.length} requests. Ack the rest with ack().`);
+    }
+    const carried = parts[0];
+    const request = `POST /sessions/${enc(sessionId)}/receive`;
+    const r = await this.http.call<{ records: DeliveredRecord<T>[]; acked?: unknown }>({
       method: 'POST',
       path: `/sessions/${enc(sessionId)}/receive`,
-      body: input,
+      body: carried ? { ...rest, ack: carried } : rest,
       safety: 'idempotent',
       extraTimeoutMs: (input.waitSeconds ?? 0) * 1000,
       ...sig(o),
     });
-    return r.body.records;
+    if (!carried) return { records: r.body.records, acked: 0 };
+    if (typeof r.body.acked !== 'number') {
+      // Only a service that ignores unknown fields could do this (this one rejects them with 400).
+      throw new LogrelayError({
+        code: 'InvalidResponse',
+        status: r.status,
+        message: `${request} carried acks but its answer has no "acked" count: the service may predate acks on receive, and may not have applied them. Send them with ack().`,
+        request,
+      });
+    }
+    return { records: r.body.records, acked: r.body.acked };
   }
 
   /** POST /sessions/{id}/ack; returns how many records it removed. Idempotent. */

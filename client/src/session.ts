@@ -2,9 +2,10 @@
  * A receiver session handle and the worker API on top of it:
  *
  * - `consume(handler, opts)`: receive, run the handler per record (`consumeBatches`: per
- *   batch) with bounded concurrency, ack what succeeded, nack what threw, extend the leases of
- *   everything held while it waits or runs, and on abort stop receiving, release what has not
- *   started, let running handlers finish, settle them, and return a summary.
+ *   batch) with bounded concurrency, ack what succeeded (on the next receive when one is coming
+ *   soon, else in an ack request), nack what threw, extend the leases of everything held while
+ *   it waits or runs, and on abort stop receiving, release what has not started, let running
+ *   handlers finish, settle them, and return a summary.
  * - `records(opts)`: `for await (const r of session.records()) { ...; await r.ack(); }`.
  *
  * Both are at-least-once: a worker that dies holds nothing anyone waits for; its leases run out
@@ -13,7 +14,8 @@
 import type { LogrelayClient, CallOptions } from './client';
 import { ConflictError, ForbiddenError, LogrelayError, NotFoundError, ValidationError } from './errors';
 import { sleep } from './retry';
-import type { CreatedSession, DeliveredRecord, ReceiveInput, Selection, Seq, SessionInfo } from './types';
+import { MAX_SELECTION_ENTRIES, toRanges } from './selection';
+import type { CreatedSession, DeliveredRecord, ReceiveInput, ReceiveResult, Selection, Seq, SessionInfo } from './types';
 
 export interface HandlerContext<T = unknown> {
   /** The consume call's signal: aborted when the worker is shutting down. */
@@ -57,6 +59,15 @@ export interface ConsumeOptions {
   /** Delay before a failed record may be delivered again (default 0). */
   nackDelaySeconds?: number;
   /**
+   * Longest a finished record's ack waits to ride on the worker's next receive instead of a
+   * request of its own, ms (default 100, and at most a tenth of the ack timeout when it is
+   * known). Acks wait only while the worker is about to receive or is receiving; when it is
+   * idle (an empty receive with stopWhenEmpty, a pause after an empty or failed receive) or
+   * stopping, they are sent at once. 0: acks are sent at once, as before (a receive still carries
+   * those that are waiting when it is sent).
+   */
+  maxAckDelayMs?: number;
+  /**
    * The session's ack timeout, for lease extension. Default: known from createSession or
    * client.session(id, {ackTimeoutSeconds}), else read from GET /sessions/{id}, else estimated
    * from the first delivery's leaseExpiresAt.
@@ -78,7 +89,11 @@ export interface ConsumeSummary {
   failed: number;
   /** Records released (nacked) without running: held when the worker was aborted. */
   released: number;
-  /** Records the service confirmed acked (0 for a record whose lease was lost and acked by another worker). */
+  /**
+   * Records the service confirmed acked, by ack requests or on receives (0 for a record whose
+   * lease was lost and acked by another worker, and for one whose ack was applied by a request
+   * whose answer was lost).
+   */
   acked: number;
   /** Lease extensions the service granted (a record extended three times counts three). */
   extended: number;
@@ -124,8 +139,13 @@ export class Session<T = unknown> {
     return this.known.ackTimeoutSeconds;
   }
 
+  /** Receives records; `input.ack` acks earlier ones in the same request (see ReceiveInput.ack). */
   receive(input: ReceiveInput = {}, o: CallOptions = {}): Promise<DeliveredRecord<T>[]> {
     return this.client.receive<T>(this.id, input, o);
+  }
+  /** Acks `input.ack` and receives in one request; resolves with the records and the ack count. */
+  receiveAndAck(input: ReceiveInput = {}, o: CallOptions = {}): Promise<ReceiveResult<T>> {
+    return this.client.receiveAndAck<T>(this.id, input, o);
   }
   ack(selection: Selection, o: CallOptions = {}): Promise<number> {
     return this.client.ack(this.id, selection, o);
@@ -266,6 +286,11 @@ export class LeaseKeeper {
     return this.held.size;
   }
 
+  /** Whether an extend request is in flight (an ack sent now could overtake it). */
+  get busy(): boolean {
+    return this.inFlight !== undefined;
+  }
+
   add(records: readonly DeliveredRecord<unknown>[], sentAtMs: number): void {
     if (records.length === 0 || this.stopped) return;
     if (this.timeoutMs === undefined) {
@@ -331,11 +356,23 @@ interface Job<T> {
   run(): Promise<Seq[]>;
 }
 
+/**
+ * What the receive loop is doing. Acks of finished records may wait (at most maxAckDelayMs) to
+ * ride on its next receive only while it is `draining` (it receives as soon as everything
+ * received has started) or `receiving`; when it is `idle` (an empty receive with stopWhenEmpty,
+ * a pause) or `done`, and whenever the worker is stopping, they are sent at once.
+ */
+type LoopPhase = 'starting' | 'draining' | 'receiving' | 'idle' | 'done';
+
 class Consumer<T> {
   private readonly queue: Job<T>[] = [];
   private running = 0;
   private stopping = false;
   private fatal: unknown;
+  /**
+   * Every seq to settle is in exactly one place at a time: one of these lists, the batch of a
+   * flush round, or the acks a receive in flight carries (put back here if that receive fails).
+   */
   private readonly toAck: Seq[] = [];
   private readonly toNack: Seq[] = [];
   private readonly toRelease: Seq[] = [];
@@ -344,6 +381,13 @@ class Consumer<T> {
   private readonly keeper: LeaseKeeper;
   private readonly summary: ConsumeSummary = { received: 0, handled: 0, failed: 0, released: 0, acked: 0, extended: 0, leasesLost: 0, unsettled: 0 };
   private readonly concurrency: number;
+  private readonly maxAckDelayMs: number;
+  /** Receives carry acks unless the service refused them (it predates acks on receive). */
+  private carryAcks = true;
+  private phase: LoopPhase = 'starting';
+  /** Runs out maxAckDelayMs after an ack began waiting for a receive; then the acks are flushed. */
+  private ackTimer: ReturnType<typeof setTimeout> | undefined;
+  private acksOverdue = false;
 
   private readonly onError: NonNullable<ConsumeOptions['onError']>;
 
@@ -354,6 +398,8 @@ class Consumer<T> {
     private readonly jobsOf: (batch: DeliveredRecord<T>[]) => Job<T>[],
   ) {
     this.concurrency = Math.max(1, Math.floor(o.concurrency ?? 1));
+    const delay = Math.max(0, o.maxAckDelayMs ?? 100);
+    this.maxAckDelayMs = ackTimeoutSeconds !== undefined ? Math.min(delay, ackTimeoutSeconds * 100) : delay;
     this.onError = o.onError ?? defaultOnError;
     this.keeper = new LeaseKeeper((seqs, s) => session.extend(seqs, s), ackTimeoutSeconds, (e, seqs) => this.failure(e, 'extend', seqs));
   }
@@ -369,6 +415,7 @@ class Consumer<T> {
       await this.settleAll();
     } finally {
       this.keeper.stop();
+      this.clearAckTimer();
       this.o.signal?.removeEventListener('abort', onAbort);
     }
     this.summary.extended = this.keeper.extended;
@@ -377,11 +424,12 @@ class Consumer<T> {
     return { ...this.summary };
   }
 
-  /** Stop receiving and starting handlers; release what has not started. */
+  /** Stop receiving and starting handlers; release what has not started; send waiting acks. */
   private stop(): void {
     this.stopping = true;
     const queued = this.queue.splice(0).flatMap((j) => j.records.map((r) => r.seq));
     if (queued.length) this.release(queued);
+    if (this.dueWork()) void this.flush();
     this.notify();
   }
 
@@ -412,24 +460,48 @@ class Consumer<T> {
     this.onError(e, seqs ? { during, seqs } : { during });
   }
 
+  private setPhase(phase: LoopPhase): void {
+    this.phase = phase;
+    if (this.dueWork()) void this.flush(); // e.g. going idle: the acks waiting for a receive go now
+  }
+
   private async receiveLoop(): Promise<void> {
     const waitSeconds = this.o.waitSeconds ?? 10;
     let backoffMs = 0;
     while (!this.stopping) {
       if (this.queue.length > 0) {
+        this.setPhase('draining');
         await this.changed();
         continue;
       }
+      const carried = this.acksToCarry();
+      this.setPhase('receiving');
       const sentAt = Date.now();
       let batch: DeliveredRecord<T>[];
       try {
         // Not given the abort signal on purpose: a receive that has started may lease records,
         // and they are released below rather than left to wait out their lease.
-        batch = await this.session.receive({ maxRecords: this.o.maxRecords ?? 100, waitSeconds });
+        const got = await this.session.receiveAndAck({ maxRecords: this.o.maxRecords ?? 100, waitSeconds, ...(carried.length ? { ack: carried } : {}) });
+        this.summary.acked += got.acked;
+        batch = got.records;
         backoffMs = 0;
       } catch (e) {
+        if (carried.length) {
+          // Applied or not, they are acked again (an ack of an acked record counts 0): by the
+          // flush that going idle (or stopping) starts below, or by the next receive.
+          this.toAck.push(...carried);
+          if (e instanceof ValidationError || (e instanceof LogrelayError && e.code === 'InvalidResponse')) {
+            // The service refused (or ignored) the `ack` field: it predates acks on receive.
+            // Acks go in requests of their own from now on; receive again at once.
+            this.carryAcks = false;
+            this.onError(e, { during: 'receive', seqs: carried });
+            void this.flush();
+            continue;
+          }
+        }
         this.failure(e, 'receive');
         if (this.stopping) break;
+        this.setPhase('idle');
         // Still failing after the client's retries: wait longer each time, up to 30 s.
         backoffMs = Math.min(30_000, Math.max(1000, backoffMs * 2));
         await this.pause(backoffMs);
@@ -448,11 +520,16 @@ class Consumer<T> {
       }
       if (this.o.stopWhenEmpty) {
         if (this.running === 0 && this.keeper.size === 0 && !this.pendingSettles()) break;
+        this.setPhase('idle');
         await this.changed();
         continue;
       }
-      if (waitSeconds === 0) await this.pause(1000);
+      if (waitSeconds === 0) {
+        this.setPhase('idle');
+        await this.pause(1000);
+      }
     }
+    this.setPhase('done');
   }
 
   private pendingSettles(): boolean {
@@ -492,18 +569,70 @@ class Consumer<T> {
     this.toAck.push(...ok);
     this.toNack.push(...failed);
     this.running--;
-    void this.flush();
+    this.settleSoon();
     this.pump();
     this.notify();
   }
 
-  /** Sends pending acks, nacks and releases; concurrent callers share one loop. */
+  // ---- Settling: acks (on receives or on their own), nacks, releases ------------------------------
+
+  /** Acks may wait for the next receive: the loop is about to receive or is receiving. */
+  private acksMayWait(): boolean {
+    return !this.stopping && this.carryAcks && this.maxAckDelayMs > 0 && (this.phase === 'draining' || this.phase === 'receiving');
+  }
+
+  private acksDue(): boolean {
+    return this.acksOverdue || !this.acksMayWait();
+  }
+
+  /** Something to send now: nacks and releases always, acks once due. */
+  private dueWork(): boolean {
+    return this.toNack.length + this.toRelease.length > 0 || (this.toAck.length > 0 && this.acksDue());
+  }
+
+  /** Sends what is due; acks that may wait for a receive wait, at most maxAckDelayMs. */
+  private settleSoon(): void {
+    if (this.dueWork()) void this.flush();
+    else if (this.toAck.length > 0 && !this.ackTimer) {
+      this.ackTimer = setTimeout(() => {
+        this.ackTimer = undefined;
+        this.acksOverdue = true;
+        void this.flush();
+      }, this.maxAckDelayMs);
+    }
+  }
+
+  /** Takes every waiting ack (for a flush round or a receive). */
+  private takeAcks(): Seq[] {
+    this.clearAckTimer();
+    this.acksOverdue = false;
+    return this.toAck.splice(0);
+  }
+
+  private clearAckTimer(): void {
+    if (this.ackTimer) clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+  }
+
+  /**
+   * The acks the next receive carries: all that are waiting, except while an extend request is
+   * in flight (it may name them, and an ack must not overtake it: the extend would find them
+   * gone and count leases lost), or when they would not fit one request; then they stay for the
+   * flush.
+   */
+  private acksToCarry(): Seq[] {
+    if (!this.carryAcks || this.toAck.length === 0 || this.keeper.busy) return [];
+    if (toRanges(this.toAck).length > MAX_SELECTION_ENTRIES) return [];
+    return this.takeAcks();
+  }
+
+  /** Sends what is due (see dueWork); concurrent callers share one loop. */
   private flush(): Promise<void> {
     if (this.flushing) return this.flushing;
     this.flushing = (async () => {
-      while (this.toAck.length + this.toNack.length + this.toRelease.length > 0) {
+      while (this.dueWork()) {
         await this.keeper.idle();
-        const acks = this.toAck.splice(0);
+        const acks = this.toAck.length > 0 && this.acksDue() ? this.takeAcks() : [];
         const nacks = this.toNack.splice(0);
         const releases = this.toRelease.splice(0);
         const calls: Promise<void>[] = [];
@@ -526,6 +655,8 @@ class Consumer<T> {
       }
     })().finally(() => {
       this.flushing = undefined;
+      // Settles added after the loop's last look (or acks still waiting: their timer).
+      this.settleSoon();
       this.notify();
     });
     return this.flushing;

@@ -76,6 +76,23 @@ export interface ReceiveInput {
   maxRecords?: number;
   /** 0..20: long-poll until records arrive or the wait ends (default 0). */
   waitSeconds?: number;
+  /**
+   * Acks of earlier deliveries, sent in the same request (the body's `ack`, encoded as `ack()`
+   * encodes a selection; at most 10,000 seqs and 10,000 ranges). The service applies them
+   * first, exactly as `POST /sessions/{id}/ack` would, so they free `maxInFlight` room and are
+   * never handed out again by this receive; a long poll applies them at once. An empty
+   * selection sends no `ack`. Use `receiveAndAck` to get the service's count.
+   */
+  ack?: Selection;
+}
+
+export interface ReceiveResult<T = unknown> {
+  records: DeliveredRecord<T>[];
+  /**
+   * Records the carried `ack` removed from flight, counted as `ack()` counts (an unknown,
+   * already-acked or never-sent seq counts 0); 0 when the request carried no acks.
+   */
+  acked: number;
 }
 
 export interface DeliveredRecord<T = unknown> {

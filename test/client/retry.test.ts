@@ -254,6 +254,20 @@ describe('what is retried, and what never is', () => {
     expect(t.sent[6]!.body).toEqual({ ranges: [[1, 1]], seconds: 30 });
   });
 
+  it('a receive carrying acks is retried as a receive is (lost answer, 500, 503), with the same acks each time', async () => {
+    const rec = { seq: 9, data: 'x', deliveryCount: 1, leaseExpiresAt: 'x' };
+    const t = setup([RESET(), err(500, 'InternalError'), err(503, 'ServiceBusy'), { status: 200, body: { records: [rec], acked: 2 } }]);
+    expect(await t.client.receiveAndAck('s-1', { maxRecords: 5, ack: [4, 3, 7] })).toEqual({ records: [rec], acked: 2 });
+    expect(t.sent).toHaveLength(4);
+    for (const s of t.sent) expect(s.body).toEqual({ maxRecords: 5, ack: { ranges: [[3, 4], [7, 7]] } });
+
+    // receive() with acks returns the records only; an answer without the count is refused (its acks may not have been applied).
+    const u = setup([{ status: 200, body: { records: [rec], acked: 1 } }, { status: 200, body: { records: [rec] } }]);
+    expect(await u.client.receive('s-1', { ack: { seqs: [3] } })).toEqual([rec]);
+    expect(u.sent[0]!.body).toEqual({ ack: { seqs: [3] } });
+    await expect(u.client.receiveAndAck('s-1', { ack: [3] })).rejects.toMatchObject({ code: 'InvalidResponse', status: 200 });
+  });
+
   it('a session delete whose answer was lost counts a 404 on the retry as done; a first-attempt 404 is an error', async () => {
     const lost = setup([RESET(), err(404, 'SessionNotFound')]);
     await expect(lost.client.deleteSession('s-1')).resolves.toBeUndefined();
@@ -329,7 +343,10 @@ describe('requests', () => {
 });
 
 describe('consume with a scripted service', () => {
-  /** A tiny fake of the session routes: hands out `batches` in order, then nothing; records acks and nacks. */
+  /**
+   * A tiny fake of the session routes: hands out `batches` in order, then nothing; records acks
+   * (on their own or carried on a receive) and nacks.
+   */
   function fakeSession(batches: { seq: number; data: unknown }[][], failReceiveWith?: Step) {
     const acked: number[] = [];
     const nacked: number[] = [];
@@ -341,7 +358,9 @@ describe('consume with a scripted service', () => {
       const reply = (status: number, b: unknown) => ({ status, headers: { get: () => null }, text: async () => JSON.stringify(b) });
       if (path.endsWith('/receive')) {
         if (failReceiveWith && 'status' in failReceiveWith) return reply(failReceiveWith.status, (failReceiveWith as { body: unknown }).body);
-        return reply(200, { records: queue.shift() ?? [] });
+        if (!body.ack) return reply(200, { records: queue.shift() ?? [] });
+        acked.push(...seqsOf(body.ack));
+        return reply(200, { records: queue.shift() ?? [], acked: seqsOf(body.ack).length });
       }
       if (path.endsWith('/ack')) {
         acked.push(...seqsOf(body));
