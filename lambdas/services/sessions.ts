@@ -244,15 +244,9 @@ export class SessionService {
         if (!refreshExpiry(s, now) && !swept && !compactionOverdue(stored)) {
           // Only acks to record: the atomic ack update, which no other write can make fail
           // (a compaction here would race the others at the log's end).
-          if (ack && ackedHere) {
-            try {
-              const before = await this.store.ackSession(sessionId, owner, ack.map(([from, to]) => ({ from, to, atMs: now })), ack[ack.length - 1]![1], now);
-              Object.assign(carried!, { applied: true, acked: ackCount(settle(before), ack, now) });
-              return [];
-            } catch (e) {
-              if (!(e instanceof ConflictError)) throw e;
-              continue; // the session expired meanwhile: the next read says so
-            }
+          if (carried && ack && ackedHere) {
+            if (await this.recordCarried(sessionId, owner, carried, ack, now)) return [];
+            continue; // the session expired meanwhile: the next read says so
           }
           applied();
           return [];
@@ -265,15 +259,22 @@ export class SessionService {
       }
       let marks = ackedHere ? ack : undefined;
       if (compactionOverdue(stored)) {
-        // The receive whose claim reached COMPACT_AT did not fold the list (it crashed, or lost
-        // to a redelivery's compaction): do it now. Losing this race is fine: the winner folded it.
+        // The receives whose claims reached multiples of COMPACT_AT did not fold the list (they
+        // crashed, or lost to other compactions): do it now. Losing this race is fine: the
+        // winner folded it.
         if (await this.compact(stored, s, stats)) {
           applied();
           marks = undefined;
         }
       } else if (!ackedHere) applied(); // nothing the read saw in flight: nothing to write
       const out = await this.claimFresh(owner, sessionId, s, head, n, now, maxBytes, stats, marks);
-      if (out === 'retry') continue;
+      if (out === 'retry') {
+        // A refused claim wrote nothing, so its acks are not recorded either. Record them now
+        // with the ack update, which nothing refuses: else a session near maxInFlight would
+        // keep its workers' acked records in flight while they retry, and refuse more claims.
+        if (carried && marks) await this.recordCarried(sessionId, owner, carried, marks, now);
+        continue;
+      }
       if (marks && carried) Object.assign(carried, { applied: true, acked: out.acked });
       if (out.records === 'again') {
         attempt = -1;
@@ -316,10 +317,12 @@ export class SessionService {
     const acked = ack && claimed.before ? ackCount(settle(claimed.before), ack, now) : 0;
     const cursor = claimed.cursor;
     const grant: Grant = { from: cursor - n, to: cursor - 1, count: 1, leaseMs };
-    // Exactly one claim brings the pending list to COMPACT_AT: that receive folds it, alongside
-    // reading its records, from a fresh read (its own snapshot is likely older than the last
-    // fold when many workers share the session).
-    const folding = claimed.pending === COMPACT_AT ? this.fold(owner, sessionId, stats) : undefined;
+    // Exactly one claim brings the pending list to each multiple of COMPACT_AT: that receive
+    // folds it, alongside reading its records, from a fresh read (its own snapshot is likely
+    // older than the last fold when many workers share the session). A multiple, not the first
+    // one only: with many workers, COMPACT_AT or more claims can land while a fold is under way,
+    // and the list it leaves would then never be exactly COMPACT_AT long again.
+    const folding = claimed.pending % COMPACT_AT === 0 ? this.fold(owner, sessionId, stats) : undefined;
     const [read] = await Promise.all([this.readGrants(s.logKey, [grant], hintFor(head, grant.from), grant.from), folding]);
     const { sent, missing, unsent } = cutToBudget([grant], read.records, maxBytes);
     if (missing.length || unsent.length) {
@@ -336,6 +339,21 @@ export class SessionService {
       );
     }
     return { records: sent.length ? sent.map(toReceived) : 'again', acked };
+  }
+
+  /**
+   * Records carried acks (all below the cursor the receive read) with the atomic ack update,
+   * counted from the session just before it; false if the session expired meanwhile.
+   */
+  private async recordCarried(sessionId: string, owner: string, carried: CarriedAck, ack: readonly Range[], now: number): Promise<boolean> {
+    try {
+      const before = await this.store.ackSession(sessionId, owner, ack.map(([from, to]) => ({ from, to, atMs: now })), ack[ack.length - 1]![1], now);
+      Object.assign(carried, { applied: true, acked: ackCount(settle(before), ack, now) });
+      return true;
+    } catch (e) {
+      if (!(e instanceof ConflictError)) throw e;
+      return false;
+    }
   }
 
   /** Hands out expired leases (a compaction), reading their records first. */
@@ -363,13 +381,20 @@ export class SessionService {
     return sent.map(toReceived);
   }
 
-  /** Folds the pending claims and acks into the compacted state (one read, one compaction). */
+  /**
+   * Folds the pending claims and acks into the compacted state (one read, one compaction). A
+   * fold that loses to another compaction looks again once: with many workers folds overlap,
+   * and the winner left what landed while it ran.
+   */
   private async fold(owner: string, sessionId: string, stats: ReceiveStats): Promise<void> {
-    const now = this.clock.now();
-    const { stored } = await this.load(owner, sessionId, false);
-    const s = settle(stored);
-    sweepDead(s, now);
-    await this.compact(stored, s, stats);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const now = this.clock.now();
+      const { stored } = await this.load(owner, sessionId, false);
+      if (attempt > 0 && !compactionDue(stored)) return; // the winner's fold left a short list
+      const s = settle(stored);
+      sweepDead(s, now);
+      if (await this.compact(stored, s, stats)) return;
+    }
   }
 
   /** Writes `next` as the compacted state of `stored`; false if another compaction won. */
@@ -543,8 +568,13 @@ const ACKS_HARD_LIMIT = 4 * COMPACT_AT;
 const ATOMIC_ACK_RANGES = 8;
 
 const compactionDue = (stored: StoredSession): boolean => stored.claims.length >= COMPACT_AT || stored.acks.length >= COMPACT_AT;
-/** Twice the usual: the receive that should have folded the list did not. */
-const compactionOverdue = (stored: StoredSession): boolean => stored.claims.length >= 2 * COMPACT_AT || stored.acks.length >= 2 * COMPACT_AT;
+/**
+ * Three times the usual: a fold leaves the claims that landed while it ran (up to about
+ * COMPACT_AT more with many workers), so a list between COMPACT_AT and twice it is normal; one
+ * past 3 × COMPACT_AT means the receives that should have folded it did not. Every receive that
+ * sees it tries, so this must stay rare: those compactions race each other.
+ */
+const compactionOverdue = (stored: StoredSession): boolean => stored.claims.length >= 3 * COMPACT_AT || stored.acks.length >= 3 * COMPACT_AT;
 
 /** Acks carried on a receive, and what became of them. */
 interface CarriedAck {
