@@ -74,10 +74,14 @@ const VARIANTS: { workers: number; ack: AckMode }[] = [
 /** Records per receive: the delivery profile's default, what users get. */
 const PAGE = DEFAULT_CONFIG.delivery.maxBatchRecords;
 /**
- * In-flight limit of the benchmark's sessions. The default (1,000) would hold 16 workers asking
- * for 100 each to 10 batches in flight; a user running 16 workers raises it the same way.
+ * In-flight limit of the benchmark's sessions: twice what 16 workers asking for 100 each hold.
+ * A worker that acks on its next receive holds its batch until that receive's claim, so 16 of
+ * them keep about 1,600 records in flight, and claims computed from a read a few claims old need
+ * room beyond that or they are refused and retried (at 2,000, about 20% of receives retried at
+ * 16 workers). The default (1,000) would cap 16 such workers at 10 batches; a user running 16
+ * workers raises it the same way.
  */
-const MAX_IN_FLIGHT = 2000;
+const MAX_IN_FLIGHT = 4000;
 const DELIVER_TIMEOUT_MS = 180_000;
 /** The floor repeats its pass over the records until this long has passed (see runFloor). */
 const FLOOR_MIN_MS = QUICK ? 200 : 2000;
