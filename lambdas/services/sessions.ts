@@ -322,7 +322,10 @@ export class SessionService {
     // older than the last fold when many workers share the session). A multiple, not the first
     // one only: with many workers, COMPACT_AT or more claims can land while a fold is under way,
     // and the list it leaves would then never be exactly COMPACT_AT long again.
-    const folding = claimed.pending % COMPACT_AT === 0 ? this.fold(owner, sessionId, stats) : undefined;
+    // Housekeeping only: a fold that fails (throttled, session gone) must not fail a receive
+    // whose claim succeeded, or its records would wait out their lease; a later multiple, or
+    // the overdue backstop, folds the list.
+    const folding = claimed.pending % COMPACT_AT === 0 ? this.fold(owner, sessionId, stats).catch(() => undefined) : undefined;
     const [read] = await Promise.all([this.readGrants(s.logKey, [grant], hintFor(head, grant.from), grant.from), folding]);
     const { sent, missing, unsent } = cutToBudget([grant], read.records, maxBytes);
     if (missing.length || unsent.length) {

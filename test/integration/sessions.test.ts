@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Harness } from '../support/harness';
+import { CrashError, Harness } from '../support/harness';
 import { settle } from '../../lambdas/domain/session';
 import { ConflictError } from '../../lambdas/domain/errors';
 import { COMPACT_AT } from '../../lambdas/services/sessions';
+import { DynamoStore, type Store } from '../../lambdas/adapters/store';
 
 let h: Harness;
 beforeAll(async () => {
@@ -11,6 +12,56 @@ beforeAll(async () => {
 afterAll(async () => h?.close());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+type Intercepted = 'claimSession' | 'compactSession';
+type Wrapper<K extends Intercepted> = Store[K] extends (...a: infer A) => infer R ? (real: (...a: A) => R, ...args: A) => R : never;
+
+/**
+ * Replaces a store method with `impl`, which gets the real method (unwrapped: the harness's
+ * proxy records the call once in h.calls, when `impl` resolves; a refused or crashed call is
+ * not recorded). Returns the undo.
+ */
+function intercept<K extends Intercepted>(name: K, impl: Wrapper<K>): () => void {
+  const own = DynamoStore.prototype[name] as unknown as (...a: unknown[]) => Promise<unknown>;
+  const target = h.store as unknown as Record<string, unknown>;
+  target[name] = function (this: unknown, ...args: unknown[]) {
+    return (impl as unknown as (real: (...a: unknown[]) => Promise<unknown>, ...a: unknown[]) => Promise<unknown>)((...a) => own.apply(this, a), ...args);
+  };
+  return () => {
+    delete target[name];
+  };
+}
+
+/** Every compaction attempt, in the order they settled: what it read, and whether it was written. */
+type Compaction = { claims: number; acks: number; ok: boolean };
+function logCompactions(before?: (stored: Parameters<Store['compactSession']>[0]) => Promise<void>): { log: Compaction[]; undo: () => void } {
+  const log: Compaction[] = [];
+  const undo = intercept('compactSession', async (real, stored, next) => {
+    if (before) await before(stored);
+    const entry = { claims: stored.claims.length, acks: stored.acks.length };
+    try {
+      await real(stored, next);
+    } catch (e) {
+      log.push({ ...entry, ok: false });
+      throw e;
+    }
+    log.push({ ...entry, ok: true });
+  });
+  return { log, undo };
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** Waits for `p`, failing clearly instead of hanging until the test's timeout. */
+const within = (p: Promise<void>, what: string, ms = 10_000): Promise<void> =>
+  Promise.race([p, sleep(ms).then(() => Promise.reject(new Error(`${what} did not happen within ${ms} ms`)))]);
+
+const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const count = (op: string): number => h.calls.filter((c) => c === op).length;
 
 describe('receiver sessions', () => {
   it('16 concurrent workers, some crashing: every record acked exactly once, none handed to two workers while leased', async () => {
@@ -135,6 +186,250 @@ describe('receiver sessions', () => {
     expect(settled.leases.map((l) => [l.from, l.to])).toEqual([[3, 5], [11, 15], [16, 20], [21, 25]]);
     // A second compaction from the stale read is refused: the version moved.
     await expect(h.store.compactSession(read, settle(read))).rejects.toBeInstanceOf(ConflictError);
+  });
+
+  it('a fold that ran while COMPACT_AT more claims landed leaves a long list: the claim reaching the next multiple folds it, never the overdue path', async () => {
+    await h.createLog('slow-fold');
+    await h.append('slow-fold', range(1, 100));
+    const sid = await h.openSession('slow-fold');
+    // Pending-list length each claim returned, in order.
+    const pendings: number[] = [];
+    let crashAtPending: number | undefined;
+    const undoClaim = intercept('claimSession', async (real, ...args) => {
+      const out = await real(...args);
+      pendings.push(out.pending);
+      if (out.pending === crashAtPending) {
+        crashAtPending = undefined;
+        throw new CrashError('claimSession'); // the host dies right after its claim: its fold never runs
+      }
+      return out;
+    });
+    // The first compaction (the fold of the claim that made the list COMPACT_AT long) waits.
+    const held = deferred();
+    const release = deferred();
+    let hold = true;
+    const compactions = logCompactions(async () => {
+      if (!hold) return;
+      hold = false;
+      held.resolve();
+      await release.promise;
+    });
+    // Stored pending-claim count after each receive the test drives.
+    const lengths: number[] = [];
+    const got: number[] = [];
+    const take = async (): Promise<void> => {
+      const recs = await h.receive(sid, { maxRecords: 1 });
+      expect(recs).toHaveLength(1);
+      got.push(recs[0]!.seq);
+      lengths.push((await h.store.getSession(sid))!.claims.length);
+    };
+    h.calls = [];
+    try {
+      for (let i = 1; i < COMPACT_AT; i++) await take();
+      const folding = h.receive(sid, { maxRecords: 1 }); // claim 12: its fold reads 12 claims, then waits
+      await within(held.promise, "the fold's compaction");
+      // 13 more claims land while the fold waits. The one that makes the list 2 × COMPACT_AT long
+      // crashes right after its claim, so no other fold races this one.
+      crashAtPending = 2 * COMPACT_AT;
+      for (let i = 0; i < COMPACT_AT + 1; i++) {
+        if (i === COMPACT_AT - 1) {
+          const r = await h.call('POST', `/sessions/${sid}/receive`, { maxRecords: 1 });
+          expect([r.status, r.body.error.code]).toEqual([500, 'InternalError']);
+          continue;
+        }
+        await take();
+      }
+      expect(compactions.log).toEqual([]);
+      release.resolve();
+      got.push(...(await folding).map((r) => r.seq));
+      // The fold removed the 12 claims it read: the 13 that landed since stay pending.
+      const left = (await h.store.getSession(sid))!;
+      expect(left.claims).toHaveLength(COMPACT_AT + 1);
+      expect(left.claims.length).toBeGreaterThanOrEqual(COMPACT_AT);
+      expect(left.state.cursor).toBe(COMPACT_AT + 1);
+      lengths.push(left.claims.length);
+      // Keep receiving, one at a time: 3 × COMPACT_AT more claims.
+      for (let i = 0; i < 3 * COMPACT_AT; i++) await take();
+    } finally {
+      release.resolve();
+      undoClaim();
+      compactions.undo();
+    }
+    // The list was folded by the claim that made it 24 long (the next multiple), then at every
+    // multiple of 12 after: no receive found it overdue (3 × COMPACT_AT) and compacted itself.
+    expect(compactions.log).toEqual([
+      { claims: 12, acks: 0, ok: true }, // the slow fold
+      { claims: 24, acks: 0, ok: true }, // claim 36: the list 13 + 11 = 24 long
+      { claims: 12, acks: 0, ok: true }, // claim 48
+      { claims: 12, acks: 0, ok: true }, // claim 60
+    ]);
+    expect(count('compactSession')).toBe(4);
+    expect(pendings).toEqual([...range(1, 25), ...range(14, 24), ...range(1, 12), ...range(1, 12), 1]);
+    expect(lengths).toEqual([...range(1, 11), ...range(13, 23), 25, 13, ...range(14, 23), 0, ...range(1, 11), 0, ...range(1, 11), 0, 1]);
+    expect(Math.max(...lengths)).toBe(25);
+    expect(Math.max(...lengths)).toBeLessThan(3 * COMPACT_AT);
+    // Each record once, but 24 (its receive crashed after the claim: leased until the lease ends).
+    expect(got.sort((a, b) => a - b)).toEqual(range(1, 61).filter((s) => s !== 24));
+    expect(await h.describe(sid)).toMatchObject({ cursor: 62, ackFloor: 0, inFlight: 61, lag: 39 });
+  });
+
+  it('a fold that loses to a nack re-reads once and folds what landed since (the acks made the list due again)', async () => {
+    await h.createLog('fold-retry');
+    await h.append('fold-retry', range(1, 100));
+    const sid = await h.openSession('fold-retry');
+    for (let i = 1; i < COMPACT_AT; i++) expect((await h.receive(sid, { maxRecords: 2 })).map((r) => r.seq)).toEqual([2 * i - 1, 2 * i]);
+    // Between the fold's read and its write: a nack (a compaction: it folds the 12 claims), then
+    // 12 acks (atomic updates), which make the list due again.
+    // (Checked after the receive: an assertion failing in there would only make it answer 500.)
+    let inject = true;
+    const injected: unknown[] = [];
+    const compactions = logCompactions(async () => {
+      if (!inject) return;
+      inject = false;
+      injected.push((await h.call('POST', `/sessions/${sid}/nack`, { seqs: [1] })).body);
+      for (const seq of range(2, 13)) injected.push(await h.ack(sid, { seqs: [seq] }));
+    });
+    h.calls = [];
+    let res;
+    try {
+      res = await h.call('POST', `/sessions/${sid}/receive`, { maxRecords: 2 });
+    } finally {
+      compactions.undo();
+    }
+    expect(injected).toEqual([{ released: 1 }, ...Array(12).fill(1)]);
+    expect(res.status).toBe(200);
+    expect(res.body.records.map((r: { seq: number }) => r.seq)).toEqual([23, 24]);
+    expect(compactions.log).toEqual([
+      { claims: 12, acks: 0, ok: true }, // the nack
+      { claims: 12, acks: 0, ok: false }, // the fold: refused, the version moved
+      { claims: 0, acks: 12, ok: true }, // the fold again, from a fresh read
+    ]);
+    expect(count('compactSession')).toBe(2); // refused writes are not recorded
+    // The fold read twice, the nack once.
+    expect(count('getSession')).toBe(3);
+    expect(count('claimSession')).toBe(1);
+    expect(count('ackSession')).toBe(12);
+    const after = (await h.store.getSession(sid))!;
+    expect([after.claims, after.acks]).toEqual([[], []]);
+    expect(after.state.cursor).toBe(25);
+    expect(after.state.releases).toBe(1);
+    expect(await h.describe(sid)).toMatchObject({ cursor: 25, ackFloor: 0, inFlightRanges: [[1, 1], [14, 24]] });
+    // The nacked record comes back first.
+    expect((await h.receive(sid, { maxRecords: 1 })).map((r) => [r.seq, r.deliveryCount])).toEqual([[1, 2]]);
+  });
+
+  it('a fold that loses to another fold re-reads once and leaves a short list alone', async () => {
+    await h.createLog('fold-race');
+    await h.append('fold-race', range(1, 100));
+    const sid = await h.openSession('fold-race');
+    const held = deferred();
+    const release = deferred();
+    let hold = true;
+    const compactions = logCompactions(async () => {
+      if (!hold) return;
+      hold = false;
+      held.resolve();
+      await release.promise;
+    });
+    const got: number[] = [];
+    try {
+      for (let i = 1; i < COMPACT_AT; i++) got.push(...(await h.receive(sid, { maxRecords: 1 })).map((r) => r.seq));
+      h.calls = [];
+      const slow = h.receive(sid, { maxRecords: 1 }); // claim 12: its fold reads 12 claims and waits
+      await within(held.promise, "the fold's compaction");
+      // 13 more claims: the one that makes the list 24 long folds all 24 (the same version the
+      // slow fold read), so the slow fold's write is refused.
+      for (let i = 0; i < COMPACT_AT + 1; i++) got.push(...(await h.receive(sid, { maxRecords: 1 })).map((r) => r.seq));
+      expect(compactions.log).toEqual([{ claims: 24, acks: 0, ok: true }]);
+      release.resolve();
+      got.push(...(await slow).map((r) => r.seq));
+    } finally {
+      release.resolve();
+      compactions.undo();
+    }
+    expect(compactions.log).toEqual([
+      { claims: 24, acks: 0, ok: true }, // the fold of claim 24
+      { claims: 12, acks: 0, ok: false }, // the slow fold: refused; its re-read found 1 claim, not due
+    ]);
+    expect(count('compactSession')).toBe(1);
+    // The slow fold's read and re-read, and the other fold's read.
+    expect(count('getSession')).toBe(3);
+    const after = (await h.store.getSession(sid))!;
+    expect(after.claims).toHaveLength(1);
+    expect(after.state.cursor).toBe(25);
+    expect(got.sort((a, b) => a - b)).toEqual(range(1, 25));
+  });
+
+  it('a fold retries once only: losing twice leaves a due list for the next fold', async () => {
+    await h.createLog('fold-twice');
+    await h.append('fold-twice', range(1, 100));
+    const sid = await h.openSession('fold-twice');
+    for (let i = 1; i < COMPACT_AT; i++) expect((await h.receive(sid, { maxRecords: 3 })).map((r) => r.seq)).toEqual(range(3 * i - 2, 3 * i));
+    // Before each of the fold's writes: a nack (a compaction: it folds the list), then 12 acks,
+    // which make the list due again.
+    const acks = [range(2, 13), range(14, 25)];
+    const injected: unknown[] = [];
+    let nacking = false;
+    let round = 0;
+    const compactions = logCompactions(async () => {
+      if (nacking || round >= acks.length) return;
+      const mine = acks[round++]!;
+      nacking = true;
+      try {
+        injected.push((await h.call('POST', `/sessions/${sid}/nack`, { seqs: [1], delaySeconds: 600 })).body);
+      } finally {
+        nacking = false;
+      }
+      for (const seq of mine) injected.push(await h.ack(sid, { seqs: [seq] }));
+    });
+    h.calls = [];
+    let res;
+    try {
+      res = await h.call('POST', `/sessions/${sid}/receive`, { maxRecords: 3 });
+    } finally {
+      compactions.undo();
+    }
+    expect(injected).toEqual([{ released: 1 }, ...Array(12).fill(1), { released: 1 }, ...Array(12).fill(1)]);
+    // Losing its fold twice does not fail the receive.
+    expect(res.status).toBe(200);
+    expect(res.body.records.map((r: { seq: number }) => r.seq)).toEqual([34, 35, 36]);
+    expect(compactions.log).toEqual([
+      { claims: 12, acks: 0, ok: true }, // the first nack
+      { claims: 12, acks: 0, ok: false }, // the fold
+      { claims: 0, acks: 12, ok: true }, // the second nack
+      { claims: 0, acks: 12, ok: false }, // the fold's one retry: no third attempt
+    ]);
+    expect(count('compactSession')).toBe(2);
+    expect(count('getSession')).toBe(4); // two reads by the fold, one by each nack
+    // The fold gave up: the 12 acks made after the second nack stay pending.
+    const after = (await h.store.getSession(sid))!;
+    expect([after.claims.length, after.acks.length]).toEqual([0, 12]);
+    expect(settle(after).leases.map((l) => [l.from, l.to])).toEqual([[1, 1], [26, 27], [28, 30], [31, 33], [34, 36]]);
+  });
+
+  it('a fold that fails (storage throttled) does not fail the receive whose claim succeeded', async () => {
+    await h.createLog('fold-fails');
+    await h.append('fold-fails', range(1, 40));
+    const sid = await h.openSession('fold-fails');
+    const version0 = (await h.store.getSession(sid))!.state.version;
+    let refused = 0;
+    const undo = intercept('compactSession', async () => {
+      refused++;
+      throw Object.assign(new Error('Throughput exceeds the current capacity of your table'), { name: 'ProvisionedThroughputExceededException' });
+    });
+    const got: number[] = [];
+    try {
+      // Claim 12 starts a fold whose compaction throws: the receive still hands out its record.
+      for (let i = 1; i <= COMPACT_AT; i++) got.push(...(await h.receive(sid, { maxRecords: 1 })).map((r) => r.seq));
+    } finally {
+      undo();
+    }
+    expect(refused).toBe(1);
+    expect(got).toEqual(range(1, COMPACT_AT));
+    // Nothing was folded: the claims stay pending for the next multiple (or the overdue backstop).
+    const after = (await h.store.getSession(sid))!;
+    expect(after.claims).toHaveLength(COMPACT_AT);
+    expect(after.state.version).toBe(version0);
   });
 
   it('a receive never hands out fresh records past records another host released after its read', async () => {
