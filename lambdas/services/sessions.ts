@@ -598,8 +598,15 @@ function clipBelow(sel: readonly Range[], cursor: number): Range[] {
 function hintFor(head: LogHead, seq: number): number {
   if (seq > head.lastSeq) return 0;
   const b = head.bounds ?? [];
-  for (let i = b.length - 1; i >= 0; i--) if (b[i]! <= seq) return b[i]!;
-  return 0;
+  if (!b.length || b[0]! > seq) return 0;
+  let lo = 0;
+  let hi = b.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (b[mid]! <= seq) lo = mid;
+    else hi = mid - 1;
+  }
+  return b[lo]!;
 }
 
 /**

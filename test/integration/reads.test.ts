@@ -23,3 +23,19 @@ it('redelivering scattered records from one segment costs one query, not one per
   const queries = h.calls.filter((c) => c === 'segmentAtOrBefore' || c === 'segmentsBetween');
   expect(queries.length).toBe(1);
 });
+
+it('a session far behind the head (catching up) reads its records with one query, from the head\'s segment index', async () => {
+  await h.createLog('catch-up');
+  // 300 appends of 5 records: 300 segments, far more than the 48 the head used to keep.
+  for (let a = 0; a < 300; a++) await h.append('catch-up', Array.from({ length: 5 }, (_, i) => 5 * a + i + 1));
+  const sid = await h.openSession('catch-up');
+  await h.receive(sid, { maxRecords: 1 }); // a cold host's first call looks the session up
+  for (const from of [2, 12, 703]) {
+    if (from > 2) await h.ack(sid, { ranges: [[1, from - 1]] }).catch(() => undefined);
+    h.calls = [];
+    const got = await h.receive(sid, { maxRecords: 10 });
+    expect(got.map((r) => r.seq)[0]).toBeGreaterThanOrEqual(2);
+    expect(h.calls.filter((c) => c === 'segmentAtOrBefore')).toEqual([]);
+    expect(h.calls.filter((c) => c === 'segmentsBetween')).toEqual(['segmentsBetween']);
+  }
+});
