@@ -14,25 +14,8 @@ beforeAll(async () => {
 });
 afterAll(async () => h?.close());
 
-/** Runs `op` and returns the storage calls it made. */
-async function probe(op: () => Promise<Reply>): Promise<string[]> {
-  h.calls = [];
-  const r = await op();
-  expect(r.status).toBeLessThan(300);
-  return [...h.calls];
-}
-
-/** Runs `op` with a crash right after its k-th storage call; the host then restarts cold. */
-async function crashAfter(k: number, op: () => Promise<Reply>): Promise<Reply> {
-  h.calls = [];
-  h.crashAt = k;
-  try {
-    return await op();
-  } finally {
-    h.crashAt = undefined;
-    h.restart();
-  }
-}
+const probe = (op: () => Promise<Reply>): Promise<string[]> => h.probe(op);
+const crashAfter = (k: number, op: () => Promise<Reply>): Promise<Reply> => h.crashAfter(k, op);
 
 /** Retries like a client that waits out AppendInProgress/503 (moving the clock past any dead writer's deadline). */
 async function retry(op: () => Promise<Reply>): Promise<Reply> {

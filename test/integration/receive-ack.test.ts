@@ -60,25 +60,9 @@ async function rx(sid: string, body: Record<string, unknown>): Promise<ReceiveBo
   return r.body;
 }
 
-/** The storage calls `op` makes. */
-async function probe(op: () => Promise<Reply>): Promise<string[]> {
-  h.calls = [];
-  const r = await op();
-  expect(r.status, JSON.stringify(r.body)).toBe(200);
-  return [...h.calls];
-}
-
-/** Runs `op` with a crash right after its k-th storage call; the host then restarts cold. */
-async function crashAfter(k: number, op: () => Promise<Reply>): Promise<Reply> {
-  h.calls = [];
-  h.crashAt = k;
-  try {
-    return await op();
-  } finally {
-    h.crashAt = undefined;
-    h.restart();
-  }
-}
+/** The storage calls `op` makes (it must answer 200). */
+const probe = (op: () => Promise<Reply>): Promise<string[]> => h.probe(op, 200);
+const crashAfter = (k: number, op: () => Promise<Reply>): Promise<Reply> => h.crashAfter(k, op);
 
 describe('basic: a receive that acks the previous batch', () => {
   it('acks the 10 received and hands out the next 10; the session view agrees', async () => {

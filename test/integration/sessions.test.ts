@@ -56,6 +56,20 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
   return { promise, resolve };
 }
 
+/** Logs compactions; the first one waits between its read and its write until `release`. */
+function holdFirstCompaction(): { held: ReturnType<typeof deferred>; release: ReturnType<typeof deferred>; compactions: ReturnType<typeof logCompactions> } {
+  const held = deferred();
+  const release = deferred();
+  let hold = true;
+  const compactions = logCompactions(async () => {
+    if (!hold) return;
+    hold = false;
+    held.resolve();
+    await release.promise;
+  });
+  return { held, release, compactions };
+}
+
 /** Waits for `p`, failing clearly instead of hanging until the test's timeout. */
 const within = (p: Promise<void>, what: string, ms = 10_000): Promise<void> =>
   Promise.race([p, sleep(ms).then(() => Promise.reject(new Error(`${what} did not happen within ${ms} ms`)))]);
@@ -205,15 +219,7 @@ describe('receiver sessions', () => {
       return out;
     });
     // The first compaction (the fold of the claim that made the list COMPACT_AT long) waits.
-    const held = deferred();
-    const release = deferred();
-    let hold = true;
-    const compactions = logCompactions(async () => {
-      if (!hold) return;
-      hold = false;
-      held.resolve();
-      await release.promise;
-    });
+    const { held, release, compactions } = holdFirstCompaction();
     // Stored pending-claim count after each receive the test drives.
     const lengths: number[] = [];
     const got: number[] = [];
@@ -322,15 +328,7 @@ describe('receiver sessions', () => {
     await h.createLog('fold-race');
     await h.append('fold-race', range(1, 100));
     const sid = await h.openSession('fold-race');
-    const held = deferred();
-    const release = deferred();
-    let hold = true;
-    const compactions = logCompactions(async () => {
-      if (!hold) return;
-      hold = false;
-      held.resolve();
-      await release.promise;
-    });
+    const { held, release, compactions } = holdFirstCompaction();
     const got: number[] = [];
     try {
       for (let i = 1; i < COMPACT_AT; i++) got.push(...(await h.receive(sid, { maxRecords: 1 })).map((r) => r.seq));

@@ -99,6 +99,28 @@ export class Harness {
     await this.dynamo.close();
   }
 
+  /** Runs `op` and returns the storage calls it made; its answer must be `status` (or any success). */
+  async probe(op: () => Promise<Reply>, status?: number): Promise<string[]> {
+    this.calls = [];
+    const r = await op();
+    if (status === undefined ? r.status >= 300 : r.status !== status) {
+      throw new Error(`expected ${status ?? 'a success'}, got ${r.status}: ${JSON.stringify(r.body)}`);
+    }
+    return [...this.calls];
+  }
+
+  /** Runs `op` with a crash right after its k-th storage call; the host then restarts cold. */
+  async crashAfter(k: number, op: () => Promise<Reply>): Promise<Reply> {
+    this.calls = [];
+    this.crashAt = k;
+    try {
+      return await op();
+    } finally {
+      this.crashAt = undefined;
+      this.restart();
+    }
+  }
+
   async call<T = any>(method: string, path: string, body?: unknown, principal = 'alice'): Promise<Reply<T>> {
     const m = matchRoute(ROUTES, method, path);
     if (!m) throw new Error(`no route for ${method} ${path}`);
