@@ -35,6 +35,7 @@ import { BatchWriteCommand, DynamoDBDocumentClient, QueryCommand, ScanCommand } 
 import { startLocalRuntime, type LocalRuntime } from '../local/server';
 import { DEFAULT_CONFIG } from '../lambdas/domain/config';
 import { TABLES } from '../lambdas/tables';
+import { segmentHolding } from '../lambdas/domain/records';
 import type { AckMode, AppendResult, ClientCommand, DeliverResult, ReceiveStat } from './client';
 import { createNaiveTable, runNaive, type NaiveResult } from './naive';
 import { measureBundles, type BundlesReport } from './bundles';
@@ -364,18 +365,8 @@ async function segmentFirsts(b: Bench, logKey: string): Promise<number[]> {
  */
 async function runFloor(b: Bench, logKey: string, total: number, concurrency: number): Promise<RunResult['floor']> {
   const firsts = await segmentFirsts(b, logKey);
-  const holding = (seq: number): number => {
-    let lo = 0;
-    let hi = firsts.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (firsts[mid]! <= seq) lo = mid;
-      else hi = mid - 1;
-    }
-    return firsts[lo]!;
-  };
   const pages: [number, number][] = [];
-  for (let from = 1; from <= total; from += PAGE) pages.push([holding(from), Math.min(total, from + PAGE - 1)]);
+  for (let from = 1; from <= total; from += PAGE) pages.push([segmentHolding(firsts, from), Math.min(total, from + PAGE - 1)]);
   // Whole passes over the pages until FLOOR_MIN_MS has passed: a single pass of small records
   // takes a fraction of a second, too short to measure on a shared machine. Units and calls
   // are those of the first pass (the records once).

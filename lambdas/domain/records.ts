@@ -89,6 +89,22 @@ const draft = (records: readonly EncodedRecord[], start: number, end: number): S
 });
 
 /** Decodes the records `from..to` (inclusive, clipped to the segment) of a segment that starts at `first`. */
+/**
+ * The start of the segment that holds `seq`, given segment starts in ascending order: the
+ * largest start at or below `seq` (0 when `seq` is before them all).
+ */
+export function segmentHolding(starts: readonly number[], seq: number): number {
+  if (!starts.length || starts[0]! > seq) return 0;
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (starts[mid]! <= seq) lo = mid;
+    else hi = mid - 1;
+  }
+  return starts[lo]!;
+}
+
 export function decodeSegment(first: number, text: string, from: number, to: number): DeliveredRecord[] {
   const lines = text.split('\n');
   const out: DeliveredRecord[] = [];

@@ -34,9 +34,10 @@ import {
   type SessionView,
   type StoredSession,
   type Grant,
+  type AckMark,
 } from '../domain/session';
 import { countOf, normalizeRanges, type DeadRange, type Range } from '../domain/ranges';
-import { decodeSegment, type DeliveredRecord } from '../domain/records';
+import { decodeSegment, segmentHolding, type DeliveredRecord } from '../domain/records';
 import type { DeliveryConfig } from '../domain/config';
 import { sleep, type LogHead, type Segment, type Store } from '../adapters/store';
 import { LogService, systemClock, type Clock } from './logs';
@@ -304,7 +305,7 @@ export class SessionService {
     const leaseMs = now + s.settings.ackTimeoutSeconds * 1000;
     let claimed: { cursor: number; pending: number; before?: StoredSession };
     try {
-      const marks = ack?.map(([from, to]) => ({ from, to, atMs: now }));
+      const marks = ack && marksOf(ack, now);
       claimed = await this.store.claimSession(sessionId, n, claimLimit(s, head.lastSeq, n), s.releases, leaseMs, now + expiryAfterUseMs(s.settings), now, marks);
     } catch (e) {
       if (!(e instanceof ConflictError)) throw e;
@@ -350,13 +351,22 @@ export class SessionService {
    */
   private async recordCarried(sessionId: string, owner: string, carried: CarriedAck, ack: readonly Range[], now: number): Promise<boolean> {
     try {
-      const before = await this.store.ackSession(sessionId, owner, ack.map(([from, to]) => ({ from, to, atMs: now })), ack[ack.length - 1]![1], now);
-      Object.assign(carried, { applied: true, acked: ackCount(settle(before), ack, now) });
+      const { acked } = await this.writeAcks(sessionId, owner, ack, now);
+      Object.assign(carried, { applied: true, acked });
       return true;
     } catch (e) {
       if (!(e instanceof ConflictError)) throw e;
       return false;
     }
+  }
+
+  /**
+   * Records acks of `sel` (normalized, all below the cursor) made at `now` with the atomic ack
+   * update; counts them from the session just before it. Throws ConflictError as ackSession does.
+   */
+  private async writeAcks(sessionId: string, owner: string, sel: readonly Range[], now: number): Promise<{ acked: number; pending: number }> {
+    const before = await this.store.ackSession(sessionId, owner, marksOf(sel, now), sel[sel.length - 1]![1], now);
+    return { acked: ackCount(settle(before), sel, now), pending: before.acks.length };
   }
 
   /** Hands out expired leases (a compaction), reading their records first. */
@@ -517,9 +527,8 @@ export class SessionService {
     for (let attempt = 0; attempt < MAX_ATTEMPTS && sel.length; attempt++) {
       const now = this.clock.now();
       try {
-        const before = await this.store.ackSession(sessionId, owner, sel.map(([from, to]) => ({ from, to, atMs: now })), sel[sel.length - 1]![1], now);
-        const n = ackCount(settle(before), sel, now);
-        if (before.acks.length >= ACKS_HARD_LIMIT) await this.mutate(owner, sessionId, () => 0);
+        const { acked: n, pending } = await this.writeAcks(sessionId, owner, sel, now);
+        if (pending >= ACKS_HARD_LIMIT) await this.mutate(owner, sessionId, () => 0);
         return n;
       } catch (e) {
         if (!(e instanceof ConflictError)) throw e;
@@ -587,6 +596,9 @@ interface CarriedAck {
   acked: number;
 }
 
+/** Ack marks for acks of `sel` made at `now`. */
+const marksOf = (sel: readonly Range[], now: number): AckMark[] => sel.map(([from, to]) => ({ from, to, atMs: now }));
+
 /** The parts of a normalized selection below `cursor`. */
 function clipBelow(sel: readonly Range[], cursor: number): Range[] {
   const out: Range[] = [];
@@ -596,17 +608,7 @@ function clipBelow(sel: readonly Range[], cursor: number): Range[] {
 
 /** The start of the committed segment that holds `seq`, from the head's recent boundaries (0: unknown). */
 function hintFor(head: LogHead, seq: number): number {
-  if (seq > head.lastSeq) return 0;
-  const b = head.bounds ?? [];
-  if (!b.length || b[0]! > seq) return 0;
-  let lo = 0;
-  let hi = b.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (b[mid]! <= seq) lo = mid;
-    else hi = mid - 1;
-  }
-  return b[lo]!;
+  return seq > head.lastSeq ? 0 : segmentHolding(head.bounds ?? [], seq);
 }
 
 /**

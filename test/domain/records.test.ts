@@ -1,14 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LimitsConfig } from '../../lambdas/domain/config';
 import { ApiError } from '../../lambdas/domain/errors';
-import {
-  decodeSegment,
-  encodeAppend,
-  SEGMENT_TARGET_BYTES,
-  toSegments,
-  type EncodedRecord,
-  type InputRecord,
-} from '../../lambdas/domain/records';
+import { decodeSegment, encodeAppend, SEGMENT_TARGET_BYTES, toSegments, type EncodedRecord, type InputRecord, segmentHolding } from '../../lambdas/domain/records';
 import { prng } from './model';
 
 const LIMITS: LimitsConfig = { maxRecordsPerAppend: 500, maxRecordBytes: 262_144, maxRequestBytes: 1_048_576, defaultAckTimeoutSeconds: 30 };
@@ -296,5 +289,27 @@ describe('decodeSegment', () => {
     expect(all.map((r) => r.seq)).toEqual(many.map((_, i) => base + i));
     expect(all.map((r) => r.data)).toEqual(many.map((m) => m.data));
     expect(all.map((r) => r.key)).toEqual(many.map((m) => m.key));
+  });
+});
+
+describe('segmentHolding', () => {
+  const starts = [1, 146, 291, 300, 1000];
+  it('finds the largest start at or below seq, and 0 before the first', () => {
+    expect(segmentHolding(starts, 1)).toBe(1);
+    expect(segmentHolding(starts, 145)).toBe(1);
+    expect(segmentHolding(starts, 146)).toBe(146);
+    expect(segmentHolding(starts, 299)).toBe(291);
+    expect(segmentHolding(starts, 300)).toBe(300);
+    expect(segmentHolding(starts, 999)).toBe(300);
+    expect(segmentHolding(starts, 10 ** 12)).toBe(1000);
+    expect(segmentHolding([50, 60], 49)).toBe(0);
+    expect(segmentHolding([], 5)).toBe(0);
+  });
+  it('agrees with a linear scan on every seq of 1,024 starts', () => {
+    const many = Array.from({ length: 1024 }, (_, i) => 1 + 7 * i + (i % 5));
+    for (let seq = 0; seq <= many[many.length - 1]! + 3; seq++) {
+      const linear = [...many].reverse().find((x) => x <= seq) ?? 0;
+      expect(segmentHolding(many, seq)).toBe(linear);
+    }
   });
 });

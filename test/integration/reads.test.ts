@@ -30,11 +30,11 @@ it('a session far behind the head (catching up) reads its records with one query
   for (let a = 0; a < 300; a++) await h.append('catch-up', Array.from({ length: 5 }, (_, i) => 5 * a + i + 1));
   const sid = await h.openSession('catch-up');
   await h.receive(sid, { maxRecords: 1 }); // a cold host's first call looks the session up
-  for (const from of [2, 12, 703]) {
-    if (from > 2) await h.ack(sid, { ranges: [[1, from - 1]] }).catch(() => undefined);
+  // The cursor is about 290 segments behind the head for each of these receives.
+  for (const from of [2, 12, 22]) {
     h.calls = [];
     const got = await h.receive(sid, { maxRecords: 10 });
-    expect(got.map((r) => r.seq)[0]).toBeGreaterThanOrEqual(2);
+    expect(got.map((r) => r.seq)).toEqual(Array.from({ length: 10 }, (_, i) => from + i));
     expect(h.calls.filter((c) => c === 'segmentAtOrBefore')).toEqual([]);
     expect(h.calls.filter((c) => c === 'segmentsBetween')).toEqual(['segmentsBetween']);
   }
