@@ -111,10 +111,11 @@ export interface Store {
    * Atomically takes the next `n` records: advances the cursor by `n` and appends the claim,
    * unless the cursor is already past `limit`, leases were released since the read (`releases`
    * changed), or the session expired at `nowMs`. Returns the
-   * cursor after the claim (the records taken end right before it) and how many claims are
-   * now pending. With `marks`, records those acks in the same write (an ack carried on a
-   * receive; every mark must be below the cursor the caller read) and also returns the session
-   * as it stood just before, to count them from.
+   * cursor after the claim (the records taken end right before it), how many claims are now
+   * pending, and the session as it stood just before the claim (ReturnValues costs no capacity):
+   * with this claim added, that is the session exactly as the claim left it. With `marks`,
+   * records those acks in the same write (an ack carried on a receive; every mark must be
+   * below the cursor the caller read).
    */
   claimSession(
     sessionId: string,
@@ -125,7 +126,7 @@ export interface Store {
     expiresMs: number,
     nowMs: number,
     marks?: readonly AckMark[],
-  ): Promise<{ cursor: number; pending: number; before?: StoredSession }>;
+  ): Promise<{ cursor: number; pending: number; before: StoredSession }>;
   /**
    * Atomically records acks (and a use of the session), if the session is `owner`'s, not expired
    * at `nowMs`, and its cursor is past `maxSeq`. Returns the session as it was just before.
@@ -624,7 +625,7 @@ export class DynamoStore implements Store {
     expiresMs: number,
     nowMs: number,
     marks?: readonly AckMark[],
-  ): Promise<{ cursor: number; pending: number; before?: StoredSession }> {
+  ): Promise<{ cursor: number; pending: number; before: StoredSession }> {
     const acking = !!marks?.length;
     const out = await conditional(
       this.send(
@@ -645,14 +646,14 @@ export class DynamoStore implements Store {
               ':rl': releases,
               ...(acking ? { ':a': new Set(marks.map(encodeAckMark)) } : {}),
             },
-            // The old item, when acks ride along: they are counted from the session as it stood.
-            ReturnValues: acking ? 'ALL_OLD' : 'UPDATED_NEW',
+            // The old item: carried acks are counted from the session as it stood, and the
+            // receiving host keeps the session as its claim left it (see SessionService.views).
+            ReturnValues: 'ALL_OLD',
             ReturnConsumedCapacity: 'TOTAL',
           }),
         ),
       ),
     );
-    if (!acking) return { cursor: out.Attributes!.cur as number, pending: (out.Attributes!.C as unknown[]).length };
     const before = sessionFromItem(out.Attributes!);
     return { cursor: (out.Attributes!.cur as number) + n, pending: before.claims.length + 1, before };
   }

@@ -127,6 +127,48 @@ export function freshRoom(settled: SessionState, lastSeq: number, maxRecords: nu
 }
 
 /**
+ * The session exactly as a claim left it: the session as it stood just before the claim (the
+ * claim's write returns it) with the claim of `n` records and its carried ack `marks` added.
+ */
+export function afterClaim(before: StoredSession, n: number, leaseMs: number, expiresMs: number, marks: readonly AckMark[]): StoredSession {
+  return {
+    state: { ...before.state, expiresMs },
+    claims: [...before.claims, { n, leaseMs }],
+    acks: [...before.acks, ...marks],
+  };
+}
+
+/** Oldest a host's view of a session may be for a receive to claim from it (see claimFromView). */
+export const VIEW_MAX_AGE_MS = 1000;
+
+/**
+ * How many fresh records a receive may claim from a view of the session, without reading it:
+ * `maxRecords`, or 0 when it must read. `view` is the session (settled) as one of this host's
+ * claims left it `ageMs` ago; `lastSeq` the log's end as that host last read it; `ackedUpTo`
+ * the highest record the receive's carried acks name (0: none).
+ *
+ * A claim from a view is as safe as one from a fresh read, because what may have changed since
+ * is either harmless or refused by the claim's write:
+ * - claims by other hosts advance the cursor, and claimLimit's bound counts every record the
+ *   cursor moved past as in flight, so `maxInFlight` holds; acks only lower the real count;
+ * - releases (nack, records given back) bump the counter the claim requires unchanged;
+ * - idle expiry and deletion fail the claim's condition;
+ * - leases that end before `now`: none of the view's (checked here), and none of those taken
+ *   since, because the view is younger than half the ack timeout and every lease taken since
+ *   lasts a whole ack timeout from then.
+ * Anything else needs the session as it is now: redeliveries or expired poison due, the log's
+ * end near (the view cannot see appends since), or carried acks that name records sent after
+ * the view (only a read tells those from records never sent).
+ */
+export function claimFromView(view: SessionState, ageMs: number, now: number, lastSeq: number, maxRecords: number, ackedUpTo: number): number {
+  const maxAge = Math.min(VIEW_MAX_AGE_MS, (view.settings.ackTimeoutSeconds * 1000) / 2);
+  if (!(ageMs >= 0 && ageMs < maxAge) || isExpired(view, now)) return 0;
+  if (ackedUpTo >= view.cursor) return 0;
+  if (view.leases.some((l) => l.leaseMs <= now)) return 0;
+  return freshRoom(view, lastSeq, maxRecords) === maxRecords ? maxRecords : 0;
+}
+
+/**
  * Gives back records a receive claimed but did not send (the byte budget cut them): their
  * lease ends now and the delivery that never happened is not counted. Only touches leases that
  * are still exactly that claim's (count 1, `leaseMs`). Returns the records released.

@@ -27,6 +27,8 @@ import {
   expiryAfterUseMs,
   ackCount,
   claimLimit,
+  claimFromView,
+  afterClaim,
   freshRoom,
   unsend,
   type SessionSettings,
@@ -70,6 +72,13 @@ export interface ReceiveStats {
 export class SessionService {
   /** sessionId -> log key: immutable, so a warm host reads session and head in one round trip. */
   private readonly logKeys = new Map<string, string>();
+  /**
+   * sessionId -> the session exactly as this host's last claim on it left it (the claim's write
+   * returns the session as it stood before), with the log's head the claim was planned from.
+   * The host's next receive on the session claims from it without reading when that is as safe
+   * as a fresh read (claimFromView): a busy session's receive is then one claim and one query.
+   */
+  private readonly views = new Map<string, ClaimView>();
   private readonly logs: LogService;
 
   constructor(
@@ -192,6 +201,24 @@ export class SessionService {
   }
 
   /**
+   * This host's view of the session (see views), if this receive may claim from it without
+   * reading: it is `owner`'s, and claimFromView allows a full batch.
+   */
+  private viewFor(
+    owner: string,
+    sessionId: string,
+    now: number,
+    maxRecords: number,
+    carried?: CarriedAck,
+  ): { stored: StoredSession; settled: SessionState; head: LogHead } | undefined {
+    const v = this.views.get(sessionId);
+    if (!v || v.owner !== owner || compactionOverdue(v.stored)) return undefined;
+    const settled = settle(v.stored);
+    const ackedUpTo = carried && !carried.applied ? carried.selection[carried.selection.length - 1]![1] : 0;
+    return claimFromView(settled, now - v.atMs, now, v.head.lastSeq, maxRecords, ackedUpTo) > 0 ? { stored: v.stored, settled, head: v.head } : undefined;
+  }
+
+  /**
    * One round of a receive. Expired leases go first, through a compaction (a write conditional
    * on the version, like every change other than claims and acks). Otherwise fresh records are
    * taken with an atomic claim, which concurrent receives never lose to each other, and read
@@ -213,8 +240,9 @@ export class SessionService {
       // so a lease this receive dead-letters had already ended when that ack was made, and the
       // ack (which counted it as dead, not acked) agrees with what is written.
       const now = this.clock.now();
-      const { stored, head } = await this.load(owner, sessionId, true);
-      const settled = settle(stored);
+      const hot = this.viewFor(owner, sessionId, now, maxRecords, carried);
+      const { stored, head } = hot ?? (await this.load(owner, sessionId, true));
+      const settled = hot?.settled ?? settle(stored);
       const s = clone(settled);
       const swept = sweepDead(s, now);
       // Carried acks count as of `now`, after expired poison was dead-lettered, as `ack` does.
@@ -303,30 +331,36 @@ export class SessionService {
     ack?: readonly Range[],
   ): Promise<{ records: ReceivedRecord[] | 'again'; acked: number } | 'retry'> {
     const leaseMs = now + s.settings.ackTimeoutSeconds * 1000;
-    let claimed: { cursor: number; pending: number; before?: StoredSession };
+    const expiresMs = now + expiryAfterUseMs(s.settings);
+    const marks = ack ? marksOf(ack, now) : [];
+    let claimed: { cursor: number; pending: number; before: StoredSession };
     try {
-      const marks = ack && marksOf(ack, now);
-      claimed = await this.store.claimSession(sessionId, n, claimLimit(s, head.lastSeq, n), s.releases, leaseMs, now + expiryAfterUseMs(s.settings), now, marks);
+      claimed = await this.store.claimSession(sessionId, n, claimLimit(s, head.lastSeq, n), s.releases, leaseMs, expiresMs, now, marks);
     } catch (e) {
       if (!(e instanceof ConflictError)) throw e;
-      // Another receive took the last records, leases were released since the read, or the
-      // session expired: look again.
+      // Another receive took the last records, leases were released since the read (or since
+      // this host's view), or the session expired: look again, reading.
+      this.views.delete(sessionId);
       stats.conflicts++;
       return 'retry';
     }
     // Counted from the session just before the write, exactly as a standalone ack counts.
-    const acked = ack && claimed.before ? ackCount(settle(claimed.before), ack, now) : 0;
+    const acked = ack ? ackCount(settle(claimed.before), ack, now) : 0;
+    const after = afterClaim(claimed.before, n, leaseMs, expiresMs, marks);
+    if (this.views.size > 10_000) this.views.clear();
+    this.views.set(sessionId, { owner, stored: after, head, atMs: now });
     const cursor = claimed.cursor;
     const grant: Grant = { from: cursor - n, to: cursor - 1, count: 1, leaseMs };
     // Exactly one claim brings the pending list to each multiple of COMPACT_AT: that receive
-    // folds it, alongside reading its records, from a fresh read (its own snapshot is likely
-    // older than the last fold when many workers share the session). A multiple, not the first
-    // one only: with many workers, COMPACT_AT or more claims can land while a fold is under way,
-    // and the list it leaves would then never be exactly COMPACT_AT long again.
+    // folds it, alongside reading its records, from the session as the claim left it (what the
+    // receive read before it is likely older than the last fold when many workers share the
+    // session). A multiple, not the first one only: with many workers, COMPACT_AT or more claims
+    // can land while a fold is under way, and the list it leaves would then never be exactly
+    // COMPACT_AT long again.
     // Housekeeping only: a fold that fails (throttled, session gone) must not fail a receive
     // whose claim succeeded, or its records would wait out their lease; a later multiple, or
     // the overdue backstop, folds the list.
-    const folding = claimed.pending % COMPACT_AT === 0 ? this.fold(owner, sessionId, stats).catch(() => undefined) : undefined;
+    const folding = claimed.pending % COMPACT_AT === 0 ? this.fold(owner, sessionId, stats, after).catch(() => undefined) : undefined;
     const [read] = await Promise.all([this.readGrants(s.logKey, [grant], hintFor(head, grant.from), grant.from), folding]);
     const { sent, missing, unsent } = cutToBudget([grant], read.records, maxBytes);
     if (missing.length || unsent.length) {
@@ -395,14 +429,16 @@ export class SessionService {
   }
 
   /**
-   * Folds the pending claims and acks into the compacted state (one read, one compaction). A
-   * fold that loses to another compaction looks again once: with many workers folds overlap,
-   * and the winner left what landed while it ran.
+   * Folds the pending claims and acks into the compacted state: one compaction, from `known`
+   * (the session as this receive's claim left it; claims and acks since only appended to the
+   * lists, which the compaction leaves pending). A fold that loses to another compaction reads
+   * and tries once more: with many workers folds overlap, and the winner left what landed while
+   * it ran.
    */
-  private async fold(owner: string, sessionId: string, stats: ReceiveStats): Promise<void> {
+  private async fold(owner: string, sessionId: string, stats: ReceiveStats, known: StoredSession): Promise<void> {
     for (let attempt = 0; attempt < 2; attempt++) {
       const now = this.clock.now();
-      const { stored } = await this.load(owner, sessionId, false);
+      const { stored } = attempt === 0 ? { stored: known } : await this.load(owner, sessionId, false);
       if (attempt > 0 && !compactionDue(stored)) return; // the winner's fold left a short list
       const s = settle(stored);
       sweepDead(s, now);
@@ -500,6 +536,9 @@ export class SessionService {
     first?: (s: SessionState, now: number) => number,
   ): Promise<number> {
     const stats: ReceiveStats = { conflicts: 0, polls: 0, idleMs: 0 };
+    // A release bumps the counter every claim requires unchanged: a claim from the view this
+    // host holds would only be refused.
+    this.views.delete(sessionId);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt > 0) await backoff(attempt);
       const now = this.clock.now(); // before the read: see receiveOnce
@@ -568,6 +607,7 @@ export class SessionService {
     const { stored } = await this.load(owner, sessionId, false);
     await this.store.deleteSession(sessionId, stored.state.deadPages);
     this.logKeys.delete(sessionId);
+    this.views.delete(sessionId);
   }
 }
 
@@ -587,6 +627,16 @@ const compactionDue = (stored: StoredSession): boolean => stored.claims.length >
  * sees it tries, so this must stay rare: those compactions race each other.
  */
 const compactionOverdue = (stored: StoredSession): boolean => stored.claims.length >= 3 * COMPACT_AT || stored.acks.length >= 3 * COMPACT_AT;
+
+/** The session as a claim of this host left it (see SessionService.views). */
+interface ClaimView {
+  owner: string;
+  stored: StoredSession;
+  /** The log's head the claim was planned from: it may have grown since, never shrunk. */
+  head: LogHead;
+  /** When the claim was made. */
+  atMs: number;
+}
 
 /** Acks carried on a receive, and what became of them. */
 interface CarriedAck {

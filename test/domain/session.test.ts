@@ -3,6 +3,8 @@ import type { DeadRange, Lease, Range } from '../../lambdas/domain/ranges';
 import {
   ack,
   ackCount,
+  afterClaim,
+  claimFromView,
   claimLimit,
   dropMissing,
   extend,
@@ -16,6 +18,7 @@ import {
   sweepDead,
   unsend,
   view,
+  VIEW_MAX_AGE_MS,
   type AckMark,
   type Claim,
   type SessionState,
@@ -751,6 +754,48 @@ describe('claimLimit / freshRoom', () => {
       expect(n).toBeGreaterThan(0);
       expect(claimLimit(settled(), lastSeq, n)).toBeGreaterThanOrEqual(21);
     }
+  });
+});
+
+describe('claimFromView / afterClaim', () => {
+  // The view: 10 records in flight (11-20, lease ends at LEASE), cursor 21, maxInFlight 100.
+  const fresh = (over: Partial<SessionState> = {}, ackTimeoutSeconds = 30): SessionState =>
+    session({ cursor: 21, leases: [L(11, 20, LEASE, 1)], expiresMs: NOW + 3_600_000, ...over }, { maxInFlight: 100, ackTimeoutSeconds });
+
+  it('allows a full batch from a young view with live leases, room and the records', () => {
+    expect(claimFromView(fresh(), 0, NOW, 40, 10, 0)).toBe(10);
+    expect(claimFromView(fresh(), VIEW_MAX_AGE_MS - 1, NOW, 40, 10, 20)).toBe(10); // acks below its cursor
+  });
+
+  it('refuses a view as old as VIEW_MAX_AGE_MS, or as half the ack timeout when that is shorter, or from the future', () => {
+    expect(claimFromView(fresh(), VIEW_MAX_AGE_MS, NOW, 40, 10, 0)).toBe(0);
+    expect(claimFromView(fresh({}, 1), 499, NOW, 40, 10, 0)).toBe(10);
+    expect(claimFromView(fresh({}, 1), 500, NOW, 40, 10, 0)).toBe(0);
+    expect(claimFromView(fresh(), -1, NOW, 40, 10, 0)).toBe(0); // the clock went back: read
+  });
+
+  it('refuses when the session expired, when a lease ended, or when acks name records at or past its cursor', () => {
+    expect(claimFromView(fresh({ expiresMs: NOW }), 0, NOW, 40, 10, 0)).toBe(0);
+    expect(claimFromView(fresh({ leases: [L(11, 20, NOW, 1)] }), 0, NOW, 40, 10, 0)).toBe(0);
+    expect(claimFromView(fresh({ leases: [L(11, 15, LEASE, 1), L(16, 16, NOW - 1, 2)] }), 0, NOW, 40, 10, 0)).toBe(0);
+    expect(claimFromView(fresh(), 0, NOW, 40, 10, 21)).toBe(0);
+  });
+
+  it('refuses when it cannot show a full batch: the log end or maxInFlight nearer than maxRecords', () => {
+    expect(claimFromView(fresh(), 0, NOW, 29, 10, 0)).toBe(0); // 21..29: 9 records
+    expect(claimFromView(fresh(), 0, NOW, 30, 10, 0)).toBe(10); // 21..30
+    expect(claimFromView(session({ cursor: 21, leases: [L(11, 20, LEASE, 1)], expiresMs: NOW + 1 }, { maxInFlight: 19 }), 0, NOW, 40, 10, 0)).toBe(0);
+  });
+
+  it('afterClaim is the session as the claim left it: its records leased from the cursor, its acks applied', () => {
+    const before: StoredSession = { state: fresh(), claims: [{ n: 5, leaseMs: LEASE + 1 }], acks: [] }; // 21-25 claimed since
+    const marks: AckMark[] = [{ from: 11, to: 14, atMs: NOW }];
+    const after = afterClaim(before, 10, LEASE + 2, NOW + 99, marks);
+    const s = settle(after);
+    expect(s.cursor).toBe(36);
+    expect(s.expiresMs).toBe(NOW + 99);
+    expect(s.leases).toEqual([L(15, 20, LEASE, 1), L(21, 25, LEASE + 1, 1), L(26, 35, LEASE + 2, 1)]);
+    expect(before.claims).toHaveLength(1); // not changed in place
   });
 });
 

@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Harness, drain, type Reply } from '../support/harness';
+import { VIEW_MAX_AGE_MS } from '../../lambdas/domain/session';
 
 let h: Harness;
 let n = 0;
@@ -114,14 +115,33 @@ describe('receive and ack', async () => {
   }
   const { sid: probeSid } = await sessionWith30();
   h.restart(); // a cold host: the first receive also looks up the session's log
-  const coldCalls = await probe(() => h.call('POST', `/sessions/${probeSid}/receive`, { maxRecords: 10 }));
+  const coldCalls = await probe(() => h.call('POST', `/sessions/${probeSid}/receive`, { maxRecords: 5 }));
+  // Right after its claim, the host claims from the session as that claim left it.
+  const hotCalls = await probe(() => h.call('POST', `/sessions/${probeSid}/receive`, { maxRecords: 5 }));
+  h.clock.advance(VIEW_MAX_AGE_MS); // that view is now too old: the host reads
   const warmCalls = await probe(() => h.call('POST', `/sessions/${probeSid}/receive`, { maxRecords: 10 }));
   const ackCalls = await probe(() => h.call('POST', `/sessions/${probeSid}/ack`, { ranges: [[1, 20]] }));
 
   it('receive claims with one atomic update, then reads from the segment the head names; ack is one atomic update', () => {
     expect(coldCalls).toEqual(['getSession', 'getHead', 'claimSession', 'segmentsBetween']);
+    expect(hotCalls).toEqual(['claimSession', 'segmentsBetween']);
     expect(warmCalls).toEqual(['getSessionWithHead', 'claimSession', 'segmentsBetween']);
     expect(ackCalls).toEqual(['ackSession']);
+  });
+
+  it.each(hotCalls.map((c, k) => [k, c] as const))('receive from the view of the last claim, crash after call %i (%s): every record still delivered and acked', async (k) => {
+    const { sid } = await sessionWith30();
+    expect((await h.receive(sid, { maxRecords: 10 })).map((g) => g.seq)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+    expect((await crashAfter(k, () => h.call('POST', `/sessions/${sid}/receive`, { maxRecords: 10 }))).status).toBe(500);
+    expect(await h.ack(sid, { ranges: [[1, 10]] })).toBe(10);
+    // Both calls come at or after the claim: 11..20 wait out their lease.
+    const first = await drain(h, sid, 7);
+    expect(first.map((g) => g.seq)).toEqual(Array.from({ length: 10 }, (_, i) => i + 21));
+    h.clock.advance(5_001);
+    const rest = await h.receive(sid, { maxRecords: 100 });
+    expect(rest.map((r) => [r.seq, r.deliveryCount])).toEqual(Array.from({ length: 10 }, (_, i) => [i + 11, 2]));
+    await h.ack(sid, { ranges: [[11, 20]] });
+    expect(await h.describe(sid)).toMatchObject({ inFlight: 0, ackFloor: 30, cursor: 31 });
   });
 
   it.each(coldCalls.map((c, k) => [k, c] as const))('receive crash after call %i (%s): every record still delivered and acked', async (k) => {

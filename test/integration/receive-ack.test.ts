@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Harness, type Reply } from '../support/harness';
+import { VIEW_MAX_AGE_MS } from '../../lambdas/domain/session';
 
 interface Rec {
   seq: number;
@@ -42,8 +43,13 @@ function toRanges(seqs: readonly number[]): Range[] {
   return out;
 }
 
-/** The warm receive function's storage calls for a receive that claims fresh records. */
+/**
+ * The receive function's storage calls for a receive that claims fresh records: on a warm host
+ * (it knows the session's log) that reads the session and head, and on a host that claims from
+ * the session as its own last claim left it (under VIEW_MAX_AGE_MS ago), which reads nothing.
+ */
 const WARM_RECEIVE = ['getSessionWithHead', 'claimSession', 'segmentsBetween'];
+const HOT_RECEIVE = ['claimSession', 'segmentsBetween'];
 
 /** A new log holding records 1..count (data = seq), and a session on it. */
 async function setup(count: number, settings: Record<string, unknown> = {}): Promise<{ logId: string; sid: string }> {
@@ -291,20 +297,29 @@ describe('validation', () => {
 });
 
 describe('storage calls', () => {
-  it('on a warm host the ack rides on the claim: the calls of a plain warm receive, and no ackSession', async () => {
+  it.each([
+    ['warm', WARM_RECEIVE],
+    ['hot', HOT_RECEIVE],
+  ] as const)('on a %s host the ack rides on the claim: the calls of a plain receive there, and no ackSession', async (kind, calls) => {
     const { sid } = await setup(40);
     h.restart();
     const cold = await probe(() => h.call('POST', `/sessions/${sid}/receive`, { maxRecords: 10 }));
     expect(cold).toEqual(['getSession', 'getHead', 'claimSession', 'segmentsBetween']);
+    // Warm: this host's view of its last claim is too old to claim from.
+    const age = (): void => {
+      if (kind === 'warm') h.clock.advance(VIEW_MAX_AGE_MS);
+    };
+    age();
     const plain = await probe(() => h.call('POST', `/sessions/${sid}/receive`, { maxRecords: 10 }));
-    expect(plain).toEqual(WARM_RECEIVE);
+    expect(plain).toEqual(calls);
+    age();
     let body: ReceiveBody | undefined;
     const carrying = await probe(async () => {
       const r = await h.call<ReceiveBody>('POST', `/sessions/${sid}/receive`, { maxRecords: 10, ack: { ranges: [[11, 20]] } });
       body = r.body;
       return r;
     });
-    expect(carrying).toEqual(WARM_RECEIVE);
+    expect(carrying).toEqual(calls);
     expect(carrying).not.toContain('ackSession');
     expect(body!.acked).toBe(10);
     expect(seqsOf(body!.records)).toEqual(seqRange(21, 30));
@@ -428,15 +443,22 @@ describe('crash safety', () => {
     return sid;
   }
   const carryingReceive = (sid: string) => h.call<ReceiveBody>('POST', `/sessions/${sid}/receive`, { maxRecords: 10, ack: { ranges: [[1, 10]] } });
+  /** Hot: the host claims from its view of the claim of 1..10; warm: that view is too old, it reads. */
+  const paths = { hot: HOT_RECEIVE, warm: WARM_RECEIVE } as const;
+  const ready = (path: keyof typeof paths): void => {
+    if (path === 'warm') h.clock.advance(VIEW_MAX_AGE_MS);
+  };
 
-  it('the receive carrying acks makes the calls of a plain warm receive', async () => {
+  it.each(['hot', 'warm'] as const)('the receive carrying acks makes the calls of a plain %s receive', async (path) => {
     const sid = await warmSession();
-    expect(await probe(() => carryingReceive(sid))).toEqual(WARM_RECEIVE);
+    ready(path);
+    expect(await probe(() => carryingReceive(sid))).toEqual(paths[path]);
   });
 
-  const claimAt = WARM_RECEIVE.indexOf('claimSession');
-  it.each(WARM_RECEIVE.map((c, k) => [k, c] as const))('crash after call %i (%s): acks and claim are both durable or both absent', async (k) => {
+  it.each((['hot', 'warm'] as const).flatMap((path) => paths[path].map((c, k) => [path, k, c] as const)))('%s receive, crash after call %i (%s): acks and claim are both durable or both absent', async (path, k) => {
+    const claimAt = paths[path].indexOf('claimSession');
     const sid = await warmSession();
+    ready(path);
     const crashed = await crashAfter(k, () => carryingReceive(sid));
     expect(crashed.status).toBe(500);
     const written = k >= claimAt;

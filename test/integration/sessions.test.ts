@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CrashError, Harness } from '../support/harness';
-import { settle } from '../../lambdas/domain/session';
+import { settle, VIEW_MAX_AGE_MS } from '../../lambdas/domain/session';
 import { ConflictError } from '../../lambdas/domain/errors';
 import { COMPACT_AT } from '../../lambdas/services/sessions';
 import { DynamoStore, type Store } from '../../lambdas/adapters/store';
@@ -232,7 +232,7 @@ describe('receiver sessions', () => {
     h.calls = [];
     try {
       for (let i = 1; i < COMPACT_AT; i++) await take();
-      const folding = h.receive(sid, { maxRecords: 1 }); // claim 12: its fold reads 12 claims, then waits
+      const folding = h.receive(sid, { maxRecords: 1 }); // claim 12: its fold (of the 12 claims the claim returned) waits
       await within(held.promise, "the fold's compaction");
       // 13 more claims land while the fold waits. The one that makes the list 2 × COMPACT_AT long
       // crashes right after its claim, so no other fold races this one.
@@ -311,8 +311,9 @@ describe('receiver sessions', () => {
       { claims: 0, acks: 12, ok: true }, // the fold again, from a fresh read
     ]);
     expect(count('compactSession')).toBe(2); // refused writes are not recorded
-    // The fold read twice, the nack once.
-    expect(count('getSession')).toBe(3);
+    // The fold's first try folds the session as its claim returned it (no read); its retry
+    // reads once, the nack once.
+    expect(count('getSession')).toBe(2);
     expect(count('claimSession')).toBe(1);
     expect(count('ackSession')).toBe(12);
     const after = (await h.store.getSession(sid))!;
@@ -333,7 +334,7 @@ describe('receiver sessions', () => {
     try {
       for (let i = 1; i < COMPACT_AT; i++) got.push(...(await h.receive(sid, { maxRecords: 1 })).map((r) => r.seq));
       h.calls = [];
-      const slow = h.receive(sid, { maxRecords: 1 }); // claim 12: its fold reads 12 claims and waits
+      const slow = h.receive(sid, { maxRecords: 1 }); // claim 12: its fold (of the 12 claims the claim returned) waits
       await within(held.promise, "the fold's compaction");
       // 13 more claims: the one that makes the list 24 long folds all 24 (the same version the
       // slow fold read), so the slow fold's write is refused.
@@ -350,8 +351,8 @@ describe('receiver sessions', () => {
       { claims: 12, acks: 0, ok: false }, // the slow fold: refused; its re-read found 1 claim, not due
     ]);
     expect(count('compactSession')).toBe(1);
-    // The slow fold's read and re-read, and the other fold's read.
-    expect(count('getSession')).toBe(3);
+    // Only the slow fold's re-read: both folds first tried the session as their claims returned it.
+    expect(count('getSession')).toBe(1);
     const after = (await h.store.getSession(sid))!;
     expect(after.claims).toHaveLength(1);
     expect(after.state.cursor).toBe(25);
@@ -398,7 +399,7 @@ describe('receiver sessions', () => {
       { claims: 0, acks: 12, ok: false }, // the fold's one retry: no third attempt
     ]);
     expect(count('compactSession')).toBe(2);
-    expect(count('getSession')).toBe(4); // two reads by the fold, one by each nack
+    expect(count('getSession')).toBe(3); // the fold's retry (its first try needs no read), one by each nack
     // The fold gave up: the 12 acks made after the second nack stay pending.
     const after = (await h.store.getSession(sid))!;
     expect([after.claims.length, after.acks.length]).toEqual([0, 12]);
@@ -430,12 +431,16 @@ describe('receiver sessions', () => {
     expect(after.state.version).toBe(version0);
   });
 
-  it('a receive never hands out fresh records past records another host released after its read', async () => {
-    await h.createLog('warm');
-    await h.append('warm', Array.from({ length: 50 }, (_, i) => i + 1));
-    const sid = await h.openSession('warm');
+  // 'read': the receive reads the session (this host's view of its last claim is too old to
+  // claim from); 'view': it claims from that view, so the nack lands between the view and the claim.
+  it.each(['read', 'view'] as const)('a receive never hands out fresh records past records another host released after its %s', async (path) => {
+    const logId = `warm-${path}`;
+    await h.createLog(logId);
+    await h.append(logId, Array.from({ length: 50 }, (_, i) => i + 1));
+    const sid = await h.openSession(logId);
     expect((await h.receive(sid, { maxRecords: 5 })).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
-    // The nack lands between the receive's read and its claim (on the leases function: another host).
+    if (path === 'read') h.clock.advance(VIEW_MAX_AGE_MS);
+    // The nack lands right before the receive's claim (on the leases function: another host).
     const real = h.store.claimSession.bind(h.store);
     let nacked = false;
     (h.store as { claimSession: typeof real }).claimSession = async (...args) => {
@@ -452,9 +457,9 @@ describe('receiver sessions', () => {
     } finally {
       delete (h.store as { claimSession?: unknown }).claimSession;
     }
-    // The claim was refused (refused writes are not in h.calls); the receive read again and
+    // The claim was refused (refused writes are not in h.calls); the receive read (again) and
     // redelivered with a compaction.
-    expect(h.calls.filter((c) => c === 'getSessionWithHead')).toHaveLength(2);
+    expect(h.calls.filter((c) => c === 'getSessionWithHead')).toHaveLength(path === 'read' ? 2 : 1);
     expect(h.calls).toContain('compactSession');
     expect(h.calls).not.toContain('claimSession');
     expect((await h.receive(sid, { maxRecords: 5 })).map((r) => r.seq)).toEqual([6, 7, 8, 9, 10]);
