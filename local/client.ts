@@ -4,7 +4,7 @@
  * client library with retries and the worker API is its own piece of work.)
  */
 import { SignatureV4 } from '@smithy/signature-v4';
-import { Sha256 } from '@aws-crypto/sha256-js';
+import { Sha256 } from '@smithy/core/checksum';
 
 export interface Credentials {
   accessKeyId: string;

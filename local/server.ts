@@ -79,6 +79,9 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   // write metrics (EMF) through the global console, where the local CloudWatch picks them up.
   process.env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
   process.env.POWERTOOLS_TRACE_ENABLED ??= 'false';
+  // With tracing off nothing reads the X-Ray SDK's context, yet in its default (automatic) mode
+  // the SDK installs an async hook on import that runs for every promise of the process.
+  if (process.env.POWERTOOLS_TRACE_ENABLED === 'false') process.env.AWS_XRAY_MANUAL_MODE ??= 'true';
   process.env.POWERTOOLS_DEV = 'true';
   process.env.POWERTOOLS_METRICS_DISABLED = 'false';
   process.env.AWS_REGION ??= 'us-east-1';

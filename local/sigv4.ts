@@ -3,7 +3,8 @@
  * authorization does in front of the deployed API.
  *
  * The signature is recomputed with the AWS SDK's own signer (`SignatureV4` from
- * @smithy/signature-v4 with `Sha256` from @aws-crypto/sha256-js), never by hand: the request is
+ * @smithy/signature-v4 with the SDK's Node.js `Sha256` from @smithy/core, which hashes with
+ * node:crypto), never by hand: the request is
  * rebuilt with exactly the headers the client signed, signed with the principal's secret at the
  * client's signing time, region and service, and the two signatures are compared in constant
  * time. Both forms are accepted: the Authorization header and presigned query strings
@@ -20,7 +21,7 @@
  * is repeated (SigV4 joins repeated values with "," where Node joins them with ", ").
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { Sha256 } from '@aws-crypto/sha256-js';
+import { Sha256 } from '@smithy/core/checksum';
 import { ALGORITHM_IDENTIFIER, SignatureV4, UNSIGNED_PAYLOAD, getCanonicalHeaders } from '@smithy/signature-v4';
 import type { Principal } from './credentials';
 
