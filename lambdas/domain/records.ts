@@ -31,7 +31,8 @@ export interface SegmentDraft {
 
 export interface DeliveredRecord {
   seq: number;
-  data: unknown;
+  /** The record's `data` as the JSON text it was appended as (see receivedJson). */
+  dataJson: string;
   key?: string;
   dataBytes: number;
 }
@@ -88,7 +89,6 @@ const draft = (records: readonly EncodedRecord[], start: number, end: number): S
     .join('\n'),
 });
 
-/** Decodes the records `from..to` (inclusive, clipped to the segment) of a segment that starts at `first`. */
 /**
  * The start of the segment that holds `seq`, given segment starts in ascending order: the
  * largest start at or below `seq` (0 when `seq` is before them all).
@@ -105,20 +105,65 @@ export function segmentHolding(starts: readonly number[], seq: number): number {
   return starts[lo]!;
 }
 
+/** Decodes the records `from..to` (inclusive, clipped to the segment) of a segment that starts at `first`. */
 export function decodeSegment(first: number, text: string, from: number, to: number): DeliveredRecord[] {
   const lines = text.split('\n');
   const out: DeliveredRecord[] = [];
   const lo = Math.max(from, first);
   const hi = Math.min(to, first + lines.length - 1);
-  for (let seq = lo; seq <= hi; seq++) {
-    const parsed = JSON.parse(lines[seq - first]!) as [unknown, string?];
-    const rec: DeliveredRecord = {
-      seq,
-      data: parsed[0],
-      dataBytes: Buffer.byteLength(JSON.stringify(parsed[0]), 'utf8'),
-    };
-    if (parsed.length > 1) rec.key = parsed[1]!;
-    out.push(rec);
-  }
+  for (let seq = lo; seq <= hi; seq++) out.push(decodeLine(seq, lines[seq - first]!));
   return out;
+}
+
+/**
+ * One line, `[data]` or `[data,key]` exactly as encodeAppend wrote it: `data` is the JSON text
+ * between the bracket and the key, so it is sliced out, never parsed (a receive hands it on as
+ * it came; see receivedJson). Only a line that ends in a string can hold a key (a string `data`
+ * ends that way too): that line alone is parsed, to tell which.
+ */
+function decodeLine(seq: number, line: string): DeliveredRecord {
+  let end = line.length - 1; // the closing bracket
+  let key: string | undefined;
+  if (line.charCodeAt(end - 1) === QUOTE) {
+    const parsed = JSON.parse(line) as [unknown, string?];
+    if (parsed.length > 1) {
+      key = parsed[1]!;
+      end -= JSON.stringify(key).length + 1; // the key as encodeAppend wrote it, and its comma
+    }
+  }
+  const dataJson = line.slice(1, end);
+  const rec: DeliveredRecord = { seq, dataJson, dataBytes: Buffer.byteLength(dataJson, 'utf8') };
+  if (key !== undefined) rec.key = key;
+  return rec;
+}
+
+const QUOTE = 0x22;
+
+/** A record as a receive hands it out. */
+export interface ReceivedRecord {
+  seq: number;
+  /** `data` as the JSON text it was appended as. */
+  dataJson: string;
+  key?: string;
+  deliveryCount: number;
+  leaseExpiresAt: string;
+}
+
+/**
+ * The contract's `records` array as JSON text: per record `seq`, `data`, `deliveryCount`,
+ * `leaseExpiresAt` and `key` (when it has one), in that order. The text is what
+ * JSON.stringify gives for the records with `data` parsed, but each record's data goes in as
+ * the JSON text it was stored as, never parsed and serialized again: for small records that was
+ * most of a receive's own CPU, for large ones far more.
+ */
+export function receivedJson(records: readonly ReceivedRecord[]): string {
+  let out = '[';
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
+    if (i > 0) out += ',';
+    // seq and deliveryCount are integers, leaseExpiresAt an ISO timestamp: nothing to escape.
+    out += `{"seq":${r.seq},"data":${r.dataJson},"deliveryCount":${r.deliveryCount},"leaseExpiresAt":"${r.leaseExpiresAt}"`;
+    out += r.key === undefined ? '}' : `,"key":${JSON.stringify(r.key)}}`;
+  }
+  return `${out}]`;
 }

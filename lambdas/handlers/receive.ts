@@ -6,6 +6,7 @@ import { defaultDeps, lazy, type Deps } from '../http/deps';
 import { SessionService, type ReceiveStats } from '../services/sessions';
 import { sessionIdOf } from './sessions';
 import { selectionOf } from '../domain/ranges';
+import { receivedJson } from '../domain/records';
 
 export function makeHandler(d: Deps) {
   const sessions = new SessionService(d.store, d.clock);
@@ -26,7 +27,7 @@ export function makeHandler(d: Deps) {
       metrics.addMetric('ReceiveConflicts', MetricUnit.Count, stats.conflicts);
       metrics.addMetric('RecordsDelivered', MetricUnit.Count, records.length);
       // `acked` only when the request carried acks: the contract's response is unchanged otherwise.
-      return { status: 200, body: b.ack ? { records, acked } : { records } };
+      return { status: 200, json: `{"records":${receivedJson(records)}${b.ack ? `,"acked":${acked}` : ''}}` };
     },
   });
 }

@@ -39,7 +39,8 @@ export interface RequestContext {
   idleMs: number;
 }
 
-export type RouteHandler = (ctx: RequestContext) => Promise<{ status: number; body?: unknown }>;
+/** A route's answer: `body` to serialize, or `json`, a body already serialized as JSON text. */
+export type RouteHandler = (ctx: RequestContext) => Promise<{ status: number; body?: unknown; json?: string }>;
 
 /**
  * The caller as the contract defines it: the IAM user or role. An assumed-role ARN's session
@@ -61,6 +62,11 @@ export function principalOf(event: HttpEvent): string {
 export function json(status: number, body?: unknown, headers: Record<string, string> = {}): HttpResult {
   if (body === undefined) return { statusCode: status, headers };
   return { statusCode: status, headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) };
+}
+
+/** A JSON answer whose body is already serialized. */
+export function jsonText(status: number, body: string): HttpResult {
+  return { statusCode: status, headers: { 'content-type': 'application/json' }, body };
 }
 
 export function errorResult(e: ApiError): HttpResult {
@@ -150,7 +156,7 @@ export function httpHandler(fn: string, deps: HttpDeps, routes: Record<string, R
       };
       try {
         const out = await route(ctx);
-        result = json(out.status, out.body);
+        result = out.json === undefined ? json(out.status, out.body) : jsonText(out.status, out.json);
       } finally {
         idleMs = ctx.idleMs;
       }

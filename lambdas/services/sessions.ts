@@ -39,7 +39,7 @@ import {
   type AckMark,
 } from '../domain/session';
 import { countOf, normalizeRanges, type DeadRange, type Range } from '../domain/ranges';
-import { decodeSegment, segmentHolding, type DeliveredRecord } from '../domain/records';
+import { decodeSegment, segmentHolding, type DeliveredRecord, type ReceivedRecord } from '../domain/records';
 import type { DeliveryConfig } from '../domain/config';
 import { sleep, type LogHead, type Segment, type Store } from '../adapters/store';
 import { LogService, systemClock, type Clock } from './logs';
@@ -52,13 +52,7 @@ const DEAD_PAGE_KEEP_SECONDS = 365 * 86_400;
 
 export type StartAt = 'oldest' | 'latest' | { afterSeq: number };
 
-export interface ReceivedRecord {
-  seq: number;
-  data: unknown;
-  key?: string;
-  deliveryCount: number;
-  leaseExpiresAt: string;
-}
+export type { ReceivedRecord };
 
 export interface ReceiveStats {
   /** Conditional writes lost to another request during this call. */
@@ -702,7 +696,7 @@ function cutToBudget(
 }
 
 const toReceived = ({ g, r }: { g: Grant; r: DeliveredRecord }): ReceivedRecord => {
-  const out: ReceivedRecord = { seq: r.seq, data: r.data, deliveryCount: g.count, leaseExpiresAt: new Date(g.leaseMs).toISOString() };
+  const out: ReceivedRecord = { seq: r.seq, dataJson: r.dataJson, deliveryCount: g.count, leaseExpiresAt: new Date(g.leaseMs).toISOString() };
   if (r.key !== undefined) out.key = r.key;
   return out;
 };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LimitsConfig } from '../../lambdas/domain/config';
 import { ApiError } from '../../lambdas/domain/errors';
-import { decodeSegment, encodeAppend, SEGMENT_TARGET_BYTES, toSegments, type EncodedRecord, type InputRecord, segmentHolding } from '../../lambdas/domain/records';
+import { decodeSegment, encodeAppend, receivedJson, SEGMENT_TARGET_BYTES, toSegments, type EncodedRecord, type InputRecord, segmentHolding } from '../../lambdas/domain/records';
 import { prng } from './model';
 
 const LIMITS: LimitsConfig = { maxRecordsPerAppend: 500, maxRecordBytes: 262_144, maxRequestBytes: 1_048_576, defaultAckTimeoutSeconds: 30 };
@@ -252,7 +252,9 @@ describe('decodeSegment', () => {
     const out = decodeSegment(FIRST, segs[0]!.text, FIRST, FIRST + inputs.length - 1);
     expect(out.map((r) => r.seq)).toEqual(inputs.map((_, i) => FIRST + i));
     out.forEach((rec, i) => {
-      expect(rec.data).toEqual(inputs[i]!.data);
+      // data is handed on as the text it was appended as, never parsed and serialized again
+      expect(rec.dataJson).toBe(JSON.stringify(inputs[i]!.data));
+      expect(JSON.parse(rec.dataJson)).toEqual(inputs[i]!.data);
       if (inputs[i]!.key === undefined) expect('key' in rec).toBe(false);
       else expect(rec.key).toBe(inputs[i]!.key);
     });
@@ -276,7 +278,7 @@ describe('decodeSegment', () => {
     expect(seqs(1010, 1020)).toEqual([]);
     expect(seqs(900, 999)).toEqual([]);
     expect(seqs(1005, 1004)).toEqual([]);
-    expect(decodeSegment(FIRST, text, 1003, 1003)[0]!.data).toBe(1.5e300);
+    expect(decodeSegment(FIRST, text, 1003, 1003)[0]!.dataJson).toBe('1.5e+300');
     expect(decodeSegment(FIRST, text, 1003, 1003)[0]!.key).toBe('');
   });
 
@@ -287,8 +289,48 @@ describe('decodeSegment', () => {
     const base = 51;
     const all = parts.flatMap((p) => decodeSegment(base + p.offset, p.text, 0, Number.MAX_SAFE_INTEGER));
     expect(all.map((r) => r.seq)).toEqual(many.map((_, i) => base + i));
-    expect(all.map((r) => r.data)).toEqual(many.map((m) => m.data));
+    expect(all.map((r) => JSON.parse(r.dataJson) as unknown)).toEqual(many.map((m) => m.data));
     expect(all.map((r) => r.key)).toEqual(many.map((m) => m.key));
+  });
+});
+
+describe('decodeSegment: keys and string data', () => {
+  // A line ends in a string both when it has a key and when its data is a string: every mix.
+  const tricky: InputRecord[] = [
+    { data: 'ends in a quote"' },
+    { data: 'x', key: 'y' },
+    { data: '",\\"' , key: '",\\"' },
+    { data: ['a', 'b'] },
+    { data: ['a', 'b'], key: 'b' },
+    { data: { k: '"]' }, key: '\\' },
+    { data: '' , key: '' },
+    { data: 'trailing backslash \\' },
+  ];
+  it('slices exactly the data text and parses exactly the key', () => {
+    const segs = toSegments(encodeAppend(tricky, LIMITS, 0));
+    const out = decodeSegment(1, segs[0]!.text, 1, tricky.length);
+    expect(out.map((r) => r.dataJson)).toEqual(tricky.map((t) => JSON.stringify(t.data)));
+    expect(out.map((r) => r.key)).toEqual(tricky.map((t) => t.key));
+    expect(out.map((r) => 'key' in r)).toEqual(tricky.map((t) => t.key !== undefined));
+  });
+});
+
+describe('receivedJson', () => {
+  it('is the JSON of the records with data parsed, field for field and byte for byte', () => {
+    const inputs: InputRecord[] = [
+      { data: { nested: [1, { x: null }], s: 'é 漢字 😀 \u2028' }, key: 'order-1' },
+      { data: 'new\nline "quoted"' },
+      { data: -0.25, key: '' },
+      { data: null },
+      { data: '\ud800 lone surrogate', key: 'k\u0000' },
+    ];
+    const decoded = decodeSegment(7, toSegments(encodeAppend(inputs, LIMITS, 0))[0]!.text, 7, 11);
+    const lease = '2026-12-04T18:00:00.000Z';
+    const received = decoded.map((r, i) => ({ seq: r.seq, dataJson: r.dataJson, deliveryCount: i + 1, leaseExpiresAt: lease, ...(r.key === undefined ? {} : { key: r.key }) }));
+    const expected = inputs.map((r, i) => ({ seq: 7 + i, data: r.data, deliveryCount: i + 1, leaseExpiresAt: lease, ...(r.key === undefined ? {} : { key: r.key }) }));
+    expect(receivedJson(received)).toBe(JSON.stringify(expected));
+    expect(JSON.parse(receivedJson(received))).toEqual(expected);
+    expect(receivedJson([])).toBe('[]');
   });
 });
 
