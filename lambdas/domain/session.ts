@@ -97,6 +97,13 @@ export function settle(stored: StoredSession): SessionState {
   if (fresh.length) s.leases = insertLeases(s.leases, fresh);
   s.cursor = pos;
   const max = s.settings.maxDeliveries;
+  if (!stored.acks.length) return s;
+  if (s.leases.every((l) => l.count < max)) {
+    // The usual case: no lease could have been a dead letter when an ack was made, so every ack
+    // removes all it names, whenever it was made: one pass with all of them.
+    s.leases = mapSelected(s.leases, stored.acks.map((a): Range => [a.from, a.to]), () => null).leases;
+    return s;
+  }
   for (const a of stored.acks) {
     s.leases = mapSelected(s.leases, [[a.from, a.to]], (part) => (part.leaseMs <= a.atMs && part.count >= max ? part : null)).leases;
   }

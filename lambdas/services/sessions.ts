@@ -370,7 +370,7 @@ export class SessionService {
         (x, at) => unsend(x, unsent, leaseMs, at),
       );
     }
-    return { records: sent.length ? sent.map(toReceived) : 'again', acked };
+    return { records: sent.length ? toReceived(sent) : 'again', acked };
   }
 
   /**
@@ -419,7 +419,7 @@ export class SessionService {
     refreshExpiry(final, now);
     if (!(await this.compact(stored, final, stats))) return 'retry';
     if (!sent.length) return 'again';
-    return sent.map(toReceived);
+    return toReceived(sent);
   }
 
   /**
@@ -695,11 +695,20 @@ function cutToBudget(
   return { sent, missing, unsent, taken };
 }
 
-const toReceived = ({ g, r }: { g: Grant; r: DeliveredRecord }): ReceivedRecord => {
-  const out: ReceivedRecord = { seq: r.seq, dataJson: r.dataJson, deliveryCount: g.count, leaseExpiresAt: new Date(g.leaseMs).toISOString() };
-  if (r.key !== undefined) out.key = r.key;
-  return out;
-};
+/** The records as the receive hands them out (a grant's records share one lease timestamp). */
+function toReceived(sent: readonly { g: Grant; r: DeliveredRecord }[]): ReceivedRecord[] {
+  let grant: Grant | undefined;
+  let leaseExpiresAt = '';
+  return sent.map(({ g, r }) => {
+    if (g !== grant) {
+      grant = g;
+      leaseExpiresAt = new Date(g.leaseMs).toISOString();
+    }
+    const out: ReceivedRecord = { seq: r.seq, dataJson: r.dataJson, deliveryCount: g.count, leaseExpiresAt };
+    if (r.key !== undefined) out.key = r.key;
+    return out;
+  });
+}
 
 const clone = (s: SessionState): SessionState => ({ ...s, leases: [...s.leases], dead: [...s.dead], deadPages: [...s.deadPages] });
 
