@@ -12,9 +12,9 @@
  *   every record is acked) on one session, and count every storage call the handlers make with
  *   its ConsumedCapacity, every failed conditional write, every receive's conflicts (the
  *   handler's ReceiveConflicts metric), and every request's duration and billed size;
- * - on the same store right after, the floor: a bare loop of the reads delivery needs (a
- *   strongly consistent Query of the Records table per 100 records, from the segment holding
- *   the page's first record), at the same concurrency;
+ * - on the same store, half right before the delivery and half right after it, the floor: a
+ *   bare loop of the reads delivery needs (a strongly consistent Query of the Records table per
+ *   100 records, from the segment holding the page's first record), at the same concurrency;
  * - once per record size and run, the same records through a one-item-per-record design
  *   (bench/naive.ts), measured the same way.
  *
@@ -57,8 +57,18 @@ const listArg = (name: string): number[] | undefined => {
 };
 const SIZES = (listArg('--sizes') ?? [100, 1024, 10240]).filter((s) => [100, 1024, 10240].includes(s));
 const WORKERS = listArg('--workers') ?? (QUICK ? [1, 4] : [1, 4, 16]);
-const RECORDS: Record<number, number> = QUICK ? { 100: 400, 1024: 400, 10240: 150 } : { 100: 12000, 1024: 12000, 10240: 6000 };
-const WARMUP_RECORDS: Record<number, number> = QUICK ? { 100: 200, 1024: 200, 10240: 50 } : { 100: 1000, 1024: 1000, 10240: 300 };
+/**
+ * Records per run: enough that delivering them at four workers lasts about as long as the floor
+ * (2 s), so one garbage collection or one slow second of the shared machine is a small part of
+ * either (12,000 small records were delivered in about 1 s, and their runs spread widely).
+ */
+const RECORDS: Record<number, number> = QUICK ? { 100: 400, 1024: 400, 10240: 150 } : { 100: 36000, 1024: 24000, 10240: 6000 };
+/**
+ * The discarded warm-up: enough receives (about 120 at 100 B) that the JIT has compiled the hot
+ * paths before the first measured run. With 10 receives a worker, the first run was measured
+ * 15 to 25% slower than the next two, every time.
+ */
+const WARMUP_RECORDS: Record<number, number> = QUICK ? { 100: 200, 1024: 200, 10240: 50 } : { 100: 12000, 1024: 6000, 10240: 600 };
 const BUNDLE_RUNS = QUICK ? 2 : 7;
 /**
  * How workers ack (see AckMode): every worker count with the acks carried on the next receive
@@ -260,6 +270,8 @@ interface RunResult {
   deliver: {
     wallMs: number;
     recordsPerSecond: number;
+    /** Milliseconds the service's thread (handlers, local gateway, embedded store) was busy per 1,000 records. */
+    serviceCpuMsPer1k: number;
     receives: number;
     emptyReceives: number;
     busyReplies: number;
@@ -283,7 +295,8 @@ interface RunResult {
     /** Storage calls and units by function and operation (rejected conditional writes estimated). */
     ops: Record<string, OpStat>;
   };
-  floor: { wallMs: number; recordsPerSecond: number; calls: number; readUnits: number; passes: number };
+  /** cpuMsPer1k: milliseconds this thread (the store's and the service's) was busy per 1,000 records read. */
+  floor: { wallMs: number; recordsPerSecond: number; cpuMsPer1k: number; calls: number; readUnits: number; passes: number };
 }
 
 function unitsOf(ops: Map<string, OpStat> | undefined): Units {
@@ -363,17 +376,18 @@ async function segmentFirsts(b: Bench, logKey: string): Promise<number[]> {
  * loop at the same concurrency as the workers. Each page is what a receive of 100 fresh records
  * reads: a strongly consistent Query from the segment holding its first record to its last.
  */
-async function runFloor(b: Bench, logKey: string, total: number, concurrency: number): Promise<RunResult['floor']> {
+async function runFloor(b: Bench, logKey: string, total: number, concurrency: number, minMs: number): Promise<RunResult['floor']> {
   const firsts = await segmentFirsts(b, logKey);
   const pages: [number, number][] = [];
   for (let from = 1; from <= total; from += PAGE) pages.push([segmentHolding(firsts, from), Math.min(total, from + PAGE - 1)]);
-  // Whole passes over the pages until FLOOR_MIN_MS has passed: a single pass of small records
+  // Whole passes over the pages until minMs has passed: a single pass of small records
   // takes a fraction of a second, too short to measure on a shared machine. Units and calls
   // are those of the first pass (the records once).
   let calls = 0;
   let readUnits = 0;
   let items = 0;
   let passes = 0;
+  const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
   do {
     let next = 0;
@@ -404,10 +418,20 @@ async function runFloor(b: Bench, logKey: string, total: number, concurrency: nu
     };
     await Promise.all(Array.from({ length: concurrency }, loop));
     passes++;
-  } while (performance.now() - t0 < FLOOR_MIN_MS);
+  } while (performance.now() - t0 < minMs);
   const wallMs = performance.now() - t0;
+  const cpuMs = performance.eventLoopUtilization(elu0).active;
   if (items < pages.length) throw new Error(`floor read ${items} segments for ${pages.length} pages`);
-  return { wallMs, recordsPerSecond: (total * passes) / (wallMs / 1000), calls, readUnits, passes };
+  return { wallMs, recordsPerSecond: (total * passes) / (wallMs / 1000), cpuMsPer1k: (cpuMs / (total * passes)) * 1000, calls, readUnits, passes };
+}
+
+/** The floor over both of its halves: every record read over their time together; units of one pass. */
+function combineFloors(a: RunResult['floor'], b: RunResult['floor']): RunResult['floor'] {
+  const wallMs = a.wallMs + b.wallMs;
+  const recordsOf = (f: RunResult['floor']): number => (f.recordsPerSecond * f.wallMs) / 1000;
+  const records = recordsOf(a) + recordsOf(b);
+  const cpuMsPer1k = (a.cpuMsPer1k * recordsOf(a) + b.cpuMsPer1k * recordsOf(b)) / records;
+  return { wallMs, recordsPerSecond: records / (wallMs / 1000), cpuMsPer1k, calls: a.calls, readUnits: a.readUnits, passes: a.passes + b.passes };
 }
 
 /** Deletes a run's segments so the store does not grow from run to run (not measured). */
@@ -459,8 +483,15 @@ async function runOne(b: Bench, recordBytes: number, workers: number, ack: AckMo
     body: { start: 'oldest', maxInFlight: MAX_IN_FLIGHT },
   });
 
+  // The floor runs half before the delivery and half after it, so that a change in the shared
+  // machine's speed while a run lasts (seen here: 15% within a minute) falls on both sides of
+  // the ratio instead of on one.
+  const logKey = await logKeyOf(b, logId);
+  const floorBefore = await runFloor(b, logKey, total, workers, FLOOR_MIN_MS / 2);
+
   const profiling = PROFILE_DIR && tag !== 'warmup' ? await startProfile() : undefined;
   const deliverPhase = (current = newPhase('deliver'));
+  const elu0 = performance.eventLoopUtilization();
   const del = await b.clients.run<DeliverResult>({
     type: 'deliver',
     sessionId: session.sessionId,
@@ -471,6 +502,8 @@ async function runOne(b: Bench, recordBytes: number, workers: number, ack: AckMo
     ack,
   });
   await tick();
+  // This thread runs the service and the store; the clients run in their own.
+  const serviceCpuMs = performance.eventLoopUtilization(elu0).active;
   current = undefined;
   if (profiling) await profiling(join(PROFILE_DIR!, `${logId}.cpuprofile`));
 
@@ -480,8 +513,8 @@ async function runOne(b: Bench, recordBytes: number, workers: number, ack: AckMo
       `run ${logId}: acked ${del.ackedRecords}, delivered ${del.distinctDelivered} of ${total}; session ackFloor ${view.ackFloor}, inFlight ${view.inFlight}`,
     );
   }
-  const logKey = await logKeyOf(b, logId);
-  const floor = await runFloor(b, logKey, total, workers);
+  const floorAfter = await runFloor(b, logKey, total, workers, FLOOR_MIN_MS / 2);
+  const floor = combineFloors(floorBefore, floorAfter);
 
   if ([appendPhase, deliverPhase].some((ph) => ph.byStore.has(-1))) {
     throw new Error('the storage observer was called without its store as `this`; receive and ack calls cannot be told apart');
@@ -549,6 +582,7 @@ async function runOne(b: Bench, recordBytes: number, workers: number, ack: AckMo
     deliver: {
       wallMs: del.wallMs,
       recordsPerSecond: total / (del.wallMs / 1000),
+      serviceCpuMsPer1k: (serviceCpuMs / total) * 1000,
       receives: del.receives.length,
       emptyReceives: del.receives.filter((r) => r.records === 0 && r.status === 200).length,
       busyReplies: del.busyReplies,
@@ -583,6 +617,11 @@ interface Derived {
   e2eRecordsPerSecond: number;
   floorRecordsPerSecond: number;
   e2eOverFloor: number;
+  /** Busy milliseconds of the thread that runs the service and the store, per 1,000 records. */
+  deliverCpuMsPer1k: number;
+  floorCpuMsPer1k: number;
+  /** floorCpuMsPer1k / deliverCpuMsPer1k: the end-to-end / floor ratio in CPU, without idle time. */
+  cpuFloorOverDeliver: number;
   latencyP50Ms: number;
   latencyP99Ms: number;
   conflictShare: number;
@@ -653,6 +692,9 @@ function derive(r: RunResult, naive: NaiveResult): Derived {
     e2eRecordsPerSecond: d.recordsPerSecond,
     floorRecordsPerSecond: r.floor.recordsPerSecond,
     e2eOverFloor: d.recordsPerSecond / r.floor.recordsPerSecond,
+    deliverCpuMsPer1k: d.serviceCpuMsPer1k,
+    floorCpuMsPer1k: r.floor.cpuMsPer1k,
+    cpuFloorOverDeliver: r.floor.cpuMsPer1k / d.serviceCpuMsPer1k,
     latencyP50Ms: d.latencyP50,
     latencyP99Ms: d.latencyP99,
     conflictShare: d.conflictShare,
@@ -832,7 +874,8 @@ function markdown(rep: Report): string {
       `${rep.method.runs} run(s) per configuration after a discarded warm-up; each cell is the median with the spread (min–max) over the runs. ` +
       `Records per run: ${SIZES.map((s) => `${RECORDS[s]} × ${label(s)}`).join(', ')}. Every receive asks for ${PAGE} records (the default \`maxBatchRecords\`), ` +
       `workers ack what they got as ranges right away, with no processing time between (the most contended pattern for the session item): "on next receive" carries each batch's acks on the worker's next receive (the \`ack\` field; what the client library's consume() does), "own request" sends them as a \`POST /ack\` of their own; sessions use the default ack timeout and \`maxInFlight\` ${MAX_IN_FLIGHT}. ` +
-      `"Floor" is a bare loop of the reads delivery needs for the same records on the same store right after (one strongly consistent Query per ${PAGE} records, from the segment holding the page's first record), at the same concurrency, in whole passes over the records repeated for at least ${FLOOR_MIN_MS / 1000} s (one pass of small records lasts a fraction of a second); its units are those of one pass.`,
+      `"Floor" is a bare loop of the reads delivery needs for the same records on the same store (one strongly consistent Query per ${PAGE} records, from the segment holding the page's first record), at the same concurrency, in whole passes over the records for at least ${FLOOR_MIN_MS / 1000} s, half right before the delivery and half right after it (so a change in the shared machine's speed falls on both sides of the ratio); its units are those of one pass. ` +
+        `"Service-thread CPU" is the time the thread that runs the local gateway, the handlers and the embedded store was busy (event-loop utilization) per 1,000 records, during the delivery and during the floor: their ratio is the end-to-end / floor ratio without idle time.`,
   );
   lines.push('');
 
@@ -840,7 +883,7 @@ function markdown(rep: Report): string {
   lines.push('');
   lines.push(
     table(
-      ['record', 'workers', 'acks', 'delivered+acked rec/s', 'vs 1 worker', 'floor rec/s', 'end-to-end / floor', 'receive p50 ms', 'receive p99 ms', 'receives that retried a cond. write', 'cond. write retries per receive', 'empty receives', '503s'],
+      ['record', 'workers', 'acks', 'delivered+acked rec/s', 'vs 1 worker', 'floor rec/s', 'end-to-end / floor', 'service-thread CPU ms per 1,000: delivery / floor (ratio)', 'receive p50 ms', 'receive p99 ms', 'receives that retried a cond. write', 'cond. write retries per receive', 'empty receives', '503s'],
       c.map((x) => [
         label(x.recordBytes),
         String(x.workers),
@@ -851,6 +894,7 @@ function markdown(rep: Report): string {
         ),
         fmtSpread(x.floorRecordsPerSecond),
         fmtSpread(x.e2eOverFloor, 2),
+        `${fmt(x.deliverCpuMsPer1k.median)} / ${fmt(x.floorCpuMsPer1k.median)} (${fmtSpread(x.cpuFloorOverDeliver, 2)})`,
         fmtSpread(x.latencyP50Ms),
         fmtSpread(x.latencyP99Ms),
         fmtSpread({ ...x.conflictShare, median: x.conflictShare.median * 100, min: x.conflictShare.min * 100, max: x.conflictShare.max * 100 }, 2, '%'),
@@ -1152,7 +1196,7 @@ async function main(): Promise<void> {
       maxInFlight: MAX_IN_FLIGHT,
       appendBatch: Object.fromEntries(SIZES.map((s) => [s, appendBatch(s)])),
       clients: 'a worker thread (signed HTTP over loopback); the runtime, its handlers and dynalite on the main thread',
-      floor: `one strongly consistent Query per ${PAGE} records of the Records table, from the segment holding the page's first record, at the same concurrency as the workers, on the same store right after the end-to-end run, in whole passes repeated for at least ${FLOOR_MIN_MS} ms (units: one pass)`,
+      floor: `one strongly consistent Query per ${PAGE} records of the Records table, from the segment holding the page's first record, at the same concurrency as the workers, on the same store, half right before and half right after the end-to-end run, in whole passes repeated for at least ${FLOOR_MIN_MS} ms in all (units: one pass)`,
       oneItemPerRecord:
         'per append request one UpdateItem on a counter, one item per record (BatchWriteItem); a strongly consistent Query per 100 records; one delete per record at ack; no per-record lease write (charitable)',
       theoreticalMinimum: 'write: record bytes / 1 KB (1 WCU per 1 KB); read: record bytes / 4 KB, strongly consistent (1 RCU per 4 KB)',
