@@ -15,6 +15,7 @@ describe('npm run demo', () => {
     expect(r.stdout).toMatch(/\| records acked \(distinct\)\s+\| 2000 \|/);
     expect(r.stdout).toMatch(/of those, redelivered to others\s+\| (\d+) \|/);
     expect(r.stdout).toMatch(/^OK: appended = acked/m);
-    expect(r.status).toBe(0);
+    // On failure, show what the demo printed: its tally says which check did not hold.
+    expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
   }, 100_000);
 });
