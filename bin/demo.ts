@@ -177,6 +177,11 @@ async function bakeHalf(rt: Awaited<ReturnType<typeof startLocalRuntime>>, api: 
       minExperimentRequests: 50,
       // A laptop's p99 over a few dozen requests per (scaled) period is noisy: a wide p99 margin.
       latencyMarginPercent: 50,
+      // And a busy laptop may send only a hundred or two requests an arm in a phase: with no
+      // errors at all the judge's 5xx bound is then 0.8 to 1 point, so the default 0.5-point
+      // margin left the good change inconclusive (seen with three demos at once on two cores,
+      // and once in a full test run). The bad change is caught by its 4xx alarm either way.
+      errorMarginPoints: 2,
     }),
     [202],
   );
@@ -211,7 +216,7 @@ async function bakeHalf(rt: Awaited<ReturnType<typeof startLocalRuntime>>, api: 
     '\n' +
       table([
         ['bake status', record.status],
-        [`phase 1: delivery v${p1.version}`, `${p1.verdict} (${p1.arms?.experiment?.requests ?? 0} experiment requests)`],
+        [`phase 1: delivery v${p1.version}`, `${p1.verdict} (${p1.arms?.experiment?.requests ?? 0} experiment requests)${p1.verdict === 'APPROVED' ? '' : `: ${String(p1.reason ?? '')}`}`],
         [`phase 2: limits v${p2.version}`, `${p2.verdict}: ${String(p2.reason ?? '').slice(0, 70)}...`],
         ['alarms that fired', [...new Set(fired.map((f) => f.name.replace(/^.*-bake-/, '')))].join(', ') || 'none'],
         ['alarm -> rejected (rollback decision)', rollbackMs === undefined ? 'n/a' : `${rollbackMs} ms (poll every ${(pollSeconds * 1000) / rt.timeScale} ms)`],
