@@ -379,7 +379,17 @@ async function segmentFirsts(b: Bench, logKey: string): Promise<number[]> {
  * loop at the same concurrency as the workers. Each page is what a receive of 100 fresh records
  * reads: a strongly consistent Query from the segment holding its first record to its last.
  */
-async function runFloor(b: Bench, logKey: string, total: number, concurrency: number, minMs: number): Promise<RunResult['floor']> {
+/** One stretch of the floor: records read, time taken, this thread's busy time; units and calls of its first pass. */
+interface FloorStretch {
+  records: number;
+  wallMs: number;
+  cpuMs: number;
+  calls: number;
+  readUnits: number;
+  passes: number;
+}
+
+async function runFloor(b: Bench, logKey: string, total: number, concurrency: number, minMs: number): Promise<FloorStretch> {
   const firsts = await segmentFirsts(b, logKey);
   const pages: [number, number][] = [];
   for (let from = 1; from <= total; from += PAGE) pages.push([segmentHolding(firsts, from), Math.min(total, from + PAGE - 1)]);
@@ -425,16 +435,21 @@ async function runFloor(b: Bench, logKey: string, total: number, concurrency: nu
   const wallMs = performance.now() - t0;
   const cpuMs = performance.eventLoopUtilization(elu0).active;
   if (items < pages.length) throw new Error(`floor read ${items} segments for ${pages.length} pages`);
-  return { wallMs, recordsPerSecond: (total * passes) / (wallMs / 1000), cpuMsPer1k: (cpuMs / (total * passes)) * 1000, calls, readUnits, passes };
+  return { records: total * passes, wallMs, cpuMs, calls, readUnits, passes };
 }
 
-/** The floor over both of its halves: every record read over their time together; units of one pass. */
-function combineFloors(a: RunResult['floor'], b: RunResult['floor']): RunResult['floor'] {
+/** The floor over both of its stretches: every record read over their time together; units of one pass. */
+function floorOf(a: FloorStretch, b: FloorStretch): RunResult['floor'] {
+  const records = a.records + b.records;
   const wallMs = a.wallMs + b.wallMs;
-  const recordsOf = (f: RunResult['floor']): number => (f.recordsPerSecond * f.wallMs) / 1000;
-  const records = recordsOf(a) + recordsOf(b);
-  const cpuMsPer1k = (a.cpuMsPer1k * recordsOf(a) + b.cpuMsPer1k * recordsOf(b)) / records;
-  return { wallMs, recordsPerSecond: records / (wallMs / 1000), cpuMsPer1k, calls: a.calls, readUnits: a.readUnits, passes: a.passes + b.passes };
+  return {
+    wallMs,
+    recordsPerSecond: records / (wallMs / 1000),
+    cpuMsPer1k: ((a.cpuMs + b.cpuMs) / records) * 1000,
+    calls: a.calls,
+    readUnits: a.readUnits,
+    passes: a.passes + b.passes,
+  };
 }
 
 /** Deletes a run's segments so the store does not grow from run to run (not measured). */
@@ -517,7 +532,7 @@ async function runOne(b: Bench, recordBytes: number, workers: number, ack: AckMo
     );
   }
   const floorAfter = await runFloor(b, logKey, total, workers, FLOOR_MIN_MS / 2);
-  const floor = combineFloors(floorBefore, floorAfter);
+  const floor = floorOf(floorBefore, floorAfter);
 
   if ([appendPhase, deliverPhase].some((ph) => ph.byStore.has(-1))) {
     throw new Error('the storage observer was called without its store as `this`; receive and ack calls cannot be told apart');

@@ -61,12 +61,12 @@ export function principalOf(event: HttpEvent): string {
 
 export function json(status: number, body?: unknown, headers: Record<string, string> = {}): HttpResult {
   if (body === undefined) return { statusCode: status, headers };
-  return { statusCode: status, headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) };
+  return jsonText(status, JSON.stringify(body), headers);
 }
 
 /** A JSON answer whose body is already serialized. */
-export function jsonText(status: number, body: string): HttpResult {
-  return { statusCode: status, headers: { 'content-type': 'application/json' }, body };
+export function jsonText(status: number, body: string, headers: Record<string, string> = {}): HttpResult {
+  return { statusCode: status, headers: { 'content-type': 'application/json', ...headers }, body };
 }
 
 export function errorResult(e: ApiError): HttpResult {

@@ -299,11 +299,11 @@ describe('decodeSegment: keys and string data', () => {
   const tricky: InputRecord[] = [
     { data: 'ends in a quote"' },
     { data: 'x', key: 'y' },
-    { data: '",\\"' , key: '",\\"' },
+    { data: '",\\"', key: '",\\"' },
     { data: ['a', 'b'] },
     { data: ['a', 'b'], key: 'b' },
     { data: { k: '"]' }, key: '\\' },
-    { data: '' , key: '' },
+    { data: '', key: '' },
     { data: 'trailing backslash \\' },
   ];
   it('slices exactly the data text and parses exactly the key', () => {
