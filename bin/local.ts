@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 /**
  * `npm start`: the whole service on this machine, no AWS account. Options: PORT (default
- * 8787) and --data-dir DIR (default: in memory). Ctrl-C stops it cleanly.
+ * 8787), --data-dir DIR (default: in memory) and --storage-latency-ms N (default
+ * LOGRELAY_STORAGE_LATENCY_MS, else 0); see local/start-args.ts. Ctrl-C stops it cleanly.
  */
-import { parseArgs } from 'node:util';
 import { startLocalRuntime } from '../local/server';
+import { parseStartArgs, START_USAGE } from '../local/start-args';
 
 // The AWS SDK warns that its 2027 releases will need Node 22; the runtime works on Node 20.
 process.removeAllListeners('warning');
@@ -13,25 +14,21 @@ process.on('warning', (w) => {
 });
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { 'data-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    strict: true,
-  });
-  if (values.help) {
-    console.log('Usage: npm start [-- --data-dir DIR]   (PORT=8787 by default)');
+  const args = parseStartArgs(process.argv.slice(2));
+  if (args.help) {
+    console.log(START_USAGE);
     return;
   }
-  const port = Number(process.env.PORT ?? 8787);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be a port number; it is '${process.env.PORT}'.`);
   const started = Date.now();
-  const rt = await startLocalRuntime({ port, ...(values['data-dir'] ? { dataDir: values['data-dir'] } : {}) });
+  const rt = await startLocalRuntime({ port: args.port, storageLatencyMs: args.storageLatencyMs, ...(args.dataDir ? { dataDir: args.dataDir } : {}) });
   const admin = rt.principals.find((p) => p.admin) ?? rt.principals[0]!;
-  const store = values['data-dir'] ? `embedded DynamoDB in ${values['data-dir']}` : 'embedded DynamoDB in memory (use --data-dir DIR to keep data)';
+  const store = args.dataDir ? `embedded DynamoDB in ${args.dataDir}` : 'embedded DynamoDB in memory (use --data-dir DIR to keep data)';
   console.log(
     [
       `Logrelay local runtime listening on ${rt.url} (ready in ${Date.now() - started} ms)`,
       `  routes: ${rt.system.routes.length} from the synthesized stack; tables: ${rt.system.tables.map((t) => t.name).join(', ')}`,
       `  store:  ${store}`,
+      ...(rt.storageLatencyMs ? [`  storage latency: +${rt.storageLatencyMs} ms on every DynamoDB call, retries included (${args.storageLatencyFrom})`] : []),
       `  principals: ${rt.credentialsPath}${rt.credentialsCreated ? ' (created now)' : ''}; ${rt.principals.map((p) => `${p.name}${p.admin ? ' (admin)' : ''}`).join(', ')}`,
       '',
       'Every request must be signed with AWS SigV4 (service execute-api, any region). Try:',

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { CreateTableCommand, DynamoDBClient, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
 import { TABLES } from '../lambdas/tables';
 import type { LocalTable } from './template';
+import { addStorageLatency, checkStorageLatencyMs } from './latency';
 
 // dynalite ships no types; its factory returns a node http.Server.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -67,7 +68,13 @@ async function createTables(client: DynamoDBClient, tables: readonly TableSpec[]
   }
 }
 
-export async function startEmbeddedDynamo(opts: { tables: readonly TableSpec[]; path?: string }): Promise<EmbeddedDynamo> {
+export async function startEmbeddedDynamo(opts: {
+  tables: readonly TableSpec[];
+  path?: string;
+  /** Added to every call of `client` once its tables are ACTIVE (local/latency.ts); default 0, none. */
+  storageLatencyMs?: number;
+}): Promise<EmbeddedDynamo> {
+  const latencyMs = checkStorageLatencyMs(opts.storageLatencyMs ?? 0, 'storageLatencyMs'); // before anything is started
   const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0, ...(opts.path ? { path: opts.path } : {}) });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -82,6 +89,8 @@ export async function startEmbeddedDynamo(opts: { tables: readonly TableSpec[]; 
     maxAttempts: 3,
   });
   await createTables(client, opts.tables);
+  // After the tables exist: the latency models the service's calls, not the runtime's start.
+  addStorageLatency(client, latencyMs);
   return {
     endpoint,
     client,

@@ -11,6 +11,7 @@ import type { Deps } from '../lambdas/http/deps';
 import type { CallObserver } from '../lambdas/adapters/store';
 import type { HttpEvent, HttpResult } from '../lambdas/http/api';
 import { startEmbeddedDynamo, type EmbeddedDynamo } from './dynamo';
+import { checkStorageLatencyMs, storageLatencyFromEnv } from './latency';
 import { matchRoute, toEvent } from './gateway';
 import { readSystem, synthTemplate, type LocalRoute, type LocalSystem, type Template } from './template';
 import { loadOrCreateCredentials, type Principal } from './credentials';
@@ -43,6 +44,12 @@ export interface LocalRuntimeOptions {
   timeScale?: number;
   /** Sees every storage call with its consumed capacity (benchmarks). */
   observeStorage?: CallObserver;
+  /**
+   * Milliseconds added to every DynamoDB call of the handlers, the Step Functions stand-in and
+   * anyone using `dynamo.client`, each SDK attempt paying it (local/latency.ts); 0..10000
+   * (default: LOGRELAY_STORAGE_LATENCY_MS, else 0).
+   */
+  storageLatencyMs?: number;
 }
 
 export interface LocalRuntime {
@@ -69,6 +76,8 @@ export interface LocalRuntime {
   /** Executions started by the admin routes (POST /bakes), by bake id: each settles when its execution ends. */
   bakeExecutions: ReadonlyMap<string, Promise<unknown>>;
   timeScale: number;
+  /** Milliseconds added to every DynamoDB call (0: none). */
+  storageLatencyMs: number;
   close(): Promise<void>;
 }
 
@@ -87,6 +96,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   process.env.AWS_REGION ??= 'us-east-1';
   const timeScale = opts.timeScale ?? Number(process.env.LOGRELAY_TIME_SCALE ?? 1);
   if (!(timeScale > 0)) throw new Error(`LOGRELAY_TIME_SCALE must be a positive number; it is '${process.env.LOGRELAY_TIME_SCALE}'.`);
+  const storageLatencyMs = opts.storageLatencyMs === undefined ? storageLatencyFromEnv() : checkStorageLatencyMs(opts.storageLatencyMs, 'storageLatencyMs');
 
   const template = opts.template ?? synthTemplate();
   const appConfig = LocalAppConfig.fromTemplate(template, opts.dataDir ? { persistPath: join(opts.dataDir, 'appconfig.json') } : {});
@@ -96,7 +106,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   const cloudwatch = new LocalCloudWatch({ timeScale });
   cloudwatch.loadAlarms(alarmsFromTemplate(template));
   const restoreConsole = routeEmfTo(cloudwatch);
-  const dynamo = await startEmbeddedDynamo({ tables: system.tables, ...(opts.dataDir ? { path: opts.dataDir } : {}) });
+  const dynamo = await startEmbeddedDynamo({ tables: system.tables, storageLatencyMs, ...(opts.dataDir ? { path: opts.dataDir } : {}) });
   const credentialsPath = resolve(opts.credentialsPath ?? '.logrelay/credentials.json');
   const { principals, created } = loadOrCreateCredentials(credentialsPath);
   const tableNameOf = new Map(system.tables.map((t) => [t.logicalId, t.name]));
@@ -217,6 +227,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     startExecution,
     bakeExecutions: executions,
     timeScale,
+    storageLatencyMs,
     close: async () => {
       if (closed) return;
       closed = true;
