@@ -17,16 +17,10 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { ConditionalCheckFailedException, type ConsumedCapacity, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ConflictError } from '../domain/errors';
-import { decodeAckMark, decodeBounds, decodeDead, decodeLeases, encodeAckMark, encodeBounds, encodeDead, encodeLeases } from '../domain/codec';
+import { decodeAckMark, decodeDead, decodeLeases, encodeAckMark, encodeDead, encodeLeases } from '../domain/codec';
+import { decodeEntry, encodeEntry, type ChunkRef, type IndexEntry, type IndexRun } from '../domain/log-index';
 import type { DeadRange } from '../domain/ranges';
 import { expiryAfterUseMs, type AckMark, type SessionState, type StoredSession } from '../domain/session';
-
-export interface Pending {
-  batchId: string;
-  first: number;
-  last: number;
-  untilMs: number;
-}
 
 export interface LogHead {
   logKey: string;
@@ -34,22 +28,13 @@ export interface LogHead {
   logId: string;
   retentionHours: number;
   createdMs: number;
+  /** The last committed sequence number: every record up to it is durable and indexed. */
   lastSeq: number;
-  pending?: Pending;
-  /** First sequence numbers of the most recent committed segments, ascending (at most BOUNDS_KEPT). */
-  bounds?: number[];
+  /** The index entries not yet moved to pages; `tail.first` is where the first one starts. */
+  tail: IndexRun;
 }
 
-/**
- * Recent segment starts kept in a log's head (binary, about 2 bytes each), so a receive can
- * query from the segment holding its first record with one Query. 1,024 cover the last 16 MB
- * or so of a log (segments are about 16 KB); a session further behind than that, catching up,
- * first looks up its segment (a second Query) until it is within them. It was 48 (about 0.8
- * MB) until the bench showed every catch-up receive paying that second Query; the head item
- * grows to about 2 KB, so each append's two head writes cost 2 to 3 write units instead of 1.
- */
-export const BOUNDS_KEPT = 1024;
-
+/** Records read back: one chunk of a batch, at the sequence numbers the index gave it. */
 export interface Segment {
   first: number;
   count: number;
@@ -58,12 +43,31 @@ export interface Segment {
   expiresSec: number;
 }
 
+/** The records of one chunk, as an append writes them. */
+export interface ChunkDraft {
+  count: number;
+  text: string;
+}
+
 export interface IdemItem {
   status: 'PENDING' | 'COMPLETE';
+  /** The attempt's batch id. */
   token: string;
   untilMs: number;
   first?: number;
   last?: number;
+  /** Hash of the request's records: a reuse of the key with other records is refused. */
+  hash?: string;
+  /** A sequence number at or before the index position the attempt's batch can have (a tail start). */
+  fromSeq?: number;
+}
+
+/** An idempotent append's attempt, as its idempotency item records it while PENDING. */
+export interface IdemAttempt {
+  token: string;
+  untilMs: number;
+  hash: string;
+  fromSeq: number;
 }
 
 export interface TableNames {
@@ -78,22 +82,35 @@ export type CallObserver = (op: string, capacity: ConsumedCapacity[] | undefined
 export interface Store {
   createLog(head: LogHead): Promise<void>;
   getHead(logKey: string): Promise<LogHead | undefined>;
-  reserve(logKey: string, expectLastSeq: number, pending: Pending): Promise<void>;
-  /** Ends the reservation `batchId`: the log now ends at `lastSeq`; `bounds` replaces the head's segment starts. */
-  commit(logKey: string, batchId: string, lastSeq: number, bounds: readonly number[]): Promise<void>;
-  abandon(logKey: string, batchId: string): Promise<void>;
-  putSegments(logKey: string, segments: readonly Segment[]): Promise<void>;
-  deleteSegments(logKey: string, firsts: readonly number[]): Promise<void>;
-  /** Segments whose first sequence number is within [from, to], ascending. */
-  segmentsBetween(logKey: string, from: number, to: number, consistent: boolean): Promise<Segment[]>;
-  /** The segment with the greatest first sequence number <= seq. */
-  segmentAtOrBefore(logKey: string, seq: number, consistent: boolean): Promise<Segment | undefined>;
-  /** The first segment whose retention has not passed. */
-  firstLiveSegment(logKey: string, nowSec: number): Promise<Segment | undefined>;
-  /** Starts an idempotent append, or takes over one whose writer died (returns its old item). */
-  beginIdem(logKey: string, key: string, token: string, untilMs: number, nowMs: number): Promise<IdemItem | undefined>;
+  /** Writes a batch's chunks (records not yet ordered: nothing refers to them until `sequence`). */
+  putChunks(logKey: string, batchId: string, chunks: readonly ChunkDraft[], expiresSec: number): Promise<void>;
+  /**
+   * Orders a batch: one atomic update of the head adds `n` to `lastSeq` and `entry` to the
+   * tail's end, so the batch holds the `n` numbers ending at the returned head's `lastSeq`.
+   * Refused (ConflictError) when the log does not exist or `entry` is already in the tail. Never
+   * sent twice: an error after the request may have reached DynamoDB (other than a throttle)
+   * is UnknownOutcomeError, and the caller must look before trying again.
+   */
+  sequence(logKey: string, entry: IndexEntry, n: number): Promise<LogHead>;
+  /** Writes an index page (immutable: every writer of the page at `page.first` writes the same entries). */
+  putIndexPage(logKey: string, page: IndexRun): Promise<void>;
+  /** Removes the tail's first `k` entries (moved to a page), if the tail still starts at `first`. */
+  trimTail(logKey: string, first: number, k: number, nextFirst: number): Promise<void>;
+  /** The index page with the greatest first sequence number <= seq. */
+  indexPageAtOrBefore(logKey: string, seq: number): Promise<IndexRun | undefined>;
+  /** Index pages whose first sequence number is within [from, to], ascending. */
+  indexPagesBetween(logKey: string, from: number, to: number): Promise<IndexRun[]>;
+  /** The first index page whose retention has not fully passed at `nowSec`. */
+  firstLiveIndexPage(logKey: string, nowSec: number): Promise<IndexRun | undefined>;
+  /** Reads chunks (strongly consistent); a chunk retention already removed is left out. */
+  getChunks(logKey: string, refs: readonly ChunkRef[]): Promise<Segment[]>;
+  /**
+   * Starts an idempotent append, or takes over one whose writer died (returns its old item).
+   * Refused (ConflictError) while another attempt is live, once one completed, or when the
+   * dead attempt was for other records.
+   */
+  beginIdem(logKey: string, key: string, attempt: IdemAttempt, nowMs: number): Promise<IdemItem | undefined>;
   getIdem(logKey: string, key: string): Promise<IdemItem | undefined>;
-  setIdemRange(logKey: string, key: string, token: string, first: number, last: number): Promise<void>;
   completeIdem(logKey: string, key: string, token: string, first: number, last: number): Promise<void>;
 
   getSession(sessionId: string): Promise<StoredSession | undefined>;
@@ -140,9 +157,55 @@ export interface Store {
 
 const IDEM_KEEP_SECONDS = 48 * 3600;
 const idemPk = (logKey: string, key: string): string => `${logKey}#idem#${key}`;
+/** A batch's chunks: a partition key of their own, so a busy log's data spreads over partitions. */
+const chunkPk = (logKey: string, batchId: string): string => `${logKey}#${batchId}`;
 
 const isConditionFailure = (e: unknown): boolean =>
   e instanceof ConditionalCheckFailedException || (e as { name?: string })?.name === 'ConditionalCheckFailedException';
+
+const THROTTLES = new Set(['ProvisionedThroughputExceededException', 'ThrottlingException', 'RequestLimitExceeded']);
+/** DynamoDB refused the call for capacity: it was not applied. */
+export const isThrottle = (e: unknown): boolean => THROTTLES.has((e as { name?: string })?.name ?? '');
+
+/**
+ * A write that is not safe to send twice failed after it may have reached DynamoDB (a 500, a
+ * timeout, a lost connection): it may or may not have been applied. The SDK does not retry it;
+ * the caller must find out which before it writes again.
+ */
+export class UnknownOutcomeError extends Error {
+  constructor(
+    readonly op: string,
+    /** What the attempt failed with (not `cause`: the SDK would retry a transient cause). */
+    readonly previous: unknown,
+  ) {
+    super(`${op}: the write may or may not have been applied (${(previous as { name?: string })?.name ?? String(previous)})`);
+    this.name = 'UnknownOutcomeError';
+  }
+}
+
+/**
+ * Makes the SDK send `cmd` at most once, unless DynamoDB throttled it (a throttled call was
+ * not applied). Sits right inside the SDK's retry loop, so it sees every attempt: a second
+ * attempt after any other failure would apply a non-idempotent write twice if the first
+ * was applied and only its response lost.
+ */
+function sendOnce<C extends { middlewareStack: { addRelativeTo(m: unknown, o: unknown): void } }>(op: string, cmd: C): C {
+  let attempts = 0;
+  let previous: unknown;
+  cmd.middlewareStack.addRelativeTo(
+    (next: (a: unknown) => Promise<unknown>) => async (args: unknown) => {
+      if (attempts++ > 0 && !isThrottle(previous)) throw new UnknownOutcomeError(op, previous);
+      try {
+        return await next(args);
+      } catch (e) {
+        previous = e;
+        throw e;
+      }
+    },
+    { relation: 'after', toMiddleware: 'retryMiddleware', name: 'logrelaySendOnce', override: true },
+  );
+  return cmd;
+}
 
 export async function conditional<T>(p: Promise<T>): Promise<T> {
   try {
@@ -156,34 +219,25 @@ export async function conditional<T>(p: Promise<T>): Promise<T> {
 type Item = Record<string, unknown>;
 
 function headFromItem(it: Item): LogHead {
-  const head: LogHead = {
+  return {
     logKey: it.pk as string,
     owner: it.o as string,
     logId: it.lid as string,
     retentionHours: it.ret as number,
     createdMs: it.c as number,
     lastSeq: it.last as number,
+    tail: { first: (it.tb as number | undefined) ?? (it.last as number) + 1, entries: ((it.T as string[] | undefined) ?? []).map(decodeEntry) },
   };
-  const p = it.pend as { b: string; f: number; l: number; u: number } | undefined;
-  if (p) head.pending = { batchId: p.b, first: p.f, last: p.l, untilMs: p.u };
-  // A binary index (encodeBounds); heads written before it hold a plain list.
-  if (it.bnd instanceof Uint8Array) head.bounds = decodeBounds(it.bnd);
-  else if (Array.isArray(it.bnd)) head.bounds = it.bnd as number[];
-  return head;
 }
 
-const segmentFromItem = (it: Item): Segment => ({
-  first: it.sk as number,
-  count: it.n as number,
-  text: it.r as string,
-  batchId: it.b as string,
-  expiresSec: it.x as number,
-});
+const pageFromItem = (it: Item): IndexRun => ({ first: it.sk as number, entries: ((it.e as string[] | undefined) ?? []).map(decodeEntry) });
 
 function idemFromItem(it: Item): IdemItem {
   const out: IdemItem = { status: it.st === 'C' ? 'COMPLETE' : 'PENDING', token: it.t as string, untilMs: it.u as number };
   if (typeof it.f === 'number') out.first = it.f;
   if (typeof it.l === 'number') out.last = it.l;
+  if (typeof it.h === 'string') out.hash = it.h;
+  if (typeof it.fs === 'number') out.fromSeq = it.fs;
   return out;
 }
 
@@ -273,7 +327,7 @@ export class DynamoStore implements Store {
         this.doc.send(
           new PutCommand({
             TableName: this.tables.logs,
-            Item: { pk: head.logKey, o: head.owner, lid: head.logId, ret: head.retentionHours, c: head.createdMs, last: 0 },
+            Item: { pk: head.logKey, o: head.owner, lid: head.logId, ret: head.retentionHours, c: head.createdMs, last: 0, tb: 1, T: [] },
             ConditionExpression: 'attribute_not_exists(pk)',
             ReturnConsumedCapacity: 'TOTAL',
           }),
@@ -292,77 +346,196 @@ export class DynamoStore implements Store {
     return out.Item ? headFromItem(out.Item) : undefined;
   }
 
-  async reserve(logKey: string, expectLastSeq: number, p: Pending): Promise<void> {
-    await conditional(
-      this.send(
-        'reserve',
-        this.doc.send(
-          new UpdateCommand({
-            TableName: this.tables.logs,
-            Key: { pk: logKey },
-            UpdateExpression: 'SET pend = :p',
-            ConditionExpression: '#last = :l AND attribute_not_exists(pend)',
-            ExpressionAttributeNames: { '#last': 'last' },
-            ExpressionAttributeValues: { ':p': { b: p.batchId, f: p.first, l: p.last, u: p.untilMs }, ':l': expectLastSeq },
-            ReturnConsumedCapacity: 'TOTAL',
-          }),
-        ),
-      ),
-    );
-  }
-
-  async commit(logKey: string, batchId: string, lastSeq: number, bounds: readonly number[]): Promise<void> {
-    await conditional(
-      this.send(
-        'commit',
-        this.doc.send(
-          new UpdateCommand({
-            TableName: this.tables.logs,
-            Key: { pk: logKey },
-            UpdateExpression: 'SET #last = :n, bnd = :bnd REMOVE pend',
-            ConditionExpression: 'pend.b = :b',
-            ExpressionAttributeNames: { '#last': 'last' },
-            ExpressionAttributeValues: { ':n': lastSeq, ':b': batchId, ':bnd': encodeBounds(bounds) },
-            ReturnConsumedCapacity: 'TOTAL',
-          }),
-        ),
-      ),
-    );
-  }
-
-  async abandon(logKey: string, batchId: string): Promise<void> {
-    await conditional(
-      this.send(
-        'abandon',
-        this.doc.send(
-          new UpdateCommand({
-            TableName: this.tables.logs,
-            Key: { pk: logKey },
-            UpdateExpression: 'REMOVE pend',
-            ConditionExpression: 'pend.b = :b',
-            ExpressionAttributeValues: { ':b': batchId },
-            ReturnConsumedCapacity: 'TOTAL',
-          }),
-        ),
-      ),
-    );
-  }
-
-  async putSegments(logKey: string, segments: readonly Segment[]): Promise<void> {
+  async putChunks(logKey: string, batchId: string, chunks: readonly ChunkDraft[], expiresSec: number): Promise<void> {
+    const pk = chunkPk(logKey, batchId);
     await this.batchWrite(
-      'putSegments',
+      'putChunks',
       this.tables.records,
-      segments.map((s) => ({
-        PutRequest: { Item: { pk: logKey, sk: s.first, n: s.count, r: s.text, b: s.batchId, x: s.expiresSec } },
-      })),
+      chunks.map((c, i) => ({ PutRequest: { Item: { pk, sk: i, n: c.count, r: c.text, x: expiresSec } } })),
     );
   }
 
-  async deleteSegments(logKey: string, firsts: readonly number[]): Promise<void> {
-    await this.batchWrite(
-      'deleteSegments',
-      this.tables.records,
-      firsts.map((sk) => ({ DeleteRequest: { Key: { pk: logKey, sk } } })),
+  async sequence(logKey: string, entry: IndexEntry, n: number): Promise<LogHead> {
+    const e = encodeEntry(entry);
+    const out = await conditional(
+      this.send(
+        'sequence',
+        this.doc.send(
+          sendOnce(
+            'sequence',
+            new UpdateCommand({
+              TableName: this.tables.logs,
+              Key: { pk: logKey },
+              UpdateExpression: 'SET #last = #last + :n, #tail = list_append(#tail, :e)',
+              // The log exists (in this format), and this batch is not in the tail yet.
+              ConditionExpression: 'attribute_exists(#tailFirst) AND NOT contains(#tail, :one)',
+              ExpressionAttributeNames: { '#last': 'last', '#tail': 'T', '#tailFirst': 'tb' },
+              ExpressionAttributeValues: { ':n': n, ':e': [e], ':one': e },
+              // The head as this update left it: the batch is the tail's last entry (costs no capacity).
+              ReturnValues: 'ALL_NEW',
+              ReturnConsumedCapacity: 'TOTAL',
+            }),
+          ),
+        ),
+      ),
+    );
+    return headFromItem(out.Attributes!);
+  }
+
+  async putIndexPage(logKey: string, page: IndexRun): Promise<void> {
+    await this.send(
+      'putIndexPage',
+      this.doc.send(
+        new PutCommand({
+          TableName: this.tables.records,
+          Item: {
+            pk: logKey,
+            sk: page.first,
+            e: page.entries.map(encodeEntry),
+            // Deleted once retention has passed for every batch it lists.
+            x: Math.max(...page.entries.map((en) => en.expiresSec)),
+          },
+          ReturnConsumedCapacity: 'TOTAL',
+        }),
+      ),
+    );
+  }
+
+  async trimTail(logKey: string, first: number, k: number, nextFirst: number): Promise<void> {
+    // Listed last index first: DynamoDB removes the named elements of the list as it was, an
+    // emulator (dynalite) one after another; in this order both remove the same ones.
+    const removes = Array.from({ length: k }, (_, i) => `#tail[${k - 1 - i}]`).join(', ');
+    await conditional(
+      this.send(
+        'trimTail',
+        this.doc.send(
+          new UpdateCommand({
+            TableName: this.tables.logs,
+            Key: { pk: logKey },
+            UpdateExpression: `SET #tailFirst = :next REMOVE ${removes}`,
+            ConditionExpression: '#tailFirst = :first',
+            ExpressionAttributeNames: { '#tail': 'T', '#tailFirst': 'tb' },
+            ExpressionAttributeValues: { ':first': first, ':next': nextFirst },
+            ReturnConsumedCapacity: 'TOTAL',
+          }),
+        ),
+      ),
+    );
+  }
+
+  async indexPageAtOrBefore(logKey: string, seq: number): Promise<IndexRun | undefined> {
+    const out = await this.send(
+      'indexPageAtOrBefore',
+      this.doc.send(
+        new QueryCommand({
+          TableName: this.tables.records,
+          KeyConditionExpression: 'pk = :p AND sk <= :s',
+          ExpressionAttributeValues: { ':p': logKey, ':s': seq },
+          ScanIndexForward: false,
+          Limit: 1,
+          ConsistentRead: true,
+          ReturnConsumedCapacity: 'TOTAL',
+        }),
+      ),
+    );
+    const it = out.Items?.[0];
+    return it ? pageFromItem(it) : undefined;
+  }
+
+  async indexPagesBetween(logKey: string, from: number, to: number): Promise<IndexRun[]> {
+    const items = await this.queryAll('indexPagesBetween', {
+      TableName: this.tables.records,
+      KeyConditionExpression: 'pk = :p AND sk BETWEEN :a AND :b',
+      ExpressionAttributeValues: { ':p': logKey, ':a': from, ':b': to },
+      ConsistentRead: true,
+    });
+    return items.map(pageFromItem);
+  }
+
+  async firstLiveIndexPage(logKey: string, nowSec: number): Promise<IndexRun | undefined> {
+    const items = await this.queryAll(
+      'firstLiveIndexPage',
+      {
+        TableName: this.tables.records,
+        KeyConditionExpression: 'pk = :p',
+        FilterExpression: 'x > :now',
+        ExpressionAttributeValues: { ':p': logKey, ':now': nowSec },
+        ConsistentRead: true,
+        Limit: 25,
+      },
+      1,
+    );
+    const it = items[0];
+    return it ? pageFromItem(it) : undefined;
+  }
+
+  async getChunks(logKey: string, refs: readonly ChunkRef[]): Promise<Segment[]> {
+    const byKey = new Map(refs.map((r) => [`${chunkPk(logKey, r.batchId)}\n${r.index}`, r]));
+    const keys = [...byKey.values()].map((r) => ({ pk: chunkPk(logKey, r.batchId), sk: r.index }));
+    const parts = [];
+    for (let i = 0; i < keys.length; i += 100) {
+      parts.push(this.batchGet('getChunks', { [this.tables.records]: { keys: keys.slice(i, i + 100), consistent: true } }));
+    }
+    const out: Segment[] = [];
+    for (const found of await Promise.all(parts)) {
+      for (const it of found[this.tables.records] ?? []) {
+        const ref = byKey.get(`${it.pk as string}\n${it.sk as number}`)!;
+        out.push({ first: ref.first, count: ref.count, text: it.r as string, batchId: ref.batchId, expiresSec: it.x as number });
+      }
+    }
+    return out.sort((a, b) => a.first - b.first);
+  }
+
+  async beginIdem(logKey: string, key: string, a: IdemAttempt, nowMs: number): Promise<IdemItem | undefined> {
+    const out = await conditional(
+      this.send(
+        'beginIdem',
+        this.doc.send(
+          new PutCommand({
+            TableName: this.tables.logs,
+            Item: { pk: idemPk(logKey, key), st: 'P', t: a.token, u: a.untilMs, h: a.hash, fs: a.fromSeq, x: Math.ceil(nowMs / 1000) + IDEM_KEEP_SECONDS },
+            // New, or a dead attempt at the same records (another body is the caller's mistake: refused).
+            ConditionExpression: 'attribute_not_exists(pk) OR (st = :p AND u < :now AND (attribute_not_exists(h) OR h = :h))',
+            ExpressionAttributeValues: { ':p': 'P', ':now': nowMs, ':h': a.hash },
+            ReturnValues: 'ALL_OLD',
+            ReturnConsumedCapacity: 'TOTAL',
+          }),
+        ),
+      ),
+    );
+    return out.Attributes ? idemFromItem(out.Attributes) : undefined;
+  }
+
+  async getIdem(logKey: string, key: string): Promise<IdemItem | undefined> {
+    const out = await this.send(
+      'getIdem',
+      this.doc.send(
+        new GetCommand({
+          TableName: this.tables.logs,
+          Key: { pk: idemPk(logKey, key) },
+          ConsistentRead: true,
+          ReturnConsumedCapacity: 'TOTAL',
+        }),
+      ),
+    );
+    return out.Item ? idemFromItem(out.Item) : undefined;
+  }
+
+  async completeIdem(logKey: string, key: string, token: string, first: number, last: number): Promise<void> {
+    await conditional(
+      this.send(
+        'completeIdem',
+        this.doc.send(
+          new UpdateCommand({
+            TableName: this.tables.logs,
+            Key: { pk: idemPk(logKey, key) },
+            UpdateExpression: 'SET f = :f, l = :l, st = :c',
+            ConditionExpression: 't = :t',
+            ExpressionAttributeValues: { ':f': first, ':l': last, ':c': 'C', ':t': token },
+            ReturnConsumedCapacity: 'TOTAL',
+          }),
+        ),
+      ),
     );
   }
 
@@ -395,117 +568,6 @@ export class DynamoStore implements Store {
       start = out.LastEvaluatedKey;
     } while (start && items.length < max);
     return items;
-  }
-
-  async segmentsBetween(logKey: string, from: number, to: number, consistent: boolean): Promise<Segment[]> {
-    const items = await this.queryAll('segmentsBetween', {
-      TableName: this.tables.records,
-      KeyConditionExpression: 'pk = :p AND sk BETWEEN :a AND :b',
-      ExpressionAttributeValues: { ':p': logKey, ':a': from, ':b': to },
-      ConsistentRead: consistent,
-    });
-    return items.map(segmentFromItem);
-  }
-
-  async segmentAtOrBefore(logKey: string, seq: number, consistent: boolean): Promise<Segment | undefined> {
-    const out = await this.send(
-      'segmentAtOrBefore',
-      this.doc.send(
-        new QueryCommand({
-          TableName: this.tables.records,
-          KeyConditionExpression: 'pk = :p AND sk <= :s',
-          ExpressionAttributeValues: { ':p': logKey, ':s': seq },
-          ScanIndexForward: false,
-          Limit: 1,
-          ConsistentRead: consistent,
-          ReturnConsumedCapacity: 'TOTAL',
-        }),
-      ),
-    );
-    const it = out.Items?.[0];
-    return it ? segmentFromItem(it) : undefined;
-  }
-
-  async firstLiveSegment(logKey: string, nowSec: number): Promise<Segment | undefined> {
-    const items = await this.queryAll(
-      'firstLiveSegment',
-      {
-        TableName: this.tables.records,
-        KeyConditionExpression: 'pk = :p',
-        FilterExpression: 'x > :now',
-        ExpressionAttributeValues: { ':p': logKey, ':now': nowSec },
-        ProjectionExpression: 'pk, sk, n, b, x',
-        ConsistentRead: true,
-        Limit: 25,
-      },
-      1,
-    );
-    const it = items[0];
-    return it ? { ...segmentFromItem(it), text: '' } : undefined;
-  }
-
-  async beginIdem(logKey: string, key: string, token: string, untilMs: number, nowMs: number): Promise<IdemItem | undefined> {
-    const out = await conditional(
-      this.send(
-        'beginIdem',
-        this.doc.send(
-          new PutCommand({
-            TableName: this.tables.logs,
-            Item: { pk: idemPk(logKey, key), st: 'P', t: token, u: untilMs, x: Math.ceil(nowMs / 1000) + IDEM_KEEP_SECONDS },
-            ConditionExpression: 'attribute_not_exists(pk) OR (st = :p AND u < :now)',
-            ExpressionAttributeValues: { ':p': 'P', ':now': nowMs },
-            ReturnValues: 'ALL_OLD',
-            ReturnConsumedCapacity: 'TOTAL',
-          }),
-        ),
-      ),
-    );
-    return out.Attributes ? idemFromItem(out.Attributes) : undefined;
-  }
-
-  async getIdem(logKey: string, key: string): Promise<IdemItem | undefined> {
-    const out = await this.send(
-      'getIdem',
-      this.doc.send(
-        new GetCommand({
-          TableName: this.tables.logs,
-          Key: { pk: idemPk(logKey, key) },
-          ConsistentRead: true,
-          ReturnConsumedCapacity: 'TOTAL',
-        }),
-      ),
-    );
-    return out.Item ? idemFromItem(out.Item) : undefined;
-  }
-
-  async setIdemRange(logKey: string, key: string, token: string, first: number, last: number): Promise<void> {
-    await this.updateIdem('setIdemRange', logKey, key, token, 'SET f = :f, l = :l', { ':f': first, ':l': last });
-  }
-
-  async completeIdem(logKey: string, key: string, token: string, first: number, last: number): Promise<void> {
-    await this.updateIdem('completeIdem', logKey, key, token, 'SET f = :f, l = :l, st = :c', {
-      ':f': first,
-      ':l': last,
-      ':c': 'C',
-    });
-  }
-
-  private async updateIdem(op: string, logKey: string, key: string, token: string, expr: string, values: Item): Promise<void> {
-    await conditional(
-      this.send(
-        op,
-        this.doc.send(
-          new UpdateCommand({
-            TableName: this.tables.logs,
-            Key: { pk: idemPk(logKey, key) },
-            UpdateExpression: expr,
-            ConditionExpression: 't = :t',
-            ExpressionAttributeValues: { ...values, ':t': token },
-            ReturnConsumedCapacity: 'TOTAL',
-          }),
-        ),
-      ),
-    );
   }
 
   async getSession(sessionId: string): Promise<StoredSession | undefined> {

@@ -124,39 +124,6 @@ export function decodeDead(bytes: Uint8Array | undefined): DeadRange[] {
  */
 export const encodeAckMark = (m: AckMark): string => `${m.from}-${m.to}@${m.atMs}`;
 
-/**
- * A log head's recent segment starts (ascending): version, count, the first start, then each
- * start as its distance from the one before (the records in that segment: 1-2 bytes while
- * segments hold under 16,384 records). 1,024 starts of 100 B-record segments take about 2 KB.
- */
-export function encodeBounds(starts: readonly number[]): Uint8Array {
-  const w = new Writer();
-  w.varint(VERSION);
-  w.varint(starts.length);
-  let prev = 0;
-  for (const [i, start] of starts.entries()) {
-    if (i > 0 && start <= prev) throw new RangeError(`segment starts must ascend: ${start} after ${prev}`);
-    w.varint(i === 0 ? start : start - prev);
-    prev = start;
-  }
-  return w.done();
-}
-
-export function decodeBounds(bytes: Uint8Array | undefined): number[] {
-  if (!bytes || bytes.length === 0) return [];
-  const r = new Reader(bytes);
-  const version = r.varint();
-  if (version !== VERSION) throw new RangeError(`unknown segment index version ${version}`);
-  const n = r.varint();
-  const out: number[] = [];
-  let prev = 0;
-  for (let i = 0; i < n; i++) {
-    prev = i === 0 ? r.varint() : prev + r.varint();
-    out.push(prev);
-  }
-  return out;
-}
-
 export function decodeAckMark(text: string): AckMark {
   const m = /^(\d+)-(\d+)@(\d+)$/.exec(text);
   const mark = m ? { from: Number(m[1]), to: Number(m[2]), atMs: Number(m[3]) } : undefined;

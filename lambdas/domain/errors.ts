@@ -34,6 +34,18 @@ export const appendInProgress = (seconds: number): ApiError =>
     `An append with this idempotencyKey is still being written. Retry the same request in ${seconds} seconds to get its result.`,
     seconds,
   );
+export const idempotencyKeyReused = (key: string): ApiError =>
+  new ApiError(
+    422,
+    'IdempotencyKeyReused',
+    `The idempotencyKey '${key}' was already used for an append with other records. Retry that append with exactly its records, or use a new key for these.`,
+  );
+export const logFormatOutdated = (logId: string): ApiError =>
+  new ApiError(
+    409,
+    'LogFormatOutdated',
+    `The log '${logId}' was stored by an earlier version of Logrelay that this version cannot append to. Create a new log (locally: start with a new --data-dir).`,
+  );
 export const busy = (what: string, seconds: number): ApiError =>
   new ApiError(503, 'ServiceBusy', `${what} Retry in ${seconds} second${seconds === 1 ? '' : 's'}.`, seconds);
 

@@ -9,6 +9,7 @@ import { MetricResolution, Metrics, MetricUnit } from '@aws-lambda-powertools/me
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { z } from 'zod';
 import { ApiError } from '../domain/errors';
+import { isThrottle, UnknownOutcomeError } from '../adapters/store';
 import type { Arm, ConfigProvider, ConfigSet, VersionSet } from '../domain/config';
 import { ARM_METRICS, METRIC_NAMESPACE, SERVICE_NAME } from '../metrics';
 
@@ -75,12 +76,13 @@ export function errorResult(e: ApiError): HttpResult {
   return json(e.status, { error: { code: e.code, message: e.message } }, headers);
 }
 
-const THROTTLES = new Set(['ProvisionedThroughputExceededException', 'ThrottlingException', 'RequestLimitExceeded']);
-
 function toApiError(e: unknown): ApiError {
   if (e instanceof ApiError) return e;
-  const name = (e as { name?: string })?.name ?? '';
-  if (THROTTLES.has(name)) return new ApiError(503, 'StorageThrottled', 'Storage is throttling this table right now. Retry in 1 second.', 1);
+  if (isThrottle(e)) return new ApiError(503, 'StorageThrottled', 'Storage is throttling this table right now. Retry in 1 second.', 1);
+  if (e instanceof UnknownOutcomeError) {
+    logger.warn('storage write of unknown outcome', e);
+    return new ApiError(503, 'StorageUnavailable', 'Storage did not confirm a write in time. Retry in 1 second (with the same idempotencyKey, if the request had one).', 1);
+  }
   if (e instanceof z.ZodError) return validationError(e);
   logger.error('unhandled error', e as Error);
   return new ApiError(500, 'InternalError', 'The service failed to handle this request. Retry it; if it keeps failing, report the request id.');

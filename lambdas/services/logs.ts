@@ -1,29 +1,28 @@
 /**
- * Logs: create, describe, and the append protocol.
+ * Logs: create, describe, the append protocol, and finding records by sequence number.
  *
- * Append, all-or-nothing and gap-free without transactions:
- *   1. read the log's head (committed `lastSeq`, any pending reservation);
- *   2. reserve `lastSeq+1 .. lastSeq+n` with a conditional update of the head
- *      (`last = L AND no pending`): at most one append per log is between 2 and 4;
- *   3. write the records as segments (batch puts, tagged with the reservation's batch id);
- *   4. commit: `SET last = L+n REMOVE pend IF pend.b = mine`.
- * Readers never look past the committed `last`, so a crash before 4 exposes nothing. A
- * reservation carries a deadline (the invocation's own, plus a margin); after it, any appender
- * deletes the dead batch's segments and removes the reservation, and the sequence numbers are
- * reused, so there is never a gap. An appender never writes after its own deadline.
+ * Append ("durable first, ordered after"): write the records as chunks under a fresh batch id
+ * (nothing refers to them yet), then order them with one atomic update of the log's head that
+ * adds their count to `lastSeq` and their index entry to the head's tail. That update is the
+ * only per-log serialization: DynamoDB applies updates to one item one at a time, and no append
+ * waits for another append's round trips. A crash before it leaves unreferenced chunks that TTL
+ * removes; after it, a committed batch. Readers never look past the committed `lastSeq`, and
+ * everything up to it is durable and indexed, so a batch is all-or-nothing and numbers have
+ * no gaps. Every TAIL_PAGE entries, the appender whose entry made the tail that long moves the
+ * tail's first TAIL_PAGE entries to an immutable index page, so the head stays about 1 KB.
  *
- * With an idempotencyKey, an idempotency item is created first (PENDING, with the same
- * deadline), records the reserved range before the segments are written, and is completed
- * after the commit. A retry finds COMPLETE (answer the stored range), live PENDING (409, retry
- * later) or dead PENDING: then it looks at the head and the range to learn whether the dead
- * attempt committed, answers that, or cleans up and appends afresh.
+ * With an idempotencyKey, an idempotency item is created first (PENDING, with the batch id, a
+ * hash of the records and a deadline) and completed after the ordering update. A retry finds
+ * COMPLETE (answer the stored range), live PENDING (409, retry later), or dead PENDING: then it
+ * looks for the dead attempt's batch in the index (from the tail start it recorded) and answers
+ * its range, or appends afresh if it was never ordered (past its deadline, it never will be).
  */
-import { randomUUID } from 'node:crypto';
-import { ApiError, ConflictError, appendInProgress, busy, logExists, logNotFound } from '../domain/errors';
-import { encodeAppend, toSegments, type InputRecord } from '../domain/records';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { ApiError, ConflictError, appendInProgress, idempotencyKeyReused, logExists, logFormatOutdated, logNotFound } from '../domain/errors';
+import { encodeAppend, toSegments, type EncodedRecord, type InputRecord } from '../domain/records';
+import { TAIL_PAGE, chunksIn, entryCount, firstLiveIn, rangeOf, runLast, type ChunkRef, type IndexEntry, type IndexRun } from '../domain/log-index';
 import type { LimitsConfig } from '../domain/config';
-import type { LogHead, Segment, Store } from '../adapters/store';
-import { BOUNDS_KEPT, sleep } from '../adapters/store';
+import { isThrottle, type LogHead, type Segment, type Store } from '../adapters/store';
 
 export interface Clock {
   now(): number;
@@ -31,10 +30,12 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => Date.now() };
 
-/** Time the writer keeps after its own deadline before others may take its reservation over. */
+/** Time an appender keeps after its own deadline before a retry may take its idempotency key over. */
 export const RESERVATION_MARGIN_MS = 5_000;
-/** How long an append waits behind another append's reservation before answering 503. */
-export const MAX_WAIT_FOR_RESERVATION_MS = 1_000;
+/** Index pages a host keeps (immutable, so never stale): about 16 entries, under 1 KB each. */
+const PAGES_CACHED = 20_000;
+/** Attempts at a write whose outcome was unknown (looked up before each new attempt). */
+const UNKNOWN_OUTCOME_ATTEMPTS = 3;
 
 export const logKeyOf = (owner: string, logId: string): string => `${owner}|${logId}`;
 
@@ -46,7 +47,15 @@ export interface LogView {
   createdAt: string;
 }
 
+type SeqRange = { firstSeq: number; lastSeq: number };
+
 export class LogService {
+  /** logKey -> what this host last knew of the head: retention (immutable) and a tail start no later than today's. */
+  private readonly known = new Map<string, { retentionHours: number; tailFirst: number }>();
+  /** logKey -> index pages this host has read or written, ascending by first sequence number. */
+  private readonly pages = new Map<string, IndexRun[]>();
+  private pagesCached = 0;
+
   constructor(
     private readonly store: Store,
     private readonly clock: Clock = systemClock,
@@ -56,7 +65,7 @@ export class LogService {
     const id = logId ?? `log-${randomUUID()}`;
     const createdMs = this.clock.now();
     try {
-      await this.store.createLog({ logKey: logKeyOf(owner, id), owner, logId: id, retentionHours, createdMs, lastSeq: 0 });
+      await this.store.createLog({ logKey: logKeyOf(owner, id), owner, logId: id, retentionHours, createdMs, lastSeq: 0, tail: { first: 1, entries: [] } });
     } catch (e) {
       if (e instanceof ConflictError) throw logExists(id);
       throw e;
@@ -67,15 +76,20 @@ export class LogService {
   async head(owner: string, logId: string): Promise<LogHead> {
     const head = await this.store.getHead(logKeyOf(owner, logId));
     if (!head) throw logNotFound(logId);
+    this.remember(head);
     return head;
   }
 
   /** First sequence number retention has not removed (lastSeq + 1 when none is left). */
   async firstSeq(head: LogHead): Promise<number> {
     if (head.lastSeq === 0) return 1;
-    const seg = await this.store.firstLiveSegment(head.logKey, Math.floor(this.clock.now() / 1000));
-    if (!seg || seg.first > head.lastSeq) return head.lastSeq + 1;
-    return seg.first;
+    const nowSec = Math.floor(this.clock.now() / 1000);
+    if (head.tail.first > 1) {
+      const page = await this.store.firstLiveIndexPage(head.logKey, nowSec);
+      const seq = page && page.first < head.tail.first ? firstLiveIn(page, nowSec) : undefined;
+      if (seq !== undefined) return seq;
+    }
+    return firstLiveIn(head.tail, nowSec) ?? head.lastSeq + 1;
   }
 
   async describe(owner: string, logId: string): Promise<LogView> {
@@ -94,132 +108,235 @@ export class LogService {
     logId: string,
     records: readonly InputRecord[],
     opts: { limits: LimitsConfig; requestBytes: number; idempotencyKey?: string; deadlineMs: number },
-  ): Promise<{ firstSeq: number; lastSeq: number }> {
+  ): Promise<SeqRange> {
     const encoded = encodeAppend(records, opts.limits, opts.requestBytes);
     const logKey = logKeyOf(owner, logId);
-    const token = randomUUID();
-    const untilMs = opts.deadlineMs + RESERVATION_MARGIN_MS;
+    const known = this.known.get(logKey) ?? (await this.head(owner, logId), this.known.get(logKey)!);
+    const batchId = randomBytes(12).toString('base64url');
     const key = opts.idempotencyKey;
-
     if (key !== undefined) {
-      const done = await this.beginIdempotent(logKey, logId, key, token, untilMs, opts.deadlineMs);
-      if (done) return done;
+      const attempt = { token: batchId, untilMs: opts.deadlineMs + RESERVATION_MARGIN_MS, hash: recordsHash(encoded), fromSeq: known.tailFirst };
+      const earlier = await this.beginIdempotent(logKey, logId, key, attempt, opts.deadlineMs);
+      if (earlier) return earlier;
     }
+    const chunks = toSegments(encoded);
+    const entry: IndexEntry = {
+      batchId,
+      expiresSec: Math.floor(this.clock.now() / 1000) + known.retentionHours * 3600,
+      counts: chunks.map((c) => c.count),
+    };
+    this.checkDeadline(opts.deadlineMs);
+    // Idempotent (plain puts of the same items), so a write of unknown outcome is just sent again.
+    await again(() => this.store.putChunks(logKey, batchId, chunks, entry.expiresSec));
+    const range = await this.order(logKey, logId, entry, known.tailFirst, opts.deadlineMs);
+    if (key !== undefined) {
+      // If this fails the batch is still committed, and a retry finds it in the index once this
+      // attempt's deadline has passed; until then it answers AppendInProgress.
+      await again(() => this.store.completeIdem(logKey, key, batchId, range.firstSeq, range.lastSeq)).catch(() => undefined);
+    }
+    return range;
+  }
 
-    const drafts = toSegments(encoded);
-    const n = encoded.length;
-    const waitUntil = this.clock.now() + MAX_WAIT_FOR_RESERVATION_MS;
-    for (let attempt = 0; ; attempt++) {
-      this.checkDeadline(opts.deadlineMs);
-      const head = await this.store.getHead(logKey);
-      if (!head) throw logNotFound(logId);
-      if (head.pending) {
-        const now = this.clock.now();
-        if (head.pending.untilMs > now) {
-          // Another append is between reserve and commit: normally a few milliseconds. If it
-          // lasts, its writer likely died; tell the caller when the reservation lapses.
-          if (now >= waitUntil) {
-            throw busy('Another append to this log is still being written.', Math.max(1, Math.ceil((head.pending.untilMs - now) / 1000)));
-          }
-          await sleep(Math.min(40, 2 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()));
-          continue;
-        }
-        await this.clearDeadReservation(head);
+  /**
+   * The ordering update, and moving a full run of the tail to an index page when this batch's
+   * entry made the tail a multiple of TAIL_PAGE long. An update whose outcome is unknown is
+   * looked up in the index before it is sent again (its entry in the tail also makes a second
+   * application refused).
+   */
+  private async order(logKey: string, logId: string, entry: IndexEntry, fromSeq: number, deadlineMs: number): Promise<SeqRange> {
+    const n = entryCount(entry);
+    for (let attempt = 1; ; attempt++) {
+      this.checkDeadline(deadlineMs);
+      let head: LogHead;
+      try {
+        head = await this.store.sequence(logKey, entry, n);
+      } catch (e) {
+        if (isThrottle(e) || attempt >= UNKNOWN_OUTCOME_ATTEMPTS) throw e;
+        // Refused (the entry is already there: an earlier attempt applied; or the log is gone)
+        // or unknown: the index says which.
+        const found = await this.findBatch(logKey, logId, entry.batchId, fromSeq);
+        if (found) return found;
+        if (e instanceof ConflictError) throw logFormatOutdated(logId); // the log exists and the batch is not in it: only a head without a tail refuses
         continue;
       }
-      const first = head.lastSeq + 1;
-      const last = head.lastSeq + n;
-      const expiresSec = Math.floor(this.clock.now() / 1000) + head.retentionHours * 3600;
-      try {
-        this.checkDeadline(opts.deadlineMs);
-        await this.store.reserve(logKey, head.lastSeq, { batchId: token, first, last, untilMs });
-      } catch (e) {
-        if (e instanceof ConflictError) continue;
-        throw e;
+      this.remember(head);
+      const length = head.tail.entries.length;
+      if (length >= TAIL_PAGE && length % TAIL_PAGE === 0) {
+        // Housekeeping: the batch is committed whatever happens here; a later multiple retries.
+        await this.movePage(head).catch(() => undefined);
       }
-      if (key !== undefined) await this.store.setIdemRange(logKey, key, token, first, last);
-      const segments: Segment[] = drafts.map((d) => ({
-        first: first + d.offset,
-        count: d.count,
-        text: d.text,
-        batchId: token,
-        expiresSec,
-      }));
-      this.checkDeadline(opts.deadlineMs);
-      await this.store.putSegments(logKey, segments);
-      this.checkDeadline(opts.deadlineMs);
-      try {
-        // Only the reservation's holder commits, so the head's bounds read above are current.
-        const bounds = [...(head.bounds ?? []), ...segments.map((seg) => seg.first)].slice(-BOUNDS_KEPT);
-        await this.store.commit(logKey, token, last, bounds);
-      } catch (e) {
-        // Only possible if we outlived our own reservation and someone cleared it.
-        if (e instanceof ConflictError) throw busy('The append took too long and was rolled back.', 1);
-        throw e;
-      }
-      if (key !== undefined) await this.store.completeIdem(logKey, key, token, first, last);
-      return { firstSeq: first, lastSeq: last };
+      return { firstSeq: head.lastSeq - n + 1, lastSeq: head.lastSeq };
+    }
+  }
+
+  /** Moves the tail's first TAIL_PAGE entries to an index page, then removes them from the head. */
+  private async movePage(head: LogHead): Promise<void> {
+    const page: IndexRun = { first: head.tail.first, entries: head.tail.entries.slice(0, TAIL_PAGE) };
+    // Every mover of the run at this tail start writes the same page: entries never change.
+    await this.store.putIndexPage(head.logKey, page);
+    this.cachePage(head.logKey, page);
+    try {
+      await this.store.trimTail(head.logKey, page.first, TAIL_PAGE, runLast(page) + 1);
+    } catch (e) {
+      if (!(e instanceof ConflictError)) throw e; // another mover trimmed it first
     }
   }
 
   /**
-   * Starts an idempotent append. Returns the earlier attempt's result when there is one;
+   * Starts an idempotent append. Returns the earlier attempt's range when there is one;
    * undefined when this call must write the records (holding the idempotency item).
    */
   private async beginIdempotent(
     logKey: string,
     logId: string,
     key: string,
-    token: string,
-    untilMs: number,
+    attempt: { token: string; untilMs: number; hash: string; fromSeq: number },
     deadlineMs: number,
-  ): Promise<{ firstSeq: number; lastSeq: number } | undefined> {
-    for (;;) {
+  ): Promise<SeqRange | undefined> {
+    for (let i = 0; ; i++) {
       this.checkDeadline(deadlineMs);
       let previous;
       try {
-        previous = await this.store.beginIdem(logKey, key, token, untilMs, this.clock.now());
+        previous = await this.store.beginIdem(logKey, key, attempt, this.clock.now());
       } catch (e) {
-        if (!(e instanceof ConflictError)) throw e;
+        if (isThrottle(e) || (!(e instanceof ConflictError) && i >= UNKNOWN_OUTCOME_ATTEMPTS)) throw e;
+        // Refused, or unknown: read what is there.
         const item = await this.store.getIdem(logKey, key);
-        if (!item) continue;
+        if (!item) continue; // an unknown outcome that did not apply
+        if (item.token === attempt.token) return undefined; // it did apply: ours
+        if (item.hash !== undefined && item.hash !== attempt.hash) throw idempotencyKeyReused(key);
         if (item.status === 'COMPLETE') return { firstSeq: item.first!, lastSeq: item.last! };
-        if (item.untilMs >= this.clock.now()) throw appendInProgress(Math.max(1, Math.ceil((item.untilMs - this.clock.now()) / 1000)));
+        const now = this.clock.now();
+        if (item.untilMs >= now) throw appendInProgress(Math.max(1, Math.ceil((item.untilMs - now) / 1000)));
         continue; // it died just now: take it over
       }
       if (!previous) return undefined;
-      // We took over an attempt whose writer died. Did it commit?
-      const head = await this.store.getHead(logKey);
-      if (!head) throw logNotFound(logId);
-      if (head.pending?.batchId === previous.token) {
-        await this.clearDeadReservation(head);
-        return undefined;
-      }
-      if (previous.first !== undefined && previous.last !== undefined && head.lastSeq >= previous.last) {
-        const seg = await this.store.segmentAtOrBefore(logKey, previous.first, true);
-        if (seg && seg.first === previous.first && seg.batchId === previous.token) {
-          await this.store.completeIdem(logKey, key, token, previous.first, previous.last);
-          return { firstSeq: previous.first, lastSeq: previous.last };
-        }
-      }
-      return undefined;
+      // We took over an attempt whose writer died (past its deadline: it writes nothing more).
+      // Was its batch ordered?
+      const found = await this.findBatch(logKey, logId, previous.token, previous.fromSeq ?? 1);
+      if (!found) return undefined;
+      await again(() => this.store.completeIdem(logKey, key, attempt.token, found.firstSeq, found.lastSeq));
+      return found;
     }
   }
 
-  /** Deletes the segments of a reservation whose writer is past its deadline, then frees the head. */
-  private async clearDeadReservation(head: LogHead): Promise<void> {
-    const p = head.pending!;
-    const segs = await this.store.segmentsBetween(head.logKey, p.first, p.last, true);
-    const dead = segs.filter((s) => s.batchId === p.batchId).map((s) => s.first);
-    if (dead.length) await this.store.deleteSegments(head.logKey, dead);
-    try {
-      await this.store.abandon(head.logKey, p.batchId);
-    } catch (e) {
-      if (!(e instanceof ConflictError)) throw e; // someone else cleared it first
+  /** The range the index gave batch `batchId`, looking from `fromSeq` (a tail start before it was ordered). */
+  private async findBatch(logKey: string, logId: string, batchId: string, fromSeq: number): Promise<SeqRange | undefined> {
+    const head = await this.store.getHead(logKey);
+    if (!head) throw logNotFound(logId);
+    this.remember(head);
+    const inTail = rangeOf(head.tail, batchId);
+    if (inTail || fromSeq >= head.tail.first) return inTail;
+    const before = await this.store.indexPageAtOrBefore(logKey, fromSeq);
+    const pages = [...(before ? [before] : []), ...(await this.store.indexPagesBetween(logKey, fromSeq + 1, head.tail.first - 1))];
+    for (const p of pages) {
+      const r = rangeOf(p, batchId);
+      if (r) return r;
     }
+    return undefined;
+  }
+
+  /**
+   * Where the committed records `from .. to` (at most `head.lastSeq`) are stored, from the
+   * head's tail and the index pages (cached: they never change). Records retention removed
+   * are in no chunk returned.
+   */
+  async locate(head: LogHead, from: number, to: number): Promise<ChunkRef[]> {
+    const out: ChunkRef[] = [];
+    to = Math.min(to, head.lastSeq);
+    let seq = from;
+    while (seq <= to && seq < head.tail.first) {
+      const upTo = Math.min(to, head.tail.first - 1);
+      let page = this.cachedPage(head.logKey, seq);
+      if (!page) {
+        const found = await this.readPages(head.logKey, seq, upTo);
+        page = found.find((p) => p.first <= seq && runLast(p) >= seq);
+        if (!page) {
+          // Retention removed the page holding `seq`: continue at the next one still there.
+          const next = found.find((p) => p.first > seq);
+          if (!next) break;
+          seq = next.first;
+          continue;
+        }
+      }
+      out.push(...chunksIn(page, seq, upTo));
+      seq = runLast(page) + 1;
+    }
+    if (seq <= to) out.push(...chunksIn(head.tail, Math.max(seq, head.tail.first), to));
+    const nowSec = Math.floor(this.clock.now() / 1000);
+    return out.filter((c) => c.expiresSec > nowSec);
+  }
+
+  /** Reads chunks (strongly consistent). */
+  readChunks(logKey: string, refs: readonly ChunkRef[]): Promise<Segment[]> {
+    return refs.length ? this.store.getChunks(logKey, refs) : Promise.resolve([]);
+  }
+
+  /** The page holding `from` and the pages after it up to `to`, in at most two queries; all cached. */
+  private async readPages(logKey: string, from: number, to: number): Promise<IndexRun[]> {
+    const first = await this.store.indexPageAtOrBefore(logKey, from);
+    const rest = first && runLast(first) >= to ? [] : await this.store.indexPagesBetween(logKey, from + 1, to);
+    const all = [...(first ? [first] : []), ...rest];
+    for (const p of all) this.cachePage(logKey, p);
+    return all;
+  }
+
+  private cachedPage(logKey: string, seq: number): IndexRun | undefined {
+    const list = this.pages.get(logKey);
+    if (!list?.length) return undefined;
+    let lo = 0;
+    let hi = list.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (list[mid]!.first <= seq) lo = mid;
+      else hi = mid - 1;
+    }
+    const p = list[lo]!;
+    return p.first <= seq && runLast(p) >= seq ? p : undefined;
+  }
+
+  private cachePage(logKey: string, page: IndexRun): void {
+    if (this.pagesCached >= PAGES_CACHED) {
+      this.pages.clear();
+      this.pagesCached = 0;
+    }
+    const list = this.pages.get(logKey) ?? [];
+    if (list.some((p) => p.first === page.first)) return;
+    list.push(page);
+    list.sort((a, b) => a.first - b.first);
+    this.pages.set(logKey, list);
+    this.pagesCached++;
+  }
+
+  private remember(head: LogHead): void {
+    if (this.known.size > 10_000) this.known.clear();
+    const was = this.known.get(head.logKey);
+    // Tail starts only grow; a stale read must not move this host's bound back.
+    this.known.set(head.logKey, { retentionHours: head.retentionHours, tailFirst: Math.max(was?.tailFirst ?? 0, head.tail.first) });
   }
 
   private checkDeadline(deadlineMs: number): void {
-    if (this.clock.now() >= deadlineMs) throw new ApiError(503, 'ServiceBusy', 'The log is busy with other appends. Retry in 1 second.', 1);
+    if (this.clock.now() >= deadlineMs) throw new ApiError(503, 'ServiceBusy', 'The append ran out of time. Retry in 1 second.', 1);
+  }
+}
+
+/** A hash of an append's records as stored: the same records give the same hash, whatever the JSON's spacing. */
+function recordsHash(encoded: readonly EncodedRecord[]): string {
+  const h = createHash('sha256');
+  for (const r of encoded) h.update(r.line).update('\n');
+  return h.digest('base64url').slice(0, 22);
+}
+
+/**
+ * Runs an idempotent write, sending it again after an error that may have come after it was
+ * applied (anything but a throttle or a refused condition), up to UNKNOWN_OUTCOME_ATTEMPTS times.
+ */
+async function again<T>(write: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await write();
+    } catch (e) {
+      if (isThrottle(e) || e instanceof ConflictError || e instanceof ApiError || attempt >= UNKNOWN_OUTCOME_ATTEMPTS) throw e;
+    }
   }
 }

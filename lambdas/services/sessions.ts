@@ -39,9 +39,10 @@ import {
   type AckMark,
 } from '../domain/session';
 import { countOf, normalizeRanges, type DeadRange, type Range } from '../domain/ranges';
-import { decodeSegment, segmentHolding, type DeliveredRecord, type ReceivedRecord } from '../domain/records';
+import { decodeSegment, type DeliveredRecord, type ReceivedRecord } from '../domain/records';
+import type { ChunkRef } from '../domain/log-index';
 import type { DeliveryConfig } from '../domain/config';
-import { sleep, type LogHead, type Segment, type Store } from '../adapters/store';
+import { sleep, type LogHead, type Store } from '../adapters/store';
 import { LogService, systemClock, type Clock } from './logs';
 
 /** Dead-letter ranges kept in the session item before they move to a page item. */
@@ -251,7 +252,7 @@ export class SessionService {
       // Redeliveries only: fresh records are never planned here (s.cursor - 1 as the log's end).
       const redeliver = planReceive(s, now, s.cursor - 1, maxRecords);
       if (redeliver.length) {
-        const out = await this.redeliver(stored, settled, redeliver, now, maxBytes, stats, ack);
+        const out = await this.redeliver(head, stored, settled, redeliver, now, maxBytes, stats, ack);
         if (out === 'retry') continue;
         applied();
         if (out === 'again') {
@@ -355,7 +356,7 @@ export class SessionService {
     // whose claim succeeded, or its records would wait out their lease; a later multiple, or
     // the overdue backstop, folds the list.
     const folding = claimed.pending % COMPACT_AT === 0 ? this.fold(owner, sessionId, stats, after).catch(() => undefined) : undefined;
-    const [read] = await Promise.all([this.readGrants(s.logKey, [grant], hintFor(head, grant.from), grant.from), folding]);
+    const [read] = await Promise.all([this.readGrants(head, [grant], grant.from), folding]);
     const { sent, missing, unsent } = cutToBudget([grant], read.records, maxBytes);
     if (missing.length || unsent.length) {
       // Retention removed some of the claimed records, or the byte budget left some unsent:
@@ -399,6 +400,7 @@ export class SessionService {
 
   /** Hands out expired leases (a compaction), reading their records first. */
   private async redeliver(
+    head: LogHead,
     stored: StoredSession,
     settled: SessionState,
     plan: readonly Grant[],
@@ -408,7 +410,7 @@ export class SessionService {
     /** Carried acks, applied before planning (as the plan was made). */
     ack?: readonly Range[],
   ): Promise<ReceivedRecord[] | 'retry' | 'again'> {
-    const read = await this.readGrants(settled.logKey, plan, 0, -1);
+    const read = await this.readGrants(head, plan, -1);
     const { sent, missing, taken } = cutToBudget(plan, read.records, maxBytes);
     // Plan again with exactly what is sent: planning is deterministic, so this is a prefix.
     const final = clone(settled);
@@ -468,44 +470,25 @@ export class SessionService {
   }
 
   /**
-   * Reads the committed records a plan names (strongly consistent: a rolled-back append's
-   * segment keys can be reused, and a stale replica must never resurrect one).
+   * Reads the committed records a plan names: where they are from the log's index (the head's
+   * tail, and index pages this host caches), then the chunks that hold them in one strongly
+   * consistent batch read. Records retention removed are left out.
    */
   private async readGrants(
-    logKey: string,
+    head: LogHead,
     plan: readonly Grant[],
-    /** Start of the segment holding `fresh`, when known (0: look it up). */
-    hint: number,
     /** The first record of the plan's fresh grant (none: -1). */
     fresh: number,
   ): Promise<{ records: Map<number, DeliveredRecord>; freshAllMissing: boolean }> {
+    const refs = new Map<string, ChunkRef>();
+    for (const g of plan) for (const c of await this.logs.locate(head, g.from, g.to)) refs.set(`${c.batchId}/${c.index}`, c);
+    const chunks = await this.logs.readChunks(head.logKey, [...refs.values()]);
     const nowSec = Math.floor(this.clock.now() / 1000);
     const records = new Map<number, DeliveredRecord>();
-    // Every segment this receive has read, so scattered redeliveries from one segment cost one query.
-    const fetched: Segment[] = [];
-    const holder = (seq: number): Segment | undefined => fetched.find((seg) => seg.first <= seq && seq < seg.first + seg.count);
     let freshAllMissing = false;
     for (const g of plan) {
-      const isFresh = g.from === fresh;
-      // Skip the start of the grant that segments already read cover.
-      let from = g.from;
-      for (let seg = holder(from); seg && from <= g.to; seg = holder(from)) from = seg.first + seg.count;
-      if (from <= g.to) {
-        let found: Segment[] = [];
-        if (isFresh && from === g.from && hint > 0 && hint <= from) {
-          found = await this.store.segmentsBetween(logKey, hint, g.to, true);
-          // A hint that does not name a segment (retention took it) falls back to the lookup below.
-          if (found[0]?.first !== hint) found = [];
-        }
-        if (!found.length) {
-          const s0 = await this.store.segmentAtOrBefore(logKey, from, true);
-          const s0end = s0 ? s0.first + s0.count - 1 : from - 1;
-          found = s0 && s0end >= g.to ? [s0] : [...(s0 ? [s0] : []), ...(await this.store.segmentsBetween(logKey, s0end + 1, g.to, true))];
-        }
-        fetched.push(...found);
-      }
       let got = 0;
-      for (const seg of fetched) {
+      for (const seg of chunks) {
         if (seg.expiresSec <= nowSec) continue; // retention passed; TTL deletes lazily
         if (seg.first > g.to || seg.first + seg.count - 1 < g.from) continue;
         for (const r of decodeSegment(seg.first, seg.text, g.from, g.to)) {
@@ -513,7 +496,7 @@ export class SessionService {
           got++;
         }
       }
-      if (isFresh && got === 0) freshAllMissing = true;
+      if (g.from === fresh && got === 0) freshAllMissing = true;
     }
     return { records, freshAllMissing };
   }
@@ -648,11 +631,6 @@ function clipBelow(sel: readonly Range[], cursor: number): Range[] {
   const out: Range[] = [];
   for (const [from, to] of sel) if (from < cursor) out.push([from, Math.min(to, cursor - 1)]);
   return out;
-}
-
-/** The start of the committed segment that holds `seq`, from the head's recent boundaries (0: unknown). */
-function hintFor(head: LogHead, seq: number): number {
-  return seq > head.lastSeq ? 0 : segmentHolding(head.bounds ?? [], seq);
 }
 
 /**

@@ -24,14 +24,14 @@ beforeEach(() => {
 describe('DynamoStore against a mocked client', () => {
   it('turns a failed condition into ConflictError, and passes other errors through', async () => {
     ddb.on(UpdateCommand).rejectsOnce(new ConditionalCheckFailedException({ message: 'no', $metadata: {} }));
-    await expect(store().reserve('k', 0, { batchId: 'b', first: 1, last: 2, untilMs: 1 })).rejects.toBeInstanceOf(ConflictError);
+    await expect(store().trimTail('k', 1, 16, 17)).rejects.toBeInstanceOf(ConflictError);
     ddb.reset();
     ddb.on(UpdateCommand).rejects(new ProvisionedThroughputExceededException({ message: 'slow down', $metadata: {} }));
-    await expect(store().reserve('k', 0, { batchId: 'b', first: 1, last: 2, untilMs: 1 })).rejects.toMatchObject({ name: 'ProvisionedThroughputExceededException' });
+    await expect(store().trimTail('k', 1, 16, 17)).rejects.toMatchObject({ name: 'ProvisionedThroughputExceededException' });
   });
 
   it('retries the writes BatchWriteItem leaves unprocessed, and splits batches at 25', async () => {
-    const segs = Array.from({ length: 30 }, (_, i) => ({ first: i + 1, count: 1, text: '[1]', batchId: 'b', expiresSec: 9 }));
+    const chunks = Array.from({ length: 30 }, () => ({ count: 1, text: '[1]' }));
     let calls = 0;
     ddb.on(BatchWriteCommand).callsFake((input) => {
       calls++;
@@ -39,7 +39,7 @@ describe('DynamoStore against a mocked client', () => {
       // The first call leaves its last two writes unprocessed.
       return calls === 1 ? { UnprocessedItems: { R: reqs.slice(-2) } } : {};
     });
-    await store().putSegments('k', segs);
+    await store().putChunks('k', 'b', chunks, 9);
     const sent = ddb.commandCalls(BatchWriteCommand).map((c) => c.args[0].input.RequestItems!.R!.length);
     expect(sent).toEqual([25, 2, 5]);
   });

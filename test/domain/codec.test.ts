@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeAckMark, decodeBounds, decodeDead, decodeLeases, encodeAckMark, encodeBounds, encodeDead, encodeLeases } from '../../lambdas/domain/codec';
+import { decodeAckMark, decodeDead, decodeLeases, encodeAckMark, encodeDead, encodeLeases } from '../../lambdas/domain/codec';
 import type { DeadRange, Lease } from '../../lambdas/domain/ranges';
 import { prng, T0 } from './model';
 
@@ -222,43 +222,5 @@ describe('encoded size bounds (quoted in the README)', () => {
     expect(s.length).toBeLessThan(71_000);
     expect(decodeDead(d)).toEqual(dense);
     expect(decodeDead(s)).toEqual(spread);
-  });
-});
-
-describe('segment index codec (a log head\'s recent segment starts)', () => {
-  it('encodes version, count, the first start, then the distances, and decodes them back', () => {
-    expect([...encodeBounds([])]).toEqual([1, 0]);
-    expect(decodeBounds(encodeBounds([]))).toEqual([]);
-    expect(decodeBounds(undefined)).toEqual([]);
-    // 300 = 0xAC 0x02 as a varint; distances 145 (0x91 0x01) and 1.
-    expect([...encodeBounds([300, 445, 446])]).toEqual([1, 3, 0xac, 0x02, 0x91, 0x01, 1]);
-    expect(decodeBounds(encodeBounds([300, 445, 446]))).toEqual([300, 445, 446]);
-  });
-
-  it('round-trips 1,024 random ascending starts up to 2^53 - 1, in the size the varints predict', () => {
-    const rnd = prng(7);
-    const starts: number[] = [];
-    let at = 1;
-    for (let i = 0; i < 1024; i++) {
-      starts.push(at);
-      at += rnd.int(1, i % 10 === 0 ? 2 ** 20 : 500);
-    }
-    starts.push(TOP);
-    const bytes = encodeBounds(starts);
-    expect(decodeBounds(bytes)).toEqual(starts);
-    const predicted = 1 + varintLen(starts.length) + starts.reduce((n, s, i) => n + varintLen(i === 0 ? s : s - starts[i - 1]!), 0);
-    expect(bytes.length).toBe(predicted);
-  });
-
-  it('keeps 1,024 starts of segments of 100 B records (about 145 each) in about 2 KB', () => {
-    const starts = Array.from({ length: 1024 }, (_, i) => 1 + 145 * i);
-    expect(encodeBounds(starts).length).toBeLessThanOrEqual(2 * 1024 + 8);
-  });
-
-  it('refuses starts that do not ascend, and an unknown version', () => {
-    expect(() => encodeBounds([5, 5])).toThrow(RangeError);
-    expect(() => encodeBounds([5, 4])).toThrow(RangeError);
-    expect(() => decodeBounds(Uint8Array.from([2, 0]))).toThrow(/version/);
-    expect(() => decodeBounds(Uint8Array.from([1, 2, 5]))).toThrow(/truncated/);
   });
 });

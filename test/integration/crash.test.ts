@@ -7,6 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Harness, drain, type Reply } from '../support/harness';
 import { VIEW_MAX_AGE_MS } from '../../lambdas/domain/session';
+import { TAIL_PAGE } from '../../lambdas/domain/log-index';
+
+const ARN = 'arn:aws:iam::123456789012:user/alice';
 
 let h: Harness;
 let n = 0;
@@ -38,71 +41,126 @@ async function freshLog(): Promise<string> {
   return logId;
 }
 
+const seqs = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+const tagOf = (g: { data: any }) => (typeof g.data === 'string' ? g.data : `b${g.data.i}`);
+const batchTags = Array.from({ length: 40 }, (_, i) => `b${i}`);
+
+/** The log's records, in sequence order, read through a new session: gap-free from 1, each once. */
+async function contents(id: string): Promise<string[]> {
+  const got = await drain(h, await h.openSession(id), 1000);
+  expect(got.map((g) => g.seq)).toEqual(seqs(got.length));
+  return got.map(tagOf);
+}
+
 describe('append with an idempotencyKey', async () => {
   const logId = await (async () => {
     h ??= await Harness.start();
     return freshLog();
   })();
+  h.restart(); // a cold host: the first append looks the log up
   const calls = await probe(() => h.call('POST', `/logs/${logId}/records`, { records: batch('probe'), idempotencyKey: 'probe' }));
+  const orderedAt = calls.indexOf('sequence');
 
   it('makes the storage calls the protocol describes', () => {
-    expect(calls).toEqual(['beginIdem', 'getHead', 'reserve', 'setIdemRange', 'putSegments', 'commit', 'completeIdem']);
+    expect(calls).toEqual(['getHead', 'beginIdem', 'putChunks', 'sequence', 'completeIdem']);
   });
 
-  it.each(calls.map((c, k) => [k, c] as const))('crash after call %i (%s): the retry writes the batch exactly once', async (k) => {
+  it.each(calls.map((c, k) => [k, c] as const))('crash after call %i (%s): the log takes other appends at once, and the retry writes the batch exactly once', async (k) => {
     const id = await freshLog();
     const body = { records: batch('b'), idempotencyKey: 'key-1' };
+    h.restart();
     const crashed = await crashAfter(k, () => h.call('POST', `/logs/${id}/records`, body));
     expect(crashed.status).toBe(500);
+    // No lock: another producer's append lands at once, whatever the crash left.
+    const other = await h.call('POST', `/logs/${id}/records`, { records: [{ data: 'other' }] });
+    expect(other.status).toBe(201);
+    const committed = k >= orderedAt;
+    const expected = committed ? { firstSeq: 4, lastSeq: 43 } : { firstSeq: 5, lastSeq: 44 };
+    expect(other.body.firstSeq).toBe(committed ? 44 : 4);
+    // The same key waits out the dead attempt's deadline (409 AppendInProgress) at most.
     const ok = await retry(() => h.call('POST', `/logs/${id}/records`, body));
-    expect(ok.body).toEqual({ firstSeq: 4, lastSeq: 43 });
+    expect(ok.body).toEqual(expected);
     // The same key again: same answer, nothing written.
-    expect((await h.call('POST', `/logs/${id}/records`, body)).body).toEqual({ firstSeq: 4, lastSeq: 43 });
+    expect((await h.call('POST', `/logs/${id}/records`, body)).body).toEqual(expected);
     await h.append(id, ['after']);
-    const log = (await h.call('GET', `/logs/${id}`)).body;
-    expect(log).toMatchObject({ firstSeq: 1, lastSeq: 44 });
-    const got = await drain(h, await h.openSession(id), 1000);
-    expect(got.map((g) => g.seq)).toEqual(Array.from({ length: 44 }, (_, i) => i + 1));
-    expect(got.map((g) => (typeof g.data === 'string' ? g.data : g.data.i))).toEqual(['pre-1', 'pre-2', 'pre-3', ...Array.from({ length: 40 }, (_, i) => i), 'after']);
+    expect((await h.call('GET', `/logs/${id}`)).body).toMatchObject({ firstSeq: 1, lastSeq: 45 });
+    expect(await contents(id)).toEqual(['pre-1', 'pre-2', 'pre-3', ...(committed ? [...batchTags, 'other'] : ['other', ...batchTags]), 'after']);
   });
 });
 
 describe('append without a key', async () => {
   const logId = await freshLog();
+  h.restart();
   const calls = await probe(() => h.call('POST', `/logs/${logId}/records`, { records: batch('probe') }));
-  const commitAt = calls.indexOf('commit');
+  const orderedAt = calls.indexOf('sequence');
 
-  it.each(calls.map((c, k) => [k, c] as const))('crash after call %i (%s): no gap, no partial batch, other appends go on', async (k) => {
-    const id = await freshLog();
-    const crashed = await crashAfter(k, () => h.call('POST', `/logs/${id}/records`, { records: batch('b') }));
-    expect(crashed.status).toBe(500);
-    // Another producer's append waits out the dead reservation at most, then lands.
-    const other = await retry(() => h.call('POST', `/logs/${id}/records`, { records: [{ data: 'other' }] }));
-    const committed = k >= commitAt;
-    expect(other.body.firstSeq).toBe(committed ? 44 : 4);
-    const got = await drain(h, await h.openSession(id), 1000);
-    expect(got.map((g) => g.seq)).toEqual(Array.from({ length: got.length }, (_, i) => i + 1));
-    const tags = got.map((g) => (typeof g.data === 'string' ? g.data : `b${g.data.i}`));
-    const expected = ['pre-1', 'pre-2', 'pre-3', ...(committed ? Array.from({ length: 40 }, (_, i) => `b${i}`) : []), 'other'];
-    expect(tags).toEqual(expected);
+  it('makes the storage calls the protocol describes', () => {
+    expect(calls).toEqual(['getHead', 'putChunks', 'sequence']);
   });
 
-  it('a second crash while cleaning up a dead reservation still leaves the log consistent', async () => {
+  it.each(calls.map((c, k) => [k, c] as const))('crash after call %i (%s): no gap, no partial batch, other appends go on at once', async (k) => {
     const id = await freshLog();
-    expect((await crashAfter(calls.indexOf('putSegments'), () => h.call('POST', `/logs/${id}/records`, { records: batch('b') }))).status).toBe(500);
-    h.clock.advance(30_000);
-    const cleanup = await probe(() => h.call('POST', `/logs/${id}/records`, { records: [{ data: 'probe' }] }));
-    expect(cleanup.slice(0, 4)).toEqual(['getHead', 'segmentsBetween', 'deleteSegments', 'abandon']);
-    // Again, on another log, crash after each cleanup call in turn.
-    for (let k = 1; k <= 3; k++) {
-      const id2 = await freshLog();
-      await crashAfter(calls.indexOf('putSegments'), () => h.call('POST', `/logs/${id2}/records`, { records: batch('b') }));
-      h.clock.advance(30_000);
-      expect((await crashAfter(k, () => h.call('POST', `/logs/${id2}/records`, { records: [{ data: 'x' }] }))).status).toBe(500);
-      const ok = await retry(() => h.call('POST', `/logs/${id2}/records`, { records: [{ data: 'y' }] }));
-      expect(ok.body).toEqual({ firstSeq: 4, lastSeq: 4 });
-      expect((await drain(h, await h.openSession(id2))).map((g) => g.data)).toEqual(['pre-1', 'pre-2', 'pre-3', 'y']);
-    }
+    h.restart();
+    const crashed = await crashAfter(k, () => h.call('POST', `/logs/${id}/records`, { records: batch('b') }));
+    expect(crashed.status).toBe(500);
+    const other = await h.call('POST', `/logs/${id}/records`, { records: [{ data: 'other' }] });
+    const committed = k >= orderedAt;
+    expect(other.status).toBe(201);
+    expect(other.body.firstSeq).toBe(committed ? 44 : 4);
+    expect(await contents(id)).toEqual(['pre-1', 'pre-2', 'pre-3', ...(committed ? batchTags : []), 'other']);
+  });
+
+  it.each([['putIndexPage'], ['trimTail']])('crash after %s, as the tail moves to an index page: the batch is committed, a later append moves the page, nothing is lost', async (op) => {
+    const id = await freshLog(); // 1 index entry
+    for (let i = 0; i < TAIL_PAGE - 2; i++) await h.append(id, [`fill-${i}`]);
+    // The next entry makes the tail TAIL_PAGE long: its append moves the first run to a page.
+    const moving = await probe(() => h.call('POST', `/logs/${id}/records`, { records: [{ data: 'probe' }] }));
+    expect(moving).toEqual(['putChunks', 'sequence', 'putIndexPage', 'trimTail']);
+    const id2 = await freshLog();
+    for (let i = 0; i < TAIL_PAGE - 2; i++) await h.append(id2, [`fill-${i}`]);
+    const crashed = await crashAfter(moving.indexOf(op), () => h.call('POST', `/logs/${id2}/records`, { records: [{ data: 'last' }] }));
+    expect(crashed.status).toBe(500);
+    // Until the next multiple the tail keeps its entries; that append moves the run again.
+    for (let i = 0; i < TAIL_PAGE; i++) await h.append(id2, [`more-${i}`]);
+    const head = await h.store.getHead(`${ARN}|${id2}`);
+    expect(head!.tail.entries.length).toBeLessThan(2 * TAIL_PAGE);
+    expect(head!.tail.first).toBeGreaterThan(1);
+    const tags = await contents(id2);
+    expect(tags).toEqual(['pre-1', 'pre-2', 'pre-3', ...Array.from({ length: TAIL_PAGE - 2 }, (_, i) => `fill-${i}`), 'last', ...Array.from({ length: TAIL_PAGE }, (_, i) => `more-${i}`)]);
+  });
+});
+
+describe('a write whose response is lost (applied, then a 500)', async () => {
+  const logId = await freshLog();
+  h.restart();
+  const withKey = await probe(() => h.call('POST', `/logs/${logId}/records`, { records: batch('probe'), idempotencyKey: 'probe' }));
+  const writes = withKey.map((c, k) => [k, c] as const).filter(([, c]) => c !== 'getHead');
+
+  it.each(writes)('with a key, call %i (%s): answered with the range once, nothing duplicated, the log takes the next append', async (k) => {
+    const id = await freshLog();
+    const body = { records: batch('b'), idempotencyKey: 'key-1' };
+    h.restart();
+    const r = await h.loseResponseOf(k, () => h.call('POST', `/logs/${id}/records`, body));
+    expect(h.calls[k]).toBe(withKey[k]);
+    expect(r.status).toBe(201);
+    expect(r.body).toEqual({ firstSeq: 4, lastSeq: 43 });
+    expect((await h.call('POST', `/logs/${id}/records`, body)).body).toEqual({ firstSeq: 4, lastSeq: 43 });
+    await h.append(id, ['after']);
+    expect(await contents(id)).toEqual(['pre-1', 'pre-2', 'pre-3', ...batchTags, 'after']);
+  });
+
+  it.each([['putChunks'], ['sequence'], ['putIndexPage'], ['trimTail']])('without a key, %s: answered once, nothing duplicated, the log takes the next append', async (op) => {
+    const id = await freshLog();
+    for (let i = 0; i < TAIL_PAGE - 2; i++) await h.append(id, [`fill-${i}`]);
+    // This append's entry makes the tail TAIL_PAGE long, so it makes every write of the path.
+    const r = await h.loseResponseOf(['putChunks', 'sequence', 'putIndexPage', 'trimTail'].indexOf(op), () =>
+      h.call('POST', `/logs/${id}/records`, { records: batch('b') }),
+    );
+    expect(r.status).toBe(201);
+    expect(r.body).toEqual({ firstSeq: 3 + TAIL_PAGE - 2 + 1, lastSeq: 3 + TAIL_PAGE - 2 + 40 });
+    for (let i = 0; i < TAIL_PAGE; i++) await h.append(id, [`more-${i}`]);
+    const fills = Array.from({ length: TAIL_PAGE - 2 }, (_, i) => `fill-${i}`);
+    expect(await contents(id)).toEqual(['pre-1', 'pre-2', 'pre-3', ...fills, ...batchTags, ...Array.from({ length: TAIL_PAGE }, (_, i) => `more-${i}`)]);
   });
 });
 
@@ -122,10 +180,10 @@ describe('receive and ack', async () => {
   const warmCalls = await probe(() => h.call('POST', `/sessions/${probeSid}/receive`, { maxRecords: 10 }));
   const ackCalls = await probe(() => h.call('POST', `/sessions/${probeSid}/ack`, { ranges: [[1, 20]] }));
 
-  it('receive claims with one atomic update, then reads from the segment the head names; ack is one atomic update', () => {
-    expect(coldCalls).toEqual(['getSession', 'getHead', 'claimSession', 'segmentsBetween']);
-    expect(hotCalls).toEqual(['claimSession', 'segmentsBetween']);
-    expect(warmCalls).toEqual(['getSessionWithHead', 'claimSession', 'segmentsBetween']);
+  it('receive claims with one atomic update, then reads the chunks the head\'s index names; ack is one atomic update', () => {
+    expect(coldCalls).toEqual(['getSession', 'getHead', 'claimSession', 'getChunks']);
+    expect(hotCalls).toEqual(['claimSession', 'getChunks']);
+    expect(warmCalls).toEqual(['getSessionWithHead', 'claimSession', 'getChunks']);
     expect(ackCalls).toEqual(['ackSession']);
   });
 

@@ -1,4 +1,7 @@
-/** A receive reads each stored segment at most once, however scattered the records it hands out. */
+/**
+ * A receive reads each stored chunk at most once, however scattered the records it hands out,
+ * and finds old records through index pages that a host reads once and keeps.
+ */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Harness } from '../support/harness';
 
@@ -8,7 +11,7 @@ beforeAll(async () => {
 });
 afterAll(async () => h?.close());
 
-it('redelivering scattered records from one segment costs one query, not one per record', async () => {
+it('redelivering scattered records from one chunk costs one batch read, not one per record', async () => {
   await h.createLog('scatter');
   await h.append('scatter', Array.from({ length: 60 }, (_, i) => i + 1)); // one ~1 KB segment
   const sid = await h.openSession('scatter', { ackTimeoutSeconds: 5 });
@@ -20,22 +23,30 @@ it('redelivering scattered records from one segment costs one query, not one per
   const again = await h.receive(sid, { maxRecords: 60 });
   expect(again.map((r) => r.seq)).toEqual(Array.from({ length: 20 }, (_, i) => 3 * (i + 1)));
   expect(again.map((r) => r.data)).toEqual(again.map((r) => r.seq));
-  const queries = h.calls.filter((c) => c === 'segmentAtOrBefore' || c === 'segmentsBetween');
-  expect(queries.length).toBe(1);
+  expect(h.calls.filter((c) => c === 'getChunks')).toEqual(['getChunks']);
 });
 
-it('a session far behind the head (catching up) reads its records with one query, from the head\'s segment index', async () => {
+it('a session far behind the head (catching up) finds its records through index pages it reads once', async () => {
   await h.createLog('catch-up');
-  // 300 appends of 5 records: 300 segments, far more than the 48 the head used to keep.
+  // 300 appends of 5 records: 300 index entries, all but the last few moved to index pages.
   for (let a = 0; a < 300; a++) await h.append('catch-up', Array.from({ length: 5 }, (_, i) => 5 * a + i + 1));
   const sid = await h.openSession('catch-up');
-  await h.receive(sid, { maxRecords: 1 }); // a cold host's first call looks the session up
-  // The cursor is about 290 segments behind the head for each of these receives.
-  for (const from of [2, 12, 22]) {
+  h.restart(); // a cold host: no page cached
+  h.calls = [];
+  expect((await h.receive(sid, { maxRecords: 10 })).map((r) => r.seq)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+  // The page holding record 1 covers records 1..80: one lookup, then the chunks.
+  expect(h.calls).toEqual(['getSession', 'getHead', 'claimSession', 'indexPageAtOrBefore', 'getChunks']);
+  for (const from of [11, 21, 31]) {
     h.calls = [];
     const got = await h.receive(sid, { maxRecords: 10 });
     expect(got.map((r) => r.seq)).toEqual(Array.from({ length: 10 }, (_, i) => from + i));
-    expect(h.calls.filter((c) => c === 'segmentAtOrBefore')).toEqual([]);
-    expect(h.calls.filter((c) => c === 'segmentsBetween')).toEqual(['segmentsBetween']);
+    // From the page this host keeps: no index query.
+    expect(h.calls).toEqual(['claimSession', 'getChunks']);
   }
+  // A receive that runs into the next page (records 81..160) looks that page up once.
+  h.calls = [];
+  const wide = await h.receive(sid, { maxRecords: 100 });
+  expect(wide.map((r) => r.seq)).toEqual(Array.from({ length: 100 }, (_, i) => 41 + i));
+  expect(wide.map((r) => r.data)).toEqual(wide.map((r) => r.seq));
+  expect(h.calls.filter((c) => c.startsWith('index'))).toEqual(['indexPageAtOrBefore']);
 });

@@ -48,8 +48,8 @@ function toRanges(seqs: readonly number[]): Range[] {
  * (it knows the session's log) that reads the session and head, and on a host that claims from
  * the session as its own last claim left it (under VIEW_MAX_AGE_MS ago), which reads nothing.
  */
-const WARM_RECEIVE = ['getSessionWithHead', 'claimSession', 'segmentsBetween'];
-const HOT_RECEIVE = ['claimSession', 'segmentsBetween'];
+const WARM_RECEIVE = ['getSessionWithHead', 'claimSession', 'getChunks'];
+const HOT_RECEIVE = ['claimSession', 'getChunks'];
 
 /** A new log holding records 1..count (data = seq), and a session on it. */
 async function setup(count: number, settings: Record<string, unknown> = {}): Promise<{ logId: string; sid: string }> {
@@ -304,7 +304,7 @@ describe('storage calls', () => {
     const { sid } = await setup(40);
     h.restart();
     const cold = await probe(() => h.call('POST', `/sessions/${sid}/receive`, { maxRecords: 10 }));
-    expect(cold).toEqual(['getSession', 'getHead', 'claimSession', 'segmentsBetween']);
+    expect(cold).toEqual(['getSession', 'getHead', 'claimSession', 'getChunks']);
     // Warm: this host's view of its last claim is too old to claim from.
     const age = (): void => {
       if (kind === 'warm') h.clock.advance(VIEW_MAX_AGE_MS);

@@ -47,8 +47,8 @@ function hostB(): { receive(sid: string, maxRecords: number, ack?: Range[]): Pro
   return { receive: (sid, maxRecords, ack = []) => svc.receiveAndAck(OWNER, sid, { maxRecords, ack }, DEFAULT_CONFIG.delivery) };
 }
 
-const READ_AND_CLAIM = ['getSessionWithHead', 'claimSession', 'segmentsBetween'];
-const FROM_VIEW = ['claimSession', 'segmentsBetween'];
+const READ_AND_CLAIM = ['getSessionWithHead', 'claimSession', 'getChunks'];
+const FROM_VIEW = ['claimSession', 'getChunks'];
 
 describe("a receive host's view of its last claim", () => {
   it('acks of records another host sent after the view make the host read: they are counted, not taken for records never sent', async () => {
@@ -143,7 +143,7 @@ describe("a receive host's view of its last claim", () => {
       last = r.calls;
     }
     // The fold's compaction runs beside the records' query: either may finish first.
-    expect([...last].sort()).toEqual(['claimSession', 'compactSession', 'segmentsBetween']);
+    expect([...last].sort()).toEqual(['claimSession', 'compactSession', 'getChunks']);
     const stored = (await h.store.getSession(sid))!;
     expect([stored.claims.length, stored.state.cursor]).toEqual([0, COMPACT_AT + 1]);
     expect(stored.state.leases.flatMap((l) => seqRange(l.from, l.to))).toEqual(seqRange(1, COMPACT_AT));

@@ -35,6 +35,16 @@ export class CrashError extends Error {
   }
 }
 
+/** What DynamoDB answers when a write was applied but the request failed after it (a lost response). */
+export class LostResponseError extends Error {
+  readonly $fault = 'server';
+  readonly $metadata = { httpStatusCode: 500 };
+  constructor(op: string) {
+    super(`injected: ${op} was applied, then its response was lost`);
+    this.name = 'InternalServerError';
+  }
+}
+
 export class TestClock {
   offsetMs = 0;
   now = (): number => Date.now() + this.offsetMs;
@@ -53,8 +63,14 @@ export class Harness {
   readonly clock = new TestClock();
   /** Names of storage calls, in order, since the last reset. */
   calls: string[] = [];
-  /** When set, the store throws right after the call with this index (0-based in `calls`) succeeds. */
+  /**
+   * When set, the store throws right after the call with this index (0-based in `calls`)
+   * succeeds, and every call after it throws too: the process is dead until `restart`.
+   */
   crashAt: number | undefined;
+  private dead = false;
+  /** When set, the call with this index is applied and then throws LostResponseError (once). */
+  loseResponseAt: number | undefined;
   config: ConfigSet = DEFAULT_CONFIG;
   private handlers!: Record<DataFunction, (e: HttpEvent, c?: never) => Promise<HttpResult>>;
   readonly store: Store;
@@ -73,9 +89,14 @@ export class Harness {
         const v = Reflect.get(target, prop, receiver);
         if (typeof v !== 'function') return v;
         return async (...args: unknown[]) => {
+          if (this.dead) throw new CrashError(`${String(prop)} (the host is dead)`);
           const out = await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
           const index = this.calls.push(String(prop)) - 1;
-          if (this.crashAt === index) throw new CrashError(String(prop));
+          if (this.crashAt === index) {
+            this.dead = true;
+            throw new CrashError(String(prop));
+          }
+          if (this.loseResponseAt === index) throw new LostResponseError(String(prop));
           return out;
         };
       },
@@ -117,7 +138,19 @@ export class Harness {
       return await op();
     } finally {
       this.crashAt = undefined;
+      this.dead = false;
       this.restart();
+    }
+  }
+
+  /** Runs `op` with the k-th storage call applied and its response lost (it throws as DynamoDB's 500 would). */
+  async loseResponseOf(k: number, op: () => Promise<Reply>): Promise<Reply> {
+    this.calls = [];
+    this.loseResponseAt = k;
+    try {
+      return await op();
+    } finally {
+      this.loseResponseAt = undefined;
     }
   }
 
@@ -138,6 +171,8 @@ export class Harness {
     const context = { getRemainingTimeInMillis: () => timeoutMs - (this.clock.now() - started), awsRequestId: 'test' };
     if (m.route.fn === 'admin') throw new Error(`the harness serves the data routes; ${method} ${path} is an admin route`);
     const res = await this.handlers[m.route.fn](event, context as never);
+    // A host that died during the call sent no answer, whatever its code went on to do.
+    if (this.dead) return { status: 500, body: { error: { code: 'InjectedCrash', message: 'the host died' } } as T, headers: {} };
     return {
       status: res.statusCode ?? 200,
       body: res.body ? JSON.parse(res.body) : undefined,
