@@ -44,7 +44,10 @@ export class PayloadTooLargeError extends LogrelayError {}
 export class ForbiddenError extends LogrelayError {}
 /** 404: no such log, session, profile, version, bake or route for this caller. */
 export class NotFoundError extends LogrelayError {}
-/** 409: `LogExists`, `BakeInProgress`, `AppendInProgress`, an abort of a bake that is not running. */
+/**
+ * 409: `LogExists`, `BakeInProgress`, `AppendInProgress`, an abort of a bake that is not running;
+ * 422: `IdempotencyKeyReused` (an append's key was used before for other records).
+ */
 export class ConflictError extends LogrelayError {}
 /** 429 or 503: throttled or busy; retried automatically, so seen only once retries ran out. */
 export class ThrottledError extends LogrelayError {}
@@ -70,6 +73,7 @@ const DEFAULT_CODES: Record<number, string> = {
   404: 'NotFound',
   409: 'Conflict',
   413: 'PayloadTooLarge',
+  422: 'UnprocessableContent',
   429: 'TooManyRequests',
   500: 'InternalError',
   502: 'BadGateway',
@@ -104,7 +108,7 @@ export function errorFromResponse(status: number, body: string, retryAfterSecond
   if (status === 400) return new ValidationError(d);
   if (status === 401 || status === 403) return new ForbiddenError(d);
   if (status === 404) return new NotFoundError(d);
-  if (status === 409) return new ConflictError(d);
+  if (status === 409 || status === 422) return new ConflictError(d);
   if (status === 413) return new PayloadTooLargeError(d);
   if (status === 429 || status === 503) return new ThrottledError(d);
   if (status >= 500) return new ServerError(d);
