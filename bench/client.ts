@@ -19,7 +19,9 @@ export type ClientCommand =
   | { type: 'append'; logId: string; recordBytes: number; total: number; batch: number }
   | { type: 'createSession'; logId: string; body: Record<string, unknown> }
   | { type: 'deliver'; sessionId: string; total: number; workers: number; maxRecords: number; timeoutMs: number; ack: AckMode }
-  | { type: 'describe'; sessionId: string };
+  | { type: 'describe'; sessionId: string }
+  | { type: 'describeLog'; logId: string }
+  | { type: 'appendScale'; logId: string; producers: number; durationMs: number; recordBytes: number };
 
 /**
  * How workers ack: `receive` carries the acks of each batch on the worker's next receive (what
@@ -56,6 +58,25 @@ export interface DeliverResult {
   distinctDelivered: number;
   duplicates: number;
   busyReplies: number;
+}
+
+/** One append of the append-scale section: its round trip as the producer saw it, and its answer. */
+export interface ScaleCall {
+  ms: number;
+  /** The HTTP status (0: no answer, the request failed). */
+  status: number;
+  /** The error code of a refused append (`error.code`, or the failure's name when there was no answer). */
+  code?: string;
+  /** The sequence numbers a 201 gave the record. */
+  firstSeq?: number;
+  lastSeq?: number;
+}
+
+export interface AppendScaleResult {
+  /** From the first request to the last answer (requests stop being started after durationMs). */
+  wallMs: number;
+  /** Every call, producer after producer. */
+  calls: ScaleCall[];
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -113,6 +134,10 @@ export class Clients {
         return this.must('create session', 'POST', `/logs/${cmd.logId}/sessions`, cmd.body);
       case 'describe':
         return this.must('describe session', 'GET', `/sessions/${cmd.sessionId}`);
+      case 'describeLog':
+        return this.must('describe log', 'GET', `/logs/${cmd.logId}`);
+      case 'appendScale':
+        return this.appendScale(cmd);
       case 'append':
         return this.append(cmd);
       case 'deliver':
@@ -146,6 +171,43 @@ export class Clients {
       }
     }
     return { requests, wallMs: performance.now() - t0, recordBytes: cmd.recordBytes, totalDataBytes };
+  }
+
+  /**
+   * `producers` producers appending one record per request to one log, each in a closed loop
+   * (its next request right after the answer to its last) until `durationMs` have passed; no
+   * request starts after that, and the ones under way are answered. A refused append (any
+   * answer but 201) is counted, not retried: the producer waits its retry-after (at most until
+   * the end) when it has one and goes on with the next record.
+   */
+  private async appendScale(cmd: Extract<ClientCommand, { type: 'appendScale' }>): Promise<AppendScaleResult> {
+    const t0 = performance.now();
+    const end = t0 + cmd.durationMs;
+    const producer = async (p: number): Promise<ScaleCall[]> => {
+      const calls: ScaleCall[] = [];
+      for (let k = 1; performance.now() < end; k++) {
+        const body = { records: [{ data: recordData(p * 1_000_000 + k, cmd.recordBytes) }] };
+        const t = performance.now();
+        let r: Reply<{ firstSeq?: number; lastSeq?: number; error?: { code?: string } }>;
+        try {
+          r = await this.api.call('POST', `/logs/${cmd.logId}/records`, body);
+        } catch (e) {
+          calls.push({ ms: performance.now() - t, status: 0, code: (e as Error).name || 'Error' });
+          continue;
+        }
+        const ms = performance.now() - t;
+        if (r.status === 201) {
+          calls.push({ ms, status: 201, firstSeq: r.body.firstSeq!, lastSeq: r.body.lastSeq! });
+          continue;
+        }
+        calls.push({ ms, status: r.status, code: r.body?.error?.code ?? 'none' });
+        const wait = Math.min(1000 * Number(r.headers['retry-after'] ?? 0), end - performance.now());
+        if (wait > 0) await sleep(wait);
+      }
+      return calls;
+    };
+    const all = await Promise.all(Array.from({ length: cmd.producers }, (_, p) => producer(p + 1)));
+    return { wallMs: performance.now() - t0, calls: all.flat() };
   }
 
   /**

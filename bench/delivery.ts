@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `npm run bench`: delivery cost and speed, measured against the storage floor, side by side in
- * one run (issue 6).
+ * one run (issue 6); then how appends scale with concurrent producers (append-scale, below).
  *
  * One process starts the real local runtime (the synthesized stack, the real handlers, SigV4,
  * the embedded DynamoDB). A worker thread plays the clients (a producer and N stateless workers
@@ -13,15 +13,28 @@
  *   its ConsumedCapacity, every failed conditional write, every receive's conflicts (the
  *   handler's ReceiveConflicts metric), and every request's duration and billed size;
  * - on the same store, half right before the delivery and half right after it, the floor: a
- *   bare loop of the reads delivery needs (a strongly consistent Query of the Records table per
- *   100 records, from the segment holding the page's first record), at the same concurrency;
+ *   bare loop of the reads delivery needs (per 100 records, one strongly consistent BatchGetItem
+ *   of exactly the chunks that hold them, located once beforehand from the log's index), at the
+ *   same concurrency;
  * - once per record size and run, the same records through a one-item-per-record design
  *   (bench/naive.ts), measured the same way.
  *
  * A warm-up pass of every path runs first and is discarded. Figures are medians over the runs
- * with the spread (min–max). `--json` prints the same figures as one JSON document on stdout
- * (progress goes to stderr); `--quick` runs a tiny matrix once (a smoke check); `--runs N`
- * overrides the number of runs.
+ * with the spread (min–max).
+ *
+ * Append-scale: the local runtime started again, with 5 ms added to every storage call
+ * (`storageLatencyMs`, about a round trip to DynamoDB in a region) and with none; for 1, 8 and
+ * 32 producers, one fresh log each, single-record appends over signed HTTP (the clients in a
+ * worker thread), each producer in a closed loop for a fixed time. Per level: appends/s,
+ * latency, refused appends by status and code, storage calls per append, how busy the
+ * service's thread was, and whether the log came out gap-free (its lastSeq is the number of
+ * 201 answers, its firstSeq 1, and the answered sequence numbers are distinct and cover
+ * 1..lastSeq).
+ *
+ * `--json` prints the same figures as one JSON document on stdout (progress goes to stderr);
+ * `--quick` runs a tiny matrix once and append-scale for 1 s a level (a smoke check); `--runs N`
+ * overrides the number of delivery runs; `--only delivery` or `--only append-scale` runs one
+ * section (the handler bundles are timed with delivery).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
@@ -31,12 +44,12 @@ import { performance } from 'node:perf_hooks';
 import { format } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import type { ConsumedCapacity } from '@aws-sdk/client-dynamodb';
-import { BatchWriteCommand, DynamoDBDocumentClient, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, BatchWriteCommand, DynamoDBDocumentClient, GetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { startLocalRuntime, type LocalRuntime } from '../local/server';
 import { DEFAULT_CONFIG } from '../lambdas/domain/config';
 import { TABLES } from '../lambdas/tables';
-import { segmentHolding } from '../lambdas/domain/records';
-import type { AckMode, AppendResult, ClientCommand, DeliverResult, ReceiveStat } from './client';
+import { TAIL_PAGE, chunksIn, decodeEntry, runLast, type ChunkRef, type IndexRun } from '../lambdas/domain/log-index';
+import type { AckMode, AppendResult, AppendScaleResult, ClientCommand, DeliverResult, ReceiveStat } from './client';
 import { createNaiveTable, runNaive, type NaiveResult } from './naive';
 import { measureBundles, type BundlesReport } from './bundles';
 import { PRICES, lambdaUsdPerInvocation, minReadUnits, minWriteUnits, sqsUsdPerMillion } from './prices';
@@ -103,6 +116,23 @@ const FLOOR_MIN_MS = QUICK ? 200 : 2000;
 const profileAt = argv.indexOf('--profile');
 const PROFILE_DIR = profileAt >= 0 ? resolve(argv[profileAt + 1] ?? '.') : undefined;
 
+/** `--only delivery` or `--only append-scale` runs one section; by default both run. */
+type Section = 'delivery' | 'append-scale';
+const onlyAt = argv.indexOf('--only');
+const ONLY = onlyAt >= 0 ? argv[onlyAt + 1] : undefined;
+if (ONLY !== undefined && ONLY !== 'delivery' && ONLY !== 'append-scale') throw new Error(`--only takes "delivery" or "append-scale", not ${ONLY}`);
+const SECTIONS: Section[] = ONLY ? [ONLY] : ['delivery', 'append-scale'];
+/** Append-scale: concurrent producers per level, each level on a fresh log. */
+const SCALE_PRODUCERS = [1, 8, 32];
+/** Append-scale: storage latency of each runtime (local/latency.ts): about a regional round trip to DynamoDB, and none. */
+const SCALE_LATENCIES_MS = [5, 0];
+/** Append-scale: how long the producers append at each level. */
+const SCALE_LEVEL_MS = QUICK ? 1000 : 5000;
+/** Append-scale: a discarded level (8 producers) on each runtime first, so the JIT has compiled the append path. */
+const SCALE_WARMUP_MS = QUICK ? 300 : 2000;
+/** Append-scale: bytes of each record's serialized `data` (one record per append). */
+const SCALE_RECORD_BYTES = 100;
+
 const progress = (line: string): void => {
   process.stderr.write(`[bench] ${line}\n`);
 };
@@ -121,6 +151,8 @@ interface PhaseData {
   byStore: Map<number, Map<string, OpStat>>;
   /** Conditional writes DynamoDB rejected (they consume write units but report none), by table. */
   conditionalFailures: Map<string, number>;
+  /** The same, by command, table and condition (to tell which write was refused). */
+  conditionalFailuresByWrite: Map<string, number>;
   /** ReceiveConflicts values, one per completed receive (from the handler's EMF metrics). */
   receiveConflicts: number[];
   /** EMF documents whose ReceiveConflicts carried a Function dimension other than receive. */
@@ -133,6 +165,7 @@ const newPhase = (name: string): PhaseData => ({
   name,
   byStore: new Map(),
   conditionalFailures: new Map(),
+  conditionalFailuresByWrite: new Map(),
   receiveConflicts: [],
   misattributedMetrics: 0,
   requests: [],
@@ -142,8 +175,19 @@ let current: PhaseData | undefined;
 const storeIds = new WeakMap<object, number>();
 let nextStoreId = 0;
 
-const READ_OPS = new Set(['getHead', 'segmentsBetween', 'segmentAtOrBefore', 'firstLiveSegment', 'getIdem', 'getSession', 'getSessionWithHead', 'getDeadPages']);
-const RECEIVE_ONLY_OPS = new Set(['getSessionWithHead', 'segmentsBetween', 'segmentAtOrBefore', 'firstLiveSegment', 'getHead']);
+const READ_OPS = new Set([
+  'getHead',
+  'indexPageAtOrBefore',
+  'indexPagesBetween',
+  'firstLiveIndexPage',
+  'getChunks',
+  'getIdem',
+  'getSession',
+  'getSessionWithHead',
+  'getDeadPages',
+]);
+/** Operations only the receive function makes during a delivery (a store that made one is the receive function's). */
+const RECEIVE_ONLY_OPS = new Set(['getSessionWithHead', 'getChunks', 'indexPageAtOrBefore', 'indexPagesBetween', 'firstLiveIndexPage', 'getHead']);
 
 const capacityOf = (cc: ConsumedCapacity[] | undefined): number => (cc ?? []).reduce((a, c) => a + (c.CapacityUnits ?? 0), 0);
 
@@ -173,14 +217,17 @@ const REQUEST_LINE = /^(GET|POST|PUT|DELETE|PATCH) (\S+) (\d{3}) (\d+)ms$/;
 function instrument(rt: LocalRuntime): void {
   // Conditional writes that fail: the observer sees successful calls only.
   rt.dynamo.client.middlewareStack.add(
-    (next) => async (args) => {
+    (next, context) => async (args) => {
       const p = current;
       try {
         return await next(args);
       } catch (e) {
         if (p && (e as { name?: string }).name === 'ConditionalCheckFailedException') {
-          const table = String((args.input as { TableName?: string }).TableName ?? '?');
+          const input = args.input as { TableName?: string; ConditionExpression?: string };
+          const table = String(input.TableName ?? '?');
           p.conditionalFailures.set(table, (p.conditionalFailures.get(table) ?? 0) + 1);
+          const write = `${context.commandName ?? '?'} ${table}: ${input.ConditionExpression ?? ''}`;
+          p.conditionalFailuresByWrite.set(write, (p.conditionalFailuresByWrite.get(write) ?? 0) + 1);
         }
         throw e;
       }
@@ -299,7 +346,7 @@ interface RunResult {
     ops: Record<string, OpStat>;
   };
   /** cpuMsPer1k: milliseconds this thread (the store's and the service's) was busy per 1,000 records read. */
-  floor: { wallMs: number; recordsPerSecond: number; cpuMsPer1k: number; calls: number; readUnits: number; passes: number };
+  floor: { wallMs: number; recordsPerSecond: number; cpuMsPer1k: number; calls: number; readUnits: number; passes: number; chunksPerPage: [number, number] };
 }
 
 function unitsOf(ops: Map<string, OpStat> | undefined): Units {
@@ -346,7 +393,7 @@ function appendBatch(recordBytes: number): number {
   return Math.min(limits.maxRecordsPerAppend, Math.floor((limits.maxRequestBytes - 64) / perRecord));
 }
 
-async function logKeyOf(b: Bench, logId: string): Promise<string> {
+async function logKeyOf(b: Pick<Bench, 'doc' | 'tables'>, logId: string): Promise<string> {
   const out = await b.doc.send(
     new ScanCommand({ TableName: b.tables.logs, FilterExpression: 'lid = :l', ExpressionAttributeValues: { ':l': logId }, ProjectionExpression: 'pk' }),
   );
@@ -355,8 +402,20 @@ async function logKeyOf(b: Bench, logId: string): Promise<string> {
   return pk;
 }
 
-async function segmentFirsts(b: Bench, logKey: string): Promise<number[]> {
-  const firsts: number[] = [];
+/** A batch's chunks are stored under a partition key of their own (as lambdas/adapters/store.ts keys them). */
+const chunkPk = (logKey: string, batchId: string): string => `${logKey}#${batchId}`;
+
+/**
+ * A log's whole index as the service stored it: the index pages (Records items with pk = the
+ * log's key, read with a strongly consistent Query) and the head's tail (`T`, starting at `tb`),
+ * checked to be one gap-free run of sequence numbers from the first page to the head's `last`.
+ */
+async function readIndex(b: Pick<Bench, 'doc' | 'tables'>, logKey: string): Promise<{ pages: IndexRun[]; tail: IndexRun; lastSeq: number }> {
+  const head = (await b.doc.send(new GetCommand({ TableName: b.tables.logs, Key: { pk: logKey }, ConsistentRead: true }))).Item;
+  if (!head) throw new Error(`no head for ${logKey} in ${b.tables.logs}`);
+  const tail: IndexRun = { first: head.tb as number, entries: ((head.T as string[] | undefined) ?? []).map(decodeEntry) };
+  const lastSeq = head.last as number;
+  const pages: IndexRun[] = [];
   let start: Record<string, unknown> | undefined;
   do {
     const out = await b.doc.send(
@@ -364,20 +423,46 @@ async function segmentFirsts(b: Bench, logKey: string): Promise<number[]> {
         TableName: b.tables.records,
         KeyConditionExpression: 'pk = :p',
         ExpressionAttributeValues: { ':p': logKey },
-        ProjectionExpression: 'sk',
+        ConsistentRead: true,
         ExclusiveStartKey: start,
       }),
     );
-    for (const it of out.Items ?? []) firsts.push(it.sk as number);
+    for (const it of out.Items ?? []) pages.push({ first: it.sk as number, entries: ((it.e as string[] | undefined) ?? []).map(decodeEntry) });
     start = out.LastEvaluatedKey;
   } while (start);
-  return firsts.sort((x, y) => x - y);
+  pages.sort((x, y) => x.first - y.first);
+  let next = pages[0]?.first ?? tail.first;
+  for (const run of [...pages, tail]) {
+    if (run.first !== next) throw new Error(`${logKey}: index run at ${run.first}, expected ${next}`);
+    next = runLast(run) + 1;
+  }
+  if (next !== lastSeq + 1) throw new Error(`${logKey}: the index ends at ${next - 1}, the head's last is ${lastSeq}`);
+  return { pages, tail, lastSeq };
 }
+
+/** The chunks that hold `from .. to`, in sequence order, checked to cover every one of them. */
+function chunksHolding(runs: readonly IndexRun[], from: number, to: number): ChunkRef[] {
+  const refs = runs.filter((r) => r.first <= to && runLast(r) >= from).flatMap((r) => chunksIn(r, from, to));
+  let next = from;
+  for (const c of refs) {
+    if (c.first > next) break;
+    next = Math.max(next, c.first + c.count);
+  }
+  if (next <= to) throw new Error(`the index holds ${from}..${next - 1} of ${from}..${to}`);
+  return refs;
+}
+
+/** The most keys one BatchGetItem takes. */
+const BATCH_GET_KEYS = 100;
 
 /**
  * The floor: the reads the delivery path needs for these records and nothing else, in a bare
  * loop at the same concurrency as the workers. Each page is what a receive of 100 fresh records
- * reads: a strongly consistent Query from the segment holding its first record to its last.
+ * reads once it knows where they are: one strongly consistent BatchGetItem of exactly the
+ * chunks that hold them (more only when a page spans more than 100 chunks, sent together, as
+ * the store does; and again for keys DynamoDB left unprocessed). Where they are is worked out
+ * once, before the clock starts, from the log's index (the head's tail and the index pages);
+ * a receive looks it up in its host's cache of index pages, or reads the head and pages first.
  */
 /** One stretch of the floor: records read, time taken, this thread's busy time; units and calls of its first pass. */
 interface FloorStretch {
@@ -387,12 +472,25 @@ interface FloorStretch {
   calls: number;
   readUnits: number;
   passes: number;
+  /** Chunks one full page's read names (PAGE records): the fewest and the most. */
+  chunksPerPage: [number, number];
+}
+
+/** The floor's pages: the keys of the chunks holding each page of PAGE records, from the log's index. */
+async function floorPages(b: Bench, logKey: string, total: number): Promise<{ pk: string; sk: number }[][]> {
+  const { pages: indexPages, tail, lastSeq } = await readIndex(b, logKey);
+  if (lastSeq !== total) throw new Error(`${logKey}: the head's last is ${lastSeq}, ${total} records were appended`);
+  const runs = [...indexPages, tail];
+  const pages: { pk: string; sk: number }[][] = [];
+  for (let from = 1; from <= total; from += PAGE) {
+    pages.push(chunksHolding(runs, from, Math.min(total, from + PAGE - 1)).map((c) => ({ pk: chunkPk(logKey, c.batchId), sk: c.index })));
+  }
+  return pages;
 }
 
 async function runFloor(b: Bench, logKey: string, total: number, concurrency: number, minMs: number): Promise<FloorStretch> {
-  const firsts = await segmentFirsts(b, logKey);
-  const pages: [number, number][] = [];
-  for (let from = 1; from <= total; from += PAGE) pages.push([segmentHolding(firsts, from), Math.min(total, from + PAGE - 1)]);
+  const pages = await floorPages(b, logKey, total);
+  const keysInAll = sum(pages.map((p) => p.length));
   // Whole passes over the pages until minMs has passed: a single pass of small records
   // takes a fraction of a second, too short to measure on a shared machine. Units and calls
   // are those of the first pass (the records once).
@@ -405,28 +503,26 @@ async function runFloor(b: Bench, logKey: string, total: number, concurrency: nu
   do {
     let next = 0;
     const first = passes === 0;
+    const read = async (keys: { pk: string; sk: number }[]): Promise<void> => {
+      let request: Record<string, { Keys: Record<string, unknown>[]; ConsistentRead: boolean }> | undefined = {
+        [b.tables.records]: { Keys: keys, ConsistentRead: true },
+      };
+      while (request && Object.keys(request).length) {
+        const out = await b.doc.send(new BatchGetCommand({ RequestItems: request, ReturnConsumedCapacity: 'TOTAL' }));
+        if (first) {
+          calls++;
+          readUnits += capacityOf(out.ConsumedCapacity);
+          items += out.Responses?.[b.tables.records]?.length ?? 0;
+        }
+        request = out.UnprocessedKeys as typeof request;
+      }
+    };
     const loop = async (): Promise<void> => {
       while (next < pages.length) {
-        const [a, z] = pages[next++]!;
-        let start: Record<string, unknown> | undefined;
-        do {
-          const out = await b.doc.send(
-            new QueryCommand({
-              TableName: b.tables.records,
-              KeyConditionExpression: 'pk = :p AND sk BETWEEN :a AND :b',
-              ExpressionAttributeValues: { ':p': logKey, ':a': a, ':b': z },
-              ConsistentRead: true,
-              ExclusiveStartKey: start,
-              ReturnConsumedCapacity: 'TOTAL',
-            }),
-          );
-          if (first) {
-            calls++;
-            readUnits += out.ConsumedCapacity?.CapacityUnits ?? 0;
-            items += out.Items?.length ?? 0;
-          }
-          start = out.LastEvaluatedKey;
-        } while (start);
+        const keys = pages[next++]!;
+        const parts: Promise<void>[] = [];
+        for (let i = 0; i < keys.length; i += BATCH_GET_KEYS) parts.push(read(keys.slice(i, i + BATCH_GET_KEYS)));
+        await Promise.all(parts);
       }
     };
     await Promise.all(Array.from({ length: concurrency }, loop));
@@ -434,8 +530,11 @@ async function runFloor(b: Bench, logKey: string, total: number, concurrency: nu
   } while (performance.now() - t0 < minMs);
   const wallMs = performance.now() - t0;
   const cpuMs = performance.eventLoopUtilization(elu0).active;
-  if (items < pages.length) throw new Error(`floor read ${items} segments for ${pages.length} pages`);
-  return { records: total * passes, wallMs, cpuMs, calls, readUnits, passes };
+  if (items !== keysInAll) throw new Error(`floor read ${items} chunks of the ${keysInAll} its pages name`);
+  // Chunks per page over the full pages (the last may hold fewer records), all pages when none is full.
+  const full = total >= PAGE ? pages.slice(0, Math.floor(total / PAGE)) : pages;
+  const perPage = full.map((p) => p.length);
+  return { records: total * passes, wallMs, cpuMs, calls, readUnits, passes, chunksPerPage: [Math.min(...perPage), Math.max(...perPage)] };
 }
 
 /** The floor over both of its stretches: every record read over their time together; units of one pass. */
@@ -449,14 +548,18 @@ function floorOf(a: FloorStretch, b: FloorStretch): RunResult['floor'] {
     calls: a.calls,
     readUnits: a.readUnits,
     passes: a.passes + b.passes,
+    chunksPerPage: a.chunksPerPage,
   };
 }
 
-/** Deletes a run's segments so the store does not grow from run to run (not measured). */
-async function dropSegments(b: Bench, logKey: string): Promise<void> {
-  const firsts = await segmentFirsts(b, logKey);
-  for (let i = 0; i < firsts.length; i += 25) {
-    let pending: Record<string, unknown>[] = firsts.slice(i, i + 25).map((sk) => ({ DeleteRequest: { Key: { pk: logKey, sk } } }));
+/** Deletes a run's chunks and index pages so the store does not grow from run to run (not measured). */
+async function dropChunks(b: Bench, logKey: string): Promise<void> {
+  const { pages, tail } = await readIndex(b, logKey);
+  const keys: { pk: string; sk: number }[] = [];
+  for (const run of [...pages, tail]) for (const e of run.entries) e.counts.forEach((_, i) => keys.push({ pk: chunkPk(logKey, e.batchId), sk: i }));
+  for (const page of pages) keys.push({ pk: logKey, sk: page.first });
+  for (let i = 0; i < keys.length; i += 25) {
+    let pending: Record<string, unknown>[] = keys.slice(i, i + 25).map((Key) => ({ DeleteRequest: { Key } }));
     while (pending.length) {
       const out = await b.doc.send(new BatchWriteCommand({ RequestItems: { [b.tables.records]: pending as never } }));
       pending = (out.UnprocessedItems?.[b.tables.records] as Record<string, unknown>[] | undefined) ?? [];
@@ -760,7 +863,8 @@ type DerivedKey = keyof Derived;
 /** Groups of storage operations shown in the breakdown table, by function. */
 const BREAKDOWN: { label: string; ops: string[] }[] = [
   { label: 'receive: BatchGetItem session + head', ops: ['receive getSessionWithHead'] },
-  { label: 'receive: Query segments', ops: ['receive segmentsBetween', 'receive segmentAtOrBefore', 'receive firstLiveSegment'] },
+  { label: 'receive: BatchGetItem chunks', ops: ['receive getChunks'] },
+  { label: 'receive: Query index pages (a host\'s first look at them; retention)', ops: ['receive indexPageAtOrBefore', 'receive indexPagesBetween', 'receive firstLiveIndexPage'] },
   { label: 'receive: UpdateItem claim (with the carried acks, if any)', ops: ['receive claimSession'] },
   { label: 'receive: UpdateItem compaction (folds, redeliveries)', ops: ['receive compactSession'] },
   { label: 'receive: rejected conditional writes (est.)', ops: ['receive rejected'] },
@@ -796,8 +900,20 @@ interface Target {
   spread: Spread;
 }
 
-function targets(configs: ConfigSummary[]): Target[] {
+function deliveryTargets(configs: ConfigSummary[]): Target[] {
   const out: Target[] = [];
+  // Appending 1 KiB records: the append units of every run at that size (the append table's figure).
+  const appendAt1k = configs.filter((c) => c.recordBytes === 1024);
+  if (appendAt1k.length) {
+    const ratio = spread(appendAt1k.flatMap((c) => c.appendOverMin.runs));
+    out.push({
+      name: 'append capacity units per 1,000 records / write-unit minimum, 1 KiB records (every run at that size)',
+      value: ratio.median,
+      target: '<= 1.2',
+      met: ratio.median <= 1.2,
+      spread: ratio,
+    });
+  }
   // The targets are read from the way the client library works: acks carried on the next receive.
   const find = (bytes: number, w: number): ConfigSummary | undefined => configs.find((c) => c.recordBytes === bytes && c.workers === w && c.ack === 'receive');
   for (const w of WORKERS) {
@@ -867,17 +983,33 @@ interface Report {
   command: string;
   wallSeconds: number;
   machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string; platform: string; loadAverageStart: number[]; loadAverageEnd: number[] };
-  method: Record<string, unknown>;
-  prices: typeof PRICES & { sqsChunkRule: string; httpApiMeteringRule: string; failedConditionalWriteRule: string };
-  configs: ConfigSummary[];
-  naive: { recordBytes: number; runs: NaiveResult[] }[];
-  bundles: BundlesReport;
+  /** The sections this run measured (`--only` picks one). */
+  sections: Section[];
+  /** The delivery section's method, prices, figures and runs (absent with `--only append-scale`). */
+  method?: Record<string, unknown>;
+  prices?: typeof PRICES & { sqsChunkRule: string; httpApiMeteringRule: string; failedConditionalWriteRule: string };
+  configs?: ConfigSummary[];
+  naive?: { recordBytes: number; runs: NaiveResult[] }[];
+  bundles?: BundlesReport;
+  runs?: RunResult[];
+  /** The append-scale section (absent with `--only delivery`). */
+  appendScale?: AppendScaleReport;
   targets: Target[];
-  runs: RunResult[];
+}
+
+/** Chunks per page of the floor, by record size, for the report's text. */
+function floorChunks(runs: readonly RunResult[]): string {
+  const parts = SIZES.flatMap((size) => {
+    const rs = runs.filter((r) => r.recordBytes === size);
+    if (!rs.length) return [];
+    const lo = Math.min(...rs.map((r) => r.floor.chunksPerPage[0]));
+    const hi = Math.max(...rs.map((r) => r.floor.chunksPerPage[1]));
+    return [`${lo === hi ? lo : `${lo} to ${hi}`} at ${label(size)}`];
+  });
+  return `${parts.join(', ')} chunks a page of ${PAGE} records`;
 }
 
 function markdown(rep: Report): string {
-  const c = rep.configs;
   const lines: string[] = [];
   lines.push('# Logrelay delivery benchmark');
   lines.push('');
@@ -887,12 +1019,26 @@ function markdown(rep: Report): string {
       `${rep.machine.loadAverageEnd.map((x) => x.toFixed(2)).join('/')} at end`,
   );
   lines.push('');
+  if (rep.configs) lines.push(...deliveryMarkdown(rep));
+  if (rep.appendScale) lines.push(...appendScaleMarkdown(rep.appendScale));
+  lines.push('## Targets');
+  lines.push('');
+  lines.push(table(['target', 'value (median; min–max)', 'target', 'met'], rep.targets.map((t) => [t.name, fmtSpread(t.spread, 3), t.target, t.met ? 'yes' : '**no**'])));
+  lines.push('');
+  return lines.join('\n');
+}
+
+function deliveryMarkdown(rep: Report): string[] {
+  const c = rep.configs!;
+  const bundles = rep.bundles!;
+  const lines: string[] = [];
   lines.push(
     `Local runtime (synthesized stack, real handlers, SigV4 over HTTP, embedded DynamoDB: dynalite) in one process; the clients in a worker thread. ` +
-      `${rep.method.runs} run(s) per configuration after a discarded warm-up; each cell is the median with the spread (min–max) over the runs. ` +
+      (rep.method!.storageLatencyMs ? `Every DynamoDB call, the floor's included, had ${String(rep.method!.storageLatencyMs)} ms added (LOGRELAY_STORAGE_LATENCY_MS). ` : '') +
+      `${rep.method!.runs} run(s) per configuration after a discarded warm-up; each cell is the median with the spread (min–max) over the runs. ` +
       `Records per run: ${SIZES.map((s) => `${RECORDS[s]} × ${label(s)}`).join(', ')}. Every receive asks for ${PAGE} records (the default \`maxBatchRecords\`), ` +
       `workers ack what they got as ranges right away, with no processing time between (the most contended pattern for the session item): "on next receive" carries each batch's acks on the worker's next receive (the \`ack\` field; what the client library's consume() does), "own request" sends them as a \`POST /ack\` of their own; sessions use the default ack timeout and \`maxInFlight\` ${MAX_IN_FLIGHT}. ` +
-      `"Floor" is a bare loop of the reads delivery needs for the same records on the same store (one strongly consistent Query per ${PAGE} records, from the segment holding the page's first record), at the same concurrency, in whole passes over the records for at least ${FLOOR_MIN_MS / 1000} s, half right before the delivery and half right after it (so a change in the shared machine's speed falls on both sides of the ratio); its units are those of one pass. ` +
+      `"Floor" is a bare loop of the reads delivery needs for the same records on the same store (per ${PAGE} records, one strongly consistent BatchGetItem of exactly the chunks that hold them: ${floorChunks(rep.runs!)}; where they are is worked out once before the floor is timed, from the head's tail and the log's index pages, which a receive finds in its host's cache or reads first), at the same concurrency, in whole passes over the records for at least ${FLOOR_MIN_MS / 1000} s, half right before the delivery and half right after it (so a change in the shared machine's speed falls on both sides of the ratio); its units are those of one pass. ` +
         `"Service-thread CPU" is the time the thread that runs the local gateway, the handlers and the embedded store was busy (event-loop utilization) per 1,000 records, during the delivery and during the floor: their ratio is the end-to-end / floor ratio without idle time.`,
   );
   lines.push('');
@@ -929,7 +1075,7 @@ function markdown(rep: Report): string {
   );
   lines.push('');
 
-  const allRuns = rep.runs;
+  const allRuns = rep.runs!;
   lines.push(
     `Checks over all ${allRuns.length} measured runs: every record was delivered and acked (session ackFloor = last record, nothing in flight); ` +
       `records delivered more than once: ${sum(allRuns.map((r) => r.deliver.duplicates))}; deliveries with deliveryCount > 1: ${sum(allRuns.map((r) => r.deliver.redelivered))}; ` +
@@ -1017,7 +1163,7 @@ function markdown(rep: Report): string {
   const groups = [...new Set(c.flatMap((x) => Object.keys(x.breakdown)))];
   lines.push(
     table(
-      ['record', 'workers', 'acks', ...groups, 'floor: Query segments'],
+      ['record', 'workers', 'acks', ...groups, 'floor: BatchGetItem chunks'],
       c.map((x) => [
         label(x.recordBytes),
         String(x.workers),
@@ -1053,7 +1199,7 @@ function markdown(rep: Report): string {
     ),
   );
   lines.push('');
-  const p = rep.prices;
+  const p = rep.prices!;
   lines.push(
     `Prices (${p.region}, ${p.note}): DynamoDB on-demand $${p.dynamodb.usdPerMillionWriteRequestUnits} per million write request units and $${p.dynamodb.usdPerMillionReadRequestUnits} per million read request units (${p.dynamodb.source}); ` +
       `Lambda arm64 $${p.lambda.usdPerGbSecond} per GB-second and $${p.lambda.usdPerMillionRequests} per million requests at ${p.lambda.memoryGb * 1024} MB (${p.lambda.source}); ` +
@@ -1069,7 +1215,7 @@ function markdown(rep: Report): string {
   lines.push(
     table(
       ['function', 'bundle KiB', 'gzip KiB', 'source map KiB', 'require() ms, --enable-source-maps (as deployed)', 'require() ms, no source maps'],
-      rep.bundles.bundles.map((b) => [
+      bundles.bundles.map((b) => [
         b.fn,
         fmt(b.bytes / 1024),
         fmt(b.gzipBytes / 1024),
@@ -1081,31 +1227,273 @@ function markdown(rep: Report): string {
   );
   lines.push('');
   lines.push(
-    `Bundled like the stack (esbuild, minify, CommonJS, target node24, \`@aws-sdk/*\` external); median of ${rep.bundles.runs} fresh \`node -e "require(bundle)"\` processes on Node.js ${rep.bundles.nodeVersion} (Lambda runs Node.js 24), the external AWS SDK from the project's node_modules. ` +
-      `For scale: requiring only @aws-sdk/client-dynamodb + lib-dynamodb takes ${fmt(rep.bundles.sdkOnlyInitMs)} ms. The handlers build their DynamoDB client on the first request (lazy), which this does not time.`,
+    `Bundled like the stack (esbuild, minify, CommonJS, target node24, \`@aws-sdk/*\` external); median of ${bundles.runs} fresh \`node -e "require(bundle)"\` processes on Node.js ${bundles.nodeVersion} (Lambda runs Node.js 24), the external AWS SDK from the project's node_modules. ` +
+      `For scale: requiring only @aws-sdk/client-dynamodb + lib-dynamodb takes ${fmt(bundles.sdkOnlyInitMs)} ms. The handlers build their DynamoDB client on the first request (lazy), which this does not time.`,
   );
   lines.push('');
 
-  lines.push('## Targets');
+  return lines;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Append scale: appends/s, latency and refusals with 1, 8 and 32 concurrent producers
+
+interface ScaleLevel {
+  storageLatencyMs: number;
+  producers: number;
+  logId: string;
+  durationMs: number;
+  /** From the first request to the last answer. */
+  wallMs: number;
+  requests: number;
+  /** 201 answers. */
+  appended: number;
+  appendsPerSecond: number;
+  /** Client-observed round trips of every request (refused ones too), ms. */
+  latencyP50Ms: number;
+  latencyP99Ms: number;
+  latencyMaxMs: number;
+  /** Answers other than 201, by "status code" (status 0: no answer). */
+  refused: Record<string, number>;
+  refusedTotal: number;
+  /** GET /logs/{id} after the level. */
+  log: { firstSeq: number; lastSeq: number };
+  gapFree: boolean;
+  /** What the gap check found wrong (empty when gapFree). */
+  gapProblems: string[];
+  storageCallsPerAppend: number;
+  writeUnitsPerAppend: number;
+  readUnitsPerAppend: number;
+  /** Storage calls and units by operation, all functions together. */
+  ops: Record<string, OpStat>;
+  /** Conditional writes DynamoDB rejected, by command, table and condition. */
+  rejectedConditionalWrites: Record<string, number>;
+  /** Share of the level's time the thread running the gateway, handlers and store was busy. */
+  serviceThreadBusy: number;
+  /** The runtime's own request times (arrival to response), ms. */
+  serverP50Ms: number;
+  serverP99Ms: number;
+  /** The log's index after the level: entries left in the head's tail, and index pages. */
+  index: { tailEntries: number; pages: number };
+}
+
+interface AppendScaleReport {
+  method: Record<string, unknown>;
+  levels: ScaleLevel[];
+}
+
+/** One level: a fresh log, `producers` closed-loop producers for SCALE_LEVEL_MS, then the checks. */
+async function scaleLevel(rt: LocalRuntime, clients: ClientThread, producers: number, durationMs: number, tag: string): Promise<ScaleLevel> {
+  const logId = `scale-${rt.storageLatencyMs}ms-${producers}p-${tag}-${Date.now().toString(36)}`;
+  current = newPhase('setup');
+  await clients.run({ type: 'createLog', logId });
+  const phase = (current = newPhase('append-scale'));
+  const elu0 = performance.eventLoopUtilization();
+  const res = await clients.run<AppendScaleResult>({ type: 'appendScale', logId, producers, durationMs, recordBytes: SCALE_RECORD_BYTES });
+  await tick();
+  const busy = performance.eventLoopUtilization(elu0).utilization;
+  current = undefined;
+  const view = await clients.run<{ firstSeq: number; lastSeq: number }>({ type: 'describeLog', logId });
+  const store = { doc: DynamoDBDocumentClient.from(rt.dynamo.client), tables: tablesOf(rt) };
+  const index = await readIndex(store, await logKeyOf(store, logId));
+
+  const ok = res.calls.filter((c) => c.status === 201);
+  const refused: Record<string, number> = {};
+  for (const c of res.calls) if (c.status !== 201) refused[`${c.status} ${c.code ?? ''}`.trim()] = (refused[`${c.status} ${c.code ?? ''}`.trim()] ?? 0) + 1;
+
+  // Gap-freedom: the log's numbers are exactly the ones the 201s answered, 1..lastSeq, each once.
+  const problems: string[] = [];
+  const seqs: number[] = [];
+  for (const c of ok) {
+    if (c.lastSeq !== c.firstSeq) problems.push(`a one-record append answered ${c.firstSeq}..${c.lastSeq}`);
+    for (let q = c.firstSeq!; q <= c.lastSeq!; q++) seqs.push(q);
+  }
+  seqs.sort((x, y) => x - y);
+  let repeated = 0;
+  for (let i = 1; i < seqs.length; i++) if (seqs[i] === seqs[i - 1]) repeated++;
+  if (repeated) problems.push(`${repeated} sequence numbers answered more than once`);
+  if (view.lastSeq !== ok.length) problems.push(`lastSeq ${view.lastSeq}, ${ok.length} appends answered 201`);
+  if (view.lastSeq > 0 && view.firstSeq !== 1) problems.push(`firstSeq ${view.firstSeq}, not 1`);
+  const distinct = new Set(seqs);
+  let missing = 0;
+  for (let q = 1; q <= view.lastSeq; q++) if (!distinct.has(q)) missing++;
+  if (missing) problems.push(`${missing} of 1..${view.lastSeq} answered to no append`);
+  const beyond = seqs.filter((q) => q < 1 || q > view.lastSeq).length;
+  if (beyond) problems.push(`${beyond} answered sequence numbers outside 1..${view.lastSeq}`);
+
+  const ops: Record<string, OpStat> = {};
+  let calls = 0;
+  let units: Units = { read: 0, write: 0, calls: 0 };
+  for (const byOp of phase.byStore.values()) {
+    units = addUnits(units, unitsOf(byOp));
+    for (const [op, st] of byOp) {
+      const o = (ops[op] ??= { calls: 0, units: 0 });
+      o.calls += st.calls;
+      o.units += st.units;
+      calls += st.calls;
+    }
+  }
+  const per = (x: number): number => x / Math.max(1, ok.length);
+  const ms = res.calls.map((c) => c.ms);
+  const server = phase.requests.filter((r) => r.route.endsWith('/records')).map((r) => r.ms);
+  return {
+    storageLatencyMs: rt.storageLatencyMs,
+    producers,
+    logId,
+    durationMs,
+    wallMs: res.wallMs,
+    requests: res.calls.length,
+    appended: ok.length,
+    appendsPerSecond: ok.length / (res.wallMs / 1000),
+    latencyP50Ms: percentile(ms, 50),
+    latencyP99Ms: percentile(ms, 99),
+    latencyMaxMs: ms.length ? Math.max(...ms) : NaN,
+    refused,
+    refusedTotal: res.calls.length - ok.length,
+    log: { firstSeq: view.firstSeq, lastSeq: view.lastSeq },
+    gapFree: problems.length === 0,
+    gapProblems: problems,
+    storageCallsPerAppend: per(calls),
+    writeUnitsPerAppend: per(units.write),
+    readUnitsPerAppend: per(units.read),
+    ops,
+    rejectedConditionalWrites: Object.fromEntries(phase.conditionalFailuresByWrite),
+    serviceThreadBusy: busy,
+    serverP50Ms: percentile(server, 50),
+    serverP99Ms: percentile(server, 99),
+    index: { tailEntries: index.tail.entries.length, pages: index.pages.length },
+  };
+}
+
+async function runAppendScale(credDir: string): Promise<AppendScaleReport> {
+  const levels: ScaleLevel[] = [];
+  for (const latency of SCALE_LATENCIES_MS) {
+    progress(`append-scale: starting the local runtime with ${latency} ms storage latency`);
+    const rt = await startRuntime(credDir, latency);
+    const clients = clientsFor(rt);
+    try {
+      progress(`append-scale, ${latency} ms: warm-up (8 producers, ${SCALE_WARMUP_MS} ms, discarded)`);
+      await scaleLevel(rt, clients, 8, SCALE_WARMUP_MS, 'warmup');
+      for (const producers of SCALE_PRODUCERS) {
+        const l = await scaleLevel(rt, clients, producers, SCALE_LEVEL_MS, 'run');
+        levels.push(l);
+        progress(
+          `append-scale, ${latency} ms × ${producers} producer${producers > 1 ? 's' : ''}: ${fmt(l.appendsPerSecond)} appends/s, p50 ${fmt(l.latencyP50Ms)} ms, p99 ${fmt(l.latencyP99Ms)} ms, ` +
+            `refused ${l.refusedTotal}${l.refusedTotal ? ` (${refusedText(l.refused)})` : ''}, ${l.gapFree ? 'gap-free' : `NOT gap-free: ${l.gapProblems.join('; ')}`}, ` +
+            `service thread ${fmt(l.serviceThreadBusy * 100, 2)}% busy`,
+        );
+      }
+    } finally {
+      current = undefined;
+      await clients.close();
+      await rt.close();
+    }
+  }
+  return {
+    method: {
+      storageLatenciesMs: SCALE_LATENCIES_MS,
+      producers: SCALE_PRODUCERS,
+      levelMs: SCALE_LEVEL_MS,
+      warmup: `one discarded level of 8 producers for ${SCALE_WARMUP_MS} ms on each runtime, on a log of its own`,
+      recordBytes: SCALE_RECORD_BYTES,
+      appends:
+        'one record per POST /logs/{logId}/records, no idempotencyKey; each producer in a closed loop (its next request right after the answer to its last) until the level\'s time has passed, then the requests under way are answered; a refused append is counted, not retried (the producer waits its retry-after, at most to the end of the level, and goes on)',
+      clients: 'a worker thread (signed HTTP over loopback); the runtime, its handlers and dynalite on the main thread',
+      storageLatency: 'local/latency.ts: SDK middleware on the embedded store\'s client, half of it before each attempt and half after its answer',
+      appendsPerSecond: '201 answers / time from the first request to the last answer',
+      latency: 'client-observed round trip of every request, refused ones included',
+      gapFree: 'GET /logs/{id} after the level: lastSeq = the number of 201 answers and firstSeq = 1, and the sequence numbers the 201s answered are distinct and cover 1..lastSeq',
+    },
+    levels,
+  };
+}
+
+const refusedText = (r: Record<string, number>): string =>
+  Object.entries(r)
+    .map(([k, n]) => `${k}: ${n}`)
+    .join(', ');
+
+function appendScaleTargets(rep: AppendScaleReport): Target[] {
+  const out: Target[] = [];
+  const at = (ms: number, p: number): ScaleLevel | undefined => rep.levels.find((l) => l.storageLatencyMs === ms && l.producers === p);
+  const one = (name: string, value: number, target: string, met: boolean): Target => ({ name, value, target, met, spread: spread([value]) });
+  const ratio = (ms: number): number => (at(ms, 32)?.appendsPerSecond ?? NaN) / (at(ms, 1)?.appendsPerSecond ?? NaN);
+  if (at(5, 32) && at(5, 1)) out.push(one('append-scale, 5 ms storage latency: appends/s at 32 producers / at 1 producer', ratio(5), '>= 3', ratio(5) >= 3));
+  if (at(5, 32)) {
+    const p99 = at(5, 32)!.latencyP99Ms;
+    out.push(one('append-scale, 5 ms storage latency: append p99 ms at 32 producers', p99, '<= 250', p99 <= 250));
+  }
+  if (at(0, 32) && at(0, 1)) out.push(one('append-scale, no storage latency: appends/s at 32 producers / at 1 producer', ratio(0), '>= 1', ratio(0) >= 1));
+  for (const ms of SCALE_LATENCIES_MS) {
+    const ls = rep.levels.filter((l) => l.storageLatencyMs === ms);
+    if (!ls.length) continue;
+    const refused = sum(ls.map((l) => l.refusedTotal));
+    out.push(one(`append-scale, ${ms} ms storage latency: refused appends, all levels (${ls.map((l) => l.producers).join(', ')} producers)`, refused, '0', refused === 0));
+    const gaps = ls.filter((l) => !l.gapFree).length;
+    out.push(one(`append-scale, ${ms} ms storage latency: levels whose log is not gap-free`, gaps, '0', gaps === 0));
+  }
+  return out;
+}
+
+function appendScaleMarkdown(rep: AppendScaleReport): string[] {
+  const lines: string[] = [];
+  lines.push('## Append scale: concurrent producers, one record per append');
   lines.push('');
-  lines.push(table(['target', 'value (median; min–max)', 'target', 'met'], rep.targets.map((t) => [t.name, fmtSpread(t.spread, 3), t.target, t.met ? 'yes' : '**no**'])));
+  lines.push(
+    table(
+      [
+        'storage latency',
+        'producers',
+        'appends/s',
+        'vs 1 producer',
+        'p50 ms',
+        'p99 ms',
+        'refused (status code: count)',
+        'gap-free (firstSeq..lastSeq, 201s)',
+        'storage calls / WCU per append',
+        'rejected cond. writes',
+        'index at end: tail entries / pages',
+        'service thread busy',
+      ],
+      rep.levels.map((l) => {
+        const one = rep.levels.find((x) => x.storageLatencyMs === l.storageLatencyMs && x.producers === 1);
+        const rejected = sum(Object.values(l.rejectedConditionalWrites));
+        return [
+          `${l.storageLatencyMs} ms`,
+          String(l.producers),
+          fmt(l.appendsPerSecond),
+          one ? `${fmt(l.appendsPerSecond / one.appendsPerSecond, 2)}×` : '—',
+          fmt(l.latencyP50Ms),
+          fmt(l.latencyP99Ms),
+          l.refusedTotal ? refusedText(l.refused) : '0',
+          `${l.gapFree ? 'yes' : `**no**: ${l.gapProblems.join('; ')}`} (${l.log.firstSeq}..${l.log.lastSeq}, ${l.appended})`,
+          `${fmt(l.storageCallsPerAppend)} / ${fmt(l.writeUnitsPerAppend)}`,
+          String(rejected),
+          `${l.index.tailEntries} / ${l.index.pages}`,
+          `${fmt(l.serviceThreadBusy * 100, 2)}%`,
+        ];
+      }),
+    ),
+  );
   lines.push('');
-  return lines.join('\n');
+  lines.push(
+    `The local runtime started anew for each storage latency (${SCALE_LATENCIES_MS.join(' and ')} ms added to every DynamoDB call, local/latency.ts), after a discarded level of 8 producers; each level on a fresh log: ` +
+      `${rep.levels[0] ? fmt(rep.levels[0].durationMs / 1000) : '?'} s of single-record appends (${SCALE_RECORD_BYTES} B of \`data\`, no idempotencyKey) over signed HTTP from a worker thread, each producer in a closed loop; appends/s is 201 answers over the time from the first request to the last answer. ` +
+      'Latency: client-observed, every request. Refused: any answer but 201, counted and not retried (the producer waits its retry-after and goes on). ' +
+      'Gap-free: after the level, GET /logs/{id} has lastSeq = the 201 answers and firstSeq 1, and the answered sequence numbers are distinct and cover 1..lastSeq. ' +
+      'Storage calls and write units per append: every storage call the handlers made during the level, per 201. Rejected cond. writes: conditional writes DynamoDB refused (e.g. a tail trim another appender did first). ' +
+      `Index at end: entries left in the log's head (its tail; the service moves them to index pages ${TAIL_PAGE} at a time) and the index pages written, read from the store after the level. ` +
+      'Service thread busy: event-loop utilization of the thread that runs the gateway, the handlers and the embedded store (the clients run on another); near 100% the level measures this one thread, not the protocol.',
+  );
+  lines.push('');
+  return lines;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Main
 
-async function main(): Promise<void> {
-  const started = performance.now();
-  const loadStart = loadavg();
-  progress(`${QUICK ? 'quick' : 'full'} matrix: sizes ${SIZES.map(label).join(', ')}; workers ${WORKERS.join(', ')}; ${RUNS} run(s)`);
-
-  progress('bundling the handlers and timing their module initialization');
-  const bundles = await measureBundles(BUNDLE_RUNS, progress);
-
-  const credDir = mkdtempSync(join(tmpdir(), 'logrelay-bench-'));
-  progress('starting the local runtime');
+/** Starts the local runtime for the bench: request lines into the current phase, stdout kept for the report, storage counted. */
+async function startRuntime(credDir: string, storageLatencyMs?: number): Promise<LocalRuntime> {
   const rt = await startLocalRuntime({
     port: 0,
     credentialsPath: join(credDir, 'credentials.json'),
@@ -1115,9 +1503,11 @@ async function main(): Promise<void> {
       else if (!m) process.stderr.write(`${line}\n`);
     },
     observeStorage,
+    ...(storageLatencyMs === undefined ? {} : { storageLatencyMs }),
   });
   // Keep stdout for the report: anything else the handlers print goes to stderr; the EMF lines
-  // still reach the local CloudWatch through the runtime's console hook.
+  // still reach the local CloudWatch through the runtime's console hook. (Closing the runtime
+  // puts back the console.log it found, so each runtime gets this anew.)
   const runtimeConsoleLog = console.log;
   console.log = (...args: unknown[]) => {
     const [first] = args;
@@ -1126,28 +1516,47 @@ async function main(): Promise<void> {
   };
   console.info = console.debug = (...args: unknown[]) => process.stderr.write(`${format(...args)}\n`);
   instrument(rt);
+  return rt;
+}
 
+function tablesOf(rt: LocalRuntime): Bench['tables'] {
   const names: Record<string, string> = {};
   for (const fn of Object.values(rt.system.functions)) {
     for (const def of TABLES) if (!names[def.id] && fn.environment[def.envVar]) names[def.id] = fn.environment[def.envVar]!;
   }
   if (!names.Logs || !names.Records || !names.Sessions) throw new Error(`table names not found in the functions' environments: ${JSON.stringify(names)}`);
-  const tables = { logs: names.Logs!, records: names.Records!, sessions: names.Sessions! };
+  return { logs: names.Logs!, records: names.Records!, sessions: names.Sessions! };
+}
+
+function clientsFor(rt: LocalRuntime): ClientThread {
   const principal = rt.principals[0]!;
-  const clients = new ClientThread({ url: rt.url, credentials: { accessKeyId: principal.accessKeyId, secretAccessKey: principal.secretAccessKey } });
-  const b: Bench = { rt, clients, doc: DynamoDBDocumentClient.from(rt.dynamo.client), tables };
-  await createNaiveTable(rt.dynamo.client);
+  return new ClientThread({ url: rt.url, credentials: { accessKeyId: principal.accessKeyId, secretAccessKey: principal.secretAccessKey } });
+}
+
+type DeliveryReport = Required<Pick<Report, 'method' | 'prices' | 'configs' | 'naive' | 'bundles' | 'runs'>>;
+
+async function runDelivery(credDir: string): Promise<DeliveryReport> {
+  progress(`delivery, ${QUICK ? 'quick' : 'full'} matrix: sizes ${SIZES.map(label).join(', ')}; workers ${WORKERS.join(', ')}; ${RUNS} run(s)`);
+  progress('bundling the handlers and timing their module initialization');
+  const bundles = await measureBundles(BUNDLE_RUNS, progress);
+
+  progress('starting the local runtime');
+  const rt = await startRuntime(credDir);
+  const clients = clientsFor(rt);
+  const b: Bench = { rt, clients, doc: DynamoDBDocumentClient.from(rt.dynamo.client), tables: tablesOf(rt) };
+  const storageLatencyMs = rt.storageLatencyMs;
 
   const runs: RunResult[] = [];
   const naiveRuns = new Map<number, NaiveResult[]>();
   const derived = new Map<string, Derived[]>();
   try {
+    await createNaiveTable(rt.dynamo.client);
     progress('warm-up (discarded)');
     for (const size of SIZES) {
       let logKey = '';
       for (const ack of new Set(VARIANTS.map((v) => v.ack))) {
         ({ logKey } = await runOne(b, size, 4, ack, WARMUP_RECORDS[size]!, 'warmup'));
-        await dropSegments(b, logKey);
+        await dropChunks(b, logKey);
       }
       await runNaive(rt.dynamo.client, { logKey: `${logKey}#warmup`, recordBytes: size, total: WARMUP_RECORDS[size]!, appendBatch: appendBatch(size), page: PAGE });
     }
@@ -1157,7 +1566,7 @@ async function main(): Promise<void> {
         let naive: NaiveResult | undefined;
         for (const { workers: w, ack } of VARIANTS) {
           const { run, logKey } = await runOne(b, size, w, ack, total, `r${r}`);
-          await dropSegments(b, logKey);
+          await dropChunks(b, logKey);
           // The same records through one item per record, once per size and run.
           naive ??= await runNaive(rt.dynamo.client, { logKey, recordBytes: size, total, appendBatch: appendBatch(size), page: PAGE });
           runs.push(run);
@@ -1177,7 +1586,6 @@ async function main(): Promise<void> {
     current = undefined;
     await clients.close();
     await rt.close();
-    rmSync(credDir, { recursive: true, force: true });
   }
 
   const configs: ConfigSummary[] = [];
@@ -1187,23 +1595,7 @@ async function main(): Promise<void> {
       configs.push(summarize(size, w, ack, RECORDS[size]!, derived.get(`${size}/${w}/${ack}`)!, raw));
     }
   }
-  const cpu = cpus();
-  const report: Report = {
-    generatedAt: new Date().toISOString(),
-    command:
-      process.env.npm_lifecycle_event === 'bench'
-        ? ['npm run bench', ...(argv.length ? ['--', ...argv] : [])].join(' ')
-        : ['npx tsx bench/delivery.ts', ...argv].join(' '),
-    wallSeconds: (performance.now() - started) / 1000,
-    machine: {
-      cpus: cpu.length,
-      cpuModel: cpu[0]?.model.trim() ?? 'unknown',
-      memoryGiB: Math.round(totalmem() / 2 ** 30),
-      node: process.version,
-      platform: `${process.platform}-${process.arch}`,
-      loadAverageStart: loadStart,
-      loadAverageEnd: loadavg(),
-    },
+  return {
     method: {
       runs: RUNS,
       warmup: `one discarded delivery per ack mode and one naive pass per record size (4 workers; ${SIZES.map((s) => `${WARMUP_RECORDS[s]} × ${label(s)}`).join(', ')}) before the measured runs`,
@@ -1213,8 +1605,9 @@ async function main(): Promise<void> {
       maxRecordsPerReceive: PAGE,
       maxInFlight: MAX_IN_FLIGHT,
       appendBatch: Object.fromEntries(SIZES.map((s) => [s, appendBatch(s)])),
+      storageLatencyMs,
       clients: 'a worker thread (signed HTTP over loopback); the runtime, its handlers and dynalite on the main thread',
-      floor: `one strongly consistent Query per ${PAGE} records of the Records table, from the segment holding the page's first record, at the same concurrency as the workers, on the same store, half right before and half right after the end-to-end run, in whole passes repeated for at least ${FLOOR_MIN_MS} ms in all (units: one pass)`,
+      floor: `per ${PAGE} records, one strongly consistent BatchGetItem of exactly the chunks that hold them (Records table; more only for a page of more than ${BATCH_GET_KEYS} chunks, sent together, or keys left unprocessed), the chunks located once before timing from the log's index (the head's tail and its index pages), at the same concurrency as the workers, on the same store, half right before and half right after the end-to-end run, in whole passes repeated for at least ${FLOOR_MIN_MS} ms in all (units: one pass)`,
       oneItemPerRecord:
         'per append request one UpdateItem on a counter, one item per record (BatchWriteItem); a strongly consistent Query per 100 records; one delete per record at ack; no per-record lease write (charitable)',
       theoreticalMinimum: 'write: record bytes / 1 KB (1 WCU per 1 KB); read: record bytes / 4 KB, strongly consistent (1 RCU per 4 KB)',
@@ -1232,8 +1625,44 @@ async function main(): Promise<void> {
     configs,
     naive: SIZES.map((s) => ({ recordBytes: s, runs: naiveRuns.get(s) ?? [] })),
     bundles,
-    targets: targets(configs),
     runs,
+  };
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const loadStart = loadavg();
+  const credDir = mkdtempSync(join(tmpdir(), 'logrelay-bench-'));
+  let delivery: DeliveryReport | undefined;
+  let appendScale: AppendScaleReport | undefined;
+  try {
+    if (SECTIONS.includes('delivery')) delivery = await runDelivery(credDir);
+    if (SECTIONS.includes('append-scale')) appendScale = await runAppendScale(credDir);
+  } finally {
+    rmSync(credDir, { recursive: true, force: true });
+  }
+
+  const cpu = cpus();
+  const report: Report = {
+    generatedAt: new Date().toISOString(),
+    command:
+      process.env.npm_lifecycle_event === 'bench'
+        ? ['npm run bench', ...(argv.length ? ['--', ...argv] : [])].join(' ')
+        : ['npx tsx bench/delivery.ts', ...argv].join(' '),
+    wallSeconds: (performance.now() - started) / 1000,
+    machine: {
+      cpus: cpu.length,
+      cpuModel: cpu[0]?.model.trim() ?? 'unknown',
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+      loadAverageStart: loadStart,
+      loadAverageEnd: loadavg(),
+    },
+    sections: SECTIONS,
+    ...(delivery ?? {}),
+    ...(appendScale ? { appendScale } : {}),
+    targets: [...(delivery ? deliveryTargets(delivery.configs) : []), ...(appendScale ? appendScaleTargets(appendScale) : [])],
   };
   if (JSON_OUT) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else process.stdout.write(`${markdown(report)}\n`);

@@ -1,5 +1,5 @@
 /**
- * The baseline the segment design is measured against: one DynamoDB item per record, run for
+ * The baseline Logrelay's chunked design is measured against: one DynamoDB item per record, run for
  * the same records on the same embedded store in the same process, with every call's
  * ConsumedCapacity counted. It is the most charitable one-item-per-record design:
  *
@@ -13,7 +13,7 @@
  *   one `DeleteItem` per record).
  *
  * The naive table has the same key shape as Records (`pk` string, `sk` number) and each item
- * holds the record's serialized `data` (the same bytes Logrelay stores in a segment line).
+ * holds the record's serialized `data` (the same bytes Logrelay stores in a chunk's line).
  */
 import { CreateTableCommand, type ConsumedCapacity, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { BatchWriteCommand, DynamoDBDocumentClient, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
