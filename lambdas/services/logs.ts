@@ -34,6 +34,17 @@ export const systemClock: Clock = { now: () => Date.now() };
 export const RESERVATION_MARGIN_MS = 5_000;
 /** Index pages a host keeps (immutable, so never stale): about 16 entries, under 1 KB each. */
 const PAGES_CACHED = 20_000;
+/** Pages one trim moves at most (its REMOVE list stays far below DynamoDB's 4 KB expression limit). */
+const MOVE_MAX_PAGES = 8;
+/** Trims a mover tries before it leaves the rest to a later append. */
+const MOVE_ATTEMPTS = 3;
+/**
+ * Whether the append whose entry made the tail `length` long moves it to pages: at every
+ * multiple of TAIL_PAGE (each length is seen by exactly one append), and, once the tail is twice
+ * that (movers crashed or lost races), at every eighth entry too, so it is always brought back.
+ */
+export const moveDue = (length: number): boolean =>
+  length >= TAIL_PAGE && (length % TAIL_PAGE === 0 || (length >= 2 * TAIL_PAGE && length % 8 === 0));
 /** Attempts at a write whose outcome was unknown (looked up before each new attempt). */
 const UNKNOWN_OUTCOME_ATTEMPTS = 3;
 
@@ -160,25 +171,44 @@ export class LogService {
         continue;
       }
       this.remember(head);
-      const length = head.tail.entries.length;
-      if (length >= TAIL_PAGE && length % TAIL_PAGE === 0) {
-        // Housekeeping: the batch is committed whatever happens here; a later multiple retries.
-        await this.movePage(head).catch(() => undefined);
+      if (moveDue(head.tail.entries.length)) {
+        // Housekeeping: the batch is committed whatever happens here; a later append retries.
+        await this.moveTail(head).catch(() => undefined);
       }
       return { firstSeq: head.lastSeq - n + 1, lastSeq: head.lastSeq };
     }
   }
 
-  /** Moves the tail's first TAIL_PAGE entries to an index page, then removes them from the head. */
-  private async movePage(head: LogHead): Promise<void> {
-    const page: IndexRun = { first: head.tail.first, entries: head.tail.entries.slice(0, TAIL_PAGE) };
-    // Every mover of the run at this tail start writes the same page: entries never change.
-    await this.store.putIndexPage(head.logKey, page);
-    this.cachePage(head.logKey, page);
-    try {
-      await this.store.trimTail(head.logKey, page.first, TAIL_PAGE, runLast(page) + 1);
-    } catch (e) {
-      if (!(e instanceof ConflictError)) throw e; // another mover trimmed it first
+  /**
+   * Moves every full run of TAIL_PAGE entries at the tail's start to index pages, then removes
+   * them from the head with one trim conditional on the tail start. The head this append's update
+   * returned may predate another mover's trim (under concurrency the append that makes the tail
+   * 32 long often sees it before the one at 16 trimmed): a refused trim reads the head and moves
+   * what is still there, so runs never stay behind in the head.
+   */
+  private async moveTail(head: LogHead): Promise<void> {
+    for (let attempt = 0; attempt < MOVE_ATTEMPTS; attempt++) {
+      const runs = Math.min(MOVE_MAX_PAGES, Math.floor(head.tail.entries.length / TAIL_PAGE));
+      if (runs === 0) return;
+      const pages: IndexRun[] = [];
+      let first = head.tail.first;
+      for (let i = 0; i < runs; i++) {
+        const page: IndexRun = { first, entries: head.tail.entries.slice(i * TAIL_PAGE, (i + 1) * TAIL_PAGE) };
+        pages.push(page);
+        first = runLast(page) + 1;
+      }
+      // Every mover of the runs at this tail start writes the same pages: entries never change.
+      await Promise.all(pages.map((p) => this.store.putIndexPage(head.logKey, p)));
+      for (const p of pages) this.cachePage(head.logKey, p);
+      try {
+        await this.store.trimTail(head.logKey, head.tail.first, runs * TAIL_PAGE, first);
+        return;
+      } catch (e) {
+        if (!(e instanceof ConflictError)) throw e;
+      }
+      const now = await this.store.getHead(head.logKey);
+      if (!now) return;
+      head = now;
     }
   }
 
