@@ -480,6 +480,11 @@ export class SessionService {
     /** The first record of the plan's fresh grant (none: -1). */
     fresh: number,
   ): Promise<{ records: Map<number, DeliveredRecord>; freshAllMissing: boolean }> {
+    // Only a head that has a record's index entry can locate it. The head a receive reads is
+    // eventually consistent, and another host may have claimed records past it (its head was
+    // fresher): those would look removed by retention and be skipped. Read the head again,
+    // strongly, when the plan goes past it (rare: a lease has ended since).
+    if (plan.some((g) => g.to > head.lastSeq)) head = await this.logs.head(head.owner, head.logId);
     const refs = new Map<string, ChunkRef>();
     for (const g of plan) for (const c of await this.logs.locate(head, g.from, g.to)) refs.set(`${c.batchId}/${c.index}`, c);
     const chunks = await this.logs.readChunks(head.logKey, [...refs.values()]);

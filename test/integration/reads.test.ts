@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Harness } from '../support/harness';
+import { DynamoStore } from '../../lambdas/adapters/store';
 
 let h: Harness;
 beforeAll(async () => {
@@ -49,4 +50,31 @@ it('a session far behind the head (catching up) finds its records through index 
   expect(wide.map((r) => r.seq)).toEqual(Array.from({ length: 100 }, (_, i) => 41 + i));
   expect(wide.map((r) => r.data)).toEqual(wide.map((r) => r.seq));
   expect(h.calls.filter((c) => c.startsWith('index'))).toEqual(['indexPageAtOrBefore']);
+});
+
+it('a redelivery past a stale head (eventually consistent read) re-reads the head instead of taking the records as removed', async () => {
+  await h.createLog('stale');
+  await h.append('stale', Array.from({ length: 10 }, (_, i) => i + 1));
+  const sid = await h.openSession('stale', { ackTimeoutSeconds: 1 });
+  expect((await h.receive(sid, { maxRecords: 10 })).length).toBe(10);
+  const staleHead = await h.store.getHead(`arn:aws:iam::123456789012:user/alice|stale`);
+  await h.append('stale', Array.from({ length: 10 }, (_, i) => i + 11));
+  expect((await h.receive(sid, { maxRecords: 10 })).map((r) => r.seq)).toEqual(Array.from({ length: 10 }, (_, i) => i + 11));
+  h.clock.advance(1_001);
+  h.restart();
+  // This host's read of the head lags: it still says lastSeq 10.
+  const store = h.store as unknown as Record<string, unknown>;
+  store.getSessionWithHead = async function (this: DynamoStore, sessionId: string, logKey: string) {
+    const fresh = await DynamoStore.prototype.getSessionWithHead.call(this, sessionId, logKey);
+    return { ...fresh, head: staleHead };
+  };
+  try {
+    await h.receive(sid, { maxRecords: 1 }); // a cold host: learns the session's log
+    h.clock.advance(1_001);
+    const again = await h.receive(sid, { maxRecords: 100 });
+    expect(again.map((r) => r.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+  } finally {
+    delete store.getSessionWithHead;
+  }
+  expect((await h.describe(sid)).skippedByRetention).toBe(0);
 });
