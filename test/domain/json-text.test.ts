@@ -1,0 +1,130 @@
+import { describe, expect, it } from 'vitest';
+import { jsonDepth, jsonSyntaxError, minifySpan, recordDataTexts } from '../../lambdas/domain/json-text';
+import { prng } from './model';
+
+type Rng = ReturnType<typeof prng>;
+
+const STRINGS = ['', 'a', 'quote " and backslash \\', 'brackets ] } [ {', 'comma , colon :', 'tab\tline\nbreak\r', '\u0000\u001f\u007f', 'é中😀', '\u2028\u2029', 'sp a ce s', '\\u0041 looks like an escape', '"'];
+
+/** A random JSON value (no numbers JSON.stringify would change: what JSON.stringify writes is the reference). */
+function randomValue(r: Rng, depth = 0): unknown {
+  const k = r.int(0, depth > 5 ? 3 : 5);
+  switch (k) {
+    case 0:
+      return r.pick([0, -1, 1.5, 1e21, -2.5e-7, 123456789]);
+    case 1:
+      return r.pick(STRINGS) + (r.next() < 0.3 ? r.pick(STRINGS) : '');
+    case 2:
+      return r.pick([true, false, null]);
+    case 3:
+      return r.pick(STRINGS);
+    case 4:
+      return Array.from({ length: r.int(0, 4) }, () => randomValue(r, depth + 1));
+    default: {
+      const o: Record<string, unknown> = {};
+      for (let i = r.int(0, 4); i > 0; i--) o[r.pick(['a', 'b', 'data', 'records', 'key', '', 'é', '"q"', 'x y'])] = randomValue(r, depth + 1);
+      return o;
+    }
+  }
+}
+
+describe('recordDataTexts', () => {
+  it('gives each record data as JSON.stringify writes it, whatever the spacing of the body (2,000 seeded bodies)', () => {
+    const r = prng(7);
+    for (let n = 0; n < 2000; n++) {
+      const body = { records: Array.from({ length: r.int(1, 5) }, () => ({ ...(r.next() < 0.5 ? { key: 'k' } : {}), data: randomValue(r) })), idempotencyKey: 'x' };
+      const text = JSON.stringify(body, null, r.pick([0, 1, 2, '\t', ' \n ' as never]));
+      const got = recordDataTexts(text)!;
+      expect(got.map((g) => g!.text)).toEqual(body.records.map((x) => JSON.stringify(x.data)));
+    }
+  });
+
+  it('keeps number tokens exactly as written', () => {
+    const body = '{"records": [{"data": 12345678901234567890123}, {"data": 1e400}, {"data": [-0, 1.0, 1E+2, 0.1000000000000000055511151231257827]}, {"data": {"n" : 9007199254740993 }}]}';
+    expect(recordDataTexts(body)!.map((t) => t!.text)).toEqual(['12345678901234567890123', '1e400', '[-0,1.0,1E+2,0.1000000000000000055511151231257827]', '{"n":9007199254740993}']);
+  });
+
+  it('keeps whitespace and escapes inside strings, drops it between tokens', () => {
+    const body = '{"records":[{"data": { "a b" : [ "x  y", "\\n\\u0041\\/" ,\t"]" ] }\n}]}';
+    expect(recordDataTexts(body)![0]!.text).toBe('{"a b":["x  y","\\n\\u0041\\/","]"]}');
+  });
+
+  it('reads duplicate names as JSON.parse does: the last one, at either level', () => {
+    const body = '{"records":[{"data":"first"}],"idempotencyKey":"k","records":[{"data":1,"key":"a","data":[2]},{"data":{"x":1,"x":2}}]}';
+    expect(recordDataTexts(body)!.map((t) => t!.text)).toEqual(['[2]', '{"x":1,"x":2}']);
+    expect((JSON.parse(body) as { records: { data: unknown }[] }).records.map((x) => x.data)).toEqual([[2], { x: 2 }]);
+  });
+
+  it('decodes escaped member names as JSON.parse does', () => {
+    const body = '{"rec\\u006frds":[{"d\\u0061ta":5,"data":6}],"records\\u0000":[]}';
+    expect(recordDataTexts(body)!.map((t) => t!.text)).toEqual(['6']);
+    expect(recordDataTexts('{"records":[{"\\u0064ata":7}]}')!.map((t) => t!.text)).toEqual(['7']);
+  });
+
+  it('names the nesting depth, iteratively (5,000 levels)', () => {
+    const deep = `${'['.repeat(5000)}1${']'.repeat(5000)}`;
+    const got = recordDataTexts(`{"records":[{"data":${deep}},{"data":"[[[["},{"data":{"a":[{}]}}]}`)!;
+    expect(got.map((g) => g!.depth)).toEqual([5000, 0, 3]);
+    expect(got[0]!.text).toBe(deep);
+    expect(jsonDepth(deep)).toBe(5000);
+    expect(jsonDepth(' 1 ')).toBe(0);
+    expect(jsonDepth('[[], [[]], "]]]]"]')).toBe(3);
+  });
+
+  it('escapes a raw lone surrogate (it has no UTF-8 form) and keeps pairs and escaped ones as written', () => {
+    const body = '{"records":[{"data":"a\ud800b"},{"data":"\udc00"},{"data":"😀"},{"data":"\\ud800"},{"data":["\ud83d", "x"]}]}';
+    const texts = recordDataTexts(body)!.map((t) => t!.text);
+    expect(texts).toEqual(['"a\\ud800b"', '"\\udc00"', '"😀"', '"\\ud800"', '["\\ud83d","x"]']);
+    // The same values: only the form of the lone surrogates changed.
+    expect(texts.map((t) => JSON.parse(t))).toEqual((JSON.parse(body) as { records: { data: unknown }[] }).records.map((x) => x.data));
+  });
+
+  it('is undefined for a body that is not an append, and per record that is not an object with data', () => {
+    expect(recordDataTexts('[1]')).toBeUndefined();
+    expect(recordDataTexts('{"x":1}')).toBeUndefined();
+    expect(recordDataTexts('{"records":{"data":1}}')).toBeUndefined();
+    expect(recordDataTexts('{"records":[]}')).toEqual([]);
+    expect(recordDataTexts('{"records":[1, {"key":"k"}, [], {"data":null}]}')).toEqual([undefined, undefined, undefined, { text: 'null', depth: 0 }]);
+  });
+});
+
+describe('minifySpan', () => {
+  it('removes whitespace between tokens only', () => {
+    const s = ' [ 1 , { "a" : " b  c " } , true ] ';
+    expect(minifySpan(s, 1, s.length - 1)).toBe('[1,{"a":" b  c "},true]');
+  });
+});
+
+describe('jsonSyntaxError', () => {
+  it('agrees with JSON.parse on valid texts and on texts broken at random (20,000 seeded)', () => {
+    const r = prng(11);
+    const junk = ['', ',', ']', '}', '"', '\\', 'x', ' ', '\n', '\u0001', ':', '{', '[', '0', '-', '.', 'e', 'tru', 'nul'];
+    for (let n = 0; n < 20_000; n++) {
+      let text = JSON.stringify(randomValue(r), null, r.pick([0, 1]));
+      const op = r.int(0, 3);
+      const at = r.int(0, text.length);
+      if (op === 1) text = text.slice(0, at);
+      else if (op === 2) text = text.slice(0, at) + r.pick(junk) + text.slice(at);
+      else if (op === 3) text = text.slice(0, at) + text.slice(at + 1);
+      let parses = true;
+      try {
+        JSON.parse(text);
+      } catch {
+        parses = false;
+      }
+      const problem = jsonSyntaxError(text);
+      expect(problem === undefined, `${JSON.stringify(text)}: ${JSON.stringify(problem)}`).toBe(parses);
+    }
+  });
+
+  it('says where and what, by line and column', () => {
+    expect(jsonSyntaxError('{"a": 1,\n  "b" 2}')).toMatchObject({ line: 2, column: 7, problem: "unexpected '2' where ':' belongs" });
+    expect(jsonSyntaxError('{"a":')).toMatchObject({ line: 1, column: 6, problem: 'the text ends too early' });
+    expect(jsonSyntaxError('{"a":"x\ny"}')).toMatchObject({ line: 1, column: 8, problem: 'a raw character U+000A inside a string (control characters must be escaped)' });
+    expect(jsonSyntaxError("{'a':1}")).toMatchObject({ line: 1, column: 2, problem: "unexpected ''' where a member name in double quotes belongs" });
+    expect(jsonSyntaxError('[1,]')).toMatchObject({ column: 4, problem: "unexpected ']'" });
+    expect(jsonSyntaxError('{} {}')).toMatchObject({ column: 4, problem: "unexpected '{' after the end of the JSON value" });
+    expect(jsonSyntaxError('\u001f\u008b')).toMatchObject({ column: 1, problem: 'unexpected character U+001F' });
+    expect(jsonSyntaxError(`${'['.repeat(100_000)}${']'.repeat(100_000)}`)).toBeUndefined();
+  });
+});
