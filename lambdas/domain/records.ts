@@ -3,8 +3,9 @@
  * records of one append as newline-separated JSON (`[data]` or `[data, key]` per line: JSON
  * text never contains a raw newline), so storage bytes track record bytes, not record count.
  */
-import { payloadTooLarge, validation } from './errors';
+import { payloadTooLarge, validation, type ApiError } from './errors';
 import type { LimitsConfig } from './config';
+import { jsonDepth } from './json-text';
 
 /** Target size of one segment's record text. Small enough that a receive reading from the
  * middle of a segment wastes little read capacity, large enough that an item's 1 KB write
@@ -14,7 +15,25 @@ export const SEGMENT_TARGET_BYTES = 16 * 1024;
 export interface InputRecord {
   data: unknown;
   key?: string;
+  /**
+   * `data` as the JSON text the producer wrote, minified (json-text.ts recordDataTexts): what
+   * is stored and delivered, so numbers and escapes come back exactly as sent. Without it (a
+   * caller that has only the value), JSON.stringify(data), which rounds numbers that have no
+   * exact double.
+   */
+  dataJson?: string;
 }
+
+/**
+ * How deeply a record's `data` may nest arrays and objects (`[]` is 1 deep, `[[1]]` 2, a
+ * scalar 0). Real documents rarely nest past 20. Far deeper data is a mistake or an attack,
+ * and does not fit the code that handles records: recursive JSON code runs out of stack at
+ * some thousands of levels (5,000 overflowed this service's encoder, which answered 500), and
+ * consumers' parsers refuse much less by default (Ruby's JSON 100 levels, serde_json 128,
+ * .NET's System.Text.Json 64). 100 is far beyond real data and far within what any code on the
+ * service's own path can take.
+ */
+export const MAX_DATA_DEPTH = 100;
 
 export interface EncodedRecord {
   line: string;
@@ -50,7 +69,9 @@ export function encodeAppend(records: readonly InputRecord[], limits: LimitsConf
     );
   }
   return records.map((r, i) => {
-    const data = JSON.stringify(r.data);
+    const data = r.dataJson ?? serialized(r.data, i);
+    const depth = jsonDepth(data);
+    if (depth > MAX_DATA_DEPTH) throw tooDeep(i, depth);
     const dataBytes = Buffer.byteLength(data, 'utf8');
     if (dataBytes > limits.maxRecordBytes) {
       throw payloadTooLarge(
@@ -60,6 +81,21 @@ export function encodeAppend(records: readonly InputRecord[], limits: LimitsConf
     const line = r.key === undefined ? `[${data}]` : `[${data},${JSON.stringify(r.key)}]`;
     return { line, dataBytes };
   });
+}
+
+const tooDeep = (i: number, depth: number | undefined): ApiError =>
+  validation(
+    `The record at records[${i}] has data nested ${depth === undefined ? 'thousands of' : depth} levels deep (arrays and objects); the limit is ${MAX_DATA_DEPTH}. Flatten it, or send the deep part as a JSON string.`,
+  );
+
+/** JSON.stringify(data), for records that come without their text. */
+function serialized(data: unknown, i: number): string {
+  try {
+    return JSON.stringify(data);
+  } catch (e) {
+    if (e instanceof RangeError) throw tooDeep(i, undefined); // the call stack ran out
+    throw e;
+  }
 }
 
 /** Cuts an append's records into segments of about SEGMENT_TARGET_BYTES (at least one record each). */

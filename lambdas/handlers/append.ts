@@ -4,6 +4,7 @@ import { Append, LOG_ID } from '../http/schemas';
 import { defaultDeps, lazy, type Deps } from '../http/deps';
 import { LogService } from '../services/logs';
 import { logNotFound } from '../domain/errors';
+import { recordDataTexts } from '../domain/json-text';
 
 export function makeHandler(d: Deps) {
   const logs = new LogService(d.store, d.clock);
@@ -13,7 +14,15 @@ export function makeHandler(d: Deps) {
       if (!LOG_ID.test(logId)) throw logNotFound(logId);
       const { limits } = ctx.config;
       const b = parse(Append, ctx.body);
-      const out = await logs.append(ctx.principal, logId, b.records, {
+      // Each record's data is stored as the producer wrote it (json-text.ts), not as the parsed
+      // value serialized again, which would round numbers without an exact double.
+      const texts = recordDataTexts(ctx.bodyText);
+      const records = b.records.map((r, i) => {
+        const dataJson = texts?.[i]?.text;
+        if (dataJson === undefined || texts!.length !== b.records.length) throw new Error(`the body's text disagrees with its parsed value at records[${i}]`);
+        return { ...r, dataJson };
+      });
+      const out = await logs.append(ctx.principal, logId, records, {
         limits,
         requestBytes: ctx.bodyBytes,
         idempotencyKey: b.idempotencyKey,

@@ -33,7 +33,10 @@ export interface RequestContext {
   /** Raw body size in bytes. */
   bodyBytes: number;
   path: Record<string, string>;
+  /** The body parsed (undefined when the request has none). */
   body: unknown;
+  /** The body's JSON text as received (decoded from base64 when it came so; '' when none). */
+  bodyText: string;
   /** The effective config of this request's arm. */
   config: ConfigSet;
   /** Milliseconds the handler spent waiting idle (a long poll's sleeps): not service latency. */
@@ -97,12 +100,12 @@ export function validationError(e: z.ZodError): ApiError {
   return new ApiError(400, 'ValidationError', `The request is invalid: ${parts.join('; ')}${more}.`);
 }
 
-function parseBody(event: HttpEvent): { body: unknown; bytes: number } {
-  if (event.body === undefined || event.body === null || event.body === '') return { body: undefined, bytes: 0 };
+function parseBody(event: HttpEvent): { body: unknown; text: string; bytes: number } {
+  if (event.body === undefined || event.body === null || event.body === '') return { body: undefined, text: '', bytes: 0 };
   const raw = event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
   const bytes = Buffer.byteLength(raw, 'utf8');
   try {
-    return { body: JSON.parse(raw) as unknown, bytes };
+    return { body: JSON.parse(raw) as unknown, text: raw, bytes };
   } catch (e) {
     throw new ApiError(400, 'ValidationError', `The request body is not valid JSON (${(e as Error).message}). Send a JSON object.`);
   }
@@ -144,7 +147,7 @@ export function httpHandler(fn: string, deps: HttpDeps, routes: Record<string, R
       const effective = await deps.config.forKey(key);
       arm = effective.arm;
       versions = effective.versions;
-      const { body, bytes } = parseBody(event);
+      const { body, text: bodyText, bytes } = parseBody(event);
       const remaining = context?.getRemainingTimeInMillis?.() ?? 10_000;
       const ctx: RequestContext = {
         principal: principalOf(event),
@@ -153,6 +156,7 @@ export function httpHandler(fn: string, deps: HttpDeps, routes: Record<string, R
         bodyBytes: bytes,
         path,
         body,
+        bodyText,
         config: effective.config,
         idleMs: 0,
       };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LimitsConfig } from '../../lambdas/domain/config';
 import { ApiError } from '../../lambdas/domain/errors';
-import { decodeSegment, encodeAppend, receivedJson, SEGMENT_TARGET_BYTES, toSegments, type EncodedRecord, type InputRecord, segmentHolding } from '../../lambdas/domain/records';
+import { decodeSegment, encodeAppend, MAX_DATA_DEPTH, receivedJson, SEGMENT_TARGET_BYTES, toSegments, type EncodedRecord, type InputRecord, segmentHolding } from '../../lambdas/domain/records';
 import { prng } from './model';
 
 const LIMITS: LimitsConfig = { maxRecordsPerAppend: 500, maxRecordBytes: 262_144, maxRequestBytes: 1_048_576, defaultAckTimeoutSeconds: 30 };
@@ -120,6 +120,70 @@ describe('encodeAppend', () => {
     it('does not count the key against maxRecordBytes', () => {
       const limits = { ...LIMITS, maxRecordBytes: 3 };
       expect(encodeAppend([{ data: 'a', key: 'k'.repeat(1024) }], limits, 2000)).toHaveLength(1);
+    });
+
+    it('measures the text that is stored, not the parsed value serialized again', () => {
+      // 1e400 parses to Infinity, which JSON.stringify writes as the 4 bytes of null.
+      const limits = { ...LIMITS, maxRecordBytes: 5 };
+      expect(encodeAppend([{ data: Infinity, dataJson: '1e400' }], limits, 100)[0]).toEqual({ line: '[1e400]', dataBytes: 5 });
+      const e = apiErrorOf(() => encodeAppend([{ data: 1.2345678901234568e22, dataJson: '12345678901234567890123' }], limits, 100));
+      expect(e).toMatchObject({ status: 413, code: 'PayloadTooLarge' });
+      expect(e.message).toMatch(/has 23 bytes/);
+    });
+  });
+
+  describe('data as written', () => {
+    it('stores dataJson as it is, with the key after it', () => {
+      const out = encodeAppend(
+        [
+          { data: 1.2345678901234568e22, dataJson: '12345678901234567890123' },
+          { data: [Infinity], dataJson: '[1e400]', key: 'k' },
+          { data: 0, dataJson: '-0' },
+          { data: { a: 2 }, dataJson: '{"a":1,"a":2}' },
+        ],
+        LIMITS,
+        100,
+      );
+      expect(out.map((r) => r.line)).toEqual(['[12345678901234567890123]', '[[1e400],"k"]', '[-0]', '[{"a":1,"a":2}]']);
+      // And a receive hands the text out again unchanged.
+      const seg = toSegments(out)[0]!;
+      const back = decodeSegment(1, seg.text, 1, 4);
+      expect(back.map((r) => [r.dataJson, r.key])).toEqual([
+        ['12345678901234567890123', undefined],
+        ['[1e400]', 'k'],
+        ['-0', undefined],
+        ['{"a":1,"a":2}', undefined],
+      ]);
+      expect(receivedJson(back.map((r) => ({ ...r, deliveryCount: 1, leaseExpiresAt: 'T' })))).toContain('"data":12345678901234567890123,');
+    });
+  });
+
+  describe('nesting depth', () => {
+    const nested = (depth: number): string => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+
+    it(`accepts data nested MAX_DATA_DEPTH (${MAX_DATA_DEPTH}) deep`, () => {
+      expect(MAX_DATA_DEPTH).toBe(100);
+      expect(encodeAppend([{ data: null, dataJson: nested(100) }], LIMITS, 1000)).toHaveLength(1);
+      expect(encodeAppend([{ data: null, dataJson: `${'{"a":'.repeat(100)}1${'}'.repeat(100)}` }], LIMITS, 1000)).toHaveLength(1);
+    });
+
+    it('answers 400 ValidationError one level deeper, naming the record, its depth and the limit', () => {
+      const e = apiErrorOf(() => encodeAppend([{ data: 1 }, { data: null, dataJson: `{"a":${nested(100)}}` }], LIMITS, 1000));
+      expect(e).toMatchObject({ status: 400, code: 'ValidationError' });
+      expect(e.message).toMatch(/records\[1\]/);
+      expect(e.message).toMatch(/nested 101 levels deep/);
+      expect(e.message).toMatch(/the limit is 100/);
+    });
+
+    it('refuses 5,000 levels without running out of stack, with or without the text', () => {
+      const deep = nested(5000);
+      expect(apiErrorOf(() => encodeAppend([{ data: null, dataJson: deep }], LIMITS, 20_000)).message).toMatch(/records\[0\] has data nested 5000 levels deep/);
+      const value = JSON.parse(deep) as unknown;
+      expect(apiErrorOf(() => encodeAppend([{ data: value }], LIMITS, 20_000))).toMatchObject({ status: 400, code: 'ValidationError' });
+    });
+
+    it('does not count brackets inside strings', () => {
+      expect(encodeAppend([{ data: '[['.repeat(1000) }], LIMITS, 5000)).toHaveLength(1);
     });
   });
 });
