@@ -93,7 +93,14 @@ export class SessionService {
     let cursor: number;
     if (start === 'latest') cursor = head.lastSeq + 1;
     else if (start === 'oldest') cursor = await this.logs.firstSeq(head);
-    else cursor = start.afterSeq + 1;
+    else if (start.afterSeq > head.lastSeq) {
+      // A cursor past the end would skip, unseen, every record appended up to it.
+      throw new ApiError(
+        400,
+        'ValidationError',
+        `The session cannot start after record ${start.afterSeq}: log '${logId}' ends at lastSeq ${head.lastSeq}. Use "start": "latest" to read only records appended from now on, or {"afterSeq": n} with n <= ${head.lastSeq}.`,
+      );
+    } else cursor = start.afterSeq + 1;
     const now = this.clock.now();
     const s: SessionState = {
       sessionId: `s-${randomBytes(16).toString('base64url')}`,
