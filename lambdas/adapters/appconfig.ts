@@ -41,8 +41,9 @@ export class AppConfigVersions implements ConfigVersions {
   ) {}
 
   async get(profile: ProfileName, version: string): Promise<unknown> {
+    // Only the canonical form names a version: Number() would also read '01', '1e0' or '0x1' as 1.
+    if (!/^[1-9][0-9]{0,14}$/.test(version)) return undefined;
     const n = Number(version);
-    if (!Number.isSafeInteger(n) || n < 1) return undefined;
     try {
       const out = await this.client.send(
         new GetHostedConfigurationVersionCommand({ ApplicationId: this.ids.applicationId, ConfigurationProfileId: this.ids.profiles[profile], VersionNumber: n }),

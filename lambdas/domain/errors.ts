@@ -15,15 +15,25 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * Caller-supplied text (an id, a field name) as a message quotes it: at most `n` characters, so
+ * an answer stays small, and control characters and lone surrogates written as \uXXXX, so the
+ * sentence stays readable and one line in any log.
+ */
+export const clip = (text: string, n: number): string => {
+  const cut = text.length <= n ? text : `${text.slice(0, n)}…`;
+  return cut.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]|\p{Cs}/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+};
+
 export const validation = (message: string): ApiError => new ApiError(400, 'ValidationError', message);
 export const payloadTooLarge = (message: string): ApiError => new ApiError(413, 'PayloadTooLarge', message);
 export const logNotFound = (logId: string): ApiError =>
-  new ApiError(404, 'LogNotFound', `No log named '${logId}' exists for this caller. Create it with POST /logs first.`);
+  new ApiError(404, 'LogNotFound', `No log named '${clip(logId, 200)}' exists for this caller. Create it with POST /logs first.`);
 export const sessionNotFound = (sessionId: string): ApiError =>
   new ApiError(
     404,
     'SessionNotFound',
-    `No session '${sessionId}' exists for this caller (it may have expired after its idle timeout, or been deleted). Open a new one with POST /logs/{logId}/sessions.`,
+    `No session '${clip(sessionId, 200)}' exists for this caller (it may have expired after its idle timeout, or been deleted). Open a new one with POST /logs/{logId}/sessions.`,
   );
 export const logExists = (logId: string): ApiError =>
   new ApiError(409, 'LogExists', `A log named '${logId}' already exists. Use it, or pick another logId.`);
@@ -38,7 +48,7 @@ export const idempotencyKeyReused = (key: string): ApiError =>
   new ApiError(
     422,
     'IdempotencyKeyReused',
-    `The idempotencyKey '${key}' was already used for an append with other records. Retry that append with exactly its records, or use a new key for these.`,
+    `The idempotencyKey '${clip(key, 200)}' was already used for an append with other records. Retry that append with exactly its records, or use a new key for these.`,
   );
 export const logFormatOutdated = (logId: string): ApiError =>
   new ApiError(

@@ -8,7 +8,8 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { MetricResolution, Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { z } from 'zod';
-import { ApiError } from '../domain/errors';
+import { ApiError, clip } from '../domain/errors';
+import { jsonSyntaxError } from '../domain/json-text';
 import { isThrottle, UnknownOutcomeError } from '../adapters/store';
 import type { Arm, ConfigProvider, ConfigSet, VersionSet } from '../domain/config';
 import { ARM_METRICS, METRIC_NAMESPACE, SERVICE_NAME } from '../metrics';
@@ -30,13 +31,13 @@ export interface RequestContext {
   principal: string;
   /** Epoch ms by which the handler must have finished its writes. */
   deadlineMs: number;
-  /** Raw body size in bytes. */
-  bodyBytes: number;
+  /** Raw body size in bytes. Reading body, bodyText or bodyBytes parses the body (400 if it is not JSON). */
+  readonly bodyBytes: number;
   path: Record<string, string>;
   /** The body parsed (undefined when the request has none). */
-  body: unknown;
+  readonly body: unknown;
   /** The body's JSON text as received (decoded from base64 when it came so; '' when none). */
-  bodyText: string;
+  readonly bodyText: string;
   /** The effective config of this request's arm. */
   config: ConfigSet;
   /** Milliseconds the handler spent waiting idle (a long poll's sleeps): not service latency. */
@@ -94,7 +95,8 @@ function toApiError(e: unknown): ApiError {
 export function validationError(e: z.ZodError): ApiError {
   const parts = e.issues.slice(0, 3).map((i) => {
     const where = i.path.length ? i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') : 'body';
-    return `${where}: ${i.message}`;
+    // Field names and zod's messages can quote the caller's input (an unknown key): clipped.
+    return `${clip(where, 100)}: ${clip(i.message, 200)}`;
   });
   const more = e.issues.length > 3 ? ` (and ${e.issues.length - 3} more)` : '';
   return new ApiError(400, 'ValidationError', `The request is invalid: ${parts.join('; ')}${more}.`);
@@ -102,18 +104,51 @@ export function validationError(e: z.ZodError): ApiError {
 
 function parseBody(event: HttpEvent): { body: unknown; text: string; bytes: number } {
   if (event.body === undefined || event.body === null || event.body === '') return { body: undefined, text: '', bytes: 0 };
-  const raw = event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
-  const bytes = Buffer.byteLength(raw, 'utf8');
-  try {
-    return { body: JSON.parse(raw) as unknown, text: raw, bytes };
-  } catch (e) {
-    throw new ApiError(400, 'ValidationError', `The request body is not valid JSON (${(e as Error).message}). Send a JSON object.`);
+  // API Gateway sends a body it does not take for text as base64. Its bytes must be UTF-8: a
+  // lenient decode would store U+FFFD in place of what the producer meant.
+  let raw = event.body;
+  if (event.isBase64Encoded) {
+    try {
+      raw = UTF8.decode(Buffer.from(event.body, 'base64'));
+    } catch {
+      throw new ApiError(400, 'ValidationError', `The request body is not valid UTF-8. ${encodingHint(event)}`);
+    }
   }
+  const bytes = Buffer.byteLength(raw, 'utf8');
+  // RFC 8259 lets a parser ignore a byte order mark, and some clients send one.
+  const text = raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw;
+  try {
+    return { body: JSON.parse(text) as unknown, text, bytes };
+  } catch {
+    // Where it goes wrong, not the body quoted back (it may be long, binary or private).
+    const at = jsonSyntaxError(text);
+    const where = text.trim() === '' ? 'it is empty or only whitespace' : at ? `${at.problem} at line ${at.line}, column ${at.column}` : 'it does not parse';
+    throw new ApiError(400, 'ValidationError', `The request body is not valid JSON: ${where}. ${encodingHint(event)}`);
+  }
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** What to do about a body that is not UTF-8 JSON, from what its headers say it is. */
+function encodingHint(event: HttpEvent): string {
+  const header = (name: string): string | undefined => {
+    const h = event.headers ?? {};
+    const k = Object.keys(h).find((x) => x.toLowerCase() === name);
+    return k === undefined ? undefined : h[k];
+  };
+  const encoding = header('content-encoding');
+  const type = header('content-type');
+  const charset = /charset\s*=\s*"?([^";\s]+)/i.exec(type ?? '')?.[1];
+  if (encoding && !/^\s*identity\s*$/i.test(encoding)) return `It was sent with content-encoding ${clip(encoding, 40)}, which Logrelay does not decode: send it uncompressed.`;
+  if (charset && !/^utf-?8$/i.test(charset)) return `It was sent as charset ${clip(charset, 40)}: send UTF-8.`;
+  if (type && !/^\s*application\/([a-z0-9.+-]*\+)?json\b/i.test(type)) return `It was sent as ${clip(type, 80)}: send a JSON object with content-type application/json.`;
+  return 'Send a JSON object, UTF-8 encoded, with content-type application/json.';
 }
 
 /** Validates `value` against `schema`, answering 400 with the first problems named. */
 export function parse<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
-  const r = schema.safeParse(value ?? {});
+  // No body is an empty object; a body of `null` is not an object, and is refused as one.
+  const r = schema.safeParse(value === undefined ? {} : value);
   if (!r.success) throw validationError(r.error);
   return r.data;
 }
@@ -147,16 +182,25 @@ export function httpHandler(fn: string, deps: HttpDeps, routes: Record<string, R
       const effective = await deps.config.forKey(key);
       arm = effective.arm;
       versions = effective.versions;
-      const { body, text: bodyText, bytes } = parseBody(event);
       const remaining = context?.getRemainingTimeInMillis?.() ?? 10_000;
+      // The body is parsed when a route first reads it: a route that takes none (GET, DELETE,
+      // abort) ignores whatever was sent, as HTTP means it to.
+      let parsed: ReturnType<typeof parseBody> | undefined;
+      const body = () => (parsed ??= parseBody(event));
       const ctx: RequestContext = {
         principal: principalOf(event),
         // Leave a second for the response, so no write is ever started too late to finish.
         deadlineMs: started + Math.max(0, remaining - 1_000),
-        bodyBytes: bytes,
+        get bodyBytes() {
+          return body().bytes;
+        },
         path,
-        body,
-        bodyText,
+        get body() {
+          return body().body;
+        },
+        get bodyText() {
+          return body().text;
+        },
         config: effective.config,
         idleMs: 0,
       };

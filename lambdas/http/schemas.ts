@@ -20,7 +20,14 @@ export const Append = z.strictObject({
         .refine((r) => r.data !== undefined, { message: 'every record needs a "data" field (any JSON value)' }),
     )
     .min(1, 'send at least one record'),
-  idempotencyKey: z.string().min(1).max(256).optional(),
+  // Stored in a DynamoDB key, which is UTF-8: a lone surrogate has no UTF-8 form, so two such
+  // keys could become one there.
+  idempotencyKey: z
+    .string()
+    .min(1)
+    .max(256)
+    .refine((k) => !/\p{Cs}/u.test(k), { message: 'must be well-formed Unicode (it has a lone surrogate)' })
+    .optional(),
 });
 
 export const CreateSession = z.strictObject({

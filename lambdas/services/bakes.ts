@@ -27,7 +27,7 @@ import {
   type RolloutItem,
 } from '../domain/bake';
 import { checkProfileContent, isProfile, liveExperiment, PROFILES, type ProfileName } from '../domain/config';
-import { ApiError, busy, ConflictError, validation } from '../domain/errors';
+import { ApiError, busy, clip, ConflictError, validation } from '../domain/errors';
 import { CONFIG_CACHE_SECONDS } from './rollout';
 import type { Clock } from './logs';
 
@@ -46,11 +46,17 @@ export interface BakeServiceOptions {
 }
 
 export const profileNotFound = (profile: string): ApiError =>
-  new ApiError(404, 'ProfileNotFound', `There is no config profile '${profile}'. The profiles are ${PROFILES.join(' and ')}.`);
+  new ApiError(404, 'ProfileNotFound', `There is no config profile '${clip(profile, 200)}'. The profiles are ${PROFILES.join(' and ')}.`);
 export const versionNotFound = (profile: string, version: string): ApiError =>
-  new ApiError(404, 'VersionNotFound', `Profile ${profile} has no version '${version}'. List the versions with GET /configs.`);
+  new ApiError(404, 'VersionNotFound', `Profile ${profile} has no version '${clip(version, 200)}'. List the versions with GET /configs.`);
 export const bakeNotFound = (bakeId: string): ApiError =>
-  new ApiError(404, 'BakeNotFound', `There is no bake '${bakeId}'. Start one with POST /bakes.`);
+  new ApiError(404, 'BakeNotFound', `There is no bake '${clip(bakeId, 200)}'. Start one with POST /bakes.`);
+/**
+ * What a bake id from a request can be (the service makes `b-` and 16 base64url characters). A
+ * longer or odd one names no bake, and is answered 404 before storage sees it: DynamoDB refuses
+ * a key over 2,048 bytes with an error of its own.
+ */
+const BAKE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Seconds a phase waits after starting its experiment before measuring: every host's cache has turned over. */
 export const PICKUP_SECONDS = CONFIG_CACHE_SECONDS + 2;
@@ -127,13 +133,15 @@ export class BakeService {
     if (!isProfile(profile)) throw profileNotFound(profile);
     const problems = checkProfileContent(profile, content);
     if (problems.length) {
-      throw validation(`The content does not fit the ${profile} profile's JSON Schema: ${problems.slice(0, 5).join('; ')}. Fix these fields and send it again.`);
+      // A problem can quote a field name the caller sent: clipped.
+      const named = problems.slice(0, 5).map((p) => clip(p, 200));
+      throw validation(`The content does not fit the ${profile} profile's JSON Schema: ${named.join('; ')}. Fix these fields and send it again.`);
     }
     try {
       return { profile, version: await this.versions.create(profile, content, description) };
     } catch (e) {
       if ((e as { name?: string }).name === 'BadRequestException') {
-        throw validation(`AppConfig refused the content: ${(e as Error).message}`);
+        throw validation(`AppConfig refused the content: ${clip((e as Error).message, 300)}`);
       }
       throw e;
     }
@@ -206,6 +214,7 @@ export class BakeService {
   }
 
   async describe(bakeId: string): Promise<Record<string, unknown>> {
+    if (!BAKE_ID.test(bakeId)) throw bakeNotFound(bakeId);
     const b = await this.control.getBake(bakeId);
     if (!b) throw bakeNotFound(bakeId);
     let status: BakeStatus = b.status;
@@ -242,6 +251,7 @@ export class BakeService {
   }
 
   async abort(bakeId: string): Promise<void> {
+    if (!BAKE_ID.test(bakeId)) throw bakeNotFound(bakeId);
     await this.updateBake(bakeId, (b) => {
       if (b.status !== 'RUNNING') throw new ApiError(409, 'BakeNotRunning', `Bake ${bakeId} is ${b.status}, not running; there is nothing to abort.`);
       return { ...b, abortRequested: true };

@@ -4,6 +4,7 @@
  * be moved forward (leases, idle expiry, retention), and the store can be made to "crash"
  * right after any named storage call.
  */
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { DynamoStore, type Store } from '../../lambdas/adapters/store';
 import { staticConfig, DEFAULT_CONFIG, type ConfigSet } from '../../lambdas/domain/config';
 import { ROUTES, FUNCTION_TIMEOUT_SECONDS, type FunctionName } from '../../lambdas/routes';
@@ -51,6 +52,22 @@ export class TestClock {
   advance(ms: number): void {
     this.offsetMs += ms;
   }
+}
+
+export interface RawRequest {
+  method: string;
+  path: string;
+  body?: string;
+  headers?: Record<string, string>;
+  isBase64Encoded?: boolean;
+  principal?: string;
+}
+
+export interface RawReply {
+  status: number;
+  /** The body as sent (undefined when none). */
+  text: string | undefined;
+  headers: Record<string, string>;
 }
 
 export interface Reply<T = any> {
@@ -155,29 +172,63 @@ export class Harness {
   }
 
   async call<T = any>(method: string, path: string, body?: unknown, principal = 'alice'): Promise<Reply<T>> {
+    if (!matchRoute(ROUTES, method, path)) throw new Error(`no route for ${method} ${path}`);
+    const res = await this.send({ method, path, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body), principal });
+    return { status: res.status, body: res.text ? JSON.parse(res.text) : undefined, headers: res.headers };
+  }
+
+  /**
+   * One request as API Gateway hands it to the function: any body text (or base64 of any bytes
+   * with `isBase64Encoded`, as API Gateway sends a binary body), any headers (default
+   * content-type application/json). The answer's body is returned as text, unparsed. A path that
+   * matches no route gets the gateway's own 404, as the local runtime answers it.
+   */
+  async send(req: RawRequest): Promise<RawReply> {
+    const { method, path } = req;
     const m = matchRoute(ROUTES, method, path);
-    if (!m) throw new Error(`no route for ${method} ${path}`);
+    if (!m) {
+      const text = JSON.stringify({ error: { code: 'RouteNotFound', message: `There is no route ${method} ${path}. See shared/API.md for the routes.` } });
+      return { status: 404, text, headers: { 'content-type': 'application/json' } };
+    }
+    const principal = req.principal ?? 'alice';
     const event = toEvent({
       method,
       rawPath: path,
-      headers: { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      headers: req.headers ?? { 'content-type': 'application/json' },
+      body: req.body,
       route: m.route,
       pathParameters: m.pathParameters,
       caller: { userArn: `arn:aws:iam::123456789012:user/${principal}`, accessKey: 'AKIDLOCAL', accountId: '123456789012' },
     });
+    if (req.isBase64Encoded) event.isBase64Encoded = true;
     const timeoutMs = FUNCTION_TIMEOUT_SECONDS[m.route.fn] * 1000;
     const started = this.clock.now();
     const context = { getRemainingTimeInMillis: () => timeoutMs - (this.clock.now() - started), awsRequestId: 'test' };
     if (m.route.fn === 'admin') throw new Error(`the harness serves the data routes; ${method} ${path} is an admin route`);
     const res = await this.handlers[m.route.fn](event, context as never);
     // A host that died during the call sent no answer, whatever its code went on to do.
-    if (this.dead) return { status: 500, body: { error: { code: 'InjectedCrash', message: 'the host died' } } as T, headers: {} };
+    if (this.dead) return { status: 500, text: JSON.stringify({ error: { code: 'InjectedCrash', message: 'the host died' } }), headers: {} };
     return {
       status: res.statusCode ?? 200,
-      body: res.body ? JSON.parse(res.body) : undefined,
+      text: res.body === undefined ? undefined : res.isBase64Encoded ? Buffer.from(res.body, 'base64').toString('utf8') : res.body,
       headers: (res.headers ?? {}) as Record<string, string>,
     };
+  }
+
+  /** How many items each table holds now (a full scan: for small test tables). */
+  async itemCounts(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const [name, table] of Object.entries(this.tableNames)) {
+      let n = 0;
+      let start: Record<string, unknown> | undefined;
+      do {
+        const page = await this.dynamo.client.send(new ScanCommand({ TableName: table, Select: 'COUNT', ExclusiveStartKey: start as never }));
+        n += page.Count ?? 0;
+        start = page.LastEvaluatedKey;
+      } while (start);
+      out[name] = n;
+    }
+    return out;
   }
 
   /** Calls until the answer is not a retryable 409/429/5xx (what a well-behaved client does). */
