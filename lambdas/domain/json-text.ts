@@ -58,26 +58,75 @@ interface Span {
   rewrite: boolean;
 }
 
+const SURROGATE = /[\ud800-\udfff]/g; // UTF-16 units (no u flag)
+
+/** Where the next occurrence of something is, from any position: found once per stretch, valid for every position in it. */
+class Next {
+  private from = 1;
+  private at = 0; // the first occurrence at or after `from` (the text's length when none)
+  constructor(private readonly find: (j: number) => number) {}
+  atOrAfter(j: number): number {
+    if (j < this.from || j > this.at) {
+      this.from = j;
+      this.at = this.find(j);
+    }
+    return this.at;
+  }
+}
+
+/**
+ * A valid JSON text being scanned. Strings are skipped with indexOf (from quote to backslash to
+ * surrogate) instead of a loop over their characters: record data is mostly strings, and this
+ * makes scanning cost about what JSON.parse does.
+ */
+class Source {
+  readonly quote: Next;
+  readonly backslash: Next;
+  readonly surrogate: Next;
+  constructor(readonly s: string) {
+    const n = s.length;
+    const of = (ch: string) => (j: number) => {
+      const k = s.indexOf(ch, j);
+      return k < 0 ? n : k;
+    };
+    this.quote = new Next(of('"'));
+    this.backslash = new Next(of('\\'));
+    // Only text beyond ASCII can hold a surrogate; its UTF-8 form is then longer than its length.
+    const ascii = Buffer.byteLength(s, 'utf8') === n;
+    this.surrogate = new Next((j) => {
+      if (ascii) return n;
+      SURROGATE.lastIndex = j;
+      return SURROGATE.exec(s)?.index ?? n;
+    });
+  }
+}
+
 /** The end of the string token starting at `i` (at its opening quote), and whether it holds a raw lone surrogate. */
-function stringEnd(s: string, i: number): { end: number; lone: boolean } {
+function stringEnd(src: Source, i: number): { end: number; lone: boolean } {
+  const { s } = src;
   let lone = false;
-  for (let j = i + 1; j < s.length; j++) {
-    const c = s.charCodeAt(j);
-    if (c === QUOTE) return { end: j + 1, lone };
-    if (c === BACKSLASH) j++; // the escaped character (for \uXXXX, the four hex digits are plain characters)
-    else if (c >= 0xd800 && c <= 0xdfff) {
-      if (c <= 0xdbff && j + 1 < s.length && (s.charCodeAt(j + 1) & 0xfc00) === 0xdc00) j++;
-      else lone = true;
+  let j = i + 1;
+  for (;;) {
+    const q = src.quote.atOrAfter(j);
+    const b = src.backslash.atOrAfter(j);
+    const u = src.surrogate.atOrAfter(j);
+    if (q < b && q < u) return { end: q + 1, lone };
+    if (q >= s.length) return { end: s.length, lone }; // unreachable for valid JSON
+    if (b < u) j = b + 2; // the escaped character (for \uXXXX, the four hex digits are plain characters)
+    else if (s.charCodeAt(u) <= 0xdbff && (s.charCodeAt(u + 1) & 0xfc00) === 0xdc00) j = u + 2; // a pair
+    else {
+      lone = true;
+      j = u + 1;
     }
   }
-  return { end: s.length, lone }; // unreachable for valid JSON
 }
 
 /** The value starting at `i` (not at whitespace): where it ends, how deep it nests, whether minifying changes it. */
-function valueSpan(s: string, i: number): Span {
+function valueSpan(src: Source, i: number): Span {
+  const { s } = src;
   const c = s.charCodeAt(i);
   if (c === QUOTE) {
-    const { end, lone } = stringEnd(s, i);
+    const { end, lone } = stringEnd(src, i);
     return { end, depth: 0, rewrite: lone };
   }
   if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
@@ -87,7 +136,7 @@ function valueSpan(s: string, i: number): Span {
     for (let j = i; j < s.length; ) {
       const d = s.charCodeAt(j);
       if (d === QUOTE) {
-        const str = stringEnd(s, j);
+        const str = stringEnd(src, j);
         if (str.lone) rewrite = true;
         j = str.end;
         continue;
@@ -141,9 +190,9 @@ export function minifySpan(s: string, start: number, end: number): string {
 }
 
 /** The value at `i` as a ValueText, and where it ends. */
-function valueText(s: string, i: number): ValueText & { end: number } {
-  const span = valueSpan(s, i);
-  const text = span.rewrite ? minifySpan(s, i, span.end) : s.slice(i, span.end);
+function valueText(src: Source, i: number): ValueText & { end: number } {
+  const span = valueSpan(src, i);
+  const text = span.rewrite ? minifySpan(src.s, i, span.end) : src.s.slice(i, span.end);
   return { text, depth: span.depth, end: span.end };
 }
 
@@ -158,16 +207,17 @@ function memberName(s: string, i: number, end: number): string {
  * where its value starts; returns the index just past the object. Members come in text order,
  * so for a name given twice the last call is the one JSON.parse keeps.
  */
-function forEachMember(s: string, i: number, each: (name: string, valueStart: number) => void): number {
+function forEachMember(src: Source, i: number, each: (name: string, valueStart: number) => void): number {
+  const { s } = src;
   let j = skipWs(s, i + 1);
   if (s.charCodeAt(j) === CLOSE_OBJECT) return j + 1;
   for (;;) {
-    const { end: nameEnd } = stringEnd(s, j);
+    const { end: nameEnd } = stringEnd(src, j);
     const name = memberName(s, j, nameEnd);
     j = skipWs(s, nameEnd);
     j = skipWs(s, j + 1); // the colon
     each(name, j);
-    j = skipWs(s, valueSpan(s, j).end);
+    j = skipWs(s, valueSpan(src, j).end);
     if (s.charCodeAt(j) === COMMA) j = skipWs(s, j + 1);
     else return j + 1; // the closing brace
   }
@@ -181,10 +231,11 @@ function forEachMember(s: string, i: number, each: (name: string, valueStart: nu
  * or its `records` is not an array. `body` must be valid JSON.
  */
 export function recordDataTexts(body: string): (ValueText | undefined)[] | undefined {
+  const src = new Source(body);
   let i = skipWs(body, 0);
   if (body.charCodeAt(i) !== OPEN_OBJECT) return undefined;
   let records = -1;
-  forEachMember(body, i, (name, at) => {
+  forEachMember(src, i, (name, at) => {
     if (name === 'records') records = at;
   });
   if (records < 0 || body.charCodeAt(records) !== OPEN_ARRAY) return undefined;
@@ -195,16 +246,16 @@ export function recordDataTexts(body: string): (ValueText | undefined)[] | undef
     let end: number;
     if (body.charCodeAt(i) === OPEN_OBJECT) {
       let data = -1;
-      end = forEachMember(body, i, (name, at) => {
+      end = forEachMember(src, i, (name, at) => {
         if (name === 'data') data = at;
       });
       if (data < 0) out.push(undefined);
       else {
-        const { text, depth } = valueText(body, data);
+        const { text, depth } = valueText(src, data);
         out.push({ text, depth });
       }
     } else {
-      end = valueSpan(body, i).end;
+      end = valueSpan(src, i).end;
       out.push(undefined);
     }
     i = skipWs(body, end);
@@ -216,14 +267,14 @@ export function recordDataTexts(body: string): (ValueText | undefined)[] | undef
 /** The minified text and depth of a whole JSON text (which must be valid). */
 export function jsonValueText(text: string): ValueText {
   const start = skipWs(text, 0);
-  const { text: t, depth } = valueText(text, start);
+  const { text: t, depth } = valueText(new Source(text), start);
   return { text: t, depth };
 }
 
 /** How deeply the arrays and objects of a valid JSON text nest (0 for a scalar). */
 export function jsonDepth(text: string): number {
   const start = skipWs(text, 0);
-  return start < text.length ? valueSpan(text, start).depth : 0;
+  return start < text.length ? valueSpan(new Source(text), start).depth : 0;
 }
 
 // ---- Where an invalid JSON text goes wrong ----------------------------------------------------

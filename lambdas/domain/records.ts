@@ -22,6 +22,8 @@ export interface InputRecord {
    * exact double.
    */
   dataJson?: string;
+  /** How deeply `dataJson` nests (json-text.ts gives it with the text, so it is not scanned twice). */
+  dataDepth?: number;
 }
 
 /**
@@ -70,7 +72,7 @@ export function encodeAppend(records: readonly InputRecord[], limits: LimitsConf
   }
   return records.map((r, i) => {
     const data = r.dataJson ?? serialized(r.data, i);
-    const depth = jsonDepth(data);
+    const depth = r.dataJson !== undefined && r.dataDepth !== undefined ? r.dataDepth : jsonDepth(data);
     if (depth > MAX_DATA_DEPTH) throw tooDeep(i, depth);
     const dataBytes = Buffer.byteLength(data, 'utf8');
     if (dataBytes > limits.maxRecordBytes) {

@@ -18,9 +18,9 @@ export function makeHandler(d: Deps) {
       // value serialized again, which would round numbers without an exact double.
       const texts = recordDataTexts(ctx.bodyText);
       const records = b.records.map((r, i) => {
-        const dataJson = texts?.[i]?.text;
-        if (dataJson === undefined || texts!.length !== b.records.length) throw new Error(`the body's text disagrees with its parsed value at records[${i}]`);
-        return { ...r, dataJson };
+        const t = texts?.[i];
+        if (t === undefined || texts!.length !== b.records.length) throw new Error(`the body's text disagrees with its parsed value at records[${i}]`);
+        return { ...r, dataJson: t.text, dataDepth: t.depth };
       });
       const out = await logs.append(ctx.principal, logId, records, {
         limits,

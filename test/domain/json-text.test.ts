@@ -4,7 +4,7 @@ import { prng } from './model';
 
 type Rng = ReturnType<typeof prng>;
 
-const STRINGS = ['', 'a', 'quote " and backslash \\', 'brackets ] } [ {', 'comma , colon :', 'tab\tline\nbreak\r', '\u0000\u001f\u007f', 'é中😀', '\u2028\u2029', 'sp a ce s', '\\u0041 looks like an escape', '"'];
+const STRINGS = ['\ud800', 'a\udc00b', '\udbff\udfff', '😀\\"', '"\\\\"', '', 'a', 'quote " and backslash \\', 'brackets ] } [ {', 'comma , colon :', 'tab\tline\nbreak\r', '\u0000\u001f\u007f', 'é中😀', '\u2028\u2029', 'sp a ce s', '\\u0041 looks like an escape', '"'];
 
 /** A random JSON value (no numbers JSON.stringify would change: what JSON.stringify writes is the reference). */
 function randomValue(r: Rng, depth = 0): unknown {

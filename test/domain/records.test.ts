@@ -182,6 +182,11 @@ describe('encodeAppend', () => {
       expect(apiErrorOf(() => encodeAppend([{ data: value }], LIMITS, 20_000))).toMatchObject({ status: 400, code: 'ValidationError' });
     });
 
+    it('takes the depth the scanner found with the text, when given', () => {
+      expect(apiErrorOf(() => encodeAppend([{ data: 1, dataJson: '1', dataDepth: 101 }], LIMITS, 100)).message).toMatch(/nested 101 levels/);
+      expect(encodeAppend([{ data: null, dataJson: nested(3), dataDepth: 3 }], LIMITS, 100)).toHaveLength(1);
+    });
+
     it('does not count brackets inside strings', () => {
       expect(encodeAppend([{ data: '[['.repeat(1000) }], LIMITS, 5000)).toHaveLength(1);
     });
