@@ -15,7 +15,7 @@ import {
   UpdateCommand,
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
-import { ConditionalCheckFailedException, type ConsumedCapacity, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException, DynamoDBServiceException, type ConsumedCapacity, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ConflictError } from '../domain/errors';
 import { decodeAckMark, decodeDead, decodeLeases, encodeAckMark, encodeDead, encodeLeases } from '../domain/codec';
 import { decodeEntry, encodeEntry, type ChunkRef, type IndexEntry, type IndexRun } from '../domain/log-index';
@@ -166,6 +166,17 @@ const isConditionFailure = (e: unknown): boolean =>
 const THROTTLES = new Set(['ProvisionedThroughputExceededException', 'ThrottlingException', 'RequestLimitExceeded']);
 /** DynamoDB refused the call for capacity: it was not applied. */
 export const isThrottle = (e: unknown): boolean => THROTTLES.has((e as { name?: string })?.name ?? '');
+
+/**
+ * An AWS service answered a server fault (InternalServerError, ServiceUnavailable, another 5xx)
+ * and the SDK's retries ran out: the call may or may not have been applied.
+ */
+export const isServerFault = (e: unknown): boolean => {
+  const x = e as { $fault?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  return !!x && typeof x === 'object' && (x.$fault === 'server' || (x.$metadata?.httpStatusCode ?? 0) >= 500);
+};
+/** A server fault of DynamoDB itself (see isServerFault). */
+export const isStorageServerFault = (e: unknown): boolean => e instanceof DynamoDBServiceException && isServerFault(e);
 
 /**
  * A write that is not safe to send twice failed after it may have reached DynamoDB (a 500, a

@@ -10,7 +10,8 @@ import { Tracer } from '@aws-lambda-powertools/tracer';
 import { z } from 'zod';
 import { ApiError, clip } from '../domain/errors';
 import { jsonSyntaxError } from '../domain/json-text';
-import { isThrottle, UnknownOutcomeError } from '../adapters/store';
+import { isServerFault, isStorageServerFault, isThrottle, UnknownOutcomeError } from '../adapters/store';
+import { ConfigUnavailableError } from '../services/rollout';
 import type { Arm, ConfigProvider, ConfigSet, VersionSet } from '../domain/config';
 import { ARM_METRICS, METRIC_NAMESPACE, SERVICE_NAME } from '../metrics';
 
@@ -86,6 +87,20 @@ function toApiError(e: unknown): ApiError {
   if (e instanceof UnknownOutcomeError) {
     logger.warn('storage write of unknown outcome', e);
     return new ApiError(503, 'StorageUnavailable', 'Storage did not confirm a write in time. Retry in 1 second (with the same idempotencyKey, if the request had one).', 1);
+  }
+  if (isServerFault(e)) {
+    // Still failing after the SDK's retries: as temporary as a throttle, and the caller's retry
+    // is as safe as after UnknownOutcomeError (the call may have been applied).
+    logger.warn('AWS answered a server error after the SDK retries', e as Error);
+    return isStorageServerFault(e)
+      ? new ApiError(503, 'StorageUnavailable', 'Storage failed to answer. Retry in 1 second (with the same idempotencyKey, if the request had one).', 1)
+      : new ApiError(503, 'ServiceUnavailable', 'An AWS service Logrelay depends on failed to answer. Retry in 1 second.', 1);
+  }
+  if (e instanceof ConfigUnavailableError && (isThrottle(e.cause) || isServerFault(e.cause))) {
+    // AppConfig failed to answer for the version this request's arm serves (the host retries it
+    // at most once a second); a version that cannot be served for good stays a 500 of its arm.
+    logger.warn('config version unavailable', e);
+    return new ApiError(503, 'ConfigUnavailable', 'The service could not read its configuration right now. Retry in 1 second.', 1);
   }
   if (e instanceof z.ZodError) return validationError(e);
   logger.error('unhandled error', e as Error);
