@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 /**
  * `npm start`: the whole service on this machine, no AWS account. Options: PORT (default
- * 8787), --data-dir DIR (default: in memory) and --storage-latency-ms N (default
- * LOGRELAY_STORAGE_LATENCY_MS, else 0); see local/start-args.ts. Ctrl-C stops it cleanly.
+ * 8787), --data-dir DIR (default: in memory), --storage-latency-ms N (default
+ * LOGRELAY_STORAGE_LATENCY_MS, else 0) and --faults SPEC (default LOGRELAY_FAULTS, else none);
+ * see local/start-args.ts. Ctrl-C stops it cleanly.
  */
 import { startLocalRuntime } from '../local/server';
 import { parseStartArgs, START_USAGE } from '../local/start-args';
+import { formatFaultSpec } from '../local/faults';
 
 // The AWS SDK warns that its 2027 releases will need Node 22; the runtime works on Node 20.
 process.removeAllListeners('warning');
@@ -20,7 +22,12 @@ async function main(): Promise<void> {
     return;
   }
   const started = Date.now();
-  const rt = await startLocalRuntime({ port: args.port, storageLatencyMs: args.storageLatencyMs, ...(args.dataDir ? { dataDir: args.dataDir } : {}) });
+  const rt = await startLocalRuntime({
+    port: args.port,
+    storageLatencyMs: args.storageLatencyMs,
+    faults: args.faults ?? null,
+    ...(args.dataDir ? { dataDir: args.dataDir } : {}),
+  });
   const admin = rt.principals.find((p) => p.admin) ?? rt.principals[0]!;
   const store = args.dataDir ? `embedded DynamoDB in ${args.dataDir}` : 'embedded DynamoDB in memory (use --data-dir DIR to keep data)';
   console.log(
@@ -29,6 +36,12 @@ async function main(): Promise<void> {
       `  routes: ${rt.system.routes.length} from the synthesized stack; tables: ${rt.system.tables.map((t) => t.name).join(', ')}`,
       `  store:  ${store}`,
       ...(rt.storageLatencyMs ? [`  storage latency: +${rt.storageLatencyMs} ms on every DynamoDB call, retries included (${args.storageLatencyFrom})`] : []),
+      ...(args.faults
+        ? [
+            `  faults: ${formatFaultSpec(args.faults)} (${args.faultsFrom}${args.faults.seedGiven ? '' : ', seed drawn at random'}): per call to DynamoDB, CloudWatch and AppConfig, SDK retries included`,
+            `          replay this run's faults with --faults '${formatFaultSpec(args.faults)}'`,
+          ]
+        : []),
       `  principals: ${rt.credentialsPath}${rt.credentialsCreated ? ' (created now)' : ''}; ${rt.principals.map((p) => `${p.name}${p.admin ? ' (admin)' : ''}`).join(', ')}`,
       '',
       'Every request must be signed with AWS SigV4 (service execute-api, any region). Try:',
@@ -44,6 +57,10 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     console.log(`\n${signal}: stopping...`);
+    if (rt.faults) {
+      const c = rt.faults.counts();
+      console.log(`faults injected: ${c.throttle} throttles, ${c['applied-then-error']} lost responses, ${c.slow} slow calls (seed ${rt.faults.spec.seed})`);
+    }
     rt.close().then(
       () => {
         console.log('stopped.');

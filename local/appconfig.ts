@@ -45,6 +45,32 @@ import {
   type ServiceOutputTypes,
   type Validator,
 } from '@aws-sdk/client-appconfig';
+import { addFaults, type FaultInjector } from './faults';
+
+export const LOCAL_APPCONFIG_MIDDLEWARE = 'localAppConfig';
+
+/**
+ * Makes a real AWS SDK client answer its commands here: `answer(operation, input)` runs in place
+ * of the HTTP exchange, in the `deserialize` step (the innermost, inside the SDK's retry loop),
+ * so everything around the exchange runs as it does against AWS: serialization, signing, the
+ * SDK's retries of a throttled or failed attempt, and middleware others add (injected faults).
+ */
+export function answerInProcess(
+  client: { middlewareStack: { add(m: unknown, o: unknown): void } },
+  name: string,
+  answer: (operation: string, input: unknown) => Promise<unknown>,
+): void {
+  client.middlewareStack.add(
+    (_next: unknown, context: { commandName?: string }) => async (args: { input: unknown }) => {
+      const operation = String(context.commandName ?? '').replace(/Command$/, '');
+      const output = (await answer(operation, args.input)) as Record<string, unknown>;
+      // The SDK's retry middleware records its attempts on the output's $metadata.
+      return { output: { ...output, $metadata: { httpStatusCode: 200, ...(output.$metadata as object | undefined) } }, response: undefined };
+    },
+    // Priority high: outside the SDK's own deserializer, which would parse an HTTP response.
+    { step: 'deserialize', priority: 'high', name, override: true },
+  );
+}
 
 /** What `send` needs of an SDK command object: its input, and (for typing the output) its handler. */
 export interface SdkCommand<InputType, OutputType> {
@@ -540,15 +566,12 @@ export class LocalAppConfig {
   }
 
   /** A real AppConfigClient whose every request is answered by this stand-in (nothing leaves the process). */
-  toClient(): AppConfigClient {
-    const client = new AppConfigClient({ region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 1 });
-    client.middlewareStack.add(
-      (_next, context) => async (args) => {
-        const operation = String((context as { commandName?: string }).commandName ?? '').replace(/Command$/, '');
-        return { output: (await this.dispatch(operation, args.input)) as ServiceOutputTypes, response: undefined };
-      },
-      { step: 'initialize', name: 'localAppConfig', priority: 'high' },
-    );
+  toClient(opts: { faults?: FaultInjector } = {}): AppConfigClient {
+    // Three attempts, as the deployed handlers' client makes (lambdas/http/deps.ts).
+    const client = new AppConfigClient({ region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 3 });
+    answerInProcess(client, LOCAL_APPCONFIG_MIDDLEWARE, (operation, input) => this.dispatch(operation, input));
+    // Injected faults sit just outside the answer, inside the SDK's retries (local/faults.ts).
+    if (opts.faults) addFaults(client, opts.faults, 'appconfig', LOCAL_APPCONFIG_MIDDLEWARE);
     return client;
   }
 

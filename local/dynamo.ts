@@ -9,6 +9,7 @@ import { CreateTableCommand, DynamoDBClient, waitUntilTableExists } from '@aws-s
 import { TABLES } from '../lambdas/tables';
 import type { LocalTable } from './template';
 import { addStorageLatency, checkStorageLatencyMs } from './latency';
+import { addFaults, type FaultInjector } from './faults';
 
 // dynalite ships no types; its factory returns a node http.Server.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -73,6 +74,8 @@ export async function startEmbeddedDynamo(opts: {
   path?: string;
   /** Added to every call of `client` once its tables are ACTIVE (local/latency.ts); default 0, none. */
   storageLatencyMs?: number;
+  /** Injected faults on every call of `client` once its tables are ACTIVE (local/faults.ts), inside the latency. */
+  faults?: FaultInjector;
 }): Promise<EmbeddedDynamo> {
   const latencyMs = checkStorageLatencyMs(opts.storageLatencyMs ?? 0, 'storageLatencyMs'); // before anything is started
   const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0, ...(opts.path ? { path: opts.path } : {}) });
@@ -91,6 +94,8 @@ export async function startEmbeddedDynamo(opts: {
   await createTables(client, opts.tables);
   // After the tables exist: the latency models the service's calls, not the runtime's start.
   addStorageLatency(client, latencyMs);
+  // Added after the latency, so inside it: a throttled attempt still pays the round trip.
+  if (opts.faults) addFaults(client, opts.faults, 'dynamodb');
   return {
     endpoint,
     client,

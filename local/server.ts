@@ -18,7 +18,9 @@ import { loadOrCreateCredentials, type Principal } from './credentials';
 import { splitRequestTarget, verifySigV4 } from './sigv4';
 import { isAdminRoute } from '../lib/access';
 import { LocalCloudWatch, alarmsFromTemplate } from './cloudwatch/alarms';
-import { LocalAppConfig } from './appconfig';
+import { answerInProcess, LocalAppConfig } from './appconfig';
+import { addFaults, faultsFromEnv, FaultInjector, withFaults, type FaultSpec } from './faults';
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { resolveIntrinsics, runExecution, stateMachinesFromTemplate, type ExecutionEvent, type SdkHandler, type TemplateStateMachine } from './stepfunctions';
 import { ALARM_PERIOD_SECONDS } from '../lambdas/metrics';
 import { join } from 'node:path';
@@ -50,6 +52,12 @@ export interface LocalRuntimeOptions {
    * (default: LOGRELAY_STORAGE_LATENCY_MS, else 0).
    */
   storageLatencyMs?: number;
+  /**
+   * Injected faults (local/faults.ts) on every DynamoDB call of the handlers and the Step
+   * Functions stand-in, and on the CloudWatch and AppConfig calls of the handlers and the bake
+   * (default: LOGRELAY_FAULTS, else none; null: none whatever the environment).
+   */
+  faults?: FaultSpec | null;
 }
 
 export interface LocalRuntime {
@@ -78,6 +86,8 @@ export interface LocalRuntime {
   timeScale: number;
   /** Milliseconds added to every DynamoDB call (0: none). */
   storageLatencyMs: number;
+  /** The fault injector when faults are on: its spec (with the seed) and what it injected so far. */
+  faults: FaultInjector | undefined;
   close(): Promise<void>;
 }
 
@@ -97,6 +107,8 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   const timeScale = opts.timeScale ?? Number(process.env.LOGRELAY_TIME_SCALE ?? 1);
   if (!(timeScale > 0)) throw new Error(`LOGRELAY_TIME_SCALE must be a positive number; it is '${process.env.LOGRELAY_TIME_SCALE}'.`);
   const storageLatencyMs = opts.storageLatencyMs === undefined ? storageLatencyFromEnv() : checkStorageLatencyMs(opts.storageLatencyMs, 'storageLatencyMs');
+  const faultSpec = opts.faults === undefined ? faultsFromEnv() : (opts.faults ?? undefined);
+  const faults = faultSpec ? new FaultInjector(faultSpec) : undefined;
 
   const template = opts.template ?? synthTemplate();
   const appConfig = LocalAppConfig.fromTemplate(template, opts.dataDir ? { persistPath: join(opts.dataDir, 'appconfig.json') } : {});
@@ -106,7 +118,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   const cloudwatch = new LocalCloudWatch({ timeScale });
   cloudwatch.loadAlarms(alarmsFromTemplate(template));
   const restoreConsole = routeEmfTo(cloudwatch);
-  const dynamo = await startEmbeddedDynamo({ tables: system.tables, storageLatencyMs, ...(opts.dataDir ? { path: opts.dataDir } : {}) });
+  const dynamo = await startEmbeddedDynamo({ tables: system.tables, storageLatencyMs, ...(faults ? { faults } : {}), ...(opts.dataDir ? { path: opts.dataDir } : {}) });
   const credentialsPath = resolve(opts.credentialsPath ?? '.logrelay/credentials.json');
   const { principals, created } = loadOrCreateCredentials(credentialsPath);
   const tableNameOf = new Map(system.tables.map((t) => [t.logicalId, t.name]));
@@ -125,10 +137,17 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   const { systemClock } = await import('../lambdas/services/logs');
   const clock = opts.clock ?? systemClock;
 
-  // The bake machinery's clients: AppConfig and CloudWatch answered by the local stand-ins, and
-  // StartExecution running the stack's state machine here, in the background.
-  const appConfigClient = appConfig.toClient();
-  const cloudwatchClient = { send: async (command: { input: unknown }) => cloudwatch.getMetricData(command.input as never) } as never;
+  // The bake machinery's clients: real AWS SDK clients (three attempts, as deployed) whose
+  // calls the local AppConfig and CloudWatch answer inside the SDK's retry loop, with any
+  // injected faults around the answer; and StartExecution running the stack's state machine
+  // here, in the background.
+  const appConfigClient = appConfig.toClient(faults ? { faults } : {});
+  const cloudwatchClient = new CloudWatchClient({ region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 3 });
+  answerInProcess(cloudwatchClient, 'localCloudWatch', async (operation, input) => {
+    if (operation !== 'GetMetricData') throw new Error(`The local CloudWatch client answers GetMetricData only, not ${operation}.`);
+    return cloudwatch.getMetricData(input as never);
+  });
+  if (faults) addFaults(cloudwatchClient, faults, 'cloudwatch', 'localCloudWatch');
   const executions = new Map<string, Promise<unknown>>();
   const stopBakes = new AbortController();
   let startExecution: LocalRuntime['startExecution'] = () => Promise.reject(new Error('the local runtime is still starting'));
@@ -164,6 +183,8 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   }
 
   // Step Functions' aws-sdk integrations take PascalCase parameters, as the local stand-ins do.
+  // They make one call per task attempt (the state machine's Retry is their retry loop), so
+  // injected faults wrap each call as a whole.
   const sdk: Record<string, SdkHandler> = {
     'cloudwatch:describeAlarms': async (p) => cloudwatch.describeAlarms(p),
     'cloudwatch:getMetricData': async (p) => cloudwatch.getMetricData(p),
@@ -172,6 +193,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     'appconfig:listHostedConfigurationVersions': async (p) => appConfig.listHostedConfigurationVersions(p),
     'appconfig:validateConfiguration': async (p) => appConfig.validateConfiguration(p),
   };
+  if (faults) for (const key of Object.keys(sdk)) sdk[key] = withFaults(faults, key.startsWith('cloudwatch:') ? 'cloudwatch' : 'appconfig', sdk[key]!);
   const lambdas = Object.fromEntries(
     [...handlers].map(([id, h]) => [
       id,
@@ -228,6 +250,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     bakeExecutions: executions,
     timeScale,
     storageLatencyMs,
+    faults,
     close: async () => {
       if (closed) return;
       closed = true;
