@@ -16,6 +16,7 @@ import {
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { ConditionalCheckFailedException, DynamoDBServiceException, type ConsumedCapacity, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { randomBytes } from 'node:crypto';
 import { ConflictError } from '../domain/errors';
 import { decodeAckMark, decodeDead, decodeLeases, encodeAckMark, encodeDead, encodeLeases } from '../domain/codec';
 import { decodeEntry, encodeEntry, type ChunkRef, type IndexEntry, type IndexRun } from '../domain/log-index';
@@ -332,19 +333,44 @@ export class DynamoStore implements Store {
   }
 
   async createLog(head: LogHead): Promise<void> {
-    await conditional(
-      this.send(
-        'createLog',
-        this.doc.send(
-          new PutCommand({
-            TableName: this.tables.logs,
-            Item: { pk: head.logKey, o: head.owner, lid: head.logId, ret: head.retentionHours, c: head.createdMs, last: 0, tb: 1, T: [] },
-            ConditionExpression: 'attribute_not_exists(pk)',
-            ReturnConsumedCapacity: 'TOTAL',
-          }),
+    // A create whose answer was lost (applied, then a 500) is sent again by the SDK, and its
+    // condition then refuses it: the token tells our own item from a log another request made.
+    const token = randomBytes(12).toString('base64url');
+    try {
+      await conditional(
+        this.send(
+          'createLog',
+          this.doc.send(
+            new PutCommand({
+              TableName: this.tables.logs,
+              Item: { pk: head.logKey, o: head.owner, lid: head.logId, ret: head.retentionHours, c: head.createdMs, last: 0, tb: 1, T: [], ct: token },
+              ConditionExpression: 'attribute_not_exists(pk)',
+              ReturnConsumedCapacity: 'TOTAL',
+            }),
+          ),
         ),
+      );
+    } catch (e) {
+      if (!(e instanceof ConflictError) || !(await this.holds(this.tables.logs, head.logKey, 'ct', token))) throw e;
+    }
+  }
+
+  /** Whether the item at `pk` has `value` in `attr` (read strongly consistent): a conditional create found its own write. */
+  private async holds(table: string, pk: string, attr: string, value: unknown): Promise<boolean> {
+    const out = await this.send(
+      'getOwnWrite',
+      this.doc.send(
+        new GetCommand({
+          TableName: table,
+          Key: { pk },
+          ConsistentRead: true,
+          ProjectionExpression: '#a',
+          ExpressionAttributeNames: { '#a': attr },
+          ReturnConsumedCapacity: 'TOTAL',
+        }),
       ),
     );
+    return out.Item !== undefined && out.Item[attr] === value;
   }
 
   async getHead(logKey: string): Promise<LogHead | undefined> {
@@ -626,19 +652,26 @@ export class DynamoStore implements Store {
   }
 
   async createSession(s: SessionState): Promise<void> {
-    await conditional(
-      this.send(
-        'createSession',
-        this.doc.send(
-          new PutCommand({
-            TableName: this.tables.sessions,
-            Item: sessionToItem(s, 1),
-            ConditionExpression: 'attribute_not_exists(pk)',
-            ReturnConsumedCapacity: 'TOTAL',
-          }),
+    // As createLog: the SDK sends a create whose answer was lost again, and the token tells the
+    // refusal of that second attempt (our own item) from an id that was taken.
+    const token = randomBytes(12).toString('base64url');
+    try {
+      await conditional(
+        this.send(
+          'createSession',
+          this.doc.send(
+            new PutCommand({
+              TableName: this.tables.sessions,
+              Item: { ...sessionToItem(s, 1), ct: token },
+              ConditionExpression: 'attribute_not_exists(pk)',
+              ReturnConsumedCapacity: 'TOTAL',
+            }),
+          ),
         ),
-      ),
-    );
+      );
+    } catch (e) {
+      if (!(e instanceof ConflictError) || !(await this.holds(this.tables.sessions, s.sessionId, 'ct', token))) throw e;
+    }
     s.version = 1;
   }
 

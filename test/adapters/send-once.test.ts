@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoStore, UnknownOutcomeError } from '../../lambdas/adapters/store';
 import { LogService } from '../../lambdas/services/logs';
+import { SessionService } from '../../lambdas/services/sessions';
 import { DEFAULT_CONFIG } from '../../lambdas/domain/config';
 import { startEmbeddedDynamo, tableSpecsFromDefs, type EmbeddedDynamo } from '../../local/dynamo';
 import { tableNamesFromEnv } from '../../lambdas/http/deps';
@@ -88,6 +89,25 @@ describe('a lost response inside the SDK', () => {
     expect(await append(logs, 'lost', 5)).toEqual({ firstSeq: 3, lastSeq: 7 });
     expect(await append(logs, 'lost', 1)).toEqual({ firstSeq: 8, lastSeq: 8 });
     expect((await logs.describe('me', 'lost')).lastSeq).toBe(8);
+  });
+
+  it('a create whose response is lost is its own: the SDK sends it again, the condition refuses it, and the token shows the item is ours', async () => {
+    const store = new DynamoStore(dynamo.client, tables);
+    const logs = new LogService(store);
+    attempts = [];
+    loseNext.add('PutItemCommand');
+    // Not 409 LogExists for the caller's own create.
+    await expect(logs.create('me', 'created-once', 1)).resolves.toMatchObject({ logId: 'created-once' });
+    expect(attempts).toEqual(['PutItemCommand', 'PutItemCommand', 'GetItemCommand']);
+    expect((await store.getHead('me|created-once'))!.lastSeq).toBe(0);
+    // A second create of the same log is someone else's: still refused.
+    await expect(logs.create('me', 'created-once', 1)).rejects.toMatchObject({ code: 'LogExists' });
+
+    // The same for a session (its create was a 500: a ConflictError nothing caught).
+    const sessions = new SessionService(store);
+    loseNext.add('PutItemCommand');
+    const s = await sessions.create('me', 'created-once', 'oldest', { ackTimeoutSeconds: 30, maxInFlight: 10, maxDeliveries: 5, idleTimeoutSeconds: 3600 });
+    expect((await store.getSession(s.sessionId))!.state).toMatchObject({ owner: 'me', cursor: 1, version: 1 });
   });
 
   it('a throttled ordering update is retried by the SDK (DynamoDB did not apply it)', async () => {
