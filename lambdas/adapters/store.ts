@@ -59,8 +59,13 @@ export interface IdemItem {
   last?: number;
   /** Hash of the request's records: a reuse of the key with other records is refused. */
   hash?: string;
-  /** A sequence number at or before the index position the attempt's batch can have (a tail start). */
+  /** A sequence number at or before the index position the attempt's batch can have (a tail start), and its earlier attempts'. */
   fromSeq?: number;
+  /**
+   * Batch ids of the dead attempts this one took the key over from (and those they had taken it
+   * over from): one of them may have been ordered, so whoever finds this item must look for them.
+   */
+  prior?: string[];
 }
 
 /** An idempotent append's attempt, as its idempotency item records it while PENDING. */
@@ -106,11 +111,13 @@ export interface Store {
   /** Reads chunks (strongly consistent); a chunk retention already removed is left out. */
   getChunks(logKey: string, refs: readonly ChunkRef[]): Promise<Segment[]>;
   /**
-   * Starts an idempotent append, or takes over one whose writer died (returns its old item).
-   * Refused (ConflictError) while another attempt is live, once one completed, or when the
-   * dead attempt was for other records.
+   * Starts an idempotent append: creates the key's item, or, with `over`, takes over that dead
+   * attempt's item (its writer passed its deadline), listing it and its own prior attempts in
+   * the new item's `prior`, so that the item itself says what to look for even when this
+   * write's answer is lost. Refused (ConflictError) when the key has an item (without `over`),
+   * or when `over` is no longer the item, is still live, or was for other records.
    */
-  beginIdem(logKey: string, key: string, attempt: IdemAttempt, nowMs: number): Promise<IdemItem | undefined>;
+  beginIdem(logKey: string, key: string, attempt: IdemAttempt, nowMs: number, over?: IdemItem): Promise<void>;
   getIdem(logKey: string, key: string): Promise<IdemItem | undefined>;
   completeIdem(logKey: string, key: string, token: string, first: number, last: number): Promise<void>;
 
@@ -250,6 +257,7 @@ function idemFromItem(it: Item): IdemItem {
   if (typeof it.l === 'number') out.last = it.l;
   if (typeof it.h === 'string') out.hash = it.h;
   if (typeof it.fs === 'number') out.fromSeq = it.fs;
+  if (Array.isArray(it.pr) && it.pr.length) out.prior = it.pr as string[];
   return out;
 }
 
@@ -523,24 +531,34 @@ export class DynamoStore implements Store {
     return out.sort((a, b) => a.first - b.first);
   }
 
-  async beginIdem(logKey: string, key: string, a: IdemAttempt, nowMs: number): Promise<IdemItem | undefined> {
-    const out = await conditional(
+  async beginIdem(logKey: string, key: string, a: IdemAttempt, nowMs: number, over?: IdemItem): Promise<void> {
+    const prior = over ? [...(over.prior ?? []), over.token] : [];
+    await conditional(
       this.send(
         'beginIdem',
         this.doc.send(
           new PutCommand({
             TableName: this.tables.logs,
-            Item: { pk: idemPk(logKey, key), st: 'P', t: a.token, u: a.untilMs, h: a.hash, fs: a.fromSeq, x: Math.ceil(nowMs / 1000) + IDEM_KEEP_SECONDS },
-            // New, or a dead attempt at the same records (another body is the caller's mistake: refused).
-            ConditionExpression: 'attribute_not_exists(pk) OR (st = :p AND u < :now AND (attribute_not_exists(h) OR h = :h))',
-            ExpressionAttributeValues: { ':p': 'P', ':now': nowMs, ':h': a.hash },
-            ReturnValues: 'ALL_OLD',
+            Item: {
+              pk: idemPk(logKey, key),
+              st: 'P',
+              t: a.token,
+              u: a.untilMs,
+              h: a.hash,
+              // Where to start looking for this attempt's batch and the prior ones'.
+              fs: over ? Math.min(over.fromSeq ?? 1, a.fromSeq) : a.fromSeq,
+              ...(prior.length ? { pr: prior } : {}),
+              x: Math.ceil(nowMs / 1000) + IDEM_KEEP_SECONDS,
+            },
+            // New; or still the dead attempt at the same records this one takes over (another
+            // body is the caller's mistake: refused).
+            ConditionExpression: over ? 't = :old AND st = :p AND u < :now AND (attribute_not_exists(h) OR h = :h)' : 'attribute_not_exists(pk)',
+            ...(over ? { ExpressionAttributeValues: { ':old': over.token, ':p': 'P', ':now': nowMs, ':h': a.hash } } : {}),
             ReturnConsumedCapacity: 'TOTAL',
           }),
         ),
       ),
     );
-    return out.Attributes ? idemFromItem(out.Attributes) : undefined;
   }
 
   async getIdem(logKey: string, key: string): Promise<IdemItem | undefined> {

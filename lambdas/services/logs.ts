@@ -22,7 +22,7 @@ import { ApiError, ConflictError, appendInProgress, idempotencyKeyReused, logExi
 import { encodeAppend, toSegments, type EncodedRecord, type InputRecord } from '../domain/records';
 import { TAIL_PAGE, chunksIn, entryCount, firstLiveIn, rangeOf, runLast, type ChunkRef, type IndexEntry, type IndexRun } from '../domain/log-index';
 import type { LimitsConfig } from '../domain/config';
-import { isThrottle, type LogHead, type Segment, type Store } from '../adapters/store';
+import { isThrottle, type IdemItem, type LogHead, type Segment, type Store } from '../adapters/store';
 
 export interface Clock {
   now(): number;
@@ -208,6 +208,13 @@ export class LogService {
   /**
    * Starts an idempotent append. Returns the earlier attempt's range when there is one;
    * undefined when this call must write the records (holding the idempotency item).
+   *
+   * A dead attempt's item (PENDING past its deadline) is taken over with a write conditional on
+   * its token that lists it, and the attempts it had taken over, in the new item (`prior`); then
+   * their batches are looked for. The list is in the item, not only in this call's memory, so a
+   * takeover whose answer is lost (applied, then a 500: the retry is refused by this very write
+   * and reads it back) still looks, and so does the next retry when this one dies right after
+   * taking over: either would otherwise append the records a second time.
    */
   private async beginIdempotent(
     logKey: string,
@@ -216,44 +223,60 @@ export class LogService {
     attempt: { token: string; untilMs: number; hash: string; fromSeq: number },
     deadlineMs: number,
   ): Promise<SeqRange | undefined> {
+    /** The dead attempt's item this call takes the key over from. */
+    let over: IdemItem | undefined;
     for (let i = 0; ; i++) {
       this.checkDeadline(deadlineMs);
-      let previous;
+      /** This attempt's own item, when it had to be read back (its write applied, the answer lost). */
+      let mine: IdemItem | undefined;
       try {
-        previous = await this.store.beginIdem(logKey, key, attempt, this.clock.now());
+        await this.store.beginIdem(logKey, key, attempt, this.clock.now(), over);
       } catch (e) {
         if (isThrottle(e) || (!(e instanceof ConflictError) && i >= UNKNOWN_OUTCOME_ATTEMPTS)) throw e;
         // Refused, or unknown: read what is there.
         const item = await this.store.getIdem(logKey, key);
+        over = undefined;
         if (!item) continue; // an unknown outcome that did not apply
-        if (item.token === attempt.token) return undefined; // it did apply: ours
-        if (item.hash !== undefined && item.hash !== attempt.hash) throw idempotencyKeyReused(key);
-        if (item.status === 'COMPLETE') return { firstSeq: item.first!, lastSeq: item.last! };
-        const now = this.clock.now();
-        if (item.untilMs >= now) throw appendInProgress(Math.max(1, Math.ceil((item.untilMs - now) / 1000)));
-        continue; // it died just now: take it over
+        if (item.token !== attempt.token) {
+          if (item.hash !== undefined && item.hash !== attempt.hash) throw idempotencyKeyReused(key);
+          if (item.status === 'COMPLETE') return { firstSeq: item.first!, lastSeq: item.last! };
+          const now = this.clock.now();
+          if (item.untilMs >= now) throw appendInProgress(Math.max(1, Math.ceil((item.untilMs - now) / 1000)));
+          over = item; // its writer is past its deadline (it writes nothing more): take it over
+          continue;
+        }
+        mine = item; // it did apply: ours
       }
-      if (!previous) return undefined;
-      // We took over an attempt whose writer died (past its deadline: it writes nothing more).
-      // Was its batch ordered?
-      const found = await this.findBatch(logKey, logId, previous.token, previous.fromSeq ?? 1);
+      // The attempts this one took over: was one of their batches ordered? (At most one was:
+      // each took over only after the one before it was past its deadline.)
+      const earlier = mine ? (mine.prior ?? []) : over ? [...(over.prior ?? []), over.token] : [];
+      if (!earlier.length) return undefined;
+      const found = await this.findBatch(logKey, logId, earlier, (mine ?? over)!.fromSeq ?? 1);
       if (!found) return undefined;
       await again(() => this.store.completeIdem(logKey, key, attempt.token, found.firstSeq, found.lastSeq));
       return found;
     }
   }
 
-  /** The range the index gave batch `batchId`, looking from `fromSeq` (a tail start before it was ordered). */
-  private async findBatch(logKey: string, logId: string, batchId: string, fromSeq: number): Promise<SeqRange | undefined> {
+  /** The range the index gave one of the batches `batchIds`, looking from `fromSeq` (a tail start before they were ordered). */
+  private async findBatch(logKey: string, logId: string, batchIds: string | readonly string[], fromSeq: number): Promise<SeqRange | undefined> {
+    const ids = typeof batchIds === 'string' ? [batchIds] : batchIds;
     const head = await this.store.getHead(logKey);
     if (!head) throw logNotFound(logId);
     this.remember(head);
-    const inTail = rangeOf(head.tail, batchId);
+    const inRun = (run: IndexRun): SeqRange | undefined => {
+      for (const id of ids) {
+        const r = rangeOf(run, id);
+        if (r) return r;
+      }
+      return undefined;
+    };
+    const inTail = inRun(head.tail);
     if (inTail || fromSeq >= head.tail.first) return inTail;
     const before = await this.store.indexPageAtOrBefore(logKey, fromSeq);
     const pages = [...(before ? [before] : []), ...(await this.store.indexPagesBetween(logKey, fromSeq + 1, head.tail.first - 1))];
     for (const p of pages) {
-      const r = rangeOf(p, batchId);
+      const r = inRun(p);
       if (r) return r;
     }
     return undefined;

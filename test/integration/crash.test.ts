@@ -88,6 +88,41 @@ describe('append with an idempotencyKey', async () => {
   });
 });
 
+describe('a retry that takes over a dead attempt of its key', () => {
+  // Found by npm run chaos (bin/chaos.ts) at 50% lost responses: a keyed append in the log twice.
+  const body = { records: batch('t'), idempotencyKey: 'key-t' };
+  const tags = Array.from({ length: 40 }, (_, i) => `b${i}`);
+
+  it('whose takeover write is applied and its answer lost: still finds the dead attempt\'s batch and answers its range, writing nothing', async () => {
+    const id = await freshLog();
+    h.restart();
+    // The first attempt dies right after ordering its batch (its key stays PENDING).
+    expect((await crashAfter(3, () => h.call('POST', `/logs/${id}/records`, body))).status).toBe(500);
+    h.clock.advance(30_000); // past its deadline
+    // The retry finds the dead attempt's item (its create is refused: not a recorded call) and
+    // takes it over; that write is applied and answered with an error, so the retry sends it
+    // again (as the SDK would), is refused by its own write, and reads the item back.
+    const r = await h.loseResponseOf(2, () => h.call('POST', `/logs/${id}/records`, body));
+    expect(h.calls.slice(0, 4)).toEqual(['getHead', 'getIdem', 'beginIdem', 'getIdem']);
+    expect(r.status).toBe(201);
+    expect(r.body).toEqual({ firstSeq: 4, lastSeq: 43 });
+    expect(await contents(id)).toEqual(['pre-1', 'pre-2', 'pre-3', ...tags]);
+  });
+
+  it('that dies itself right after taking over: the next retry looks for both attempts\' batches', async () => {
+    const id = await freshLog();
+    h.restart();
+    expect((await crashAfter(3, () => h.call('POST', `/logs/${id}/records`, body))).status).toBe(500);
+    h.clock.advance(30_000);
+    expect((await crashAfter(2, () => h.call('POST', `/logs/${id}/records`, body))).status).toBe(500);
+    expect(h.calls).toEqual(['getHead', 'getIdem', 'beginIdem']);
+    h.clock.advance(30_000);
+    const r = await h.call('POST', `/logs/${id}/records`, body);
+    expect(r.body).toEqual({ firstSeq: 4, lastSeq: 43 });
+    expect(await contents(id)).toEqual(['pre-1', 'pre-2', 'pre-3', ...tags]);
+  });
+});
+
 describe('append without a key', async () => {
   const logId = await freshLog();
   h.restart();
