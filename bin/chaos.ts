@@ -183,7 +183,8 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosReport> {
       endpoint: rt.url,
       credentials: { accessKeyId: principal.accessKeyId, secretAccessKey: principal.secretAccessKey },
       fetch: recordingFetch(actor, history),
-      onRetry: (e) => bump(`client retries after ${e.error.status || e.error.code}`),
+      // A crashed worker's calls fail before they leave; its retries are not the service's doing.
+      onRetry: (e) => bump(actor.dead ? 'crashed workers: retries of calls that never left' : `client retries after ${e.error.status || e.error.code}`),
     });
   const checker: Actor = { id: 'checker', dead: false };
   const api = clientFor(checker);
