@@ -36,7 +36,7 @@
  * overrides the number of delivery runs; `--only delivery` or `--only append-scale` runs one
  * section (the handler bundles are timed with delivery).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -1639,6 +1639,14 @@ async function runDelivery(credDir: string): Promise<DeliveryReport> {
 }
 
 async function main(): Promise<void> {
+  const render = argv.indexOf('--render');
+  if (render >= 0) {
+    // A report written with --json, as the markdown a run without it prints (for the README).
+    const file = argv[render + 1];
+    if (!file) throw new Error('--render takes the path of a report written with --json');
+    process.stdout.write(`${markdown(JSON.parse(readFileSync(file, 'utf8')) as Report)}\n`);
+    return;
+  }
   const started = performance.now();
   const loadStart = loadavg();
   const credDir = mkdtempSync(join(tmpdir(), 'logrelay-bench-'));
