@@ -341,25 +341,25 @@ export class DynamoStore implements Store {
   }
 
   async createLog(head: LogHead): Promise<void> {
-    // A create whose answer was lost (applied, then a 500) is sent again by the SDK, and its
-    // condition then refuses it: the token tells our own item from a log another request made.
+    await this.createOnce('createLog', this.tables.logs, { pk: head.logKey, o: head.owner, lid: head.logId, ret: head.retentionHours, c: head.createdMs, last: 0, tb: 1, T: [] });
+  }
+
+  /**
+   * Puts a new item, refused (ConflictError) if its key exists. A create whose answer was lost
+   * (applied, then a 500) is sent again by the SDK, and its condition then refuses it: a token
+   * written with the item tells our own write from an item another request made.
+   */
+  private async createOnce(op: string, table: string, item: Item): Promise<void> {
     const token = randomBytes(12).toString('base64url');
     try {
       await conditional(
         this.send(
-          'createLog',
-          this.doc.send(
-            new PutCommand({
-              TableName: this.tables.logs,
-              Item: { pk: head.logKey, o: head.owner, lid: head.logId, ret: head.retentionHours, c: head.createdMs, last: 0, tb: 1, T: [], ct: token },
-              ConditionExpression: 'attribute_not_exists(pk)',
-              ReturnConsumedCapacity: 'TOTAL',
-            }),
-          ),
+          op,
+          this.doc.send(new PutCommand({ TableName: table, Item: { ...item, ct: token }, ConditionExpression: 'attribute_not_exists(pk)', ReturnConsumedCapacity: 'TOTAL' })),
         ),
       );
     } catch (e) {
-      if (!(e instanceof ConflictError) || !(await this.holds(this.tables.logs, head.logKey, 'ct', token))) throw e;
+      if (!(e instanceof ConflictError) || !(await this.holds(table, item.pk as string, 'ct', token))) throw e;
     }
   }
 
@@ -670,26 +670,7 @@ export class DynamoStore implements Store {
   }
 
   async createSession(s: SessionState): Promise<void> {
-    // As createLog: the SDK sends a create whose answer was lost again, and the token tells the
-    // refusal of that second attempt (our own item) from an id that was taken.
-    const token = randomBytes(12).toString('base64url');
-    try {
-      await conditional(
-        this.send(
-          'createSession',
-          this.doc.send(
-            new PutCommand({
-              TableName: this.tables.sessions,
-              Item: { ...sessionToItem(s, 1), ct: token },
-              ConditionExpression: 'attribute_not_exists(pk)',
-              ReturnConsumedCapacity: 'TOTAL',
-            }),
-          ),
-        ),
-      );
-    } catch (e) {
-      if (!(e instanceof ConflictError) || !(await this.holds(this.tables.sessions, s.sessionId, 'ct', token))) throw e;
-    }
+    await this.createOnce('createSession', this.tables.sessions, sessionToItem(s, 1));
     s.version = 1;
   }
 
