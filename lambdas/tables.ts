@@ -14,10 +14,11 @@ export interface TableDef {
 }
 
 export const TABLES: readonly TableDef[] = [
-  // A log's head item (owner, settings, committed lastSeq, pending append reservation) and its
+  // A log's head item (owner, settings, committed lastSeq, the tail of its index) and its
   // idempotency items (kept 48 h, TTL'd).
   { id: 'Logs', envVar: 'LOGS_TABLE', partitionKey: { name: 'pk', type: 'S' }, ttlAttribute: 'x' },
-  // Segments: several records per item, keyed by the first sequence number they hold.
+  // Chunks: several records of one append per item, keyed by the append's batch id and the
+  // chunk's index; and the logs' index pages, keyed by log and the first sequence number they cover.
   {
     id: 'Records',
     envVar: 'RECORDS_TABLE',
