@@ -2,6 +2,7 @@
  * How records are packed into stored segments and read back. A segment holds consecutive
  * records of one append as newline-separated JSON (`[data]` or `[data, key]` per line: JSON
  * text never contains a raw newline), so storage bytes track record bytes, not record count.
+ * Each segment is stored as one chunk item of its append's batch (log-index.ts says where).
  */
 import { payloadTooLarge, validation, type ApiError } from './errors';
 import type { LimitsConfig } from './config';
