@@ -120,6 +120,12 @@ export interface Store {
   beginIdem(logKey: string, key: string, attempt: IdemAttempt, nowMs: number, over?: IdemItem): Promise<void>;
   getIdem(logKey: string, key: string): Promise<IdemItem | undefined>;
   completeIdem(logKey: string, key: string, token: string, first: number, last: number): Promise<void>;
+  /**
+   * Ends a PENDING attempt `token` that will order nothing (it failed before its ordering update):
+   * its deadline becomes the past, so a retry takes the key over at once (and still looks for
+   * the batches the item lists).
+   */
+  releaseIdem(logKey: string, key: string, token: string): Promise<void>;
 
   getSession(sessionId: string): Promise<StoredSession | undefined>;
   /** The session and its log's head in one round trip. */
@@ -574,6 +580,24 @@ export class DynamoStore implements Store {
       ),
     );
     return out.Item ? idemFromItem(out.Item) : undefined;
+  }
+
+  async releaseIdem(logKey: string, key: string, token: string): Promise<void> {
+    await conditional(
+      this.send(
+        'releaseIdem',
+        this.doc.send(
+          new UpdateCommand({
+            TableName: this.tables.logs,
+            Key: { pk: idemPk(logKey, key) },
+            UpdateExpression: 'SET u = :past',
+            ConditionExpression: 't = :t AND st = :p',
+            ExpressionAttributeValues: { ':past': 0, ':t': token, ':p': 'P' },
+            ReturnConsumedCapacity: 'TOTAL',
+          }),
+        ),
+      ),
+    );
   }
 
   async completeIdem(logKey: string, key: string, token: string, first: number, last: number): Promise<void> {

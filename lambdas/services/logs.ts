@@ -133,9 +133,16 @@ export class LogService {
       expiresSec: Math.floor(this.clock.now() / 1000) + known.retentionHours * 3600,
       counts: chunks.map((c) => c.count),
     };
-    this.checkDeadline(opts.deadlineMs);
-    // Idempotent (plain puts of the same items), so a write of unknown outcome is just sent again.
-    await again(() => this.store.putChunks(logKey, batchId, chunks, entry.expiresSec));
+    try {
+      this.checkDeadline(opts.deadlineMs);
+      // Idempotent (plain puts of the same items), so a write of unknown outcome is just sent again.
+      await again(() => this.store.putChunks(logKey, batchId, chunks, entry.expiresSec));
+    } catch (e) {
+      // Nothing was ordered, and nothing of this attempt can be any more: let a retry take the
+      // key over at once instead of answering AppendInProgress until this attempt's deadline.
+      if (key !== undefined) await this.store.releaseIdem(logKey, key, batchId).catch(() => undefined);
+      throw e;
+    }
     const range = await this.order(logKey, logId, entry, known.tailFirst, opts.deadlineMs);
     if (key !== undefined) {
       // If this fails the batch is still committed, and a retry finds it in the index once this

@@ -76,6 +76,26 @@ describe('appends', () => {
     }
   });
 
+  it('a keyed append throttled before it was ordered answers 503 and frees its key: the retry lands at once, once', async () => {
+    await h.createLog('throttled-key');
+    await h.append('throttled-key', ['pre']);
+    const store = h.store as unknown as Record<string, unknown>;
+    store.putChunks = async function () {
+      delete store.putChunks; // once
+      throw Object.assign(new Error('Rate exceeded'), { name: 'ProvisionedThroughputExceededException', $fault: 'client' });
+    };
+    const body = { records: [{ data: 'a' }, { data: 'b' }], idempotencyKey: 'tk' };
+    const refused = await h.call('POST', '/logs/throttled-key/records', body);
+    expect(refused.status).toBe(503);
+    expect(refused.headers['retry-after']).toBe('1');
+    // No AppendInProgress for the rest of the dead attempt's deadline: the key was released.
+    const ok = await h.call('POST', '/logs/throttled-key/records', body);
+    expect(ok.status).toBe(201);
+    expect(ok.body).toEqual({ firstSeq: 2, lastSeq: 3 });
+    expect((await h.call('POST', '/logs/throttled-key/records', body)).body).toEqual({ firstSeq: 2, lastSeq: 3 });
+    expect((await drain(h, await h.openSession('throttled-key'))).map((g) => g.data)).toEqual(['pre', 'a', 'b']);
+  });
+
   it('an idempotencyKey reused with other records is refused (422) and writes nothing; the same records in other JSON spacing are a retry', async () => {
     await h.createLog('reuse');
     const first = await h.append('reuse', ['a', 'b'], { idempotencyKey: 'k' });
