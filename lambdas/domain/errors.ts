@@ -17,7 +17,7 @@ export class ApiError extends Error {
 
 /**
  * Caller-supplied text (an id, a field name) as a message quotes it: at most `n` characters, so
- * an answer stays small, and control characters and lone surrogates written as \uXXXX, so the
+ * an answer stays small, and control characters and lone surrogates written as `\u` escapes (four hex digits), so the
  * sentence stays readable and one line in any log.
  */
 export const clip = (text: string, n: number): string => {

@@ -6,7 +6,7 @@
  * outside strings is dropped and everything else is kept byte for byte, so number tokens,
  * escapes and key order are exactly as sent. (One exception, which keeps the value: a raw
  * lone surrogate inside a string, which has no UTF-8 form and so would reach storage as
- * U+FFFD, is written as its \uXXXX escape instead. An HTTP body decoded from UTF-8 never holds
+ * U+FFFD, is written as its `\u` escape (four hex digits) instead. An HTTP body decoded from UTF-8 never holds
  * one.)
  *
  * Everything here is iterative (no recursion), so no nesting depth exhausts the stack, and
@@ -112,7 +112,7 @@ function stringEnd(src: Source, i: number): { end: number; lone: boolean } {
     const u = src.surrogate.atOrAfter(j);
     if (q < b && q < u) return { end: q + 1, lone };
     if (q >= s.length) return { end: s.length, lone }; // unreachable for valid JSON
-    if (b < u) j = b + 2; // the escaped character (for \uXXXX, the four hex digits are plain characters)
+    if (b < u) j = b + 2; // the escaped character (for a `\u` escape, its four hex digits are plain characters)
     else if (s.charCodeAt(u) <= 0xdbff && (s.charCodeAt(u + 1) & 0xfc00) === 0xdc00) j = u + 2; // a pair
     else {
       lone = true;

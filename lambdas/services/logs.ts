@@ -153,8 +153,8 @@ export class LogService {
   }
 
   /**
-   * The ordering update, and moving a full run of the tail to an index page when this batch's
-   * entry made the tail a multiple of TAIL_PAGE long. An update whose outcome is unknown is
+   * The ordering update, and moving the tail's full runs to index pages when this batch's
+   * entry made the tail a multiple of TAIL_PAGE long (moveDue). An update whose outcome is unknown is
    * looked up in the index before it is sent again (its entry in the tail also makes a second
    * application refused).
    */
@@ -280,9 +280,7 @@ export class LogService {
     };
     const inTail = inRun(head.tail);
     if (inTail || fromSeq >= head.tail.first) return inTail;
-    const before = await this.store.indexPageAtOrBefore(logKey, fromSeq);
-    const pages = [...(before ? [before] : []), ...(await this.store.indexPagesBetween(logKey, fromSeq + 1, head.tail.first - 1))];
-    for (const p of pages) {
+    for (const p of await this.readPages(logKey, fromSeq, head.tail.first - 1)) {
       const r = inRun(p);
       if (r) return r;
     }
