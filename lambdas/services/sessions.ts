@@ -194,9 +194,12 @@ export class SessionService {
         records = [];
         break;
       }
-      if (records.length || this.clock.now() + delivery.longPollIntervalMs > waitUntil) break;
+      // An empty answer only once the whole wait has passed: every early one is a request the
+      // worker pays for and did not need. The last sleep is cut to what is left of the wait.
+      const left = waitUntil - this.clock.now();
+      if (records.length || left <= 0) break;
       const before = this.clock.now();
-      await sleep(delivery.longPollIntervalMs);
+      await sleep(Math.min(delivery.longPollIntervalMs, left));
       stats.idleMs += this.clock.now() - before;
     }
     return { records, acked: acked + (carried?.acked ?? 0) };

@@ -529,8 +529,12 @@ describe('receiver sessions', () => {
     const got = await pending;
     expect(got.map((r) => r.data)).toEqual(['late']);
     expect(Date.now() - started).toBeLessThan(4_000);
+    // An empty long poll waits the whole waitSeconds (it answered after ~770 ms when the last
+    // poll interval that would overshoot the wait was skipped instead of shortened).
+    const emptyStarted = Date.now();
     const empty = await h.receive(sid, { waitSeconds: 1 });
     expect(empty).toEqual([]);
+    expect(Date.now() - emptyStarted).toBeGreaterThanOrEqual(1_000);
   });
 
   it('respects maxInFlight and the delivery byte budget', async () => {
