@@ -14,6 +14,9 @@
  *   Details and in the message) when it does not conform.
  * - The initial versions are the template's AWS::AppConfig::HostedConfigurationVersion resources.
  *
+ * Every call that reaches it through the SDK facade is counted by operation (`calls`), so a test
+ * can show which code paths call AppConfig's control plane, and how often (the hosts: never).
+ *
  * IDs are AWS-shaped (7 characters of [a-z0-9]) and derived from the logical ids, so they are the
  * same on every start; `resolveRef` / `resolveGetAtt` give what `Ref` / `Fn::GetAtt` of the
  * AppConfig resources resolve to, for reading environment variables out of the template.
@@ -211,6 +214,13 @@ export class LocalAppConfig {
   private readonly profiles = new Map<string, ProfileState>();
   /** logical id -> what Ref resolves to */
   private readonly refs = new Map<string, string>();
+  /**
+   * Calls answered through `send` and `toClient`'s clients, by operation (each SDK attempt that
+   * got here counts one; an attempt an injected fault refused before it was sent does not, and
+   * is counted by the FaultInjector instead). The Step Functions integrations call the methods
+   * directly and are not counted.
+   */
+  readonly calls: Record<string, number> = {};
 
   private constructor(private readonly persistPath: string | undefined) {}
 
@@ -576,6 +586,7 @@ export class LocalAppConfig {
   }
 
   private async dispatch(operation: string, input: unknown): Promise<unknown> {
+    this.calls[operation] = (this.calls[operation] ?? 0) + 1;
     const i = (input ?? {}) as any;
     switch (operation) {
       case 'GetApplication':

@@ -25,6 +25,7 @@ import {
   ValidateConfigurationCommand,
 } from '@aws-sdk/client-appconfig';
 import { LocalAppConfig, type AppConfigTemplate } from '../../local/appconfig';
+import { FaultInjector } from '../../local/faults';
 
 const deliverySchema = {
   $schema: 'http://json-schema.org/draft-04/schema#',
@@ -245,6 +246,28 @@ describe('LocalAppConfig', () => {
     const limitsCreate = (content: unknown) => ac.send(new CreateHostedConfigurationVersionCommand({ ...limits, Content: json(content), ContentType: 'application/json' }));
     await expect(limitsCreate({ maxRecordsPerAppend: 501 })).rejects.toThrow(/\$\.maxRecordsPerAppend must be < 501/);
     expect((await limitsCreate({ maxRecordsPerAppend: 500 })).VersionNumber).toBe(3);
+  });
+
+  it('counts the calls it answers through the SDK, by operation; an attempt a fault refused never reaches it', async () => {
+    const { template } = synth();
+    const ac = LocalAppConfig.fromTemplate(template);
+    // The template's initial versions are not calls.
+    expect(ac.calls).toEqual({});
+    const delivery = ac.findProfile('logrelay', 'delivery')!;
+    await readVersion(ac, delivery.ApplicationId, delivery.ConfigurationProfileId, 1);
+    const client = ac.toClient();
+    await publishVersion(client, delivery.ApplicationId, delivery.ConfigurationProfileId, { maxBatchRecords: 7 });
+    // A refused call is a call too.
+    await expect(publishVersion(client, delivery.ApplicationId, delivery.ConfigurationProfileId, { maxBatchRecords: 0 })).rejects.toBeInstanceOf(BadRequestException);
+    await expect(readVersion(client, delivery.ApplicationId, delivery.ConfigurationProfileId, 99)).rejects.toBeInstanceOf(ResourceNotFoundException);
+    expect(ac.calls).toEqual({ GetHostedConfigurationVersion: 2, CreateHostedConfigurationVersion: 2 });
+
+    // Every attempt throttled before it is sent: the injector counts them, the stand-in sees none.
+    const faults = new FaultInjector({ throttle: 1, appliedThenError: 0, slow: 0, slowMs: 0, seed: 1, seedGiven: true });
+    const throttled = ac.toClient({ faults });
+    await expect(readVersion(throttled, delivery.ApplicationId, delivery.ConfigurationProfileId, 1)).rejects.toMatchObject({ name: 'ThrottlingException' });
+    expect(faults.calls.appconfig).toBe(3); // the SDK's three attempts
+    expect(ac.calls).toEqual({ GetHostedConfigurationVersion: 2, CreateHostedConfigurationVersion: 2 });
   });
 
   it('keeps versions immutable: no update API, and what a caller does to returned bytes does not reach the store', async () => {
