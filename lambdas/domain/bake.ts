@@ -2,8 +2,13 @@
  * The two-phase config bake as plain data and pure decisions: the bake record, the lock on the
  * rollout state, each phase's start / poll / verdict, and cleanup. The bake service applies
  * these to storage with conditional writes; the Step Functions state machine sequences them.
+ *
+ * Version contents travel with the versions: POST /bakes copies each change's content from
+ * AppConfig into its phase, the phase's start copies it into the rollout state with the
+ * experiment, and approval keeps it as the control's. Every transition here ends with
+ * `withContents`, so the rollout state holds exactly the contents of the versions it names.
  */
-import type { Experiment, ProfileName, RolloutState } from './config';
+import { contentOf, withContents, type Experiment, type ProfileName, type RolloutState } from './config';
 import { JUDGE_DEFAULTS, type Judgement, type JudgeSettings } from './judge';
 
 export type BakeStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED';
@@ -56,6 +61,11 @@ export interface AlarmSnapshot {
 export interface Phase {
   profile: ProfileName;
   version: string;
+  /**
+   * The version's content (JSON text), copied from AppConfig when the bake was started: what
+   * the phase's start puts in the rollout state. Absent in records from before it was kept.
+   */
+  content?: string;
   verdict: Verdict;
   reason?: string;
   alarms?: AlarmSnapshot[];
@@ -113,7 +123,7 @@ export function pollBudget(s: BakeSettings): { polls: number; extension: number 
 }
 
 export class BakeStateError extends Error {
-  constructor(readonly code: 'BakeInProgress' | 'LockLost' | 'NoCurrentPhase', message: string) {
+  constructor(readonly code: 'BakeInProgress' | 'LockLost' | 'NoCurrentPhase' | 'NoContent', message: string) {
     super(message);
     this.name = 'BakeStateError';
   }
@@ -144,36 +154,49 @@ export function releaseLock(item: RolloutItem, bakeId: string): RolloutItem {
   return { ...rest, state };
 }
 
+/** Ends `bakeId`'s experiment (if it is the live one), and drops its version's content unless control serves it too. */
 export function clearExperiment(state: RolloutState, bakeId: string): RolloutState {
   if (state.experiment?.bakeId !== bakeId) return state;
   const { experiment: _e, ...rest } = state;
-  return rest;
+  return withContents(rest);
 }
 
-export function startExperiment(item: RolloutItem, experiment: Experiment): RolloutItem {
+/**
+ * Puts `experiment` live, with its version's `content` (JSON text) beside it in the same state,
+ * so no host can see the experiment without the content it serves.
+ */
+export function startExperiment(item: RolloutItem, experiment: Experiment, content: string): RolloutItem {
   if (!holdsLock(item, experiment.bakeId)) {
     throw new BakeStateError('LockLost', `Bake ${experiment.bakeId} no longer holds the rollout lock; it will not start an experiment.`);
   }
-  return { ...item, state: { ...item.state, experiment } };
+  return { ...item, state: withContents({ ...item.state, experiment }, { profile: experiment.profile, version: experiment.version, content }) };
 }
 
-/** Approval: the version becomes its profile's control, and the experiment ends. */
-export function approve(item: RolloutItem, bakeId: string, profile: ProfileName, version: string): RolloutItem {
+/**
+ * Approval: the version becomes its profile's control, and the experiment ends. The content is
+ * the phase's (or, for a record from before phases kept it, the one its start put in the state);
+ * with neither, hosts could not serve the new control, so it is refused (NoContent).
+ */
+export function approve(item: RolloutItem, bakeId: string, profile: ProfileName, version: string, content?: string): RolloutItem {
   if (!holdsLock(item, bakeId)) throw new BakeStateError('LockLost', `Bake ${bakeId} no longer holds the rollout lock; it will not change a control version.`);
+  const text = content ?? contentOf(item.state, profile, version);
+  if (text === undefined) {
+    throw new BakeStateError('NoContent', `Bake ${bakeId} has no content for version ${version} of profile ${profile}; it will not make a version control that hosts could not serve.`);
+  }
   const state = clearExperiment(item.state, bakeId);
-  return { ...item, state: { ...state, control: { ...state.control, [profile]: version } } };
+  return { ...item, state: withContents({ ...state, control: { ...state.control, [profile]: version } }, { profile, version, content: text }) };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Phases
 // ---------------------------------------------------------------------------------------------
 
-export function newBake(bakeId: string, changes: { profile: ProfileName; version: string }[], settings: BakeSettings, nowMs: number): BakeRecord {
+export function newBake(bakeId: string, changes: { profile: ProfileName; version: string; content?: string }[], settings: BakeSettings, nowMs: number): BakeRecord {
   return {
     bakeId,
     status: 'RUNNING',
     settings,
-    phases: changes.map((c) => ({ profile: c.profile, version: c.version, verdict: 'PENDING', polls: 0 })),
+    phases: changes.map((c) => ({ profile: c.profile, version: c.version, ...(c.content !== undefined ? { content: c.content } : {}), verdict: 'PENDING', polls: 0 })),
     createdAtMs: nowMs,
     abortRequested: false,
     rev: 0,

@@ -84,14 +84,76 @@ export interface Experiment {
   expiresAtMs: number;
 }
 
-/** What hosts serve from: each profile's control version and at most one experiment. */
+/** Each version's content as JSON text, by profile and version number. */
+export type VersionContents = Partial<Record<ProfileName, Record<string, string>>>;
+
+/**
+ * What hosts serve from: each profile's control version, at most one experiment, and the
+ * content of each of those versions.
+ *
+ * `contents` is a copy of AppConfig's immutable versions, made on the control path (the bake
+ * copies a version when it names it here), so a host needs nothing but this one item: it never
+ * calls AppConfig, whose control plane is not built for request-rate reads. Invariant, kept by
+ * every transition in domain/bake.ts: it holds the content of every version the state names
+ * and of no other. A state written before contents were kept has none (see `missingContents`).
+ */
 export interface RolloutState {
   control: Record<ProfileName, string>;
   experiment?: Experiment;
+  contents?: VersionContents;
 }
 
-/** The versions a stack starts with: the initial hosted configuration versions (numbered 1). */
-export const INITIAL_ROLLOUT: RolloutState = { control: { delivery: '1', limits: '1' } };
+/**
+ * The versions a stack starts with: the initial hosted configuration versions (numbered 1),
+ * which the stack creates from DEFAULT_CONFIG (lib/config-bake.ts takes their content from here).
+ */
+export const INITIAL_ROLLOUT: RolloutState = {
+  control: { delivery: '1', limits: '1' },
+  contents: { delivery: { '1': JSON.stringify(DEFAULT_CONFIG.delivery) }, limits: { '1': JSON.stringify(DEFAULT_CONFIG.limits) } },
+};
+
+/** The content (JSON text) of the stack's initial version of a profile, as the stack stores it in AppConfig. */
+export const initialContent = (profile: ProfileName): string => INITIAL_ROLLOUT.contents![profile]![INITIAL_ROLLOUT.control[profile]]!;
+
+/**
+ * The most bytes of JSON a version may have to be served: a bake refuses a bigger one at its
+ * start (400). Every content that fits a profile's schema is under 200 bytes; the bound keeps
+ * the rollout item, which every host reads every cache period, within one 4 KB read unit.
+ */
+export const MAX_SERVED_CONTENT_BYTES = 1024;
+
+/** The content (JSON text) the state holds for a version, if any. */
+export function contentOf(state: RolloutState, profile: ProfileName, version: string): string | undefined {
+  const byVersion = state.contents?.[profile];
+  return byVersion && Object.prototype.hasOwnProperty.call(byVersion, version) ? byVersion[version] : undefined;
+}
+
+/** Every (profile, version) the state names: the control versions and the experiment's. */
+export function namedVersions(state: RolloutState): { profile: ProfileName; version: string }[] {
+  const named = PROFILES.map((profile) => ({ profile, version: state.control[profile] }));
+  if (state.experiment) named.push({ profile: state.experiment.profile, version: state.experiment.version });
+  return named;
+}
+
+/** The versions the state names without holding their content (a state from before contents were kept). */
+export function missingContents(state: RolloutState): { profile: ProfileName; version: string }[] {
+  return namedVersions(state).filter((n) => contentOf(state, n.profile, n.version) === undefined);
+}
+
+/**
+ * The state with `content` as the content of `profile` `version` (when given) and with only the
+ * contents of the versions it names: what every transition ends with, so the item stays small.
+ * A state that holds no contents (written before they were kept) and gets none stays without.
+ */
+export function withContents(state: RolloutState, add?: { profile: ProfileName; version: string; content: string }): RolloutState {
+  if (!state.contents && !add) return state;
+  const contents: VersionContents = {};
+  for (const { profile, version } of namedVersions(state)) {
+    const text = add && add.profile === profile && add.version === version ? add.content : contentOf(state, profile, version);
+    if (text !== undefined) contents[profile] = { ...contents[profile], [version]: text };
+  }
+  return { ...state, contents };
+}
 
 /** The experiment hosts should serve now, if any. */
 export function liveExperiment(state: RolloutState, nowMs: number): Experiment | undefined {

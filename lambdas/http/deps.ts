@@ -1,7 +1,9 @@
 /**
  * What handlers run on. In Lambda: DynamoDB, AppConfig, CloudWatch and Step Functions clients
  * from the environment, and the system clock. Tests and the local runtime pass their own
- * (embedded store and stand-ins, fake clock, fault-injecting store).
+ * (embedded store and stand-ins, fake clock, fault-injecting store). The data routes' hosts
+ * get no AppConfig client: they serve config from the rollout item alone (services/rollout.ts);
+ * only the admin routes (defaultBakeDeps) read and create versions in AppConfig.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { AppConfigClient } from '@aws-sdk/client-appconfig';
@@ -38,21 +40,27 @@ export function tableNamesFromEnv(env: NodeJS.ProcessEnv = process.env): { logs:
   return { logs: name('Logs'), records: name('Records'), sessions: name('Sessions'), control: name('Control') };
 }
 
-/** The host's config provider over the rollout state and AppConfig versions; `timeScale` shortens its cache (local runtime). */
-export function rolloutConfig(control: ControlStore, versions: ConfigVersions, clock: Clock, timeScale = 1): RolloutConfig {
-  return new RolloutConfig(control, versions, clock, (CONFIG_CACHE_SECONDS * 1000) / timeScale, (e) =>
+/** The host's config provider over the rollout state, which carries the versions' contents; `timeScale` shortens its cache (local runtime). */
+export function hostConfig(control: Pick<ControlStore, 'getRollout'>, clock: Clock, timeScale = 1): RolloutConfig {
+  return new RolloutConfig(control, clock, (CONFIG_CACHE_SECONDS * 1000) / timeScale, (e: unknown) =>
     logger.warn('rollout state refresh failed; serving the cached state', e as Error),
   );
 }
 
+/**
+ * @deprecated Use hostConfig: hosts no longer read AppConfig, and `_versions` is ignored. Kept
+ * only because local/server.ts still calls it this way; remove it when that call changes.
+ */
+export const rolloutConfig = (control: Pick<ControlStore, 'getRollout'>, _versions: unknown, clock: Clock, timeScale = 1): RolloutConfig =>
+  hostConfig(control, clock, timeScale);
+
 export function defaultDeps(): Deps {
   const dynamo = tracer.captureAWSv3Client(new DynamoDBClient({ maxAttempts: 3 }));
-  const appConfig = tracer.captureAWSv3Client(new AppConfigClient({ maxAttempts: 3 }));
   const tables = tableNamesFromEnv();
   return {
     store: new DynamoStore(dynamo, tables),
     clock: systemClock,
-    config: rolloutConfig(new DynamoControlStore(dynamo, tables.control), new AppConfigVersions(appConfig, appConfigIdsFromEnv()), systemClock),
+    config: hostConfig(new DynamoControlStore(dynamo, tables.control), systemClock),
   };
 }
 

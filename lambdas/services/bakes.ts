@@ -2,6 +2,12 @@
  * Configs and bakes: the admin routes' operations and the tasks the bake state machine runs.
  * Each task reads what it needs, decides with domain/bake.ts and writes with conditional puts,
  * so a task Step Functions retries after a crash redoes its step without doing it twice.
+ *
+ * AppConfig stays the store of versions, read only here, on the control path: POST /bakes
+ * copies the content of each version it will serve into the bake record (and, for a rollout
+ * item from before contents were kept, the control versions' into the item it locks); the
+ * tasks move those copies into the rollout state hosts read, so no task and no host calls
+ * AppConfig for a version's content.
  */
 import { randomBytes } from 'node:crypto';
 import type { ControlStore } from '../adapters/control';
@@ -26,7 +32,7 @@ import {
   type BakeStatus,
   type RolloutItem,
 } from '../domain/bake';
-import { checkProfileContent, isProfile, liveExperiment, PROFILES, type ProfileName } from '../domain/config';
+import { checkProfileContent, isProfile, liveExperiment, MAX_SERVED_CONTENT_BYTES, missingContents, PROFILES, withContents, type ProfileName } from '../domain/config';
 import { ApiError, busy, clip, ConflictError, validation } from '../domain/errors';
 import { CONFIG_CACHE_SECONDS } from './rollout';
 import type { Clock } from './logs';
@@ -157,17 +163,30 @@ export class BakeService {
   // ---- Bakes (admin routes) -------------------------------------------------------------------
 
   async startBake(changes: { profile: ProfileName; version: string }[], settings: BakeSettings): Promise<{ bakeId: string }> {
+    // The copies hosts will serve, taken now (versions are immutable): the state machine's tasks
+    // and the hosts then never call AppConfig for them.
     const missing: string[] = [];
-    for (const c of changes) if ((await this.versions.get(c.profile, c.version)) === undefined) missing.push(`${c.profile} version ${c.version}`);
+    const unservable: string[] = [];
+    const withContent: { profile: ProfileName; version: string; content: string }[] = [];
+    for (const c of changes) {
+      const content = await this.contentText(c.profile, c.version);
+      if (content === undefined) missing.push(`${c.profile} version ${c.version}`);
+      else if ('problem' in content) unservable.push(`${c.profile} version ${c.version} ${content.problem}`);
+      else withContent.push({ ...c, content: content.text });
+    }
     if (missing.length) throw validation(`These versions do not exist: ${missing.join(', ')}. Create them with POST /configs/{profile}/versions first.`);
+    if (unservable.length) {
+      throw validation(`These versions cannot be served: ${unservable.join('; ')}. Create a version that fits the profile's schema with POST /configs/{profile}/versions and bake that.`);
+    }
 
     const bakeId = `b-${randomBytes(12).toString('base64url')}`;
     const now = this.clock.now();
     const budget = changes.length * phaseBudgetSeconds(settings, PICKUP_SECONDS);
     const lockExpiresAtMs = now + this.ms(budget) + 300_000;
+    const fetched = new Map<string, string | undefined>();
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.updateRollout((item) => takeLock(item, bakeId, this.clock.now(), lockExpiresAtMs));
+        await this.updateRollout((item) => this.withMissingContents(takeLock(item, bakeId, this.clock.now(), lockExpiresAtMs), fetched));
         break;
       } catch (e) {
         if (!(e instanceof BakeStateError)) throw e;
@@ -179,7 +198,7 @@ export class BakeService {
         throw new ApiError(409, 'BakeInProgress', e.message);
       }
     }
-    await this.control.putBake({ ...newBake(bakeId, changes, settings, now), deadlineMs: lockExpiresAtMs });
+    await this.control.putBake({ ...newBake(bakeId, withContent, settings, now), deadlineMs: lockExpiresAtMs });
     try {
       await this.runner.start(bakeId);
     } catch (e) {
@@ -187,6 +206,45 @@ export class BakeService {
       throw busy('The bake could not be started (its state machine did not start).', 5);
     }
     return { bakeId };
+  }
+
+  /**
+   * A version's content as the JSON text hosts will serve, read from AppConfig; undefined when
+   * the version does not exist, `problem` when it cannot be served (not JSON, or too big to be
+   * a valid version: every content that fits a profile's schema is far smaller).
+   */
+  private async contentText(profile: ProfileName, version: string): Promise<{ text: string } | { problem: string } | undefined> {
+    let content: unknown;
+    try {
+      content = await this.versions.get(profile, version);
+    } catch (e) {
+      if (e instanceof SyntaxError) return { problem: 'is not JSON' };
+      throw e;
+    }
+    if (content === undefined) return undefined;
+    const text = JSON.stringify(content);
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes > MAX_SERVED_CONTENT_BYTES) return { problem: `is ${bytes} bytes of JSON, over the ${MAX_SERVED_CONTENT_BYTES} a served version may have` };
+    return { text };
+  }
+
+  /**
+   * The item with the content of every version it names that it lacks, copied from AppConfig
+   * (only a rollout item written before contents were kept lacks any). `fetched` keeps what was
+   * read across retries of a lost race. A version AppConfig no longer has stays without.
+   */
+  private async withMissingContents(item: RolloutItem, fetched: Map<string, string | undefined>): Promise<RolloutItem> {
+    let state = item.state;
+    for (const { profile, version } of missingContents(state)) {
+      const key = `${profile}:${version}`;
+      if (!fetched.has(key)) {
+        const content = await this.contentText(profile, version);
+        fetched.set(key, content && 'text' in content ? content.text : undefined);
+      }
+      const text = fetched.get(key);
+      if (text !== undefined) state = withContents(state, { profile, version, content: text });
+    }
+    return state === item.state ? item : { ...item, state };
   }
 
   /**
@@ -334,10 +392,16 @@ export class BakeService {
     const i = currentPhase(b);
     if (i < 0) throw new BakeStateError('NoCurrentPhase', `Bake ${bakeId} has no phase to start.`);
     const p = b.phases[i]!;
+    // The bake function does not read AppConfig: a record from before phases kept their content
+    // cannot start its experiment (the catch cleans up; the operator starts the bake again).
+    if (p.content === undefined) {
+      throw new BakeStateError('NoContent', `Bake ${bakeId} has no copy of version ${p.version} of profile ${p.profile} (it was started before bakes kept one); start the bake again.`);
+    }
+    const content = p.content;
     const now = this.clock.now();
     const expiresAtMs = now + this.ms(phaseBudgetSeconds(b.settings, PICKUP_SECONDS));
     await this.updateRollout((item) =>
-      startExperiment(item, { profile: p.profile, version: p.version, weightPercent: b.settings.weightPercent, bakeId, expiresAtMs }),
+      startExperiment(item, { profile: p.profile, version: p.version, weightPercent: b.settings.weightPercent, bakeId, expiresAtMs }, content),
     );
     await this.updateBake(bakeId, (cur) => {
       const phases = [...cur.phases];
@@ -369,7 +433,7 @@ export class BakeService {
     const decision = decidePoll({ phase, settings: b.settings, alarms, judgement, abortRequested: b.abortRequested });
     if (decision.action === 'ABORT') return { bakeId, decision: 'ABORT' };
     if (decision.action === 'APPROVE') {
-      await this.updateRollout((item) => approve(item, bakeId, phase.profile, phase.version));
+      await this.updateRollout((item) => approve(item, bakeId, phase.profile, phase.version, phase.content));
       this.gauge(phase.profile, 0, Number(phase.version));
     } else if (decision.action === 'REJECT') {
       await this.updateRollout((item) => ({ ...item, state: clearExperiment(item.state, bakeId) }));
@@ -436,10 +500,10 @@ export class BakeService {
   }
 
   /** Read, change, conditional write; again on a lost race. Writes nothing when `change` returns the item unchanged. */
-  private async updateRollout(change: (item: RolloutItem) => RolloutItem): Promise<RolloutItem> {
+  private async updateRollout(change: (item: RolloutItem) => RolloutItem | Promise<RolloutItem>): Promise<RolloutItem> {
     for (let attempt = 0; ; attempt++) {
       const item = await this.control.getRollout(true);
-      const next = change(item);
+      const next = await change(item);
       if (next === item || JSON.stringify(next) === JSON.stringify(item)) return item;
       try {
         return await this.control.putRollout(next);

@@ -1,17 +1,22 @@
 /**
  * What every host (each handler) serves under: the rollout state, read from the Control table
- * at most once per cache period, and each version's content, read from AppConfig once and kept
- * for the life of the process (versions are immutable). Per request it picks the arm from the
- * request's stable key and returns that arm's effective config.
+ * at most once per cache period, which carries each version's content beside the version
+ * numbers (domain/config.ts, RolloutState.contents). Per request it picks the arm from the
+ * request's stable key and returns that arm's effective config; each version's content is
+ * parsed and checked once and kept for the life of the process (versions are immutable).
+ *
+ * Hosts never call AppConfig: its control plane (GetHostedConfigurationVersion) is a management
+ * API with low request quotas, and a scale-out or the start of an experiment would make every
+ * cold container call it at once. A cold host makes one DynamoDB read, the rollout item.
  *
  * Bound: a host serves a new rollout state at most `cacheMs` (plus one in-flight refresh) after
  * it was written. When a refresh fails, the host keeps serving the state it has (logged) and
  * retries on the next request; with nothing cached yet the request gets 503.
  */
 import type { ControlStore } from '../adapters/control';
-import type { ConfigVersions } from '../adapters/appconfig';
 import {
   armOf,
+  contentOf,
   liveExperiment,
   resolveProfile,
   versionsFor,
@@ -29,7 +34,6 @@ import type { Clock } from './logs';
 
 /** Hosts re-read the rollout state this often (divided by the local runtime's time scale). */
 export const CONFIG_CACHE_SECONDS = 10;
-const RETRY_FAILED_READ_MS = 1000;
 
 /** The config of a request's arm could not be had; carries the arm, so the failure is counted in it. */
 export class ConfigUnavailableError extends Error {
@@ -46,11 +50,11 @@ export class ConfigUnavailableError extends Error {
 export class RolloutConfig implements ConfigProvider {
   private state: { value: RolloutState; fetchedMs: number } | undefined;
   private refreshing: Promise<RolloutState> | undefined;
-  private readonly contents = new Map<string, Promise<ConfigSet[ProfileName]>>();
+  /** Each (profile, version) resolved once: immutable, so its value (or its schema failure) holds for good. */
+  private readonly resolved = new Map<string, { value: ConfigSet[ProfileName] } | { error: Error }>();
 
   constructor(
     private readonly control: Pick<ControlStore, 'getRollout'>,
-    private readonly versions: Pick<ConfigVersions, 'get'>,
     private readonly clock: Clock,
     readonly cacheMs: number = CONFIG_CACHE_SECONDS * 1000,
     private readonly onStale: (e: unknown) => void = () => {},
@@ -62,7 +66,7 @@ export class RolloutConfig implements ConfigProvider {
     const arm = armOf(experiment, key);
     const versions = versionsFor(state, arm, experiment);
     try {
-      const [delivery, limits] = await Promise.all(PROFILES.map((p) => this.content(p, versions[p])));
+      const [delivery, limits] = PROFILES.map((p) => this.content(state, p, versions[p]));
       return { config: { delivery, limits } as ConfigSet, arm, versions };
     } catch (e) {
       // A version that cannot be served fails its own arm's requests, and is counted there.
@@ -93,28 +97,26 @@ export class RolloutConfig implements ConfigProvider {
     }
   }
 
-  private content(profile: ProfileName, version: string): Promise<ConfigSet[ProfileName]> {
+  private content(state: RolloutState, profile: ProfileName, version: string): ConfigSet[ProfileName] {
     const key = `${profile}:${version}`;
-    let p = this.contents.get(key);
-    if (!p) {
-      p = this.versions.get(profile, version).then((content) => {
-        if (content === undefined) throw new Error(`Config version ${version} of profile ${profile} does not exist in AppConfig`);
-        try {
-          return resolveProfile(profile, content);
-        } catch (e) {
-          // Immutable content that does not fit is never going to: this failure stays cached.
-          invalid = true;
-          throw new Error(`Config version ${version} of profile ${profile} does not fit the profile's schema: ${(e as Error).message}`);
-        }
-      });
-      let invalid = false;
-      // A failed read is retried, but at most once a second per host: AppConfig's control plane
-      // has low request limits, and an outage must not turn every request into a call.
-      p.catch(() => {
-        if (!invalid) setTimeout(() => this.contents.delete(key), RETRY_FAILED_READ_MS).unref?.();
-      });
-      this.contents.set(key, p);
+    let r = this.resolved.get(key);
+    if (!r) {
+      const text = contentOf(state, profile, version);
+      // Only a rollout item written before contents were kept in it lacks one; the next POST
+      // /bakes copies every version it names from AppConfig (services/bakes.ts). Not cached:
+      // a later state may carry it.
+      if (text === undefined) {
+        throw new Error(`The rollout state names version ${version} of profile ${profile} without its content; starting a bake (POST /bakes) copies it from AppConfig`);
+      }
+      try {
+        r = { value: resolveProfile(profile, JSON.parse(text) as unknown) };
+      } catch (e) {
+        // Immutable content that does not fit is never going to: this failure stays cached.
+        r = { error: new Error(`Config version ${version} of profile ${profile} does not fit the profile's schema: ${(e as Error).message}`) };
+      }
+      this.resolved.set(key, r);
     }
-    return p;
+    if ('error' in r) throw r.error;
+    return r.value;
   }
 }

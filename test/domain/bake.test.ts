@@ -23,13 +23,16 @@ import {
   type PollDecision,
   type RolloutItem,
 } from '../../lambdas/domain/bake';
-import type { Experiment } from '../../lambdas/domain/config';
+import { contentOf, INITIAL_ROLLOUT, missingContents, namedVersions, withContents, type Experiment, type RolloutState } from '../../lambdas/domain/config';
+import { prng } from './model';
 import { judge, type ArmSeries, type Judgement, type JudgeDecision } from '../../lambdas/domain/judge';
 
 const T0 = 1_700_000_000_000;
 const LOCK_MS = 60_000;
 
 const fresh = (): RolloutItem => ({ state: { control: { delivery: '1', limits: '1' } }, rev: 4 });
+/** A version's content as the bake copies it (JSON text). */
+const CONTENT = '{"maxRecordsPerAppend":1}';
 const exp = (bakeId: string, over: Partial<Experiment> = {}): Experiment => ({
   profile: 'limits',
   version: '2',
@@ -69,7 +72,7 @@ describe('the rollout lock', () => {
 
   it("lets another bake take it once it expired, and clears the dead bake's experiment", () => {
     let item = takeLock(fresh(), 'b1', T0, T0 + LOCK_MS);
-    item = startExperiment(item, exp('b1'));
+    item = startExperiment(item, exp('b1'), CONTENT);
     expect(item.state.experiment?.bakeId).toBe('b1');
     const taken = takeLock(item, 'b2', T0 + LOCK_MS, T0 + 3 * LOCK_MS);
     expect(taken.lock).toEqual({ bakeId: 'b2', expiresAtMs: T0 + 3 * LOCK_MS, takenAtMs: T0 + LOCK_MS });
@@ -77,13 +80,13 @@ describe('the rollout lock', () => {
     expect(taken.state.control).toEqual(item.state.control);
     expect(holdsLock(taken, 'b1')).toBe(false);
     // The dead bake cannot act any more.
-    expect(bakeErrorOf(() => startExperiment(taken, exp('b1'))).code).toBe('LockLost');
+    expect(bakeErrorOf(() => startExperiment(taken, exp('b1'), CONTENT)).code).toBe('LockLost');
     expect(bakeErrorOf(() => approve(taken, 'b1', 'limits', '2')).code).toBe('LockLost');
   });
 
   it('does not release for a non-holder', () => {
     let item = takeLock(fresh(), 'b1', T0, T0 + LOCK_MS);
-    item = startExperiment(item, exp('b1'));
+    item = startExperiment(item, exp('b1'), CONTENT);
     const after = releaseLock(item, 'b2');
     expect(after.lock).toEqual({ bakeId: 'b1', expiresAtMs: T0 + LOCK_MS, takenAtMs: T0 });
     expect(after.state.experiment?.bakeId).toBe('b1');
@@ -92,7 +95,7 @@ describe('the rollout lock', () => {
 
   it('releases for the holder, clearing its experiment', () => {
     let item = takeLock(fresh(), 'b1', T0, T0 + LOCK_MS);
-    item = startExperiment(item, exp('b1'));
+    item = startExperiment(item, exp('b1'), CONTENT);
     const after = releaseLock(item, 'b1');
     expect(after.lock).toBeUndefined();
     expect(after.state.experiment).toBeUndefined();
@@ -101,10 +104,10 @@ describe('the rollout lock', () => {
 
   it('refuses startExperiment and approve without the lock with LockLost', () => {
     const none = fresh();
-    expect(bakeErrorOf(() => startExperiment(none, exp('b1'))).code).toBe('LockLost');
+    expect(bakeErrorOf(() => startExperiment(none, exp('b1'), CONTENT)).code).toBe('LockLost');
     expect(bakeErrorOf(() => approve(none, 'b1', 'limits', '2')).code).toBe('LockLost');
     const other = takeLock(fresh(), 'b2', T0, T0 + LOCK_MS);
-    expect(bakeErrorOf(() => startExperiment(other, exp('b1'))).code).toBe('LockLost');
+    expect(bakeErrorOf(() => startExperiment(other, exp('b1'), CONTENT)).code).toBe('LockLost');
     expect(bakeErrorOf(() => approve(other, 'b1', 'limits', '2')).code).toBe('LockLost');
     // Nothing was changed by the refused calls.
     expect(other.state).toEqual(fresh().state);
@@ -112,7 +115,7 @@ describe('the rollout lock', () => {
 
   it("approve sets that profile's control and clears only that bake's experiment", () => {
     let item = takeLock(fresh(), 'b1', T0, T0 + LOCK_MS);
-    item = startExperiment(item, exp('b1', { profile: 'limits', version: '2' }));
+    item = startExperiment(item, exp('b1', { profile: 'limits', version: '2' }), CONTENT);
     const approved = approve(item, 'b1', 'limits', '2');
     expect(approved.state.control).toEqual({ delivery: '1', limits: '2' });
     expect(approved.state.experiment).toBeUndefined();
@@ -120,7 +123,7 @@ describe('the rollout lock', () => {
 
     // An experiment that is not this bake's (left by another, however it got there) stays.
     const foreign: RolloutItem = { ...item, state: { ...item.state, experiment: exp('b0', { profile: 'delivery', version: '5' }) } };
-    const kept = approve(foreign, 'b1', 'delivery', '3');
+    const kept = approve(foreign, 'b1', 'delivery', '3', '{"maxBatchRecords":3}');
     expect(kept.state.control).toEqual({ delivery: '3', limits: '1' });
     expect(kept.state.experiment).toEqual(exp('b0', { profile: 'delivery', version: '5' }));
   });
@@ -130,6 +133,118 @@ describe('the rollout lock', () => {
     expect(clearExperiment(state, 'b2')).toEqual(state);
     expect(clearExperiment(state, 'b1')).toEqual({ control: state.control });
     expect('experiment' in clearExperiment(state, 'b1')).toBe(false);
+  });
+});
+
+describe('version contents in the rollout state', () => {
+  const initial = (): RolloutItem => ({ state: structuredClone(INITIAL_ROLLOUT), rev: 0 });
+  const V2 = '{"maxRecordsPerAppend":2}';
+
+  /** The invariant hosts rely on: the state holds the content of exactly the versions it names. */
+  const expectExactContents = (state: RolloutState) => {
+    expect(missingContents(state)).toEqual([]);
+    const held = Object.entries(state.contents ?? {}).flatMap(([p, byVersion]) => Object.keys(byVersion ?? {}).map((v) => `${p}:${v}`));
+    expect(held.sort()).toEqual([...new Set(namedVersions(state).map((n) => `${n.profile}:${n.version}`))].sort());
+  };
+
+  it('the initial state holds the initial versions\' contents: the defaults the stack stores as version 1', () => {
+    expectExactContents(INITIAL_ROLLOUT);
+    expect(JSON.parse(contentOf(INITIAL_ROLLOUT, 'limits', '1')!)).toEqual({ maxRecordsPerAppend: 500, maxRecordBytes: 262144, maxRequestBytes: 1048576, defaultAckTimeoutSeconds: 30 });
+    expect(JSON.parse(contentOf(INITIAL_ROLLOUT, 'delivery', '1')!)).toEqual({ maxBatchRecords: 100, maxBatchBytes: 1048576, longPollIntervalMs: 250 });
+  });
+
+  it('start puts the content beside the experiment; approve keeps it as control and drops the old control\'s', () => {
+    let item = takeLock(initial(), 'b1', T0, T0 + LOCK_MS);
+    item = startExperiment(item, exp('b1', { profile: 'limits', version: '2' }), V2);
+    expect(contentOf(item.state, 'limits', '2')).toBe(V2);
+    expect(contentOf(item.state, 'limits', '1')).toBe(contentOf(INITIAL_ROLLOUT, 'limits', '1'));
+    expectExactContents(item.state);
+    const approved = approve(item, 'b1', 'limits', '2', V2);
+    expect(approved.state.control.limits).toBe('2');
+    expect(contentOf(approved.state, 'limits', '2')).toBe(V2);
+    expect(contentOf(approved.state, 'limits', '1')).toBeUndefined();
+    expectExactContents(approved.state);
+  });
+
+  it('approve without a content takes the one start put in the state; with neither it refuses (NoContent) and changes nothing', () => {
+    let item = takeLock(initial(), 'b1', T0, T0 + LOCK_MS);
+    item = startExperiment(item, exp('b1', { profile: 'limits', version: '2' }), V2);
+    expect(contentOf(approve(item, 'b1', 'limits', '2').state, 'limits', '2')).toBe(V2);
+    const cleared = { ...item, state: clearExperiment(item.state, 'b1') };
+    const before = structuredClone(cleared);
+    expect(bakeErrorOf(() => approve(cleared, 'b1', 'limits', '2')).code).toBe('NoContent');
+    expect(cleared).toEqual(before);
+  });
+
+  it('clearing, releasing and a new lock holder drop the experiment\'s content, unless control serves that version', () => {
+    let item = takeLock(initial(), 'b1', T0, T0 + LOCK_MS);
+    item = startExperiment(item, exp('b1', { profile: 'limits', version: '2' }), V2);
+    for (const after of [
+      clearExperiment(item.state, 'b1'),
+      releaseLock(item, 'b1').state,
+      takeLock(item, 'b2', T0 + LOCK_MS, T0 + 2 * LOCK_MS).state,
+    ]) {
+      expect(contentOf(after, 'limits', '2')).toBeUndefined();
+      expectExactContents(after);
+    }
+    // An experiment of the control version itself: clearing it keeps the control's content.
+    let same = takeLock(initial(), 'b1', T0, T0 + LOCK_MS);
+    same = startExperiment(same, exp('b1', { profile: 'limits', version: '1' }), contentOf(INITIAL_ROLLOUT, 'limits', '1')!);
+    expectExactContents(clearExperiment(same.state, 'b1'));
+  });
+
+  it('over random sequences of bake transitions, the state always holds exactly the contents of the versions it names', () => {
+    const rnd = prng(20261206);
+    const contentFor = (p: string, v: string) => JSON.stringify({ note: `${p} ${v}` });
+    for (let run = 0; run < 200; run++) {
+      let item = initial();
+      let t = T0;
+      for (let step = 0; step < 30; step++) {
+        t += rnd.int(0, LOCK_MS);
+        const bakeId = rnd.pick(['b1', 'b2', 'b3']);
+        const profile = rnd.pick(['delivery', 'limits'] as const);
+        const version = String(rnd.int(1, 4));
+        try {
+          switch (rnd.int(0, 4)) {
+            case 0:
+              item = takeLock(item, bakeId, t, t + LOCK_MS);
+              break;
+            case 1:
+              item = startExperiment(item, exp(bakeId, { profile, version, expiresAtMs: t + LOCK_MS }), contentFor(profile, version));
+              break;
+            case 2: {
+              const e = item.state.experiment;
+              item = e ? approve(item, e.bakeId, e.profile, e.version, rnd.int(0, 1) ? contentFor(e.profile, e.version) : undefined) : item;
+              break;
+            }
+            case 3:
+              item = { ...item, state: clearExperiment(item.state, bakeId) };
+              break;
+            case 4:
+              item = releaseLock(item, bakeId);
+              break;
+          }
+        } catch (e) {
+          if (!(e instanceof BakeStateError)) throw e;
+        }
+        expectExactContents(item.state);
+        // Each version's content is the one copied for it, never another's.
+        for (const n of namedVersions(item.state)) {
+          if (n.version !== '1') expect(contentOf(item.state, n.profile, n.version)).toBe(contentFor(n.profile, n.version));
+        }
+      }
+    }
+  });
+
+  it('a state from before contents were kept stays without until they are added, and says which it lacks', () => {
+    const legacy: RolloutState = { control: { delivery: '3', limits: '1' } };
+    expect(missingContents(legacy)).toEqual([
+      { profile: 'delivery', version: '3' },
+      { profile: 'limits', version: '1' },
+    ]);
+    expect(withContents(legacy)).toBe(legacy);
+    const filled = withContents(withContents(legacy, { profile: 'delivery', version: '3', content: '{}' }), { profile: 'limits', version: '1', content: '{}' });
+    expectExactContents(filled);
   });
 });
 

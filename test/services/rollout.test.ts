@@ -1,13 +1,14 @@
 /**
- * RolloutConfig, the hosts' ConfigProvider, with an in-memory Control table and AppConfig and a
- * clock the test moves by hand: the pick-up bound, caching, single flight, stale-on-error, and
- * a bad version hurting only its own arm.
+ * RolloutConfig, the hosts' ConfigProvider, with an in-memory Control table (whose rollout item
+ * carries the versions' contents) and a clock the test moves by hand: the pick-up bound,
+ * caching, single flight, stale-on-error, and a bad or missing version hurting only its own arm.
+ * It has no AppConfig to call: the only storage it reads is the rollout item.
  */
 import { describe, expect, it } from 'vitest';
 import { ZodError } from 'zod';
-import { RolloutConfig } from '../../lambdas/services/rollout';
+import { ConfigUnavailableError, RolloutConfig } from '../../lambdas/services/rollout';
 import { ApiError } from '../../lambdas/domain/errors';
-import { armOf, DEFAULT_CONFIG, type EffectiveConfig, type Experiment, type ProfileName, type RolloutState } from '../../lambdas/domain/config';
+import { armOf, DEFAULT_CONFIG, namedVersions, withContents, type EffectiveConfig, type Experiment, type ProfileName, type RolloutState } from '../../lambdas/domain/config';
 import type { RolloutItem } from '../../lambdas/domain/bake';
 import { prng } from '../domain/model';
 
@@ -60,38 +61,30 @@ class FakeControl {
   }
 }
 
-/** AppConfig's hosted versions; counts reads per (profile, version). */
-class FakeVersions {
-  readonly contents = new Map<string, unknown>();
-  readonly gets = new Map<string, number>();
+/** The versions' contents, as the bake copies them from AppConfig into the rollout state. */
+const CONTENTS: Record<string, unknown> = {
+  'delivery:1': {},
+  'limits:1': {},
+  'limits:2': { maxRecordsPerAppend: 1 },
+  'delivery:2': { maxBatchRecords: 7 },
+  'limits:3': { maxRecordsPerAppend: 0 }, // does not fit the schema
+};
 
-  constructor(entries: [ProfileName, string, unknown][]) {
-    for (const [p, v, c] of entries) this.contents.set(`${p}:${v}`, c);
-  }
-
-  async get(profile: ProfileName, version: string): Promise<unknown> {
-    const key = `${profile}:${version}`;
-    this.gets.set(key, (this.gets.get(key) ?? 0) + 1);
-    await Promise.resolve();
-    return structuredClone(this.contents.get(key));
-  }
+/** A rollout state as the bake writes it: the content of every version it names beside it. */
+function rollout(control: Record<ProfileName, string>, experiment?: Experiment): RolloutState {
+  let state: RolloutState = { control, ...(experiment ? { experiment } : {}) };
+  for (const n of namedVersions(state)) state = withContents(state, { ...n, content: JSON.stringify(CONTENTS[`${n.profile}:${n.version}`]) });
+  return state;
 }
 
-const BASE: RolloutState = { control: { delivery: '1', limits: '1' } };
+const BASE: RolloutState = rollout({ delivery: '1', limits: '1' });
 
-function setup(opts: { state?: RolloutState; versions?: [ProfileName, string, unknown][] } = {}) {
+function setup(opts: { state?: RolloutState } = {}) {
   const clock = { t: T0, now() { return this.t; } };
   const control = new FakeControl(opts.state ?? BASE, clock);
-  const versions = new FakeVersions([
-    ['delivery', '1', {}],
-    ['limits', '1', {}],
-    ['limits', '2', { maxRecordsPerAppend: 1 }],
-    ['delivery', '2', { maxBatchRecords: 7 }],
-    ...(opts.versions ?? []),
-  ]);
   const stale: unknown[] = [];
-  const rc = new RolloutConfig(control, versions, clock, CACHE_MS, (e) => stale.push(e));
-  return { clock, control, versions, stale, rc };
+  const rc = new RolloutConfig(control, clock, CACHE_MS, (e) => stale.push(e));
+  return { clock, control, stale, rc };
 }
 
 const experiment = (over: Partial<Experiment> = {}): Experiment => ({
@@ -123,7 +116,7 @@ describe('RolloutConfig: picking up a new rollout state', () => {
     expect(limitsVersion(await rc.forKey('k'))).toBe('1');
     expect(control.reads).toEqual([T0]);
     // Worst case: the state changes right after this host refreshed.
-    control.write({ control: { delivery: '1', limits: '2' } });
+    control.write(rollout({ delivery: '1', limits: '2' }));
     for (const dt of [0, 1, CACHE_MS / 2, CACHE_MS - 1]) {
       clock.t = T0 + dt;
       expect({ dt, v: limitsVersion(await rc.forKey('k')) }).toEqual({ dt, v: '1' });
@@ -152,7 +145,7 @@ describe('RolloutConfig: picking up a new rollout state', () => {
       for (const at of times) {
         if (!written && at >= writeAt) {
           lastReadBeforeWrite = control.reads.at(-1) ?? -Infinity;
-          control.write({ control: { delivery: '1', limits: '2' } });
+          control.write(rollout({ delivery: '1', limits: '2' }));
           written = true;
         }
         clock.t = at;
@@ -172,22 +165,24 @@ describe('RolloutConfig: picking up a new rollout state', () => {
 });
 
 describe('RolloutConfig: caching', () => {
-  it('fetches each version content once per (profile, version) however many requests', async () => {
-    const state: RolloutState = { ...BASE, experiment: experiment() };
-    const { clock, versions, rc } = setup({ state });
+  it('serves every request from the rollout item alone: one read per cache period however many requests, each arm its content', async () => {
+    const state: RolloutState = rollout(BASE.control, experiment());
+    const { clock, control, rc } = setup({ state });
     const keys = keysByArm(state.experiment!, 50);
-    // Sequential requests across many cache periods (the rollout state is re-read, contents not).
+    // Sequential requests across many cache periods (the rollout state is re-read, with its contents).
     for (let i = 0; i < 200; i++) {
       clock.t = T0 + i * 1_000;
-      await rc.forKey(i % 2 ? keys.control[i % 50] : keys.experiment[i % 50]);
+      const inExperiment = i % 2 === 0;
+      const got = await rc.forKey(inExperiment ? keys.experiment[i % 50] : keys.control[i % 50]);
+      expect(got.config.limits.maxRecordsPerAppend).toBe(inExperiment ? 1 : 500);
     }
     // And a burst of concurrent ones.
     await Promise.all([...keys.control, ...keys.experiment].map((k) => rc.forKey(k)));
-    expect(Object.fromEntries(versions.gets)).toEqual({ 'delivery:1': 1, 'limits:1': 1, 'limits:2': 1 });
+    expect(control.reads).toHaveLength(200 / (CACHE_MS / 1_000));
   });
 
-  it('a cold host under concurrent requests reads the rollout state and each version once', async () => {
-    const { control, versions, rc } = setup();
+  it('a cold host under concurrent requests reads the rollout state once, and nothing else', async () => {
+    const { control, rc } = setup();
     const gate = deferred<void>();
     control.gate = gate;
     const all = Promise.all(Array.from({ length: 30 }, (_, i) => rc.forKey(`k${i}`)));
@@ -196,13 +191,13 @@ describe('RolloutConfig: caching', () => {
     const got = await all;
     expect(control.reads).toHaveLength(1);
     expect(got.every((g) => g.versions.limits === '1')).toBe(true);
-    expect(Object.fromEntries(versions.gets)).toEqual({ 'delivery:1': 1, 'limits:1': 1 });
+    expect(got.every((g) => JSON.stringify(g.config) === JSON.stringify(DEFAULT_CONFIG))).toBe(true);
   });
 
   it('concurrent requests at a cache expiry do one refresh (single flight)', async () => {
     const { clock, control, rc } = setup();
     await rc.forKey('k');
-    control.write({ control: { delivery: '1', limits: '2' } });
+    control.write(rollout({ delivery: '1', limits: '2' }));
     clock.t = T0 + CACHE_MS;
     const gate = deferred<void>();
     control.gate = gate;
@@ -221,7 +216,7 @@ describe('RolloutConfig: when the Control table fails', () => {
   it('serves the stale state and reports it through onStale, then picks up the new state once reads work again', async () => {
     const { clock, control, stale, rc } = setup();
     expect(limitsVersion(await rc.forKey('k'))).toBe('1');
-    control.write({ control: { delivery: '1', limits: '2' } });
+    control.write(rollout({ delivery: '1', limits: '2' }));
     const boom = new Error('DynamoDB unavailable');
     control.failWith = boom;
     clock.t = T0 + CACHE_MS;
@@ -257,7 +252,7 @@ describe('RolloutConfig: when the Control table fails', () => {
 describe('RolloutConfig: arms', () => {
   it('a limits experiment at maxRecordsPerAppend=1 reaches the experiment arm only', async () => {
     const e = experiment({ weightPercent: 25 });
-    const { rc } = setup({ state: { ...BASE, experiment: e } });
+    const { rc } = setup({ state: rollout(BASE.control, e) });
     const keys = keysByArm(e, 40);
     for (const k of keys.experiment) {
       const got = await rc.forKey(k);
@@ -277,7 +272,7 @@ describe('RolloutConfig: arms', () => {
 
   it('stops serving the experiment once it expires, without a new rollout state', async () => {
     const e = experiment({ expiresAtMs: T0 + 5_000 });
-    const { clock, rc } = setup({ state: { ...BASE, experiment: e } });
+    const { clock, rc } = setup({ state: rollout(BASE.control, e) });
     const [k] = keysByArm(e, 1).experiment;
     expect((await rc.forKey(k)).config.limits.maxRecordsPerAppend).toBe(1);
     clock.t = T0 + 5_000;
@@ -288,7 +283,7 @@ describe('RolloutConfig: arms', () => {
 
   it('a version that fails the schema fails only its own arm, with a plain Error (a 5xx, not a 400)', async () => {
     const e = experiment({ version: '3', weightPercent: 20 });
-    const { rc } = setup({ state: { ...BASE, experiment: e }, versions: [['limits', '3', { maxRecordsPerAppend: 0 }]] });
+    const { rc } = setup({ state: rollout(BASE.control, e) });
     const keys = keysByArm(e, 30);
     const results = await Promise.allSettled([...keys.experiment, ...keys.control].map((k) => rc.forKey(k)));
     const failed = results.slice(0, 30);
@@ -312,9 +307,32 @@ describe('RolloutConfig: arms', () => {
     await expect(rc.forKey(keys.experiment[0])).rejects.not.toBeInstanceOf(ZodError);
   });
 
+  it('a state that names a version without its content fails only that arm, says how to fix it, and is served once a state carries it', async () => {
+    const e = experiment({ version: '2', weightPercent: 20 });
+    // As a rollout item written before contents were kept would be, for the experiment only.
+    const state = rollout(BASE.control, e);
+    delete state.contents!.limits!['2'];
+    const { clock, control, rc } = setup({ state });
+    const keys = keysByArm(e, 10);
+    for (const k of keys.experiment) {
+      const err = await rc.forKey(k).then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+      expect(err).toBeInstanceOf(ConfigUnavailableError);
+      expect(err).toMatchObject({ arm: 'experiment', versions: { delivery: '1', limits: '2' } });
+      expect((err as Error).message).toMatch(/names version 2 of profile limits without its content; starting a bake \(POST \/bakes\) copies it from AppConfig/);
+    }
+    for (const k of keys.control) expect((await rc.forKey(k)).config).toEqual(DEFAULT_CONFIG);
+    // Not cached as a failure: the next state that carries it is served.
+    control.write(rollout(BASE.control, e));
+    clock.t = T0 + CACHE_MS;
+    expect((await rc.forKey(keys.experiment[0])).config.limits.maxRecordsPerAppend).toBe(1);
+  });
+
   it('a delivery experiment changes delivery only', async () => {
     const e = experiment({ profile: 'delivery', version: '2' });
-    const { rc } = setup({ state: { ...BASE, experiment: e } });
+    const { rc } = setup({ state: rollout(BASE.control, e) });
     const keys = keysByArm(e, 5);
     for (const k of keys.experiment) {
       const got = await rc.forKey(k);
