@@ -1,8 +1,97 @@
 /**
  * What API Gateway's HTTP API does in front of the functions: match a request against the
- * route table and build the payload-2.0 event, with the IAM authorizer's identity.
+ * route table, build the payload-2.0 event, with the IAM authorizer's identity, and invoke the
+ * function as Lambda does: within its payload envelope and its timeout, answering what API
+ * Gateway answers when either is passed.
  */
-import type { HttpEvent } from '../lambdas/http/api';
+import type { HttpEvent, HttpResult } from '../lambdas/http/api';
+import { LAMBDA_REQUEST_LIMIT_BYTES, LAMBDA_RESPONSE_LIMIT_BYTES, resultEnvelopeBytes } from '../lambdas/domain/envelope';
+
+/** API Gateway HTTP APIs accept at most 10 MB of payload. */
+export const MAX_BODY_BYTES = 10 * 1024 * 1024;
+/** The longest an HTTP API waits for an integration (its maximum, and the default). */
+export const INTEGRATION_TIMEOUT_MS = 30_000;
+
+/** An answer API Gateway gives itself, the function's answer lost or never asked for. */
+export interface GatewayAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+const JSON_TYPE = { 'content-type': 'application/json' };
+/**
+ * API Gateway's own answers, as it sends them: a body over 10 MB (refused before any function
+ * runs), an event Lambda refuses as over its request limit (RequestEntityTooLargeException), an
+ * invocation that failed (the function timed out, threw, or returned more than Lambda's
+ * response limit: Lambda reports a function error, the HTTP API a 500), and an integration that
+ * outlived the HTTP API's own 30 s.
+ */
+export const GATEWAY_ANSWERS = {
+  bodyTooLarge: { status: 413, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: `HTTP content length exceeded ${MAX_BODY_BYTES} bytes.` },
+  eventTooLarge: { status: 413, headers: JSON_TYPE, body: '{"message":"Request Too Long"}' },
+  integrationFailure: { status: 500, headers: JSON_TYPE, body: '{"message":"Internal Server Error"}' },
+  integrationTimeout: { status: 503, headers: JSON_TYPE, body: '{"message":"Service Unavailable"}' },
+} as const satisfies Record<string, GatewayAnswer>;
+
+type Handler = (event: HttpEvent, context: unknown) => Promise<HttpResult>;
+
+/** What an invocation came to: the function's result, or API Gateway's own answer and why. */
+export type Invocation = { result: HttpResult } | { gateway: GatewayAnswer; why: string };
+
+/**
+ * Invokes `handler` with `event` as Lambda behind an HTTP API would: the event refused when its
+ * JSON passes Lambda's request limit; the function given `timeoutSeconds` (the context's
+ * remaining time counts them down), after which the caller gets API Gateway's answer while the
+ * handler, which Lambda would have stopped, runs on unheard here (its writes may still land, as
+ * after a lost response); a result passing Lambda's response limit, or a thrown error, answered
+ * as the integration failure it is in AWS.
+ */
+export async function invokeFunction(
+  handler: Handler,
+  event: HttpEvent,
+  fn: { logicalId: string; timeoutSeconds: number },
+  /** The clock the context's remaining time is read from (tests move theirs). */
+  now: () => number = Date.now,
+): Promise<Invocation> {
+  const eventBytes = Buffer.byteLength(JSON.stringify(event), 'utf8');
+  if (eventBytes > LAMBDA_REQUEST_LIMIT_BYTES) {
+    return { gateway: GATEWAY_ANSWERS.eventTooLarge, why: `the event is ${eventBytes} bytes, over Lambda's ${LAMBDA_REQUEST_LIMIT_BYTES}` };
+  }
+  const functionMs = fn.timeoutSeconds * 1000;
+  const deadline = now() + functionMs;
+  const context = {
+    awsRequestId: event.requestContext.requestId,
+    functionName: fn.logicalId,
+    getRemainingTimeInMillis: () => Math.max(0, deadline - now()),
+  };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const outlived = new Promise<Invocation>((done) => {
+    timer = setTimeout(
+      () =>
+        done(
+          functionMs <= INTEGRATION_TIMEOUT_MS
+            ? { gateway: GATEWAY_ANSWERS.integrationFailure, why: `the function timed out after ${fn.timeoutSeconds} s` }
+            : { gateway: GATEWAY_ANSWERS.integrationTimeout, why: `the integration took over ${INTEGRATION_TIMEOUT_MS / 1000} s` },
+        ),
+      Math.min(functionMs, INTEGRATION_TIMEOUT_MS),
+    );
+  });
+  const ran = handler(event, context).then(
+    (result): Invocation => {
+      const bytes = resultEnvelopeBytes(result);
+      return bytes > LAMBDA_RESPONSE_LIMIT_BYTES
+        ? { gateway: GATEWAY_ANSWERS.integrationFailure, why: `the response is ${bytes} bytes, over Lambda's ${LAMBDA_RESPONSE_LIMIT_BYTES}` }
+        : { result };
+    },
+    (e: unknown): Invocation => ({ gateway: GATEWAY_ANSWERS.integrationFailure, why: `the function threw: ${(e as Error)?.stack ?? String(e)}` }),
+  );
+  try {
+    return await Promise.race([ran, outlived]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export interface RouteEntry {
   method: string;

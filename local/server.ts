@@ -12,7 +12,7 @@ import type { CallObserver } from '../lambdas/adapters/store';
 import type { HttpEvent, HttpResult } from '../lambdas/http/api';
 import { startEmbeddedDynamo, type EmbeddedDynamo } from './dynamo';
 import { checkStorageLatencyMs, storageLatencyFromEnv } from './latency';
-import { matchRoute, toEvent } from './gateway';
+import { GATEWAY_ANSWERS, invokeFunction, matchRoute, MAX_BODY_BYTES, toEvent, type GatewayAnswer } from './gateway';
 import { readSystem, synthTemplate, type LocalRoute, type LocalSystem, type Template } from './template';
 import { loadOrCreateCredentials, type Principal } from './credentials';
 import { splitRequestTarget, verifySigV4 } from './sigv4';
@@ -25,8 +25,6 @@ import { resolveIntrinsics, runExecution, stateMachinesFromTemplate, type Execut
 import { ALARM_PERIOD_SECONDS } from '../lambdas/metrics';
 import { join } from 'node:path';
 
-/** API Gateway HTTP APIs accept at most 10 MB of payload. */
-const MAX_BODY_BYTES = 10 * 1024 * 1024;
 const ACCOUNT = '000000000000';
 export const PROJECT_ROOT = resolve(__dirname, '..');
 
@@ -221,7 +219,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
 
   const server = createServer((req, res) => {
     const started = Date.now();
-    serve(req, res, system, principals, handlers)
+    serve(req, res, system, principals, handlers, log)
       .catch((e: unknown) => {
         log(`local runtime error: ${(e as Error).stack ?? String(e)}`);
         send(res, 500, { error: { code: 'InternalError', message: 'The local runtime failed to handle this request. See its console.' } });
@@ -293,6 +291,12 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(JSON.stringify(body));
 }
 
+function sendGateway(res: ServerResponse, answer: GatewayAnswer): void {
+  if (res.headersSent) return;
+  res.writeHead(answer.status, answer.headers);
+  res.end(answer.body);
+}
+
 async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -310,13 +314,14 @@ async function serve(
   system: LocalSystem,
   principals: Principal[],
   handlers: Map<string, Handler>,
+  log: (line: string) => void,
 ): Promise<LocalRoute | undefined> {
   // The raw target as sent: signatures cover the path exactly as the client encoded it.
   const { path, query } = splitRequestTarget(req.url ?? '/');
   const method = req.method ?? 'GET';
   const body = await readBody(req);
   if (!body) {
-    send(res, 413, { error: { code: 'PayloadTooLarge', message: `The request body is over ${MAX_BODY_BYTES} bytes, API Gateway's limit. Send less per request.` } });
+    sendGateway(res, GATEWAY_ANSWERS.bodyTooLarge);
     return undefined;
   }
   const headers: Record<string, string> = {};
@@ -362,13 +367,13 @@ async function serve(
     },
     sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
   });
-  const deadline = Date.now() + route.function.timeoutSeconds * 1000;
-  const context = {
-    awsRequestId: event.requestContext.requestId,
-    functionName: route.function.logicalId,
-    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
-  };
-  const result = await handlers.get(route.function.logicalId)!(event, context);
+  const invoked = await invokeFunction(handlers.get(route.function.logicalId)!, event, route.function);
+  if ('gateway' in invoked) {
+    log(`${route.routeKey}: ${invoked.why}; API Gateway answers ${invoked.gateway.status}`);
+    sendGateway(res, invoked.gateway);
+    return route;
+  }
+  const result = invoked.result;
   const status = result.statusCode ?? 200;
   const outHeaders: Record<string, string> = {};
   for (const [k, v] of Object.entries(result.headers ?? {})) outHeaders[k] = String(v);

@@ -102,6 +102,11 @@ export function errorFromResponse(status: number, body: string, retryAfterSecond
   } catch {
     // not JSON: keep the text (trimmed) as the message
   }
+  if (status === 413 && code === undefined) {
+    // API Gateway's own 413 (`Request Too Long`, or a plain-text one over 10 MB): the request
+    // never reached Logrelay. Lambda takes at most 6 MiB of event, with the body escaped in it.
+    message = `${request} was refused by API Gateway before it reached Logrelay (${(message ?? body.trim()).slice(0, 100) || 'no reason given'}): the body, escaped into the Lambda event (every " and \\ doubled), must stay under 6 MiB, and under 10 MB as sent. Send fewer or smaller records per request.`;
+  }
   code ??= DEFAULT_CODES[status] ?? `Http${status}`;
   message ??= body.trim() ? `${request} answered ${status}: ${body.trim().slice(0, 300)}` : `${request} answered ${status} with no body.`;
   const d: ErrorDetails = { code, status, message, request, ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}) };

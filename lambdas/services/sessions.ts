@@ -40,6 +40,7 @@ import {
 } from '../domain/session';
 import { countOf, normalizeRanges, type DeadRange, type Range } from '../domain/ranges';
 import { decodeSegment, type DeliveredRecord, type ReceivedRecord } from '../domain/records';
+import { RECORDS_ENVELOPE_BUDGET, recordEnvelopeBytes } from '../domain/envelope';
 import type { ChunkRef } from '../domain/log-index';
 import type { DeliveryConfig } from '../domain/config';
 import { sleep, type LogHead, type Store } from '../adapters/store';
@@ -651,6 +652,13 @@ function clipBelow(sel: readonly Range[], cursor: number): Range[] {
 /**
  * Cuts what a plan read to the byte budget (always at least one record), in grant order:
  * `sent` records, `missing` (retention removed them), and `unsent` ranges past the cut.
+ *
+ * Two budgets: `maxBytes` of record data (the delivery profile's maxBatchBytes), and Lambda's
+ * response envelope (RECORDS_ENVELOPE_BUDGET), where each record's JSON text is escaped once
+ * more. Without the second, a batch of quote-heavy records under a maxBatchBytes near 6 MiB
+ * was claimed, and then its response was dropped by Lambda after the handler returned: leased,
+ * counted as a delivery, never seen by a worker. One record always fits: maxRecordBytes is at
+ * most 256 KiB, so its envelope is at most about 512 KiB.
  */
 function cutToBudget(
   plan: readonly Grant[],
@@ -659,6 +667,7 @@ function cutToBudget(
 ): { sent: { g: Grant; r: DeliveredRecord }[]; missing: Range[]; unsent: Range[]; taken: number } {
   let taken = 0;
   let bytes = 0;
+  let envelope = 0;
   let full = false;
   const missing: Range[] = [];
   const unsent: Range[] = [];
@@ -675,12 +684,19 @@ function cutToBudget(
         taken++;
         continue;
       }
-      if (sent.length && bytes + r.dataBytes > maxBytes) {
+      // A record's escaped text is at most twice its bytes: stored data is JSON text (validated
+      // or serialized when appended), so its only control characters are whitespace escaped as
+      // two bytes, and a `"` or `\` takes two. The exact count is taken only near the limit.
+      // Keys are short and counted exactly.
+      const bound = 2 * r.dataBytes + recordEnvelopeBytes('', r.key);
+      const inEnvelope = envelope + bound <= RECORDS_ENVELOPE_BUDGET ? bound : recordEnvelopeBytes(r.dataJson, r.key);
+      if (sent.length && (bytes + r.dataBytes > maxBytes || envelope + inEnvelope > RECORDS_ENVELOPE_BUDGET)) {
         full = true;
         unsent.push([seq, g.to]);
         break;
       }
       bytes += r.dataBytes;
+      envelope += inEnvelope;
       sent.push({ g, r });
       taken++;
     }

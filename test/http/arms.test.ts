@@ -84,6 +84,28 @@ describe('per-request arm metrics', () => {
     expect(d.Errors5xx).toBe(1);
   });
 
+  it("answers a result over Lambda's response envelope itself, as a 500 ResponseTooLarge of the request's arm (Lambda would drop it uncounted)", async () => {
+    const lines: string[] = [];
+    vi.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
+      if (typeof args[0] === 'string') lines.push(args[0]);
+    });
+    // 3.5 MiB of escaped quotes: 7 MiB once the result is serialized.
+    const big = `{"records":[{"data":"${'\\"'.repeat(1_835_008)}"}]}`;
+    const handler = httpHandler('receive', { clock: { now: () => 1_000_000 }, config: provider('experiment') }, {
+      'POST /sessions/{sessionId}/receive': async () => ({ status: 200, json: big }),
+    });
+    const res = await handler(event('s-abcdefghijklmnopqrstuv'));
+    expect(res.statusCode).toBe(500);
+    expect(JSON.parse(res.body!).error.code).toBe('ResponseTooLarge');
+    const d = armDoc(lines.filter((l) => l.includes('"_aws"')).map((l) => JSON.parse(l) as Record<string, any>));
+    expect(d.Arm).toBe('experiment');
+    expect(d.Errors5xx).toBe(1);
+    // Just under the limit passes as it is.
+    const fits = `{"records":[{"data":"${'\\"'.repeat(1_500_000)}"}]}`;
+    const ok = await httpHandler('receive', { clock: { now: () => 1 }, config: provider('control') }, { 'POST /sessions/{sessionId}/receive': async () => ({ status: 200, json: fits }) })(event('s-abcdefghijklmnopqrstuv'));
+    expect(ok.statusCode).toBe(200);
+  });
+
   it('counts requests with no stable key (POST /logs, admin routes) in no arm, only per function', async () => {
     const docs = await emf(provider('control'), 0, 0, null);
     expect(docs).toHaveLength(1);

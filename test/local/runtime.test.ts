@@ -282,6 +282,20 @@ describe('serving over HTTP', () => {
     expect(r.status).toBe(404);
     expect(r.body.error.code).toBe('RouteNotFound');
   });
+
+  it("answers as API Gateway over HTTP: a body over 10 MB, and an event over Lambda's 6 MiB, are 413s that reach no function", async () => {
+    const api = new SignedHttp(rt.url, rt.principals[0]!);
+    await api.call('POST', '/logs', { logId: 'envelope' });
+    const huge = await fetch(`${rt.url}/logs/envelope/records`, { method: 'POST', body: 'x'.repeat(10 * 1024 * 1024 + 1) });
+    expect(huge.status).toBe(413);
+    expect(await huge.text()).toBe('HTTP content length exceeded 10485760 bytes.');
+    // 3.2 MiB of escaped quotes in one string: 6.4 MiB in the event. Had it reached the
+    // function, its answer would be the service's own 413 with the error envelope.
+    const r = await api.call('POST', '/logs/envelope/records', { records: [{ data: '"'.repeat(1_700_000) }] });
+    expect(r.status).toBe(413);
+    expect(r.body).toEqual({ message: 'Request Too Long' });
+    expect((await api.call('GET', '/logs/envelope')).body.lastSeq).toBe(0);
+  });
 });
 
 describe('the embedded DynamoDB', () => {

@@ -10,7 +10,7 @@ import { staticConfig, DEFAULT_CONFIG, type ConfigSet } from '../../lambdas/doma
 import { ROUTES, FUNCTION_TIMEOUT_SECONDS, type FunctionName } from '../../lambdas/routes';
 import type { Deps } from '../../lambdas/http/deps';
 import type { HttpEvent, HttpResult } from '../../lambdas/http/api';
-import { matchRoute, toEvent } from '../../local/gateway';
+import { invokeFunction, matchRoute, toEvent } from '../../local/gateway';
 import { connectDynamo, startEmbeddedDynamo, tableSpecsFromDefs, type EmbeddedDynamo } from '../../local/dynamo';
 import { tableNamesFromEnv } from '../../lambdas/http/deps';
 import { makeHandler as logsHandler } from '../../lambdas/handlers/logs';
@@ -201,13 +201,13 @@ export class Harness {
       caller: { userArn: `arn:aws:iam::123456789012:user/${principal}`, accessKey: 'AKIDLOCAL', accountId: '123456789012' },
     });
     if (req.isBase64Encoded) event.isBase64Encoded = true;
-    const timeoutMs = FUNCTION_TIMEOUT_SECONDS[m.route.fn] * 1000;
-    const started = this.clock.now();
-    const context = { getRemainingTimeInMillis: () => timeoutMs - (this.clock.now() - started), awsRequestId: 'test' };
     if (m.route.fn === 'admin') throw new Error(`the harness serves the data routes; ${method} ${path} is an admin route`);
-    const res = await this.handlers[m.route.fn](event, context as never);
+    // Invoked as Lambda behind the HTTP API invokes it: its payload envelope and its timeout.
+    const invoked = await invokeFunction(this.handlers[m.route.fn] as never, event, { logicalId: m.route.fn, timeoutSeconds: FUNCTION_TIMEOUT_SECONDS[m.route.fn] }, this.clock.now);
     // A host that died during the call sent no answer, whatever its code went on to do.
     if (this.dead) return { status: 500, text: JSON.stringify({ error: { code: 'InjectedCrash', message: 'the host died' } }), headers: {} };
+    if ('gateway' in invoked) return { status: invoked.gateway.status, text: invoked.gateway.body, headers: { ...invoked.gateway.headers } };
+    const res = invoked.result;
     return {
       status: res.statusCode ?? 200,
       text: res.body === undefined ? undefined : res.isBase64Encoded ? Buffer.from(res.body, 'base64').toString('utf8') : res.body,

@@ -1,0 +1,35 @@
+/** Lambda's payload envelope as measured: escapedBytes against what JSON.stringify writes. */
+import { describe, expect, it } from 'vitest';
+import { escapedBytes, recordEnvelopeBytes, RECORD_ENVELOPE_OVERHEAD } from '../../lambdas/domain/envelope';
+import { receivedJson } from '../../lambdas/domain/records';
+
+const stringified = (s: string): number => Buffer.byteLength(JSON.stringify(s), 'utf8') - 2;
+
+describe('escapedBytes', () => {
+  it('counts what JSON.stringify writes: quotes, backslashes, control characters, multi-byte and surrogates', () => {
+    const cases = ['', 'plain', '"', '\\', '"\\"', '\n\t\r\b\f', '\u0000\u0001\u001f', 'é', '€', '😀', '\ud800', '\udc00x', 'a\ud83dz', '\u2028\u2029', '{"a":"\\"q\\""}'];
+    for (const c of cases) expect(escapedBytes(c), JSON.stringify(c)).toBe(stringified(c));
+  });
+
+  it('agrees with JSON.stringify on random strings of every kind of character', () => {
+    let seed = 12345;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const pool = [0x00, 0x09, 0x0a, 0x1f, 0x20, 0x22, 0x41, 0x5c, 0x7f, 0xe9, 0x20ac, 0xd83d, 0xde00, 0xdfff, 0xffff];
+    for (let n = 0; n < 500; n++) {
+      const s = String.fromCharCode(...Array.from({ length: Math.floor(rand() * 40) }, () => pool[Math.floor(rand() * pool.length)]!));
+      expect(escapedBytes(s)).toBe(stringified(s));
+    }
+  });
+});
+
+describe('recordEnvelopeBytes', () => {
+  it("bounds a received record's share of the serialized response from above", () => {
+    for (const [dataJson, key] of [['"\\"\\""', undefined], ['{"k":[1,2,3]}', 'a"key\u0001'], ['1', undefined]] as const) {
+      const one = receivedJson([{ seq: 9_007_199_254_740_991, dataJson, deliveryCount: 2_147_483_647, leaseExpiresAt: '2026-12-06T04:00:00.000Z', ...(key ? { key } : {}) }]);
+      // The record's element with its comma, escaped as in the result Lambda serializes.
+      const element = escapedBytes(one.slice(1, -1)) + 1;
+      expect(recordEnvelopeBytes(dataJson, key)).toBeGreaterThanOrEqual(element);
+      expect(recordEnvelopeBytes(dataJson, key) - element).toBeLessThan(RECORD_ENVELOPE_OVERHEAD);
+    }
+  });
+});

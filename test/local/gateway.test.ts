@@ -1,0 +1,68 @@
+/**
+ * The local API Gateway invokes a function as Lambda behind an HTTP API does, and answers as
+ * API Gateway answers when Lambda's envelope or the function's timeout is passed.
+ */
+import { describe, expect, it } from 'vitest';
+import { GATEWAY_ANSWERS, invokeFunction, toEvent } from '../../local/gateway';
+import type { HttpEvent, HttpResult } from '../../lambdas/http/api';
+
+const event = (body?: string): HttpEvent =>
+  toEvent({
+    method: 'POST',
+    rawPath: '/logs/a/records',
+    body,
+    route: { method: 'POST', path: '/logs/{logId}/records', fn: 'append' },
+    pathParameters: { logId: 'a' },
+    caller: { userArn: 'arn:aws:iam::000000000000:user/alice', accessKey: 'AK', accountId: '000000000000' },
+  });
+const ok = async (): Promise<HttpResult> => ({ statusCode: 201, body: '{}' });
+
+describe('invokeFunction', () => {
+  it('passes an event and a result inside the envelope through, with the remaining time counted down', async () => {
+    let remaining = -1;
+    const r = await invokeFunction(async (_e, ctx) => {
+      remaining = (ctx as { getRemainingTimeInMillis(): number }).getRemainingTimeInMillis();
+      return ok();
+    }, event('{"records":[]}'), { logicalId: 'append', timeoutSeconds: 15 });
+    expect(r).toEqual({ result: { statusCode: 201, body: '{}' } });
+    expect(remaining).toBeGreaterThan(14_000);
+    expect(remaining).toBeLessThanOrEqual(15_000);
+  });
+
+  it("refuses an event over Lambda's 6 MiB request limit with API Gateway's 413, the function never called", async () => {
+    let called = false;
+    // 3.2 MiB of quotes: 6.4 MiB once escaped into the event.
+    const r = await invokeFunction(async () => ((called = true), ok()), event('"'.repeat(3_355_443)), { logicalId: 'append', timeoutSeconds: 15 });
+    expect(called).toBe(false);
+    expect(r).toMatchObject({ gateway: { status: 413, body: '{"message":"Request Too Long"}' } });
+    // The same number of bytes unescaped fits.
+    expect(await invokeFunction(ok, event('a'.repeat(3_355_443)), { logicalId: 'append', timeoutSeconds: 15 })).toHaveProperty('result');
+  });
+
+  it("answers a result over Lambda's response limit, and a thrown error, as the HTTP API's 500", async () => {
+    const big = await invokeFunction(async () => ({ statusCode: 200, body: '\\'.repeat(3_200_000) }), event(), { logicalId: 'receive', timeoutSeconds: 28 });
+    expect(big).toMatchObject({ gateway: GATEWAY_ANSWERS.integrationFailure, why: expect.stringMatching(/over Lambda's 6291556/) });
+    expect(JSON.parse((big as { gateway: { body: string } }).gateway.body)).toEqual({ message: 'Internal Server Error' });
+    const threw = await invokeFunction(async () => {
+      throw new Error('boom');
+    }, event(), { logicalId: 'receive', timeoutSeconds: 28 });
+    expect(threw).toMatchObject({ gateway: { status: 500 }, why: expect.stringMatching(/threw: Error: boom/) });
+  });
+
+  it('answers a handler that outlives its timeout as API Gateway does (500), without waiting for it', async () => {
+    let finished = false;
+    const started = Date.now();
+    const r = await invokeFunction(
+      async () => {
+        await new Promise((done) => setTimeout(done, 2_500));
+        finished = true;
+        return ok();
+      },
+      event(),
+      { logicalId: 'logs', timeoutSeconds: 1 },
+    );
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+    expect(finished).toBe(false);
+    expect(r).toEqual({ gateway: GATEWAY_ANSWERS.integrationFailure, why: 'the function timed out after 1 s' });
+  });
+});
