@@ -13,7 +13,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { acknowledgeWildcardResources } from './nag';
-import { DEFAULT_CONFIG, PROFILES, profileJsonSchema, type ProfileName } from '../lambdas/domain/config';
+import { initialContent, PROFILES, profileJsonSchema, type ProfileName } from '../lambdas/domain/config';
 import { ALARM_PERIOD_SECONDS, ARM_METRICS, BAKE_METRICS, METRIC_NAMESPACE, SERVICE_NAME, armDimensions } from '../lambdas/metrics';
 
 /** Thresholds of the bake's alarms. Percentages are of requests; latency is service time (long-poll waits excluded). */
@@ -84,12 +84,13 @@ export class ConfigBake extends Construct {
         description: `Logrelay ${p} profile (fields and ranges: shared/API.md)`,
         validators: [{ type: 'JSON_SCHEMA', content: JSON.stringify(profileJsonSchema(p)) }],
       });
-      // Version 1: the defaults, so hosts have a control version from the first request.
+      // Version 1: the defaults, so hosts have a control version from the first request. Its
+      // content is the one the initial rollout state carries (hosts never read it from here).
       new appconfig.CfnHostedConfigurationVersion(this, `${cap(p)}InitialVersion`, {
         applicationId: this.application.ref,
         configurationProfileId: profile.ref,
         contentType: 'application/json',
-        content: JSON.stringify(DEFAULT_CONFIG[p]),
+        content: initialContent(p),
         description: 'Initial version: the defaults of shared/API.md',
       });
       profiles[p] = profile;
@@ -304,13 +305,7 @@ export class ConfigBake extends Construct {
     });
   }
 
-  /** Lets a host read its profiles' versions. */
-  grantReadVersions(grantee: iam.Role): void {
-    iam.Grant.addToPrincipal({ grantee, actions: ['appconfig:GetHostedConfigurationVersion'], resourceArns: this.versionArns() });
-    acknowledgeWildcardResources(grantee, this.versionArns(), VERSIONS_REASON);
-  }
-
-  /** Lets the admin routes list, read and create versions. */
+  /** Lets the admin routes list, read and create versions (the only functions that read AppConfig). */
   grantManageVersions(grantee: iam.Role): void {
     iam.Grant.addToPrincipal({
       grantee,

@@ -129,13 +129,14 @@ export class LogrelayStack extends Stack {
       logRetention,
       ...(props.bakeAlarms ? { thresholds: props.bakeAlarms } : {}),
     });
-    for (const fn of functionNames) {
-      if (fn === 'bake') continue;
+    // AppConfig is the store of versions, used on the control path only: the admin routes manage
+    // versions and the bake names them to its state machine. The data routes' hosts serve each
+    // version's content from the rollout item (lambdas/services/rollout.ts), so they get neither
+    // an AppConfig permission nor the AppConfig ids.
+    for (const fn of ['admin', 'bake'] as const) {
       for (const [k, v] of Object.entries(this.bake.environmentVariables)) functions[fn].function.addEnvironment(k, v);
-      if (fn === 'admin') this.bake.grantManageVersions(functions[fn].role);
-      else this.bake.grantReadVersions(functions[fn].role);
     }
-    for (const [k, v] of Object.entries(this.bake.environmentVariables)) functions.bake.function.addEnvironment(k, v);
+    this.bake.grantManageVersions(functions.admin.role);
     functions.admin.function.addEnvironment('BAKE_STATE_MACHINE_ARN', this.bake.stateMachine.stateMachineArn);
     this.bake.stateMachine.grantStartExecution(functions.admin.role);
     // GetMetricData supports no resource-level permissions.

@@ -13,7 +13,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isAdminRoute, routesFor, tableKey } from '../lib/access';
 import { LogrelayStack } from '../lib/logrelay-stack';
-import { DEFAULT_CONFIG, PROFILES, profileJsonSchema, type ProfileName } from '../lambdas/domain/config';
+import { contentOf, DEFAULT_CONFIG, INITIAL_ROLLOUT, PROFILES, profileJsonSchema, type ProfileName } from '../lambdas/domain/config';
 import { ALARM_PERIOD_SECONDS, ARM_METRICS, BAKE_METRICS, METRIC_NAMESPACE, SERVICE_NAME } from '../lambdas/metrics';
 import { FUNCTION_ACCESS, FUNCTION_TIMEOUT_SECONDS, ROUTES, routeKey, type Access, type FunctionName, type TaskFunctionName } from '../lambdas/routes';
 import { TABLES } from '../lambdas/tables';
@@ -322,7 +322,7 @@ describe('Lambda functions', () => {
     }
   });
 
-  it('get exactly the environment of the tables they access, the AppConfig ids, and (admin) the state machine', () => {
+  it('get exactly the environment of the tables they access, (admin and bake) the AppConfig ids, and (admin) the state machine', () => {
     const tables = tableLogicalIds();
     const appConfig = appConfigLogicalIds();
     const stateMachine = onlyOf('AWS::StepFunctions::StateMachine');
@@ -334,11 +334,14 @@ describe('Lambda functions', () => {
         POWERTOOLS_SERVICE_NAME: 'logrelay',
         POWERTOOLS_METRICS_NAMESPACE: 'Logrelay',
         NODE_OPTIONS: '--enable-source-maps',
-        // lambdas/adapters/appconfig.ts: hosts read versions; admin creates them; the bake names them to the state machine.
-        APPCONFIG_APPLICATION_ID: { Ref: appConfig.application },
-        APPCONFIG_DELIVERY_PROFILE_ID: { Ref: appConfig.profiles.delivery },
-        APPCONFIG_LIMITS_PROFILE_ID: { Ref: appConfig.profiles.limits },
       };
+      // lambdas/adapters/appconfig.ts: admin reads and creates versions; the bake names them to
+      // the state machine. Hosts serve contents from the rollout item and never name AppConfig.
+      if (fn === 'admin' || fn === 'bake') {
+        expected.APPCONFIG_APPLICATION_ID = { Ref: appConfig.application };
+        expected.APPCONFIG_DELIVERY_PROFILE_ID = { Ref: appConfig.profiles.delivery };
+        expected.APPCONFIG_LIMITS_PROFILE_ID = { Ref: appConfig.profiles.limits };
+      }
       for (const t of TABLES) {
         if (FUNCTION_ACCESS[fn][tableKey(t)]) {
           const logicalId = [...tables].find(([, key]) => key === tableKey(t))![0];
@@ -550,8 +553,8 @@ describe('cdk-nag AwsSolutions', () => {
     const expected = [
       // X-Ray (and, for the bake, cloudwatch:GetMetricData): no resource-level permissions.
       ...[...fns.keys()].map((fn) => `${role(fn)} *`),
-      // Hosted configuration versions are numbered at run time: one "*" per profile, on the hosts and admin.
-      ...[...HOST_FUNCTIONS, 'admin' as const].flatMap((fn) => PROFILES.map((p) => `${role(fn)} ${versionsArn(p)}`)),
+      // Hosted configuration versions are numbered at run time: one "*" per profile, on admin only.
+      ...PROFILES.map((p) => `${role('admin')} ${versionsArn(p)}`),
       // Step Functions log delivery and X-Ray; LambdaInvoke's versions and aliases of the one bake function.
       'Logrelay/ConfigBake/BakeStateMachine *',
       `Logrelay/ConfigBake/BakeStateMachine <${fns.get('bake')}.Arn>:*`,
@@ -834,6 +837,10 @@ describe('config bake', () => {
       expect(versions[0]![1].Properties).toEqual(
         expect.objectContaining({ ApplicationId: { Ref: ids.application }, ContentType: 'application/json', Content: JSON.stringify(DEFAULT_CONFIG[name]) }),
       );
+      // Hosts serve the initial version from the initial rollout state's copy, never from AppConfig:
+      // the two must be the same content, and the initial state must name this version (1).
+      expect(INITIAL_ROLLOUT.control[name]).toBe('1');
+      expect(contentOf(INITIAL_ROLLOUT, name, '1')).toBe(versions[0]![1].Properties.Content);
     }
   });
 
@@ -850,7 +857,7 @@ describe('config bake', () => {
     expect(alarmWidgets[0]!.properties.alarms).toEqual([...bakeAlarmLogicalIds().values()].map((id) => `<${id}.Arn>`));
   });
 
-  it('hosts may only read versions, admin may manage versions and start the bake, the bake may read metrics', () => {
+  it('hosts may not touch AppConfig, admin may manage versions and start the bake, the bake may read metrics', () => {
     const fns = allFunctionLogicalIds();
     const stateMachine = onlyOf('AWS::StepFunctions::StateMachine');
     const nonDynamo = (fn: AnyFunctionName) => {
@@ -861,8 +868,10 @@ describe('config bake', () => {
       ...pairs(['logs:CreateLogStream', 'logs:PutLogEvents'], [`<${refOf(resources[fns.get(fn)!]!.Properties.LoggingConfig.LogGroup)}.Arn>`]),
       ...pairs(FUNCTION_XRAY_ACTIONS, ['*']),
     ];
+    // Hosts serve config from the rollout item (Control table, read): no AppConfig action at all.
     for (const fn of HOST_FUNCTIONS) {
-      expect(nonDynamo(fn), fn).toEqual([...basics(fn), ...pairs(['appconfig:GetHostedConfigurationVersion'], PROFILES.map(versionsArn))].sort());
+      expect(nonDynamo(fn), fn).toEqual([...basics(fn)].sort());
+      expect(nonDynamo(fn).filter((g) => g.startsWith('appconfig:')), fn).toEqual([]);
     }
     expect(nonDynamo('admin')).toEqual(
       [
