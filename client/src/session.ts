@@ -52,6 +52,17 @@ export interface ConsumeOptions {
    * out their lease: shutdown takes at most this long plus the running handlers.
    */
   waitSeconds?: number;
+  /**
+   * How often an idle worker looks for records, in seconds (default 2; 0: never idle, every
+   * receive long-polls). A worker is idle once a receive that waited has found nothing; it then
+   * receives without waiting on the service (waitSeconds 0) every `idlePollSeconds`, and goes
+   * back to long polls when records arrive. A record appended to an idle session reaches the
+   * worker within about `idlePollSeconds` and one request. The trade: a waiting long poll holds
+   * a Lambda environment (billed by the millisecond, and counted against the function's
+   * concurrency) the whole wait; a quick poll every 2 s costs about a ninth as much (see the
+   * README, "What an idle worker costs").
+   */
+  idlePollSeconds?: number;
   /** Stop receiving, release what has not started, let running handlers finish, and return. */
   signal?: AbortSignal;
   /** Return once a receive finds nothing and nothing is held (drain the session, then stop). */
@@ -108,6 +119,8 @@ export interface RecordsOptions extends CallOptions {
   maxRecords?: number;
   /** Long-poll wait, 0..20 s (default 20). */
   waitSeconds?: number;
+  /** How often the loop looks for records once idle, in seconds (default 2; 0: always long-poll); see ConsumeOptions. */
+  idlePollSeconds?: number;
   /** End the loop when a receive finds nothing. */
   stopWhenEmpty?: boolean;
   /** Extend the leases of received records not yet acked (default true). */
@@ -221,14 +234,15 @@ export class Session<T = unknown> {
       unsettled.delete(seq);
       keeper?.remove([seq]);
     };
-    const waitSeconds = opts.waitSeconds ?? 20;
+    const idle = new IdlePacer(opts.waitSeconds ?? 20, opts.idlePollSeconds);
     try {
       while (!opts.signal?.aborted) {
         const sentAt = Date.now();
-        const batch = await this.receive({ maxRecords: opts.maxRecords ?? 100, waitSeconds });
+        const batch = await this.receive({ maxRecords: opts.maxRecords ?? 100, waitSeconds: idle.waitSeconds });
+        const pauseMs = idle.after(batch.length);
         if (batch.length === 0) {
           if (opts.stopWhenEmpty) return;
-          if (waitSeconds === 0) await sleep(1000, opts.signal).catch(() => undefined);
+          if (pauseMs) await sleep(pauseMs, opts.signal).catch(() => undefined);
           continue;
         }
         for (const r of batch) unsettled.add(r.seq);
@@ -357,6 +371,49 @@ interface Job<T> {
 }
 
 /**
+ * How a receive loop waits for records. Busy, each receive long-polls `waitSeconds`. Once a
+ * receive that waited comes back empty the loop is idle: it receives without waiting on the
+ * service (0 s) every `idlePollSeconds` instead, until records arrive. A long poll holds a
+ * Lambda environment the whole wait, so an idle worker that long-polled paid for every second
+ * of the day; one that polls every 2 s pays for a few milliseconds each time (README, "What an
+ * idle worker costs"). `idlePollSeconds` 0 keeps long-polling; `waitSeconds` 0 polls every
+ * second, as before.
+ */
+export class IdlePacer {
+  private idle = false;
+  private readonly idleMs: number;
+
+  constructor(
+    private readonly longPollSeconds: number,
+    idlePollSeconds: number | undefined,
+  ) {
+    const s = idlePollSeconds ?? DEFAULT_IDLE_POLL_SECONDS;
+    if (!(s >= 0) || !Number.isFinite(s)) throw new RangeError(`idlePollSeconds must be a number of seconds, 0 or more; it is ${String(idlePollSeconds)}.`);
+    this.idleMs = Math.round(s * 1000);
+  }
+
+  /** The wait of the next receive. */
+  get waitSeconds(): number {
+    return this.idle ? 0 : this.longPollSeconds;
+  }
+
+  /** Takes a receive's count of records; returns how long to pause before the next (0: none). */
+  after(records: number): number {
+    if (records > 0) {
+      this.idle = false;
+      return 0;
+    }
+    if (this.longPollSeconds === 0) return 1000;
+    if (this.idleMs === 0) return 0;
+    this.idle = true;
+    return this.idleMs;
+  }
+}
+
+/** An idle worker's poll interval when none is given (seconds): see IdlePacer. */
+export const DEFAULT_IDLE_POLL_SECONDS = 2;
+
+/**
  * What the receive loop is doing. Acks of finished records may wait (at most maxAckDelayMs) to
  * ride on its next receive only while it is `draining` (it receives as soon as everything
  * received has started) or `receiving`; when it is `idle` (an empty receive with stopWhenEmpty,
@@ -466,7 +523,7 @@ class Consumer<T> {
   }
 
   private async receiveLoop(): Promise<void> {
-    const waitSeconds = this.o.waitSeconds ?? 10;
+    const idle = new IdlePacer(this.o.waitSeconds ?? 10, this.o.idlePollSeconds);
     let backoffMs = 0;
     while (!this.stopping) {
       if (this.queue.length > 0) {
@@ -478,13 +535,15 @@ class Consumer<T> {
       this.setPhase('receiving');
       const sentAt = Date.now();
       let batch: DeliveredRecord<T>[];
+      let pauseMs = 0;
       try {
         // Not given the abort signal on purpose: a receive that has started may lease records,
         // and they are released below rather than left to wait out their lease.
-        const got = await this.session.receiveAndAck({ maxRecords: this.o.maxRecords ?? 100, waitSeconds, ...(carried.length ? { ack: carried } : {}) });
+        const got = await this.session.receiveAndAck({ maxRecords: this.o.maxRecords ?? 100, waitSeconds: idle.waitSeconds, ...(carried.length ? { ack: carried } : {}) });
         this.summary.acked += got.acked;
         batch = got.records;
         backoffMs = 0;
+        pauseMs = idle.after(batch.length);
       } catch (e) {
         if (carried.length) {
           // Applied or not, they are acked again (an ack of an acked record counts 0): by the
@@ -524,9 +583,9 @@ class Consumer<T> {
         await this.changed();
         continue;
       }
-      if (waitSeconds === 0) {
+      if (pauseMs) {
         this.setPhase('idle');
-        await this.pause(1000);
+        await this.pause(pauseMs);
       }
     }
     this.setPhase('done');
