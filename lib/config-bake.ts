@@ -13,6 +13,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { acknowledgeWildcardResources } from './nag';
+import { vendedLogGroupName } from './vended-logs';
 import { initialContent, PROFILES, profileJsonSchema, type ProfileName } from '../lambdas/domain/config';
 import { ALARM_PERIOD_SECONDS, ARM_METRICS, BAKE_METRICS, METRIC_NAMESPACE, SERVICE_NAME, armDimensions } from '../lambdas/metrics';
 
@@ -248,7 +249,13 @@ export class ConfigBake extends Construct {
     judge.next(decided);
     finish.next(ended);
 
-    const smLogs = new logs.LogGroup(this, 'StateMachineLogs', { retention: props.logRetention, removalPolicy: props.removalPolicy });
+    // Under /aws/vendedlogs/ so that Step Functions' log delivery does not grow the account's
+    // CloudWatch Logs resource policy (lib/vended-logs.ts).
+    const smLogs = new logs.LogGroup(this, 'StateMachineLogs', {
+      logGroupName: vendedLogGroupName(this, 'states', 'bake'),
+      retention: props.logRetention,
+      removalPolicy: props.removalPolicy,
+    });
     this.stateMachine = new sfn.StateMachine(this, 'BakeStateMachine', {
       stateMachineType: sfn.StateMachineType.STANDARD,
       definitionBody: sfn.DefinitionBody.fromChainable(takeLock),

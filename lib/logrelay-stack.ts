@@ -11,6 +11,7 @@ import { TABLES, type KeyType, type TableDef } from '../lambdas/tables';
 import { dynamoActionsFor, executeApiResourcePath, routesFor, tableKey, type PolicyAudience, type TableKey } from './access';
 import { acknowledgeWildcardResources } from './nag';
 import { ServiceFunction } from './service-function';
+import { vendedLogGroupName } from './vended-logs';
 import { ConfigBake, type BakeAlarmThresholds } from './config-bake';
 
 // Compile-time guard: every table FUNCTION_ACCESS can name is a table of TABLES.
@@ -170,7 +171,13 @@ export class LogrelayStack extends Stack {
 
     // Access logging and throttling on the default stage (the L2 HttpApi exposes neither for
     // its auto-created stage, so through the L1 escape hatch).
-    const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', { retention: logRetention, removalPolicy });
+    // Under /aws/vendedlogs/ so that API Gateway's log delivery does not grow the account's
+    // CloudWatch Logs resource policy (lib/vended-logs.ts).
+    const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', {
+      logGroupName: vendedLogGroupName(this, 'apigateway', 'access'),
+      retention: logRetention,
+      removalPolicy,
+    });
     const defaultStage = this.api.defaultStage;
     if (!defaultStage) throw new Error('HttpApi did not create its default stage');
     const cfnStage = defaultStage.node.defaultChild as apigwv2.CfnStage;

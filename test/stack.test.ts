@@ -285,6 +285,31 @@ describe('HTTP API', () => {
     expect(p.DefaultRouteSettings.ThrottlingBurstLimit).toBeGreaterThan(0);
   });
 
+  it("delivers the access log and the bake's execution log to log groups under /aws/vendedlogs/, named per stack instance", () => {
+    // The name CloudFormation resolves: the stack's name and the UUID of its stack id.
+    const expected = (service: string, purpose: string, stackName: string) => ({
+      'Fn::Join': ['', [`/aws/vendedlogs/${service}/${stackName}-${purpose}-`, { 'Fn::Select': [2, { 'Fn::Split': ['/', { Ref: 'AWS::StackId' }] }] }]],
+    });
+    const stage = resources[onlyOf('AWS::ApiGatewayV2::Stage')]!;
+    const accessLogs = resources[getAttOf(stage.Properties.AccessLogSettings.DestinationArn, 'Arn')]!;
+    expect(accessLogs.Properties.LogGroupName).toEqual(expected('apigateway', 'access', 'Logrelay'));
+    const sm = resources[onlyOf('AWS::StepFunctions::StateMachine')]!;
+    const destinations = sm.Properties.LoggingConfiguration.Destinations as Json[];
+    expect(destinations).toHaveLength(1);
+    const smLogs = resources[getAttOf(destinations[0].CloudWatchLogsLogGroup.LogGroupArn, 'Arn')]!;
+    expect(smLogs.Properties.LogGroupName).toEqual(expected('states', 'bake', 'Logrelay'));
+    // Every log group some service delivers to is one of these two; the functions' own log
+    // groups are written by the functions' roles, not through log delivery, and keep generated names.
+    for (const [, g] of ofType('AWS::Logs::LogGroup')) {
+      if (g !== accessLogs && g !== smLogs) expect(g.Properties.LogGroupName).toBeUndefined();
+    }
+    // A second stack in the same account gets names of its own.
+    const other = Template.fromStack(new LogrelayStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Staging')).toJSON().Resources as Record<string, CfnResource>;
+    const names = Object.values(other).filter((r) => r.Type === 'AWS::Logs::LogGroup' && r.Properties.LogGroupName).map((r) => r.Properties.LogGroupName);
+    expect(names).toEqual(expect.arrayContaining([expected('apigateway', 'access', 'Staging'), expected('states', 'bake', 'Staging')]));
+    expect(names).toHaveLength(2);
+  });
+
   it('outputs the URL, both policy ARNs and every table name', () => {
     expect(getAttOf(outputs.ApiUrl?.Value, 'ApiEndpoint')).toBe(ofType('AWS::ApiGatewayV2::Api')[0]![0]);
     expect(resources[refOf(outputs.WorkerPolicyArn?.Value)]?.Type).toBe('AWS::IAM::ManagedPolicy');
