@@ -6,6 +6,8 @@
  * - `arn:aws:states:::lambda:invoke` and bare Lambda ARNs -> `lambdas[logicalId]`, with the
  *   integration's result shape (`{ Payload, StatusCode, ... }`) and error shape (Error = the
  *   function's errorType, Cause = the JSON error document) as Step Functions reports them;
+ *   `lambdaInvokeFault` makes Lambda refuse an invocation before the function runs (a throttle,
+ *   a service error), reported as `Lambda.<Exception>` as Step Functions reports it;
  * - `arn:aws:states:::aws-sdk:<service>:<action>` -> `sdk['<service>:<action>']` (PascalCase
  *   parameters in, PascalCase output back, errors named `<Service>.<Name>Exception`), or, for
  *   `dynamodb`, the injected DynamoDB client;
@@ -283,9 +285,22 @@ export interface ExecutionEvent {
   parentState?: { name: string; type: string };
 }
 
+/**
+ * Lambda's refusals of a synchronous Invoke, before the function runs: 429
+ * TooManyRequestsException (the function's reserved concurrency, or the account's unreserved
+ * concurrency, is used up) and 500 ServiceException.
+ */
+export type LambdaInvokeFault = 'TooManyRequestsException' | 'ServiceException';
+
 export interface RunExecutionOptions {
   /** Lambda functions by template logical id. */
   lambdas?: Record<string, LambdaHandler>;
+  /**
+   * Consulted before every synchronous invocation of a template function: a fault makes Lambda
+   * refuse it (the function does not run), and the Task fails with `Lambda.<fault>` and Lambda's
+   * message as its Cause, so the definition's Retry and Catch see what they would in AWS.
+   */
+  lambdaInvokeFault?: (logicalId: string, event: unknown) => LambdaInvokeFault | undefined;
   /** AWS SDK integrations by `'<service>:<action>'` as the resource names them, e.g. `cloudwatch:describeAlarms`. */
   sdk?: Record<string, SdkHandler>;
   /**
@@ -397,6 +412,15 @@ function lambdaTaskError(e: unknown): TaskError {
   return new TaskError(errorType, JSON.stringify({ errorType, errorMessage: err.message, trace }));
 }
 
+/**
+ * Lambda's refusal of an Invoke as Step Functions reports it: Error `Lambda.<Exception>`, Cause
+ * Lambda's message with the AWS SDK's service, status and error code. Retryable and catchable.
+ */
+function lambdaInvokeError(fault: LambdaInvokeFault): TaskError {
+  const [status, message] = fault === 'TooManyRequestsException' ? [429, 'Rate Exceeded.'] : [500, 'An internal error occurred.'];
+  return new TaskError(`Lambda.${fault}`, `${message} (Service: AWSLambda; Status Code: ${status}; Error Code: ${fault}; Request ID: ${randomUUID()}; Proxy: null)`);
+}
+
 /** The function a lambda:invoke FunctionName (name, partial or full ARN, with or without qualifier) names. */
 function functionIdOf(functionName: string): string {
   const m = /(?:^|:)function:([^:]+)/.exec(functionName);
@@ -476,6 +500,16 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
     if (!fn) throw new TaskError('Lambda.ResourceNotFoundException', `Function not found: ${lambdaArn(fnId)} (Service: Lambda, Status Code: 404, Request ID: ${randomUUID()})`);
     return fn;
   };
+  /** Runs a synchronous invocation as Lambda would: refused first when `lambdaInvokeFault` says so. */
+  const invoke = async (fnId: string, fn: LambdaHandler, event: unknown): Promise<unknown> => {
+    const fault = options.lambdaInvokeFault?.(fnId, event);
+    if (fault) throw lambdaInvokeError(fault);
+    try {
+      return await fn(event);
+    } catch (e) {
+      throw lambdaTaskError(e);
+    }
+  };
 
   const bindTask = (name: string, state: AslState) => {
     const resource = String(state.Resource);
@@ -501,12 +535,7 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
           void fn(event).catch(() => undefined);
           return { Payload: '', StatusCode: 202, ...sdkHttpMetadata(requestId, 202) };
         }
-        let result: unknown;
-        try {
-          result = await fn(event);
-        } catch (e) {
-          throw lambdaTaskError(e);
-        }
+        const result = await invoke(functionIdOf(input.FunctionName), fn, event);
         return { ExecutedVersion: '$LATEST', Payload: jsonOf(result), StatusCode: 200, ...sdkHttpMetadata(requestId) };
       };
       return;
@@ -514,13 +543,7 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
     if ((m = /^arn:[^:]+:lambda:[^:]*:[^:]*:function:([^:]+)(:[^:]+)?$/.exec(resource))) {
       const fnId = m[1]!;
       if (!lambdas[fnId]) return skip(`${name}: no local handler for Lambda ${fnId}`);
-      handlers[name] = async (input: unknown) => {
-        try {
-          return jsonOf(await lambdas[fnId]!(structuredClone(input)));
-        } catch (e) {
-          throw lambdaTaskError(e);
-        }
-      };
+      handlers[name] = async (input: unknown) => jsonOf(await invoke(fnId, lambdas[fnId]!, structuredClone(input)));
       return;
     }
     if ((m = /^arn:[^:]+:states:::aws-sdk:([a-z0-9-]+):([A-Za-z0-9]+)(\.\w+)?$/.exec(resource))) {

@@ -264,6 +264,54 @@ describe('runExecution', () => {
     expect(cleaned[0]).toMatchObject({ bakeId: 'b-2', error: { Error: 'ExperimentError' } });
   });
 
+  it('models Lambda refusing an invocation (throttle, service error): the function does not run, the Task fails with Lambda.<Exception>', async () => {
+    const ids: Record<string, string> = {};
+    const template = synth((stack) => {
+      const judgeFn = fnIn(stack, 'JudgeFn');
+      const cleanupFn = fnIn(stack, 'CleanupFn');
+      ids.judge = logicalId(stack, judgeFn);
+      ids.cleanup = logicalId(stack, cleanupFn);
+      // One task of each resource form: the optimized lambda:invoke and a bare Lambda ARN.
+      const judge = new tasks.LambdaInvoke(stack, 'Judge', { lambdaFunction: judgeFn, retryOnServiceExceptions: false, outputPath: '$.Payload' });
+      judge.addRetry({ errors: ['Lambda.TooManyRequestsException'], interval: Duration.seconds(1), maxAttempts: 2 });
+      const cleanup = new tasks.LambdaInvoke(stack, 'Cleanup', { lambdaFunction: cleanupFn, payloadResponseOnly: true, retryOnServiceExceptions: false, resultPath: '$.cleanup' });
+      judge.addCatch(cleanup, { errors: ['States.ALL'], resultPath: '$.error' });
+      new sfn.StateMachine(stack, 'M', { definitionBody: sfn.DefinitionBody.fromChainable(judge.next(new sfn.Succeed(stack, 'Done'))) });
+    });
+    const sm = only(template);
+    const ran: string[] = [];
+    const asked: string[] = [];
+    // The judge is throttled three times (two retries, then caught); the cleanup once refused with a service error (no retrier: the execution fails).
+    const faults: Record<string, ('TooManyRequestsException' | 'ServiceException')[]> = {
+      [ids.judge!]: ['TooManyRequestsException', 'TooManyRequestsException', 'TooManyRequestsException'],
+      [ids.cleanup!]: ['ServiceException'],
+    };
+    const events: ExecutionEvent[] = [];
+    const run = runExecution(sm.definition, { bakeId: 'b-3' }, {
+      timeScale: 1000,
+      lambdas: {
+        [ids.judge!]: async () => void ran.push('judge'),
+        [ids.cleanup!]: async () => void ran.push('cleanup'),
+      },
+      lambdaInvokeFault: (id) => {
+        asked.push(id);
+        return faults[id]!.shift();
+      },
+      onEvent: (e) => events.push(e),
+    });
+    const e = await run.catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ExecutionFailedError);
+    expect(e).toMatchObject({ status: 'FAILED', Error: 'Lambda.ServiceException' });
+    expect((e as ExecutionFailedError).Cause).toMatch(/^An internal error occurred\. \(Service: AWSLambda; Status Code: 500; Error Code: ServiceException; /);
+    expect(ran).toEqual([]); // a refused invocation never reaches the function
+    expect(asked).toEqual([ids.judge, ids.judge, ids.judge, ids.cleanup]);
+    expect(events.filter((x) => x.type === 'StateRetried').map((x) => x.state!.name)).toEqual(['Judge', 'Judge']);
+    expect(events.find((x) => x.type === 'StateCaught')).toMatchObject({ state: { name: 'Judge' }, caughtNext: 'Cleanup' });
+    const cleanupInput = events.find((x) => x.type === 'StateEntered' && x.state?.name === 'Cleanup')!.state!.input as { error: { Error: string; Cause: string } };
+    expect(cleanupInput.error.Error).toBe('Lambda.TooManyRequestsException');
+    expect(cleanupInput.error.Cause).toMatch(/^Rate Exceeded\. \(Service: AWSLambda; Status Code: 429; Error Code: TooManyRequestsException; /);
+  });
+
   it('surfaces a Fail state as the execution error, with Error and Cause', async () => {
     const template = synth((stack) => {
       const chain = new sfn.Pass(stack, 'Check').next(
