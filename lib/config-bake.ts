@@ -168,8 +168,15 @@ export class ConfigBake extends Construct {
     ];
 
     // ---- State machine -------------------------------------------------------------------------
-    const bakeTask = (id: string, payload: Record<string, unknown>, resultPath?: string) =>
-      new tasks.LambdaInvoke(this, id, {
+    // Every Lambda task retries, in this order: Lambda's service errors (CDK's
+    // retryOnServiceExceptions: 6 attempts from 2 s, doubling), then Lambda's throttle, 429
+    // TooManyRequestsException (the function's reserved concurrency or the account's is used
+    // up). A throttled invocation never ran, so its retry repeats nothing; it is retried with
+    // THROTTLE_RETRY's backoff, about 2 minutes for a step, after which the step's Catch runs
+    // Cleanup, and about 8 minutes for Cleanup itself, which clears the experiment and frees
+    // the lock (an experiment nobody clears still expires at the end of its phase budget).
+    const bakeTask = (id: string, payload: Record<string, unknown>, resultPath?: string, throttleAttempts = THROTTLE_RETRY.maxAttempts) => {
+      const task = new tasks.LambdaInvoke(this, id, {
         lambdaFunction: props.bakeFunction,
         payload: sfn.TaskInput.fromObject(payload),
         payloadResponseOnly: true,
@@ -177,6 +184,9 @@ export class ConfigBake extends Construct {
         ...(resultPath ? { resultPath } : {}),
         taskTimeout: sfn.Timeout.duration(Duration.seconds(60)),
       });
+      task.addRetry({ ...THROTTLE_RETRY, maxAttempts: throttleAttempts });
+      return task;
+    };
     const bakeId = sfn.JsonPath.stringAt('$.bakeId');
     const takeLock = bakeTask('TakeLock', { action: 'lock', bakeId });
     const nextPhase = bakeTask('NextPhase', { action: 'next', bakeId });
@@ -213,7 +223,7 @@ export class ConfigBake extends Construct {
     describeAlarms.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(2), maxAttempts: 3, backoffRate: 2 });
     const judge = bakeTask('Judge', { action: 'judge', bakeId, alarms: sfn.JsonPath.objectAt('$.alarms.MetricAlarms') }, '$.judge');
     const finish = bakeTask('Finish', { action: 'finish', bakeId });
-    const cleanup = bakeTask('Cleanup', { action: 'cleanup', bakeId, input: sfn.JsonPath.objectAt('$') });
+    const cleanup = bakeTask('Cleanup', { action: 'cleanup', bakeId, input: sfn.JsonPath.objectAt('$') }, undefined, CLEANUP_THROTTLE_ATTEMPTS);
     cleanup.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(2), maxAttempts: 6, backoffRate: 2 });
 
     const failed = new sfn.Fail(this, 'BakeFailed', { error: 'BakeFailed', cause: 'A step of the bake failed; its experiment was cleared and its lock released. See the bake record.' });
@@ -343,6 +353,20 @@ export class ConfigBake extends Construct {
     return this.profileArns().map((a) => `${a}/hostedconfigurationversion/*`);
   }
 }
+
+/**
+ * Retry of a bake task that Lambda throttled: waits of 1, 2, 4, 8, 16, then 30 s each (about
+ * 2 minutes over 8 retries) before the step's Catch gives up and cleans up.
+ */
+export const THROTTLE_RETRY: Readonly<sfn.RetryProps & { maxAttempts: number }> = {
+  errors: ['Lambda.TooManyRequestsException'],
+  interval: Duration.seconds(1),
+  backoffRate: 2,
+  maxDelay: Duration.seconds(30),
+  maxAttempts: 8,
+};
+/** Cleanup has no Catch to fall back on: 20 retries, about 8 minutes of waits. */
+export const CLEANUP_THROTTLE_ATTEMPTS = 20;
 
 const VERSIONS_REASON =
   "Each '*' is a hosted configuration version number of one of this stack's two profiles: versions are created at run time (POST /configs/{profile}/versions), so they cannot be listed in the policy.";

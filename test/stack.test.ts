@@ -13,6 +13,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isAdminRoute, routesFor, tableKey } from '../lib/access';
 import { LogrelayStack } from '../lib/logrelay-stack';
+import { CLEANUP_THROTTLE_ATTEMPTS, THROTTLE_RETRY } from '../lib/config-bake';
 import { contentOf, DEFAULT_CONFIG, INITIAL_ROLLOUT, PROFILES, profileJsonSchema, type ProfileName } from '../lambdas/domain/config';
 import { ALARM_PERIOD_SECONDS, ARM_METRICS, BAKE_METRICS, METRIC_NAMESPACE, SERVICE_NAME } from '../lambdas/metrics';
 import { FUNCTION_ACCESS, FUNCTION_TIMEOUT_SECONDS, ROUTES, routeKey, type Access, type FunctionName, type TaskFunctionName } from '../lambdas/routes';
@@ -35,7 +36,7 @@ interface AslState {
   Parameters?: Record<string, unknown>;
   Next?: string;
   Catch?: { ErrorEquals: string[]; Next: string }[];
-  Retry?: { ErrorEquals: string[] }[];
+  Retry?: { ErrorEquals: string[]; IntervalSeconds?: number; MaxAttempts?: number; BackoffRate?: number; MaxDelaySeconds?: number }[];
 }
 interface AslDefinition {
   StartAt: string;
@@ -820,6 +821,32 @@ describe('config bake', () => {
     // Cleanup catches nothing (it would loop) and retries everything instead.
     expect(def.States.Cleanup!.Catch).toBeUndefined();
     expect(def.States.Cleanup!.Retry?.some((r) => r.ErrorEquals.includes('States.ALL'))).toBe(true);
+  });
+
+  it("retries Lambda's throttle on every Lambda task with a capped backoff before its Catch, and longest on Cleanup", () => {
+    const def = bakeDefinition();
+    const lambdaTasks = Object.entries(def.States).filter(([, s]) => s.Type === 'Task' && s.Resource === `<${bakeFunctionLogicalId()}.Arn>`);
+    expect(lambdaTasks).toHaveLength(7);
+    for (const [name, state] of lambdaTasks) {
+      const retries = state.Retry ?? [];
+      const throttle = retries.findIndex((r) => r.ErrorEquals.includes('Lambda.TooManyRequestsException'));
+      expect(throttle, name).toBeGreaterThanOrEqual(0);
+      // No earlier retrier swallows it, and the catch-all (Cleanup's) comes after it.
+      expect(retries.slice(0, throttle).some((r) => r.ErrorEquals.includes('States.ALL')), name).toBe(false);
+      expect(retries[throttle]).toEqual({
+        ErrorEquals: ['Lambda.TooManyRequestsException'],
+        IntervalSeconds: 1,
+        BackoffRate: 2,
+        MaxDelaySeconds: 30,
+        MaxAttempts: name === 'Cleanup' ? CLEANUP_THROTTLE_ATTEMPTS : THROTTLE_RETRY.maxAttempts,
+      });
+      // Lambda's service errors are retried too (CDK's retryOnServiceExceptions).
+      expect(retries.some((r) => r.ErrorEquals.includes('Lambda.ServiceException')), name).toBe(true);
+    }
+    // The waits those retries add up to: about 2 minutes for a step, about 8 for Cleanup.
+    const waits = (attempts: number) => Array.from({ length: attempts }, (_, i) => Math.min(30, 2 ** i)).reduce((a, b) => a + b, 0);
+    expect(waits(THROTTLE_RETRY.maxAttempts)).toBe(121);
+    expect(waits(CLEANUP_THROTTLE_ATTEMPTS)).toBe(481);
   });
 
   it("lets the state machine's role do exactly its tasks, and log and trace", () => {

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { synthTemplate, readSystem, type Template } from '../../local/template';
-import { ExecutionFailedError, runExecution, stateMachinesFromTemplate, type AslDefinition, type ExecutionEvent } from '../../local/stepfunctions';
+import { ExecutionFailedError, runExecution, stateMachinesFromTemplate, type AslDefinition, type ExecutionEvent, type LambdaInvokeFault } from '../../local/stepfunctions';
 import { startEmbeddedDynamo, type EmbeddedDynamo } from '../../local/dynamo';
 import { DynamoControlStore } from '../../lambdas/adapters/control';
 import type { ConfigVersions } from '../../lambdas/adapters/appconfig';
@@ -15,7 +15,8 @@ import type { ArmMetricsReader } from '../../lambdas/adapters/cloudwatch';
 import type { BakeRecord } from '../../lambdas/domain/bake';
 import type { ArmSeries, PeriodStats } from '../../lambdas/domain/judge';
 import type { ProfileName } from '../../lambdas/domain/config';
-import { BakeService } from '../../lambdas/services/bakes';
+import { BakeService, type BakeTask } from '../../lambdas/services/bakes';
+import { CLEANUP_THROTTLE_ATTEMPTS, THROTTLE_RETRY } from '../../lib/config-bake';
 import { makeHandler } from '../../lambdas/handlers/bake';
 
 const SCALE = 1000; // Wait states of 10 s take 10 ms
@@ -86,7 +87,15 @@ interface Run {
   liveDuringPolls: string[];
 }
 
-async function bake(changes: { profile: ProfileName; version: string }[], scripts: Record<string, PhaseScript>, settings = { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 100 }): Promise<Run> {
+/** Lambda's answer to each invocation of the bake function before it runs (a throttle, a service error), by its task. */
+type InvokeFaults = (task: BakeTask) => LambdaInvokeFault | undefined;
+
+async function bake(
+  changes: { profile: ProfileName; version: string }[],
+  scripts: Record<string, PhaseScript>,
+  settings = { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 100 },
+  invokeFaults?: InvokeFaults,
+): Promise<Run> {
   const pollOf = new Map<string, number>();
   let current = '';
   const liveDuringPolls: string[] = [];
@@ -140,7 +149,14 @@ async function bake(changes: { profile: ProfileName; version: string }[], script
   let status: Run['status'] = 'SUCCEEDED';
   let error: string | undefined;
   try {
-    await runExecution(definition, { bakeId }, { lambdas: { [bakeFnId]: (e) => handler(e as never) }, sdk, timeScale: SCALE, name: bakeId, onEvent: (e) => events.push(e) });
+    await runExecution(definition, { bakeId }, {
+      lambdas: { [bakeFnId]: (e) => handler(e as never) },
+      ...(invokeFaults ? { lambdaInvokeFault: (_id: string, e: unknown) => invokeFaults(e as BakeTask) } : {}),
+      sdk,
+      timeScale: SCALE,
+      name: bakeId,
+      onEvent: (e) => events.push(e),
+    });
   } catch (e) {
     if (!(e instanceof ExecutionFailedError)) throw e;
     status = e.status === 'ABORTED' ? 'ABORTED' : 'FAILED';
@@ -239,6 +255,50 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     expect(r.record.error).toContain('GetMetricData failed');
     expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'limits:2=REJECTED']);
     await expectClean({ delivery: '2', limits: '1' });
+  });
+
+  it('a judge task Lambda throttles (and once refuses with a service error) is retried with backoff: the bake goes on as if nothing happened', async () => {
+    // The account's concurrency is used up: the judge's invocations are refused 429 (and one 500)
+    // before the function runs, then get through.
+    const refusals: LambdaInvokeFault[] = ['ServiceException', 'TooManyRequestsException', 'TooManyRequestsException', 'TooManyRequestsException'];
+    const r = await bake([{ profile: 'delivery', version: '2' }], {}, undefined, (t) => (t.action === 'judge' ? refusals.shift() : undefined));
+    expect(refusals).toEqual([]);
+    const retried = r.events.filter((e) => e.type === 'StateRetried');
+    expect(retried.map((e) => e.state!.name)).toEqual(['Judge', 'Judge', 'Judge', 'Judge']);
+    expect(r.events.some((e) => e.type === 'StateEntered' && e.state?.name === 'Cleanup')).toBe(false);
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.record.status).toBe('SUCCEEDED');
+    expect(verdicts(r)).toEqual(['delivery:2=APPROVED']);
+    // A refused invocation never ran: the judge counted each poll once.
+    expect(r.record.phases[0]!.polls).toBe(3);
+    await expectClean({ delivery: '2', limits: '1' });
+  });
+
+  it('a judge task throttled past every retry: Catch runs Cleanup, itself throttled for a while, which clears the experiment and frees the lock', async () => {
+    let cleanupRefusals = CLEANUP_THROTTLE_ATTEMPTS - 2; // more than the 6 attempts of Cleanup's States.ALL retrier
+    const judged: string[] = [];
+    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], {}, undefined, (t) => {
+      if (t.action === 'judge') {
+        judged.push(t.action);
+        return 'TooManyRequestsException';
+      }
+      if (t.action === 'cleanup' && cleanupRefusals > 0) {
+        cleanupRefusals--;
+        return 'TooManyRequestsException';
+      }
+      return undefined;
+    });
+    expect(judged).toHaveLength(THROTTLE_RETRY.maxAttempts + 1); // the first try and every retry
+    expect(r.events.find((e) => e.type === 'StateCaught')).toMatchObject({ state: { name: 'Judge' }, caughtNext: 'Cleanup' });
+    expect(r.events.filter((e) => e.type === 'StateRetried' && e.state?.name === 'Cleanup')).toHaveLength(CLEANUP_THROTTLE_ATTEMPTS - 2);
+    expect(r.status).toBe('FAILED');
+    expect(r.error).toBe('BakeFailed');
+    expect(r.record.status).toBe('FAILED');
+    expect(r.record.error).toMatch(/^The bake failed: Lambda\.TooManyRequestsException \(Rate Exceeded\./);
+    expect(verdicts(r)).toEqual(['delivery:2=REJECTED', 'limits:2=PENDING']);
+    // The experiment was live when the judge was throttled; nothing is left of it.
+    expect(r.liveDuringPolls).toEqual(['delivery:2@10']);
+    await expectClean({ delivery: '1', limits: '1' });
   });
 
   it('too little traffic: the phase is extended once, then rejected as inconclusive, never approved', async () => {
