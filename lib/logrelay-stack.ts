@@ -28,6 +28,70 @@ export interface LogrelayStackProps extends StackProps {
   throttle?: { rateLimit: number; burstLimit: number };
   /** Thresholds of the config bake's alarms. @default DEFAULT_BAKE_ALARMS */
   bakeAlarms?: Partial<BakeAlarmThresholds>;
+  /**
+   * Lambda reserved concurrency per function, merged over the defaults. A number both guarantees
+   * the function that many concurrent executions and caps it there; 0 leaves the function
+   * unreserved (uncapped, sharing the account's unreserved pool). Lambda refuses a reservation
+   * that would leave the account fewer than 100 unreserved executions, so in an account whose
+   * concurrency quota is below 302 (new accounts may have 10) deploy with
+   * `{ receive: 0, bake: 0 }` (or `-c reservedConcurrency=none`, bin/app.ts).
+   * @default DEFAULT_RESERVED_CONCURRENCY (receive 200, bake 2, the others unreserved)
+   */
+  reservedConcurrency?: ReservedConcurrency;
+}
+
+export type ReservedConcurrency = Partial<Record<FunctionName | TaskFunctionName, number>>;
+
+/**
+ * Each waiting long poll holds one execution environment of the receive function for up to
+ * 20 s, and a client can open as many as it likes: unbounded, a few hundred idle workers take
+ * the whole account (1,000 by default), and appends, acks and the bake's tasks are throttled
+ * with them. Capped at 200, receives can take at most a fifth of a default account, whatever
+ * the clients do; the 201st concurrent receive is throttled (API Gateway answers it 500).
+ * The bake's task function gets 2 so that its judge and cleanup are never throttled by other
+ * functions of the account (one bake runs at a time; its tasks run one after another, and 2
+ * leaves room for a retried invocation overlapping one still running). The other functions
+ * answer in milliseconds and stay unreserved. 202 reserved leaves 798 of a default account
+ * unreserved, and four stacks fit in one (Lambda keeps at least 100 unreserved).
+ */
+export const DEFAULT_RESERVED_CONCURRENCY: Readonly<ReservedConcurrency> = { receive: 200, bake: 2 };
+
+/** The reservations to apply: defaults, then props; throws a sentence naming a bad value. */
+export function reservedConcurrencyOf(props: ReservedConcurrency | undefined): ReservedConcurrency {
+  const merged: ReservedConcurrency = { ...DEFAULT_RESERVED_CONCURRENCY, ...props };
+  for (const [fn, n] of Object.entries(merged)) {
+    if (n === undefined) continue;
+    if (!Number.isInteger(n) || n < 0) {
+      throw new Error(`reservedConcurrency.${fn} is ${n}: give a whole number of concurrent executions, or 0 to leave the function unreserved.`);
+    }
+  }
+  return merged;
+}
+
+/**
+ * The `reservedConcurrency` CDK context (`cdk deploy -c reservedConcurrency=...`): `none` (no
+ * reservation at all, for accounts with a small concurrency quota) or a JSON object such as
+ * `{"receive":500}`. Undefined when the context is not set.
+ */
+export function reservedConcurrencyFromContext(value: unknown): ReservedConcurrency | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (value === 'none') return Object.fromEntries(Object.keys(DEFAULT_RESERVED_CONCURRENCY).map((fn) => [fn, 0]));
+  let parsed: unknown = value;
+  if (typeof value === 'string') {
+    try {
+      parsed = JSON.parse(value);
+    } catch {
+      parsed = undefined;
+    }
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new Error(`The reservedConcurrency context is ${JSON.stringify(value)}: give none, or a JSON object of function name to concurrency such as {"receive":500}.`);
+  }
+  const known = new Set<string>([...new Set(ROUTES.map((r) => r.fn)), 'bake']);
+  for (const fn of Object.keys(parsed)) {
+    if (!known.has(fn)) throw new Error(`The reservedConcurrency context names '${fn}', which is not a function of the stack (${[...known].join(', ')}).`);
+  }
+  return parsed as ReservedConcurrency;
 }
 
 const ATTRIBUTE_TYPE: Record<KeyType, dynamodb.AttributeType> = {
@@ -75,6 +139,7 @@ export class LogrelayStack extends Stack {
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
     const throttle = props.throttle ?? { rateLimit: 1000, burstLimit: 2000 };
+    const reserved = reservedConcurrencyOf(props.reservedConcurrency);
 
     // ---- Tables: one per TABLES entry --------------------------------------------------------
     const tables = {} as Record<TableKey, dynamodb.Table>;
@@ -117,6 +182,7 @@ export class LogrelayStack extends Stack {
         environment,
         logRetention,
         removalPolicy,
+        reservedConcurrency: reserved[fn],
       });
       for (const [key, level] of access) tables[key].grant(f.role, ...dynamoActionsFor(level));
       functions[fn] = f;

@@ -24,6 +24,14 @@ export interface ServiceFunctionProps {
   environment: Record<string, string>;
   logRetention: logs.RetentionDays;
   removalPolicy: RemovalPolicy;
+  /**
+   * Lambda reserved concurrency: this many concurrent executions are set aside for the function
+   * (no other function of the account can take them) and it can never run more. 0 or undefined
+   * leaves it unreserved: it shares the account's unreserved pool, uncapped. (Lambda's own 0
+   * would stop the function; nobody means that here.)
+   * @default undefined (unreserved)
+   */
+  reservedConcurrency?: number;
 }
 
 /**
@@ -60,6 +68,7 @@ export class ServiceFunction extends Construct {
       architecture: lambda.Architecture.ARM_64,
       memorySize: 512,
       timeout: props.timeout,
+      ...(props.reservedConcurrency ? { reservedConcurrentExecutions: props.reservedConcurrency } : {}),
       tracing: lambda.Tracing.ACTIVE,
       role: this.role,
       logGroup: this.logGroup,

@@ -12,7 +12,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isAdminRoute, routesFor, tableKey } from '../lib/access';
-import { LogrelayStack } from '../lib/logrelay-stack';
+import { DEFAULT_RESERVED_CONCURRENCY, LogrelayStack, reservedConcurrencyFromContext, type LogrelayStackProps } from '../lib/logrelay-stack';
 import { CLEANUP_THROTTLE_ATTEMPTS, THROTTLE_RETRY } from '../lib/config-bake';
 import { contentOf, DEFAULT_CONFIG, INITIAL_ROLLOUT, PROFILES, profileJsonSchema, type ProfileName } from '../lambdas/domain/config';
 import { ALARM_PERIOD_SECONDS, ARM_METRICS, BAKE_METRICS, METRIC_NAMESPACE, SERVICE_NAME } from '../lambdas/metrics';
@@ -346,6 +346,44 @@ describe('Lambda functions', () => {
       expect(logGroup.Type).toBe('AWS::Logs::LogGroup');
       expect(logGroup.Properties.RetentionInDays).toBe(30);
     }
+  });
+
+  it('reserve concurrency for receive (200) and the bake (2) by default, and for no other function', () => {
+    const reservedOf = (fns: Map<AnyFunctionName, string>, rs: Record<string, CfnResource>) =>
+      Object.fromEntries([...fns].map(([fn, id]) => [fn, rs[id]!.Properties.ReservedConcurrentExecutions]));
+    expect(reservedOf(allFunctionLogicalIds(), resources)).toEqual({
+      logs: undefined,
+      append: undefined,
+      sessions: undefined,
+      receive: 200,
+      leases: undefined,
+      admin: undefined,
+      bake: 2,
+    });
+    expect(DEFAULT_RESERVED_CONCURRENCY).toEqual({ receive: 200, bake: 2 });
+    // Deployable in a default account (1,000) with Lambda's 100 unreserved left, four times over.
+    const total = Object.values(DEFAULT_RESERVED_CONCURRENCY).reduce((a, n) => a + (n ?? 0), 0);
+    expect(4 * total).toBeLessThanOrEqual(1000 - 100);
+  });
+
+  it('follow the reservedConcurrency prop: numbers reserve, 0 leaves a function unreserved, anything else is refused', () => {
+    const synthWith = (reservedConcurrency: LogrelayStackProps['reservedConcurrency']) => {
+      const rs = Template.fromStack(new LogrelayStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Other', { reservedConcurrency })).toJSON().Resources as Record<string, CfnResource>;
+      const fns = Object.values(rs).filter((r) => r.Type === 'AWS::Lambda::Function' && r.Metadata?.['logrelay:entry']);
+      return Object.fromEntries(
+        fns.map((r) => [String(r.Metadata!['logrelay:entry']).replace(/^.*\/|\.ts$/g, ''), r.Properties.ReservedConcurrentExecutions as number | undefined]),
+      );
+    };
+    expect(synthWith({ receive: 500, append: 50 })).toMatchObject({ receive: 500, append: 50, bake: 2, leases: undefined });
+    const none = synthWith(reservedConcurrencyFromContext('none'));
+    expect(Object.values(none)).toHaveLength(7);
+    expect(Object.values(none).every((n) => n === undefined)).toBe(true);
+    expect(reservedConcurrencyFromContext('{"receive":40}')).toEqual({ receive: 40 });
+    expect(reservedConcurrencyFromContext(undefined)).toBeUndefined();
+    expect(() => reservedConcurrencyFromContext('{"recieve":40}')).toThrow(/names 'recieve', which is not a function of the stack/);
+    expect(() => reservedConcurrencyFromContext('lots')).toThrow(/give none, or a JSON object/);
+    expect(() => synthWith({ receive: -1 })).toThrow(/reservedConcurrency\.receive is -1: give a whole number/);
+    expect(() => synthWith({ bake: 1.5 })).toThrow(/reservedConcurrency\.bake is 1\.5/);
   });
 
   it('get exactly the environment of the tables they access, (admin and bake) the AppConfig ids, and (admin) the state machine', () => {
