@@ -268,6 +268,26 @@ describe('what is retried, and what never is', () => {
     await expect(u.client.receiveAndAck('s-1', { ack: [3] })).rejects.toMatchObject({ code: 'InvalidResponse', status: 200 });
   });
 
+  it("a throttled function (the HTTP API's 500 {\"message\":\"Internal Server Error\"}) is retried with backoff on receive, ack and keyed appends, never on a keyless one", async () => {
+    // Lambda refused the invocation (the receive function's reserved concurrency is used up);
+    // API Gateway answers 500 with its own body, the same it gives for a function that failed
+    // after doing its work, so the client cannot tell the two apart and treats it as ambiguous.
+    const THROTTLED: Step = { status: 500, body: { message: 'Internal Server Error' } };
+    const t = setup([THROTTLED, THROTTLED, { status: 200, body: { records: [] } }, THROTTLED, { status: 200, body: { acked: 1 } }, THROTTLED, created]);
+    expect(await t.client.receive('s-1', { waitSeconds: 20 })).toEqual([]);
+    expect(await t.client.ack('s-1', [1])).toBe(1);
+    expect(await t.client.append('orders', [{ data: 1 }])).toEqual({ firstSeq: 1, lastSeq: 1 });
+    expect(t.sent).toHaveLength(7);
+    // Full jitter (random 0.5) over 200 ms doubling: 100, 200 for the receive; 100 for the ack and the append.
+    expect(t.sleeps).toEqual([100, 200, 100, 100]);
+
+    const keyless = setup([THROTTLED, created]);
+    const e = await keyless.client.append('orders', [{ data: 1 }], { idempotencyKey: false }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ServerError);
+    expect(e).toMatchObject({ status: 500, code: 'InternalError', message: 'Internal Server Error', attempts: 1 });
+    expect(keyless.sent).toHaveLength(1);
+  });
+
   it('a session delete whose answer was lost counts a 404 on the retry as done; a first-attempt 404 is an error', async () => {
     const lost = setup([RESET(), err(404, 'SessionNotFound')]);
     await expect(lost.client.deleteSession('s-1')).resolves.toBeUndefined();
