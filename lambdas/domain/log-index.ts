@@ -6,6 +6,9 @@
  * entry starts where the one before ends, so an entry's sequence numbers are implied by its
  * position and need not be stored. Full runs of TAIL_PAGE entries move from the tail to
  * immutable index pages (keyed by their first sequence number), which hosts may cache forever.
+ * A page that expires later than every page before it is also stored as an expiry mark, keyed
+ * by that expiry (expiryMarks): the log's first retained record is then the first mark later
+ * than now, one read however many expired pages storage still holds.
  */
 
 /** Entries per index page: a page moves out of the head's tail when the tail reaches a multiple of this. */
@@ -92,4 +95,43 @@ export function firstLiveIn(run: IndexRun, nowSec: number): number | undefined {
     seq += entryCount(e);
   }
   return undefined;
+}
+
+/** The latest expiry of a run's entries: the whole run is past its retention from this second on (0 when empty). */
+export const runExpiry = (run: IndexRun): number => run.entries.reduce((latest, e) => Math.max(latest, e.expiresSec), 0);
+
+/**
+ * An index page stored a second time, keyed by the latest expiry of every page from the start
+ * of the log (or of the marks' segment) up to and including it. Only the pages where that
+ * running latest rises get a mark, so it rises strictly from mark to mark and keys them uniquely.
+ */
+export interface ExpiryMark {
+  /** The latest expiry of this page and of every page before it: this page's own (runExpiry). */
+  expiresSec: number;
+  page: IndexRun;
+}
+
+/**
+ * The marks of `pages` (consecutive, in order), moved after pages whose latest expiry was
+ * `latest`, and the running latest after them.
+ *
+ * Why the marks find a log's first retained record, whatever order expiries come in (an
+ * entry's expiry is its append's start plus the retention, so a batch that took longer, or ran
+ * on a host whose clock is behind, can expire before one ordered ahead of it): let the first
+ * mark whose key is later than `now` be that of page P. Every page before P has a running
+ * latest no later than the previous mark's key, which is not later than `now`, so every entry
+ * before P is past its retention; P's own expiry is its mark's key, later than `now`, so P
+ * holds a retained entry, and the first one (firstLiveIn) is the log's first retained record.
+ * When no mark is later than `now`, no page holds a retained entry. The running latest never
+ * goes down, so once a mark's key has passed, it is never needed again (its TTL).
+ */
+export function expiryMarks(latest: number, pages: readonly IndexRun[]): { marks: ExpiryMark[]; latest: number } {
+  const marks: ExpiryMark[] = [];
+  for (const page of pages) {
+    const expiresSec = runExpiry(page);
+    if (expiresSec <= latest) continue;
+    latest = expiresSec;
+    marks.push({ expiresSec, page });
+  }
+  return { marks, latest };
 }

@@ -1,6 +1,6 @@
 /** The log index: entries, runs and where records are, against a brute-force per-record model. */
 import { describe, expect, it } from 'vitest';
-import { chunksIn, decodeEntry, encodeEntry, firstLiveIn, rangeOf, runLast, type IndexEntry, type IndexRun } from '../../lambdas/domain/log-index';
+import { chunksIn, decodeEntry, encodeEntry, expiryMarks, firstLiveIn, rangeOf, runExpiry, runLast, type ExpiryMark, type IndexEntry, type IndexRun } from '../../lambdas/domain/log-index';
 
 /** A seeded PRNG (mulberry32), so a failure can be replayed. */
 function prng(seed: number): () => number {
@@ -76,6 +76,73 @@ describe('runs', () => {
       const nowSec = Math.floor(rnd() * 10);
       const live = owner.findIndex((o) => o.expiresSec > nowSec);
       expect(firstLiveIn(r, nowSec)).toBe(live < 0 ? undefined : first + live);
+    }
+  });
+});
+
+describe('expiry marks', () => {
+  it('a run expires with its latest entry', () => {
+    expect(runExpiry({ first: 1, entries: [entry('a', [1], 50), entry('b', [2], 70), entry('c', [1], 60)] })).toBe(70);
+    expect(runExpiry({ first: 1, entries: [] })).toBe(0);
+  });
+
+  it('mark only the pages that expire later than every page before them, going on from the head\'s latest', () => {
+    const page = (first: number, ...expiries: number[]): IndexRun => ({ first, entries: expiries.map((x, i) => entry(`p${first}-${i}`, [1], x)) });
+    const pages = [page(1, 90, 80), page(3, 60), page(4, 95, 10), page(6, 95), page(7, 100)];
+    const { marks, latest } = expiryMarks(0, pages);
+    expect(marks.map((m) => [m.expiresSec, m.page.first])).toEqual([[90, 1], [95, 4], [100, 7]]);
+    expect(latest).toBe(100);
+    // Moved in two steps, the second from the latest the first left in the head: the same marks.
+    const a = expiryMarks(0, pages.slice(0, 2));
+    const b = expiryMarks(a.latest, pages.slice(2));
+    expect([...a.marks, ...b.marks]).toEqual(marks);
+    expect(b.latest).toBe(100);
+    expect(expiryMarks(200, pages)).toEqual({ marks: [], latest: 200 });
+  });
+
+  it('the first mark later than now is the page of the first retained record, whatever order expiries come in (random logs, moved by random movers)', () => {
+    const rnd = prng(7);
+    for (let trial = 0; trial < 300; trial++) {
+      // Expiries drift upwards with jitter (appends that took longer, hosts whose clocks are behind), or are wholly random.
+      const jitter = rnd() < 0.2 ? 1000 : Math.floor(rnd() * 40);
+      const pages: IndexRun[] = [];
+      let seq = 1;
+      let t = 100;
+      for (let p = 0, n = 1 + Math.floor(rnd() * 30); p < n; p++) {
+        const entries = Array.from({ length: 1 + Math.floor(rnd() * 4) }, (_, i) => {
+          t += Math.floor(rnd() * 5);
+          return entry(`b${p}-${i}`, Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => 1 + Math.floor(rnd() * 4)), t + Math.floor(rnd() * jitter));
+        });
+        const page: IndexRun = { first: seq, entries };
+        pages.push(page);
+        seq = runLast(page) + 1;
+      }
+      // Movers take one to eight pages each, each going on from the latest the one before left.
+      const marks: ExpiryMark[] = [];
+      let latest = 0;
+      for (let i = 0; i < pages.length; ) {
+        const k = 1 + Math.floor(rnd() * 8);
+        const moved = expiryMarks(latest, pages.slice(i, i + k));
+        marks.push(...moved.marks);
+        latest = moved.latest;
+        i += k;
+      }
+      // Keys rise strictly (one mark per key), and the latest is every page's latest.
+      for (let i = 1; i < marks.length; i++) expect(marks[i]!.expiresSec).toBeGreaterThan(marks[i - 1]!.expiresSec);
+      expect(latest).toBe(Math.max(...pages.map(runExpiry)));
+      // The model: the first record, over every page, whose entry has not expired.
+      const records = pages.flatMap((p) => {
+        let s = p.first;
+        return p.entries.flatMap((e) => e.counts.flatMap((c) => Array.from({ length: c }, () => ({ seq: s++, expiresSec: e.expiresSec }))));
+      });
+      for (let now = 90; now <= t + jitter + 1; now += 1 + Math.floor(rnd() * (jitter > 100 ? 20 : 3))) {
+        const expected = records.find((r) => r.expiresSec > now)?.seq;
+        // What the store's query answers: the mark with the least key later than now.
+        const mark = marks.find((m) => m.expiresSec > now);
+        expect(mark ? firstLiveIn(mark.page, now) : undefined).toBe(expected);
+        // And the head alone says when no page holds a retained record.
+        expect(latest > now).toBe(expected !== undefined);
+      }
     }
   });
 });
