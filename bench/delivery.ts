@@ -180,6 +180,7 @@ const READ_OPS = new Set([
   'indexPageAtOrBefore',
   'indexPagesBetween',
   'firstLiveIndexPage',
+  'firstExpiryMark',
   'getChunks',
   'getIdem',
   'getSession',
@@ -187,7 +188,7 @@ const READ_OPS = new Set([
   'getDeadPages',
 ]);
 /** Operations only the receive function makes during a delivery (a store that made one is the receive function's). */
-const RECEIVE_ONLY_OPS = new Set(['getSessionWithHead', 'getChunks', 'indexPageAtOrBefore', 'indexPagesBetween', 'firstLiveIndexPage', 'getHead']);
+const RECEIVE_ONLY_OPS = new Set(['getSessionWithHead', 'getChunks', 'indexPageAtOrBefore', 'indexPagesBetween', 'firstLiveIndexPage', 'firstExpiryMark', 'getHead']);
 
 const capacityOf = (cc: ConsumedCapacity[] | undefined): number => (cc ?? []).reduce((a, c) => a + (c.CapacityUnits ?? 0), 0);
 
@@ -873,7 +874,7 @@ type DerivedKey = keyof Derived;
 const BREAKDOWN: { label: string; ops: string[] }[] = [
   { label: 'receive: BatchGetItem session + head', ops: ['receive getSessionWithHead'] },
   { label: 'receive: BatchGetItem chunks', ops: ['receive getChunks'] },
-  { label: 'receive: Query index pages (a host\'s first look at them; retention)', ops: ['receive indexPageAtOrBefore', 'receive indexPagesBetween', 'receive firstLiveIndexPage'] },
+  { label: 'receive: Query index pages (a host\'s first look at them; retention)', ops: ['receive indexPageAtOrBefore', 'receive indexPagesBetween', 'receive firstLiveIndexPage', 'receive firstExpiryMark'] },
   { label: 'receive: UpdateItem claim (with the carried acks, if any)', ops: ['receive claimSession'] },
   { label: 'receive: UpdateItem compaction (folds, redeliveries)', ops: ['receive compactSession'] },
   { label: 'receive: rejected conditional writes (est.)', ops: ['receive rejected'] },

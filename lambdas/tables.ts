@@ -18,7 +18,9 @@ export const TABLES: readonly TableDef[] = [
   // idempotency items (kept 48 h, TTL'd).
   { id: 'Logs', envVar: 'LOGS_TABLE', partitionKey: { name: 'pk', type: 'S' }, ttlAttribute: 'x' },
   // Chunks: several records of one append per item, keyed by the append's batch id and the
-  // chunk's index; and the logs' index pages, keyed by log and the first sequence number they cover.
+  // chunk's index; the logs' index pages, keyed by log and the first sequence number they cover;
+  // and their expiry marks (a copy of each page that expires later than every page before it),
+  // keyed by log and that expiry, so the first retained record is found without reading expired pages.
   {
     id: 'Records',
     envVar: 'RECORDS_TABLE',

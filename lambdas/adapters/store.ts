@@ -19,7 +19,7 @@ import { ConditionalCheckFailedException, DynamoDBServiceException, type Consume
 import { randomBytes } from 'node:crypto';
 import { ConflictError } from '../domain/errors';
 import { decodeAckMark, decodeDead, decodeLeases, encodeAckMark, encodeDead, encodeLeases } from '../domain/codec';
-import { decodeEntry, encodeEntry, type ChunkRef, type IndexEntry, type IndexRun } from '../domain/log-index';
+import { decodeEntry, encodeEntry, runExpiry, type ChunkRef, type ExpiryMark, type IndexEntry, type IndexRun } from '../domain/log-index';
 import type { DeadRange } from '../domain/ranges';
 import { expiryAfterUseMs, type AckMark, type SessionState, type StoredSession } from '../domain/session';
 
@@ -33,6 +33,21 @@ export interface LogHead {
   lastSeq: number;
   /** The index entries not yet moved to pages; `tail.first` is where the first one starts. */
   tail: IndexRun;
+  /**
+   * Which index pages have expiry marks: the pages from `expiry.from` to the tail's start. Set
+   * by the trim that moves pages, together with the tail start. Undefined when a version that
+   * kept no marks moved the pages before the tail start; the next mover then starts marks at
+   * the tail start it finds, and only the pages before that `from` lack them.
+   */
+  expiry?: ExpiryIndex;
+}
+
+/** The expiry marks of a log (see expiryMarks in domain/log-index.ts). */
+export interface ExpiryIndex {
+  /** The first index page the marks cover: 1 for a log created with them. */
+  from: number;
+  /** The latest expiry of every page from `from` to the tail's start (0 when none). */
+  latest: number;
 }
 
 /** Records read back: one chunk of a batch, at the sequence numbers the index gave it. */
@@ -98,16 +113,29 @@ export interface Store {
    * is UnknownOutcomeError, and the caller must look before trying again.
    */
   sequence(logKey: string, entry: IndexEntry, n: number): Promise<LogHead>;
-  /** Writes an index page (immutable: every writer of the page at `page.first` writes the same entries). */
-  putIndexPage(logKey: string, page: IndexRun): Promise<void>;
-  /** Removes the tail's first `k` entries (moved to a page), if the tail still starts at `first`. */
-  trimTail(logKey: string, first: number, k: number, nextFirst: number): Promise<void>;
+  /**
+   * Writes index pages and their expiry marks (of the marks that cover pages from `marksFrom`)
+   * in one batch. Immutable: every writer of the page at `page.first` writes the same entries,
+   * and the same mark.
+   */
+  putIndexPages(logKey: string, pages: readonly IndexRun[], marksFrom: number, marks: readonly ExpiryMark[]): Promise<void>;
+  /**
+   * Removes the tail's first `k` entries (moved to pages), if the tail still starts at `first`,
+   * and records which pages have marks, as of the new tail start.
+   */
+  trimTail(logKey: string, first: number, k: number, nextFirst: number, expiry: ExpiryIndex): Promise<void>;
   /** The index page with the greatest first sequence number <= seq. */
   indexPageAtOrBefore(logKey: string, seq: number): Promise<IndexRun | undefined>;
   /** Index pages whose first sequence number is within [from, to], ascending. */
   indexPagesBetween(logKey: string, from: number, to: number): Promise<IndexRun[]>;
-  /** The first index page whose retention has not fully passed at `nowSec`. */
-  firstLiveIndexPage(logKey: string, nowSec: number): Promise<IndexRun | undefined>;
+  /**
+   * The first index page before `before` whose retention has not fully passed at `nowSec`,
+   * looking at every page from the log's start: for pages without expiry marks only (it reads,
+   * and is billed for, every expired page storage still holds).
+   */
+  firstLiveIndexPage(logKey: string, nowSec: number, before: number): Promise<IndexRun | undefined>;
+  /** The page of the first expiry mark (of those covering pages from `marksFrom`) whose key is later than `nowSec`: one item read. */
+  firstExpiryMark(logKey: string, marksFrom: number, nowSec: number): Promise<IndexRun | undefined>;
   /** Reads chunks (strongly consistent); a chunk retention already removed is left out. */
   getChunks(logKey: string, refs: readonly ChunkRef[]): Promise<Segment[]>;
   /**
@@ -173,6 +201,11 @@ const IDEM_KEEP_SECONDS = 48 * 3600;
 const idemPk = (logKey: string, key: string): string => `${logKey}#idem#${key}`;
 /** A batch's chunks: a partition key of their own, so a busy log's data spreads over partitions. */
 const chunkPk = (logKey: string, batchId: string): string => `${logKey}#${batchId}`;
+/**
+ * A log's expiry marks covering pages from `from` (sort key: the mark's expiry). A batch id is
+ * base64url, which has no `#`, so no chunk's key can be this one.
+ */
+const markPk = (logKey: string, from: number): string => `${logKey}#exp#${from}`;
 
 const isConditionFailure = (e: unknown): boolean =>
   e instanceof ConditionalCheckFailedException || (e as { name?: string })?.name === 'ConditionalCheckFailedException';
@@ -244,6 +277,12 @@ export async function conditional<T>(p: Promise<T>): Promise<T> {
 type Item = Record<string, unknown>;
 
 function headFromItem(it: Item): LogHead {
+  const tailFirst = (it.tb as number | undefined) ?? (it.last as number) + 1;
+  // The marks' state holds for the tail start it was written with (`xt`): a trim by a version
+  // that keeps no marks moves the tail start and leaves it stale. A head still at 1 has no
+  // pages, so nothing lacks a mark.
+  const expiry: ExpiryIndex | undefined =
+    it.xt === tailFirst && typeof it.xs === 'number' && typeof it.xm === 'number' ? { from: it.xs, latest: it.xm } : tailFirst === 1 ? { from: 1, latest: 0 } : undefined;
   return {
     logKey: it.pk as string,
     owner: it.o as string,
@@ -251,7 +290,8 @@ function headFromItem(it: Item): LogHead {
     retentionHours: it.ret as number,
     createdMs: it.c as number,
     lastSeq: it.last as number,
-    tail: { first: (it.tb as number | undefined) ?? (it.last as number) + 1, entries: ((it.T as string[] | undefined) ?? []).map(decodeEntry) },
+    tail: { first: tailFirst, entries: ((it.T as string[] | undefined) ?? []).map(decodeEntry) },
+    ...(expiry ? { expiry } : {}),
   };
 }
 
@@ -347,7 +387,20 @@ export class DynamoStore implements Store {
   }
 
   async createLog(head: LogHead): Promise<void> {
-    await this.createOnce('createLog', this.tables.logs, { pk: head.logKey, o: head.owner, lid: head.logId, ret: head.retentionHours, c: head.createdMs, last: 0, tb: 1, T: [] });
+    await this.createOnce('createLog', this.tables.logs, {
+      pk: head.logKey,
+      o: head.owner,
+      lid: head.logId,
+      ret: head.retentionHours,
+      c: head.createdMs,
+      last: 0,
+      tb: 1,
+      T: [],
+      // Expiry marks cover every page, from the first (see headFromItem).
+      xs: 1,
+      xm: 0,
+      xt: 1,
+    });
   }
 
   /**
@@ -433,26 +486,29 @@ export class DynamoStore implements Store {
     return headFromItem(out.Attributes!);
   }
 
-  async putIndexPage(logKey: string, page: IndexRun): Promise<void> {
-    await this.send(
-      'putIndexPage',
-      this.doc.send(
-        new PutCommand({
-          TableName: this.tables.records,
+  async putIndexPages(logKey: string, pages: readonly IndexRun[], marksFrom: number, marks: readonly ExpiryMark[]): Promise<void> {
+    await this.batchWrite('putIndexPages', this.tables.records, [
+      ...pages.map((page) => ({
+        PutRequest: {
           Item: {
             pk: logKey,
             sk: page.first,
             e: page.entries.map(encodeEntry),
             // Deleted once retention has passed for every batch it lists.
-            x: Math.max(...page.entries.map((en) => en.expiresSec)),
+            x: runExpiry(page),
           },
-          ReturnConsumedCapacity: 'TOTAL',
-        }),
-      ),
-    );
+        },
+      })),
+      ...marks.map((m) => ({
+        PutRequest: {
+          // Deleted with its page: once its key has passed, no reader's query reaches it.
+          Item: { pk: markPk(logKey, marksFrom), sk: m.expiresSec, f: m.page.first, e: m.page.entries.map(encodeEntry), x: m.expiresSec },
+        },
+      })),
+    ]);
   }
 
-  async trimTail(logKey: string, first: number, k: number, nextFirst: number): Promise<void> {
+  async trimTail(logKey: string, first: number, k: number, nextFirst: number, expiry: ExpiryIndex): Promise<void> {
     // Listed last index first: DynamoDB removes the named elements of the list as it was, an
     // emulator (dynalite) one after another; in this order both remove the same ones.
     const removes = Array.from({ length: k }, (_, i) => `#tail[${k - 1 - i}]`).join(', ');
@@ -463,10 +519,12 @@ export class DynamoStore implements Store {
           new UpdateCommand({
             TableName: this.tables.logs,
             Key: { pk: logKey },
-            UpdateExpression: `SET #tailFirst = :next REMOVE ${removes}`,
+            // The marks' state and the tail start change together: for every tail start there
+            // is one state, so every mover at a tail start computes the same marks.
+            UpdateExpression: `SET #tailFirst = :next, #marksFrom = :from, #marksLatest = :latest, #marksAt = :next REMOVE ${removes}`,
             ConditionExpression: '#tailFirst = :first',
-            ExpressionAttributeNames: { '#tail': 'T', '#tailFirst': 'tb' },
-            ExpressionAttributeValues: { ':first': first, ':next': nextFirst },
+            ExpressionAttributeNames: { '#tail': 'T', '#tailFirst': 'tb', '#marksFrom': 'xs', '#marksLatest': 'xm', '#marksAt': 'xt' },
+            ExpressionAttributeValues: { ':first': first, ':next': nextFirst, ':from': expiry.from, ':latest': expiry.latest },
             ReturnConsumedCapacity: 'TOTAL',
           }),
         ),
@@ -503,14 +561,15 @@ export class DynamoStore implements Store {
     return items.map(pageFromItem);
   }
 
-  async firstLiveIndexPage(logKey: string, nowSec: number): Promise<IndexRun | undefined> {
+  async firstLiveIndexPage(logKey: string, nowSec: number, before: number): Promise<IndexRun | undefined> {
     const items = await this.queryAll(
       'firstLiveIndexPage',
       {
         TableName: this.tables.records,
-        KeyConditionExpression: 'pk = :p',
-        FilterExpression: 'x > :now',
-        ExpressionAttributeValues: { ':p': logKey, ':now': nowSec },
+        KeyConditionExpression: '#pk = :p AND #sk < :before',
+        FilterExpression: '#x > :now',
+        ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk', '#x': 'x' },
+        ExpressionAttributeValues: { ':p': logKey, ':before': before, ':now': nowSec },
         ConsistentRead: true,
         Limit: 25,
       },
@@ -518,6 +577,29 @@ export class DynamoStore implements Store {
     );
     const it = items[0];
     return it ? pageFromItem(it) : undefined;
+  }
+
+  async firstExpiryMark(logKey: string, marksFrom: number, nowSec: number): Promise<IndexRun | undefined> {
+    const out = await this.send(
+      'firstExpiryMark',
+      this.doc.send(
+        new QueryCommand({
+          TableName: this.tables.records,
+          // The key condition skips every mark that has passed: they are neither read nor billed.
+          KeyConditionExpression: '#pk = :p AND #sk > :now',
+          ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk' },
+          ExpressionAttributeValues: { ':p': markPk(logKey, marksFrom), ':now': nowSec },
+          Limit: 1,
+          // Strongly consistent: the mark of a page the head's tail start has moved past was
+          // written before that trim, and an eventually consistent read could miss it (and
+          // answer a later page, skipping retained records).
+          ConsistentRead: true,
+          ReturnConsumedCapacity: 'TOTAL',
+        }),
+      ),
+    );
+    const it = out.Items?.[0];
+    return it ? { first: it.f as number, entries: ((it.e as string[] | undefined) ?? []).map(decodeEntry) } : undefined;
   }
 
   async getChunks(logKey: string, refs: readonly ChunkRef[]): Promise<Segment[]> {

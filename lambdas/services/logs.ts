@@ -20,7 +20,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { ApiError, ConflictError, appendInProgress, idempotencyKeyReused, logExists, logFormatOutdated, logNotFound } from '../domain/errors';
 import { encodeAppend, toSegments, type EncodedRecord, type InputRecord } from '../domain/records';
-import { TAIL_PAGE, chunksIn, entryCount, firstLiveIn, rangeOf, runLast, type ChunkRef, type IndexEntry, type IndexRun } from '../domain/log-index';
+import { TAIL_PAGE, chunksIn, entryCount, expiryMarks, firstLiveIn, rangeOf, runLast, type ChunkRef, type IndexEntry, type IndexRun } from '../domain/log-index';
 import type { LimitsConfig } from '../domain/config';
 import { isThrottle, type IdemItem, type LogHead, type Segment, type Store } from '../adapters/store';
 
@@ -88,12 +88,25 @@ export class LogService {
     return head;
   }
 
-  /** First sequence number retention has not removed (lastSeq + 1 when none is left). */
+  /**
+   * First sequence number retention has not removed (lastSeq + 1 when none is left).
+   *
+   * Expired items stay stored (and billed when read) until DynamoDB's TTL deletes them, days
+   * later; the embedded store never does. So this reads no page by position: the first expiry
+   * mark later than now is the first page holding a retained record (see expiryMarks), one
+   * item, and none at all when the head says every page with marks has expired. A stale head
+   * (eventually consistent) is fine: its tail start and marks' state were written together, and
+   * a mark at or past its tail start means every page before it has expired.
+   */
   async firstSeq(head: LogHead): Promise<number> {
     if (head.lastSeq === 0) return 1;
     const nowSec = Math.floor(this.clock.now() / 1000);
     if (head.tail.first > 1) {
-      const page = await this.store.firstLiveIndexPage(head.logKey, nowSec);
+      const marks = head.expiry;
+      // Pages moved without marks (by an earlier version): the old lookup, over those pages
+      // only. It reads every expired one still stored, until TTL has deleted them.
+      let page = !marks || marks.from > 1 ? await this.store.firstLiveIndexPage(head.logKey, nowSec, marks?.from ?? head.tail.first) : undefined;
+      if (!page && marks && marks.latest > nowSec) page = await this.store.firstExpiryMark(head.logKey, marks.from, nowSec);
       const seq = page && page.first < head.tail.first ? firstLiveIn(page, nowSec) : undefined;
       if (seq !== undefined) return seq;
     }
@@ -202,11 +215,19 @@ export class LogService {
       next = runLast(page) + 1;
     }
     if (!pages.length) return;
-    // Every mover of the runs at this tail start writes the same pages: entries never change.
-    await Promise.all(pages.map((p) => this.store.putIndexPage(head.logKey, p)));
+    // The marks go on from the state the head holds for this tail start; a head whose pages
+    // were moved without marks starts them at this tail start (firstSeq looks at the pages
+    // before it the old way).
+    const from = head.expiry?.from ?? head.tail.first;
+    const { marks, latest } = expiryMarks(head.expiry?.latest ?? 0, pages);
+    // Every mover of the runs at this tail start writes the same pages and marks: entries never
+    // change, and the head holds one marks' state per tail start. Written before the trim, so a
+    // page before a head's tail start always has its mark; a crash or a lost answer in between
+    // leaves pages and marks past the tail start, which the next mover writes again, the same.
+    await this.store.putIndexPages(head.logKey, pages, from, marks);
     for (const p of pages) this.cachePage(head.logKey, p);
     try {
-      await this.store.trimTail(head.logKey, head.tail.first, runs * TAIL_PAGE, next);
+      await this.store.trimTail(head.logKey, head.tail.first, runs * TAIL_PAGE, next, { from, latest });
     } catch (e) {
       if (!(e instanceof ConflictError)) throw e; // another mover trimmed first: the next one moves the rest
     }

@@ -24,10 +24,10 @@ beforeEach(() => {
 describe('DynamoStore against a mocked client', () => {
   it('turns a failed condition into ConflictError, and passes other errors through', async () => {
     ddb.on(UpdateCommand).rejectsOnce(new ConditionalCheckFailedException({ message: 'no', $metadata: {} }));
-    await expect(store().trimTail('k', 1, 16, 17)).rejects.toBeInstanceOf(ConflictError);
+    await expect(store().trimTail('k', 1, 16, 17, { from: 1, latest: 0 })).rejects.toBeInstanceOf(ConflictError);
     ddb.reset();
     ddb.on(UpdateCommand).rejects(new ProvisionedThroughputExceededException({ message: 'slow down', $metadata: {} }));
-    await expect(store().trimTail('k', 1, 16, 17)).rejects.toMatchObject({ name: 'ProvisionedThroughputExceededException' });
+    await expect(store().trimTail('k', 1, 16, 17, { from: 1, latest: 0 })).rejects.toMatchObject({ name: 'ProvisionedThroughputExceededException' });
   });
 
   it('retries the writes BatchWriteItem leaves unprocessed, and splits batches at 25', async () => {

@@ -21,7 +21,7 @@ import { startLocalRuntime, type LocalRuntime } from '../../local/server';
 const SEED = Number(process.env.FUZZ_SEED ?? 20261206);
 
 /** Store calls that only read; a refused request makes no other. */
-const READS = new Set(['getHead', 'getSession', 'getSessionWithHead', 'indexPageAtOrBefore', 'indexPagesBetween', 'firstLiveIndexPage', 'getChunks', 'getIdem', 'getDeadPages']);
+const READS = new Set(['getHead', 'getSession', 'getSessionWithHead', 'indexPageAtOrBefore', 'indexPagesBetween', 'firstLiveIndexPage', 'firstExpiryMark', 'getChunks', 'getIdem', 'getDeadPages']);
 
 const clipped = (s: string | undefined, n = 300): string => (s === undefined ? '(none)' : s.length > n ? `${s.slice(0, n)}… (${s.length} chars)` : s);
 

@@ -145,12 +145,12 @@ describe('append without a key', async () => {
     expect(await contents(id)).toEqual(['pre-1', 'pre-2', 'pre-3', ...(committed ? batchTags : []), 'other']);
   });
 
-  it.each([['putIndexPage'], ['trimTail']])('crash after %s, as the tail moves to an index page: the batch is committed, a later append moves the page, nothing is lost', async (op) => {
+  it.each([['putIndexPages'], ['trimTail']])('crash after %s, as the tail moves to an index page: the batch is committed, a later append moves the page, nothing is lost', async (op) => {
     const id = await freshLog(); // 1 index entry
     for (let i = 0; i < TAIL_PAGE - 2; i++) await h.append(id, [`fill-${i}`]);
     // The next entry makes the tail TAIL_PAGE long: its append moves the first run to a page.
     const moving = await probe(() => h.call('POST', `/logs/${id}/records`, { records: [{ data: 'probe' }] }));
-    expect(moving).toEqual(['putChunks', 'sequence', 'putIndexPage', 'trimTail']);
+    expect(moving).toEqual(['putChunks', 'sequence', 'putIndexPages', 'trimTail']);
     const id2 = await freshLog();
     for (let i = 0; i < TAIL_PAGE - 2; i++) await h.append(id2, [`fill-${i}`]);
     const crashed = await crashAfter(moving.indexOf(op), () => h.call('POST', `/logs/${id2}/records`, { records: [{ data: 'last' }] }));
@@ -184,11 +184,11 @@ describe('a write whose response is lost (applied, then a 500)', async () => {
     expect(await contents(id)).toEqual(['pre-1', 'pre-2', 'pre-3', ...batchTags, 'after']);
   });
 
-  it.each([['putChunks'], ['sequence'], ['putIndexPage'], ['trimTail']])('without a key, %s: answered once, nothing duplicated, the log takes the next append', async (op) => {
+  it.each([['putChunks'], ['sequence'], ['putIndexPages'], ['trimTail']])('without a key, %s: answered once, nothing duplicated, the log takes the next append', async (op) => {
     const id = await freshLog();
     for (let i = 0; i < TAIL_PAGE - 2; i++) await h.append(id, [`fill-${i}`]);
     // This append's entry makes the tail TAIL_PAGE long, so it makes every write of the path.
-    const r = await h.loseResponseOf(['putChunks', 'sequence', 'putIndexPage', 'trimTail'].indexOf(op), () =>
+    const r = await h.loseResponseOf(['putChunks', 'sequence', 'putIndexPages', 'trimTail'].indexOf(op), () =>
       h.call('POST', `/logs/${id}/records`, { records: batch('b') }),
     );
     expect(r.status).toBe(201);
