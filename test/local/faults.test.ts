@@ -271,12 +271,16 @@ describe('the local runtime with faults', () => {
     }
   }, 60_000);
 
-  it('puts the faults on the handlers’ AppConfig reads too, inside the SDK’s retries', async () => {
+  it('puts the faults on the handlers’ AppConfig calls too (the admin routes’: data routes make none), inside the SDK’s retries', async () => {
     const rt = await startLocalRuntime({ port: 0, template, credentialsPath: credentials(), log: () => {}, faults: spec('slow=1:1ms,seed=1') });
     try {
       const api = new SignedHttp(rt.url, rt.principals[0]!);
       expect((await api.call('POST', '/logs', { logId: 'slowly' })).status).toBe(201);
       expect((await api.call('POST', '/logs/slowly/records', { records: [{ data: 1 }] })).status).toBe(201);
+      // Hosts serve config from the rollout item (lambdas/services/rollout.ts): no AppConfig call.
+      expect(rt.faults!.calls.appconfig).toBe(0);
+      expect((await api.call('POST', '/configs/limits/versions', { content: { maxRecordsPerAppend: 9 } })).status).toBe(201);
+      expect((await api.call('GET', '/configs')).status).toBe(200);
       expect(rt.faults!.counts('appconfig').slow).toBeGreaterThan(0);
       expect(rt.faults!.counts('dynamodb').slow).toBeGreaterThan(0);
     } finally {
