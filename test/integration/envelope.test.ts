@@ -12,7 +12,6 @@ beforeAll(async () => {
 });
 afterAll(async () => h?.close());
 
-const MiB = 1024 * 1024;
 /** A record's data as JSON text of `bytes` bytes that is all escaped quotes: `"\"\"…"`. */
 const quotes = (bytes: number): string => `"${'\\"'.repeat((bytes - 2) / 2)}"`;
 
