@@ -81,6 +81,11 @@ export class Harness {
   /** Names of storage calls, in order, since the last reset. */
   calls: string[] = [];
   /**
+   * The capacity units DynamoDB reported for each request the store sent (ReturnConsumedCapacity
+   * TOTAL, as the engine computes them), in order; reset it before the call to measure.
+   */
+  capacity: { op: string; units: number }[] = [];
+  /**
    * When set, the store throws right after the call with this index (0-based in `calls`)
    * succeeds, and every call after it throws too: the process is dead until `restart`.
    */
@@ -99,7 +104,9 @@ export class Harness {
     env: Record<string, string>,
   ) {
     this.tableNames = tableNamesFromEnv(env);
-    const real = new DynamoStore(dynamo.client, this.tableNames);
+    const real = new DynamoStore(dynamo.client, this.tableNames, (op, cc) => {
+      this.capacity.push({ op, units: (cc ?? []).reduce((a, c) => a + (c.CapacityUnits ?? 0), 0) });
+    });
     // Every Store method is one storage call: record it, and crash after it when told to.
     this.store = new Proxy(real, {
       get: (target, prop, receiver) => {
