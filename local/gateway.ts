@@ -41,7 +41,7 @@ export type Invocation = { result: HttpResult } | { gateway: GatewayAnswer; why:
 
 /**
  * Invokes `handler` with `event` as Lambda behind an HTTP API would: the event refused when its
- * JSON passes Lambda's request limit; the function given `timeoutSeconds` (the context's
+ * JSON passes Lambda's request limit; throttled past the function's reserved concurrency; the function given `timeoutSeconds` (the context's
  * remaining time counts them down), after which the caller gets API Gateway's answer while the
  * handler, which Lambda would have stopped, runs on unheard here (its writes may still land, as
  * after a lost response); a result passing Lambda's response limit, or a thrown error, answered
@@ -50,14 +50,25 @@ export type Invocation = { result: HttpResult } | { gateway: GatewayAnswer; why:
 export async function invokeFunction(
   handler: Handler,
   event: HttpEvent,
-  fn: { logicalId: string; timeoutSeconds: number },
+  fn: { logicalId: string; timeoutSeconds: number; reservedConcurrency?: number },
   /** The clock the context's remaining time is read from (tests move theirs). */
   now: () => number = Date.now,
+  /**
+   * Invocations under way by function, shared by every invocation of one runtime: with a
+   * reserved concurrency, one past it is throttled as Lambda throttles it (before the function
+   * runs; the HTTP API answers 500).
+   */
+  running?: Map<string, number>,
 ): Promise<Invocation> {
   const eventBytes = Buffer.byteLength(JSON.stringify(event), 'utf8');
   if (eventBytes > LAMBDA_REQUEST_LIMIT_BYTES) {
     return { gateway: GATEWAY_ANSWERS.eventTooLarge, why: `the event is ${eventBytes} bytes, over Lambda's ${LAMBDA_REQUEST_LIMIT_BYTES}` };
   }
+  const busy = running?.get(fn.logicalId) ?? 0;
+  if (running && fn.reservedConcurrency !== undefined && busy >= fn.reservedConcurrency) {
+    return { gateway: GATEWAY_ANSWERS.integrationFailure, why: `Lambda throttled the invocation (TooManyRequestsException): ${busy} of ${fn.reservedConcurrency} reserved concurrent executions in use` };
+  }
+  running?.set(fn.logicalId, busy + 1);
   const functionMs = fn.timeoutSeconds * 1000;
   const deadline = now() + functionMs;
   const context = {
@@ -90,6 +101,8 @@ export async function invokeFunction(
     return await Promise.race([ran, outlived]);
   } finally {
     clearTimeout(timer);
+    // The environment is free again once the invocation ended, answered or timed out.
+    if (running) running.set(fn.logicalId, (running.get(fn.logicalId) ?? 1) - 1);
   }
 }
 

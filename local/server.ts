@@ -217,9 +217,11 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   // Alarms are evaluated as CloudWatch does, once per (scaled) alarm period.
   const stopEvaluating = cloudwatch.startEvaluating((ALARM_PERIOD_SECONDS * 1000) / timeScale);
 
+  // Invocations under way by function: the reserved concurrency caps them, as in Lambda.
+  const running = new Map<string, number>();
   const server = createServer((req, res) => {
     const started = Date.now();
-    serve(req, res, system, principals, handlers, log)
+    serve(req, res, system, principals, handlers, log, running)
       .catch((e: unknown) => {
         log(`local runtime error: ${(e as Error).stack ?? String(e)}`);
         send(res, 500, { error: { code: 'InternalError', message: 'The local runtime failed to handle this request. See its console.' } });
@@ -315,6 +317,7 @@ async function serve(
   principals: Principal[],
   handlers: Map<string, Handler>,
   log: (line: string) => void,
+  running: Map<string, number>,
 ): Promise<LocalRoute | undefined> {
   // The raw target as sent: signatures cover the path exactly as the client encoded it.
   const { path, query } = splitRequestTarget(req.url ?? '/');
@@ -367,7 +370,7 @@ async function serve(
     },
     sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
   });
-  const invoked = await invokeFunction(handlers.get(route.function.logicalId)!, event, route.function);
+  const invoked = await invokeFunction(handlers.get(route.function.logicalId)!, event, route.function, Date.now, running);
   if ('gateway' in invoked) {
     log(`${route.routeKey}: ${invoked.why}; API Gateway answers ${invoked.gateway.status}`);
     sendGateway(res, invoked.gateway);

@@ -19,6 +19,8 @@ export interface LocalFunction {
   /** Handler module, relative to the project root (the function's `logrelay:entry` metadata). */
   entry: string;
   timeoutSeconds: number;
+  /** The function's reserved concurrency (ReservedConcurrentExecutions), when it has one: also its cap. */
+  reservedConcurrency?: number;
   /** Environment with table references resolved to local table names. */
   environment: Record<string, string>;
 }
@@ -125,7 +127,8 @@ export function readSystem(
       else if (ref && tableNames.has(ref)) environment[k] = tableNames.get(ref)!;
       else environment[k] = resolveValue(v, `Function ${logicalId} environment ${k}`);
     }
-    functions[logicalId] = { logicalId, entry, timeoutSeconds: r.Properties?.Timeout ?? 3, environment };
+    const reserved = r.Properties?.ReservedConcurrentExecutions;
+    functions[logicalId] = { logicalId, entry, timeoutSeconds: r.Properties?.Timeout ?? 3, environment, ...(typeof reserved === 'number' ? { reservedConcurrency: reserved } : {}) };
   }
 
   const routes: LocalRoute[] = [];

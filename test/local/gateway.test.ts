@@ -49,6 +49,26 @@ describe('invokeFunction', () => {
     expect(threw).toMatchObject({ gateway: { status: 500 }, why: expect.stringMatching(/threw: Error: boom/) });
   });
 
+  it("throttles an invocation past the function's reserved concurrency as Lambda does (the HTTP API's 500), and frees the slot when one ends", async () => {
+    const running = new Map<string, number>();
+    const fn = { logicalId: 'receive', timeoutSeconds: 28, reservedConcurrency: 2 };
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const waiting = async (): Promise<HttpResult> => (await held, ok());
+    const a = invokeFunction(waiting, event(), fn, Date.now, running);
+    const b = invokeFunction(waiting, event(), fn, Date.now, running);
+    let called = false;
+    const third = await invokeFunction(async () => ((called = true), ok()), event(), fn, Date.now, running);
+    expect(called).toBe(false);
+    expect(third).toMatchObject({ gateway: GATEWAY_ANSWERS.integrationFailure, why: expect.stringMatching(/throttled .* 2 of 2 reserved/) });
+    // Another function is not held back by receive's reservation.
+    expect(await invokeFunction(ok, event(), { logicalId: 'append', timeoutSeconds: 15 }, Date.now, running)).toHaveProperty('result');
+    release();
+    await Promise.all([a, b]);
+    expect(running.get('receive')).toBe(0);
+    expect(await invokeFunction(ok, event(), fn, Date.now, running)).toHaveProperty('result');
+  });
+
   it('answers a handler that outlives its timeout as API Gateway does (500), without waiting for it', async () => {
     let finished = false;
     const started = Date.now();

@@ -46,6 +46,12 @@ describe('the local runtime reads the system from the template', () => {
     expect(sys.routes.every((r) => r.authorizationType === 'AWS_IAM')).toBe(true);
     expect(sys.routes.find((r) => r.routeKey === 'POST /sessions/{sessionId}/ack')!.function.entry).toBe('lambdas/handlers/leases.ts');
     expect(sys.routes.find((r) => r.routeKey === 'POST /sessions/{sessionId}/receive')!.function.timeoutSeconds).toBe(28);
+    // Reserved concurrency, which the local gateway enforces: receive's from the template, none on append.
+    const receive = sys.routes.find((r) => r.routeKey === 'POST /sessions/{sessionId}/receive')!.function;
+    const fnResource = template.Resources[receive.logicalId]!;
+    expect(receive.reservedConcurrency).toBe(fnResource.Properties.ReservedConcurrentExecutions);
+    expect(receive.reservedConcurrency).toBeGreaterThan(0);
+    expect(sys.routes.find((r) => r.routeKey === 'POST /logs/{logId}/records')!.function.reservedConcurrency).toBeUndefined();
   });
 
   it('has exactly the template tables, keys and TTL attributes', () => {
