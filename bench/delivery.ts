@@ -54,6 +54,7 @@ import { createNaiveTable, runNaive, type NaiveResult } from './naive';
 import { measureBundles, type BundlesReport } from './bundles';
 import { PRICES, lambdaUsdPerInvocation, minReadUnits, minWriteUnits, sqsUsdPerMillion } from './prices';
 import { fmt, fmtSpread, fmtUsd, percentile, spread, sum, type Spread } from './stats';
+import { idleMarkdown, idleTargets, runIdle, type IdleReport } from './idle';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -116,12 +117,13 @@ const FLOOR_MIN_MS = QUICK ? 200 : 2000;
 const profileAt = argv.indexOf('--profile');
 const PROFILE_DIR = profileAt >= 0 ? resolve(argv[profileAt + 1] ?? '.') : undefined;
 
-/** `--only delivery` or `--only append-scale` runs one section; by default both run. */
-type Section = 'delivery' | 'append-scale';
+/** `--only delivery`, `--only append-scale` or `--only idle` runs one section; by default all run. */
+const ALL_SECTIONS = ['delivery', 'append-scale', 'idle'] as const;
+type Section = (typeof ALL_SECTIONS)[number];
 const onlyAt = argv.indexOf('--only');
 const ONLY = onlyAt >= 0 ? argv[onlyAt + 1] : undefined;
-if (ONLY !== undefined && ONLY !== 'delivery' && ONLY !== 'append-scale') throw new Error(`--only takes "delivery" or "append-scale", not ${ONLY}`);
-const SECTIONS: Section[] = ONLY ? [ONLY] : ['delivery', 'append-scale'];
+if (ONLY !== undefined && !(ALL_SECTIONS as readonly string[]).includes(ONLY)) throw new Error(`--only takes ${ALL_SECTIONS.map((s) => `"${s}"`).join(', ')}, not ${ONLY}`);
+const SECTIONS: Section[] = ONLY ? [ONLY as Section] : [...ALL_SECTIONS];
 /** Append-scale: concurrent producers per level, each level on a fresh log. */
 const SCALE_PRODUCERS = [1, 8, 32];
 /** Append-scale: storage latency of each runtime (local/latency.ts): about a regional round trip to DynamoDB, and none. */
@@ -1004,6 +1006,8 @@ interface Report {
   runs?: RunResult[];
   /** The append-scale section (absent with `--only delivery`). */
   appendScale?: AppendScaleReport;
+  /** What an idle worker costs (absent unless the idle section ran). */
+  idle?: IdleReport;
   targets: Target[];
 }
 
@@ -1031,6 +1035,7 @@ function markdown(rep: Report): string {
   lines.push('');
   if (rep.configs) lines.push(...deliveryMarkdown(rep));
   if (rep.appendScale) lines.push(...appendScaleMarkdown(rep.appendScale));
+  if (rep.idle) lines.push(...idleMarkdown(rep.idle));
   lines.push('## Targets');
   lines.push('');
   lines.push(table(['target', 'value (median; min–max)', 'target', 'met'], rep.targets.map((t) => [t.name, fmtSpread(t.spread, 3), t.target, t.met ? 'yes' : '**no**'])));
@@ -1653,9 +1658,11 @@ async function main(): Promise<void> {
   const credDir = mkdtempSync(join(tmpdir(), 'logrelay-bench-'));
   let delivery: DeliveryReport | undefined;
   let appendScale: AppendScaleReport | undefined;
+  let idle: IdleReport | undefined;
   try {
     if (SECTIONS.includes('delivery')) delivery = await runDelivery(credDir);
     if (SECTIONS.includes('append-scale')) appendScale = await runAppendScale(credDir);
+    if (SECTIONS.includes('idle')) idle = await runIdle({ quick: QUICK, progress });
   } finally {
     rmSync(credDir, { recursive: true, force: true });
   }
@@ -1680,7 +1687,12 @@ async function main(): Promise<void> {
     sections: SECTIONS,
     ...(delivery ?? {}),
     ...(appendScale ? { appendScale } : {}),
-    targets: [...(delivery ? deliveryTargets(delivery.configs) : []), ...(appendScale ? appendScaleTargets(appendScale) : [])],
+    ...(idle ? { idle } : {}),
+    targets: [
+      ...(delivery ? deliveryTargets(delivery.configs) : []),
+      ...(appendScale ? appendScaleTargets(appendScale) : []),
+      ...(idle ? idleTargets(idle).map((t) => ({ ...t, spread: spread([t.value]) })) : []),
+    ],
   };
   if (JSON_OUT) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else process.stdout.write(`${markdown(report)}\n`);
