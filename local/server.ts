@@ -131,7 +131,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   const { DynamoControlStore } = await import('../lambdas/adapters/control');
   const { AppConfigVersions, appConfigIdsFromEnv } = await import('../lambdas/adapters/appconfig');
   const { CloudWatchArmMetrics } = await import('../lambdas/adapters/cloudwatch');
-  const { tableNamesFromEnv, rolloutConfig, bakeService } = await import('../lambdas/http/deps');
+  const { tableNamesFromEnv, hostConfig, bakeService } = await import('../lambdas/http/deps');
   const { systemClock } = await import('../lambdas/services/logs');
   const clock = opts.clock ?? systemClock;
 
@@ -174,7 +174,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     const deps = {
       store: new DynamoStore(dynamo.client, tables, opts.observeStorage),
       clock,
-      config: rolloutConfig(control, versions, clock, timeScale),
+      config: hostConfig(control, clock, timeScale),
       bakes: bakeService({ control, versions, ids, metrics: new CloudWatchArmMetrics(cloudwatchClient, timeScale), runner, clock, timeScale }),
     };
     handlers.set(fn.logicalId, mod.makeHandler(deps as never));

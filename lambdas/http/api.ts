@@ -12,7 +12,7 @@ import { ApiError, clip } from '../domain/errors';
 import { jsonSyntaxError } from '../domain/json-text';
 import { LAMBDA_RESPONSE_LIMIT_BYTES, resultEnvelopeBytes } from '../domain/envelope';
 import { isServerFault, isStorageServerFault, isThrottle, UnknownOutcomeError } from '../adapters/store';
-import { ConfigUnavailableError } from '../services/rollout';
+import { DynamoDBServiceException } from '@aws-sdk/client-dynamodb';
 import type { Arm, ConfigProvider, ConfigSet, VersionSet } from '../domain/config';
 import { ARM_METRICS, METRIC_NAMESPACE, SERVICE_NAME } from '../metrics';
 
@@ -84,7 +84,13 @@ export function errorResult(e: ApiError): HttpResult {
 
 function toApiError(e: unknown): ApiError {
   if (e instanceof ApiError) return e;
-  if (isThrottle(e)) return new ApiError(503, 'StorageThrottled', 'Storage is throttling this table right now. Retry in 1 second.', 1);
+  if (isThrottle(e)) {
+    // DynamoDB's throttle is the data path's; any other AWS service's (AppConfig on the admin
+    // routes, CloudWatch on POST /bakes) is named as such, not as storage.
+    return e instanceof DynamoDBServiceException
+      ? new ApiError(503, 'StorageThrottled', 'Storage is throttling this table right now. Retry in 1 second.', 1)
+      : new ApiError(503, 'ServiceThrottled', 'An AWS service Logrelay depends on is throttling its calls right now. Retry in 1 second.', 1);
+  }
   if (e instanceof UnknownOutcomeError) {
     logger.warn('storage write of unknown outcome', e);
     return new ApiError(503, 'StorageUnavailable', 'Storage did not confirm a write in time. Retry in 1 second (with the same idempotencyKey, if the request had one).', 1);
@@ -96,12 +102,6 @@ function toApiError(e: unknown): ApiError {
     return isStorageServerFault(e)
       ? new ApiError(503, 'StorageUnavailable', 'Storage failed to answer. Retry in 1 second (with the same idempotencyKey, if the request had one).', 1)
       : new ApiError(503, 'ServiceUnavailable', 'An AWS service Logrelay depends on failed to answer. Retry in 1 second.', 1);
-  }
-  if (e instanceof ConfigUnavailableError && (isThrottle(e.cause) || isServerFault(e.cause))) {
-    // AppConfig failed to answer for the version this request's arm serves (the host retries it
-    // at most once a second); a version that cannot be served for good stays a 500 of its arm.
-    logger.warn('config version unavailable', e);
-    return new ApiError(503, 'ConfigUnavailable', 'The service could not read its configuration right now. Retry in 1 second.', 1);
   }
   if (e instanceof z.ZodError) return validationError(e);
   logger.error('unhandled error', e as Error);

@@ -47,13 +47,6 @@ export function hostConfig(control: Pick<ControlStore, 'getRollout'>, clock: Clo
   );
 }
 
-/**
- * @deprecated Use hostConfig: hosts no longer read AppConfig, and `_versions` is ignored. Kept
- * only because local/server.ts still calls it this way; remove it when that call changes.
- */
-export const rolloutConfig = (control: Pick<ControlStore, 'getRollout'>, _versions: unknown, clock: Clock, timeScale = 1): RolloutConfig =>
-  hostConfig(control, clock, timeScale);
-
 export function defaultDeps(): Deps {
   const dynamo = tracer.captureAWSv3Client(new DynamoDBClient({ maxAttempts: 3 }));
   const tables = tableNamesFromEnv();

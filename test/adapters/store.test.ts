@@ -2,6 +2,7 @@
  * What the embedded store never does — throttle, leave batch items unprocessed — driven with
  * aws-sdk-client-mock, so the adapter's retries and the error mapping are exercised too.
  */
+import { AppConfigServiceException } from '@aws-sdk/client-appconfig';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { mockClient } from 'aws-sdk-client-mock';
 import { ConditionalCheckFailedException, DynamoDBClient, ProvisionedThroughputExceededException } from '@aws-sdk/client-dynamodb';
@@ -75,5 +76,18 @@ describe('DynamoStore against a mocked client', () => {
     expect(res.statusCode).toBe(503);
     expect(res.headers?.['retry-after']).toBe('1');
     expect(JSON.parse(res.body!).error.code).toBe('StorageThrottled');
+  });
+
+  it("names another service's throttle (AppConfig's, on the admin routes) as that, not as storage's", async () => {
+    const throttling = { forKey: async () => { throw new AppConfigServiceException({ name: 'ThrottlingException', $fault: 'client', $metadata: {}, message: 'Rate exceeded' }); } };
+    const h = makeHandler({ store: store(), clock: { now: () => Date.now() }, config: throttling as never });
+    const res = await h({
+      routeKey: 'GET /logs/{logId}',
+      pathParameters: { logId: 'x' },
+      requestContext: { authorizer: { iam: { userArn: 'arn:aws:iam::1:user/a' } } },
+    } as never);
+    expect(res.statusCode).toBe(503);
+    expect(res.headers?.['retry-after']).toBe('1');
+    expect(JSON.parse(res.body!).error).toMatchObject({ code: 'ServiceThrottled', message: expect.stringMatching(/AWS service .* throttling/) });
   });
 });

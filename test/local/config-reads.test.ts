@@ -7,10 +7,10 @@
  *
  * On the local runtime (its local AppConfig counts the calls it answers), with a real bake
  * started by POST /bakes and driven by the stack's state machine, this starts 200 cold hosts at
- * once, each built as the runtime builds a host (fresh deps, empty caches, an AppConfig client at
- * hand), right when the experiment has gone live, and checks: no AppConfig call, one Control
- * read per host, each arm served its version's content; with AppConfig throttling every call,
- * no 5xx. Then the control path: a version created straight in AppConfig is copied at bake
+ * once, each built as the runtime builds a host (fresh deps, empty caches; a host's deps hold no
+ * AppConfig client at all, so an AppConfig throttle cannot reach the request path), right when
+ * the experiment has gone live, and checks: no AppConfig call, one Control read per host, each
+ * arm served its version's content. Then the control path: a version created straight in AppConfig is copied at bake
  * start; a rollout item from before contents were kept is filled in; unservable content is a 400.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,12 +20,11 @@ import { join } from 'node:path';
 import { CreateHostedConfigurationVersionCommand } from '@aws-sdk/client-appconfig';
 import { startLocalRuntime, type LocalRuntime } from '../../local/server';
 import { SignedHttp } from '../../local/client';
-import { FaultInjector } from '../../local/faults';
 import { matchRoute, toEvent } from '../../local/gateway';
 import { DynamoStore } from '../../lambdas/adapters/store';
 import { DynamoControlStore } from '../../lambdas/adapters/control';
-import { AppConfigVersions, appConfigIdsFromEnv, type AppConfigIds, type ConfigVersions } from '../../lambdas/adapters/appconfig';
-import { rolloutConfig, tableNamesFromEnv } from '../../lambdas/http/deps';
+import { appConfigIdsFromEnv, type AppConfigIds, type ConfigVersions } from '../../lambdas/adapters/appconfig';
+import { hostConfig, tableNamesFromEnv } from '../../lambdas/http/deps';
 import { systemClock } from '../../lambdas/services/logs';
 import { BakeService } from '../../lambdas/services/bakes';
 import { ApiError } from '../../lambdas/domain/errors';
@@ -63,8 +62,8 @@ class CountingControl {
  * A cold host of `make`'s function, built the way local/server.ts builds one: a fresh store, a
  * fresh rollout config (empty caches) and the AppConfig versions adapter over `versions`' client.
  */
-function coldHost(make: (d: Deps) => (e: HttpEvent, c?: never) => Promise<HttpResult>, entry: string, reads: CountingControl, versions: ConfigVersions) {
-  const deps: Deps = { store: new DynamoStore(rt.dynamo.client, tablesOf(entry)), clock: systemClock, config: rolloutConfig(reads, versions, systemClock, SCALE) };
+function coldHost(make: (d: Deps) => (e: HttpEvent, c?: never) => Promise<HttpResult>, entry: string, reads: CountingControl) {
+  const deps: Deps = { store: new DynamoStore(rt.dynamo.client, tablesOf(entry)), clock: systemClock, config: hostConfig(reads, systemClock, SCALE) };
   const handler = make(deps);
   return async (method: string, path: string, body: unknown): Promise<{ status: number; body: any }> => {
     const m = matchRoute(ROUTES, method, path)!;
@@ -108,7 +107,7 @@ beforeAll(async () => {
   control = new DynamoControlStore(rt.dynamo.client, tablesOf('lambdas/handlers/admin.ts').control);
   ids = appConfigIdsFromEnv(Object.values(rt.system.functions).find((f) => f.entry === 'lambdas/handlers/admin.ts')!.environment);
   // The logs the cold hosts open sessions on (one host creates them).
-  const create = coldHost(logsHandler as never, 'lambdas/handlers/logs.ts', new CountingControl(control), new AppConfigVersions(rt.appConfig.toClient(), ids));
+  const create = coldHost(logsHandler as never, 'lambdas/handlers/logs.ts', new CountingControl(control));
   logIds = Array.from({ length: HOSTS }, (_, i) => `cold-${i}`);
   for (const logId of logIds) expect((await create('POST', '/logs', { logId })).status).toBe(201);
 }, 120_000);
@@ -118,9 +117,9 @@ afterAll(async () => {
 });
 
 /** HOSTS cold hosts at once, each opening a session (no ackTimeoutSeconds: the limits profile's default applies). */
-async function coldStart(versions: ConfigVersions) {
+async function coldStart() {
   const reads = new CountingControl(control);
-  const hosts = logIds.map(() => coldHost(sessionsHandler as never, 'lambdas/handlers/sessions.ts', reads, versions));
+  const hosts = logIds.map(() => coldHost(sessionsHandler as never, 'lambdas/handlers/sessions.ts', reads));
   const replies = await Promise.all(hosts.map((open, i) => open('POST', `/logs/${logIds[i]}/sessions`, {})));
   return { replies, reads: reads.reads };
 }
@@ -144,7 +143,7 @@ describe('200 cold hosts starting at once, as an experiment goes live', () => {
     expect(JSON.parse(contentOf((await control.getRollout(true)).state, 'limits', version)!)).toEqual({ defaultAckTimeoutSeconds: 77 });
 
     const before = { ...rt.appConfig.calls };
-    const { replies, reads } = await coldStart(new AppConfigVersions(rt.appConfig.toClient(), ids));
+    const { replies, reads } = await coldStart();
     expect(rt.appConfig.calls).toEqual(before);
     expect(reads).toBe(HOSTS);
 
@@ -160,25 +159,6 @@ describe('200 cold hosts starting at once, as an experiment goes live', () => {
     expect(byArm.control).toBeGreaterThan(HOSTS / 4);
     await endBake(e.bakeId);
   }, 60_000);
-
-  it('with AppConfig throttling every call, answer without a single 5xx (the client is never called)', async () => {
-    const made = await admin.call('POST', '/configs/limits/versions', { content: { defaultAckTimeoutSeconds: 45 } });
-    expect(made.status).toBe(201);
-    const e = await startExperiment('limits', made.body.version);
-
-    const faults = new FaultInjector({ throttle: 1, appliedThenError: 0, slow: 0, slowMs: 0, seed: 7, seedGiven: true });
-    const throttled = new AppConfigVersions(rt.appConfig.toClient({ faults }), ids);
-    // The injector is live: a call through it is throttled, past the SDK's three attempts.
-    await expect(throttled.get('limits', '1')).rejects.toMatchObject({ name: 'ThrottlingException' });
-    const attempts = faults.calls.appconfig;
-    expect(attempts).toBe(3);
-
-    const { replies } = await coldStart(throttled);
-    expect(faults.calls.appconfig).toBe(attempts);
-    expect(replies.filter((r) => r.status >= 500)).toEqual([]);
-    replies.forEach((r, i) => expect({ i, ack: r.body.ackTimeoutSeconds }).toEqual({ i, ack: armOf(e, logIds[i]) === 'experiment' ? 45 : 30 }));
-    await endBake(e.bakeId);
-  }, 60_000);
 });
 
 describe('POST /bakes copies, on the control path, what hosts will serve', () => {
@@ -186,7 +166,7 @@ describe('POST /bakes copies, on the control path, what hosts will serve', () =>
     const item = await control.getRollout(true);
     // As a deployment of the previous version left it: versions only.
     await control.putRollout({ state: { control: { ...item.state.control } }, rev: item.rev });
-    const failing = await coldStart(new AppConfigVersions(rt.appConfig.toClient(), ids));
+    const failing = await coldStart();
     expect(failing.replies.every((r) => r.status === 500)).toBe(true);
 
     const made = await admin.call('POST', '/configs/delivery/versions', { content: { maxBatchRecords: 9 } });
@@ -194,7 +174,7 @@ describe('POST /bakes copies, on the control path, what hosts will serve', () =>
     const state = (await control.getRollout(true)).state;
     expect(contentOf(state, 'limits', state.control.limits)).toBeDefined();
     expect(contentOf(state, 'delivery', state.control.delivery)).toBeDefined();
-    const { replies } = await coldStart(new AppConfigVersions(rt.appConfig.toClient(), ids));
+    const { replies } = await coldStart();
     expect(replies.filter((r) => r.status !== 201)).toEqual([]);
     await endBake(e.bakeId);
   }, 60_000);
