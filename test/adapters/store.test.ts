@@ -65,14 +65,16 @@ describe('DynamoStore against a mocked client', () => {
     expect(first.L!.ConsistentRead).toBe(false);
   });
 
+  const GET_LOG = {
+    routeKey: 'GET /logs/{logId}',
+    pathParameters: { logId: 'x' },
+    requestContext: { authorizer: { iam: { userArn: 'arn:aws:iam::1:user/a' } } },
+  } as never;
+
   it('maps storage throttling to 503 StorageThrottled with retry-after, not a 500', async () => {
     const h = makeHandler({ store: store(), clock: { now: () => Date.now() }, config: staticConfig() });
     ddb.onAnyCommand().rejects(new ProvisionedThroughputExceededException({ message: 'slow down', $metadata: {} }));
-    const res = await h({
-      routeKey: 'GET /logs/{logId}',
-      pathParameters: { logId: 'x' },
-      requestContext: { authorizer: { iam: { userArn: 'arn:aws:iam::1:user/a' } } },
-    } as never);
+    const res = await h(GET_LOG);
     expect(res.statusCode).toBe(503);
     expect(res.headers?.['retry-after']).toBe('1');
     expect(JSON.parse(res.body!).error.code).toBe('StorageThrottled');
@@ -81,11 +83,7 @@ describe('DynamoStore against a mocked client', () => {
   it("names another service's throttle (AppConfig's, on the admin routes) as that, not as storage's", async () => {
     const throttling = { forKey: async () => { throw new AppConfigServiceException({ name: 'ThrottlingException', $fault: 'client', $metadata: {}, message: 'Rate exceeded' }); } };
     const h = makeHandler({ store: store(), clock: { now: () => Date.now() }, config: throttling as never });
-    const res = await h({
-      routeKey: 'GET /logs/{logId}',
-      pathParameters: { logId: 'x' },
-      requestContext: { authorizer: { iam: { userArn: 'arn:aws:iam::1:user/a' } } },
-    } as never);
+    const res = await h(GET_LOG);
     expect(res.statusCode).toBe(503);
     expect(res.headers?.['retry-after']).toBe('1');
     expect(JSON.parse(res.body!).error).toMatchObject({ code: 'ServiceThrottled', message: expect.stringMatching(/AWS service .* throttling/) });
