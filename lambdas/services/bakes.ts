@@ -8,6 +8,11 @@
  * item from before contents were kept, the control versions' into the item it locks); the
  * tasks move those copies into the rollout state hosts read, so no task and no host calls
  * AppConfig for a version's content.
+ *
+ * Filling in an item from before contents were kept is one function, `fillMissingContents`,
+ * used by POST /bakes (inside the lock it takes) and by the deploy-time upgrade
+ * (`backfillRolloutContents`, lambdas/handlers/upgrade.ts), which a deployment runs before the
+ * data routes' functions get the code that serves from contents alone.
  */
 import { randomBytes } from 'node:crypto';
 import type { ControlStore } from '../adapters/control';
@@ -32,7 +37,7 @@ import {
   type BakeStatus,
   type RolloutItem,
 } from '../domain/bake';
-import { checkProfileContent, isProfile, liveExperiment, MAX_SERVED_CONTENT_BYTES, missingContents, PROFILES, withContents, type ProfileName } from '../domain/config';
+import { checkProfileContent, isProfile, liveExperiment, MAX_SERVED_CONTENT_BYTES, missingContents, PROFILES, withContents, type ProfileName, type RolloutState } from '../domain/config';
 import { ApiError, busy, clip, ConflictError, validation } from '../domain/errors';
 import { CONFIG_CACHE_SECONDS } from './rollout';
 import type { Clock } from './logs';
@@ -160,6 +165,11 @@ export class BakeService {
     return { profile, version, content };
   }
 
+  /** The deploy-time upgrade's backfill (`backfillRolloutContents`) over this service's Control table and AppConfig. */
+  backfillContents(): Promise<BackfillOutcome> {
+    return backfillRolloutContents(this.control, this.versions, this.clock.now());
+  }
+
   // ---- Bakes (admin routes) -------------------------------------------------------------------
 
   async startBake(changes: { profile: ProfileName; version: string }[], settings: BakeSettings): Promise<{ bakeId: string }> {
@@ -169,7 +179,7 @@ export class BakeService {
     const unservable: string[] = [];
     const withContent: { profile: ProfileName; version: string; content: string }[] = [];
     for (const c of changes) {
-      const content = await this.contentText(c.profile, c.version);
+      const content = await servableContent(this.versions, c.profile, c.version);
       if (content === undefined) missing.push(`${c.profile} version ${c.version}`);
       else if ('problem' in content) unservable.push(`${c.profile} version ${c.version} ${content.problem}`);
       else withContent.push({ ...c, content: content.text });
@@ -186,7 +196,7 @@ export class BakeService {
     const fetched = new Map<string, string | undefined>();
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.updateRollout((item) => this.withMissingContents(takeLock(item, bakeId, this.clock.now(), lockExpiresAtMs), fetched));
+        await this.updateRollout((item) => fillMissingContents(takeLock(item, bakeId, this.clock.now(), lockExpiresAtMs), this.versions, fetched));
         break;
       } catch (e) {
         if (!(e instanceof BakeStateError)) throw e;
@@ -206,45 +216,6 @@ export class BakeService {
       throw busy('The bake could not be started (its state machine did not start).', 5);
     }
     return { bakeId };
-  }
-
-  /**
-   * A version's content as the JSON text hosts will serve, read from AppConfig; undefined when
-   * the version does not exist, `problem` when it cannot be served (not JSON, or too big to be
-   * a valid version: every content that fits a profile's schema is far smaller).
-   */
-  private async contentText(profile: ProfileName, version: string): Promise<{ text: string } | { problem: string } | undefined> {
-    let content: unknown;
-    try {
-      content = await this.versions.get(profile, version);
-    } catch (e) {
-      if (e instanceof SyntaxError) return { problem: 'is not JSON' };
-      throw e;
-    }
-    if (content === undefined) return undefined;
-    const text = JSON.stringify(content);
-    const bytes = Buffer.byteLength(text, 'utf8');
-    if (bytes > MAX_SERVED_CONTENT_BYTES) return { problem: `is ${bytes} bytes of JSON, over the ${MAX_SERVED_CONTENT_BYTES} a served version may have` };
-    return { text };
-  }
-
-  /**
-   * The item with the content of every version it names that it lacks, copied from AppConfig
-   * (only a rollout item written before contents were kept lacks any). `fetched` keeps what was
-   * read across retries of a lost race. A version AppConfig no longer has stays without.
-   */
-  private async withMissingContents(item: RolloutItem, fetched: Map<string, string | undefined>): Promise<RolloutItem> {
-    let state = item.state;
-    for (const { profile, version } of missingContents(state)) {
-      const key = `${profile}:${version}`;
-      if (!fetched.has(key)) {
-        const content = await this.contentText(profile, version);
-        fetched.set(key, content && 'text' in content ? content.text : undefined);
-      }
-      const text = fetched.get(key);
-      if (text !== undefined) state = withContents(state, { profile, version, content: text });
-    }
-    return state === item.state ? item : { ...item, state };
   }
 
   /**
@@ -499,18 +470,8 @@ export class BakeService {
     return b;
   }
 
-  /** Read, change, conditional write; again on a lost race. Writes nothing when `change` returns the item unchanged. */
   private async updateRollout(change: (item: RolloutItem) => RolloutItem | Promise<RolloutItem>): Promise<RolloutItem> {
-    for (let attempt = 0; ; attempt++) {
-      const item = await this.control.getRollout(true);
-      const next = await change(item);
-      if (next === item || JSON.stringify(next) === JSON.stringify(item)) return item;
-      try {
-        return await this.control.putRollout(next);
-      } catch (e) {
-        if (!(e instanceof ConflictError) || attempt >= MAX_CONFLICT_RETRIES) throw e;
-      }
-    }
+    return (await updateRollout(this.control, change)).item;
   }
 
   private async updateBake(bakeId: string, change: (b: BakeRecord) => BakeRecord): Promise<BakeRecord> {
@@ -524,5 +485,145 @@ export class BakeService {
         if (!(e instanceof ConflictError) || attempt >= MAX_CONFLICT_RETRIES) throw e;
       }
     }
+  }
+}
+
+// ---- The rollout item's storage, and the contents of versions it names ----------------------------
+
+/**
+ * Read, change, conditional write; again on a lost race. Writes nothing when `change` returns the
+ * item unchanged (`wrote` false). The write is conditional on the `rev` that was read, so it
+ * never overwrites a state someone else wrote in between: that state is read and changed anew.
+ */
+export async function updateRollout(
+  control: Pick<ControlStore, 'getRollout' | 'putRollout'>,
+  change: (item: RolloutItem) => RolloutItem | Promise<RolloutItem>,
+): Promise<{ item: RolloutItem; wrote: boolean }> {
+  for (let attempt = 0; ; attempt++) {
+    const item = await control.getRollout(true);
+    const next = await change(item);
+    if (next === item || JSON.stringify(next) === JSON.stringify(item)) return { item, wrote: false };
+    try {
+      return { item: await control.putRollout(next), wrote: true };
+    } catch (e) {
+      if (!(e instanceof ConflictError) || attempt >= MAX_CONFLICT_RETRIES) throw e;
+    }
+  }
+}
+
+/**
+ * A version's content as the JSON text hosts will serve, read from AppConfig; undefined when
+ * the version does not exist, `problem` when it cannot be served (not JSON, or too big to be
+ * a valid version: every content that fits a profile's schema is far smaller).
+ */
+export async function servableContent(
+  versions: Pick<ConfigVersions, 'get'>,
+  profile: ProfileName,
+  version: string,
+): Promise<{ text: string } | { problem: string } | undefined> {
+  let content: unknown;
+  try {
+    content = await versions.get(profile, version);
+  } catch (e) {
+    if (e instanceof SyntaxError) return { problem: 'is not JSON' };
+    throw e;
+  }
+  if (content === undefined) return undefined;
+  const text = JSON.stringify(content);
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > MAX_SERVED_CONTENT_BYTES) return { problem: `is ${bytes} bytes of JSON, over the ${MAX_SERVED_CONTENT_BYTES} a served version may have` };
+  return { text };
+}
+
+/**
+ * The item with the content of every version it names that it lacks, copied from AppConfig
+ * (only a rollout item written before contents were kept lacks any); the item itself when it
+ * lacks none, so a caller writes nothing then. `fetched` keeps what was read across retries of
+ * a lost race: versions are immutable, so a copy read once is never stale. A version AppConfig
+ * no longer has (or whose content cannot be served) stays without.
+ */
+export async function fillMissingContents(item: RolloutItem, versions: Pick<ConfigVersions, 'get'>, fetched: Map<string, string | undefined>): Promise<RolloutItem> {
+  let state = item.state;
+  for (const { profile, version } of missingContents(state)) {
+    const key = `${profile}:${version}`;
+    if (!fetched.has(key)) {
+      const content = await servableContent(versions, profile, version);
+      fetched.set(key, content && 'text' in content ? content.text : undefined);
+    }
+    const text = fetched.get(key);
+    if (text !== undefined) state = withContents(state, { profile, version, content: text });
+  }
+  return state === item.state ? item : { ...item, state };
+}
+
+/** What the deploy-time backfill did. */
+export interface BackfillOutcome {
+  /** Whether this run wrote the rollout item: false when nothing was missing (a fresh or already upgraded item, a re-run), or a concurrent writer filled it first. */
+  wrote: boolean;
+  /** The versions whose content this run copied in, as `profile version`. */
+  filled: string[];
+  /** Versions the item still names without content, none of which hosts serve now (an expired experiment's). */
+  unfilled: string[];
+}
+
+/** The versions the state names without content that hosts serve now: the control versions, and the live experiment's. */
+function servedWithoutContent(state: RolloutState, nowMs: number): { profile: ProfileName; version: string }[] {
+  const live = liveExperiment(state, nowMs);
+  return missingContents(state).filter(
+    (m) => state.control[m.profile] === m.version || (live !== undefined && live.profile === m.profile && live.version === m.version),
+  );
+}
+
+/**
+ * The deploy-time upgrade of the rollout item (lambdas/handlers/upgrade.ts, run by a
+ * CloudFormation trigger before the data routes' functions get the code that serves from
+ * contents alone): copies from AppConfig the content of every version the item names without
+ * one, with the same `fillMissingContents` POST /bakes uses.
+ *
+ * Idempotent, and safe against every writer. The write is one `rev`-conditional put of the state
+ * that was read plus contents; a state someone wrote in between (a POST /bakes, a bake task, an
+ * older deployment's admin function still finishing a request) makes it lose the race, read that
+ * state and fill it anew, or find it complete and write nothing. Contents are copies of
+ * immutable versions, so adding them changes nothing a host serves except that it can. A crash
+ * or a lost response anywhere leaves either the old item (a retry redoes the same fill) or the
+ * filled one (a retry finds nothing missing and writes nothing). An item with nothing missing
+ * (a fresh deployment, which starts from INITIAL_ROLLOUT with its contents, or any re-run) costs
+ * one consistent read and no write.
+ *
+ * Throws, after writing what it could, when a version hosts serve now (a control version, or
+ * the live experiment's) is still without content: AppConfig no longer has it, or its content
+ * cannot be served. Hosts of the new code could not serve it, so the deployment must not go on.
+ */
+export async function backfillRolloutContents(
+  control: Pick<ControlStore, 'getRollout' | 'putRollout'>,
+  versions: Pick<ConfigVersions, 'get'>,
+  nowMs: number,
+): Promise<BackfillOutcome> {
+  const fetched = new Map<string, string | undefined>();
+  const name = (v: { profile: ProfileName; version: string }) => `${v.profile} ${v.version}`;
+  let filled: string[] = [];
+  const { item, wrote } = await updateRollout(control, async (cur) => {
+    const next = await fillMissingContents(cur, versions, fetched);
+    const still = new Set(missingContents(next.state).map(name));
+    filled = missingContents(cur.state).map(name).filter((v) => !still.has(v));
+    return next;
+  });
+  const served = servedWithoutContent(item.state, nowMs);
+  if (served.length) {
+    const list = served.map((v) => `version ${v.version} of profile ${v.profile}`).join(', ');
+    throw new UpgradeBlockedError(
+      `The rollout item names ${list} without its content, and AppConfig has no servable copy of it (the version was deleted, or its content is not JSON or over ${MAX_SERVED_CONTENT_BYTES} bytes). ` +
+        'The hosts of this version serve from the rollout item alone and could not serve it, so the upgrade stops and the deployment rolls back. ' +
+        'On the running deployment, bake a version that AppConfig has (POST /bakes) until it is the control, then deploy again.',
+    );
+  }
+  return { wrote, filled: wrote ? filled : [], unfilled: missingContents(item.state).map(name) };
+}
+
+/** The upgrade found a version hosts serve without content that it could not fill in (see backfillRolloutContents). */
+export class UpgradeBlockedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UpgradeBlockedError';
   }
 }
