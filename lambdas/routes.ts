@@ -4,8 +4,11 @@
  * event's routeKey with the same strings. Nothing else restates routes.
  */
 export type FunctionName = 'logs' | 'append' | 'sessions' | 'receive' | 'leases' | 'admin';
-/** Functions behind no route: the bake state machine's task function. */
-export type TaskFunctionName = 'bake';
+/**
+ * Functions behind no route: the bake state machine's task function, and the upgrade a
+ * deployment runs (a CloudFormation trigger, before the data routes' functions get new code).
+ */
+export type TaskFunctionName = 'bake' | 'upgrade';
 
 export interface RouteDef {
   method: 'GET' | 'POST' | 'DELETE';
@@ -38,7 +41,7 @@ export const routeKey = (r: Pick<RouteDef, 'method' | 'path'>): string => `${r.m
 /**
  * What each function may do to each table: the stack grants exactly this, and the CDK tests
  * check the synthesized policies against it. Every host reads the Control table (its rollout
- * state); only the admin routes and the bake write it.
+ * state); only the admin routes, the bake and the deploy-time upgrade write it.
  */
 export type Access = 'read' | 'write' | 'readwrite';
 export const FUNCTION_ACCESS: Record<FunctionName | TaskFunctionName, { logs?: Access; records?: Access; sessions?: Access; control?: Access }> = {
@@ -49,9 +52,14 @@ export const FUNCTION_ACCESS: Record<FunctionName | TaskFunctionName, { logs?: A
   leases: { sessions: 'readwrite', control: 'read' },
   admin: { control: 'readwrite' },
   bake: { control: 'readwrite' },
+  upgrade: { control: 'readwrite' },
 };
 
-/** Seconds each function may run: receive long-polls up to 20 s under API Gateway's 30 s cap. */
+/**
+ * Seconds each function may run: receive long-polls up to 20 s under API Gateway's 30 s cap. The
+ * upgrade makes a few calls (one read, one AppConfig read per missing version, one write), each
+ * with the SDK's three attempts; its trigger waits up to 2 minutes for it.
+ */
 export const FUNCTION_TIMEOUT_SECONDS: Record<FunctionName | TaskFunctionName, number> = {
   logs: 10,
   append: 15,
@@ -60,4 +68,5 @@ export const FUNCTION_TIMEOUT_SECONDS: Record<FunctionName | TaskFunctionName, n
   leases: 10,
   admin: 15,
   bake: 30,
+  upgrade: 60,
 };

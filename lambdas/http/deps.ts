@@ -17,7 +17,7 @@ import { CloudWatchArmMetrics, type ArmMetricsReader } from '../adapters/cloudwa
 import type { ConfigProvider } from '../domain/config';
 import { systemClock, type Clock } from '../services/logs';
 import { CONFIG_CACHE_SECONDS, RolloutConfig } from '../services/rollout';
-import { BakeService, type BakeGauge, type BakeRunner } from '../services/bakes';
+import { backfillRolloutContents, BakeService, type BakeGauge, type BakeRunner } from '../services/bakes';
 import { logger, tracer } from './api';
 import { TABLES } from '../tables';
 import { BAKE_METRICS, METRIC_NAMESPACE, SERVICE_NAME } from '../metrics';
@@ -108,6 +108,28 @@ export function defaultBakeDeps(): BakeDeps {
       clock: systemClock,
     }),
   };
+}
+
+/**
+ * What the deploy-time upgrade (handlers/upgrade.ts) runs on: the backfill of the rollout item's
+ * contents. Under `bakes` because the local runtime hands every function the same deps, whose
+ * `bakes` is the whole BakeService.
+ */
+export interface UpgradeDeps {
+  bakes: Pick<BakeService, 'backfillContents'>;
+}
+
+/** The upgrade over a Control table and AppConfig's versions, and nothing else. */
+export const upgradeDeps = (control: Pick<ControlStore, 'getRollout' | 'putRollout'>, versions: Pick<ConfigVersions, 'get'>, clock: Clock): UpgradeDeps => ({
+  bakes: { backfillContents: () => backfillRolloutContents(control, versions, clock.now()) },
+});
+
+/** The upgrade in Lambda: DynamoDB and AppConfig clients only (its role allows no more). */
+export function defaultUpgradeDeps(): UpgradeDeps {
+  const dynamo = tracer.captureAWSv3Client(new DynamoDBClient({ maxAttempts: 3 }));
+  const control = new DynamoControlStore(dynamo, tableNamesFromEnv().control);
+  const versions = new AppConfigVersions(tracer.captureAWSv3Client(new AppConfigClient({ maxAttempts: 3 })), appConfigIdsFromEnv());
+  return upgradeDeps(control, versions, systemClock);
 }
 
 /** Builds the real handler on first use, so importing a handler module needs no environment. */
