@@ -322,13 +322,18 @@ export class ConfigBake extends Construct {
     });
   }
 
-  /** Lets the admin routes list, read and create versions (the only functions that read AppConfig). */
+  /** Lets the admin routes list, read and create versions. */
   grantManageVersions(grantee: iam.Role): void {
     iam.Grant.addToPrincipal({
       grantee,
       actions: ['appconfig:CreateHostedConfigurationVersion', 'appconfig:ListHostedConfigurationVersions'],
       resourceArns: this.profileArns(),
     });
+    this.grantReadVersions(grantee);
+  }
+
+  /** Lets a function read the versions of this stack's two profiles, and nothing else of AppConfig (the deploy-time upgrade). */
+  grantReadVersions(grantee: iam.Role): void {
     iam.Grant.addToPrincipal({ grantee, actions: ['appconfig:GetHostedConfigurationVersion'], resourceArns: this.versionArns() });
     acknowledgeWildcardResources(grantee, this.versionArns(), VERSIONS_REASON);
   }

@@ -5,10 +5,11 @@ import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as triggers from 'aws-cdk-lib/triggers';
 import type { Construct } from 'constructs';
 import { FUNCTION_ACCESS, FUNCTION_TIMEOUT_SECONDS, ROUTES, type Access, type FunctionName, type RouteDef, type TaskFunctionName } from '../lambdas/routes';
 import { TABLES, type KeyType, type TableDef } from '../lambdas/tables';
-import { dynamoActionsFor, executeApiResourcePath, routesFor, tableKey, type PolicyAudience, type TableKey } from './access';
+import { dynamoActionsFor, executeApiResourcePath, isAdminRoute, routesFor, tableKey, type PolicyAudience, type TableKey } from './access';
 import { acknowledgeWildcardResources } from './nag';
 import { ServiceFunction } from './service-function';
 import { vendedLogGroupName } from './vended-logs';
@@ -130,6 +131,8 @@ export class LogrelayStack extends Stack {
   readonly tables: Readonly<Record<TableKey, dynamodb.Table>>;
   readonly functions: Readonly<Record<FunctionName | TaskFunctionName, ServiceFunction>>;
   readonly bake: ConfigBake;
+  /** Runs the upgrade function during a deployment, before the data routes' functions are updated. */
+  readonly upgrade: triggers.Trigger;
   readonly api: apigwv2.HttpApi;
   readonly workerPolicy: iam.ManagedPolicy;
   readonly operatorPolicy: iam.ManagedPolicy;
@@ -163,8 +166,8 @@ export class LogrelayStack extends Stack {
     }
     this.tables = tables;
 
-    // ---- Functions: one per function name in ROUTES, and the bake's task function -----------------
-    const functionNames: (FunctionName | TaskFunctionName)[] = [...new Set(ROUTES.map((r) => r.fn)), 'bake'];
+    // ---- Functions: one per function name in ROUTES, the bake's task function, the upgrade -------
+    const functionNames: (FunctionName | TaskFunctionName)[] = [...new Set(ROUTES.map((r) => r.fn)), 'bake', 'upgrade'];
     const functions = {} as Record<FunctionName | TaskFunctionName, ServiceFunction>;
     for (const fn of functionNames) {
       const access = (Object.entries(FUNCTION_ACCESS[fn]) as [TableKey, Access | undefined][]).filter(
@@ -197,17 +200,37 @@ export class LogrelayStack extends Stack {
       ...(props.bakeAlarms ? { thresholds: props.bakeAlarms } : {}),
     });
     // AppConfig is the store of versions, used on the control path only: the admin routes manage
-    // versions and the bake names them to its state machine. The data routes' hosts serve each
-    // version's content from the rollout item (lambdas/services/rollout.ts), so they get neither
-    // an AppConfig permission nor the AppConfig ids.
-    for (const fn of ['admin', 'bake'] as const) {
+    // versions, the bake names them to its state machine, and the upgrade reads the ones an old
+    // rollout item lacks. The data routes' hosts serve each version's content from the rollout
+    // item (lambdas/services/rollout.ts), so they get neither an AppConfig permission nor the
+    // AppConfig ids.
+    for (const fn of ['admin', 'bake', 'upgrade'] as const) {
       for (const [k, v] of Object.entries(this.bake.environmentVariables)) functions[fn].function.addEnvironment(k, v);
     }
     this.bake.grantManageVersions(functions.admin.role);
+    this.bake.grantReadVersions(functions.upgrade.role);
     functions.admin.function.addEnvironment('BAKE_STATE_MACHINE_ARN', this.bake.stateMachine.stateMachineArn);
     this.bake.stateMachine.grantStartExecution(functions.admin.role);
     // GetMetricData supports no resource-level permissions.
     functions.bake.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['cloudwatch:GetMetricData'], resources: ['*'] }));
+
+    // ---- Upgrade on deploy -----------------------------------------------------------------------
+    // The data routes' hosts serve from the rollout item alone, so a rollout item an older
+    // deployment wrote (versions without their contents) must be filled in before any host runs
+    // the new code: the trigger runs the upgrade function (lambdas/handlers/upgrade.ts) once the
+    // admin and bake functions have their new code (whose every write keeps the contents, so no
+    // later write can undo the fill) and before CloudFormation touches anything of a data-route
+    // function (its role, log group, code). An upgrade that fails fails the deployment, which
+    // rolls back to the older code; what it wrote (copies of immutable versions) that code
+    // ignores. It runs again only when the upgrade function changes (executeOnHandlerChange), and
+    // a run that finds nothing missing writes nothing.
+    const dataFunctions = [...new Set(ROUTES.filter((r) => !isAdminRoute(r)).map((r) => r.fn))];
+    this.upgrade = new triggers.Trigger(this, 'Upgrade', {
+      handler: functions.upgrade.function,
+      executeOnHandlerChange: true,
+      executeAfter: [functions.upgrade, functions.admin, functions.bake, tables.control],
+      executeBefore: dataFunctions.map((fn) => functions[fn]),
+    });
 
     // ---- HTTP API: IAM authorization on every route ---------------------------------------------
     const iamAuthorizer = new HttpIamAuthorizer();

@@ -16,6 +16,12 @@ export const LAMBDA_RUNTIME = lambda.Runtime.NODEJS_24_X;
 export const ESBUILD_TARGET = 'node24';
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..');
+
+/** What a function behind no route does (the others serve their routes). */
+const TASK_DESCRIPTIONS: Partial<Record<FunctionName | TaskFunctionName, string>> = {
+  bake: 'Logrelay: config bake state machine tasks',
+  upgrade: "Logrelay: deploy-time upgrade of the rollout item (CloudFormation trigger, before the data routes' functions)",
+};
 export const handlerEntry = (fn: FunctionName | TaskFunctionName): string => path.join(PROJECT_ROOT, 'lambdas', 'handlers', `${fn}.ts`);
 
 export interface ServiceFunctionProps {
@@ -72,7 +78,7 @@ export class ServiceFunction extends Construct {
       tracing: lambda.Tracing.ACTIVE,
       role: this.role,
       logGroup: this.logGroup,
-      description: props.fn === 'bake' ? 'Logrelay: config bake state machine tasks' : `Logrelay: ${props.fn} routes`,
+      description: TASK_DESCRIPTIONS[props.fn] ?? `Logrelay: ${props.fn} routes`,
       environment: {
         ...props.environment,
         POWERTOOLS_SERVICE_NAME: 'logrelay',

@@ -1,17 +1,18 @@
 /**
  * The CDK stack against its sources of truth: lambdas/routes.ts, lambdas/tables.ts,
  * lambdas/domain/config.ts, lambdas/metrics.ts, openapi.json and cdk-nag's AwsSolutions pack.
- * The stack is synthesized once (bundling the seven handlers with esbuild takes a few seconds).
+ * The stack is synthesized once (bundling the eight handlers with esbuild takes a few seconds).
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { App, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { App, CfnResource as CdkCfnResource, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { isAdminRoute, routesFor, tableKey } from '../lib/access';
+import type { Construct } from 'constructs';
+import { dynamoActionsFor, isAdminRoute, routesFor, tableKey } from '../lib/access';
 import { DEFAULT_RESERVED_CONCURRENCY, LogrelayStack, reservedConcurrencyFromContext, type LogrelayStackProps } from '../lib/logrelay-stack';
 import { CLEANUP_THROTTLE_ATTEMPTS, THROTTLE_RETRY } from '../lib/config-bake';
 import { contentOf, DEFAULT_CONFIG, INITIAL_ROLLOUT, PROFILES, profileJsonSchema, type ProfileName } from '../lambdas/domain/config';
@@ -149,9 +150,21 @@ function bakeFunctionLogicalId(): string {
   return id!;
 }
 
-/** Every function of the stack: the route functions and the bake's task function. */
+/** The deploy-time upgrade's trigger: the one Custom::Trigger. */
+const triggerLogicalId = (): string => onlyOf('Custom::Trigger');
+
+/** Logical id of the upgrade function: the function whose version the trigger invokes. */
+function upgradeFunctionLogicalId(): string {
+  const version = resources[refOf(resources[triggerLogicalId()]!.Properties.HandlerArn)]!;
+  expect(version.Type).toBe('AWS::Lambda::Version');
+  const id = refOf(version.Properties.FunctionName);
+  expect(resources[id]?.Type).toBe('AWS::Lambda::Function');
+  return id;
+}
+
+/** Every function of the stack: the route functions, the bake's task function and the upgrade. */
 const allFunctionLogicalIds = (): Map<AnyFunctionName, string> =>
-  new Map<AnyFunctionName, string>([...functionLogicalIds(), ['bake', bakeFunctionLogicalId()]]);
+  new Map<AnyFunctionName, string>([...functionLogicalIds(), ['bake', bakeFunctionLogicalId()], ['upgrade', upgradeFunctionLogicalId()]]);
 
 const HOST_FUNCTIONS = ['logs', 'append', 'sessions', 'receive', 'leases'] as const satisfies readonly FunctionName[];
 
@@ -326,11 +339,16 @@ describe('Lambda functions', () => {
       .sort((a, b) => parseInt(a.slice(6), 10) - parseInt(b.slice(6), 10))
       .pop()!;
 
-  it("one per function name in ROUTES and one for the bake's tasks, on the newest Node.js runtime, arm64, traced", () => {
+  it("one per function name in ROUTES, one for the bake's tasks and one for the upgrade, on the newest Node.js runtime, arm64, traced", () => {
     const fns = allFunctionLogicalIds();
     const routeFunctions = new Set(functionLogicalIds().values());
     expect(routeFunctions.has(fns.get('bake')!)).toBe(false); // the bake's function serves no route
-    expect(ofType('AWS::Lambda::Function')).toHaveLength(routeFunctions.size + 1);
+    expect(routeFunctions.has(fns.get('upgrade')!)).toBe(false); // nor does the upgrade
+    // Every other function is CDK's: the one trigger provider, which the trigger's custom resource calls.
+    const others = ofType('AWS::Lambda::Function').filter(([id]) => ![...fns.values()].includes(id));
+    expect(others.map(([id]) => id)).toEqual([getAttOf(resources[triggerLogicalId()]!.Properties.ServiceToken, 'Arn')]);
+    expect(others[0]![1].Metadata?.['logrelay:entry']).toBeUndefined();
+    expect(ofType('AWS::Lambda::Function')).toHaveLength(routeFunctions.size + 3);
     expect(new Set(fns.values()).size).toBe(fns.size);
     expect(newestNodeRuntime()).toBe('nodejs24.x');
     for (const [fn, id] of fns) {
@@ -359,6 +377,7 @@ describe('Lambda functions', () => {
       leases: undefined,
       admin: undefined,
       bake: 2,
+      upgrade: undefined,
     });
     expect(DEFAULT_RESERVED_CONCURRENCY).toEqual({ receive: 200, bake: 2 });
     // Deployable in a default account (1,000) with Lambda's 100 unreserved left, four times over.
@@ -376,7 +395,7 @@ describe('Lambda functions', () => {
     };
     expect(synthWith({ receive: 500, append: 50 })).toMatchObject({ receive: 500, append: 50, bake: 2, leases: undefined });
     const none = synthWith(reservedConcurrencyFromContext('none'));
-    expect(Object.values(none)).toHaveLength(7);
+    expect(Object.values(none)).toHaveLength(8);
     expect(Object.values(none).every((n) => n === undefined)).toBe(true);
     expect(reservedConcurrencyFromContext('{"receive":40}')).toEqual({ receive: 40 });
     expect(reservedConcurrencyFromContext(undefined)).toBeUndefined();
@@ -386,12 +405,12 @@ describe('Lambda functions', () => {
     expect(() => synthWith({ bake: 1.5 })).toThrow(/reservedConcurrency\.bake is 1\.5/);
   });
 
-  it('get exactly the environment of the tables they access, (admin and bake) the AppConfig ids, and (admin) the state machine', () => {
+  it('get exactly the environment of the tables they access, (admin, bake and upgrade) the AppConfig ids, and (admin) the state machine', () => {
     const tables = tableLogicalIds();
     const appConfig = appConfigLogicalIds();
     const stateMachine = onlyOf('AWS::StepFunctions::StateMachine');
     const fns = allFunctionLogicalIds();
-    expect(fns.size).toBe(7);
+    expect(fns.size).toBe(8);
     for (const [fn, id] of fns) {
       const vars = resources[id]!.Properties.Environment.Variables as Record<string, Json>;
       const expected: Record<string, Json> = {
@@ -400,8 +419,9 @@ describe('Lambda functions', () => {
         NODE_OPTIONS: '--enable-source-maps',
       };
       // lambdas/adapters/appconfig.ts: admin reads and creates versions; the bake names them to
-      // the state machine. Hosts serve contents from the rollout item and never name AppConfig.
-      if (fn === 'admin' || fn === 'bake') {
+      // the state machine; the upgrade reads those an old rollout item lacks. Hosts serve
+      // contents from the rollout item and never name AppConfig.
+      if (fn === 'admin' || fn === 'bake' || fn === 'upgrade') {
         expected.APPCONFIG_APPLICATION_ID = { Ref: appConfig.application };
         expected.APPCONFIG_DELIVERY_PROFILE_ID = { Ref: appConfig.profiles.delivery };
         expected.APPCONFIG_LIMITS_PROFILE_ID = { Ref: appConfig.profiles.limits };
@@ -617,8 +637,9 @@ describe('cdk-nag AwsSolutions', () => {
     const expected = [
       // X-Ray (and, for the bake, cloudwatch:GetMetricData): no resource-level permissions.
       ...[...fns.keys()].map((fn) => `${role(fn)} *`),
-      // Hosted configuration versions are numbered at run time: one "*" per profile, on admin only.
+      // Hosted configuration versions are numbered at run time: one "*" per profile, on admin and the upgrade only.
       ...PROFILES.map((p) => `${role('admin')} ${versionsArn(p)}`),
+      ...PROFILES.map((p) => `${role('upgrade')} ${versionsArn(p)}`),
       // Step Functions log delivery and X-Ray; LambdaInvoke's versions and aliases of the one bake function.
       'Logrelay/ConfigBake/BakeStateMachine *',
       `Logrelay/ConfigBake/BakeStateMachine <${fns.get('bake')}.Arn>:*`,
@@ -947,7 +968,7 @@ describe('config bake', () => {
     expect(alarmWidgets[0]!.properties.alarms).toEqual([...bakeAlarmLogicalIds().values()].map((id) => `<${id}.Arn>`));
   });
 
-  it('hosts may not touch AppConfig, admin may manage versions and start the bake, the bake may read metrics', () => {
+  it('hosts may not touch AppConfig, admin may manage versions and start the bake, the bake may read metrics, the upgrade may read versions', () => {
     const fns = allFunctionLogicalIds();
     const stateMachine = onlyOf('AWS::StepFunctions::StateMachine');
     const nonDynamo = (fn: AnyFunctionName) => {
@@ -973,6 +994,89 @@ describe('config bake', () => {
       ].sort(),
     );
     expect(nonDynamo('bake')).toEqual([...basics('bake'), 'cloudwatch:GetMetricData *'].sort());
-    expect(fns.size).toBe(HOST_FUNCTIONS.length + 2);
+    expect(nonDynamo('upgrade')).toEqual([...basics('upgrade'), ...pairs(['appconfig:GetHostedConfigurationVersion'], PROFILES.map(versionsArn))].sort());
+    expect(fns.size).toBe(HOST_FUNCTIONS.length + 3);
+  });
+});
+
+describe('upgrade on deploy', () => {
+  /** Logical ids of the CloudFormation resources under a construct. */
+  const resourcesUnder = (scope: Construct): string[] =>
+    scope.node
+      .findAll()
+      .filter((c): c is CdkCfnResource => c instanceof CdkCfnResource)
+      .map((c) => stack.resolve(c.logicalId) as string);
+  /** The resources a resource needs first: its DependsOn and every Ref and Fn::GetAtt in its properties, transitively. */
+  function dependenciesOf(id: string): Set<string> {
+    const seen = new Set<string>();
+    const visit = (rid: string) => {
+      const r = resources[rid];
+      if (!r || seen.has(rid)) return;
+      seen.add(rid);
+      const found: string[] = [...asArray<string>((r as Json).DependsOn)];
+      const walk = (v: Json): void => {
+        if (Array.isArray(v)) v.forEach(walk);
+        else if (v && typeof v === 'object') {
+          if (typeof v.Ref === 'string') found.push(v.Ref);
+          if (Array.isArray(v['Fn::GetAtt'])) found.push(v['Fn::GetAtt'][0]);
+          Object.values(v).forEach(walk);
+        }
+      };
+      walk(r.Properties);
+      found.forEach(visit);
+    };
+    visit(id);
+    seen.delete(id);
+    return seen;
+  }
+  const dataFunctions = (): FunctionName[] => [...new Set(ROUTES.filter((r) => !isAdminRoute(r)).map((r) => r.fn))];
+
+  it("a trigger runs the upgrade function's current version during the deployment, waits for its answer, and again whenever the function changes", () => {
+    const trigger = resources[triggerLogicalId()]!.Properties;
+    const fnId = upgradeFunctionLogicalId();
+    expect(resources[fnId]!.Metadata?.['logrelay:entry']).toBe('lambdas/handlers/upgrade.ts');
+    // RequestResponse: an upgrade that throws fails the trigger, and the deployment rolls back.
+    expect(trigger.InvocationType).toBe('RequestResponse');
+    expect(trigger.ExecuteOnHandlerChange).toBe(true);
+    expect(Number(trigger.Timeout)).toBeGreaterThan(FUNCTION_TIMEOUT_SECONDS.upgrade * 1000);
+    // CDK's provider may invoke the upgrade function (its versions) and no other function.
+    const provider = resources[getAttOf(trigger.ServiceToken, 'Arn')]!;
+    const providerRole = resources[getAttOf(provider.Properties.Role, 'Arn')]!;
+    const invokes = (providerRole.Properties.Policies as Json[]).flatMap((p) =>
+      (p.PolicyDocument.Statement as Json[]).flatMap((st) => asArray<string>(st.Action).flatMap((a) => asArray<Json>(st.Resource).map((r) => `${a} ${flat(r)}`))),
+    );
+    expect(invokes).toEqual([`lambda:InvokeFunction <${fnId}.Arn>:*`]);
+  });
+
+  it('runs before anything of a data-route function (role, policy, log group, code) is created or updated, after the admin and bake functions and the Control table', () => {
+    const trigger = triggerLogicalId();
+    expect(dataFunctions().sort()).toEqual([...HOST_FUNCTIONS].sort());
+    for (const fn of dataFunctions()) {
+      const ids = resourcesUnder(stack.functions[fn]);
+      expect(ids.map((id) => resources[id]!.Type).sort(), fn).toEqual(['AWS::IAM::Policy', 'AWS::IAM::Role', 'AWS::Lambda::Function', 'AWS::Logs::LogGroup']);
+      for (const id of ids) expect(asArray((resources[id] as Json).DependsOn), `${fn}: ${id}`).toContain(trigger);
+    }
+    // After: the admin and bake functions run the new code (whose writes keep contents) before the
+    // upgrade fills them in; and the upgrade's own function, role and the table it writes exist.
+    const before = dependenciesOf(trigger);
+    const control = [...tableLogicalIds()].find(([, key]) => key === 'control')![0];
+    for (const fn of ['admin', 'bake', 'upgrade'] as const) for (const id of resourcesUnder(stack.functions[fn])) expect(before.has(id), `${fn}: ${id}`).toBe(true);
+    expect(before.has(control)).toBe(true);
+    // No cycle, and nothing of a data-route function is needed first.
+    for (const fn of dataFunctions()) for (const id of resourcesUnder(stack.functions[fn])) expect(before.has(id), `${fn}: ${id}`).toBe(false);
+  });
+
+  it("its function's role may read the versions of this stack's two profiles and read and write the Control table, and nothing else", () => {
+    const fnId = upgradeFunctionLogicalId();
+    const roleId = getAttOf(resources[fnId]!.Properties.Role, 'Arn');
+    const control = [...tableLogicalIds()].find(([, key]) => key === 'control')![0];
+    expect(grantsOf(roleId)).toEqual(
+      [
+        ...pairs(['logs:CreateLogStream', 'logs:PutLogEvents'], [`<${refOf(resources[fnId]!.Properties.LoggingConfig.LogGroup)}.Arn>`]),
+        ...pairs(FUNCTION_XRAY_ACTIONS, ['*']),
+        ...pairs(['appconfig:GetHostedConfigurationVersion'], PROFILES.map(versionsArn)),
+        ...pairs(dynamoActionsFor('readwrite'), [`<${control}.Arn>`]),
+      ].sort(),
+    );
   });
 });
