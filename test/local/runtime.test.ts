@@ -66,6 +66,19 @@ describe('the local runtime reads the system from the template', () => {
     }
   });
 
+  it("has the deploy-time upgrade function, behind no route, and not CDK's trigger provider, which is not one of the service's functions", () => {
+    const sys = readSystem(template);
+    const upgrade = Object.values(sys.functions).filter((f) => f.entry === 'lambdas/handlers/upgrade.ts');
+    expect(upgrade).toHaveLength(1);
+    expect(sys.routes.filter((r) => r.function.entry === upgrade[0]!.entry)).toEqual([]);
+    // Its environment resolves locally: the Control table and the AppConfig ids.
+    expect(Object.keys(upgrade[0]!.environment)).toEqual(expect.arrayContaining(['CONTROL_TABLE', 'APPCONFIG_APPLICATION_ID']));
+    const lambdas = Object.entries(template.Resources).filter(([, r]) => r.Type === 'AWS::Lambda::Function');
+    const skipped = lambdas.filter(([id]) => !sys.functions[id]).map(([id]) => id);
+    const trigger = Object.values(template.Resources).find((r) => r.Type === 'Custom::Trigger')!;
+    expect(skipped).toEqual([trigger.Properties.ServiceToken['Fn::GetAtt'][0]]);
+  });
+
   it('follows a change in the stack with no other edit: a new route and a different TTL attribute', async () => {
     // GET /configs/{profile} is a path of the admin routes (shared/API.md) that the stack does not
     // serve: sent to the logs function, it shows the gateway's admin check apart from the handler.
