@@ -180,6 +180,16 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     handlers.set(fn.logicalId, mod.makeHandler(deps as never));
   }
 
+  // What the deploy-time trigger does in AWS, done at start: a --data-dir written by a version
+  // from before the rollout item kept contents is filled in before any host serves from it (a
+  // fresh or already filled store: one read, no write). A failure stops the start, as it fails
+  // a deployment, with the version it could not find.
+  const upgrade = Object.values(system.functions).find((f) => f.entry === 'lambdas/handlers/upgrade.ts');
+  if (upgrade) {
+    const out = (await (handlers.get(upgrade.logicalId) as unknown as () => Promise<{ wrote: boolean; filled: string[] }>)()) ?? { wrote: false, filled: [] };
+    if (out.wrote) log(`upgraded the stored rollout state: copied ${out.filled.join(', ')} from AppConfig`);
+  }
+
   // Step Functions' aws-sdk integrations take PascalCase parameters, as the local stand-ins do.
   // They make one call per task attempt (the state machine's Retry is their retry loop), so
   // injected faults wrap each call as a whole.

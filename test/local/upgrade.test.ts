@@ -351,3 +351,38 @@ describe('a version hosts serve that AppConfig no longer has', () => {
     expect((await hostOpensSession(nextLogId())).status).toBe(201);
   });
 });
+
+describe('the local runtime runs the upgrade when it starts', () => {
+  it('a --data-dir whose rollout item predates contents is filled in at start, and its hosts serve it', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { startLocalRuntime } = await import('../../local/server');
+    const { SignedHttp } = await import('../../local/client');
+    const dataDir = mkdtempSync(join(tmpdir(), 'logrelay-upgrade-'));
+    const opts = { port: 0, dataDir, credentialsPath: join(dataDir, 'credentials.json'), log: () => {}, faults: null };
+    try {
+      const first = await startLocalRuntime(opts);
+      const table = first.system.tables.find((t) => t.logicalId.startsWith('Control'))!.name;
+      const store = new DynamoControlStore(first.dynamo.client, table);
+      const item = await store.getRollout(true);
+      // As a deployment of the previous version left it: versions only.
+      await store.putRollout({ state: { control: { ...item.state.control } }, rev: item.rev });
+      await first.close();
+
+      const lines: string[] = [];
+      const second = await startLocalRuntime({ ...opts, log: (l) => lines.push(l) });
+      try {
+        expect(lines.filter((l) => l.startsWith('upgraded the stored rollout state'))).toEqual(['upgraded the stored rollout state: copied delivery 1, limits 1 from AppConfig']);
+        const state = (await new DynamoControlStore(second.dynamo.client, table).getRollout(true)).state;
+        expect(contentOf(state, 'delivery', '1')).toBeDefined();
+        const r = await new SignedHttp(second.url, second.principals[0]!).call('POST', '/logs', { logId: 'after-upgrade' });
+        expect(r.status).toBe(201);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
