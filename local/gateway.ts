@@ -152,6 +152,30 @@ export interface Caller {
   accountId: string;
 }
 
+/**
+ * `queryStringParameters` as API Gateway's payload 2.0 sets it: decoded names and values, a
+ * parameter given more than once joined with commas, absent when there is no query string.
+ */
+export function queryParametersOf(raw: string): { queryStringParameters?: Record<string, string> } {
+  const text = raw.startsWith('?') ? raw.slice(1) : raw;
+  const decode = (x: string): string => {
+    try {
+      return decodeURIComponent(x.replace(/\+/g, ' '));
+    } catch {
+      return x;
+    }
+  };
+  const params: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const part of text.split('&')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    const k = decode(eq < 0 ? part : part.slice(0, eq));
+    const v = decode(eq < 0 ? '' : part.slice(eq + 1));
+    params[k] = k in params ? `${params[k]},${v}` : v;
+  }
+  return Object.keys(params).length ? { queryStringParameters: { ...params } } : {};
+}
+
 export function toEvent(req: {
   method: string;
   rawPath: string;
@@ -170,6 +194,7 @@ export function toEvent(req: {
     routeKey,
     rawPath: req.rawPath,
     rawQueryString: req.rawQueryString ?? '',
+    ...queryParametersOf(req.rawQueryString ?? ''),
     headers: req.headers ?? {},
     pathParameters: Object.keys(req.pathParameters).length ? req.pathParameters : undefined,
     requestContext: {

@@ -36,6 +36,8 @@ export interface RequestContext {
   /** Raw body size in bytes. Reading body, bodyText or bodyBytes parses the body (400 if it is not JSON). */
   readonly bodyBytes: number;
   path: Record<string, string>;
+  /** Query string parameters, decoded (one given twice: its values joined with commas, as API Gateway does). */
+  query: Record<string, string>;
   /** The body parsed (undefined when the request has none). */
   readonly body: unknown;
   /** The body's JSON text as received (decoded from base64 when it came so; '' when none). */
@@ -220,6 +222,7 @@ export function httpHandler(fn: string, deps: HttpDeps, routes: Record<string, R
           return body().bytes;
         },
         path,
+        query: (event.queryStringParameters ?? {}) as Record<string, string>,
         get body() {
           return body().body;
         },
