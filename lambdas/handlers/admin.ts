@@ -1,6 +1,11 @@
-/** Admin routes: GET /configs, POST /configs/{profile}/versions, GET /configs/{profile}/versions/{version}, POST /bakes, GET /bakes/{bakeId}, POST /bakes/{bakeId}/abort */
+/**
+ * Admin routes: GET /configs, POST /configs/{profile}/versions, GET /configs/{profile}/versions/{version}
+ * (with ?diff=N, what it changes against version N: services/config-diff.ts), POST /bakes,
+ * GET /bakes/{bakeId}, POST /bakes/{bakeId}/abort
+ */
 import { httpHandler, parse } from '../http/api';
 import { CreateVersion, StartBake } from '../http/schemas';
+import { versionWithDiff } from '../services/config-diff';
 import { defaultBakeDeps, defaultDeps, lazy, type BakeDeps, type Deps } from '../http/deps';
 
 export function makeHandler(d: Deps & BakeDeps) {
@@ -13,7 +18,7 @@ export function makeHandler(d: Deps & BakeDeps) {
     },
     'GET /configs/{profile}/versions/{version}': async (ctx) => ({
       status: 200,
-      body: await bakes.getVersion(ctx.path.profile ?? '', ctx.path.version ?? ''),
+      body: await versionWithDiff(bakes, ctx.path.profile ?? '', ctx.path.version ?? '', ctx.query.diff),
     }),
     'POST /bakes': async (ctx) => {
       const { changes, ...settings } = parse(StartBake, ctx.body);
