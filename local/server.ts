@@ -176,6 +176,8 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       clock,
       config: hostConfig(control, clock, timeScale),
       bakes: bakeService({ control, versions, ids, metrics: new CloudWatchArmMetrics(cloudwatchClient, timeScale), runner, clock, timeScale }),
+      // The admin routes report it on GET /bakes/{bakeId} (1 in AWS, where nothing sets it).
+      timeScale,
     };
     handlers.set(fn.logicalId, mod.makeHandler(deps as never));
   }

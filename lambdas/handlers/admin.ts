@@ -1,15 +1,26 @@
 /**
  * Admin routes: GET /configs, POST /configs/{profile}/versions, GET /configs/{profile}/versions/{version}
  * (with ?diff=N, what it changes against version N: services/config-diff.ts), POST /bakes,
- * GET /bakes/{bakeId}, POST /bakes/{bakeId}/abort
+ * GET /bakes/{bakeId} (with the service's time scale), POST /bakes/{bakeId}/abort
  */
 import { httpHandler, parse } from '../http/api';
 import { CreateVersion, StartBake } from '../http/schemas';
 import { versionWithDiff } from '../services/config-diff';
 import { defaultBakeDeps, defaultDeps, lazy, type BakeDeps, type Deps } from '../http/deps';
 
-export function makeHandler(d: Deps & BakeDeps) {
+export interface AdminDeps extends Deps, BakeDeps {
+  /**
+   * What the bake service divides its durations by, reported on GET /bakes/{bakeId} as
+   * `timeScale` so that a client can show durations as they really pass (the local runtime
+   * passes its LOGRELAY_TIME_SCALE).
+   * @default 1
+   */
+  timeScale?: number;
+}
+
+export function makeHandler(d: AdminDeps) {
   const bakes = d.bakes;
+  const timeScale = d.timeScale ?? 1;
   return httpHandler('admin', d, {
     'GET /configs': async () => ({ status: 200, body: await bakes.listConfigs() }),
     'POST /configs/{profile}/versions': async (ctx) => {
@@ -24,7 +35,7 @@ export function makeHandler(d: Deps & BakeDeps) {
       const { changes, ...settings } = parse(StartBake, ctx.body);
       return { status: 202, body: await bakes.startBake(changes, settings) };
     },
-    'GET /bakes/{bakeId}': async (ctx) => ({ status: 200, body: await bakes.describe(ctx.path.bakeId ?? '') }),
+    'GET /bakes/{bakeId}': async (ctx) => ({ status: 200, body: { ...(await bakes.describe(ctx.path.bakeId ?? '')), timeScale } }),
     'POST /bakes/{bakeId}/abort': async (ctx) => {
       await bakes.abort(ctx.path.bakeId ?? '');
       return { status: 202, body: { bakeId: ctx.path.bakeId, abortRequested: true } };
