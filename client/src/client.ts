@@ -322,9 +322,13 @@ export class LogrelayClient {
     return (await this.http.call<CreatedConfigVersion>({ method: 'POST', path: `/configs/${enc(profile)}/versions`, body, safety: 'once', ...sig(o) })).body;
   }
 
-  /** GET /configs/{profile}/versions/{version} */
-  async getConfigVersion(profile: string, version: string | number, o: CallOptions = {}): Promise<ConfigVersion> {
-    return (await this.http.call<ConfigVersion>({ method: 'GET', path: `/configs/${enc(profile)}/versions/${enc(String(version))}`, safety: 'idempotent', ...sig(o) })).body;
+  /**
+   * GET /configs/{profile}/versions/{version}; with `diff: N`, the answer's `diff` lists the fields
+   * whose effective value differs from version N's (N as `control`, this version as `experimental`).
+   */
+  async getConfigVersion(profile: string, version: string | number, o: CallOptions & { diff?: string | number } = {}): Promise<ConfigVersion> {
+    const query = o.diff !== undefined ? { query: { diff: String(o.diff) } } : {};
+    return (await this.http.call<ConfigVersion>({ method: 'GET', path: `/configs/${enc(profile)}/versions/${enc(String(version))}`, ...query, safety: 'idempotent', ...sig(o) })).body;
   }
 
   /** POST /bakes (not idempotent: a repeat would find its own bake in progress); retried only when refused. */

@@ -49,6 +49,8 @@ export interface CallSpec {
   method: 'GET' | 'POST' | 'DELETE';
   /** Already encoded, e.g. `/logs/orders/records`. */
   path: string;
+  /** Query string parameters, not encoded (signed and sent encoded). */
+  query?: Record<string, string>;
   body?: unknown;
   safety: Safety;
   /** Extra time this request may take beyond the per-attempt timeout (a long poll's wait), ms. */
@@ -146,12 +148,15 @@ export class Transport {
       ...(this.endpoint.port ? { port: Number(this.endpoint.port) } : {}),
       path,
       headers,
-      query: {},
+      query: spec.query ?? {},
       ...(payload !== undefined ? { body: payload } : {}),
     });
     const timeout = AbortSignal.timeout(this.timeoutMs + (spec.extraTimeoutMs ?? 0));
     const signal = spec.signal ? AbortSignal.any([spec.signal, timeout]) : timeout;
-    const url = `${this.endpoint.protocol}//${this.endpoint.host}${path}`;
+    const search = Object.entries(spec.query ?? {})
+      .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
+      .join('&');
+    const url = `${this.endpoint.protocol}//${this.endpoint.host}${path}${search ? `?${search}` : ''}`;
     let status: number;
     let text: string;
     let retryAfter: string | null;

@@ -154,10 +154,23 @@ export interface CreatedConfigVersion {
   version: string;
 }
 
+/**
+ * One field whose effective value (the content over the profile's defaults: what hosts serve)
+ * differs between two versions. A side without the field (possible only for a field outside the
+ * profile's schema) has no property; `path` is '' when two whole non-object contents differ.
+ */
+export interface ConfigDiff {
+  path: string;
+  control?: unknown;
+  experimental?: unknown;
+}
+
 export interface ConfigVersion {
   profile: string;
   version: string;
   content: unknown;
+  /** With `getConfigVersion(..., { diff: N })`: what this version changes against N (N as control), ordered by path. */
+  diff?: ConfigDiff[];
 }
 
 export interface BakeChange {
@@ -177,8 +190,10 @@ export interface StartBakeInput {
   minExperimentRequests?: number;
 }
 
-export type BakeStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED';
-export type Verdict = 'PENDING' | 'BAKING' | 'APPROVED' | 'REJECTED';
+/** `REVERTED`: the watch after promotion saw a regression and reverted what the bake promoted (services that have it). */
+export type BakeStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED' | 'REVERTED';
+/** `REVERTED`: approved and promoted, then reverted by the watch after promotion (services that have it). */
+export type Verdict = 'PENDING' | 'BAKING' | 'APPROVED' | 'REJECTED' | 'REVERTED';
 
 export interface ArmStats {
   requests: number;
@@ -205,6 +220,8 @@ export interface BakePhase {
   extended?: boolean;
   startedAt?: string;
   endedAt?: string;
+  /** What the phase's version changes against the control it was tested against, recorded when the phase started (services that record it). */
+  diff?: ConfigDiff[];
 }
 
 export interface Bake {
@@ -216,6 +233,11 @@ export interface Bake {
   endedAt?: string;
   settings?: { weightPercent: number; bakeSeconds: number; pollSeconds: number; minExperimentRequests: number };
   phases: BakePhase[];
+  /**
+   * What the service divides the bake's durations by: 1 in AWS, LOGRELAY_TIME_SCALE on the local
+   * runtime. Absent from services before it was sent: take it as 1.
+   */
+  timeScale?: number;
 }
 
 export interface AbortedBake {
