@@ -1,5 +1,5 @@
-/** What the CLI prints for people: the bake view, tables of settings, and the progress bar. */
-import type { ArmStats, Bake, BakePhase, Configs, SessionInfo } from './types';
+/** What the CLI prints for people: the bake view, config diffs, tables of settings, and the progress bar. */
+import type { ArmStats, Bake, BakePhase, ConfigDiff, Configs, SessionInfo } from './types';
 
 export interface Writable {
   write(chunk: string): unknown;
@@ -35,13 +35,48 @@ function arm(label: string, a: ArmStats | undefined): string {
 
 const MARK: Record<string, string> = { OK: 'ok', ALARM: 'ALARM', INSUFFICIENT_DATA: 'no data' };
 
-function phaseLines(p: BakePhase, i: number, now: number): string[] {
+/** A bake duration (seconds of bake time) as real time passes under `timeScale`: "10s", "500 ms". */
+export function realDuration(bakeSeconds: number, timeScale: number): string {
+  const ms = (bakeSeconds * 1000) / timeScale;
+  return ms < 1000 ? `${Math.round(ms)} ms` : duration(ms);
+}
+
+/** The time scale a bake view reports: 1 when the service does not say (AWS, and services before it was sent). */
+const scaleOf = (b: Bake): number => (typeof b.timeScale === 'number' && b.timeScale > 0 ? b.timeScale : 1);
+
+/**
+ * Polls a phase runs before its verdict, as the service counts them (lambdas/domain/bake.ts,
+ * pollBudget): the bake's polls, and half as many again once extended.
+ */
+function pollsOf(s: NonNullable<Bake['settings']>, extended: boolean): number {
+  const polls = Math.max(1, Math.ceil(s.bakeSeconds / s.pollSeconds));
+  return extended ? polls + Math.max(1, Math.ceil(polls / 2)) : polls;
+}
+
+const shown = (v: unknown): string => (v === undefined ? '(not set)' : JSON.stringify(v));
+
+/**
+ * A config diff as lines, `indent` before each: one field a line, "path  control -> experimental".
+ * An empty diff is one line that says hosts serve the same values.
+ */
+export function renderDiff(diff: ConfigDiff[], indent = ''): string[] {
+  if (!diff.length) return [`${indent}no field differs (hosts serve the same values under both)`];
+  const width = Math.min(28, Math.max(...diff.map((d) => (d.path || '(whole content)').length)));
+  return diff.map((d) => `${indent}${(d.path || '(whole content)').padEnd(width)}  ${shown(d.control)} -> ${shown(d.experimental)}`);
+}
+
+function phaseLines(p: BakePhase, i: number, now: number, b?: Bake): string[] {
   const head = [`${i + 1}. ${p.profile} v${p.version}`.padEnd(20), p.verdict.padEnd(9)];
   const took = since(p.startedAt, p.endedAt, now);
   if (took) head.push(took);
-  if (p.polls !== undefined && p.verdict !== 'PENDING') head.push(`${p.polls} poll${p.polls === 1 ? '' : 's'}`);
+  if (p.polls !== undefined && p.verdict === 'BAKING' && b?.settings) {
+    // Real time left: the polls still to run, each pollSeconds of bake time apart.
+    const total = pollsOf(b.settings, p.extended === true);
+    head.push(`poll ${p.polls}/${total}`, `~${realDuration(Math.max(0, total - p.polls) * b.settings.pollSeconds, scaleOf(b))} left`);
+  } else if (p.polls !== undefined && p.verdict !== 'PENDING') head.push(`${p.polls} poll${p.polls === 1 ? '' : 's'}`);
   if (p.extended) head.push('extended');
   const lines = ['  ' + head.join('  ')];
+  if (p.verdict === 'BAKING' && p.diff) lines.push('       changes against control:', ...renderDiff(p.diff, '         '));
   if (p.verdict === 'PENDING') return lines;
   lines.push('       ' + arm('control', p.arms?.control));
   lines.push('       ' + arm('experiment', p.arms?.experiment));
@@ -62,16 +97,22 @@ export function renderBake(b: Bake, now = Date.now()): string[] {
   const head = [`bake ${b.bakeId}`, b.status + (b.abortRequested && b.status === 'RUNNING' ? ' (abort requested)' : '')];
   const elapsed = since(b.createdAt, b.endedAt, now);
   if (elapsed) head.push(`elapsed ${elapsed}`);
+  const scale = scaleOf(b);
+  if (scale !== 1) head.push(`time scale ${scale}x`);
   const lines = [head.join('  ')];
-  if (s) lines.push(`  weight ${s.weightPercent}%   bake ${s.bakeSeconds} s   poll ${s.pollSeconds} s   min experiment requests ${n(s.minExperimentRequests)}`);
+  if (s) {
+    // Under a time scale (local runtime), each duration also as the real time it takes.
+    const real = (seconds: number) => (scale === 1 ? '' : ` (${realDuration(seconds, scale)} real)`);
+    lines.push(`  weight ${s.weightPercent}%   bake ${s.bakeSeconds} s${real(s.bakeSeconds)}   poll ${s.pollSeconds} s${real(s.pollSeconds)}   min experiment requests ${n(s.minExperimentRequests)}`);
+  }
   if (b.error) lines.push(`  error: ${b.error}`);
-  b.phases.forEach((p, i) => lines.push(...phaseLines(p, i, now)));
+  b.phases.forEach((p, i) => lines.push(...phaseLines(p, i, now, b)));
   return lines;
 }
 
 /** What changes between two views of a bake, elapsed times aside (non-TTY output prints only changes). */
 export function bakeFingerprint(b: Bake): string {
-  return JSON.stringify([b.status, b.abortRequested, b.error, b.phases.map((p) => [p.verdict, p.polls, p.reason, p.arms, p.alarms?.map((a) => a.state)])]);
+  return JSON.stringify([b.status, b.abortRequested, b.error, b.phases.map((p) => [p.verdict, p.polls, p.reason, p.arms, p.alarms?.map((a) => a.state), p.diff])]);
 }
 
 /** Redraws a block of lines in place on a terminal. */

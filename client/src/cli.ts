@@ -11,7 +11,7 @@ import { LogrelayClient, type LogrelayClientOptions } from './client';
 import { LogrelayError } from './errors';
 import { resolveConnection, UsageError, type ConnectionFlags } from './cli-config';
 import { CredentialsFileError } from './local';
-import { LiveBlock, ProgressBar, bakeFingerprint, renderBake, renderConfigs, renderSession, type Writable } from './cli-render';
+import { LiveBlock, ProgressBar, bakeFingerprint, renderBake, renderConfigs, renderDiff, renderSession, type Writable } from './cli-render';
 import { sleep } from './retry';
 import type { Session } from './session';
 import type { AppendRecord, Bake, DeliveredRecord, SessionStart } from './types';
@@ -35,7 +35,22 @@ interface GlobalOptions extends ConnectionFlags {
 }
 
 /** Exit codes (also in --help). */
-export const EXIT = { ok: 0, failed: 1, usage: 2, bakeNotSucceeded: 3, interrupted: 130 } as const;
+export const EXIT = { ok: 0, failed: 1, usage: 2, bakeNotSucceeded: 3, phaseRejected: 4, reverted: 5, interrupted: 130 } as const;
+
+/**
+ * The exit code of `bake status` and `bake start --watch` for a bake as last read, so a pipeline
+ * can stop on it. Most serious first: 5 when anything was reverted after promotion (bake status
+ * REVERTED or a phase REVERTED: a regression reached all traffic); 3 when the bake ended FAILED
+ * or ABORTED (it did not run to its end; a phase it was in shows REJECTED for that reason); 4
+ * when a phase was REJECTED (the change was refused and not promoted); else 0. For a bake still
+ * running, what it decided so far.
+ */
+export function bakeExitCode(b: Bake): number {
+  if (b.status === 'REVERTED' || b.phases.some((p) => p.verdict === 'REVERTED')) return EXIT.reverted;
+  if (b.status === 'FAILED' || b.status === 'ABORTED') return EXIT.bakeNotSucceeded;
+  if (b.phases.some((p) => p.verdict === 'REJECTED')) return EXIT.phaseRejected;
+  return EXIT.ok;
+}
 
 const VERSION = (() => {
   try {
@@ -65,8 +80,10 @@ connection failures and, where repeating is harmless, 5xx and lost responses. Se
 README for exactly what is retried.
 
 Exit codes: 0 success; 1 a request or the input failed (the message says why); 2 bad usage or
-configuration; 3 \`bake status --watch\` / \`bake start --watch\` saw the bake end FAILED or
-ABORTED; 130 interrupted twice with Ctrl-C.
+configuration; for \`bake status\` and \`bake start --watch\`, by the bake as last read: 3 it
+ended FAILED or ABORTED, 4 a phase was REJECTED (that change was not promoted), 5 a promoted
+change was REVERTED by the watch after promotion (5 before 3 before 4); 130 interrupted twice
+with Ctrl-C.
 
 Examples:
   npx logrelay logs create orders
@@ -420,12 +437,16 @@ export function buildProgram(io: CliIo): Command {
     });
   configs
     .command('get')
-    .description("print a version's content")
+    .description("print a version's content; with --diff N, also what it changes against version N")
     .argument('<profile>', 'delivery or limits')
     .argument('<version>', 'the version number')
-    .action(async (profile: string, version: string, _o: unknown, cmd: Command) => {
-      const v = await clientFor(cmd).getConfigVersion(profile, version);
-      print(cmd, v, JSON.stringify(v.content, null, 2));
+    .option('--diff <N>', 'also list the fields whose effective value (defaults filled in) differs from version N of the profile', intArg('--diff', 1, 2_147_483_647))
+    .addHelpText('after', '\nWith --diff N, each field that differs is printed as "field  N\'s value -> this version\'s value". A field a\nversion leaves out counts as its default, as hosts serve it: left out against the default written out is no difference.')
+    .action(async (profile: string, version: string, o: { diff?: number }, cmd: Command) => {
+      const v = await clientFor(cmd).getConfigVersion(profile, version, o.diff !== undefined ? { diff: o.diff } : {});
+      const human = [JSON.stringify(v.content, null, 2)];
+      if (o.diff !== undefined) human.push('', `${v.profile} v${v.version} against v${o.diff} (v${o.diff} -> v${v.version}):`, ...renderDiff(v.diff ?? [], '  '));
+      print(cmd, v, human);
     });
 
   // ---- bake ------------------------------------------------------------------------------------
@@ -448,7 +469,7 @@ export function buildProgram(io: CliIo): Command {
     }
   };
   const ended = (b: Bake) => {
-    if (b.status === 'FAILED' || b.status === 'ABORTED') exitCode = EXIT.bakeNotSucceeded;
+    exitCode = bakeExitCode(b);
   };
   const intervalOption = () => new Option('--interval <seconds>', 'with --watch: seconds between reads').argParser(intArg('--interval', 1, 3600)).default(2);
   bake
@@ -459,7 +480,7 @@ export function buildProgram(io: CliIo): Command {
     .option('--bake-seconds <s>', 'how long each phase measures, 10..3600 (default 600)', intArg('--bake-seconds', 10, 3600))
     .option('--poll-seconds <s>', 'how often a phase reads the alarms, 1..300 (default 30)', intArg('--poll-seconds', 1, 300))
     .option('--min-experiment-requests <n>', 'fewest experiment requests to approve a phase (default 200)', intArg('--min-experiment-requests', 1, 1_000_000))
-    .option('-w, --watch', 'then show the bake live until it ends (as bake status --watch)')
+    .option('-w, --watch', 'then show the bake live until it ends (as bake status --watch); exit 3, 4 or 5 as bake status does')
     .addOption(intervalOption())
     .action(async (changes: string[], o: { weight?: number; bakeSeconds?: number; pollSeconds?: number; minExperimentRequests?: number; watch?: boolean; interval: number }, cmd: Command) => {
       let parsed: { profile: string; version: string }[];
@@ -489,7 +510,10 @@ export function buildProgram(io: CliIo): Command {
     .argument('[bakeId]', 'the bake (default: the one running now, from configs list)')
     .option('-w, --watch', 'redraw until the bake ends: phases, elapsed time, arms and alarm states')
     .addOption(intervalOption())
-    .addHelpText('after', '\nWith --watch on a terminal the view is redrawn in place; otherwise (or with --json) a new view\nis printed each time something other than the elapsed time changes. Exits 3 if the bake ends\nFAILED or ABORTED (a REJECTED phase is a bake doing its job: exit 0).')
+    .addHelpText(
+      'after',
+      '\nWith --watch on a terminal the view is redrawn in place; otherwise (or with --json) a new view\nis printed each time something other than the elapsed time changes. The running phase shows what\nit changes against control, and durations are also shown as the real time they take under the\nservice\'s time scale (the local runtime\'s LOGRELAY_TIME_SCALE).\n\nExit code, by the bake as last read (without --watch: what it decided so far): 0 no phase\nrejected or reverted; 3 the bake ended FAILED or ABORTED; 4 a phase was REJECTED (its change was\nnot promoted); 5 a promoted change was REVERTED after promotion. When several apply: 5, then 3, then 4.',
+    )
     .action(async (bakeId: string | undefined, o: { watch?: boolean; interval: number }, cmd: Command) => {
       const client = clientFor(cmd);
       if (!bakeId) {
@@ -503,6 +527,7 @@ export function buildProgram(io: CliIo): Command {
       }
       const b = await client.describeBake(bakeId);
       print(cmd, b, renderBake(b));
+      exitCode = bakeExitCode(b);
     });
   bake
     .command('abort')

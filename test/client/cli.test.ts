@@ -115,17 +115,35 @@ describe('the logrelay bin', () => {
     expect(bakeId).toMatch(/^b-/);
 
     const watched = await cli(['bake', 'status', bakeId, '--watch', '--interval', '1', '--json']);
-    expect(watched.code).toBe(0);
-    const views = watched.stdout.trim().split('\n').map((l) => JSON.parse(l) as { status: string; phases: { verdict: string }[] });
+    const views = watched.stdout.trim().split('\n').map((l) => JSON.parse(l) as { status: string; timeScale: number; phases: { verdict: string }[] });
     expect(views[views.length - 1]!.status).toBe('SUCCEEDED');
     expect(views.slice(0, -1).every((v) => v.status === 'RUNNING')).toBe(true);
+    // The service says its time scale (this runtime's 20), so the view can show real durations.
+    expect(views.every((v) => v.timeScale === 20)).toBe(true);
+    // Nothing but this test calls the data routes during the bake, so its one phase may be
+    // approved or (inconclusive) rejected: a rejected phase exits 4, an approved one 0.
+    const verdict = views[views.length - 1]!.phases[0]!.verdict;
+    expect(['APPROVED', 'REJECTED']).toContain(verdict);
+    expect(watched.code).toBe(verdict === 'REJECTED' ? 4 : 0);
 
     const status = await cli(['bake', 'status', bakeId]);
-    expect(status.code).toBe(0);
+    expect(status.code).toBe(verdict === 'REJECTED' ? 4 : 0);
     expect(status.stdout).toContain(`bake ${bakeId}  SUCCEEDED`);
-    expect(status.stdout).toMatch(new RegExp(`1\\. delivery v${version} +(APPROVED|REJECTED)`));
+    expect(status.stdout).toMatch(/elapsed \S+ +time scale 20x/);
+    expect(status.stdout).toContain('bake 10 s (500 ms real)   poll 1 s (50 ms real)');
+    expect(status.stdout).toMatch(new RegExp(`1\\. delivery v${version} +${verdict}`));
     expect(status.stdout).toMatch(/control +\d+ req/);
     expect(status.stdout).toMatch(/alarms: .*\d+ ok/);
+
+    // What the version changes against version 1 (the defaults).
+    const diffed = await cli(['configs', 'get', 'delivery', version, '--diff', '1']);
+    expect(diffed.code).toBe(0);
+    expect(diffed.stdout).toContain(`delivery v${version} against v1 (v1 -> v${version}):\n  maxBatchRecords  100 -> 50\n`);
+    const diffedJson = await cli(['configs', 'get', 'delivery', version, '--diff', '1', '--json']);
+    expect(JSON.parse(diffedJson.stdout).diff).toEqual([{ path: 'maxBatchRecords', control: 100, experimental: 50 }]);
+    const noSuch = await cli(['configs', 'get', 'delivery', version, '--diff', '999']);
+    expect(noSuch.code).toBe(1);
+    expect(noSuch.stderr).toContain(`Profile delivery has no version 999 to compare version ${version} with`);
   });
 
   it('fails with the service message and a non-zero exit code', async () => {
