@@ -56,6 +56,15 @@ export const FUNCTION_ACCESS: Record<FunctionName | TaskFunctionName, { logs?: A
 };
 
 /**
+ * The global secondary indexes (lambdas/tables.ts) each function queries, by table: the stack
+ * grants `dynamodb:Query` on exactly these index ARNs and no other index action, and the CDK
+ * tests check it. GET /bakes (admin) lists bake records newest first from `bakesByTime`.
+ */
+export const FUNCTION_INDEX_QUERIES: Partial<Record<FunctionName | TaskFunctionName, Partial<Record<keyof (typeof FUNCTION_ACCESS)[FunctionName], readonly string[]>>>> = {
+  admin: { control: ['bakesByTime'] },
+};
+
+/**
  * Seconds each function may run: receive long-polls up to 20 s under API Gateway's 30 s cap. The
  * upgrade makes a few calls (one read, one AppConfig read per missing version, one write), each
  * with the SDK's three attempts; its trigger waits up to 2 minutes for it.

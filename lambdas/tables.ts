@@ -1,8 +1,20 @@
 /**
  * Table definitions shared by the CDK stack (lib/) and the embedded store (tests, local
- * runtime): key schema and TTL attribute are stated once, here.
+ * runtime): key schema, TTL attribute and global secondary indexes are stated once, here.
  */
 export type KeyType = 'S' | 'N' | 'B';
+
+/**
+ * A global secondary index. Sparse by design: only items that carry both key attributes are in
+ * it. KEYS_ONLY: it holds the table's key and its own, so a write that changes neither costs
+ * the index nothing; readers fetch the items themselves from the table.
+ */
+export interface IndexDef {
+  name: string;
+  partitionKey: { name: string; type: KeyType };
+  sortKey: { name: string; type: KeyType };
+  projection: 'KEYS_ONLY';
+}
 
 export interface TableDef {
   /** Logical id in the stack and the environment variable that carries the physical name. */
@@ -11,6 +23,7 @@ export interface TableDef {
   partitionKey: { name: string; type: KeyType };
   sortKey?: { name: string; type: KeyType };
   ttlAttribute: string;
+  indexes?: readonly IndexDef[];
 }
 
 export const TABLES: readonly TableDef[] = [
@@ -31,6 +44,23 @@ export const TABLES: readonly TableDef[] = [
   // One item per receiver session (plus dead-letter spill pages), expiring when idle.
   { id: 'Sessions', envVar: 'SESSIONS_TABLE', partitionKey: { name: 'pk', type: 'S' }, ttlAttribute: 'x' },
   // The rollout state (control versions, the experiment, the bake lock) and the bake records
-  // (kept 90 days, TTL'd).
-  { id: 'Control', envVar: 'CONTROL_TABLE', partitionKey: { name: 'pk', type: 'S' }, ttlAttribute: 'x' },
+  // (kept 90 days, TTL'd). Bake records carry BAKES_BY_TIME's keys (one listing partition, the
+  // bake's creation time), so GET /bakes lists them newest first with a Query, not a Scan.
+  {
+    id: 'Control',
+    envVar: 'CONTROL_TABLE',
+    partitionKey: { name: 'pk', type: 'S' },
+    ttlAttribute: 'x',
+    indexes: [
+      {
+        name: 'bakesByTime',
+        partitionKey: { name: 'lp', type: 'S' },
+        sortKey: { name: 'lt', type: 'N' },
+        projection: 'KEYS_ONLY',
+      },
+    ],
+  },
 ] as const;
+
+/** The Control table's index of bake records by creation time (lambdas/adapters/control.ts writes its keys). */
+export const BAKES_BY_TIME: IndexDef = TABLES.find((t) => t.id === 'Control')!.indexes![0]!;

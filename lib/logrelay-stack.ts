@@ -7,7 +7,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as triggers from 'aws-cdk-lib/triggers';
 import type { Construct } from 'constructs';
-import { FUNCTION_ACCESS, FUNCTION_TIMEOUT_SECONDS, ROUTES, type Access, type FunctionName, type RouteDef, type TaskFunctionName } from '../lambdas/routes';
+import { FUNCTION_ACCESS, FUNCTION_INDEX_QUERIES, FUNCTION_TIMEOUT_SECONDS, ROUTES, type Access, type FunctionName, type RouteDef, type TaskFunctionName } from '../lambdas/routes';
 import { TABLES, type KeyType, type TableDef } from '../lambdas/tables';
 import { dynamoActionsFor, executeApiResourcePath, isAdminRoute, routesFor, tableKey, type PolicyAudience, type TableKey } from './access';
 import { acknowledgeWildcardResources } from './nag';
@@ -157,6 +157,15 @@ export class LogrelayStack extends Stack {
         encryption: dynamodb.TableEncryption.AWS_MANAGED,
         removalPolicy,
       });
+      // Adding an index to a deployed table is an in-place update (DynamoDB backfills it online).
+      for (const ix of def.indexes ?? []) {
+        table.addGlobalSecondaryIndex({
+          indexName: ix.name,
+          partitionKey: attribute(ix.partitionKey),
+          sortKey: attribute(ix.sortKey),
+          projectionType: dynamodb.ProjectionType[ix.projection],
+        });
+      }
       tables[tableKey(def)] = table;
       tableDefs[tableKey(def)] = def;
       new CfnOutput(this, `${def.id}TableName`, {
@@ -187,7 +196,17 @@ export class LogrelayStack extends Stack {
         removalPolicy,
         reservedConcurrency: reserved[fn],
       });
-      for (const [key, level] of access) tables[key].grant(f.role, ...dynamoActionsFor(level));
+      // On the table's ARN alone: Table.grant would add `<table>/index/*` once a table has an
+      // index, letting every reader of the Control table query its indexes. Each index is
+      // granted to the functions FUNCTION_INDEX_QUERIES names, for Query only.
+      for (const [key, level] of access) {
+        f.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: dynamoActionsFor(level), resources: [tables[key].tableArn] }));
+      }
+      for (const [key, names] of Object.entries(FUNCTION_INDEX_QUERIES[fn] ?? {}) as [TableKey, readonly string[]][]) {
+        const known = tableDefs[key]?.indexes?.map((ix) => ix.name) ?? [];
+        for (const name of names) if (!known.includes(name)) throw new Error(`FUNCTION_INDEX_QUERIES.${fn} names index '${name}' of table '${key}', which TABLES does not define`);
+        f.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['dynamodb:Query'], resources: names.map((name) => `${tables[key].tableArn}/index/${name}`) }));
+      }
       functions[fn] = f;
     }
     this.functions = functions;

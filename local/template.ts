@@ -1,7 +1,7 @@
 /**
  * The local runtime's view of the deployed system, read from the stack's synthesized
  * CloudFormation template: routes (with their authorization), the function behind each
- * route (handler module, timeout, environment) and the tables (keys, TTL). Nothing here is
+ * route (handler module, timeout, environment) and the tables (keys, indexes, TTL). Nothing here is
  * restated by hand: change the stack and the local runtime follows.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -39,7 +39,15 @@ export interface LocalTable {
   name: string;
   keySchema: { AttributeName: string; KeyType: 'HASH' | 'RANGE' }[];
   attributeDefinitions: { AttributeName: string; AttributeType: 'S' | 'N' | 'B' }[];
+  /** The table's global secondary indexes, as the template declares them (none: absent). */
+  globalSecondaryIndexes?: LocalIndex[];
   ttlAttribute?: string;
+}
+
+export interface LocalIndex {
+  IndexName: string;
+  KeySchema: { AttributeName: string; KeyType: 'HASH' | 'RANGE' }[];
+  Projection: { ProjectionType: 'KEYS_ONLY' | 'INCLUDE' | 'ALL'; NonKeyAttributes?: string[] };
 }
 
 export interface LocalSystem {
@@ -96,6 +104,9 @@ export function readSystem(
       keySchema: p.KeySchema,
       attributeDefinitions: p.AttributeDefinitions,
     };
+    if (Array.isArray(p.GlobalSecondaryIndexes) && p.GlobalSecondaryIndexes.length) {
+      t.globalSecondaryIndexes = p.GlobalSecondaryIndexes.map((g: LocalIndex) => ({ IndexName: g.IndexName, KeySchema: g.KeySchema, Projection: g.Projection }));
+    }
     if (p.TimeToLiveSpecification?.Enabled) t.ttlAttribute = p.TimeToLiveSpecification.AttributeName;
     tables.push(t);
   }

@@ -17,7 +17,7 @@ import { DEFAULT_RESERVED_CONCURRENCY, LogrelayStack, reservedConcurrencyFromCon
 import { CLEANUP_THROTTLE_ATTEMPTS, THROTTLE_RETRY } from '../lib/config-bake';
 import { contentOf, DEFAULT_CONFIG, INITIAL_ROLLOUT, PROFILES, profileJsonSchema, type ProfileName } from '../lambdas/domain/config';
 import { ALARM_PERIOD_SECONDS, ARM_METRICS, BAKE_METRICS, METRIC_NAMESPACE, SERVICE_NAME } from '../lambdas/metrics';
-import { FUNCTION_ACCESS, FUNCTION_TIMEOUT_SECONDS, ROUTES, routeKey, type Access, type FunctionName, type TaskFunctionName } from '../lambdas/routes';
+import { FUNCTION_ACCESS, FUNCTION_INDEX_QUERIES, FUNCTION_TIMEOUT_SECONDS, ROUTES, routeKey, type Access, type FunctionName, type TaskFunctionName } from '../lambdas/routes';
 import { TABLES } from '../lambdas/tables';
 
 // Synthesized CloudFormation is untyped JSON.
@@ -240,7 +240,19 @@ describe('DynamoDB tables', () => {
       { AttributeName: def.partitionKey.name, KeyType: 'HASH' },
       ...(def.sortKey ? [{ AttributeName: def.sortKey.name, KeyType: 'RANGE' }] : []),
     ]);
-    expect(p.AttributeDefinitions).toEqual(keys.map((k) => ({ AttributeName: k.name, AttributeType: k.type })));
+    const indexKeys = (def.indexes ?? []).flatMap((ix) => [ix.partitionKey, ix.sortKey]);
+    expect(p.AttributeDefinitions).toEqual([...keys, ...indexKeys].map((k) => ({ AttributeName: k.name, AttributeType: k.type })));
+    // Indexes as TABLES declares them, keys only (the table's key and the index's), no throughput of their own.
+    expect(p.GlobalSecondaryIndexes).toEqual(
+      def.indexes?.map((ix) => ({
+        IndexName: ix.name,
+        KeySchema: [
+          { AttributeName: ix.partitionKey.name, KeyType: 'HASH' },
+          { AttributeName: ix.sortKey.name, KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'KEYS_ONLY' },
+      })),
+    );
     expect(p.TimeToLiveSpecification).toEqual({ AttributeName: def.ttlAttribute, Enabled: true });
     expect(p.PointInTimeRecoverySpecification).toEqual({ PointInTimeRecoveryEnabled: true });
     expect(p.BillingMode).toBe('PAY_PER_REQUEST');
@@ -451,6 +463,7 @@ describe('Lambda functions', () => {
       expect(policies.length, fn).toBeGreaterThan(0);
 
       const actionsByTable = new Map<string, Set<string>>();
+      const indexActions = new Map<string, Set<string>>(); // `<table key>/<index name>` -> actions
       for (const [, policy] of policies) {
         for (const st of policy.Properties.PolicyDocument.Statement as Json[]) {
           const actions = asArray<string>(st.Action);
@@ -459,6 +472,18 @@ describe('Lambda functions', () => {
           expect(actions.every((a) => a.startsWith('dynamodb:') && !a.includes('*')), `${fn}: ${actions}`).toBe(true);
           for (const res of asArray<Json>(st.Resource)) {
             if (res?.Ref === 'AWS::NoValue') continue;
+            // One named index of one of the stack's tables: `<table ARN>/index/<name>`, no "*".
+            const join = res?.['Fn::Join'];
+            if (join && join[0] === '' && join[1].length === 2 && typeof join[1][1] === 'string' && join[1][1].startsWith('/index/')) {
+              const table = tables.get(getAttOf(join[1][0], 'Arn'));
+              const name = join[1][1].slice('/index/'.length);
+              expect(table, `${fn}: ${JSON.stringify(res)}`).toBeDefined();
+              expect(name, `${fn}: ${JSON.stringify(res)}`).toMatch(/^[A-Za-z0-9_.-]+$/);
+              const set = indexActions.get(`${table}/${name}`) ?? new Set<string>();
+              actions.forEach((a) => set.add(a));
+              indexActions.set(`${table}/${name}`, set);
+              continue;
+            }
             const key = tables.get(getAttOf(res, 'Arn')); // a bare table ARN: no "*", no index, no other table
             expect(key, `${fn}: ${JSON.stringify(res)}`).toBeDefined();
             const set = actionsByTable.get(key!) ?? new Set<string>();
@@ -480,7 +505,17 @@ describe('Lambda functions', () => {
         else for (const a of reads) expect(actions.has(a), `${fn} on ${key}: ${a}`).toBe(true);
         expect(actions.has('dynamodb:Scan'), `${fn} on ${key}`).toBe(false);
       }
+      // Indexes: exactly those FUNCTION_INDEX_QUERIES names, each declared in TABLES, for Query only.
+      const declared = Object.entries(FUNCTION_INDEX_QUERIES[fn] ?? {}).flatMap(([key, names]) => (names ?? []).map((n) => `${key}/${n}`));
+      expect([...indexActions.keys()].sort(), fn).toEqual(declared.sort());
+      for (const [ix, actions] of indexActions) {
+        expect([...actions], `${fn} on ${ix}`).toEqual(['dynamodb:Query']);
+        const [key, name] = ix.split('/') as [string, string];
+        expect(TABLES.find((t) => tableKey(t) === key)?.indexes?.map((i) => i.name), ix).toContain(name);
+      }
     }
+    // GET /bakes (admin) reads bakesByTime; no other function reads any index.
+    expect(FUNCTION_INDEX_QUERIES).toEqual({ admin: { control: ['bakesByTime'] } });
   });
 });
 
