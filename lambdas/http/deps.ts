@@ -18,6 +18,7 @@ import type { ConfigProvider } from '../domain/config';
 import { systemClock, type Clock } from '../services/logs';
 import { CONFIG_CACHE_SECONDS, RolloutConfig } from '../services/rollout';
 import { backfillRolloutContents, BakeService, type BakeGauge, type BakeRunner } from '../services/bakes';
+import { BakeList } from '../services/bake-list';
 import { logger, tracer } from './api';
 import { TABLES } from '../tables';
 import { BAKE_METRICS, METRIC_NAMESPACE, SERVICE_NAME } from '../metrics';
@@ -130,6 +131,18 @@ export function defaultUpgradeDeps(): UpgradeDeps {
   const control = new DynamoControlStore(dynamo, tableNamesFromEnv().control);
   const versions = new AppConfigVersions(tracer.captureAWSv3Client(new AppConfigClient({ maxAttempts: 3 })), appConfigIdsFromEnv());
   return upgradeDeps(control, versions, systemClock);
+}
+
+/** GET /bakes (admin): bake records, newest first, from the Control table's bakesByTime index. */
+export interface BakeListDeps {
+  bakeList: BakeList;
+}
+
+export const bakeListDeps = (control: Pick<ControlStore, 'listBakeKeys' | 'getBakes'>, clock: Clock): BakeListDeps => ({ bakeList: new BakeList(control, clock) });
+
+export function defaultBakeListDeps(): BakeListDeps {
+  const dynamo = tracer.captureAWSv3Client(new DynamoDBClient({ maxAttempts: 3 }));
+  return bakeListDeps(new DynamoControlStore(dynamo, tableNamesFromEnv().control), systemClock);
 }
 
 /** Builds the real handler on first use, so importing a handler module needs no environment. */
