@@ -32,6 +32,7 @@ export const ROUTES: readonly RouteDef[] = [
   { method: 'POST', path: '/configs/{profile}/versions', fn: 'admin' },
   { method: 'GET', path: '/configs/{profile}/versions/{version}', fn: 'admin' },
   { method: 'POST', path: '/bakes', fn: 'admin' },
+  { method: 'GET', path: '/bakes', fn: 'admin' },
   { method: 'GET', path: '/bakes/{bakeId}', fn: 'admin' },
   { method: 'POST', path: '/bakes/{bakeId}/abort', fn: 'admin' },
 ] as const;

@@ -131,7 +131,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   const { DynamoControlStore } = await import('../lambdas/adapters/control');
   const { AppConfigVersions, appConfigIdsFromEnv } = await import('../lambdas/adapters/appconfig');
   const { CloudWatchArmMetrics } = await import('../lambdas/adapters/cloudwatch');
-  const { tableNamesFromEnv, hostConfig, bakeService } = await import('../lambdas/http/deps');
+  const { tableNamesFromEnv, hostConfig, bakeService, bakeListDeps } = await import('../lambdas/http/deps');
   const { systemClock } = await import('../lambdas/services/logs');
   const clock = opts.clock ?? systemClock;
 
@@ -176,6 +176,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       clock,
       config: hostConfig(control, clock, timeScale),
       bakes: bakeService({ control, versions, ids, metrics: new CloudWatchArmMetrics(cloudwatchClient, timeScale), runner, clock, timeScale }),
+      ...bakeListDeps(control, clock),
       // The admin routes report it on GET /bakes/{bakeId} (1 in AWS, where nothing sets it).
       timeScale,
     };

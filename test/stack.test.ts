@@ -570,6 +570,7 @@ describe('caller policies', () => {
         'POST /configs/{profile}/versions',
         'GET /configs/{profile}/versions/{version}',
         'POST /bakes',
+        'GET /bakes',
         'GET /bakes/{bakeId}',
         'POST /bakes/{bakeId}/abort',
       ].sort(),

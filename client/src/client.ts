@@ -13,6 +13,7 @@ import type {
   AppendRecord,
   AppendResult,
   Bake,
+  BakeList,
   ConfigVersion,
   Configs,
   CreateLogInput,
@@ -334,6 +335,17 @@ export class LogrelayClient {
   /** POST /bakes (not idempotent: a repeat would find its own bake in progress); retried only when refused. */
   async startBake(input: StartBakeInput, o: CallOptions = {}): Promise<{ bakeId: string }> {
     return (await this.http.call<{ bakeId: string }>({ method: 'POST', path: '/bakes', body: input, safety: 'once', ...sig(o) })).body;
+  }
+
+  /**
+   * GET /bakes: one page of bakes, newest first (`limit` 1..100, default 20). Pass the page's
+   * `nextToken` back for the next one; the last page has none.
+   */
+  async listBakes(o: CallOptions & { limit?: number; nextToken?: string } = {}): Promise<BakeList> {
+    const query: Record<string, string> = {};
+    if (o.limit !== undefined) query.limit = String(o.limit);
+    if (o.nextToken !== undefined) query.nextToken = o.nextToken;
+    return (await this.http.call<BakeList>({ method: 'GET', path: '/bakes', query, safety: 'idempotent', ...sig(o) })).body;
   }
 
   /** GET /bakes/{bakeId} */

@@ -240,6 +240,34 @@ export interface Bake {
   timeScale?: number;
 }
 
+/** One phase of a listed bake (GET /bakes): the change, and what the bake decided about it. */
+export interface BakePhaseSummary {
+  profile: string;
+  version: string;
+  verdict: Verdict;
+  reason?: string;
+  startedAt?: string;
+  endedAt?: string;
+}
+
+/** A bake as GET /bakes lists it: GET /bakes/{bakeId} without each phase's alarms, arms and polls. */
+export interface BakeSummary {
+  bakeId: string;
+  status: BakeStatus;
+  error?: string;
+  abortRequested: boolean;
+  createdAt: string;
+  endedAt?: string;
+  settings: { weightPercent: number; bakeSeconds: number; pollSeconds: number; minExperimentRequests: number };
+  phases: BakePhaseSummary[];
+}
+
+/** One page of GET /bakes, newest first; `nextToken` absent on the last page. */
+export interface BakeList {
+  bakes: BakeSummary[];
+  nextToken?: string;
+}
+
 export interface AbortedBake {
   bakeId: string;
   abortRequested: true;

@@ -6,7 +6,7 @@
 import { httpHandler, parse } from '../http/api';
 import { CreateVersion, StartBake } from '../http/schemas';
 import { versionWithDiff } from '../services/config-diff';
-import { defaultBakeDeps, defaultDeps, lazy, type BakeDeps, type Deps } from '../http/deps';
+import { defaultBakeDeps, defaultBakeListDeps, defaultDeps, lazy, type BakeDeps, type BakeListDeps, type Deps } from '../http/deps';
 
 export interface AdminDeps extends Deps, BakeDeps {
   /**
@@ -18,7 +18,7 @@ export interface AdminDeps extends Deps, BakeDeps {
   timeScale?: number;
 }
 
-export function makeHandler(d: AdminDeps) {
+export function makeHandler(d: AdminDeps & BakeListDeps) {
   const bakes = d.bakes;
   const timeScale = d.timeScale ?? 1;
   return httpHandler('admin', d, {
@@ -35,6 +35,7 @@ export function makeHandler(d: AdminDeps) {
       const { changes, ...settings } = parse(StartBake, ctx.body);
       return { status: 202, body: await bakes.startBake(changes, settings) };
     },
+    'GET /bakes': async (ctx) => ({ status: 200, body: await d.bakeList.list(ctx.query) }),
     'GET /bakes/{bakeId}': async (ctx) => ({ status: 200, body: { ...(await bakes.describe(ctx.path.bakeId ?? '')), timeScale } }),
     'POST /bakes/{bakeId}/abort': async (ctx) => {
       await bakes.abort(ctx.path.bakeId ?? '');
@@ -43,4 +44,4 @@ export function makeHandler(d: AdminDeps) {
   });
 }
 
-export const handler = lazy(() => makeHandler({ ...defaultDeps(), ...defaultBakeDeps() }));
+export const handler = lazy(() => makeHandler({ ...defaultDeps(), ...defaultBakeDeps(), ...defaultBakeListDeps() }));

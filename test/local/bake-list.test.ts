@@ -1,0 +1,134 @@
+/**
+ * GET /bakes on the local runtime: bakes started with POST /bakes and run to their end by the
+ * stack's state machine are listed newest first across pages, over signed HTTP, each as
+ * GET /bakes/{bakeId} reports it; the client's listBakes pages through them; bad parameters are
+ * a 400 with a sentence; a worker principal is refused the admin route.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startLocalRuntime, type LocalRuntime } from '../../local/server';
+import { SignedHttp } from '../../local/client';
+import { LogrelayClient } from '../../client/src/client';
+
+// 100x: a phase's 10 s bake is 0.1 s; with no traffic each phase ends Inconclusive in well under a second.
+const SCALE = 100;
+
+let rt: LocalRuntime;
+let admin: SignedHttp;
+let worker: SignedHttp;
+const bakeIds: string[] = [];
+
+beforeAll(async () => {
+  const credentialsPath = join(mkdtempSync(join(tmpdir(), 'logrelay-list-')), 'c.json');
+  writeFileSync(
+    credentialsPath,
+    JSON.stringify({
+      principals: [
+        { name: 'ops', accessKeyId: 'LRLISTADMIN00000', secretAccessKey: 'list-admin-secret-000000000000000', admin: true },
+        { name: 'workers', accessKeyId: 'LRLISTWORKER0000', secretAccessKey: 'list-worker-secret-00000000000000', admin: false },
+      ],
+    }),
+  );
+  rt = await startLocalRuntime({ port: 0, timeScale: SCALE, credentialsPath, log: () => {} });
+  admin = new SignedHttp(rt.url, rt.principals.find((p) => p.admin)!);
+  worker = new SignedHttp(rt.url, rt.principals.find((p) => !p.admin)!);
+  const delivery = await admin.call('POST', '/configs/delivery/versions', { content: { maxBatchRecords: 50 } });
+  const limits = await admin.call('POST', '/configs/limits/versions', { content: { maxRecordsPerAppend: 400 } });
+  expect([delivery.status, limits.status]).toEqual([201, 201]);
+  // Three bakes, one after another (one runs at a time), each run to its end.
+  const changes = [
+    [{ profile: 'delivery', version: delivery.body.version }],
+    [{ profile: 'limits', version: limits.body.version }],
+    [
+      { profile: 'delivery', version: delivery.body.version },
+      { profile: 'limits', version: limits.body.version },
+    ],
+  ];
+  for (const c of changes) {
+    const started = await admin.call('POST', '/bakes', { changes: c, bakeSeconds: 10, pollSeconds: 1 });
+    expect(started.status).toBe(202);
+    bakeIds.push(started.body.bakeId);
+    await rt.bakeExecutions.get(started.body.bakeId);
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await rt?.close();
+});
+
+describe('GET /bakes on the local runtime', () => {
+  it('lists the bakes newest first across pages, each as GET /bakes/{bakeId} reports it', async () => {
+    const first = await admin.call('GET', '/bakes?limit=2');
+    expect(first.status).toBe(200);
+    expect(first.body.bakes.map((b: { bakeId: string }) => b.bakeId)).toEqual([bakeIds[2], bakeIds[1]]);
+    expect(typeof first.body.nextToken).toBe('string');
+    const second = await admin.call('GET', `/bakes?limit=2&nextToken=${first.body.nextToken}`);
+    expect(second.status).toBe(200);
+    expect(second.body.bakes.map((b: { bakeId: string }) => b.bakeId)).toEqual([bakeIds[0]]);
+    expect(second.body.nextToken).toBeUndefined();
+
+    const all = (await admin.call('GET', '/bakes')).body; // default limit: all three on one page
+    expect(all.bakes.map((b: { bakeId: string }) => b.bakeId)).toEqual([...bakeIds].reverse());
+    expect(all.nextToken).toBeUndefined();
+    for (const listed of all.bakes) {
+      const one = (await admin.call('GET', `/bakes/${listed.bakeId}`)).body;
+      expect(listed.status).toBe('SUCCEEDED');
+      expect(listed).toMatchObject({ status: one.status, abortRequested: one.abortRequested, createdAt: one.createdAt, endedAt: one.endedAt, settings: one.settings });
+      expect(listed.phases).toEqual(
+        one.phases.map((p: Record<string, unknown>) => ({
+          profile: p.profile,
+          version: p.version,
+          verdict: p.verdict,
+          ...(p.reason ? { reason: p.reason } : {}),
+          ...(p.startedAt ? { startedAt: p.startedAt } : {}),
+          ...(p.endedAt ? { endedAt: p.endedAt } : {}),
+        })),
+      );
+      // What the bake decided, and why, in the listing itself: no traffic, so nothing was shown.
+      for (const p of listed.phases) {
+        expect(p.verdict).toBe('REJECTED');
+        expect(p.reason).toMatch(/Inconclusive/);
+      }
+    }
+    expect(all.bakes[0].phases.map((p: { profile: string }) => p.profile)).toEqual(['delivery', 'limits']);
+  });
+
+  it('the client library pages through them with listBakes', async () => {
+    const ops = rt.principals.find((p) => p.admin)!;
+    const client = new LogrelayClient({ endpoint: rt.url, credentials: { accessKeyId: ops.accessKeyId, secretAccessKey: ops.secretAccessKey } });
+    const p1 = await client.listBakes({ limit: 1 });
+    expect(p1.bakes.map((b) => b.bakeId)).toEqual([bakeIds[2]]);
+    const seen = [...p1.bakes.map((b) => b.bakeId)];
+    let token = p1.nextToken;
+    while (token) {
+      const page = await client.listBakes({ limit: 1, nextToken: token });
+      seen.push(...page.bakes.map((b) => b.bakeId));
+      token = page.nextToken;
+    }
+    expect(seen).toEqual([...bakeIds].reverse());
+    expect((await client.listBakes()).bakes).toHaveLength(3);
+  });
+
+  it('answers a bad limit, a forged nextToken or an unknown parameter with a 400 that says what to do', async () => {
+    const cases: [string, RegExp][] = [
+      ['/bakes?limit=0', /^limit must be a whole number from 1 to 100 \(default 20\); it is '0'\.$/],
+      ['/bakes?limit=101', /it is '101'/],
+      ['/bakes?nextToken=abc', /^nextToken 'abc' is not one GET \/bakes gave out\. Pass the nextToken of the previous page exactly as it came/],
+      ['/bakes?limt=5', /^GET \/bakes takes the query parameters limit and nextToken; 'limt' is not among them\.$/],
+    ];
+    for (const [path, message] of cases) {
+      const r = await admin.call('GET', path);
+      expect(r.status, path).toBe(400);
+      expect(r.body.error.code, path).toBe('ValidationError');
+      expect(r.body.error.message, path).toMatch(message);
+    }
+  });
+
+  it('is an admin route: a worker principal is refused', async () => {
+    const r = await worker.call('GET', '/bakes');
+    expect(r.status).toBe(403);
+    expect(r.body.error.message).toMatch(/GET \/bakes is an admin route/);
+  });
+});
