@@ -1,5 +1,5 @@
 /** What the CLI prints for people: the bake view, config diffs, tables of settings, and the progress bar. */
-import type { ArmStats, Bake, BakePhase, ConfigDiff, Configs, SessionInfo } from './types';
+import type { ArmStats, Bake, BakePhase, BakeSummary, ConfigDiff, Configs, SessionInfo } from './types';
 
 export interface Writable {
   write(chunk: string): unknown;
@@ -203,4 +203,21 @@ export class ProgressBar {
     if (this.drawn) this.out.write('\r\x1b[2K');
     this.drawn = false;
   }
+}
+
+/** `bake list`: one block per bake, newest first: when it started, its status, how long it took, then each change and what the bake decided about it, with the reason. */
+export function renderBakeList(bakes: BakeSummary[], now = Date.now()): string[] {
+  if (!bakes.length) return ['no bakes'];
+  const lines: string[] = [];
+  for (const b of bakes) {
+    const started = b.createdAt.replace(/\.\d{3}Z$/, 'Z').replace('T', ' ');
+    const took = since(b.createdAt, b.endedAt, now);
+    const head = [b.bakeId, b.status + (b.abortRequested && b.status === 'RUNNING' ? ' (abort requested)' : ''), `started ${started}`];
+    if (took) head.push(b.endedAt ? `took ${took}` : `running for ${took}`);
+    lines.push(head.join('  '));
+    if (b.error) lines.push(`  error: ${b.error}`);
+    const width = Math.max(...b.phases.map((p, i) => `${i + 1}. ${p.profile} v${p.version}`.length));
+    b.phases.forEach((p, i) => lines.push(`  ${`${i + 1}. ${p.profile} v${p.version}`.padEnd(width)}  ${p.verdict.padEnd(9)}${p.reason ? `  ${p.reason}` : ''}`.trimEnd()));
+  }
+  return lines;
 }

@@ -11,10 +11,10 @@ import { LogrelayClient, type LogrelayClientOptions } from './client';
 import { LogrelayError } from './errors';
 import { resolveConnection, UsageError, type ConnectionFlags } from './cli-config';
 import { CredentialsFileError } from './local';
-import { LiveBlock, ProgressBar, bakeFingerprint, renderBake, renderConfigs, renderDiff, renderSession, type Writable } from './cli-render';
+import { LiveBlock, ProgressBar, bakeFingerprint, renderBake, renderBakeList, renderConfigs, renderDiff, renderSession, type Writable } from './cli-render';
 import { sleep } from './retry';
 import type { Session } from './session';
-import type { AppendRecord, Bake, DeliveredRecord, SessionStart } from './types';
+import type { AppendRecord, Bake, BakeSummary, DeliveredRecord, SessionStart } from './types';
 
 export interface CliIo {
   stdout: Writable;
@@ -105,6 +105,15 @@ function parseStart(value: string): SessionStart {
   if (value === 'oldest' || value === 'latest') return value;
   if (/^\d+$/.test(value)) return { afterSeq: Number(value) };
   throw new InvalidArgumentError('must be oldest, latest, or a sequence number N to start after N.');
+}
+
+/** `--since`: an ISO 8601 time, or a span back from `nowMs` (90m, 24h, 7d), as epoch ms. */
+export function parseSince(value: string, nowMs: number): number {
+  const span = /^([1-9][0-9]{0,5})(m|h|d)$/.exec(value);
+  if (span) return nowMs - Number(span[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[span[2] as 'm' | 'h' | 'd'];
+  const t = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : NaN;
+  if (Number.isNaN(t)) throw new UsageError(`--since '${value}' is neither an ISO 8601 time (2026-11-24T00:00:00Z) nor a span back from now (90m, 24h, 7d).`);
+  return t;
 }
 
 function parseChange(value: string): { profile: string; version: string } {
@@ -536,6 +545,37 @@ export function buildProgram(io: CliIo): Command {
     .action(async (bakeId: string, _o: unknown, cmd: Command) => {
       const r = await clientFor(cmd).abortBake(bakeId);
       print(cmd, r, `abort requested for bake ${bakeId}; it stops at its next poll (logrelay bake status ${bakeId} --watch)`);
+    });
+
+  bake
+    .command('list')
+    .description('bakes, newest first: when each started, its status, and what each change was and what the bake decided about it')
+    .option('--limit <n>', 'bakes per page read, 1..100 (default 20)', intArg('--limit', 1, 100))
+    .option('--next-token <token>', 'start after the page that printed this token')
+    .option('--since <when>', 'only bakes started since WHEN: an ISO 8601 time (2026-11-24T00:00:00Z) or a span back from now (90m, 24h, 7d); reads pages back to it')
+    .option('--all', 'read every page, to the oldest bake kept (90 days)')
+    .addHelpText('after', '\nWithout --all or --since it prints one page, and the command for the next one if there is more.\n"What changed yesterday": logrelay bake list --since 24h')
+    .action(async (o: { limit?: number; nextToken?: string; since?: string; all?: boolean }, cmd: Command) => {
+      const sinceMs = o.since === undefined ? undefined : parseSince(o.since, Date.now());
+      const client = clientFor(cmd);
+      const bakes: BakeSummary[] = [];
+      let token = o.nextToken;
+      for (;;) {
+        const page = await client.listBakes({ ...(o.limit !== undefined ? { limit: o.limit } : {}), ...(token !== undefined ? { nextToken: token } : {}) });
+        const kept = sinceMs === undefined ? page.bakes : page.bakes.filter((b) => Date.parse(b.createdAt) >= sinceMs);
+        bakes.push(...kept);
+        token = page.nextToken;
+        // Newest first: once a page reaches past --since, no later page has a bake after it.
+        const passedSince = sinceMs !== undefined && kept.length < page.bakes.length;
+        if (!token || passedSince) {
+          if (passedSince) token = undefined;
+          break;
+        }
+        if (!o.all && sinceMs === undefined) break;
+      }
+      const human = renderBakeList(bakes);
+      if (token) human.push('', `more: logrelay bake list --next-token ${token}${o.limit !== undefined ? ` --limit ${o.limit}` : ''}`);
+      print(cmd, { bakes, ...(token ? { nextToken: token } : {}) }, human);
     });
 
   // Every command shares the global options' help and error handling.

@@ -11,17 +11,20 @@ import { join } from 'node:path';
 import { startLocalRuntime, type LocalRuntime } from '../../local/server';
 import { SignedHttp } from '../../local/client';
 import { LogrelayClient } from '../../client/src/client';
+import { parseSince, run, type CliIo } from '../../client/src/cli';
+import { renderBakeList } from '../../client/src/cli-render';
 
 // 100x: a phase's 10 s bake is 0.1 s; with no traffic each phase ends Inconclusive in well under a second.
 const SCALE = 100;
 
 let rt: LocalRuntime;
+let credentialsPath: string;
 let admin: SignedHttp;
 let worker: SignedHttp;
 const bakeIds: string[] = [];
 
 beforeAll(async () => {
-  const credentialsPath = join(mkdtempSync(join(tmpdir(), 'logrelay-list-')), 'c.json');
+  credentialsPath = join(mkdtempSync(join(tmpdir(), 'logrelay-list-')), 'c.json');
   writeFileSync(
     credentialsPath,
     JSON.stringify({
@@ -130,5 +133,105 @@ describe('GET /bakes on the local runtime', () => {
     const r = await worker.call('GET', '/bakes');
     expect(r.status).toBe(403);
     expect(r.body.error.message).toMatch(/GET \/bakes is an admin route/);
+  });
+});
+
+describe('logrelay bake list', () => {
+  /** Runs the CLI in process against the runtime, as the admin principal. */
+  const cli = async (args: string[]) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const io: CliIo = {
+      stdout: { write: (x: string) => out.push(x) },
+      stderr: { write: (x: string) => err.push(x) },
+      stdin: process.stdin,
+      env: { LOGRELAY_ENDPOINT: rt.url, LOGRELAY_CREDENTIALS_FILE: credentialsPath, LOGRELAY_PRINCIPAL: 'ops' },
+      cwd: tmpdir(),
+      onInterrupt: () => () => {},
+    };
+    const code = await run(args, io);
+    return { code, stdout: out.join(''), stderr: err.join('') };
+  };
+
+  it('prints one page, newest first, each change with its verdict and reason, and the command for the next page', async () => {
+    const r = await cli(['bake', 'list', '--limit', '2']);
+    expect(r.code).toBe(0);
+    const heads = r.stdout.split('\n').filter((l) => l.startsWith('b-'));
+    expect(heads.map((l) => l.split('  ')[0])).toEqual([bakeIds[2], bakeIds[1]]);
+    expect(heads[0]).toMatch(/^b-\S+  SUCCEEDED  started \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z  took \d+s$/);
+    expect(r.stdout).toMatch(/\n  1\. delivery v\d+  REJECTED   Inconclusive/);
+    expect(r.stdout).toMatch(/\n  2\. limits v\d+    REJECTED   Inconclusive/);
+    const more = /more: logrelay bake list --next-token (\S+) --limit 2/.exec(r.stdout);
+    expect(more).not.toBeNull();
+    const next = await cli(['bake', 'list', '--limit', '2', '--next-token', more![1]!]);
+    expect(next.stdout.split('\n').filter((l) => l.startsWith('b-')).map((l) => l.split('  ')[0])).toEqual([bakeIds[0]]);
+    expect(next.stdout).not.toContain('more:');
+  });
+
+  it('--all reads every page; --since reads back to a time and stops; --json prints the bakes', async () => {
+    const all = await cli(['bake', 'list', '--all', '--limit', '1', '--json']);
+    expect(all.code).toBe(0);
+    const doc = JSON.parse(all.stdout);
+    expect(doc.bakes.map((b: { bakeId: string }) => b.bakeId)).toEqual([...bakeIds].reverse());
+    expect(doc.nextToken).toBeUndefined();
+    const recent = await cli(['bake', 'list', '--since', '1h', '--limit', '1', '--json']);
+    expect(JSON.parse(recent.stdout).bakes).toHaveLength(3);
+    // Since the second bake started: the second and third, and no token (nothing later is newer).
+    const second = JSON.parse(all.stdout).bakes[1];
+    const fromSecond = JSON.parse((await cli(['bake', 'list', '--since', second.createdAt, '--limit', '1', '--json'])).stdout);
+    expect(fromSecond.bakes.map((b: { bakeId: string }) => b.bakeId)).toEqual([bakeIds[2], bakeIds[1]]);
+    expect(fromSecond.nextToken).toBeUndefined();
+    const none = await cli(['bake', 'list', '--since', new Date(Date.now() + 60_000).toISOString()]);
+    expect(none.stdout.trim()).toBe('no bakes');
+  });
+
+  it('refuses an unreadable --since or --limit as a usage error (exit 2), and a forged --next-token with the service\'s sentence', async () => {
+    const since = await cli(['bake', 'list', '--since', 'yesterday']);
+    expect(since.code).toBe(2);
+    expect(since.stderr).toMatch(/--since 'yesterday' is neither an ISO 8601 time .* nor a span back from now \(90m, 24h, 7d\)/);
+    expect((await cli(['bake', 'list', '--limit', '500'])).code).toBe(2);
+    const token = await cli(['bake', 'list', '--next-token', 'forged']);
+    expect(token.code).toBe(1);
+    expect(token.stderr).toMatch(/nextToken 'forged' is not one GET \/bakes gave out/);
+    expect(parseSince('90m', 1_000_000_000)).toBe(1_000_000_000 - 90 * 60_000);
+    expect(parseSince('7d', 1_000_000_000_000)).toBe(1_000_000_000_000 - 7 * 86_400_000);
+  });
+
+  it('renders a running bake, an error and a bake with no verdict yet', () => {
+    const lines = renderBakeList(
+      [
+        {
+          bakeId: 'b-run',
+          status: 'RUNNING',
+          abortRequested: true,
+          createdAt: '2026-11-24T09:00:00.000Z',
+          settings: { weightPercent: 10, bakeSeconds: 600, pollSeconds: 30, minExperimentRequests: 200 },
+          phases: [
+            { profile: 'delivery', version: '2', verdict: 'APPROVED', reason: 'Judge: not worse' },
+            { profile: 'limits', version: '12', verdict: 'BAKING' },
+          ],
+        },
+        {
+          bakeId: 'b-dead',
+          status: 'FAILED',
+          error: 'The bake failed: States.Timeout',
+          abortRequested: false,
+          createdAt: '2026-11-23T09:00:00.000Z',
+          endedAt: '2026-11-23T09:10:00.000Z',
+          settings: { weightPercent: 10, bakeSeconds: 600, pollSeconds: 30, minExperimentRequests: 200 },
+          phases: [{ profile: 'limits', version: '3', verdict: 'REJECTED', reason: 'The bake failed' }],
+        },
+      ],
+      Date.parse('2026-11-24T09:05:00Z'),
+    );
+    expect(lines).toEqual([
+      'b-run  RUNNING (abort requested)  started 2026-11-24 09:00:00Z  running for 5m 00s',
+      '  1. delivery v2  APPROVED   Judge: not worse',
+      '  2. limits v12   BAKING',
+      'b-dead  FAILED  started 2026-11-23 09:00:00Z  took 10m 00s',
+      '  error: The bake failed: States.Timeout',
+      '  1. limits v3  REJECTED   The bake failed',
+    ]);
+    expect(renderBakeList([])).toEqual(['no bakes']);
   });
 });
