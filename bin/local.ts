@@ -3,11 +3,13 @@
  * `npm start`: the whole service on this machine, no AWS account. Options: PORT (default
  * 8787), --data-dir DIR (default: in memory), --storage-latency-ms N (default
  * LOGRELAY_STORAGE_LATENCY_MS, else 0) and --faults SPEC (default LOGRELAY_FAULTS, else none);
- * see local/start-args.ts. Ctrl-C stops it cleanly.
+ * see local/start-args.ts. LOGRELAY_TIME_SCALE (default 1) divides bake durations; the banner
+ * says what that makes of them. Ctrl-C stops it cleanly.
  */
 import { startLocalRuntime } from '../local/server';
 import { parseStartArgs, START_USAGE } from '../local/start-args';
 import { formatFaultSpec } from '../local/faults';
+import { bakeBannerLines } from '../local/banner';
 
 // The AWS SDK warns that its 2027 releases will need Node 22; the runtime works on Node 20.
 process.removeAllListeners('warning');
@@ -42,6 +44,7 @@ async function main(): Promise<void> {
             `          replay this run's faults with --faults '${formatFaultSpec(args.faults)}'`,
           ]
         : []),
+      ...bakeBannerLines(rt.timeScale, process.env.LOGRELAY_TIME_SCALE?.trim() ? 'LOGRELAY_TIME_SCALE' : 'default'),
       `  principals: ${rt.credentialsPath}${rt.credentialsCreated ? ' (created now)' : ''}; ${rt.principals.map((p) => `${p.name}${p.admin ? ' (admin)' : ''}`).join(', ')}`,
       '',
       'Every request must be signed with AWS SigV4 (service execute-api, any region). Try:',
