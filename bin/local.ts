@@ -10,6 +10,7 @@ import { startLocalRuntime } from '../local/server';
 import { parseStartArgs, START_USAGE } from '../local/start-args';
 import { formatFaultSpec } from '../local/faults';
 import { bakeBannerLines } from '../local/banner';
+import { formatEventLine } from '../local/eventbridge';
 
 // The AWS SDK warns that its 2027 releases will need Node 22; the runtime works on Node 20.
 process.removeAllListeners('warning');
@@ -52,9 +53,11 @@ async function main(): Promise<void> {
       `    -H 'content-type: application/json' -d '{"logId":"hello"}' ${rt.url}/logs`,
       `  curl --aws-sigv4 "aws:amz:us-east-1:execute-api" --user ${admin.accessKeyId}:${admin.secretAccessKey} ${rt.url}/logs/hello`,
       '',
-      'One line per request follows (method, route, status, time). Ctrl-C stops.',
+      'One line per request follows (method, route, status, time), and one per EventBridge event the bake publishes. Ctrl-C stops.',
     ].join('\n'),
   );
+  // What the stack's state machines publish to EventBridge (the bake's events), one line each as it comes.
+  rt.events.onEvent((e) => console.log(formatEventLine(e)));
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -23,6 +23,7 @@ import { addFaults, faultsFromEnv, FaultInjector, withFaults, type FaultSpec } f
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { resolveIntrinsics, runExecution, stateMachinesFromTemplate, type ExecutionEvent, type SdkHandler, type TemplateStateMachine } from './stepfunctions';
 import { ALARM_PERIOD_SECONDS } from '../lambdas/metrics';
+import { LocalEventBridge } from './eventbridge';
 import { join } from 'node:path';
 
 const ACCOUNT = '000000000000';
@@ -79,6 +80,11 @@ export interface LocalRuntime {
    * states and retry intervals are divided by the time scale.
    */
   startExecution(machine: string, input: unknown, opts?: { onEvent?: (e: ExecutionEvent) => void; signal?: AbortSignal; name?: string }): Promise<unknown>;
+  /**
+   * The default event bus of the stack's state machines (EventBridge PutEvents, optimized or
+   * aws-sdk): every event they publish, in order (`list()`), and `onEvent` for each as it comes.
+   */
+  events: LocalEventBridge;
   /** Executions started by the admin routes (POST /bakes), by bake id: each settles when its execution ends. */
   bakeExecutions: ReadonlyMap<string, Promise<unknown>>;
   timeScale: number;
@@ -147,6 +153,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   });
   if (faults) addFaults(cloudwatchClient, faults, 'cloudwatch', 'localCloudWatch');
   const executions = new Map<string, Promise<unknown>>();
+  const events = new LocalEventBridge();
   const stopBakes = new AbortController();
   let startExecution: LocalRuntime['startExecution'] = () => Promise.reject(new Error('the local runtime is still starting'));
   const runner = {
@@ -219,6 +226,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       lambdas,
       sdk,
       dynamodb: dynamo.client,
+      eventBridge: events,
       timeScale,
       stateMachineName: sm.name,
       ...(run.name ? { name: run.name } : {}),
@@ -260,6 +268,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     appConfig,
     stateMachines,
     startExecution,
+    events,
     bakeExecutions: executions,
     timeScale,
     storageLatencyMs,

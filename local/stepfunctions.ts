@@ -11,7 +11,14 @@
  * - `arn:aws:states:::aws-sdk:<service>:<action>` -> `sdk['<service>:<action>']` (PascalCase
  *   parameters in, PascalCase output back, errors named `<Service>.<Name>Exception`), or, for
  *   `dynamodb`, the injected DynamoDB client;
- * - `arn:aws:states:::dynamodb:putItem|getItem|updateItem|deleteItem` -> the injected client.
+ * - `arn:aws:states:::dynamodb:putItem|getItem|updateItem|deleteItem` -> the injected client;
+ * - `arn:aws:states:::events:putEvents` (the optimized EventBridge integration) and
+ *   `arn:aws:states:::aws-sdk:eventbridge:putEvents` -> `eventBridge` (local/eventbridge.ts). The
+ *   optimized one does what Step Functions does on top of PutEvents: a Detail given as a JSON
+ *   object is sent as its JSON text, the execution's and state machine's ARNs are appended to each
+ *   entry's Resources, and a non-zero FailedEntryCount fails the Task with
+ *   `EventBridge.FailedEntry`. The SDK one passes the call through as it is (Detail must be text,
+ *   failed entries are only counted in the output), as in AWS.
  *
  * `timeScale` divides every duration of the machine: Wait states (Seconds, SecondsPath,
  * Timestamp, TimestampPath) and Retry intervals. Task timeouts and the execution timeout are
@@ -21,6 +28,7 @@ import { randomUUID } from 'node:crypto';
 import * as dynamodbSdk from '@aws-sdk/client-dynamodb';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { StateMachine as InterpreterStateMachine } from 'aws-local-stepfunctions';
+import type { LocalEventBridge, PutEventsEntry } from './eventbridge';
 
 // aws-local-stepfunctions 3 declares Node >= 22; on Node 20 the one thing it lacks is
 // Promise.withResolvers (ES2024). Supply it before the package is loaded; no-op where it exists.
@@ -309,6 +317,11 @@ export interface RunExecutionOptions {
    * embedded store).
    */
   dynamodb?: Pick<DynamoDBClient, 'send'>;
+  /**
+   * The event bus behind `arn:aws:states:::events:putEvents` and, when `sdk` has no handler for
+   * it, `aws-sdk:eventbridge:putEvents` (local/eventbridge.ts). Without it such a Task cannot run.
+   */
+  eventBridge?: Pick<LocalEventBridge, 'putEvents'>;
   /** Divides Wait durations and Retry intervals. Default 1. */
   timeScale?: number;
   signal?: AbortSignal;
@@ -562,6 +575,17 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
         };
         return;
       }
+      if (service === 'eventbridge' && action === 'putEvents' && options.eventBridge) {
+        const bus = options.eventBridge;
+        handlers[name] = async (params: { Entries?: PutEventsEntry[] }) => {
+          try {
+            return jsonOf(bus.putEvents(structuredClone(params ?? {})));
+          } catch (e) {
+            throw sdkTaskError(prefix, e);
+          }
+        };
+        return;
+      }
       if (service === 'dynamodb' && options.dynamodb) {
         const Command = (dynamodbSdk as unknown as Record<string, new (input: unknown) => any>)[`${pascal(action)}Command`];
         if (!Command) return skip(`${name}: DynamoDB has no action ${action}`);
@@ -590,6 +614,31 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
         } catch (e) {
           throw sdkTaskError('DynamoDB', e);
         }
+      };
+      return;
+    }
+    if ((m = /^arn:[^:]+:states:::events:putEvents(\.\w+)?$/.exec(resource))) {
+      if (m[1]) return skip(`${name}: ${resource} (the ${m[1]} pattern is not supported locally)`);
+      const bus = options.eventBridge;
+      if (!bus) return skip(`${name}: ${resource} needs options.eventBridge`);
+      handlers[name] = async (params: { Entries?: PutEventsEntry[] }) => {
+        const ctx = context() as { Execution: { Id: string }; StateMachine: { Id: string } };
+        const entries = Array.isArray(params?.Entries)
+          ? params.Entries.map((e) => ({
+              ...e,
+              // Step Functions sends a Detail given as JSON as its text, and names the execution.
+              ...(e && typeof e === 'object' && e.Detail !== null && typeof e.Detail === 'object' ? { Detail: JSON.stringify(e.Detail) } : {}),
+              Resources: [...(Array.isArray(e?.Resources) ? e.Resources : []), ctx.Execution.Id, ctx.StateMachine.Id],
+            }))
+          : params?.Entries;
+        let out;
+        try {
+          out = bus.putEvents({ Entries: entries as PutEventsEntry[] });
+        } catch (e) {
+          throw sdkTaskError('EventBridge', e);
+        }
+        if (out.FailedEntryCount > 0) throw new TaskError('EventBridge.FailedEntry', JSON.stringify(out));
+        return jsonOf(out);
       };
       return;
     }
