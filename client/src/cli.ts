@@ -450,7 +450,7 @@ export function buildProgram(io: CliIo): Command {
     .argument('<profile>', 'delivery or limits')
     .argument('<version>', 'the version number')
     .option('--diff <N>', 'also list the fields whose effective value (defaults filled in) differs from version N of the profile', intArg('--diff', 1, 2_147_483_647))
-    .addHelpText('after', '\nWith --diff N, each field that differs is printed as "field  N\'s value -> this version\'s value". A field a\nversion leaves out counts as its default, as hosts serve it: left out against the default written out is no difference.')
+    .addHelpText('after', '\nWith --diff N, each field that differs is printed as "field  N\'s value -> this version\'s value".\nA field a version leaves out counts as its default, as hosts serve it: left out against the\ndefault written out is no difference.')
     .action(async (profile: string, version: string, o: { diff?: number }, cmd: Command) => {
       const v = await clientFor(cmd).getConfigVersion(profile, version, o.diff !== undefined ? { diff: o.diff } : {});
       const human = [JSON.stringify(v.content, null, 2)];
