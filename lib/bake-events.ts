@@ -16,6 +16,7 @@
  * is caught or fails the bake is the caller's choice (`addRetry`, `addCatch`).
  */
 import type { Construct } from 'constructs';
+import { Token } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 
@@ -23,7 +24,11 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 export const BAKE_EVENT_SOURCE = 'logrelay.bake';
 
 export interface BakeEventProps {
-  /** The event's `detail-type`: one per transition, e.g. `Bake Phase Approved`. At most 128 characters (EventBridge's limit). */
+  /**
+   * The event's `detail-type`: one per transition, e.g. `PhaseApproved`; at most 128 characters
+   * (EventBridge's limit). Or `sfn.JsonPath.stringAt('$.type')` to take it from the input, for a
+   * step inside a Map over a task's transitions (one event each, in order with maxConcurrency 1).
+   */
   readonly detailType: string;
   /** JSONPath to the event's detail in the state's input: a JSON object (bake id, profile, version, verdict, reason...). */
   readonly detailPath: string;
@@ -51,7 +56,7 @@ class BakeEventTask extends tasks.EventBridgePutEvents {
 
 /** A state machine step that publishes one bake event on the default bus (see the top of this file). */
 export function bakeEvent(scope: Construct, id: string, props: BakeEventProps): tasks.EventBridgePutEvents {
-  if (props.detailType.length < 1 || props.detailType.length > 128) {
+  if (!Token.isUnresolved(props.detailType) && (props.detailType.length < 1 || props.detailType.length > 128)) {
     throw new Error(`bakeEvent ${id}: detailType must be 1..128 characters (EventBridge's limit); it is ${props.detailType.length}.`);
   }
   if (!props.detailPath.startsWith('$')) throw new Error(`bakeEvent ${id}: detailPath must be a JSONPath ($.…); it is '${props.detailPath}'.`);

@@ -78,6 +78,17 @@ describe('bakeEvent', () => {
     expect(states.Ended.Comment).toBe('the last one');
   });
 
+  it('takes the detail-type from the input when given as a JSON path (one event per transition, in a Map)', () => {
+    const res = synth((stack) =>
+      new sfn.Map(stack, 'Publish', { itemsPath: '$.events', maxConcurrency: 1, resultPath: sfn.JsonPath.DISCARD }).itemProcessor(
+        bakeEvent(stack, 'Transition', { detailType: sfn.JsonPath.stringAt('$.type'), detailPath: '$' }),
+      ),
+    );
+    const states = definitionOf(res).States.Publish.ItemProcessor.States;
+    expect(states.Transition.Parameters).toEqual({ Entries: [{ 'Detail.$': '$', 'DetailType.$': '$.type', Source: BAKE_EVENT_SOURCE }] });
+    expect(eventStatements(res).map((st) => st.Condition)).toEqual([{ StringEquals: { 'events:source': 'logrelay.bake' } }]);
+  });
+
   it('refuses a detail-type EventBridge would refuse, and a detail that is not a path', () => {
     const app = new App();
     const stack = new Stack(app, 'Bad');

@@ -221,6 +221,23 @@ describe('a synthesized state machine publishing with both integrations, on the 
     expect(sdkOut.Entries).toEqual([{ EventId: bus.list()[0]!.id }, { ErrorCode: 'NotAuthorizedForSourceException', ErrorMessage: expect.any(String) }]);
   });
 
+  it('a Map over a task\'s transitions publishes one event each, in order, its detail-type from the transition', async () => {
+    const mapped = synth((stack) =>
+      new sfn.Map(stack, 'Publish', { itemsPath: '$.events', maxConcurrency: 1, resultPath: sfn.JsonPath.DISCARD }).itemProcessor(
+        bakeEvent(stack, 'Transition', { detailType: sfn.JsonPath.stringAt('$.type'), detailPath: '$' }),
+      ),
+    );
+    const bus = new LocalEventBridge();
+    const transitions = [
+      { type: 'PhaseBaking', seq: 3, bakeId: 'b-2', phase: 0, profile: 'delivery', version: '2' },
+      { type: 'PhaseRejected', seq: 4, bakeId: 'b-2', phase: 0, profile: 'delivery', version: '2', verdict: 'REJECTED', reason: 'Alarm fired' },
+      { type: 'BakeEnded', seq: 5, bakeId: 'b-2', status: 'SUCCEEDED' },
+    ];
+    const out = await runExecution(stateMachinesFromTemplate(mapped)[0]!.definition, { bakeId: 'b-2', events: transitions }, { eventBridge: bus });
+    expect(out).toEqual({ bakeId: 'b-2', events: transitions }); // the state passes through
+    expect(bus.list().map((e) => [e.detailType, e.detail])).toEqual(transitions.map((t) => [t.type, t]));
+  });
+
   it('a call PutEvents refuses as a whole fails the task with EventBridge.ValidationException; a machine that publishes needs a bus', async () => {
     const eleven = synth((stack) =>
       new tasks.CallAwsService(stack, 'TooMany', {
