@@ -24,3 +24,11 @@ export const BAKE_METRICS = { weight: 'ExperimentWeightPercent', version: 'Exper
 
 /** Period of the arms' alarms and of the bake's measurements, seconds (high-resolution metrics allow 10). */
 export const ALARM_PERIOD_SECONDS = 10;
+
+/**
+ * The absolute SLO alarms (all traffic, whatever the arm): their names after `<stack>-bake-`, and
+ * their evaluation (in ALARM when 3 of the last 6 periods breach). The watch after promotion
+ * polls these alone, and waits for one whole window after the last experiment before it counts
+ * them (services/bakes.ts, WATCH_SETTLE_SECONDS).
+ */
+export const SLO_ALARMS = { names: ['slo-5xx-rate', 'slo-p99-latency'], evaluationPeriods: 6, datapointsToAlarm: 3 } as const;

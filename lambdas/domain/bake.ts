@@ -7,12 +7,31 @@
  * AppConfig into its phase, the phase's start copies it into the rollout state with the
  * experiment, and approval keeps it as the control's. Every transition here ends with
  * `withContents`, so the rollout state holds exactly the contents of the versions it names.
+ *
+ * Around the phases (README "Config bake"):
+ * - each phase records, when it starts, the control it is tested against (version and content)
+ *   and what the version changes against it (`diff`, domain/diff.ts);
+ * - a dry run (`dryRun`) reaches every verdict but never promotes: WOULD_APPROVE / WOULD_REJECT;
+ * - the watch after promotion (`finalBakeSeconds`) polls the absolute SLO alarms after the last
+ *   phase (`decideWatchPoll`); when one fires, every phase this bake promoted is reverted, last
+ *   first, to the control it was tested against (`revertPhase`);
+ * - every transition is appended to the record's `history` (`recordTransitions`) as a small
+ *   object that can be published as an event unchanged.
  */
 import { contentOf, withContents, type Experiment, type ProfileName, type RolloutState } from './config';
+import type { ConfigDiff } from './diff';
 import { JUDGE_DEFAULTS, type Judgement, type JudgeSettings } from './judge';
 
-export type BakeStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED';
-export type Verdict = 'PENDING' | 'BAKING' | 'APPROVED' | 'REJECTED';
+/**
+ * `REVERTED`: the watch after promotion saw an SLO alarm fire and reverted what the bake promoted.
+ * The others as before: `SUCCEEDED` ran to its end (the watch, if any, passed), whatever the verdicts.
+ */
+export type BakeStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED' | 'REVERTED';
+/**
+ * `REVERTED`: approved and promoted, then reverted to the control it was tested against by the
+ * watch. `WOULD_APPROVE` / `WOULD_REJECT`: a dry run's verdicts; the control was never changed.
+ */
+export type Verdict = 'PENDING' | 'BAKING' | 'APPROVED' | 'REJECTED' | 'REVERTED' | 'WOULD_APPROVE' | 'WOULD_REJECT';
 
 export interface BakeSettings extends Partial<Pick<JudgeSettings, 'errorMarginPoints' | 'latencyMarginPercent' | 'alpha'>> {
   weightPercent: number;
@@ -20,7 +39,22 @@ export interface BakeSettings extends Partial<Pick<JudgeSettings, 'errorMarginPo
   pollSeconds: number;
   /** Fewest experiment-arm requests a phase needs before it can be approved. */
   minExperimentRequests: number;
+  /**
+   * Seconds the watch after promotion polls the SLO alarms after the last phase: 0 (no watch),
+   * or FINAL_BAKE_SECONDS.min..max. Absent in records from before the watch: 0.
+   */
+  finalBakeSeconds?: number;
+  /** A dry run: every phase runs and reaches its verdict, nothing is promoted. Absent: false. */
+  dryRun?: boolean;
 }
+
+/**
+ * The range of `finalBakeSeconds` (besides 0, off). At least the SLO alarms' evaluation window
+ * (6 periods of 10 s), so a regression that starts as the watch does can fill it; at most an
+ * hour, like `bakeSeconds`, which keeps the longest bake (10 phases and the watch) well inside
+ * the state machine's 24-hour execution limit.
+ */
+export const FINAL_BAKE_SECONDS = { min: 60, max: 3600 } as const;
 
 export const BAKE_DEFAULTS: BakeSettings = {
   weightPercent: 10,
@@ -30,6 +64,8 @@ export const BAKE_DEFAULTS: BakeSettings = {
   errorMarginPoints: JUDGE_DEFAULTS.errorMarginPoints,
   latencyMarginPercent: JUDGE_DEFAULTS.latencyMarginPercent,
   alpha: JUDGE_DEFAULTS.alpha,
+  finalBakeSeconds: 0,
+  dryRun: false,
 };
 
 /** The judge's settings for a bake (older bake records lack the judge's fields: defaults). */
@@ -56,6 +92,10 @@ export interface AlarmSnapshot {
   name: string;
   state: 'OK' | 'ALARM' | 'INSUFFICIENT_DATA';
   reason?: string;
+  /** The alarm's threshold, as DescribeAlarms reports it (recorded by the watch). */
+  threshold?: number;
+  /** The datapoints of its last evaluation, newest first, as DescribeAlarms' StateReasonData reports them (recorded for an alarm in ALARM). */
+  datapoints?: number[];
 }
 
 export interface Phase {
@@ -77,6 +117,115 @@ export interface Phase {
   endedAtMs?: number;
   polls: number;
   extended?: boolean;
+  /**
+   * The profile's control version when the phase started, and its content (JSON text): what the
+   * phase was tested against, and what a revert by the watch puts back. Absent in records from
+   * before they were kept (and the content when the rollout item had none).
+   */
+  controlVersion?: string;
+  controlContent?: string;
+  /** What the version changes against that control (domain/diff.ts), computed when the phase started. */
+  diff?: ConfigDiff[];
+}
+
+/** The watch after promotion, once it started. */
+export interface BakeWatch {
+  /** Its length in polls' time: `finalBakeSeconds`. */
+  seconds: number;
+  startedAtMs: number;
+  /** Epoch ms of its first poll: after every host dropped the last experiment and the SLO alarms' window lies after that. */
+  measureFromMs: number;
+  polls: number;
+  /** The SLO alarms at its last poll. */
+  alarms?: AlarmSnapshot[];
+  outcome?: 'PASSED' | 'FIRED' | 'ABORTED' | 'FAILED';
+  /** With FIRED: the alarm that fired and why, in numbers; what Revert records on each phase it reverts. */
+  fired?: { alarm: AlarmSnapshot; reason: string };
+  endedAtMs?: number;
+}
+
+/** What `history` holds: every transition of a bake, in order (README "Config bake"). */
+export type TransitionType =
+  | 'BakeStarted'
+  | 'PhaseBaking'
+  | 'PhaseExtended'
+  | 'PhaseApproved'
+  | 'PhaseRejected'
+  | 'PhaseWouldApprove'
+  | 'PhaseWouldReject'
+  | 'PhaseReverted'
+  | 'AbortRequested'
+  | 'WatchStarted'
+  | 'WatchPassed'
+  | 'WatchFired'
+  | 'BakeEnded';
+
+/**
+ * One transition of a bake, with its time and the numbers behind it: small and self-contained,
+ * so it can be published as an event (EventBridge `detail`) exactly as stored. Which fields a
+ * type carries:
+ * - BakeStarted: changes, weightPercent, bakeSeconds, pollSeconds, finalBakeSeconds, dryRun;
+ * - PhaseBaking: phase, profile, version, controlVersion, weightPercent, diff;
+ * - PhaseExtended: phase, profile, version, polls, arms (too few requests or undecided at the budget);
+ * - PhaseApproved / PhaseRejected / PhaseWouldApprove / PhaseWouldReject: phase, profile,
+ *   version, verdict, reason, polls, arms, alarmsInAlarm;
+ * - PhaseReverted: phase, profile, version (the one taken back), controlVersion (the one put
+ *   back), verdict REVERTED, reason, alarm (name, threshold, datapoints);
+ * - AbortRequested: nothing more;
+ * - WatchStarted: finalBakeSeconds, pollSeconds, settleSeconds, promoted;
+ * - WatchPassed: polls, finalBakeSeconds, traffic (all requests during the watch, when CloudWatch answered);
+ * - WatchFired: polls, reason, alarm;
+ * - BakeEnded: status, reason (the error of a FAILED bake), verdicts.
+ */
+export interface BakeTransition {
+  type: TransitionType;
+  /** Its place in the history, from 0: consumers of the events can order and de-duplicate by it. */
+  seq: number;
+  /** ISO 8601. */
+  at: string;
+  bakeId: string;
+  /** Index of the phase in the bake's changes. */
+  phase?: number;
+  profile?: ProfileName;
+  version?: string;
+  controlVersion?: string;
+  verdict?: Verdict;
+  status?: BakeStatus;
+  reason?: string;
+  polls?: number;
+  arms?: { control: ArmStats; experiment: ArmStats };
+  alarmsInAlarm?: string[];
+  alarm?: AlarmSnapshot;
+  diff?: ConfigDiff[];
+  weightPercent?: number;
+  bakeSeconds?: number;
+  pollSeconds?: number;
+  finalBakeSeconds?: number;
+  settleSeconds?: number;
+  dryRun?: boolean;
+  changes?: { profile: ProfileName; version: string }[];
+  promoted?: { profile: ProfileName; version: string; controlVersion?: string }[];
+  traffic?: ArmStats;
+  verdicts?: { profile: ProfileName; version: string; verdict: Verdict }[];
+}
+
+/** A transition as a task makes it; `recordTransitions` numbers it and names the bake. */
+export type NewTransition = Omit<BakeTransition, 'seq' | 'bakeId' | 'at'> & { atMs: number };
+
+/** Longest reason a transition keeps, characters (the phase's own `reason` is not clipped). */
+export const TRANSITION_REASON_CHARS = 1000;
+
+/**
+ * The most transitions a bake of `phases` phases records: per phase at most PhaseBaking,
+ * PhaseExtended (once), its verdict and PhaseReverted; per bake BakeStarted, AbortRequested
+ * (the first request only), WatchStarted, WatchPassed or WatchFired, BakeEnded. 45 for the
+ * largest bake (10 changes). Each is under about 2 KB (a reason of at most 1,000 characters,
+ * a diff of a profile's few fields, two arms' numbers), so a bake's history stays under about
+ * 90 KB, well inside DynamoDB's 400 KB item beside the phases, and each task's share of it
+ * (a handful) far inside Step Functions' 256 KB state.
+ */
+export function historyBound(phases: number): number {
+  return 4 * phases + 5;
 }
 
 export interface BakeRecord {
@@ -93,6 +242,10 @@ export interface BakeRecord {
   deadlineMs?: number;
   /** Set by the execution's first step: evidence that the state machine really runs this bake. */
   executionStartedAtMs?: number;
+  /** The watch after promotion, once it started. */
+  watch?: BakeWatch;
+  /** Every transition, in order (absent in records from before it was kept). */
+  history?: BakeTransition[];
   /** Optimistic-concurrency counter of the record. */
   rev: number;
 }
@@ -191,8 +344,9 @@ export function approve(item: RolloutItem, bakeId: string, profile: ProfileName,
 // Phases
 // ---------------------------------------------------------------------------------------------
 
+/** A new bake's record, its history opened with BakeStarted. */
 export function newBake(bakeId: string, changes: { profile: ProfileName; version: string; content?: string }[], settings: BakeSettings, nowMs: number): BakeRecord {
-  return {
+  const b: BakeRecord = {
     bakeId,
     status: 'RUNNING',
     settings,
@@ -201,6 +355,18 @@ export function newBake(bakeId: string, changes: { profile: ProfileName; version
     abortRequested: false,
     rev: 0,
   };
+  return recordTransitions(b, [
+    {
+      type: 'BakeStarted',
+      atMs: nowMs,
+      changes: changes.map((c) => ({ profile: c.profile, version: c.version })),
+      weightPercent: settings.weightPercent,
+      bakeSeconds: settings.bakeSeconds,
+      pollSeconds: settings.pollSeconds,
+      finalBakeSeconds: settings.finalBakeSeconds ?? 0,
+      dryRun: settings.dryRun ?? false,
+    },
+  ]);
 }
 
 /** Index of the phase being baked, or of the next one to start; -1 when none is left. */
@@ -247,4 +413,195 @@ export function decidePoll(input: {
     action: 'REJECT',
     reason: `Inconclusive after ${phase.polls} polls (the phase was extended once; an approval needs at least ${settings.minExperimentRequests} experiment requests and both arms within the margins). ${judgement.reason}`,
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alarms as DescribeAlarms reports them
+// ---------------------------------------------------------------------------------------------
+
+/** An alarm of DescribeAlarms' `MetricAlarms`, as the state machine hands it to the bake function. */
+export interface DescribedAlarm {
+  AlarmName?: string;
+  StateValue?: string;
+  StateReason?: string;
+  /** JSON: `evaluatedDatapoints` (newest first, each with a `value`) and/or `recentDatapoints`. */
+  StateReasonData?: string;
+  Threshold?: number;
+}
+
+/** The values of an alarm's last evaluation, newest first, from its StateReasonData; [] when it has none readable. */
+export function datapointsOf(stateReasonData: string | undefined): number[] {
+  if (!stateReasonData) return [];
+  let data: unknown;
+  try {
+    data = JSON.parse(stateReasonData);
+  } catch {
+    return [];
+  }
+  if (!data || typeof data !== 'object') return [];
+  const d = data as { evaluatedDatapoints?: unknown; recentDatapoints?: unknown };
+  const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+  if (Array.isArray(d.evaluatedDatapoints)) {
+    const values = d.evaluatedDatapoints.map((p) => (p && typeof p === 'object' ? (p as { value?: unknown }).value : undefined)).filter(num);
+    if (values.length) return values.slice(0, 10);
+  }
+  // recentDatapoints are oldest first.
+  if (Array.isArray(d.recentDatapoints)) return d.recentDatapoints.filter(num).reverse().slice(0, 10);
+  return [];
+}
+
+/** An alarm as the bake records it: its state and reason, its threshold, and, in ALARM, the datapoints behind it. */
+export function alarmSnapshotOf(a: DescribedAlarm): AlarmSnapshot {
+  const state = a.StateValue === 'ALARM' || a.StateValue === 'OK' ? a.StateValue : 'INSUFFICIENT_DATA';
+  const datapoints = state === 'ALARM' ? datapointsOf(a.StateReasonData) : [];
+  return {
+    name: a.AlarmName ?? '?',
+    state,
+    ...(a.StateReason ? { reason: a.StateReason } : {}),
+    ...(typeof a.Threshold === 'number' && Number.isFinite(a.Threshold) ? { threshold: a.Threshold } : {}),
+    ...(datapoints.length ? { datapoints } : {}),
+  };
+}
+
+const num3 = (x: number): string => String(Number(x.toFixed(3)));
+
+/** An alarm's numbers in words: its datapoints against its threshold. */
+export function alarmNumbers(a: AlarmSnapshot): string {
+  const points = a.datapoints?.length ? `datapoints [${a.datapoints.map(num3).join(', ')}] (newest first)` : 'no datapoints reported';
+  return a.threshold !== undefined ? `${points} against its threshold ${num3(a.threshold)}` : points;
+}
+
+// ---------------------------------------------------------------------------------------------
+// History
+// ---------------------------------------------------------------------------------------------
+
+const clipReason = (r: string): string => (r.length > TRANSITION_REASON_CHARS ? `${r.slice(0, TRANSITION_REASON_CHARS - 1)}…` : r);
+
+/** The record with `ts` appended to its history, in order, numbered on from the last one. */
+export function recordTransitions(b: BakeRecord, ts: NewTransition[]): BakeRecord {
+  if (!ts.length) return b;
+  const history = [...(b.history ?? [])];
+  for (const { atMs, type, ...rest } of ts) {
+    history.push({
+      type,
+      seq: history.length,
+      at: new Date(atMs).toISOString(),
+      bakeId: b.bakeId,
+      ...rest,
+      ...(rest.reason !== undefined ? { reason: clipReason(rest.reason) } : {}),
+    });
+  }
+  return { ...b, history };
+}
+
+/** The transition a phase's verdict is recorded as. */
+export function transitionOf(verdict: 'APPROVED' | 'REJECTED' | 'WOULD_APPROVE' | 'WOULD_REJECT'): TransitionType {
+  switch (verdict) {
+    case 'APPROVED':
+      return 'PhaseApproved';
+    case 'REJECTED':
+      return 'PhaseRejected';
+    case 'WOULD_APPROVE':
+      return 'PhaseWouldApprove';
+    case 'WOULD_REJECT':
+      return 'PhaseWouldReject';
+  }
+}
+
+/** The verdict a phase's decision is recorded as: in a dry run, what it would have been. */
+export function verdictOf(action: 'APPROVE' | 'REJECT', dryRun: boolean): 'APPROVED' | 'REJECTED' | 'WOULD_APPROVE' | 'WOULD_REJECT' {
+  if (dryRun) return action === 'APPROVE' ? 'WOULD_APPROVE' : 'WOULD_REJECT';
+  return action === 'APPROVE' ? 'APPROVED' : 'REJECTED';
+}
+
+/** BakeEnded's numbers: each phase's verdict. */
+export function verdictsOf(b: BakeRecord): { profile: ProfileName; version: string; verdict: Verdict }[] {
+  return b.phases.map((p) => ({ profile: p.profile, version: p.version, verdict: p.verdict }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The watch after promotion
+// ---------------------------------------------------------------------------------------------
+
+/** Indexes of the phases this bake promoted (APPROVED), in the order they ran. */
+export function promotedPhases(b: BakeRecord): number[] {
+  return b.phases.flatMap((p, i) => (p.verdict === 'APPROVED' ? [i] : []));
+}
+
+/**
+ * Whether the bake watches after its last phase: `finalBakeSeconds` set, not a dry run, not
+ * aborted, and it promoted something (with nothing promoted there is nothing to revert).
+ */
+export function shouldWatch(b: BakeRecord): boolean {
+  return (b.settings.finalBakeSeconds ?? 0) > 0 && !b.settings.dryRun && !b.abortRequested && promotedPhases(b).length > 0;
+}
+
+/** Polls the watch runs: one every `pollSeconds` for `finalBakeSeconds`. */
+export function watchPolls(s: BakeSettings): number {
+  return Math.max(1, Math.ceil((s.finalBakeSeconds ?? 0) / s.pollSeconds));
+}
+
+/** Seconds the watch may take at most (0 without one): its settling, its polls, two polls of slack. */
+export function watchBudgetSeconds(s: BakeSettings, settleSeconds: number): number {
+  const seconds = s.finalBakeSeconds ?? 0;
+  if (seconds <= 0 || s.dryRun) return 0;
+  return settleSeconds + watchPolls(s) * s.pollSeconds + 2 * s.pollSeconds + 60;
+}
+
+export type WatchDecision = { action: 'CONTINUE' } | { action: 'PASS' } | { action: 'FIRE'; alarm: AlarmSnapshot; reason: string } | { action: 'ABORT' };
+
+/**
+ * One poll of the watch (`polls` counts this one), over the absolute SLO alarms only. After
+ * promotion every request is served control, so there is no experiment arm: the judge has
+ * nothing to compare, and the experiment alarms have no data; what can still see a regression
+ * is the SLO alarms on all traffic. An abort ends the watch (without reverting, which the
+ * operator asked to stop); any SLO alarm in ALARM fires it; past its polls it passes.
+ */
+export function decideWatchPoll(input: { polls: number; settings: BakeSettings; alarms: AlarmSnapshot[]; abortRequested: boolean }): WatchDecision {
+  if (input.abortRequested) return { action: 'ABORT' };
+  const firing = input.alarms.filter((a) => a.state === 'ALARM');
+  const budget = watchPolls(input.settings);
+  if (firing.length) {
+    const alarm = firing[0]!;
+    const others = firing.length > 1 ? ` (also in ALARM: ${firing.slice(1).map((a) => a.name).join(', ')})` : '';
+    return {
+      action: 'FIRE',
+      alarm,
+      reason: `The watch after promotion saw alarm ${alarm.name} in ALARM at its poll ${input.polls} of ${budget}: ${alarmNumbers(alarm)}${others}.${alarm.reason ? ` CloudWatch: ${alarm.reason.slice(0, 400)}` : ''}`,
+    };
+  }
+  if (input.polls >= budget) return { action: 'PASS' };
+  return { action: 'CONTINUE' };
+}
+
+export type RevertOutcome = 'REVERTED' | 'ALREADY_REVERTED' | 'SUPERSEDED' | 'NO_CONTROL';
+
+/**
+ * Takes back what phase `phase` promoted: its profile's control goes back to the version it was
+ * tested against (`controlVersion`, with the content the phase copied when it started), but
+ * only while that control is still the version this phase promoted. The caller writes the
+ * result with a `rev`-conditional put of the item it was computed from, so the check and the
+ * write are one atomic step: no version another writer made control in between is ever
+ * overwritten (a later bake's promotion stays). Under the lock, which the bake holds through
+ * its watch, no other bake can write a control at all; the check is what keeps that true even
+ * for a bake whose lock was lost (then LockLost is thrown first).
+ *
+ * Outcomes: REVERTED (the item changed); ALREADY_REVERTED (control is already the one the
+ * phase was tested against: a retry after the write whose record update was lost; phases are
+ * reverted last first, so when two phases changed one profile the later one's is already back
+ * before the earlier one is looked at); SUPERSEDED (control is some other version: left as it
+ * is); NO_CONTROL (the phase has no copy of its control's content, a record from before it was
+ * kept: hosts could not serve a revert, so none is made).
+ */
+export function revertPhase(item: RolloutItem, bakeId: string, phase: Phase): { item: RolloutItem; outcome: RevertOutcome } {
+  if (!holdsLock(item, bakeId)) throw new BakeStateError('LockLost', `Bake ${bakeId} no longer holds the rollout lock; it will not change a control version.`);
+  const current = item.state.control[phase.profile];
+  if (phase.controlVersion !== undefined && current === phase.controlVersion && current !== phase.version) return { item, outcome: 'ALREADY_REVERTED' };
+  if (current !== phase.version) return { item, outcome: 'SUPERSEDED' };
+  if (phase.controlVersion === undefined || phase.controlContent === undefined) return { item, outcome: 'NO_CONTROL' };
+  const state = withContents(
+    { ...item.state, control: { ...item.state.control, [phase.profile]: phase.controlVersion } },
+    { profile: phase.profile, version: phase.controlVersion, content: phase.controlContent },
+  );
+  return { item: { ...item, state }, outcome: 'REVERTED' };
 }

@@ -1,11 +1,28 @@
 /**
  * The bake's pure decisions: the lock on the rollout state, phase order, and each poll's verdict
- * (given the judge's judgement, hand-made here except in the last block).
+ * (given the judge's judgement, hand-made here except in one block); the watch after promotion
+ * and its revert, dry-run verdicts, the history, and alarms as DescribeAlarms reports them.
  */
 import { describe, expect, it } from 'vitest';
 import {
+  alarmNumbers,
+  alarmSnapshotOf,
   approve,
+  BAKE_DEFAULTS,
   BakeStateError,
+  datapointsOf,
+  decideWatchPoll,
+  FINAL_BAKE_SECONDS,
+  historyBound,
+  promotedPhases,
+  recordTransitions,
+  revertPhase,
+  shouldWatch,
+  TRANSITION_REASON_CHARS,
+  transitionOf,
+  verdictOf,
+  watchBudgetSeconds,
+  watchPolls,
   clearExperiment,
   currentPhase,
   decidePoll,
@@ -494,5 +511,182 @@ describe('decidePoll', () => {
       expect(reasonOf(d)).toMatch(/^Inconclusive after 30 polls/);
       expect(reasonOf(d)).toContain('50 experiment requests, fewer than the 200 needed');
     });
+  });
+});
+
+// ---- The watch after promotion, dry runs and history --------------------------------------------
+
+describe('revertPhase', () => {
+  /** A phase that promoted limits 2 over control 1, and the item after its approval (the lock still held). */
+  const promoted = (): { item: RolloutItem; phase: Phase } => {
+    let item = takeLock({ state: withContents(INITIAL_ROLLOUT), rev: 1 }, 'b1', T0, T0 + LOCK_MS);
+    item = approve(startExperiment(item, exp('b1'), CONTENT), 'b1', 'limits', '2', CONTENT);
+    const phase: Phase = { profile: 'limits', version: '2', content: CONTENT, verdict: 'APPROVED', polls: 3, controlVersion: '1', controlContent: contentOf(INITIAL_ROLLOUT, 'limits', '1')! };
+    return { item, phase };
+  };
+
+  it('puts the control the phase was tested against back, with its content, and keeps only the named contents', () => {
+    const { item, phase } = promoted();
+    expect(item.state.control.limits).toBe('2');
+    const r = revertPhase(item, 'b1', phase);
+    expect(r.outcome).toBe('REVERTED');
+    expect(r.item.state.control).toEqual({ delivery: '1', limits: '1' });
+    expect(contentOf(r.item.state, 'limits', '1')).toBe(contentOf(INITIAL_ROLLOUT, 'limits', '1'));
+    expect(missingContents(r.item.state)).toEqual([]);
+    expect(contentOf(r.item.state, 'limits', '2')).toBeUndefined();
+    expect(r.item.lock).toEqual(item.lock);
+  });
+
+  it('never takes back a version that is no longer the one this bake promoted (a later promotion stays): SUPERSEDED, item unchanged', () => {
+    const { item, phase } = promoted();
+    const later = { ...item, state: withContents({ ...item.state, control: { ...item.state.control, limits: '3' } }, { profile: 'limits', version: '3', content: '{}' }) };
+    const r = revertPhase(later, 'b1', phase);
+    expect(r.outcome).toBe('SUPERSEDED');
+    expect(r.item).toBe(later);
+  });
+
+  it('finds an already reverted control (a retry after a lost record update) ALREADY_REVERTED, item unchanged', () => {
+    const { item, phase } = promoted();
+    const once = revertPhase(item, 'b1', phase).item;
+    const again = revertPhase(once, 'b1', phase);
+    expect(again.outcome).toBe('ALREADY_REVERTED');
+    expect(again.item).toBe(once);
+  });
+
+  it('does not revert without a copy of the control content (NO_CONTROL), and refuses without the lock (LockLost)', () => {
+    const { item, phase } = promoted();
+    const { controlContent: _c, ...bare } = phase;
+    const r = revertPhase(item, 'b1', bare);
+    expect(r.outcome).toBe('NO_CONTROL');
+    expect(r.item).toBe(item);
+    expect(bakeErrorOf(() => revertPhase(item, 'b2', phase)).code).toBe('LockLost');
+    expect(bakeErrorOf(() => revertPhase(releaseLock(item, 'b1'), 'b1', phase)).code).toBe('LockLost');
+  });
+
+  it('two phases of one profile unwind in reverse order, each to the control it was tested against', () => {
+    let item = takeLock({ state: withContents(INITIAL_ROLLOUT), rev: 1 }, 'b1', T0, T0 + LOCK_MS);
+    item = approve(item, 'b1', 'limits', '2', '{"maxRecordsPerAppend":1}');
+    item = approve(item, 'b1', 'limits', '3', '{"maxRecordsPerAppend":2}');
+    const p2: Phase = { profile: 'limits', version: '2', verdict: 'APPROVED', polls: 1, controlVersion: '1', controlContent: contentOf(INITIAL_ROLLOUT, 'limits', '1')! };
+    const p3: Phase = { profile: 'limits', version: '3', verdict: 'APPROVED', polls: 1, controlVersion: '2', controlContent: '{"maxRecordsPerAppend":1}' };
+    const a = revertPhase(item, 'b1', p3);
+    expect([a.outcome, a.item.state.control.limits, contentOf(a.item.state, 'limits', '2')]).toEqual(['REVERTED', '2', '{"maxRecordsPerAppend":1}']);
+    const b = revertPhase(a.item, 'b1', p2);
+    expect([b.outcome, b.item.state.control.limits]).toEqual(['REVERTED', '1']);
+    // In the wrong order the earlier phase finds a control it did not promote and leaves it.
+    expect(revertPhase(item, 'b1', p2).outcome).toBe('SUPERSEDED');
+  });
+});
+
+describe('decideWatchPoll', () => {
+  const S: BakeSettings = { weightPercent: 10, bakeSeconds: 60, pollSeconds: 10, minExperimentRequests: 1, finalBakeSeconds: 60 };
+  const ok = (name: string): AlarmSnapshot => ({ name, state: 'OK', threshold: 2 });
+  const firing: AlarmSnapshot = { name: 'L-bake-slo-5xx-rate', state: 'ALARM', threshold: 2, datapoints: [7.5, 3.25, 0], reason: 'Threshold Crossed: 3 out of the last 6 datapoints' };
+
+  it('runs finalBakeSeconds / pollSeconds polls, then passes', () => {
+    expect(watchPolls(S)).toBe(6);
+    expect(watchPolls({ ...S, finalBakeSeconds: 65 })).toBe(7);
+    for (let polls = 1; polls < 6; polls++) expect(decideWatchPoll({ polls, settings: S, alarms: [ok('a'), ok('b')], abortRequested: false })).toEqual({ action: 'CONTINUE' });
+    expect(decideWatchPoll({ polls: 6, settings: S, alarms: [ok('a'), ok('b')], abortRequested: false })).toEqual({ action: 'PASS' });
+  });
+
+  it('fires on an alarm in ALARM at any poll, naming it with its datapoints and threshold', () => {
+    const d = decideWatchPoll({ polls: 2, settings: S, alarms: [ok('L-bake-slo-p99-latency'), firing], abortRequested: false });
+    expect(d).toMatchObject({ action: 'FIRE', alarm: firing });
+    expect(d.action === 'FIRE' && d.reason).toBe(
+      'The watch after promotion saw alarm L-bake-slo-5xx-rate in ALARM at its poll 2 of 6: datapoints [7.5, 3.25, 0] (newest first) against its threshold 2. CloudWatch: Threshold Crossed: 3 out of the last 6 datapoints',
+    );
+    const two = decideWatchPoll({ polls: 6, settings: S, alarms: [firing, { ...firing, name: 'L-bake-slo-p99-latency' }], abortRequested: false });
+    expect(two.action === 'FIRE' && two.reason).toContain('(also in ALARM: L-bake-slo-p99-latency)');
+  });
+
+  it('an abort wins over a firing alarm: the watch ends without reverting', () => {
+    expect(decideWatchPoll({ polls: 2, settings: S, alarms: [firing], abortRequested: true })).toEqual({ action: 'ABORT' });
+  });
+
+  it('INSUFFICIENT_DATA is not a firing', () => {
+    expect(decideWatchPoll({ polls: 6, settings: S, alarms: [{ name: 'a', state: 'INSUFFICIENT_DATA' }], abortRequested: false })).toEqual({ action: 'PASS' });
+  });
+});
+
+describe('shouldWatch and the watch budget', () => {
+  const S: BakeSettings = { weightPercent: 10, bakeSeconds: 60, pollSeconds: 10, minExperimentRequests: 1, finalBakeSeconds: 120 };
+  const approvedBake = (s: BakeSettings, verdicts: Phase['verdict'][]) => {
+    const b = newBake('b1', verdicts.map((_v, i) => ({ profile: 'limits' as const, version: String(i + 2) })), s, T0);
+    return { ...b, phases: b.phases.map((p, i) => ({ ...p, verdict: verdicts[i]! })) };
+  };
+
+  it('watches only with finalBakeSeconds, something promoted, not a dry run, not aborted', () => {
+    expect(shouldWatch(approvedBake(S, ['REJECTED', 'APPROVED']))).toBe(true);
+    expect(promotedPhases(approvedBake(S, ['APPROVED', 'REJECTED', 'APPROVED']))).toEqual([0, 2]);
+    expect(shouldWatch(approvedBake(S, ['REJECTED', 'REJECTED']))).toBe(false);
+    expect(shouldWatch(approvedBake({ ...S, finalBakeSeconds: 0 }, ['APPROVED']))).toBe(false);
+    expect(shouldWatch(approvedBake({ ...BAKE_DEFAULTS }, ['APPROVED']))).toBe(false);
+    expect(shouldWatch(approvedBake({ ...S, dryRun: true }, ['WOULD_APPROVE']))).toBe(false);
+    expect(shouldWatch({ ...approvedBake(S, ['APPROVED']), abortRequested: true })).toBe(false);
+  });
+
+  it('gives the watch its settling, every poll and slack; nothing without one', () => {
+    expect(watchBudgetSeconds(S, 72)).toBe(72 + 120 + 20 + 60);
+    expect(watchBudgetSeconds({ ...S, finalBakeSeconds: 0 }, 72)).toBe(0);
+    expect(watchBudgetSeconds({ ...S, dryRun: true }, 72)).toBe(0);
+    expect(FINAL_BAKE_SECONDS).toEqual({ min: 60, max: 3600 });
+  });
+});
+
+describe('history', () => {
+  it('a new bake opens with BakeStarted and its settings', () => {
+    const b = newBake('b1', [{ profile: 'limits', version: '2', content: CONTENT }], { ...BAKE_DEFAULTS, dryRun: true }, T0);
+    expect(b.history).toEqual([
+      {
+        type: 'BakeStarted',
+        seq: 0,
+        at: new Date(T0).toISOString(),
+        bakeId: 'b1',
+        changes: [{ profile: 'limits', version: '2' }],
+        weightPercent: 10,
+        bakeSeconds: 600,
+        pollSeconds: 30,
+        finalBakeSeconds: 0,
+        dryRun: true,
+      },
+    ]);
+  });
+
+  it('appends in order, numbering on, and clips a long reason; nothing to record is the same record', () => {
+    const b = newBake('b1', [{ profile: 'limits', version: '2' }], BAKE_DEFAULTS, T0);
+    expect(recordTransitions(b, [])).toBe(b);
+    const long = 'x'.repeat(5000);
+    const next = recordTransitions(b, [
+      { type: 'PhaseBaking', atMs: T0 + 1, phase: 0, profile: 'limits', version: '2' },
+      { type: 'PhaseRejected', atMs: T0 + 2, phase: 0, profile: 'limits', version: '2', verdict: 'REJECTED', reason: long },
+    ]);
+    expect(next.history!.map((t) => [t.seq, t.type, t.at])).toEqual([
+      [0, 'BakeStarted', new Date(T0).toISOString()],
+      [1, 'PhaseBaking', new Date(T0 + 1).toISOString()],
+      [2, 'PhaseRejected', new Date(T0 + 2).toISOString()],
+    ]);
+    expect(next.history![2]!.reason).toHaveLength(TRANSITION_REASON_CHARS);
+    expect(b.history).toHaveLength(1); // the record passed in is not changed
+    expect(historyBound(10)).toBe(45);
+  });
+
+  it('a dry run records what it would have decided', () => {
+    expect([verdictOf('APPROVE', false), verdictOf('REJECT', false), verdictOf('APPROVE', true), verdictOf('REJECT', true)]).toEqual(['APPROVED', 'REJECTED', 'WOULD_APPROVE', 'WOULD_REJECT']);
+    expect(['APPROVED', 'REJECTED', 'WOULD_APPROVE', 'WOULD_REJECT'].map((v) => transitionOf(v as never))).toEqual(['PhaseApproved', 'PhaseRejected', 'PhaseWouldApprove', 'PhaseWouldReject']);
+  });
+});
+
+describe('alarms as DescribeAlarms reports them', () => {
+  it('reads the threshold, and in ALARM the datapoints of the last evaluation, newest first', () => {
+    const aws = { AlarmName: 'a', StateValue: 'ALARM', StateReason: 'r', Threshold: 2, StateReasonData: JSON.stringify({ recentDatapoints: [1, 2.5, 7], threshold: 2 }) };
+    expect(alarmSnapshotOf(aws)).toEqual({ name: 'a', state: 'ALARM', reason: 'r', threshold: 2, datapoints: [7, 2.5, 1] });
+    const evaluated = { ...aws, StateReasonData: JSON.stringify({ evaluatedDatapoints: [{ timestamp: 't2', value: 9 }, { timestamp: 't1', value: 3 }], recentDatapoints: [3, 9] }) };
+    expect(alarmSnapshotOf(evaluated).datapoints).toEqual([9, 3]);
+    expect(datapointsOf('not json')).toEqual([]);
+    expect(datapointsOf(undefined)).toEqual([]);
+    expect(alarmSnapshotOf({ ...aws, StateValue: 'OK' })).toEqual({ name: 'a', state: 'OK', reason: 'r', threshold: 2 });
+    expect(alarmSnapshotOf({ StateValue: 'weird' })).toEqual({ name: '?', state: 'INSUFFICIENT_DATA' });
+    expect(alarmNumbers({ name: 'a', state: 'ALARM' })).toBe('no datapoints reported');
   });
 });
