@@ -1,5 +1,6 @@
 /** Request bodies of shared/API.md, as zod schemas. Unknown fields are rejected so typos surface. */
 import { z } from 'zod';
+import { FINAL_BAKE_SECONDS } from '../domain/bake';
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
 const seq = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
@@ -92,5 +93,23 @@ export const StartBake = z
     errorMarginPoints: z.number().min(0.01).max(50).default(0.5),
     latencyMarginPercent: z.number().min(1).max(500).default(15),
     alpha: z.number().min(0.0001).max(0.2).default(0.005),
+    // The watch after promotion (README "Config bake"): 0 is off; otherwise at least the SLO
+    // alarms' 60-second window, at most an hour (domain/bake.ts, FINAL_BAKE_SECONDS).
+    finalBakeSeconds: z
+      .number()
+      .int()
+      .refine((s) => s === 0 || (s >= FINAL_BAKE_SECONDS.min && s <= FINAL_BAKE_SECONDS.max), {
+        message: `must be 0 (no watch after promotion) or ${FINAL_BAKE_SECONDS.min}..${FINAL_BAKE_SECONDS.max} seconds (the SLO alarms judge 60-second windows)`,
+      })
+      .default(0),
+    dryRun: z.boolean().default(false),
   })
-  .refine((b) => b.pollSeconds <= b.bakeSeconds, { message: 'pollSeconds must not exceed bakeSeconds', path: ['pollSeconds'] });
+  .refine((b) => b.pollSeconds <= b.bakeSeconds, { message: 'pollSeconds must not exceed bakeSeconds', path: ['pollSeconds'] })
+  .refine((b) => b.finalBakeSeconds === 0 || b.pollSeconds <= b.finalBakeSeconds, {
+    message: 'pollSeconds must not exceed finalBakeSeconds: the watch polls every pollSeconds',
+    path: ['finalBakeSeconds'],
+  })
+  .refine((b) => !(b.dryRun && b.finalBakeSeconds > 0), {
+    message: 'a dry run promotes nothing, so there is nothing to watch after it: send finalBakeSeconds 0 (or leave it out) with dryRun true',
+    path: ['finalBakeSeconds'],
+  });
