@@ -2,6 +2,14 @@
  * The config-bake half of the stack: the AppConfig application with one hosted profile per
  * config profile (JSON Schema validators generated from lambdas/domain/config.ts, version 1 the
  * defaults), the arm alarms, the Standard state machine that runs a bake, and the dashboard.
+ *
+ * The state machine: TakeLock, then per change NextPhase, ValidateVersion, StartExperiment,
+ * WaitForHosts and the poll loop (WaitPoll, DescribeAlarms, Judge); after the last phase, when
+ * the bake has a watch (`finalBakeSeconds`, and something was promoted), StartWatch,
+ * WatchSettle and the watch loop (DescribeSloAlarms, WatchPoll, WatchWait), which ends in
+ * Finish when it passes or Revert when an SLO alarm fires; else Finish. Every task catches to
+ * Cleanup. Each bake task's output replaces the state and carries `events` (the transitions it
+ * recorded, in order) and `historyLength`, the next task's `from` (lambdas/services/bakes.ts).
  */
 import { Duration, Stack, Validations, type RemovalPolicy } from 'aws-cdk-lib';
 import * as appconfig from 'aws-cdk-lib/aws-appconfig';
@@ -15,7 +23,7 @@ import { Construct } from 'constructs';
 import { acknowledgeWildcardResources } from './nag';
 import { vendedLogGroupName } from './vended-logs';
 import { initialContent, PROFILES, profileJsonSchema, type ProfileName } from '../lambdas/domain/config';
-import { ALARM_PERIOD_SECONDS, ARM_METRICS, BAKE_METRICS, METRIC_NAMESPACE, SERVICE_NAME, armDimensions } from '../lambdas/metrics';
+import { ALARM_PERIOD_SECONDS, ARM_METRICS, BAKE_METRICS, METRIC_NAMESPACE, SERVICE_NAME, SLO_ALARMS, armDimensions } from '../lambdas/metrics';
 
 /** Thresholds of the bake's alarms. Percentages are of requests; latency is service time (long-poll waits excluded). */
 export interface BakeAlarmThresholds {
@@ -61,6 +69,8 @@ export class ConfigBake extends Construct {
   readonly environment: appconfig.CfnEnvironment;
   readonly profiles: Record<ProfileName, appconfig.CfnConfigurationProfile>;
   readonly alarms: cloudwatch.Alarm[];
+  /** The absolute SLO alarms among `alarms` (all traffic): what the watch after promotion polls. */
+  readonly sloAlarms: cloudwatch.Alarm[];
   readonly stateMachine: sfn.StateMachine;
   readonly dashboard: cloudwatch.Dashboard;
 
@@ -118,8 +128,9 @@ export class ConfigBake extends Construct {
       new cloudwatch.MathExpression({ expression, usingMetrics: Object.fromEntries(keys.map((k) => [k, armMetrics[k]])), period, label });
     // Missing data is "no traffic", never evidence of health: the bake's minimum-traffic rule,
     // not these alarms, decides whether a phase saw enough to be approved.
-    const alarm = (name: string, metric: cloudwatch.IMetric, threshold: number, description: string, evaluationPeriods = 3, datapointsToAlarm = 2) =>
-      new cloudwatch.Alarm(this, `${name.replace(/(^|-)(\w)/g, (_x, _d, c: string) => c.toUpperCase())}Alarm`, {
+    const byName = new Map<string, cloudwatch.Alarm>();
+    const alarm = (name: string, metric: cloudwatch.IMetric, threshold: number, description: string, evaluationPeriods = 3, datapointsToAlarm = 2) => {
+      const a = new cloudwatch.Alarm(this, `${name.replace(/(^|-)(\w)/g, (_x, _d, c: string) => c.toUpperCase())}Alarm`, {
         alarmName: `${stack.stackName}-bake-${name}`,
         alarmDescription: description,
         metric,
@@ -129,6 +140,9 @@ export class ConfigBake extends Construct {
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
+      byName.set(name, a);
+      return a;
+    };
     this.alarms = [
       alarm('experiment-5xx-rate', math(`IF(er >= ${n} AND e5 >= ${k}, 100 * e5 / er, 0)`, ['er', 'e5'], 'experiment 5xx %'), t.experiment5xxPercent, `The experiment arm's 5xx rate is above ${t.experiment5xxPercent}%.`),
       alarm(
@@ -154,18 +168,19 @@ export class ConfigBake extends Construct {
         math(`IF(er + cr >= ${n} AND e5 + c5 >= ${k}, 100 * (e5 + c5) / (er + cr), 0)`, ['er', 'e5', 'cr', 'c5'], 'all traffic 5xx %'),
         t.slo5xxPercent,
         `The 5xx rate of all traffic is above ${t.slo5xxPercent}% (a config that breaks the process hurts both arms).`,
-        6,
-        3,
+        SLO_ALARMS.evaluationPeriods,
+        SLO_ALARMS.datapointsToAlarm,
       ),
       alarm(
         'slo-p99-latency',
         math(`MAX([IF(cr >= ${n}, cp, 0), IF(er >= ${n}, ep, 0)])`, ['cr', 'cp', 'er', 'ep'], 'p99 of the slower arm, ms'),
         t.sloP99Ms,
         `The p99 service latency of an arm is above ${t.sloP99Ms} ms.`,
-        6,
-        3,
+        SLO_ALARMS.evaluationPeriods,
+        SLO_ALARMS.datapointsToAlarm,
       ),
     ];
+    this.sloAlarms = SLO_ALARMS.names.map((n) => byName.get(n)!);
 
     // ---- State machine -------------------------------------------------------------------------
     // Every Lambda task retries, in this order: Lambda's service errors (CDK's
@@ -188,8 +203,12 @@ export class ConfigBake extends Construct {
       return task;
     };
     const bakeId = sfn.JsonPath.stringAt('$.bakeId');
+    // Every bake task after TakeLock gets the history cursor the previous one returned (each
+    // bake task's output replaces the state and always has it), and returns the transitions
+    // recorded since as `events`.
+    const from = sfn.JsonPath.numberAt('$.historyLength');
     const takeLock = bakeTask('TakeLock', { action: 'lock', bakeId });
-    const nextPhase = bakeTask('NextPhase', { action: 'next', bakeId });
+    const nextPhase = bakeTask('NextPhase', { action: 'next', bakeId, from });
     const validate = new tasks.CallAwsService(this, 'ValidateVersion', {
       service: 'appconfig',
       action: 'validateConfiguration',
@@ -207,22 +226,36 @@ export class ConfigBake extends Construct {
     // (throttling, a blip) is retried before it can fail the bake.
     validate.addRetry({ errors: ['AppConfig.BadRequestException'], maxAttempts: 0 });
     validate.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(2), maxAttempts: 3, backoffRate: 2 });
-    const rejectInvalid = bakeTask('RejectInvalid', { action: 'invalid', bakeId, error: sfn.JsonPath.objectAt('$.error') });
-    const startExperiment = bakeTask('StartExperiment', { action: 'start', bakeId });
+    const rejectInvalid = bakeTask('RejectInvalid', { action: 'invalid', bakeId, index: sfn.JsonPath.numberAt('$.phase.index'), error: sfn.JsonPath.objectAt('$.error'), from });
+    const startExperiment = bakeTask('StartExperiment', { action: 'start', bakeId, from });
     const waitForHosts = new sfn.Wait(this, 'WaitForHosts', { time: sfn.WaitTime.secondsPath('$.phase.pickupSeconds') });
     const waitPoll = new sfn.Wait(this, 'WaitPoll', { time: sfn.WaitTime.secondsPath('$.phase.pollSeconds') });
-    const describeAlarms = new tasks.CallAwsService(this, 'DescribeAlarms', {
-      service: 'cloudwatch',
-      action: 'describeAlarms',
-      parameters: { AlarmNames: this.alarms.map((a) => a.alarmName) },
-      iamResources: this.alarms.map((a) => a.alarmArn),
-      iamAction: 'cloudwatch:DescribeAlarms',
-      resultSelector: { 'MetricAlarms.$': '$.MetricAlarms' },
-      resultPath: '$.alarms',
-    });
-    describeAlarms.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(2), maxAttempts: 3, backoffRate: 2 });
-    const judge = bakeTask('Judge', { action: 'judge', bakeId, alarms: sfn.JsonPath.objectAt('$.alarms.MetricAlarms') }, '$.judge');
-    const finish = bakeTask('Finish', { action: 'finish', bakeId });
+    const describe = (id: string, alarms: cloudwatch.Alarm[]) => {
+      const task = new tasks.CallAwsService(this, id, {
+        service: 'cloudwatch',
+        action: 'describeAlarms',
+        parameters: { AlarmNames: alarms.map((a) => a.alarmName) },
+        // Both read states grant DescribeAlarms on all six alarms: one statement, the same as
+        // before the watch (DescribeAlarms is authorized per alarm named; the watch names two).
+        iamResources: this.alarms.map((a) => a.alarmArn),
+        iamAction: 'cloudwatch:DescribeAlarms',
+        resultSelector: { 'MetricAlarms.$': '$.MetricAlarms' },
+        resultPath: '$.alarms',
+      });
+      task.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(2), maxAttempts: 3, backoffRate: 2 });
+      return task;
+    };
+    const describeAlarms = describe('DescribeAlarms', this.alarms);
+    const judge = bakeTask('Judge', { action: 'judge', bakeId, alarms: sfn.JsonPath.objectAt('$.alarms.MetricAlarms'), from });
+    const finish = bakeTask('Finish', { action: 'finish', bakeId, from });
+    // The watch after promotion: only the SLO alarms (after promotion there is no experiment arm
+    // for the judge or the experiment alarms to look at).
+    const startWatch = bakeTask('StartWatch', { action: 'watch', bakeId, from });
+    const watchSettle = new sfn.Wait(this, 'WatchSettle', { time: sfn.WaitTime.secondsPath('$.watch.settleSeconds') });
+    const watchWait = new sfn.Wait(this, 'WatchWait', { time: sfn.WaitTime.secondsPath('$.watch.pollSeconds') });
+    const describeSloAlarms = describe('DescribeSloAlarms', this.sloAlarms);
+    const watchPoll = bakeTask('WatchPoll', { action: 'watch-poll', bakeId, alarms: sfn.JsonPath.objectAt('$.alarms.MetricAlarms'), from });
+    const revert = bakeTask('Revert', { action: 'revert', bakeId, from });
     const cleanup = bakeTask('Cleanup', { action: 'cleanup', bakeId, input: sfn.JsonPath.objectAt('$') }, undefined, CLEANUP_THROTTLE_ATTEMPTS);
     cleanup.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(2), maxAttempts: 6, backoffRate: 2 });
 
@@ -233,7 +266,7 @@ export class ConfigBake extends Construct {
       .otherwise(ended);
     cleanup.next(afterCleanup);
 
-    for (const s of [takeLock, nextPhase, rejectInvalid, startExperiment, describeAlarms, judge, finish]) {
+    for (const s of [takeLock, nextPhase, rejectInvalid, startExperiment, describeAlarms, judge, finish, startWatch, describeSloAlarms, watchPoll, revert]) {
       s.addCatch(cleanup, { errors: ['States.ALL'], resultPath: '$.error' });
     }
     validate.addCatch(rejectInvalid, { errors: ['AppConfig.BadRequestException'], resultPath: '$.error' });
@@ -241,12 +274,18 @@ export class ConfigBake extends Construct {
 
     const hasPhase = new sfn.Choice(this, 'HasPhase')
       .when(sfn.Condition.and(sfn.Condition.isPresent('$.decision'), sfn.Condition.stringEquals('$.decision', 'ABORT')), cleanup)
+      .when(sfn.Condition.and(sfn.Condition.booleanEquals('$.done', true), sfn.Condition.isPresent('$.watchNext'), sfn.Condition.booleanEquals('$.watchNext', true)), startWatch)
       .when(sfn.Condition.booleanEquals('$.done', true), finish)
       .otherwise(validate);
     const decided = new sfn.Choice(this, 'Decided')
-      .when(sfn.Condition.stringEquals('$.judge.decision', 'CONTINUE'), waitPoll)
-      .when(sfn.Condition.stringEquals('$.judge.decision', 'ABORT'), cleanup)
+      .when(sfn.Condition.stringEquals('$.decision', 'CONTINUE'), waitPoll)
+      .when(sfn.Condition.stringEquals('$.decision', 'ABORT'), cleanup)
       .otherwise(nextPhase);
+    const watchDecided = new sfn.Choice(this, 'WatchDecided')
+      .when(sfn.Condition.stringEquals('$.decision', 'CONTINUE'), watchWait)
+      .when(sfn.Condition.stringEquals('$.decision', 'PASSED'), finish)
+      .when(sfn.Condition.stringEquals('$.decision', 'FIRED'), revert)
+      .otherwise(cleanup);
 
     takeLock.next(nextPhase);
     nextPhase.next(hasPhase);
@@ -257,7 +296,13 @@ export class ConfigBake extends Construct {
     waitPoll.next(describeAlarms);
     describeAlarms.next(judge);
     judge.next(decided);
+    startWatch.next(watchSettle);
+    watchSettle.next(describeSloAlarms);
+    watchWait.next(describeSloAlarms);
+    describeSloAlarms.next(watchPoll);
+    watchPoll.next(watchDecided);
     finish.next(ended);
+    revert.next(ended);
 
     // Under /aws/vendedlogs/ so that Step Functions' log delivery does not grow the account's
     // CloudWatch Logs resource policy (lib/vended-logs.ts).

@@ -878,6 +878,14 @@ describe('config bake', () => {
         'DescribeAlarms',
         'Judge',
         'Decided',
+        // the watch after promotion
+        'StartWatch',
+        'WatchSettle',
+        'DescribeSloAlarms',
+        'WatchPoll',
+        'WatchDecided',
+        'WatchWait',
+        'Revert',
         'Finish',
         'Cleanup',
         // how it ends
@@ -892,19 +900,27 @@ describe('config bake', () => {
       RejectInvalid: 'invalid',
       StartExperiment: 'start',
       Judge: 'judge',
+      StartWatch: 'watch',
+      WatchPoll: 'watch-poll',
+      Revert: 'revert',
       Finish: 'finish',
       Cleanup: 'cleanup',
     };
     const tasks = Object.entries(def.States).filter(([, s]) => s.Type === 'Task');
-    expect(tasks.map(([n]) => n).sort()).toEqual([...Object.keys(lambdaTasks), 'ValidateVersion', 'DescribeAlarms'].sort());
+    expect(tasks.map(([n]) => n).sort()).toEqual([...Object.keys(lambdaTasks), 'ValidateVersion', 'DescribeAlarms', 'DescribeSloAlarms'].sort());
     for (const [name, action] of Object.entries(lambdaTasks)) {
       expect(def.States[name]!.Resource, name).toBe(bakeFn);
       expect(def.States[name]!.Parameters?.action, name).toBe(action);
     }
     expect(def.States.ValidateVersion!.Resource).toBe('arn:<AWS::Partition>:states:::aws-sdk:appconfig:validateConfiguration');
     expect(def.States.DescribeAlarms!.Resource).toBe('arn:<AWS::Partition>:states:::aws-sdk:cloudwatch:describeAlarms');
-    // It reads exactly the six alarms (Ref of an alarm is its name).
+    // It reads exactly the six alarms (Ref of an alarm is its name); the watch, the two SLO alarms only.
     expect(def.States.DescribeAlarms!.Parameters?.AlarmNames).toEqual([...bakeAlarmLogicalIds().values()].map((id) => `<${id}>`));
+    expect(def.States.DescribeSloAlarms!.Resource).toBe('arn:<AWS::Partition>:states:::aws-sdk:cloudwatch:describeAlarms');
+    expect(def.States.DescribeSloAlarms!.Parameters?.AlarmNames).toEqual(
+      [...bakeAlarmLogicalIds().entries()].filter(([name]) => name.includes('slo-')).map(([, id]) => `<${id}>`),
+    );
+    expect(def.States.DescribeSloAlarms!.Parameters?.AlarmNames).toHaveLength(2);
     // A version AppConfig's validators refuse is rejected, not a failure of the bake.
     expect(def.States.ValidateVersion!.Catch?.[0]).toEqual(expect.objectContaining({ ErrorEquals: ['AppConfig.BadRequestException'], Next: 'RejectInvalid' }));
 
@@ -921,7 +937,7 @@ describe('config bake', () => {
   it("retries Lambda's throttle on every Lambda task with a capped backoff before its Catch, and longest on Cleanup", () => {
     const def = bakeDefinition();
     const lambdaTasks = Object.entries(def.States).filter(([, s]) => s.Type === 'Task' && s.Resource === `<${bakeFunctionLogicalId()}.Arn>`);
-    expect(lambdaTasks).toHaveLength(7);
+    expect(lambdaTasks).toHaveLength(10);
     for (const [name, state] of lambdaTasks) {
       const retries = state.Retry ?? [];
       const throttle = retries.findIndex((r) => r.ErrorEquals.includes('Lambda.TooManyRequestsException'));

@@ -12,14 +12,19 @@ import { startEmbeddedDynamo, type EmbeddedDynamo } from '../../local/dynamo';
 import { DynamoControlStore } from '../../lambdas/adapters/control';
 import type { ConfigVersions } from '../../lambdas/adapters/appconfig';
 import type { ArmMetricsReader } from '../../lambdas/adapters/cloudwatch';
-import type { BakeRecord } from '../../lambdas/domain/bake';
+import { historyBound, type BakeRecord, type BakeSettings, type BakeTransition } from '../../lambdas/domain/bake';
+import { contentOf } from '../../lambdas/domain/config';
 import type { ArmSeries, PeriodStats } from '../../lambdas/domain/judge';
 import type { ProfileName } from '../../lambdas/domain/config';
-import { BakeService, type BakeTask } from '../../lambdas/services/bakes';
+import { BakeService, WATCH_SETTLE_SECONDS, type BakeTask } from '../../lambdas/services/bakes';
 import { CLEANUP_THROTTLE_ATTEMPTS, THROTTLE_RETRY } from '../../lib/config-bake';
 import { makeHandler } from '../../lambdas/handlers/bake';
+import Ajv2020 from 'ajv/dist/2020';
+import openapi from '../../openapi.json';
 
 const SCALE = 1000; // Wait states of 10 s take 10 ms
+/** GET /bakes/{bakeId}'s body as openapi.json states it. */
+const bakeContract = new Ajv2020({ strict: false, validateFormats: false, allErrors: true }).compile({ $ref: '#/components/schemas/Bake', components: openapi.components });
 const IDS = { applicationId: 'app1234', profiles: { delivery: 'dlv1234', limits: 'lim1234' } };
 
 let template: Template;
@@ -64,7 +69,17 @@ interface PhaseScript {
   invalid?: boolean;
   /** Request an abort while the version is being validated, before its experiment starts. */
   abortOnValidate?: boolean;
+  /** The watch after promotion (script key 'watch'): before its poll `poll` is answered. */
+  beforeWatchPoll?: (poll: number) => Promise<void>;
 }
+
+/** Each version's content as the scripted AppConfig has it (version 1: the defaults). */
+const CONTENTS: Record<string, unknown> = {
+  'delivery:2': { maxBatchRecords: 50 },
+  'delivery:3': { maxBatchRecords: 50, longPollIntervalMs: 100 },
+  'limits:2': { maxRecordsPerAppend: 1 },
+  'limits:3': { maxRecordsPerAppend: 400 },
+};
 
 /** What GetMetricData shows after `polls` polls: three 10-second periods a poll, both arms. */
 const seriesOf = (polls: number, s: PhaseScript = {}): ArmSeries => {
@@ -83,9 +98,20 @@ interface Run {
   error?: string;
   record: BakeRecord;
   events: ExecutionEvent[];
-  /** The experiment seen in the rollout state at each poll, "profile:version@weight". */
+  /** The experiment seen in the rollout state at each poll, "profile:version@weight"; "watch" at each poll of the watch. */
   liveDuringPolls: string[];
+  /** The alarm names each DescribeAlarms of the watch asked for. */
+  watchAsked: string[][];
+  /** The `events` of every bake-function task's output, in the order the tasks ran: what the state machine would publish. */
+  published: BakeTransition[];
+  /** The control versions each rollout write of a Revert task wrote, in order. */
+  revertWrites: Record<string, string>[];
+  /** GET /bakes/{bakeId}'s body at the end. */
+  view: Record<string, any>;
 }
+
+/** The states that invoke the bake function (their output is the function's, `events` included). */
+const BAKE_TASKS = new Set(['TakeLock', 'NextPhase', 'RejectInvalid', 'StartExperiment', 'Judge', 'StartWatch', 'WatchPoll', 'Revert', 'Finish', 'Cleanup']);
 
 /** Lambda's answer to each invocation of the bake function before it runs (a throttle, a service error), by its task. */
 type InvokeFaults = (task: BakeTask) => LambdaInvokeFault | undefined;
@@ -93,14 +119,16 @@ type InvokeFaults = (task: BakeTask) => LambdaInvokeFault | undefined;
 async function bake(
   changes: { profile: ProfileName; version: string }[],
   scripts: Record<string, PhaseScript>,
-  settings = { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 100 },
+  settings: BakeSettings = { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 100 },
   invokeFaults?: InvokeFaults,
 ): Promise<Run> {
   const pollOf = new Map<string, number>();
   let current = '';
   const liveDuringPolls: string[] = [];
+  const watchAsked: string[][] = [];
+  const revertWrites: Record<string, string>[] = [];
   const versions: ConfigVersions = {
-    get: async (p, v) => (Number(v) >= 1 && Number(v) <= 3 ? { note: `${p} ${v}` } : undefined),
+    get: async (p, v) => (Number(v) === 1 ? {} : Number(v) >= 2 && Number(v) <= 3 ? CONTENTS[`${p}:${v}`] : undefined),
     create: async () => '4',
     list: async () => ['3', '2', '1'],
   };
@@ -111,7 +139,23 @@ async function bake(
       return seriesOf(pollOf.get(current) ?? 1, s);
     },
   };
-  const service = new BakeService(control, versions, IDS, metrics, { start: async () => {} }, { now: () => Date.now() }, { timeScale: SCALE });
+  // The Control table, with each rollout write seen (the task that made it, and its control versions).
+  let task = '';
+  const observed = new Proxy(control, {
+    get(target, key) {
+      if (key === 'putRollout') {
+        return async (next: Parameters<DynamoControlStore['putRollout']>[0]) => {
+          const before = (await target.getRollout(true)).state.control;
+          const stored = await target.putRollout(next);
+          if (task === 'revert' && JSON.stringify(before) !== JSON.stringify(next.state.control)) revertWrites.push({ ...next.state.control });
+          return stored;
+        };
+      }
+      const v = Reflect.get(target, key, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const service = new BakeService(observed, versions, IDS, metrics, { start: async () => {} }, { now: () => Date.now() }, { timeScale: SCALE });
   const handler = makeHandler({ bakes: service });
   let bakeId = '';
 
@@ -127,18 +171,30 @@ async function bake(
     'cloudwatch:describeAlarms': async (p: { AlarmNames: string[] }) => {
       const rollout = await control.getRollout(true);
       const e = rollout.state.experiment;
-      current = e ? `${e.profile}:${e.version}` : '';
-      liveDuringPolls.push(e ? `${current}@${e.weightPercent}` : 'none');
+      // The watch asks for fewer alarms than a phase's poll (the SLO ones); its script is 'watch'.
+      const watching = p.AlarmNames.length < alarmNames.length;
+      if (watching) watchAsked.push([...p.AlarmNames]);
+      current = e ? `${e.profile}:${e.version}` : watching ? 'watch' : '';
+      liveDuringPolls.push(e ? `${current}@${e.weightPercent}` : watching ? 'watch' : 'none');
       const poll = (pollOf.get(current) ?? 0) + 1;
       pollOf.set(current, poll);
       const s = scripts[current] ?? {};
+      if (watching) await s.beforeWatchPoll?.(poll);
       if (s.abortAtPoll === poll) await service.abort(bakeId);
       return {
-        MetricAlarms: p.AlarmNames.map((name) => ({
-          AlarmName: name,
-          StateValue: s.alarm && name.endsWith(`-bake-${s.alarm.name}`) && poll >= s.alarm.fromPoll ? 'ALARM' : 'OK',
-          StateReason: 'scripted',
-        })),
+        MetricAlarms: p.AlarmNames.map((name) => {
+          const firing = s.alarm && name.endsWith(`-bake-${s.alarm.name}`) && poll >= s.alarm.fromPoll;
+          // As CloudWatch reports an alarm: its threshold, and the datapoints of its last evaluation (newest first).
+          return firing
+            ? {
+                AlarmName: name,
+                StateValue: 'ALARM',
+                StateReason: 'Threshold Crossed: 3 out of the last 6 datapoints [7.5, 6.25, 4.0] were greater than the threshold (2.0).',
+                StateReasonData: JSON.stringify({ version: '1.0', threshold: 2, evaluatedDatapoints: [{ value: 7.5 }, { value: 6.25 }, { value: 4 }, { value: 0 }, { value: 0 }, { value: 0 }] }),
+                Threshold: 2,
+              }
+            : { AlarmName: name, StateValue: 'OK', StateReason: 'scripted', Threshold: 2 };
+        }),
       };
     },
   };
@@ -150,7 +206,12 @@ async function bake(
   let error: string | undefined;
   try {
     await runExecution(definition, { bakeId }, {
-      lambdas: { [bakeFnId]: (e) => handler(e as never) },
+      lambdas: {
+        [bakeFnId]: async (e) => {
+          task = (e as BakeTask).action;
+          return handler(e as never);
+        },
+      },
       ...(invokeFaults ? { lambdaInvokeFault: (_id: string, e: unknown) => invokeFaults(e as BakeTask) } : {}),
       sdk,
       timeScale: SCALE,
@@ -163,7 +224,17 @@ async function bake(
     error = e.Error;
   }
   const record = (await control.getBake(bakeId))!;
-  return { bakeId, status, ...(error ? { error } : {}), record, events, liveDuringPolls };
+  // A task whose error was caught exits with its input (and the error): not the function's output.
+  const caught = new Set<string>();
+  const published: BakeTransition[] = [];
+  for (const e of events) {
+    if (e.type === 'StateCaught') caught.add(e.state!.name);
+    if (e.type !== 'StateExited' || !BAKE_TASKS.has(e.state!.name)) continue;
+    if (caught.delete(e.state!.name)) continue;
+    published.push(...((e.state!.output as { events?: BakeTransition[] }).events ?? []));
+  }
+  const view = await service.describe(bakeId);
+  return { bakeId, status, ...(error ? { error } : {}), record, events, liveDuringPolls, watchAsked, published, revertWrites, view };
 }
 
 beforeEach(async () => {
@@ -398,5 +469,318 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     });
     await service.cleanup(first.bakeId);
     await expectClean({ delivery: '1', limits: '1' });
+  });
+});
+
+// ---- The watch after promotion, dry runs, history and diffs ------------------------------------
+
+/** The default test settings with a watch of 60 s: 6 polls of 10 s after its settling. */
+const WATCHED: BakeSettings = { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 100, finalBakeSeconds: 60 };
+const DRY: BakeSettings = { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 100, dryRun: true };
+
+/**
+ * The history is the transitions of `types`, in order, numbered from 0, in time order, within
+ * its bound; and it is exactly what the bake tasks handed the state machine as `events`, in the
+ * same order (so events published from them say the same).
+ */
+function expectHistory(r: Run, types: string[]): BakeTransition[] {
+  const h = r.record.history ?? [];
+  expect(h.map((t) => (t.profile ? `${t.type}:${t.profile}:${t.version}` : t.type))).toEqual(types);
+  expect(h.map((t) => t.seq)).toEqual(h.map((_t, i) => i));
+  expect(h.every((t) => t.bakeId === r.bakeId)).toBe(true);
+  const at = h.map((t) => Date.parse(t.at));
+  expect(at).toEqual([...at].sort((a, b) => a - b));
+  expect(h.length).toBeLessThanOrEqual(historyBound(r.record.phases.length));
+  expect(r.published).toEqual(h);
+  expect(r.view.history).toEqual(h);
+  // The record as GET /bakes/{bakeId} shows it fits the contract (history, watch, diffs, verdicts).
+  expect(bakeContract(r.view) ? [] : bakeContract.errors).toEqual([]);
+  return h;
+}
+
+const SLO_NAMES = ['Logrelay-bake-slo-5xx-rate', 'Logrelay-bake-slo-p99-latency'];
+
+describe('the watch after promotion, run locally', () => {
+  it('a watch that passes: the bake SUCCEEDED with both versions promoted; it polled only the SLO alarms, after settling', async () => {
+    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], {}, WATCHED);
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.record.status).toBe('SUCCEEDED');
+    expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'limits:2=APPROVED']);
+    // 60 s / 10 s: six polls of the watch after the phases' three each, with no experiment live.
+    expect(r.liveDuringPolls.slice(6)).toEqual(Array(6).fill('watch'));
+    expect(r.watchAsked).toHaveLength(6);
+    for (const asked of r.watchAsked) expect(asked.sort()).toEqual(SLO_NAMES);
+    const w = r.record.watch!;
+    expect(w).toMatchObject({ seconds: 60, polls: 6, outcome: 'PASSED' });
+    expect(w.measureFromMs - w.startedAtMs).toBe((WATCH_SETTLE_SECONDS * 1000) / SCALE);
+    expect(WATCH_SETTLE_SECONDS).toBe(72); // the hosts' pick-up (12 s), then the SLO alarms' 60-second window
+    const h = expectHistory(r, [
+      'BakeStarted',
+      'PhaseBaking:delivery:2',
+      'PhaseApproved:delivery:2',
+      'PhaseBaking:limits:2',
+      'PhaseApproved:limits:2',
+      'WatchStarted',
+      'WatchPassed',
+      'BakeEnded',
+    ]);
+    expect(h[0]).toMatchObject({ changes: [{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], finalBakeSeconds: 60, dryRun: false, weightPercent: 10 });
+    expect(h[5]).toMatchObject({
+      finalBakeSeconds: 60,
+      pollSeconds: 10,
+      settleSeconds: 72,
+      promoted: [
+        { profile: 'delivery', version: '2', controlVersion: '1' },
+        { profile: 'limits', version: '2', controlVersion: '1' },
+      ],
+    });
+    expect(h[6]).toMatchObject({ polls: 6, finalBakeSeconds: 60 });
+    expect(h[6]!.traffic!.requests).toBeGreaterThan(0);
+    expect(h[7]).toMatchObject({ status: 'SUCCEEDED', verdicts: [{ profile: 'delivery', version: '2', verdict: 'APPROVED' }, { profile: 'limits', version: '2', verdict: 'APPROVED' }] });
+    expect(r.view.watch).toMatchObject({ seconds: 60, polls: 6, outcome: 'PASSED' });
+    await expectClean({ delivery: '2', limits: '2' });
+  });
+
+  it('a watch that fires: both promoted profiles are reverted, last first, to their pre-bake versions and contents; verdicts REVERTED naming the alarm and its numbers', async () => {
+    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { watch: { alarm: { name: 'slo-5xx-rate', fromPoll: 2 } } }, WATCHED);
+    expect(r.status).toBe('SUCCEEDED'); // the execution ends in its Succeed state after Revert
+    expect(r.record.status).toBe('REVERTED');
+    expect(r.view.status).toBe('REVERTED');
+    expect(verdicts(r)).toEqual(['delivery:2=REVERTED', 'limits:2=REVERTED']);
+    expect(r.liveDuringPolls.slice(6)).toEqual(['watch', 'watch']); // fired at its second poll
+    // Reverse order: limits (promoted last) first, then delivery.
+    expect(r.revertWrites).toEqual([
+      { delivery: '2', limits: '1' },
+      { delivery: '1', limits: '1' },
+    ]);
+    const fired = /The watch after promotion saw alarm Logrelay-bake-slo-5xx-rate in ALARM at its poll 2 of 6: datapoints \[7\.5, 6\.25, 4, 0, 0, 0\] \(newest first\) against its threshold 2\./;
+    for (const p of r.record.phases) {
+      expect(p.reason).toMatch(/^Reverted to version 1 after promotion: /);
+      expect(p.reason).toMatch(fired);
+    }
+    expect(r.record.watch).toMatchObject({ outcome: 'FIRED', polls: 2 });
+    const h = expectHistory(r, [
+      'BakeStarted',
+      'PhaseBaking:delivery:2',
+      'PhaseApproved:delivery:2',
+      'PhaseBaking:limits:2',
+      'PhaseApproved:limits:2',
+      'WatchStarted',
+      'WatchFired',
+      'PhaseReverted:limits:2',
+      'PhaseReverted:delivery:2',
+      'BakeEnded',
+    ]);
+    expect(h[6]!.alarm).toMatchObject({ name: 'Logrelay-bake-slo-5xx-rate', state: 'ALARM', threshold: 2, datapoints: [7.5, 6.25, 4, 0, 0, 0] });
+    expect(h[7]).toMatchObject({ verdict: 'REVERTED', controlVersion: '1', alarm: { name: 'Logrelay-bake-slo-5xx-rate', threshold: 2 } });
+    expect(h[9]).toMatchObject({ status: 'REVERTED', verdicts: [{ verdict: 'REVERTED' }, { verdict: 'REVERTED' }] });
+    expect(h[9]!.reason).toMatch(fired);
+    await expectClean({ delivery: '1', limits: '1' });
+    // Hosts can serve what was put back: the item holds version 1's content (the copy the phase
+    // took when it started) and no longer version 2's.
+    const state = (await control.getRollout(true)).state;
+    expect(contentOf(state, 'delivery', '1')).toBe('{}');
+    expect(contentOf(state, 'limits', '1')).toBe('{}');
+    expect(contentOf(state, 'delivery', '2')).toBeUndefined();
+  });
+
+  it('a watch that fires after two phases of one profile unwinds them in order, 3 -> 2 -> 1; a rejected phase is not touched', async () => {
+    const r = await bake(
+      [{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '3' }, { profile: 'delivery', version: '3' }],
+      { 'limits:3': { alarm: { name: 'experiment-4xx-vs-control', fromPoll: 1 } }, watch: { alarm: { name: 'slo-p99-latency', fromPoll: 1 } } },
+      WATCHED,
+    );
+    expect(r.record.status).toBe('REVERTED');
+    expect(verdicts(r)).toEqual(['delivery:2=REVERTED', 'limits:3=REJECTED', 'delivery:3=REVERTED']);
+    expect(r.revertWrites).toEqual([
+      { delivery: '2', limits: '1' },
+      { delivery: '1', limits: '1' },
+    ]);
+    expect(r.record.phases[2]!.reason).toMatch(/^Reverted to version 2 after promotion: .*slo-p99-latency/);
+    await expectClean({ delivery: '1', limits: '1' });
+  });
+
+  it('a control that is no longer the version this bake promoted is left alone when the watch fires (the revert is conditional on it)', async () => {
+    // Between two polls of the watch, limits' control becomes version 3 (as if promoted by
+    // someone else: under the lock only a manual write can do it).
+    const r = await bake(
+      [{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }],
+      {
+        watch: {
+          alarm: { name: 'slo-5xx-rate', fromPoll: 2 },
+          beforeWatchPoll: async (poll) => {
+            if (poll !== 2) return;
+            const item = await control.getRollout(true);
+            const state = { ...item.state, control: { ...item.state.control, limits: '3' } };
+            await control.putRollout({ ...item, state: { ...state, contents: { ...state.contents, limits: { '3': '{"maxRecordsPerAppend":400}' } } } });
+          },
+        },
+      },
+      WATCHED,
+    );
+    expect(r.record.status).toBe('REVERTED');
+    expect(verdicts(r)).toEqual(['delivery:2=REVERTED', 'limits:2=APPROVED']);
+    expect(r.record.phases[1]!.reason).toMatch(/Not reverted after the watch fired: limits's control is now version 3, not this bake's 2\.$/);
+    expect(r.revertWrites).toEqual([{ delivery: '1', limits: '3' }]);
+    expectHistory(r, [
+      'BakeStarted',
+      'PhaseBaking:delivery:2',
+      'PhaseApproved:delivery:2',
+      'PhaseBaking:limits:2',
+      'PhaseApproved:limits:2',
+      'WatchStarted',
+      'WatchFired',
+      'PhaseReverted:delivery:2',
+      'BakeEnded',
+    ]);
+    await expectClean({ delivery: '1', limits: '3' });
+  });
+
+  it('abort during the watch ends it without reverting, even with an SLO alarm firing at that poll: the promoted versions stay', async () => {
+    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { watch: { abortAtPoll: 2, alarm: { name: 'slo-5xx-rate', fromPoll: 2 } } }, WATCHED);
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.record.status).toBe('ABORTED');
+    expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'limits:2=APPROVED']);
+    expect(r.record.watch).toMatchObject({ outcome: 'ABORTED', polls: 1 });
+    expect(r.revertWrites).toEqual([]);
+    expect(r.events.some((e) => e.type === 'StateEntered' && e.state?.name === 'Cleanup')).toBe(true);
+    const h = expectHistory(r, [
+      'BakeStarted',
+      'PhaseBaking:delivery:2',
+      'PhaseApproved:delivery:2',
+      'PhaseBaking:limits:2',
+      'PhaseApproved:limits:2',
+      'WatchStarted',
+      'AbortRequested',
+      'BakeEnded',
+    ]);
+    expect(h[7]).toMatchObject({ status: 'ABORTED' });
+    await expectClean({ delivery: '2', limits: '2' });
+  });
+
+  it('a watch task failing past its retries: the bake FAILED, nothing reverted, the lock free', async () => {
+    const r = await bake([{ profile: 'delivery', version: '2' }], {}, WATCHED, (t) => (t.action === 'watch-poll' ? 'TooManyRequestsException' : undefined));
+    expect(r.status).toBe('FAILED');
+    expect(r.record.status).toBe('FAILED');
+    expect(r.record.error).toMatch(/^The bake failed: Lambda\.TooManyRequestsException/);
+    expect(r.record.watch).toMatchObject({ outcome: 'FAILED' });
+    expectHistory(r, ['BakeStarted', 'PhaseBaking:delivery:2', 'PhaseApproved:delivery:2', 'WatchStarted', 'BakeEnded']);
+    await expectClean({ delivery: '2', limits: '1' });
+  });
+
+  it('a Revert task failing past its retries is finished by Cleanup: the versions are reverted and the bake ends REVERTED', async () => {
+    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { watch: { alarm: { name: 'slo-5xx-rate', fromPoll: 1 } } }, WATCHED, (t) =>
+      t.action === 'revert' ? 'TooManyRequestsException' : undefined,
+    );
+    expect(r.events.find((e) => e.type === 'StateCaught')).toMatchObject({ state: { name: 'Revert' }, caughtNext: 'Cleanup' });
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.record.status).toBe('REVERTED');
+    expect(verdicts(r)).toEqual(['delivery:2=REVERTED', 'limits:2=REVERTED']);
+    await expectClean({ delivery: '1', limits: '1' });
+  });
+
+  it('no watch when nothing was promoted, or without finalBakeSeconds', async () => {
+    const rejected = await bake([{ profile: 'limits', version: '2' }], { 'limits:2': { alarm: { name: 'experiment-5xx-rate', fromPoll: 1 } } }, WATCHED);
+    expect(rejected.record.status).toBe('SUCCEEDED');
+    expect(rejected.record.watch).toBeUndefined();
+    expect(rejected.watchAsked).toEqual([]);
+    expectHistory(rejected, ['BakeStarted', 'PhaseBaking:limits:2', 'PhaseRejected:limits:2', 'BakeEnded']);
+    const plain = await bake([{ profile: 'limits', version: '2' }], {});
+    expect(plain.record.watch).toBeUndefined();
+    expect(plain.watchAsked).toEqual([]);
+    await expectClean({ delivery: '1', limits: '2' });
+  });
+});
+
+describe('dry runs, run locally', () => {
+  it('a dry run of bad changes: each verdict recorded as WOULD_REJECT with its reason, the experiment was live and is cleared, control unchanged', async () => {
+    const r = await bake(
+      [{ profile: 'limits', version: '2' }, { profile: 'delivery', version: '2' }, { profile: 'limits', version: '3' }],
+      { 'limits:2': { alarm: { name: 'experiment-4xx-vs-control', fromPoll: 2 } }, 'delivery:2': { errorPoints: 1 }, 'limits:3': { invalid: true } },
+      DRY,
+    );
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.record.status).toBe('SUCCEEDED');
+    expect(verdicts(r)).toEqual(['limits:2=WOULD_REJECT', 'delivery:2=WOULD_REJECT', 'limits:3=WOULD_REJECT']);
+    // Each ran at its weight, and was decided as a real bake would have: the alarm, the judge, the validators.
+    expect(r.liveDuringPolls).toEqual(['limits:2@10', 'limits:2@10', 'delivery:2@10']);
+    expect(r.record.phases[0]!.reason).toMatch(/^Alarm Logrelay-bake-experiment-4xx-vs-control in ALARM at poll 2\./);
+    expect(r.record.phases[1]!.reason).toMatch(/^Judge: the experiment's 5xx rate is higher than control's: 5xx 1\.50%/);
+    expect(r.record.phases[2]!.reason).toMatch(/^Invalid: version 3 fails the limits profile's validators/);
+    const h = expectHistory(r, [
+      'BakeStarted',
+      'PhaseBaking:limits:2',
+      'PhaseWouldReject:limits:2',
+      'PhaseBaking:delivery:2',
+      'PhaseWouldReject:delivery:2',
+      'PhaseWouldReject:limits:3',
+      'BakeEnded',
+    ]);
+    expect(h[0]).toMatchObject({ dryRun: true });
+    expect(h[2]).toMatchObject({ verdict: 'WOULD_REJECT', dryRun: true, alarmsInAlarm: ['Logrelay-bake-experiment-4xx-vs-control'], polls: 2 });
+    expect(r.view.settings).toMatchObject({ dryRun: true, finalBakeSeconds: 0 });
+    await expectClean({ delivery: '1', limits: '1' });
+  });
+
+  it('a dry run of good changes: WOULD_APPROVE, control unchanged, and a later phase of the same profile is tested against the unchanged control', async () => {
+    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'delivery', version: '3' }], {}, DRY);
+    expect(r.record.status).toBe('SUCCEEDED');
+    expect(verdicts(r)).toEqual(['delivery:2=WOULD_APPROVE', 'delivery:3=WOULD_APPROVE']);
+    expect(r.record.phases[0]!.reason).toMatch(/^No alarm in 3 polls \(30 s\)\. Judge: not worse than control/);
+    expect(r.liveDuringPolls).toEqual(['delivery:2@10', 'delivery:2@10', 'delivery:2@10', 'delivery:3@10', 'delivery:3@10', 'delivery:3@10']);
+    // Version 3 was measured against version 1 (still control), not against 2.
+    expect(r.record.phases.map((p) => p.controlVersion)).toEqual(['1', '1']);
+    expect(r.record.phases[1]!.diff).toEqual([
+      { path: 'longPollIntervalMs', control: 250, experimental: 100 },
+      { path: 'maxBatchRecords', control: 100, experimental: 50 },
+    ]);
+    expectHistory(r, ['BakeStarted', 'PhaseBaking:delivery:2', 'PhaseWouldApprove:delivery:2', 'PhaseBaking:delivery:3', 'PhaseWouldApprove:delivery:3', 'BakeEnded']);
+    await expectClean({ delivery: '1', limits: '1' });
+  });
+});
+
+describe('phase diffs and history on the other paths, run locally', () => {
+  it('each phase records the control it was tested against and what the version changes against it, computed when it started', async () => {
+    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'delivery', version: '3' }, { profile: 'limits', version: '2' }], {});
+    expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'delivery:3=APPROVED', 'limits:2=APPROVED']);
+    expect(r.view.phases.map((p: { controlVersion: string }) => p.controlVersion)).toEqual(['1', '2', '1']);
+    expect(r.view.phases.map((p: { diff: unknown }) => p.diff)).toEqual([
+      [{ path: 'maxBatchRecords', control: 100, experimental: 50 }],
+      [{ path: 'longPollIntervalMs', control: 250, experimental: 100 }],
+      [{ path: 'maxRecordsPerAppend', control: 500, experimental: 1 }],
+    ]);
+    const h = expectHistory(r, [
+      'BakeStarted',
+      'PhaseBaking:delivery:2',
+      'PhaseApproved:delivery:2',
+      'PhaseBaking:delivery:3',
+      'PhaseApproved:delivery:3',
+      'PhaseBaking:limits:2',
+      'PhaseApproved:limits:2',
+      'BakeEnded',
+    ]);
+    // The event says the same as the phase: the diff and the control it is against.
+    expect(h[3]).toMatchObject({ controlVersion: '2', weightPercent: 10, diff: [{ path: 'longPollIntervalMs', control: 250, experimental: 100 }] });
+    expect(h[4]).toMatchObject({ verdict: 'APPROVED', polls: 3, arms: { experiment: { requests: 9000 } } });
+    expect(h[4]!.reason).toBe(r.record.phases[1]!.reason);
+    await expectClean({ delivery: '3', limits: '2' });
+  });
+
+  it('history on the abort, extension and failure paths', async () => {
+    const aborted = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { 'delivery:2': { abortAtPoll: 2 } });
+    const h = expectHistory(aborted, ['BakeStarted', 'PhaseBaking:delivery:2', 'AbortRequested', 'PhaseRejected:delivery:2', 'BakeEnded']);
+    expect(h[3]!.reason).toMatch(/^Aborted by an operator/);
+    expect(h[4]).toMatchObject({ status: 'ABORTED', verdicts: [{ verdict: 'REJECTED' }, { verdict: 'PENDING' }] });
+
+    const thin = await bake([{ profile: 'limits', version: '2' }], { 'limits:2': { experimentPerPeriod: 6 } });
+    const t = expectHistory(thin, ['BakeStarted', 'PhaseBaking:limits:2', 'PhaseExtended:limits:2', 'PhaseRejected:limits:2', 'BakeEnded']);
+    expect(t[2]).toMatchObject({ polls: 3, arms: { experiment: { requests: 54 } } });
+    expect(t[2]!.reason).toMatch(/extended once by 2 polls\. Judge: 54 experiment requests, fewer than the 100 needed/);
+
+    const failed = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { 'limits:2': { failAtPoll: 2 } });
+    const f = expectHistory(failed, ['BakeStarted', 'PhaseBaking:delivery:2', 'PhaseApproved:delivery:2', 'PhaseBaking:limits:2', 'PhaseRejected:limits:2', 'BakeEnded']);
+    expect(f[5]).toMatchObject({ status: 'FAILED' });
+    expect(f[5]!.reason).toContain('GetMetricData failed');
+    await expectClean({ delivery: '2', limits: '1' });
   });
 });
