@@ -131,7 +131,8 @@ export function summarize(b: BakeRecord, nowMs: number): BakeSummary {
     abortRequested: b.abortRequested,
     createdAt: iso(b.createdAtMs)!,
     ...(b.endedAtMs ? { endedAt: iso(b.endedAtMs) } : {}),
-    settings: b.settings,
+    // As GET /bakes/{bakeId} gives them: records from before the watch and dry runs lack both.
+    settings: { ...b.settings, finalBakeSeconds: b.settings.finalBakeSeconds ?? 0, dryRun: b.settings.dryRun ?? false },
     phases: b.phases.map((p) => ({
       profile: p.profile,
       version: p.version,

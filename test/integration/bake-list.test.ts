@@ -121,7 +121,7 @@ describe('GET /bakes paging (BakeList over the adapter)', () => {
       abortRequested: false,
       createdAt: new Date(T0 + 3 * 60_000).toISOString(),
       endedAt: new Date(T0 + 3 * 60_000 + 30_000).toISOString(),
-      settings: BAKE_DEFAULTS,
+      settings: { ...BAKE_DEFAULTS, finalBakeSeconds: 0, dryRun: false },
       phases: [
         { profile: 'delivery', version: '2', verdict: 'APPROVED', reason: 'Judge: approve (5xx 0.10% vs 0.12%)', startedAt: new Date(T0 + 181_000).toISOString(), endedAt: new Date(T0 + 200_000).toISOString() },
         { profile: 'limits', version: '3', verdict: 'REJECTED', reason: 'Alarm experiment-4xx-vs-control fired', startedAt: new Date(T0 + 201_000).toISOString(), endedAt: new Date(T0 + 209_000).toISOString() },
@@ -157,7 +157,9 @@ describe('GET /bakes paging (BakeList over the adapter)', () => {
   });
 
   it('does not list a record an older version wrote (no index keys); GET /bakes/{bakeId} still reads it', async () => {
-    const legacy = { ...newBake('b-legacy', [{ profile: 'delivery', version: '2' }], BAKE_DEFAULTS, T0 + 99 * 60_000), rev: 1 };
+    // ...written before bakes had a watch or dry runs, too: its settings lack both.
+    const { finalBakeSeconds: _f, dryRun: _d, ...olderSettings } = BAKE_DEFAULTS;
+    const legacy = { ...newBake('b-legacy', [{ profile: 'delivery', version: '2' }], olderSettings, T0 + 99 * 60_000), rev: 1 };
     await dynamo.client.send(new PutItemCommand({ TableName: table, Item: marshall({ pk: 'bake#b-legacy', b: legacy, rev: 1, x: Math.floor(T0 / 1000) + 90 * 86_400 }, { removeUndefinedValues: true }) }));
     const listed = (await allPages(new BakeList(control, clock), 100)).flatMap((p) => p.bakes.map((b) => b.bakeId));
     expect(listed).not.toContain('b-legacy');
@@ -166,6 +168,7 @@ describe('GET /bakes paging (BakeList over the adapter)', () => {
     await control.putBake({ ...legacy, status: 'SUCCEEDED', endedAtMs: T0 + 99 * 60_000 + 5 });
     const first = await new BakeList(control, clock).list({ limit: '1' });
     expect(first.bakes[0]!.bakeId).toBe('b-legacy');
+    expect(first.bakes[0]!.settings).toEqual({ ...olderSettings, finalBakeSeconds: 0, dryRun: false }); // as GET /bakes/{bakeId} fills them in
     await dynamo.client.send(new DeleteItemCommand({ TableName: table, Key: { pk: { S: 'bake#b-legacy' } } }));
   });
 
