@@ -1,7 +1,9 @@
 /**
  * The bake state machine's task function (not behind the HTTP API): one invocation per step,
- * `{ action, bakeId, ... }` in, the step's outcome out. Errors propagate to Step Functions,
- * whose Retry and Catch decide what happens next.
+ * `{ action, bakeId, from?, ... }` in, the step's outcome out, with `events` (the transitions
+ * recorded since the history cursor `from`, in order, for the machine to publish) and
+ * `historyLength` (the next step's `from`). Errors propagate to Step Functions, whose Retry and
+ * Catch decide what happens next.
  */
 import { logger } from '../http/api';
 import { defaultBakeDeps, lazy, type BakeDeps } from '../http/deps';
