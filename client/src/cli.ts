@@ -521,7 +521,7 @@ export function buildProgram(io: CliIo): Command {
     .addOption(intervalOption())
     .addHelpText(
       'after',
-      '\nWith --watch on a terminal the view is redrawn in place; otherwise (or with --json) a new view\nis printed each time something other than the elapsed time changes. The running phase shows what\nit changes against control, and durations are also shown as the real time they take under the\nservice\'s time scale (the local runtime\'s LOGRELAY_TIME_SCALE).\n\nExit code, by the bake as last read (without --watch: what it decided so far): 0 no phase\nrejected or reverted; 3 the bake ended FAILED or ABORTED; 4 a phase was REJECTED (its change was\nnot promoted); 5 a promoted change was REVERTED after promotion. When several apply: 5, then 3, then 4.',
+      '\nWith --watch on a terminal the view is redrawn in place; otherwise (or with --json) a new view\nis printed each time something other than the elapsed time changes. The running phase shows what\nit changes against control, and durations are also shown as the real time they take under the\nservice\'s time scale (the local runtime\'s LOGRELAY_TIME_SCALE).\n\nExit code, by the bake as last read (without --watch: what it decided so far): 0 no phase\nrejected or reverted; 3 the bake ended FAILED or ABORTED; 4 a phase was REJECTED (its change was\nnot promoted); 5 a promoted change was REVERTED after promotion. When several apply: 5, then 3, then 4.\nA dry run (WOULD_APPROVE, WOULD_REJECT) exits 0 whatever it would have decided: it changed nothing.',
     )
     .action(async (bakeId: string | undefined, o: { watch?: boolean; interval: number }, cmd: Command) => {
       const client = clientFor(cmd);

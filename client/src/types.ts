@@ -192,8 +192,11 @@ export interface StartBakeInput {
 
 /** `REVERTED`: the watch after promotion saw a regression and reverted what the bake promoted (services that have it). */
 export type BakeStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED' | 'REVERTED';
-/** `REVERTED`: approved and promoted, then reverted by the watch after promotion (services that have it). */
-export type Verdict = 'PENDING' | 'BAKING' | 'APPROVED' | 'REJECTED' | 'REVERTED';
+/**
+ * `REVERTED`: approved and promoted, then reverted by the watch after promotion.
+ * `WOULD_APPROVE` / `WOULD_REJECT`: a dry run's verdict (nothing was promoted).
+ */
+export type Verdict = 'PENDING' | 'BAKING' | 'APPROVED' | 'REJECTED' | 'REVERTED' | 'WOULD_APPROVE' | 'WOULD_REJECT';
 
 export interface ArmStats {
   requests: number;

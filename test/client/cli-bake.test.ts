@@ -92,6 +92,7 @@ describe('bake exit codes', () => {
       ['reverted (bake status)', bake('REVERTED', [phase('REVERTED'), phase('REVERTED')]), EXIT.reverted],
       ['a phase reverted, whatever the status', bake('FAILED', [phase('REVERTED'), phase('REJECTED')]), EXIT.reverted],
       ['status reverted alone', bake('REVERTED', [phase('APPROVED')]), EXIT.reverted],
+      ['a dry run that would reject: nothing was changed', bake('SUCCEEDED', [phase('WOULD_APPROVE'), phase('WOULD_REJECT')]), EXIT.ok],
     ];
     for (const [what, b, code] of cases) expect({ what, code: bakeExitCode(b) }).toEqual({ what, code });
     // Distinct from each other and from the CLI's other codes.
