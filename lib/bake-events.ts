@@ -42,6 +42,12 @@ export interface BakeEventProps {
    * @default - none
    */
   readonly comment?: string;
+  /**
+   * How long the PutEvents call may take before the task fails with States.Timeout (for the
+   * caller's Catch: a hung call must not hold up what comes after it).
+   * @default - none (Step Functions' own)
+   */
+  readonly taskTimeout?: sfn.Timeout;
 }
 
 /** EventBridgePutEvents whose policy statement is conditioned on the event's source. */
@@ -67,6 +73,7 @@ export function bakeEvent(scope: Construct, id: string, props: BakeEventProps): 
       entries: [{ source: BAKE_EVENT_SOURCE, detailType: props.detailType, detail: sfn.TaskInput.fromJsonPathAt(props.detailPath) }],
       resultPath: props.resultPath ?? sfn.JsonPath.DISCARD,
       ...(props.comment !== undefined ? { comment: props.comment } : {}),
+      ...(props.taskTimeout !== undefined ? { taskTimeout: props.taskTimeout } : {}),
     },
     BAKE_EVENT_SOURCE,
   );

@@ -5,7 +5,7 @@
  * conditioned on that source.
  */
 import { describe, expect, it } from 'vitest';
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { BAKE_EVENT_SOURCE, bakeEvent } from '../lib/bake-events';
@@ -64,7 +64,7 @@ describe('bakeEvent', () => {
     const res = synth((stack) =>
       bakeEvent(stack, 'Started', { detailType: 'Bake Started', detailPath: '$.event' })
         .next(bakeEvent(stack, 'Approved', { detailType: 'Bake Phase Approved', detailPath: '$.phaseEvent', resultPath: '$.published' }))
-        .next(bakeEvent(stack, 'Ended', { detailType: 'Bake Ended', detailPath: '$.event', comment: 'the last one' })),
+        .next(bakeEvent(stack, 'Ended', { detailType: 'Bake Ended', detailPath: '$.event', comment: 'the last one', taskTimeout: sfn.Timeout.duration(Duration.seconds(10)) })),
     );
     const statements = eventStatements(res);
     expect(statements.length).toBeGreaterThan(0);
@@ -76,6 +76,9 @@ describe('bakeEvent', () => {
     const states = definitionOf(res).States;
     expect(states.Approved.ResultPath).toBe('$.published');
     expect(states.Ended.Comment).toBe('the last one');
+    // A hung call can be cut off (for the caller's Catch); by default Step Functions' own limit.
+    expect(states.Ended.TimeoutSeconds).toBe(10);
+    expect(states.Started.TimeoutSeconds).toBeUndefined();
   });
 
   it('takes the detail-type from the input when given as a JSON path (one event per transition, in a Map)', () => {
