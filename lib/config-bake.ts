@@ -10,6 +10,19 @@
  * Finish when it passes or Revert when an SLO alarm fires; else Finish. Every task catches to
  * Cleanup. Each bake task's output replaces the state and carries `events` (the transitions it
  * recorded, in order) and `historyLength`, the next task's `from` (lambdas/services/bakes.ts).
+ *
+ * Events: right after each bake-function task (and only there: Waits and the aws-sdk tasks pass
+ * the last bake task's `events` through, so publishing after them would repeat it), `<Task>HasEvents`
+ * skips to the task's next state when `events` is empty, else `<Task>Publish`, a Map over
+ * `$.events` with maxConcurrency 1, puts one EventBridge event per transition, in order, on the
+ * default bus (lib/bake-events.ts: source `logrelay.bake`, detail-type the transition's `type`,
+ * detail the transition as recorded). The Map discards its result, so the state after it is the
+ * task's output, unchanged. Events are best effort: a PutEvents that is throttled (or whose entry
+ * fails) is retried briefly (EVENT_RETRY), then caught, and the Map goes on to the next
+ * transition; nothing about publishing can fail or stop the bake, and a transition holds it up
+ * by at most EVENT_RETRY's 7 s of waits and its calls, each cut off at EVENT_TIMEOUT_SECONDS
+ * (a PutEvents takes milliseconds). The bake's history (GET /bakes/{bakeId}) is the record.
+ * Cleanup's transitions are published too, before the bake ends (ABORTED and FAILED included).
  */
 import { Duration, Stack, Validations, type RemovalPolicy } from 'aws-cdk-lib';
 import * as appconfig from 'aws-cdk-lib/aws-appconfig';
@@ -20,6 +33,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { bakeEvent } from './bake-events';
 import { acknowledgeWildcardResources } from './nag';
 import { vendedLogGroupName } from './vended-logs';
 import { initialContent, PROFILES, profileJsonSchema, type ProfileName } from '../lambdas/domain/config';
@@ -264,7 +278,6 @@ export class ConfigBake extends Construct {
     const afterCleanup = new sfn.Choice(this, 'CleanupOutcome')
       .when(sfn.Condition.stringEquals('$.status', 'FAILED'), failed)
       .otherwise(ended);
-    cleanup.next(afterCleanup);
 
     for (const s of [takeLock, nextPhase, rejectInvalid, startExperiment, describeAlarms, judge, finish, startWatch, describeSloAlarms, watchPoll, revert]) {
       s.addCatch(cleanup, { errors: ['States.ALL'], resultPath: '$.error' });
@@ -287,22 +300,53 @@ export class ConfigBake extends Construct {
       .when(sfn.Condition.stringEquals('$.decision', 'FIRED'), revert)
       .otherwise(cleanup);
 
-    takeLock.next(nextPhase);
-    nextPhase.next(hasPhase);
+    // Each bake-function task goes to its next state through the publishing of its events (see
+    // the top of this file); every other state goes there directly.
+    const publish = (task: tasks.LambdaInvoke, next: sfn.IChainable) => {
+      const id = task.node.id;
+      const put = bakeEvent(this, `${id}Event`, {
+        detailType: sfn.JsonPath.stringAt('$.type'),
+        detailPath: '$',
+        taskTimeout: sfn.Timeout.duration(Duration.seconds(EVENT_TIMEOUT_SECONDS)),
+        comment: `One transition ${id} recorded, as an EventBridge event`,
+      });
+      put.addRetry(EVENT_RETRY);
+      // Best effort: a transition that could not be published is skipped (the history has it).
+      put.addCatch(new sfn.Pass(this, `${id}EventNotPublished`, { comment: 'Events are best effort: the bake goes on; GET /bakes/{bakeId} has the history' }), {
+        errors: ['States.ALL'],
+        resultPath: sfn.JsonPath.DISCARD,
+      });
+      // No Catch on the Map: its one task catches every error States.ALL can catch, and what it
+      // cannot (States.Runtime, States.DataLimitExceeded) a Catch here could not either.
+      const map = new sfn.Map(this, `${id}Publish`, {
+        comment: `Puts the transitions ${id} recorded on the default event bus, one at a time, in order`,
+        itemsPath: '$.events',
+        maxConcurrency: 1,
+        resultPath: sfn.JsonPath.DISCARD,
+      }).itemProcessor(put);
+      map.next(next);
+      task.next(new sfn.Choice(this, `${id}HasEvents`).when(sfn.Condition.isPresent('$.events[0]'), map).otherwise(next));
+    };
+
+    publish(takeLock, nextPhase);
+    publish(nextPhase, hasPhase);
     validate.next(startExperiment);
-    rejectInvalid.next(nextPhase);
-    startExperiment.next(waitForHosts);
+    publish(rejectInvalid, nextPhase);
+    publish(startExperiment, waitForHosts);
     waitForHosts.next(waitPoll);
     waitPoll.next(describeAlarms);
     describeAlarms.next(judge);
-    judge.next(decided);
-    startWatch.next(watchSettle);
+    publish(judge, decided);
+    publish(startWatch, watchSettle);
     watchSettle.next(describeSloAlarms);
     watchWait.next(describeSloAlarms);
     describeSloAlarms.next(watchPoll);
-    watchPoll.next(watchDecided);
-    finish.next(ended);
-    revert.next(ended);
+    publish(watchPoll, watchDecided);
+    publish(finish, ended);
+    publish(revert, ended);
+    // Cleanup's transitions (the phase it closed, BakeEnded) are published before the bake ends,
+    // FAILED included.
+    publish(cleanup, afterCleanup);
 
     // Under /aws/vendedlogs/ so that Step Functions' log delivery does not grow the account's
     // CloudWatch Logs resource policy (lib/vended-logs.ts).
@@ -417,6 +461,23 @@ export const THROTTLE_RETRY: Readonly<sfn.RetryProps & { maxAttempts: number }> 
 };
 /** Cleanup has no Catch to fall back on: 20 retries, about 8 minutes of waits. */
 export const CLEANUP_THROTTLE_ATTEMPTS = 20;
+
+/**
+ * Retry of one bake event's PutEvents: a throttled call (ThrottlingException) or a failed entry
+ * (the optimized integration's EventBridge.FailedEntry, which is how PutEvents reports an
+ * entry's ThrottlingException or InternalFailure) is retried after 1, 2 and 4 s; then the
+ * transition is skipped. So publishing adds at most 7 s of waits per transition, and only while
+ * EventBridge refuses. Nothing else is retried: an error that is not a refusal (access denied, a
+ * timeout whose call may have gone through) is skipped at once.
+ */
+export const EVENT_RETRY: Readonly<sfn.RetryProps & { maxAttempts: number }> = {
+  errors: ['EventBridge.ThrottlingException', 'EventBridge.FailedEntry'],
+  interval: Duration.seconds(1),
+  backoffRate: 2,
+  maxAttempts: 3,
+};
+/** Seconds one PutEvents may take before it is given up (States.Timeout, skipped); it takes milliseconds. */
+export const EVENT_TIMEOUT_SECONDS = 10;
 
 const VERSIONS_REASON =
   "Each '*' is a hosted configuration version number of one of this stack's two profiles: versions are created at run time (POST /configs/{profile}/versions), so they cannot be listed in the policy.";

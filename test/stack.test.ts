@@ -14,7 +14,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { Construct } from 'constructs';
 import { dynamoActionsFor, isAdminRoute, routesFor, tableKey } from '../lib/access';
 import { DEFAULT_RESERVED_CONCURRENCY, LogrelayStack, reservedConcurrencyFromContext, type LogrelayStackProps } from '../lib/logrelay-stack';
-import { CLEANUP_THROTTLE_ATTEMPTS, THROTTLE_RETRY } from '../lib/config-bake';
+import { CLEANUP_THROTTLE_ATTEMPTS, EVENT_RETRY, EVENT_TIMEOUT_SECONDS, THROTTLE_RETRY } from '../lib/config-bake';
 import { contentOf, DEFAULT_CONFIG, INITIAL_ROLLOUT, PROFILES, profileJsonSchema, type ProfileName } from '../lambdas/domain/config';
 import { ALARM_PERIOD_SECONDS, ARM_METRICS, BAKE_METRICS, METRIC_NAMESPACE, SERVICE_NAME } from '../lambdas/metrics';
 import { FUNCTION_ACCESS, FUNCTION_INDEX_QUERIES, FUNCTION_TIMEOUT_SECONDS, ROUTES, routeKey, type Access, type FunctionName, type TaskFunctionName } from '../lambdas/routes';
@@ -89,22 +89,31 @@ function flat(v: unknown): string {
   throw new Error(`cannot flatten ${JSON.stringify(v)}`);
 }
 
-/** Every `action resource` pair the AWS::IAM::Policy resources attached to a role allow. */
-function grantsOf(roleId: string): string[] {
+/** Every statement of the AWS::IAM::Policy resources attached to a role (which has no other policy). */
+function statementsOf(roleId: string): Json[] {
   const role = resources[roleId]!;
   expect(role.Type).toBe('AWS::IAM::Role');
   expect(role.Properties.ManagedPolicyArns ?? [], roleId).toEqual([]);
   expect(role.Properties.Policies ?? [], roleId).toEqual([]);
   expect(ofType('AWS::IAM::ManagedPolicy').filter(([, p]) => asArray(p.Properties.Roles).some((r: Json) => r?.Ref === roleId))).toEqual([]);
+  return ofType('AWS::IAM::Policy')
+    .filter(([, policy]) => asArray(policy.Properties.Roles).some((r: Json) => r?.Ref === roleId))
+    .flatMap(([, policy]) => policy.Properties.PolicyDocument.Statement as Json[]);
+}
+
+/**
+ * Every `action resource` pair the AWS::IAM::Policy resources attached to a role allow, all
+ * unconditioned; except the statements `apart` picks, which are left out for the caller to check
+ * whole (a conditioned one).
+ */
+function grantsOf(roleId: string, apart: (st: Json) => boolean = () => false): string[] {
   const pairs: string[] = [];
-  for (const [, policy] of ofType('AWS::IAM::Policy')) {
-    if (!asArray(policy.Properties.Roles).some((r: Json) => r?.Ref === roleId)) continue;
-    for (const st of policy.Properties.PolicyDocument.Statement as Json[]) {
-      expect(st.Effect, roleId).toBe('Allow');
-      expect(st.Condition, roleId).toBeUndefined();
-      expect(st.NotAction ?? st.NotResource, roleId).toBeUndefined();
-      for (const action of asArray<string>(st.Action)) for (const res of asArray<Json>(st.Resource)) pairs.push(`${action} ${flat(res)}`);
-    }
+  for (const st of statementsOf(roleId)) {
+    if (apart(st)) continue;
+    expect(st.Effect, roleId).toBe('Allow');
+    expect(st.Condition, roleId).toBeUndefined();
+    expect(st.NotAction ?? st.NotResource, roleId).toBeUndefined();
+    for (const action of asArray<string>(st.Action)) for (const res of asArray<Json>(st.Resource)) pairs.push(`${action} ${flat(res)}`);
   }
   return pairs.sort();
 }
@@ -864,6 +873,18 @@ describe('config bake', () => {
   it('defines the bake: its states, Lambda tasks on the bake function, and a Catch to Cleanup on every other task', () => {
     const def = bakeDefinition();
     const bakeFn = `<${bakeFunctionLogicalId()}.Arn>`;
+    const lambdaTasks: Record<string, string> = {
+      TakeLock: 'lock',
+      NextPhase: 'next',
+      RejectInvalid: 'invalid',
+      StartExperiment: 'start',
+      Judge: 'judge',
+      StartWatch: 'watch',
+      WatchPoll: 'watch-poll',
+      Revert: 'revert',
+      Finish: 'finish',
+      Cleanup: 'cleanup',
+    };
     expect(def.StartAt).toBe('TakeLock');
     expect(Object.keys(def.States).sort()).toEqual(
       [
@@ -892,20 +913,10 @@ describe('config bake', () => {
         'CleanupOutcome',
         'BakeEnded',
         'BakeFailed',
+        // publishing each bake task's transitions (the next test)
+        ...Object.keys(lambdaTasks).flatMap((t) => [`${t}HasEvents`, `${t}Publish`]),
       ].sort(),
     );
-    const lambdaTasks: Record<string, string> = {
-      TakeLock: 'lock',
-      NextPhase: 'next',
-      RejectInvalid: 'invalid',
-      StartExperiment: 'start',
-      Judge: 'judge',
-      StartWatch: 'watch',
-      WatchPoll: 'watch-poll',
-      Revert: 'revert',
-      Finish: 'finish',
-      Cleanup: 'cleanup',
-    };
     const tasks = Object.entries(def.States).filter(([, s]) => s.Type === 'Task');
     expect(tasks.map(([n]) => n).sort()).toEqual([...Object.keys(lambdaTasks), 'ValidateVersion', 'DescribeAlarms', 'DescribeSloAlarms'].sort());
     for (const [name, action] of Object.entries(lambdaTasks)) {
@@ -960,13 +971,82 @@ describe('config bake', () => {
     expect(waits(CLEANUP_THROTTLE_ATTEMPTS)).toBe(481);
   });
 
-  it("lets the state machine's role do exactly its tasks, and log and trace", () => {
+  it("publishes each bake task's transitions right after it, and only there: one event each, in order, best effort, the state unchanged", () => {
+    const def = bakeDefinition();
+    const states = def.States as Record<string, Json>;
+    // Each bake task, and where it went before it published: its next state is reached either way.
+    const nextOf: Record<string, string> = {
+      TakeLock: 'NextPhase',
+      NextPhase: 'HasPhase',
+      RejectInvalid: 'NextPhase',
+      StartExperiment: 'WaitForHosts',
+      Judge: 'Decided',
+      StartWatch: 'WatchSettle',
+      WatchPoll: 'WatchDecided',
+      Finish: 'BakeEnded',
+      Revert: 'BakeEnded',
+      Cleanup: 'CleanupOutcome',
+    };
+    const bakeFn = `<${bakeFunctionLogicalId()}.Arn>`;
+    expect(Object.entries(states).filter(([, s]) => s.Resource === bakeFn).map(([n]) => n).sort()).toEqual(Object.keys(nextOf).sort());
+    for (const [task, next] of Object.entries(nextOf)) {
+      expect(states[task].Next, task).toBe(`${task}HasEvents`);
+      // Nothing to say: straight on, no PutEvents call.
+      expect(states[`${task}HasEvents`], task).toEqual({ Type: 'Choice', Choices: [{ Variable: '$.events[0]', IsPresent: true, Next: `${task}Publish` }], Default: next });
+      const map = states[`${task}Publish`];
+      expect(map, task).toMatchObject({ Type: 'Map', ItemsPath: '$.events', MaxConcurrency: 1, ResultPath: null, Next: next });
+      expect(map.Catch, task).toBeUndefined(); // its task catches everything catchable
+      expect(map.ItemProcessor.StartAt).toBe(`${task}Event`);
+      expect(map.ItemProcessor.States, task).toEqual({
+        [`${task}Event`]: {
+          Type: 'Task',
+          Comment: expect.any(String),
+          Resource: 'arn:<AWS::Partition>:states:::events:putEvents',
+          Parameters: { Entries: [{ 'Detail.$': '$', 'DetailType.$': '$.type', Source: 'logrelay.bake' }] },
+          ResultPath: null,
+          TimeoutSeconds: EVENT_TIMEOUT_SECONDS,
+          Retry: [{ ErrorEquals: ['EventBridge.ThrottlingException', 'EventBridge.FailedEntry'], IntervalSeconds: 1, BackoffRate: 2, MaxAttempts: EVENT_RETRY.maxAttempts }],
+          Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: null, Next: `${task}EventNotPublished` }],
+          End: true,
+        },
+        [`${task}EventNotPublished`]: { Type: 'Pass', Comment: expect.any(String), End: true },
+      });
+    }
+    // Only a bake task leads to a publishing Choice, and only that Choice to its Map: a Wait or an
+    // aws-sdk task (which pass the last bake task's events through) never publishes.
+    const targets = (s: Json): string[] => [s.Next, s.Default, ...asArray<Json>(s.Choices).map((c) => c.Next), ...asArray<Json>(s.Catch).map((c) => c.Next)].filter(Boolean);
+    for (const [name, s] of Object.entries(states)) {
+      for (const t of targets(s)) {
+        if (t.endsWith('HasEvents')) expect(name, `${name} -> ${t}`).toBe(t.replace(/HasEvents$/, ''));
+        if (t.endsWith('Publish')) expect(name, `${name} -> ${t}`).toBe(t.replace(/Publish$/, 'HasEvents'));
+      }
+    }
+    // The only PutEvents of the machine are these ten.
+    expect(JSON.stringify(def).match(/states:::events:putEvents/g)).toHaveLength(10);
+    // The waits a transition EventBridge keeps refusing adds to the bake before it is skipped: 1 + 2 + 4 s.
+    expect(Array.from({ length: EVENT_RETRY.maxAttempts }, (_, i) => 2 ** i).reduce((a, b) => a + b, 0)).toBe(7);
+  });
+
+  it("lets the state machine's role do exactly its tasks, and log and trace; and put events on the default bus, as logrelay.bake only", () => {
     const sm = resources[onlyOf('AWS::StepFunctions::StateMachine')]!;
     const roleId = getAttOf(sm.Properties.RoleArn, 'Arn');
     const bakeFn = `<${bakeFunctionLogicalId()}.Arn>`;
     const alarmArns = [...bakeAlarmLogicalIds().values()].map((id) => `<${id}.Arn>`);
     expect(alarmArns).toHaveLength(6);
-    expect(grantsOf(roleId)).toEqual(
+    // The bake's events: one statement, PutEvents alone, on this account and region's default bus
+    // alone, and only for events whose source is logrelay.bake.
+    const isEvents = (st: Json) => asArray<string>(st.Action).some((a) => a.startsWith('events:'));
+    const events = statementsOf(roleId).filter(isEvents);
+    expect(events.map((st) => ({ ...st, Resource: asArray<Json>(st.Resource).map(flat) }))).toEqual([
+      {
+        Effect: 'Allow',
+        Action: 'events:PutEvents',
+        Resource: ['arn:<AWS::Partition>:events:<AWS::Region>:<AWS::AccountId>:event-bus/default'],
+        Condition: { StringEquals: { 'events:source': 'logrelay.bake' } },
+      },
+    ]);
+    // Every other permission is what it was before the bake published events, unconditioned.
+    expect(grantsOf(roleId, isEvents)).toEqual(
       [
         ...pairs(['lambda:InvokeFunction'], [bakeFn, `${bakeFn}:*`]),
         ...pairs(['cloudwatch:DescribeAlarms'], alarmArns),

@@ -3,7 +3,9 @@
  * interpreter on every path a bake can take. Its Lambda tasks run the real bake handler over the
  * embedded DynamoDB; the alarms and the arms' metrics are scripted per phase, so each test states
  * what CloudWatch would have shown and checks what the bake did about it: the control versions,
- * no experiment left, the lock free, and the verdicts recorded.
+ * no experiment left, the lock free, and the verdicts recorded. Its EventBridge PutEvents go to
+ * the local default bus (local/eventbridge.ts), whose recorded events must be the bake's history;
+ * a bus that throttles or fails entries shows that events never change what the bake does.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { synthTemplate, readSystem, type Template } from '../../local/template';
@@ -17,7 +19,8 @@ import { contentOf } from '../../lambdas/domain/config';
 import type { ArmSeries, PeriodStats } from '../../lambdas/domain/judge';
 import type { ProfileName } from '../../lambdas/domain/config';
 import { BakeService, WATCH_SETTLE_SECONDS, type BakeTask } from '../../lambdas/services/bakes';
-import { CLEANUP_THROTTLE_ATTEMPTS, THROTTLE_RETRY } from '../../lib/config-bake';
+import { CLEANUP_THROTTLE_ATTEMPTS, EVENT_RETRY, THROTTLE_RETRY } from '../../lib/config-bake';
+import { LocalEventBridge, type LocalEvent, type PutEventsEntry, type PutEventsOutput } from '../../local/eventbridge';
 import { makeHandler } from '../../lambdas/handlers/bake';
 import Ajv2020 from 'ajv/dist/2020';
 import openapi from '../../openapi.json';
@@ -108,6 +111,8 @@ interface Run {
   revertWrites: Record<string, string>[];
   /** GET /bakes/{bakeId}'s body at the end. */
   view: Record<string, any>;
+  /** What the local default bus recorded: the events the state machine published. */
+  busEvents: LocalEvent[];
 }
 
 /** The states that invoke the bake function (their output is the function's, `events` included). */
@@ -116,11 +121,29 @@ const BAKE_TASKS = new Set(['TakeLock', 'NextPhase', 'RejectInvalid', 'StartExpe
 /** Lambda's answer to each invocation of the bake function before it runs (a throttle, a service error), by its task. */
 type InvokeFaults = (task: BakeTask) => LambdaInvokeFault | undefined;
 
+/** What the bus does with a PutEvents call (its one entry, and how many calls came before it): accept it, or refuse it as EventBridge can. */
+type BusFault = (entry: PutEventsEntry, call: number) => 'throttle' | 'fail-entry' | 'denied' | undefined;
+
+/** The local default bus, refusing the calls `fault` says to: as the AWS SDK reports a refused call, or as PutEvents reports a failed entry. */
+function faultyBus(bus: LocalEventBridge, fault: BusFault): Pick<LocalEventBridge, 'putEvents'> {
+  let calls = 0;
+  return {
+    putEvents(input: { Entries?: PutEventsEntry[] }): PutEventsOutput {
+      const what = fault(input.Entries![0]!, calls++);
+      if (what === 'throttle') throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $fault: 'client', $metadata: { httpStatusCode: 400 } });
+      if (what === 'denied') throw Object.assign(new Error('User is not authorized to perform events:PutEvents'), { name: 'AccessDeniedException', $fault: 'client', $metadata: { httpStatusCode: 400 } });
+      if (what === 'fail-entry') return { FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'Internal failure' }] };
+      return bus.putEvents(input);
+    },
+  };
+}
+
 async function bake(
   changes: { profile: ProfileName; version: string }[],
   scripts: Record<string, PhaseScript>,
   settings: BakeSettings = { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 100 },
   invokeFaults?: InvokeFaults,
+  busFault?: BusFault,
 ): Promise<Run> {
   const pollOf = new Map<string, number>();
   let current = '';
@@ -202,6 +225,7 @@ async function bake(
   // POST /bakes does this before starting the execution: lock and record.
   ({ bakeId } = await service.startBake(changes, settings));
   const events: ExecutionEvent[] = [];
+  const bus = new LocalEventBridge();
   let status: Run['status'] = 'SUCCEEDED';
   let error: string | undefined;
   try {
@@ -214,6 +238,7 @@ async function bake(
       },
       ...(invokeFaults ? { lambdaInvokeFault: (_id: string, e: unknown) => invokeFaults(e as BakeTask) } : {}),
       sdk,
+      eventBridge: busFault ? faultyBus(bus, busFault) : bus,
       timeScale: SCALE,
       name: bakeId,
       onEvent: (e) => events.push(e),
@@ -234,7 +259,7 @@ async function bake(
     published.push(...((e.state!.output as { events?: BakeTransition[] }).events ?? []));
   }
   const view = await service.describe(bakeId);
-  return { bakeId, status, ...(error ? { error } : {}), record, events, liveDuringPolls, watchAsked, published, revertWrites, view };
+  return { bakeId, status, ...(error ? { error } : {}), record, events, liveDuringPolls, watchAsked, published, revertWrites, view, busEvents: bus.list() };
 }
 
 beforeEach(async () => {
@@ -252,6 +277,20 @@ async function expectClean(expectedControl: Record<ProfileName, string>) {
 
 const verdicts = (r: Run) => r.record.phases.map((p) => `${p.profile}:${p.version}=${p.verdict}`);
 
+/**
+ * The events the bus recorded are the bake's history: one per transition, in order, each exactly
+ * once, the transition as recorded as the detail, its type as the detail-type, source
+ * logrelay.bake, and this execution among the resources (as Step Functions adds it).
+ */
+function expectPublished(r: Run): void {
+  const h = r.record.history ?? [];
+  expect(h.length).toBeGreaterThan(0);
+  expect(r.busEvents.map((e) => e.detail)).toEqual(h);
+  expect(r.busEvents.map((e) => e.detailType)).toEqual(h.map((t) => t.type));
+  expect(r.busEvents.every((e) => e.source === 'logrelay.bake')).toBe(true);
+  for (const e of r.busEvents) expect(e.resources).toContain(`arn:aws:states:us-east-1:000000000000:execution:Local:${r.bakeId}`);
+}
+
 describe('the synthesized bake state machine, run locally on each path', () => {
   it('approve -> approve: both versions become control, in order, each baked alone at its weight', async () => {
     const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], {});
@@ -264,6 +303,7 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     expect(r.record.phases[0]!.reason).toMatch(/^No alarm in 3 polls \(30 s\)\. Judge: not worse than control by more than 0\.5 points of 5xx or 15% of p99: 5xx 0\.50% \(45\/9000\)/);
     expect(r.record.phases[0]!.alarms).toHaveLength(alarmNames.length);
     expect(r.record.phases[0]!.arms?.experiment.requests).toBe(9000);
+    expectPublished(r);
     await expectClean({ delivery: '2', limits: '2' });
   });
 
@@ -276,6 +316,7 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     expect(rejected.alarms!.find((a) => a.name.endsWith('experiment-4xx-vs-control'))!.state).toBe('ALARM');
     // Rejected at the poll that saw the alarm: no further poll of that phase.
     expect(r.liveDuringPolls.filter((l) => l.startsWith('limits:3'))).toHaveLength(2);
+    expectPublished(r);
     await expectClean({ delivery: '2', limits: '1' });
   });
 
@@ -296,6 +337,7 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     expect(r.status).toBe('SUCCEEDED');
     expect(verdicts(r)).toEqual(['delivery:2=REJECTED', 'limits:2=REJECTED']);
     expect(r.record.phases[0]!.reason).toContain('slo-p99-latency');
+    expectPublished(r);
     await expectClean({ delivery: '1', limits: '1' });
   });
 
@@ -306,6 +348,7 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     expect(verdicts(r)).toEqual(['delivery:2=REJECTED', 'limits:2=PENDING']);
     expect(r.record.phases[0]!.reason).toMatch(/^Aborted by an operator/);
     expect(r.events.some((e) => e.type === 'StateEntered' && e.state?.name === 'Cleanup')).toBe(true);
+    expectPublished(r);
     await expectClean({ delivery: '1', limits: '1' });
   });
 
@@ -325,6 +368,7 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     expect(r.record.status).toBe('FAILED');
     expect(r.record.error).toContain('GetMetricData failed');
     expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'limits:2=REJECTED']);
+    expectPublished(r);
     await expectClean({ delivery: '2', limits: '1' });
   });
 
@@ -369,6 +413,7 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     expect(verdicts(r)).toEqual(['delivery:2=REJECTED', 'limits:2=PENDING']);
     // The experiment was live when the judge was throttled; nothing is left of it.
     expect(r.liveDuringPolls).toEqual(['delivery:2@10']);
+    expectPublished(r);
     await expectClean({ delivery: '1', limits: '1' });
   });
 
@@ -480,8 +525,8 @@ const DRY: BakeSettings = { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10,
 
 /**
  * The history is the transitions of `types`, in order, numbered from 0, in time order, within
- * its bound; and it is exactly what the bake tasks handed the state machine as `events`, in the
- * same order (so events published from them say the same).
+ * its bound; it is exactly what the bake tasks handed the state machine as `events`, in the
+ * same order, and exactly what the state machine published on the bus (expectPublished).
  */
 function expectHistory(r: Run, types: string[]): BakeTransition[] {
   const h = r.record.history ?? [];
@@ -492,6 +537,7 @@ function expectHistory(r: Run, types: string[]): BakeTransition[] {
   expect(at).toEqual([...at].sort((a, b) => a - b));
   expect(h.length).toBeLessThanOrEqual(historyBound(r.record.phases.length));
   expect(r.published).toEqual(h);
+  expectPublished(r);
   expect(r.view.history).toEqual(h);
   // The record as GET /bakes/{bakeId} shows it fits the contract (history, watch, diffs, verdicts).
   expect(bakeContract(r.view) ? [] : bakeContract.errors).toEqual([]);
@@ -676,6 +722,9 @@ describe('the watch after promotion, run locally', () => {
     expect(r.status).toBe('SUCCEEDED');
     expect(r.record.status).toBe('REVERTED');
     expect(verdicts(r)).toEqual(['delivery:2=REVERTED', 'limits:2=REVERTED']);
+    // Cleanup did the reverting: its transitions were published, after the ones before the failed Revert.
+    expectPublished(r);
+    expect(r.busEvents.map((e) => e.detailType).slice(-3)).toEqual(['PhaseReverted', 'PhaseReverted', 'BakeEnded']);
     await expectClean({ delivery: '1', limits: '1' });
   });
 
@@ -781,6 +830,81 @@ describe('phase diffs and history on the other paths, run locally', () => {
     const f = expectHistory(failed, ['BakeStarted', 'PhaseBaking:delivery:2', 'PhaseApproved:delivery:2', 'PhaseBaking:limits:2', 'PhaseRejected:limits:2', 'BakeEnded']);
     expect(f[5]).toMatchObject({ status: 'FAILED' });
     expect(f[5]!.reason).toContain('GetMetricData failed');
+    await expectClean({ delivery: '2', limits: '1' });
+  });
+});
+
+describe('EventBridge events of the bake, run locally', () => {
+  /** The retries and catches of the PutEvents tasks (inside the publishing Maps), by state. */
+  const eventStates = (r: Run, type: 'StateRetried' | 'StateCaught') => r.events.filter((e) => e.type === type && /Event$/.test(e.state!.name)).map((e) => e.state!.name);
+
+  it('publishes only after tasks that recorded something: a poll that decided nothing costs no PutEvents, and nothing is published twice', async () => {
+    let calls = 0;
+    const r = await bake([{ profile: 'delivery', version: '2' }], {}, undefined, undefined, () => void calls++);
+    expectPublished(r);
+    expect(calls).toBe(r.record.history!.length); // one call per transition, none for an empty list
+    // The judge ran 3 times; the first two decided nothing (CONTINUE, no transition): skipped to Decided.
+    const judged = r.events.filter((e) => e.type === 'StateExited' && e.state!.name === 'Judge').map((e) => (e.state!.output as { events: unknown[] }).events.length);
+    expect(judged).toEqual([0, 0, 1]);
+    const entered = r.events.filter((e) => e.type === 'StateEntered' && e.index === undefined).map((e) => e.state!.name);
+    expect(entered.filter((n) => n === 'JudgePublish')).toHaveLength(1);
+    // The Waits and the aws-sdk tasks carry the last task's events along; none of them publishes.
+    for (const [i, n] of entered.entries()) if (/Publish$/.test(n)) expect(entered[i - 1], n).toBe(n.replace(/Publish$/, 'HasEvents'));
+  });
+
+  it('a throttled PutEvents (the call, then its entry) is retried: every transition still published once, in order, and the bake is as it would be', async () => {
+    // The first transition (BakeStarted, published after TakeLock): two calls throttled, then its entry fails, then it goes through.
+    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '3' }], { 'limits:3': { alarm: { name: 'experiment-4xx-vs-control', fromPoll: 2 } } }, undefined, undefined, (_e, call) =>
+      call < 2 ? 'throttle' : call === 2 ? 'fail-entry' : undefined,
+    );
+    expect(eventStates(r, 'StateRetried')).toEqual(Array(EVENT_RETRY.maxAttempts).fill('TakeLockEvent'));
+    expect(eventStates(r, 'StateCaught')).toEqual([]);
+    expectPublished(r);
+    expect(r.status).toBe('SUCCEEDED');
+    expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'limits:3=REJECTED']);
+    await expectClean({ delivery: '2', limits: '1' });
+  });
+
+  it("a PutEvents EventBridge keeps refusing is given up after its retries and the bake goes on: the same outcome, history and reverts as with every event published", async () => {
+    const changes = [{ profile: 'delivery' as const, version: '2' }, { profile: 'limits' as const, version: '2' }];
+    const scripts = { watch: { alarm: { name: 'slo-5xx-rate', fromPoll: 2 } } };
+    const lost = new Set(['PhaseApproved', 'PhaseReverted']);
+    const healthy = await bake(changes, scripts, WATCHED);
+    await expectClean({ delivery: '1', limits: '1' });
+    // Every entry of these types fails, every time (2 approvals, 2 reverts).
+    const r = await bake(changes, scripts, WATCHED, undefined, (e) => (lost.has(e.DetailType!) ? 'fail-entry' : undefined));
+    const retried = eventStates(r, 'StateRetried');
+    expect(retried).toHaveLength(4 * EVENT_RETRY.maxAttempts);
+    expect(new Set(retried)).toEqual(new Set(['JudgeEvent', 'RevertEvent']));
+    expect(eventStates(r, 'StateCaught')).toEqual(['JudgeEvent', 'JudgeEvent', 'RevertEvent', 'RevertEvent']);
+    // What the bake did is what it does when every event goes out.
+    const outcome = (x: Run) => ({ status: x.status, bake: x.record.status, verdicts: verdicts(x), reverts: x.revertWrites, history: x.record.history!.map((t) => t.type) });
+    expect(outcome(r)).toEqual(outcome(healthy));
+    expect(r.record.status).toBe('REVERTED');
+    // Everything else was published, in order; the history has it all.
+    expect(r.busEvents.map((e) => e.detail)).toEqual(r.record.history!.filter((t) => !lost.has(t.type)));
+    expect(r.view.history).toEqual(r.record.history);
+    await expectClean({ delivery: '1', limits: '1' });
+  });
+
+  it('with every PutEvents refused (access denied, not retried), the abort and failure paths still clean up and end as they do', async () => {
+    const denied: BusFault = () => 'denied';
+    const aborted = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { 'delivery:2': { abortAtPoll: 2 } }, undefined, undefined, denied);
+    expect(aborted.status).toBe('SUCCEEDED');
+    expect(aborted.record.status).toBe('ABORTED');
+    expect(aborted.busEvents).toEqual([]);
+    expect(eventStates(aborted, 'StateRetried')).toEqual([]);
+    expect(eventStates(aborted, 'StateCaught')).toContain('CleanupEvent');
+    expect(aborted.record.history!.map((t) => t.type)).toEqual(['BakeStarted', 'PhaseBaking', 'AbortRequested', 'PhaseRejected', 'BakeEnded']);
+    await expectClean({ delivery: '1', limits: '1' });
+
+    const failed = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { 'limits:2': { failAtPoll: 2 } }, undefined, undefined, denied);
+    expect(failed.status).toBe('FAILED');
+    expect(failed.error).toBe('BakeFailed');
+    expect(failed.record.status).toBe('FAILED');
+    expect(verdicts(failed)).toEqual(['delivery:2=APPROVED', 'limits:2=REJECTED']);
+    expect(failed.busEvents).toEqual([]);
+    expect(eventStates(failed, 'StateCaught').filter((n) => n === 'CleanupEvent')).toHaveLength(2); // its PhaseRejected and BakeEnded
     await expectClean({ delivery: '2', limits: '1' });
   });
 });
