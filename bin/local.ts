@@ -9,8 +9,7 @@
 import { startLocalRuntime } from '../local/server';
 import { parseStartArgs, START_USAGE } from '../local/start-args';
 import { formatFaultSpec } from '../local/faults';
-import { bakeBannerLines } from '../local/banner';
-import { formatEventLine } from '../local/eventbridge';
+import { bakeBannerLines, printEvents } from '../local/banner';
 
 // The AWS SDK warns that its 2027 releases will need Node 22; the runtime works on Node 20.
 process.removeAllListeners('warning');
@@ -57,7 +56,7 @@ async function main(): Promise<void> {
     ].join('\n'),
   );
   // What the stack's state machines publish to EventBridge (the bake's events), one line each as it comes.
-  rt.events.onEvent((e) => console.log(formatEventLine(e)));
+  printEvents(rt.events, (line) => console.log(line));
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

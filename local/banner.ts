@@ -1,10 +1,12 @@
 /**
  * Lines of the `npm start` banner (bin/local.ts) about bakes, apart from starting anything so the
  * tests can check them cheaply: the time scale in force and what it makes of a bake's durations,
- * and that a phase needs traffic (with the command that makes some).
+ * and that a phase needs traffic (with the command that makes some); and, after the banner, one
+ * line per EventBridge event the bake publishes (`printEvents`).
  */
 import { BAKE_DEFAULTS } from '../lambdas/domain/bake';
 import { PICKUP_SECONDS } from '../lambdas/services/bakes';
+import { formatEventLine, type LocalEventBridge } from './eventbridge';
 
 /** Real time as "10s", "10m 12s", "500 ms". */
 function real(ms: number): string {
@@ -33,4 +35,12 @@ export function bakeBannerLines(timeScale: number, source: 'LOGRELAY_TIME_SCALE'
     scale,
     `  bakes need traffic: a phase is approved only with at least minExperimentRequests (default ${minExperimentRequests}) experiment requests, about ${needed.toLocaleString('en-US')} requests in all at the default weight ${weightPercent}%; make some with npm run traffic`,
   ];
+}
+
+/**
+ * What `npm start` prints of the bake's events: one line per event the local default bus records
+ * (formatEventLine), as it comes, until the returned function is called.
+ */
+export function printEvents(bus: Pick<LocalEventBridge, 'onEvent'>, print: (line: string) => void): () => void {
+  return bus.onEvent((e) => print(formatEventLine(e)));
 }

@@ -4,7 +4,8 @@
  * (maxRecordsPerAppend = 1, so valid 5-record appends are refused in the experiment arm). The
  * stack's own alarms, evaluated on the metrics the handlers emit, must reject the bad change;
  * the good one must be approved; control traffic must never meet the bad limit; and every record
- * appended must be delivered and acked by the end.
+ * appended must be delivered and acked by the end. The bake's history must also be what the
+ * runtime's EventBridge recorded, one event per transition, in order.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -91,6 +92,18 @@ describe('a bake on the local runtime under live traffic', () => {
     expect(configs.delivery.control).toBe(good.body.version);
     expect(configs.limits.control).toBe('1');
     expect(configs.limits.experiment).toBeUndefined();
+
+    // Its transitions, published as EventBridge events in order, say what the history says.
+    expect(record.history.map((t: { type: string }) => t.type).filter((t: string) => t !== 'PhaseExtended')).toEqual([
+      'BakeStarted',
+      'PhaseBaking',
+      'PhaseApproved',
+      'PhaseBaking',
+      'PhaseRejected',
+      'BakeEnded',
+    ]);
+    expect(rt.events.list().map((e) => e.detail)).toEqual(record.history);
+    expect(rt.events.list().map((e) => e.detailType)).toEqual(record.history.map((t: { type: string }) => t.type));
 
     // Rejected within one poll interval of the alarm firing (plus the tasks' own run time).
     const fired = changes.find((c) => c.alarmName.endsWith('-bake-experiment-4xx-vs-control') && c.newState === 'ALARM');

@@ -4,7 +4,8 @@
  * SLO alarms, as the local CloudWatch evaluates them on the metrics the handlers emit, for its
  * whole length after settling, sees none fire and passes. GET /bakes/{bakeId} shows the watch,
  * the phase's diff against the control it was tested against, and the history in order;
- * GET /bakes lists the bake first.
+ * GET /bakes lists the bake first. The runtime's EventBridge recorded the history as events, one
+ * each, in order, and npm start's printer (local/banner.ts printEvents) printed a line for each.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { startLocalRuntime, type LocalRuntime } from '../../local/server';
 import { SignedHttp } from '../../local/client';
 import { Traffic } from '../../local/traffic';
 import { WATCH_SETTLE_SECONDS } from '../../lambdas/services/bakes';
+import { printEvents } from '../../local/banner';
 
 const SCALE = 5;
 const POLL_SECONDS = 10;
@@ -51,6 +53,9 @@ describe('a bake with a watch after promotion on the local runtime under live tr
     const traffic = new Traffic(worker, { logs: 8, workersPerLog: 2, recordsPerBatch: 5, prefix: 'watch-e2e' });
     await traffic.start();
     await sleep(1500);
+    // What npm start prints of the bake's events.
+    const printed: string[] = [];
+    const stopPrinting = printEvents(rt.events, (line) => printed.push(line));
 
     const started = await admin.call('POST', '/bakes', {
       changes: [{ profile: 'delivery', version: good.body.version }],
@@ -67,6 +72,7 @@ describe('a bake with a watch after promotion on the local runtime under live tr
     expect(started.status).toBe(202);
     const bakeId: string = started.body.bakeId;
     await rt.bakeExecutions.get(bakeId);
+    stopPrinting();
     await traffic.stop();
     const record = (await admin.call('GET', `/bakes/${bakeId}`)).body;
     console.log(`[bake-watch-e2e] phase: ${record.phases[0].reason}`);
@@ -99,6 +105,15 @@ describe('a bake with a watch after promotion on the local runtime under live tr
     expect(of('PhaseApproved').verdict).toBe('APPROVED');
     expect(of('WatchPassed').traffic!.requests).toBeGreaterThan(0);
     expect(of('BakeEnded').status).toBe('SUCCEEDED');
+
+    // The events the state machine published: the history, one event per transition, in order.
+    const events = rt.events.list();
+    expect(events.map((e) => e.detail)).toEqual(h);
+    expect(events.map((e) => e.detailType)).toEqual(types);
+    expect(events.every((e) => e.source === 'logrelay.bake')).toBe(true);
+    // ...and npm start's line for each, as it came.
+    expect(printed.map((l) => /^event \S+ logrelay\.bake "(\w+)" \{/.exec(l)?.[1])).toEqual(types);
+    console.log(`[bake-watch-e2e] ${events.length} events; the last printed: ${printed.at(-1)!.slice(0, 160)}`);
 
     // GET /bakes lists it, newest first.
     const list = (await admin.call('GET', '/bakes')).body;

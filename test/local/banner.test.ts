@@ -1,14 +1,15 @@
 /**
  * The `npm start` banner's bake lines (local/banner.ts): the time scale in force, where it came
  * from, what it makes of a default phase, and that a phase needs traffic; and `npm start` itself
- * printing them under LOGRELAY_TIME_SCALE.
+ * printing them under LOGRELAY_TIME_SCALE; and the line it prints per bake event.
  */
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bakeBannerLines } from '../../local/banner';
+import { bakeBannerLines, printEvents } from '../../local/banner';
+import { LocalEventBridge } from '../../local/eventbridge';
 
 describe('the bake lines of the npm start banner', () => {
   it('at time scale 1: durations are real, a default phase takes about ten minutes', () => {
@@ -47,4 +48,19 @@ describe('the bake lines of the npm start banner', () => {
       }
     }
   }, 90_000);
+
+  it('prints one line per event the bus records, in order, as it comes, until stopped', () => {
+    const bus = new LocalEventBridge(() => Date.parse('2026-12-06T05:00:00Z'));
+    const lines: string[] = [];
+    const stop = printEvents(bus, (l) => lines.push(l));
+    const put = (type: string, seq: number) => bus.putEvents({ Entries: [{ Source: 'logrelay.bake', DetailType: type, Detail: JSON.stringify({ type, seq, bakeId: 'b-1' }) }] });
+    put('BakeStarted', 0);
+    put('PhaseRejected', 1);
+    stop();
+    put('BakeEnded', 2);
+    expect(lines).toEqual([
+      'event 2026-12-06T05:00:00.000Z logrelay.bake "BakeStarted" {"type":"BakeStarted","seq":0,"bakeId":"b-1"}',
+      'event 2026-12-06T05:00:00.000Z logrelay.bake "PhaseRejected" {"type":"PhaseRejected","seq":1,"bakeId":"b-1"}',
+    ]);
+  });
 });
