@@ -300,6 +300,11 @@ export class LogrelayStack extends Stack {
     this.operatorPolicy = this.invokePolicy('OperatorPolicy', 'operator', defaultStage.stageName);
 
     new CfnOutput(this, 'BakeStateMachineArn', { value: this.bake.stateMachine.stateMachineArn, description: 'The config bake state machine' });
+    // The bake publishes its transitions here (source logrelay.bake): the bus users put rules on.
+    new CfnOutput(this, 'BakeEventBusArn', {
+      value: Stack.of(this).formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' }),
+      description: 'The EventBridge bus the bake publishes its events to (source logrelay.bake): put rules on it',
+    });
     new CfnOutput(this, 'BakeDashboard', { value: this.bake.dashboard.dashboardName, description: 'CloudWatch dashboard that follows a bake' });
     new CfnOutput(this, 'ApiUrl', { value: this.api.apiEndpoint, description: 'Base URL of the Logrelay HTTP API' });
     new CfnOutput(this, 'WorkerPolicyArn', {

@@ -345,8 +345,12 @@ describe('HTTP API', () => {
     expect(names).toHaveLength(2);
   });
 
-  it('outputs the URL, both policy ARNs and every table name', () => {
+  it('outputs the URL, both policy ARNs, the bake events bus and every table name', () => {
     expect(getAttOf(outputs.ApiUrl?.Value, 'ApiEndpoint')).toBe(ofType('AWS::ApiGatewayV2::Api')[0]![0]);
+    // The bus the state machine may publish to is the one the output names.
+    expect(JSON.stringify(outputs.BakeEventBusArn?.Value)).toMatch(/:events:.*:event-bus\/default"/);
+    const smPolicies = JSON.stringify(ofType('AWS::IAM::Policy').map(([, r]) => r.Properties.PolicyDocument));
+    expect(smPolicies).toContain(JSON.stringify(outputs.BakeEventBusArn?.Value));
     expect(resources[refOf(outputs.WorkerPolicyArn?.Value)]?.Type).toBe('AWS::IAM::ManagedPolicy');
     expect(resources[refOf(outputs.OperatorPolicyArn?.Value)]?.Type).toBe('AWS::IAM::ManagedPolicy');
     for (const t of TABLES) expect(resources[refOf(outputs[`${t.id}TableName`]?.Value)]?.Type).toBe('AWS::DynamoDB::Table');
