@@ -3,10 +3,9 @@
  * local runtime's credentials file. (Documented in `logrelay --help`; keep the two in step.)
  */
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { defaultCredentials } from './client';
 import type { Credentials, CredentialsProvider } from './http';
-import { LOCAL_CREDENTIALS, findCredentialsFile, readPrincipals, type LocalPrincipal } from './local';
+import { credentialsFileLocation, readPrincipals, type LocalPrincipal } from './local';
 
 export interface ConnectionFlags {
   endpoint?: string;
@@ -80,12 +79,13 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
     return { ...base, endpoint: needEndpoint(`--profile ${flags.profile}`), credentials: defaultCredentials(flags.profile), source: `AWS profile ${flags.profile}` };
   }
 
-  const explicitFile = flags.credentialsFile ?? env.LOGRELAY_CREDENTIALS_FILE;
+  const where = credentialsFileLocation({ ...(flags.credentialsFile ? { path: flags.credentialsFile } : {}), env, cwd });
+  const explicitFile = where.explicit;
   const principalName = flags.principal ?? env.LOGRELAY_PRINCIPAL;
-  const file = explicitFile ? resolve(cwd, explicitFile) : findCredentialsFile(cwd);
+  const file = where.path;
   if (principalName) {
     if (!file || !existsSync(file)) {
-      throw new UsageError(`--principal ${principalName} needs the local credentials file, and ${file ?? LOCAL_CREDENTIALS + ' (here or in a parent folder)'} does not exist. Start the local runtime once (npm start) to create it.`);
+      throw new UsageError(`--principal ${principalName} needs the local credentials file, and ${file ?? where.named} does not exist. Start the local runtime once (npm start) to create it.`);
     }
     const principals = readPrincipals(file);
     const p = principals.find((x) => x.name === principalName);

@@ -98,6 +98,26 @@ export interface SessionHandleOptions {
 }
 
 const enc = encodeURIComponent;
+
+/** What to pass, for each kind of id a method takes (said in the TypeError for a missing one). */
+const ID_HINTS = {
+  logId: "a log's id (the logId createLog returned, or the name you gave it)",
+  sessionId: 'the sessionId that createSession returned, or session.id',
+  bakeId: 'the bakeId that startBake returned',
+  profile: "a config profile name, e.g. 'delivery' or 'limits'",
+  version: "a version number, e.g. 2 or '2'",
+} as const;
+
+/**
+ * Refuses a missing or empty id at once, before any request: without this, `session(undefined)`
+ * sends `/sessions/undefined` and the user reads a 404 about a session named "undefined".
+ * `method` is the public method's name as the user called it.
+ */
+export function requireId(method: string, arg: keyof typeof ID_HINTS, value: unknown): string {
+  if (typeof value === 'string' && value !== '') return value;
+  const got = typeof value === 'string' ? "''" : value === null || value === undefined ? String(value) : `a ${typeof value}`;
+  throw new TypeError(`client.${method}(${arg}): ${arg} must be a non-empty string (${ID_HINTS[arg]}); got ${got}.`);
+}
 const BODY_OVERHEAD = 80; // {"records":[...],"idempotencyKey":"<uuid>"} around the records
 
 function defaultRegion(endpoint: string): string {
@@ -151,11 +171,13 @@ export class LogrelayClient {
 
   /** GET /logs/{logId} */
   async describeLog(logId: string, o: CallOptions = {}): Promise<LogInfo> {
+    requireId('describeLog', 'logId', logId);
     return (await this.http.call<LogInfo>({ method: 'GET', path: `/logs/${enc(logId)}`, safety: 'idempotent', ...sig(o) })).body;
   }
 
   /** POST /logs/{logId}/records: up to the `limits` profile's maxRecordsPerAppend (500), all or nothing. */
   async append<T>(logId: string, records: readonly AppendRecord<T>[], o: AppendOptions = {}): Promise<AppendResult> {
+    requireId('append', 'logId', logId);
     const key = o.idempotencyKey === false ? undefined : (o.idempotencyKey ?? randomUUID());
     const body = key === undefined ? { records } : { records, idempotencyKey: key };
     const safety = key === undefined ? 'once' : 'idempotent';
@@ -170,6 +192,7 @@ export class LogrelayClient {
    * error: the records before it are appended, none after.
    */
   async appendMany<T>(logId: string, records: Iterable<AppendRecord<T>> | AsyncIterable<AppendRecord<T>>, o: AppendManyOptions = {}): Promise<AppendManyResult> {
+    requireId('appendMany', 'logId', logId);
     const maxRecords = o.maxRecordsPerRequest ?? 500;
     const maxBytes = o.maxRequestBytes ?? 1_000_000;
     const out: AppendManyResult = { records: 0, requests: 0, appends: [] };
@@ -207,12 +230,14 @@ export class LogrelayClient {
 
   /** POST /logs/{logId}/sessions: opens a session and returns its handle. Retried only when refused. */
   async createSession(logId: string, input: CreateSessionInput = {}, o: CallOptions = {}): Promise<Session> {
+    requireId('createSession', 'logId', logId);
     const created = (await this.http.call<CreatedSession>({ method: 'POST', path: `/logs/${enc(logId)}/sessions`, body: input, safety: 'once', ...sig(o) })).body;
     return new Session(this, created.sessionId, { ackTimeoutSeconds: created.ackTimeoutSeconds }, created);
   }
 
   /** A handle on an existing session (a worker host typically gets the id from its configuration). */
   session<T = unknown>(sessionId: string, o: SessionHandleOptions = {}): Session<T> {
+    requireId('session', 'sessionId', sessionId);
     return new Session<T>(this, sessionId, o);
   }
 
@@ -225,6 +250,7 @@ export class LogrelayClient {
    * `receiveAndAck` the service's ack count too.
    */
   async receive<T = unknown>(sessionId: string, input: ReceiveInput = {}, o: CallOptions = {}): Promise<DeliveredRecord<T>[]> {
+    requireId('receive', 'sessionId', sessionId);
     return (await this.receiveAndAck<T>(sessionId, input, o)).records;
   }
 
@@ -237,6 +263,7 @@ export class LogrelayClient {
    * RangeError: ack the excess with `ack()`.
    */
   async receiveAndAck<T = unknown>(sessionId: string, input: ReceiveInput = {}, o: CallOptions = {}): Promise<ReceiveResult<T>> {
+    requireId('receiveAndAck', 'sessionId', sessionId);
     const { ack, ...rest } = input;
     const parts = ack === undefined ? [] : selectionBodies(ack);
     if (parts.length > 1) {
@@ -266,17 +293,20 @@ export class LogrelayClient {
   }
 
   /** POST /sessions/{id}/ack; returns how many records it removed. Idempotent. */
-  ack(sessionId: string, selection: Selection, o: CallOptions = {}): Promise<number> {
+  async ack(sessionId: string, selection: Selection, o: CallOptions = {}): Promise<number> {
+    requireId('ack', 'sessionId', sessionId);
     return this.lease(sessionId, 'ack', selection, {}, 'acked', o);
   }
 
   /** POST /sessions/{id}/nack: ends leases now (or after `delaySeconds`); returns how many. Idempotent. */
-  nack(sessionId: string, selection: Selection, o: CallOptions & { delaySeconds?: number } = {}): Promise<number> {
+  async nack(sessionId: string, selection: Selection, o: CallOptions & { delaySeconds?: number } = {}): Promise<number> {
+    requireId('nack', 'sessionId', sessionId);
     return this.lease(sessionId, 'nack', selection, o.delaySeconds !== undefined ? { delaySeconds: o.delaySeconds } : {}, 'released', o);
   }
 
   /** POST /sessions/{id}/extend: live leases last at least `seconds` from now; returns how many were live. Idempotent. */
-  extend(sessionId: string, selection: Selection, seconds: number, o: CallOptions = {}): Promise<number> {
+  async extend(sessionId: string, selection: Selection, seconds: number, o: CallOptions = {}): Promise<number> {
+    requireId('extend', 'sessionId', sessionId);
     return this.lease(sessionId, 'extend', selection, { seconds }, 'extended', o);
   }
 
@@ -297,16 +327,19 @@ export class LogrelayClient {
 
   /** GET /sessions/{id} */
   async describeSession(sessionId: string, o: CallOptions = {}): Promise<SessionInfo> {
+    requireId('describeSession', 'sessionId', sessionId);
     return (await this.http.call<SessionInfo>({ method: 'GET', path: `/sessions/${enc(sessionId)}`, safety: 'idempotent', ...sig(o) })).body;
   }
 
   /** GET /sessions/{id}/dead-letters: `[from, to, deliveryCount]` ranges. */
   async deadLetters(sessionId: string, o: CallOptions = {}): Promise<[number, number, number][]> {
+    requireId('deadLetters', 'sessionId', sessionId);
     return (await this.http.call<{ ranges: [number, number, number][] }>({ method: 'GET', path: `/sessions/${enc(sessionId)}/dead-letters`, safety: 'idempotent', ...sig(o) })).body.ranges;
   }
 
   /** DELETE /sessions/{id}. Retried; a 404 on a retry after an unanswered attempt counts as done. */
   async deleteSession(sessionId: string, o: CallOptions = {}): Promise<void> {
+    requireId('deleteSession', 'sessionId', sessionId);
     await this.http.call({ method: 'DELETE', path: `/sessions/${enc(sessionId)}`, safety: 'idempotent', notFoundAfterAmbiguousIsSuccess: true, ...sig(o) });
   }
 
@@ -319,6 +352,7 @@ export class LogrelayClient {
 
   /** POST /configs/{profile}/versions: stores a new version (not idempotent: retried only when refused). */
   async putConfigVersion(profile: string, content: unknown, o: CallOptions & { description?: string } = {}): Promise<CreatedConfigVersion> {
+    requireId('putConfigVersion', 'profile', profile);
     const body = o.description === undefined ? { content } : { content, description: o.description };
     return (await this.http.call<CreatedConfigVersion>({ method: 'POST', path: `/configs/${enc(profile)}/versions`, body, safety: 'once', ...sig(o) })).body;
   }
@@ -328,6 +362,8 @@ export class LogrelayClient {
    * whose effective value differs from version N's (N as `control`, this version as `experimental`).
    */
   async getConfigVersion(profile: string, version: string | number, o: CallOptions & { diff?: string | number } = {}): Promise<ConfigVersion> {
+    requireId('getConfigVersion', 'profile', profile);
+    if (typeof version !== 'number') requireId('getConfigVersion', 'version', version);
     const query = o.diff !== undefined ? { query: { diff: String(o.diff) } } : {};
     return (await this.http.call<ConfigVersion>({ method: 'GET', path: `/configs/${enc(profile)}/versions/${enc(String(version))}`, ...query, safety: 'idempotent', ...sig(o) })).body;
   }
@@ -350,11 +386,13 @@ export class LogrelayClient {
 
   /** GET /bakes/{bakeId} */
   async describeBake(bakeId: string, o: CallOptions = {}): Promise<Bake> {
+    requireId('describeBake', 'bakeId', bakeId);
     return (await this.http.call<Bake>({ method: 'GET', path: `/bakes/${enc(bakeId)}`, safety: 'idempotent', ...sig(o) })).body;
   }
 
   /** POST /bakes/{bakeId}/abort: sets the bake's abort flag (idempotent). */
   async abortBake(bakeId: string, o: CallOptions = {}): Promise<AbortedBake> {
+    requireId('abortBake', 'bakeId', bakeId);
     return (await this.http.call<AbortedBake>({ method: 'POST', path: `/bakes/${enc(bakeId)}/abort`, safety: 'idempotent', ...sig(o) })).body;
   }
 }

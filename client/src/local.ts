@@ -51,14 +51,33 @@ export function readPrincipals(path: string): LocalPrincipal[] {
 }
 
 /**
+ * Where the local credentials file is, the one rule the library (`localCredentials`) and the CLI
+ * share: an explicit path (`--credentials-file`, `localCredentials({ path })`), else
+ * LOGRELAY_CREDENTIALS_FILE, else `.logrelay/credentials.json` in `cwd` or the nearest parent that
+ * has one. `explicit` says whether the path was named (so a missing file is an error to report)
+ * rather than searched for; `path` is absolute, and undefined only when nothing was named and the
+ * search found nothing. The file is not checked to exist when named.
+ */
+export function credentialsFileLocation(
+  o: { path?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): { path: string | undefined; explicit: boolean; named: string } {
+  const cwd = o.cwd ?? process.cwd();
+  const named = o.path ?? (o.env ?? process.env).LOGRELAY_CREDENTIALS_FILE;
+  if (named) return { path: resolve(cwd, named), explicit: true, named };
+  return { path: findCredentialsFile(cwd), explicit: false, named: `${LOCAL_CREDENTIALS} (here or in a parent folder)` };
+}
+
+/**
  * Keys of a principal of the local runtime's credentials file: `principal` by name, else the
- * first admin, else the first. `path` defaults to `.logrelay/credentials.json` in the working
- * directory or the nearest parent that has one.
+ * first admin, else the first. The file is `path`, else LOGRELAY_CREDENTIALS_FILE, else
+ * `.logrelay/credentials.json` in the working directory or the nearest parent that has one (the
+ * same rule as the CLI: `credentialsFileLocation`).
  */
 export function localCredentials(o: { principal?: string; path?: string } = {}): Credentials {
-  const path = o.path ? resolve(o.path) : findCredentialsFile(process.cwd());
+  const where = credentialsFileLocation({ ...(o.path ? { path: o.path } : {}) });
+  const path = where.path;
   if (!path || !existsSync(path)) {
-    throw new CredentialsFileError(`No local credentials file ${o.path ?? `${LOCAL_CREDENTIALS} (here or in a parent folder)`}. Start the local runtime once (npm start) to create it.`);
+    throw new CredentialsFileError(`No local credentials file ${where.named}. Start the local runtime once (npm start) to create it.`);
   }
   const principals = readPrincipals(path);
   const p = o.principal ? principals.find((x) => x.name === o.principal) : (principals.find((x) => x.admin) ?? principals[0]);
