@@ -7,6 +7,8 @@
  *   {"principals": [{"name": "admin", "accessKeyId": "LR...", "secretAccessKey": "...", "admin": true}]}
  *
  * On first start the file is created (mode 0600, directory 0700) with one admin principal.
+ * While the runtime runs, a PrincipalStore re-reads the file when it changes (its size, mtime or
+ * inode), so a principal added to it can call at once, without a restart.
  */
 import { randomInt } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -162,4 +164,114 @@ export function loadOrCreateCredentials(path: string = DEFAULT_CREDENTIALS_PATH)
     throw e;
   }
   return { principals, created: true, path: abs };
+}
+
+/** How often, at most, a request with a known key makes the store look at the file again. */
+export const CREDENTIALS_CHECK_INTERVAL_MS = 1000;
+
+/** What identifies a version of the file without reading it. */
+function signature(st: fs.Stats): string {
+  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+}
+
+/**
+ * The runtime's principals, kept in step with the credentials file while it runs.
+ *
+ * `current()` (every signed request) looks at the file's stat at most once per
+ * `checkIntervalMs`, so removing a principal or changing a secret takes effect within about a
+ * second. `refresh()` looks at once; the server calls it when a request's access key is unknown,
+ * so a principal just added is found by the very request that first uses it. A stat costs
+ * microseconds and the file is re-read only when its stat changed, so checking on every miss
+ * costs nothing worth throttling.
+ *
+ * A change that cannot be used (the file half written, malformed, or deleted) keeps the
+ * principals last read, so a runtime never ends up with none; the problem is logged once and said
+ * in the 403 for an unknown key (`unknownKeyNote`). The signature of a broken version is not
+ * remembered as read, so each later check tries it again until it is whole.
+ */
+export class PrincipalStore {
+  private list: Principal[];
+  private seen: string | undefined;
+  private checkedAt: number;
+  private problem: string | undefined;
+  private readonly checkIntervalMs: number;
+  private readonly now: () => number;
+  private readonly log: (line: string) => void;
+
+  constructor(
+    /** Absolute path of the credentials file. */
+    readonly path: string,
+    principals: Principal[],
+    opts: { checkIntervalMs?: number; now?: () => number; log?: (line: string) => void } = {},
+  ) {
+    this.list = principals;
+    this.checkIntervalMs = opts.checkIntervalMs ?? CREDENTIALS_CHECK_INTERVAL_MS;
+    this.now = opts.now ?? Date.now;
+    this.log = opts.log ?? (() => {});
+    this.checkedAt = this.now();
+    this.seen = this.stat();
+  }
+
+  /** The principals, after looking at the file if the last look is older than the interval. */
+  current(): Principal[] {
+    if (this.now() - this.checkedAt >= this.checkIntervalMs) this.refresh();
+    return this.list;
+  }
+
+  /** Re-reads the file if it changed since it was last read; true when the principals changed. */
+  refresh(): boolean {
+    this.checkedAt = this.now();
+    const sig = this.stat();
+    if (sig === this.seen) return false;
+    if (sig === undefined) {
+      this.report(`the file is gone (the runtime keeps the ${this.list.length} principal${this.list.length === 1 ? '' : 's'} it read before)`);
+      return false;
+    }
+    let next: Principal[];
+    try {
+      next = parseCredentials(fs.readFileSync(this.path, 'utf8'), this.path);
+    } catch (e) {
+      this.report(e instanceof CredentialsFileError ? e.message : `it cannot be read (${(e as Error).message})`);
+      return false;
+    }
+    this.seen = sig;
+    this.problem = undefined;
+    const before = new Map(this.list.map((p) => [p.accessKeyId, p]));
+    const changed = next.length !== this.list.length || next.some((p) => {
+      const b = before.get(p.accessKeyId);
+      return !b || b.name !== p.name || b.secretAccessKey !== p.secretAccessKey || b.admin !== p.admin;
+    });
+    if (changed) {
+      this.log(`credentials: re-read ${this.path}: ${next.map((p) => `${p.name}${p.admin ? ' (admin)' : ''}`).join(', ')}`);
+      this.list = next;
+    }
+    return changed;
+  }
+
+  /**
+   * For the 403 of an unknown access key: where the principals come from and which access key
+   * ids the runtime knows (ids only: never a secret).
+   */
+  unknownKeyNote(): string {
+    const ids = this.list.map((p) => p.accessKeyId);
+    const shown = ids.length > 10 ? `${ids.slice(0, 10).join(', ')} and ${ids.length - 10} more` : ids.join(', ');
+    return (
+      `This runtime reads its principals from ${this.path} (re-read when the file changes, no restart needed) ` +
+      `and knows ${ids.length} access key id${ids.length === 1 ? '' : 's'}: ${shown}.` +
+      (this.problem ? ` The file's latest change is not in use: ${this.problem}` : '')
+    );
+  }
+
+  private stat(): string | undefined {
+    try {
+      return signature(fs.statSync(this.path));
+    } catch {
+      return undefined;
+    }
+  }
+
+  private report(problem: string): void {
+    if (problem !== this.problem) this.log(`credentials: ${this.path}: ${problem}`);
+    this.problem = problem;
+  }
 }

@@ -14,7 +14,7 @@ import { startEmbeddedDynamo, type EmbeddedDynamo } from './dynamo';
 import { checkStorageLatencyMs, storageLatencyFromEnv } from './latency';
 import { GATEWAY_ANSWERS, invokeFunction, matchRoute, MAX_BODY_BYTES, toEvent, type GatewayAnswer } from './gateway';
 import { readSystem, synthTemplate, type LocalRoute, type LocalSystem, type Template } from './template';
-import { loadOrCreateCredentials, type Principal } from './credentials';
+import { loadOrCreateCredentials, PrincipalStore, type Principal } from './credentials';
 import { splitRequestTarget, verifySigV4 } from './sigv4';
 import { isAdminRoute } from '../lib/access';
 import { LocalCloudWatch, alarmsFromTemplate } from './cloudwatch/alarms';
@@ -124,7 +124,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   const restoreConsole = routeEmfTo(cloudwatch);
   const dynamo = await startEmbeddedDynamo({ tables: system.tables, storageLatencyMs, ...(faults ? { faults } : {}), ...(opts.dataDir ? { path: opts.dataDir } : {}) });
   const credentialsPath = resolve(opts.credentialsPath ?? '.logrelay/credentials.json');
-  const { principals, created } = loadOrCreateCredentials(credentialsPath);
+  const { principals: initialPrincipals, created } = loadOrCreateCredentials(credentialsPath);
   const tableNameOf = new Map(system.tables.map((t) => [t.logicalId, t.name]));
   const stateMachines = stateMachinesFromTemplate(template, {
     tableName: (id) => tableNameOf.get(id) ?? id,
@@ -132,6 +132,8 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     getAtt: (id, attr) => appConfig.resolveGetAtt(id, attr),
   });
   const log = opts.log ?? ((line: string) => console.log(line));
+  // The file is re-read when it changes: a principal added while the runtime runs can call at once.
+  const principals = new PrincipalStore(credentialsPath, initialPrincipals, { log });
 
   const { DynamoStore } = await import('../lambdas/adapters/store');
   const { DynamoControlStore } = await import('../lambdas/adapters/control');
@@ -260,7 +262,9 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     url: `http://127.0.0.1:${port}`,
     port,
     system,
-    principals,
+    get principals() {
+      return principals.current();
+    },
     credentialsCreated: created,
     credentialsPath,
     dynamo,
@@ -336,7 +340,7 @@ async function serve(
   req: IncomingMessage,
   res: ServerResponse,
   system: LocalSystem,
-  principals: Principal[],
+  principals: PrincipalStore,
   handlers: Map<string, Handler>,
   log: (line: string) => void,
   running: Map<string, number>,
@@ -361,13 +365,13 @@ async function serve(
   const route = matched.route;
   let caller: Principal | undefined;
   if (route.authorizationType === 'AWS_IAM') {
-    const auth = await verifySigV4(
-      { method, path, query, headers, body },
-      principals,
-      { nowMs: Date.now(), service: 'execute-api', maxSkewMs: 15 * 60 * 1000 },
-    );
+    const verify = () => verifySigV4({ method, path, query, headers, body }, principals.current(), { nowMs: Date.now(), service: 'execute-api', maxSkewMs: 15 * 60 * 1000 });
+    let auth = await verify();
+    // An unknown key may be a principal just added to the file: look at it now, not in a second.
+    if (!auth.ok && auth.code === 'UnknownAccessKey' && principals.refresh()) auth = await verify();
     if (!auth.ok) {
-      send(res, 403, { error: { code: 'Forbidden', message: auth.message } });
+      const message = auth.code === 'UnknownAccessKey' ? `${auth.message} ${principals.unknownKeyNote()}` : auth.message;
+      send(res, 403, { error: { code: 'Forbidden', message } });
       return route;
     }
     caller = auth.principal;
