@@ -1,17 +1,19 @@
 /**
- * Builds the published form of @logrelay/client into dist/ (run by `npm pack` through the
- * `prepack` script, and by `npm install` of the workspace through `prepare`; or
- * `npm run build -w @logrelay/client`). Flow: empty dist/; esbuild bundles src/index.ts twice,
- * as ESM (dist/index.mjs) and as CommonJS (dist/index.cjs), and src/cli.ts once as CommonJS
- * (dist/cli.cjs, which bin/logrelay.js loads when the package has no src/); then tsc writes the
- * type declarations (dist/types/) from tsconfig.build.json. Dependencies stay external (they
- * are declared in package.json and installed beside the package), so the bundles hold only this
- * package's own code. Offline: uses only the root's installed devDependencies.
+ * Builds the published form of @logrelay/client into dist/: run by `npm pack` through the
+ * package's `prepack` script, by `npm install` / `npm ci` at the repository root through the
+ * root's `prepare`, or by `npm run build -w @logrelay/client`. Flow: empty dist/; esbuild
+ * bundles src/index.ts twice, as ESM (dist/index.mjs) and as CommonJS (dist/index.cjs), and
+ * src/cli.ts once as CommonJS (dist/cli.cjs, which bin/logrelay.js loads when the package has no
+ * src/); then tsc writes the type declarations (dist/types/) from tsconfig.build.json.
+ * Dependencies stay external (they are declared in package.json and installed beside the
+ * package), so the bundles hold only this package's own code. Offline: uses only the root's
+ * installed devDependencies.
  *
  * Why esbuild: it is already the project's bundler (the stack's Lambda functions), turns the
  * extensionless relative imports of src/ into files Node's ESM loader accepts by bundling them,
  * and takes well under a second. It does not write declarations, so tsc does that, from the same
- * sources the root's `tsc --noEmit` type-checks.
+ * sources the root's `tsc --noEmit` type-checks. The package's own manifest has no install-time
+ * script (no `prepare`): npm would flag it, or try to run it, in every project that installs it.
  */
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
