@@ -1,6 +1,6 @@
 /**
  * @logrelay/client as a package a user installs: `npm pack` in client/ (which builds dist/
- * through the package's `prepare` script), the tarball installed with npm into an empty project
+ * through the package's `prepack` script), the tarball installed with npm into an empty project
  * in the OS temp folder (outside this repository, so neither the workspace link nor the root's
  * tsx can be reached), and there, with plain `node`: an ESM script and a CommonJS script each
  * create a log, append three records and consume them against the local runtime this test
@@ -120,7 +120,7 @@ beforeAll(async () => {
   writeFileSync(credentialsPath, JSON.stringify({ principals: [{ name: 'ops', accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET, admin: true }] }));
   const runtime = startLocalRuntime({ port: 0, credentialsPath, log: () => {} });
 
-  // npm pack runs the package's `prepare` (the build) first; --json lists what it packed.
+  // npm pack runs the package's `prepack` (the build) first; --json lists what it packed.
   const pack = await npm(['pack', '--pack-destination', work, '--json'], CLIENT);
   expectOk(pack, 'npm pack');
   packed = (JSON.parse(pack.stdout) as { files: { path: string }[]; filename: string }[])[0];
@@ -157,6 +157,9 @@ describe('npm pack of @logrelay/client', () => {
     });
     expect(pkg.bin).toEqual({ logrelay: 'bin/logrelay.js' });
     expect(pkg.engines).toEqual({ node: '>=20' });
+    // Nothing for the user's npm to run at install (the build script is not in the tarball).
+    const scripts = Object.keys((pkg.scripts ?? {}) as Record<string, string>);
+    expect(scripts.filter((s) => /^(pre|post)?(install|prepare)$/.test(s))).toEqual([]);
     const deps = Object.keys(pkg.dependencies as Record<string, string>).sort();
     expect(deps).toEqual(['@aws-crypto/sha256-js', '@aws-sdk/credential-provider-node', '@smithy/signature-v4', 'commander']);
     // Plain node: nothing in the project could run TypeScript.
