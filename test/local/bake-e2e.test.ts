@@ -8,11 +8,9 @@
  * runtime's EventBridge recorded, one event per transition, in order.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startLocalRuntime, type LocalRuntime } from '../../local/server';
+import type { LocalRuntime } from '../../local/server';
 import { SignedHttp } from '../../local/client';
+import { startTestRuntime } from '../support/runtime';
 import { Traffic } from '../../local/traffic';
 import { armOf } from '../../lambdas/domain/config';
 import type { AlarmStateChange } from '../../local/cloudwatch/alarms';
@@ -28,19 +26,7 @@ let admin: SignedHttp;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
-  const credentialsPath = join(mkdtempSync(join(tmpdir(), 'logrelay-e2e-')), 'c.json');
-  writeFileSync(
-    credentialsPath,
-    JSON.stringify({
-      principals: [
-        { name: 'ops', accessKeyId: 'LRE2EADMIN000000', secretAccessKey: 'e2e-admin-secret-0000000000000000', admin: true },
-        { name: 'workers', accessKeyId: 'LRE2EWORKER00000', secretAccessKey: 'e2e-worker-secret-000000000000000', admin: false },
-      ],
-    }),
-  );
-  rt = await startLocalRuntime({ port: 0, timeScale: SCALE, credentialsPath, log: () => {} });
-  worker = new SignedHttp(rt.url, rt.principals.find((p) => !p.admin)!);
-  admin = new SignedHttp(rt.url, rt.principals.find((p) => p.admin)!);
+  ({ rt, admin, worker } = await startTestRuntime('E2E', { timeScale: SCALE }));
 }, 120_000);
 
 afterAll(async () => {

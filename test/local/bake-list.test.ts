@@ -5,11 +5,10 @@
  * a 400 with a sentence; a worker principal is refused the admin route.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startLocalRuntime, type LocalRuntime } from '../../local/server';
+import type { LocalRuntime } from '../../local/server';
 import { SignedHttp } from '../../local/client';
+import { startTestRuntime } from '../support/runtime';
 import { LogrelayClient } from '../../client/src/client';
 import { parseSince, run, type CliIo } from '../../client/src/cli';
 import { renderBakeList } from '../../client/src/cli-render';
@@ -24,19 +23,7 @@ let worker: SignedHttp;
 const bakeIds: string[] = [];
 
 beforeAll(async () => {
-  credentialsPath = join(mkdtempSync(join(tmpdir(), 'logrelay-list-')), 'c.json');
-  writeFileSync(
-    credentialsPath,
-    JSON.stringify({
-      principals: [
-        { name: 'ops', accessKeyId: 'LRLISTADMIN00000', secretAccessKey: 'list-admin-secret-000000000000000', admin: true },
-        { name: 'workers', accessKeyId: 'LRLISTWORKER0000', secretAccessKey: 'list-worker-secret-00000000000000', admin: false },
-      ],
-    }),
-  );
-  rt = await startLocalRuntime({ port: 0, timeScale: SCALE, credentialsPath, log: () => {} });
-  admin = new SignedHttp(rt.url, rt.principals.find((p) => p.admin)!);
-  worker = new SignedHttp(rt.url, rt.principals.find((p) => !p.admin)!);
+  ({ rt, admin, worker, credentialsPath } = await startTestRuntime('LIST', { timeScale: SCALE }));
   const delivery = await admin.call('POST', '/configs/delivery/versions', { content: { maxBatchRecords: 50 } });
   const limits = await admin.call('POST', '/configs/limits/versions', { content: { maxRecordsPerAppend: 400 } });
   expect([delivery.status, limits.status]).toEqual([201, 201]);

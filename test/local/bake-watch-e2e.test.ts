@@ -8,11 +8,9 @@
  * each, in order, and npm start's printer (local/banner.ts printEvents) printed a line for each.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startLocalRuntime, type LocalRuntime } from '../../local/server';
+import type { LocalRuntime } from '../../local/server';
 import { SignedHttp } from '../../local/client';
+import { startTestRuntime } from '../support/runtime';
 import { Traffic } from '../../local/traffic';
 import { WATCH_SETTLE_SECONDS } from '../../lambdas/services/bakes';
 import { printEvents } from '../../local/banner';
@@ -27,19 +25,7 @@ let admin: SignedHttp;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
-  const credentialsPath = join(mkdtempSync(join(tmpdir(), 'logrelay-watch-e2e-')), 'c.json');
-  writeFileSync(
-    credentialsPath,
-    JSON.stringify({
-      principals: [
-        { name: 'ops', accessKeyId: 'LRWATCHADMIN0000', secretAccessKey: 'watch-admin-secret-00000000000000', admin: true },
-        { name: 'workers', accessKeyId: 'LRWATCHWORKER000', secretAccessKey: 'watch-worker-secret-0000000000000', admin: false },
-      ],
-    }),
-  );
-  rt = await startLocalRuntime({ port: 0, timeScale: SCALE, credentialsPath, log: () => {} });
-  worker = new SignedHttp(rt.url, rt.principals.find((p) => !p.admin)!);
-  admin = new SignedHttp(rt.url, rt.principals.find((p) => p.admin)!);
+  ({ rt, admin, worker } = await startTestRuntime('WATCH', { timeScale: SCALE }));
 }, 120_000);
 
 afterAll(async () => {

@@ -5,11 +5,9 @@
  * (payload 2.0 `queryStringParameters`).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startLocalRuntime, type LocalRuntime } from '../../local/server';
+import type { LocalRuntime } from '../../local/server';
 import { SignedHttp } from '../../local/client';
+import { startTestRuntime } from '../support/runtime';
 import { queryParametersOf } from '../../local/gateway';
 
 let rt: LocalRuntime;
@@ -17,19 +15,7 @@ let admin: SignedHttp;
 let worker: SignedHttp;
 
 beforeAll(async () => {
-  const credentialsPath = join(mkdtempSync(join(tmpdir(), 'logrelay-diff-')), 'c.json');
-  writeFileSync(
-    credentialsPath,
-    JSON.stringify({
-      principals: [
-        { name: 'ops', accessKeyId: 'LRDIFFADMIN00000', secretAccessKey: 'diff-admin-secret-000000000000000', admin: true },
-        { name: 'workers', accessKeyId: 'LRDIFFWORKER0000', secretAccessKey: 'diff-worker-secret-00000000000000', admin: false },
-      ],
-    }),
-  );
-  rt = await startLocalRuntime({ port: 0, credentialsPath, log: () => {} });
-  admin = new SignedHttp(rt.url, rt.principals.find((p) => p.admin)!);
-  worker = new SignedHttp(rt.url, rt.principals.find((p) => !p.admin)!);
+  ({ rt, admin, worker } = await startTestRuntime('DIFF'));
 }, 120_000);
 
 afterAll(async () => {
