@@ -8,6 +8,9 @@ export interface Writable {
 }
 
 const n = (x: number): string => x.toLocaleString('en-US');
+
+/** A count with its noun, singular for one: "1 record", "1,000 records", "1 delivery". */
+export const count = (k: number, singular: string, plural = `${singular}s`): string => `${n(k)} ${k === 1 ? singular : plural}`;
 const pct = (part: number, whole: number): string => (whole > 0 ? `${((100 * part) / whole).toFixed(1)}%` : '-');
 
 export function duration(ms: number): string {
@@ -171,7 +174,7 @@ export class ProgressBar {
     private readonly out: Writable,
     private readonly label: string,
     private readonly total: number | undefined,
-    private readonly unit = 'records',
+    private readonly unit = 'record',
   ) {}
 
   update(done: number, force = false): void {
@@ -179,15 +182,15 @@ export class ProgressBar {
     if (!force && now - this.lastDraw < 100) return;
     this.lastDraw = now;
     const secs = Math.max(0.001, (now - this.started) / 1000);
-    const rate = `${n(Math.round(done / secs))} ${this.unit}/s`;
+    const rate = `${n(Math.round(done / secs))} ${this.unit}s/s`;
     let line: string;
     if (this.total && this.total > 0) {
       const frac = Math.min(1, done / this.total);
       const width = 24;
       const full = Math.round(frac * width);
-      line = `${this.label} [${'#'.repeat(full)}${'.'.repeat(width - full)}] ${String(Math.floor(frac * 100)).padStart(3)}%  ${n(done)}/${n(this.total)} ${this.unit}  ${rate}`;
+      line = `${this.label} [${'#'.repeat(full)}${'.'.repeat(width - full)}] ${String(Math.floor(frac * 100)).padStart(3)}%  ${n(done)}/${count(this.total, this.unit)}  ${rate}`;
     } else {
-      line = `${this.label} ${n(done)} ${this.unit}  ${rate}`;
+      line = `${this.label} ${count(done, this.unit)}  ${rate}`;
     }
     this.out.write(`\r\x1b[2K${line}`);
     this.drawn = true;

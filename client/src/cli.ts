@@ -11,7 +11,7 @@ import { LogrelayClient, type LogrelayClientOptions } from './client';
 import { LogrelayError } from './errors';
 import { resolveConnection, UsageError, type ConnectionFlags } from './cli-config';
 import { CredentialsFileError } from './local';
-import { LiveBlock, ProgressBar, bakeFingerprint, renderBake, renderBakeList, renderConfigs, renderDiff, renderSession, type Writable } from './cli-render';
+import { LiveBlock, ProgressBar, bakeFingerprint, count, renderBake, renderBakeList, renderConfigs, renderDiff, renderSession, type Writable } from './cli-render';
 import { sleep } from './retry';
 import type { Session } from './session';
 import type { AppendRecord, Bake, BakeSummary, DeliveredRecord, SessionStart } from './types';
@@ -79,8 +79,9 @@ Requests are retried with jittered exponential backoff on 429/503 (honouring ret
 connection failures and, where repeating is harmless, 5xx and lost responses. See the client's
 README for exactly what is retried.
 
-Exit codes: 0 success; 1 a request or the input failed (the message says why); 2 bad usage or
-configuration; for \`bake status\` and \`bake start --watch\`, by the bake as last read: 3 it
+Exit codes: 0 success; 1 a request failed (the message says why; running again may work); 2 bad
+usage, configuration or input (a file or line that is not JSON, a record without its --key-field:
+fix it and run again; the message says what was done before it); for \`bake status\` and \`bake start --watch\`, by the bake as last read: 3 it
 ended FAILED or ABORTED, 4 a phase was REJECTED (that change was not promoted), 5 a promoted
 change was REVERTED by the watch after promotion (5 before 3 before 4); 130 interrupted twice
 with Ctrl-C.
@@ -90,6 +91,9 @@ Examples:
   seq 1 1000 | sed 's/.*/{"n":&}/' | npx logrelay append orders
   npx logrelay tail orders --limit 10
   npx logrelay bake start delivery:2 --weight 10 --watch`;
+
+/** The line a command's help has instead of the global options (listed in `logrelay --help`). */
+const GLOBAL_OPTIONS_POINTER = 'Global options (endpoint, credentials, --json, --verbose, --max-attempts): see logrelay --help';
 
 function intArg(name: string, min: number, max: number) {
   return (value: string): number => {
@@ -219,10 +223,15 @@ export function buildProgram(io: CliIo): Command {
     .argument('<logId>', 'the log id')
     .action(async (logId: string, _o: unknown, cmd: Command) => {
       const log = await clientFor(cmd).describeLog(logId);
-      const count = log.lastSeq >= log.firstSeq ? log.lastSeq - log.firstSeq + 1 : 0;
+      const retained = log.lastSeq >= log.firstSeq ? log.lastSeq - log.firstSeq + 1 : 0;
+      // Empty (never appended to, or retention removed all): firstSeq is lastSeq + 1, the next seq.
+      const records =
+        retained === 0
+          ? `none retained (the next append gets seq ${log.lastSeq + 1})`
+          : `${retained.toLocaleString('en-US')} retained (seq ${retained === 1 ? log.firstSeq : `${log.firstSeq}..${log.lastSeq}`})`;
       print(cmd, log, [
         `log        ${log.logId}`,
-        `records    ${count.toLocaleString('en-US')} retained (seq ${log.firstSeq}..${log.lastSeq})`,
+        `records    ${records}`,
         `retention  ${log.retentionHours} h`,
         `created    ${log.createdAt}`,
       ]);
@@ -234,11 +243,18 @@ export function buildProgram(io: CliIo): Command {
     .description('append JSON lines (one record per line, its data) from a file or stdin, in batches')
     .argument('<logId>', 'the log to append to')
     .argument('[file]', 'a file of JSON lines; omit or "-" for stdin')
-    .option('--key-field <name>', "use this string field of each line's object as the record key")
+    .option('--key-field <name>', "use this field of each line's object (a string or number) as the record key; a line without it is refused")
+    .option('--allow-missing-key', 'with --key-field: append a line without the field as a record without a key, instead of refusing it')
     .option('--batch-size <n>', 'records per request, 1..500', intArg('--batch-size', 1, 500), 500)
     .option('--no-progress', 'no progress bar (it is shown only when stderr is a terminal)')
-    .addHelpText('after', '\nBlank lines are skipped. Each request carries its own idempotency key, so retries never append twice.\nOn a bad line or a failed request, the records before it stay appended and the message says how many.')
-    .action(async (logId: string, file: string | undefined, o: { keyField?: string; batchSize: number; progress: boolean }, cmd: Command) => {
+    .addHelpText(
+      'after',
+      '\nBlank lines are skipped. Each request carries its own idempotency key, so retries never append twice.\n' +
+        'A bad line (not JSON, or without the --key-field) stops the append wherever it is: the lines before it\n' +
+        'are appended, none from it on, the message names the line, and it exits 2 (fix the line and append\n' +
+        'from it on). A failed request exits 1, and the message says how many records were appended before it.',
+    )
+    .action(async (logId: string, file: string | undefined, o: { keyField?: string; allowMissingKey?: boolean; batchSize: number; progress: boolean }, cmd: Command) => {
       const client = clientFor(cmd);
       const g = globals(cmd);
       const fromStdin = !file || file === '-';
@@ -247,9 +263,15 @@ export function buildProgram(io: CliIo): Command {
       const source = fromStdin ? 'stdin' : file;
       const showBar = o.progress && !g.json && io.stderr.isTTY === true;
       const bar = showBar ? new ProgressBar(io.stderr, `appending to ${logId}`, path ? await countLines(path) : undefined) : undefined;
+      if (o.allowMissingKey && o.keyField === undefined) throw new UsageError('--allow-missing-key goes with --key-field NAME.');
       let appended = 0;
+      let firstAppended: number | undefined;
       let lastSeq = 0;
       let lineNo = 0;
+      // A bad line ends the input there (the generator returns, it does not throw), so appendMany
+      // sends the lines before it and the report below is the same wherever the line was: in the
+      // first batch, or after batches were sent. (Throwing would lose the batch being filled.)
+      let badLine: string | undefined;
       async function* records(): AsyncGenerator<AppendRecord> {
         const input = path ? createReadStream(path) : io.stdin;
         for await (const line of createInterface({ input, crlfDelay: Infinity })) {
@@ -259,12 +281,21 @@ export function buildProgram(io: CliIo): Command {
           try {
             data = JSON.parse(line);
           } catch (e) {
-            throw new UsageError(`line ${lineNo} of ${source} is not JSON (${(e as Error).message})`);
+            badLine = `line ${lineNo} of ${source} is not JSON (${(e as Error).message})`;
+            return;
           }
           const record: AppendRecord = { data };
           if (o.keyField !== undefined) {
-            const key = data && typeof data === 'object' ? (data as Record<string, unknown>)[o.keyField] : undefined;
-            if (key !== undefined) record.key = String(key);
+            const isObject = data !== null && typeof data === 'object' && !Array.isArray(data);
+            const key = isObject ? (data as Record<string, unknown>)[o.keyField] : undefined;
+            if (typeof key === 'string' || typeof key === 'number') record.key = String(key);
+            else if (key !== undefined && key !== null) {
+              badLine = `line ${lineNo} of ${source} has '${o.keyField}' (--key-field ${o.keyField}) as ${Array.isArray(key) ? 'an array' : `a ${typeof key}`}; a key is a string or a number`;
+              return;
+            } else if (!o.allowMissingKey) {
+              badLine = `line ${lineNo} of ${source} has no field '${o.keyField}' (--key-field ${o.keyField})${isObject ? '' : ': it is not a JSON object'}; add it, or pass --allow-missing-key to append such lines without a key`;
+              return;
+            }
           }
           yield record;
         }
@@ -275,6 +306,7 @@ export function buildProgram(io: CliIo): Command {
           maxRecordsPerRequest: o.batchSize,
           onProgress: (p) => {
             appended = p.records;
+            firstAppended ??= p.lastSeq - p.records + 1;
             lastSeq = p.lastSeq;
             bar?.update(p.records);
           },
@@ -282,9 +314,19 @@ export function buildProgram(io: CliIo): Command {
       } catch (e) {
         bar?.clear();
         if (appended === 0) throw e;
-        throw new PartialFailure(`${appended.toLocaleString('en-US')} records were appended (up to seq ${lastSeq}), then: ${(e as Error).message}`, e);
+        throw new PartialFailure(`${count(appended, 'record')} ${appended === 1 ? 'was' : 'were'} appended (up to seq ${lastSeq}), then: ${(e as Error).message}`, e);
       }
       bar?.done(result.records);
+      if (badLine !== undefined) {
+        const stopLine = lineNo;
+        throw new UsageError(
+          `${badLine}. ` +
+            (appended === 0
+              ? 'Nothing was appended.'
+              : `The ${count(appended, 'record')} before it ${appended === 1 ? 'was' : 'were'} appended (seq ${firstAppended}..${lastSeq}); nothing from line ${stopLine} on. ` +
+                (path ? `Fix it and append from it on: tail -n +${stopLine} ${file} | logrelay append ${logId}` : 'Fix it and append from it on.')),
+        );
+      }
       const firstSeq = result.appends[0]?.firstSeq;
       const last = result.appends[result.appends.length - 1]?.lastSeq;
       print(
@@ -292,7 +334,7 @@ export function buildProgram(io: CliIo): Command {
         { logId, records: result.records, requests: result.requests, firstSeq: firstSeq ?? null, lastSeq: last ?? null },
         result.records === 0
           ? `no records in ${source}; nothing appended`
-          : `appended ${result.records.toLocaleString('en-US')} records to ${logId} (seq ${firstSeq}..${last}) in ${result.requests} request${result.requests === 1 ? '' : 's'}`,
+          : `appended ${count(result.records, 'record')} to ${logId} (seq ${firstSeq}..${last}) in ${count(result.requests, 'request')}`,
       );
     });
 
@@ -337,7 +379,7 @@ export function buildProgram(io: CliIo): Command {
     .argument('<sessionId>', 'the session')
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const ranges = await clientFor(cmd).deadLetters(id);
-      print(cmd, { ranges }, ranges.length ? ranges.map(([a, b, c]) => `${a === b ? a : `${a}..${b}`}  after ${c} deliveries`) : 'no dead letters');
+      print(cmd, { ranges }, ranges.length ? ranges.map(([a, b, c]) => `${a === b ? a : `${a}..${b}`}  after ${count(c, 'delivery', 'deliveries')}`) : 'no dead letters');
     });
   sessions
     .command('delete')
@@ -421,7 +463,7 @@ export function buildProgram(io: CliIo): Command {
         uninstall();
         if (own && !o.keepSession) await session.delete().catch(() => undefined);
       }
-      if (!g.json && !o.dataOnly) err(printed ? `${printed.toLocaleString('en-US')} records (seq ${first}..${last})` : 'no records');
+      if (!g.json && !o.dataOnly) err(printed ? `${count(printed, 'record')} (seq ${first}..${last})` : 'no records');
     });
 
   // ---- configs ---------------------------------------------------------------------------------
@@ -578,10 +620,11 @@ export function buildProgram(io: CliIo): Command {
       print(cmd, { bakes, ...(token ? { nextToken: token } : {}) }, human);
     });
 
-  // Every command shares the global options' help and error handling.
+  // Every command shares the error handling. The global options are listed once, in
+  // `logrelay --help`; a command's help points there in one line instead of repeating them.
   const configure = (c: Command) => {
     c.showHelpAfterError('(run with --help for usage)')
-      .configureHelp({ showGlobalOptions: true })
+      .addHelpText('after', `\n${GLOBAL_OPTIONS_POINTER}`)
       .exitOverride()
       .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
     c.commands.forEach(configure);
