@@ -15,7 +15,7 @@ import { existsSync } from 'node:fs';
 import { SignedHttp } from './client';
 import { Traffic } from './traffic';
 import { armOf, type Experiment, type ProfileName } from '../lambdas/domain/config';
-import { findCredentialsFile, readPrincipals, LOCAL_CREDENTIALS } from '../client/src/local';
+import { credentialsFileLocation, readPrincipals } from '../client/src/local';
 
 export const TRAFFIC_USAGE = `Usage: npm run traffic [-- [--logs N] [--workers N] [--rate R] [--duration S] [--batch N]
                             [--endpoint URL] [--credentials-file PATH] [--principal NAME]]
@@ -93,11 +93,12 @@ export function parseTrafficArgs(argv: string[], env: NodeJS.ProcessEnv, cwd: st
   }
   if (values.help) return { help: true };
   const str = (k: string): string | undefined => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
-  const explicitFile = str('credentials-file') ?? env.LOGRELAY_CREDENTIALS_FILE;
-  const credentialsFile = explicitFile ?? findCredentialsFile(cwd);
+  // The same rule as the CLI and localCredentials(): the flag, LOGRELAY_CREDENTIALS_FILE, the search.
+  const where = credentialsFileLocation({ ...(str('credentials-file') ? { path: str('credentials-file')! } : {}), env, cwd });
+  const credentialsFile = where.path;
   if (!credentialsFile || !existsSync(credentialsFile)) {
     throw new TrafficUsageError(
-      `No credentials file ${explicitFile ?? `${LOCAL_CREDENTIALS} (here or in a parent folder)`}. Start the local runtime with npm start in this folder first (it writes one), or pass --credentials-file.`,
+      `No credentials file ${where.named}. Start the local runtime with npm start in this folder first (it writes one), or pass --credentials-file.`,
     );
   }
   const durationSeconds = intFlag('--duration', str('duration'), 1, 86_400);
