@@ -34,6 +34,7 @@ export interface LocalRuntimeOptions {
   host?: string;
   /** Keep the embedded store's data in this directory (default: in memory). */
   dataDir?: string;
+  /** The principals' file (default: LOGRELAY_CREDENTIALS_FILE, else .logrelay/credentials.json), created when missing. */
   credentialsPath?: string;
   /** One line per request; default: console.log. */
   log?: (line: string) => void;
@@ -123,7 +124,8 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   cloudwatch.loadAlarms(alarmsFromTemplate(template));
   const restoreConsole = routeEmfTo(cloudwatch);
   const dynamo = await startEmbeddedDynamo({ tables: system.tables, storageLatencyMs, ...(faults ? { faults } : {}), ...(opts.dataDir ? { path: opts.dataDir } : {}) });
-  const credentialsPath = resolve(opts.credentialsPath ?? '.logrelay/credentials.json');
+  // The same file the CLI and localCredentials() read when no path is given.
+  const credentialsPath = resolve(opts.credentialsPath ?? process.env.LOGRELAY_CREDENTIALS_FILE ?? '.logrelay/credentials.json');
   const { principals: initialPrincipals, created } = loadOrCreateCredentials(credentialsPath);
   const tableNameOf = new Map(system.tables.map((t) => [t.logicalId, t.name]));
   const stateMachines = stateMachinesFromTemplate(template, {

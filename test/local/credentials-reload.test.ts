@@ -97,3 +97,25 @@ describe('PrincipalStore', () => {
     expect(store.unknownKeyNote()).toContain('the file is gone (the runtime keeps the 1 principal it read before)');
   });
 });
+
+describe('the runtime finds its credentials file as the clients do', () => {
+  it('LOGRELAY_CREDENTIALS_FILE names it when no path is given (npm start and the CLI then read one file)', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'logrelay-env-')), 'from-env.json');
+    write(file, [ADMIN]);
+    const saved = process.env.LOGRELAY_CREDENTIALS_FILE;
+    process.env.LOGRELAY_CREDENTIALS_FILE = file;
+    try {
+      const rt = await startLocalRuntime({ port: 0, log: () => {} });
+      try {
+        expect(rt.credentialsPath).toBe(file);
+        expect(rt.credentialsCreated).toBe(false);
+        expect((await new SignedHttp(rt.url, ADMIN).call('GET', '/configs')).status).toBe(200);
+      } finally {
+        await rt.close();
+      }
+    } finally {
+      if (saved === undefined) delete process.env.LOGRELAY_CREDENTIALS_FILE;
+      else process.env.LOGRELAY_CREDENTIALS_FILE = saved;
+    }
+  }, 120_000);
+});
