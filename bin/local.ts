@@ -36,6 +36,7 @@ async function main(): Promise<void> {
     [
       `Logrelay local runtime listening on ${rt.url} (ready in ${Date.now() - started} ms)`,
       `  routes: ${rt.system.routes.length} from the synthesized stack; tables: ${rt.system.tables.map((t) => t.name).join(', ')}`,
+      `  console: ${rt.consoleUrl} (the stack's dashboard, bakes, logs and sessions, live; answers this machine only, not part of the deployed API)`,
       `  store:  ${store}`,
       ...(rt.storageLatencyMs ? [`  storage latency: +${rt.storageLatencyMs} ms on every DynamoDB call, retries included (${args.storageLatencyFrom})`] : []),
       ...(args.faults

@@ -24,6 +24,7 @@ import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { resolveIntrinsics, runExecution, stateMachinesFromTemplate, type ExecutionEvent, type SdkHandler, type TemplateStateMachine } from './stepfunctions';
 import { ALARM_PERIOD_SECONDS } from '../lambdas/metrics';
 import { LocalEventBridge } from './eventbridge';
+import { CONSOLE_PATH, isConsoleRequest, LocalConsole } from './console';
 import { join } from 'node:path';
 
 const ACCOUNT = '000000000000';
@@ -93,6 +94,8 @@ export interface LocalRuntime {
   storageLatencyMs: number;
   /** The fault injector when faults are on: its spec (with the seed) and what it injected so far. */
   faults: FaultInjector | undefined;
+  /** The local console's page (local/console.ts), on this port, answered to loopback callers only. */
+  consoleUrl: string;
   close(): Promise<void>;
 }
 
@@ -239,12 +242,41 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     });
   };
 
+  // The local console: the template's dashboard and the bakes, logs and sessions, read through
+  // the same services the handlers use (local/console.ts); not a route of the stack.
+  const { LogService } = await import('../lambdas/services/logs');
+  const { SessionService } = await import('../lambdas/services/sessions');
+  // Each function's environment names only the tables it uses: together they name all four.
+  const consoleTables = tableNamesFromEnv(Object.assign({}, ...Object.values(system.functions).map((f) => f.environment)));
+  const consoleStore = new DynamoStore(dynamo.client, consoleTables);
+  const localConsole = new LocalConsole({
+    template,
+    resolve: { tableName: (id) => tableNameOf.get(id) ?? id, ref: (id) => appConfig.resolveRef(id), getAtt: (id, attr) => appConfig.resolveGetAtt(id, attr) },
+    cloudwatch,
+    timeScale,
+    bakeList: bakeListDeps(new DynamoControlStore(dynamo.client, consoleTables.control), clock).bakeList,
+    logs: new LogService(consoleStore, clock),
+    sessions: new SessionService(consoleStore, clock),
+    dynamo: dynamo.client,
+    tables: consoleTables,
+    principals: () => principals.current(),
+    ownerOf: (p) => `arn:aws:iam::${ACCOUNT}:user/${p.name}`,
+  });
+
   // Alarms are evaluated as CloudWatch does, once per (scaled) alarm period.
   const stopEvaluating = cloudwatch.startEvaluating((ALARM_PERIOD_SECONDS * 1000) / timeScale);
 
   // Invocations under way by function: the reserved concurrency caps them, as in Lambda.
   const running = new Map<string, number>();
   const server = createServer((req, res) => {
+    // The console's polls are not logged: they would bury the API's request lines.
+    if (isConsoleRequest(req.url)) {
+      localConsole.handle(req, res).catch((e: unknown) => {
+        log(`local console error: ${(e as Error).stack ?? String(e)}`);
+        send(res, 500, { error: { code: 'InternalError', message: 'The local console failed to answer. See the runtime\'s console.' } });
+      });
+      return;
+    }
     const started = Date.now();
     serve(req, res, system, principals, handlers, log, running)
       .catch((e: unknown) => {
@@ -279,6 +311,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     timeScale,
     storageLatencyMs,
     faults,
+    consoleUrl: `http://127.0.0.1:${port}${CONSOLE_PATH}`,
     close: async () => {
       if (closed) return;
       closed = true;
