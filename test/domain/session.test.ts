@@ -908,3 +908,44 @@ describe('settle, randomized against a per-sequence-number model', () => {
     expect(deadKept).toBeGreaterThan(20);
   });
 });
+
+describe('release counter (mutation survivors: nack/unsend must bump `releases`)', () => {
+  // A claim requires `releases` unchanged since its read; if nack or unsend stopped counting,
+  // a racing receive could take fresh records past records released after its read.
+  it('nack bumps releases once when it ends a live lease early, and not when it touches nothing', () => {
+    const s = session({ cursor: 6, leases: [L(1, 5, NOW + 10_000, 1)], releases: 7 });
+    expect(nack(s, [[1, 2]], NOW, 0)).toBe(2);
+    expect(s.releases).toBe(8);
+    expect(nack(s, [[20, 30]], NOW, 0)).toBe(0);
+    expect(s.releases).toBe(8);
+  });
+
+  it('unsend bumps releases once when it gives records back, and not when it touches nothing', () => {
+    const s = session({ cursor: 5, leases: [L(1, 4, LEASE, 1)], releases: 3 });
+    expect(unsend(s, [[3, 4]], LEASE, NOW)).toBe(2);
+    expect(s.releases).toBe(4);
+    expect(unsend(s, [[1, 2]], LEASE + 1, NOW)).toBe(0); // another claim's lease: untouched
+    expect(s.releases).toBe(4);
+  });
+});
+
+describe('settle keeps what it does not fold (mutation survivor: dropping spilled dead-letter page keys)', () => {
+  it('keeps deadPages, deadSpilled, dead and releases of the stored state', () => {
+    const st = session({
+      cursor: 3,
+      leases: [L(1, 2, LEASE, 1)],
+      dead: [{ from: 0, to: 0, count: 5 }],
+      deadPages: ['page-a', 'page-b'],
+      deadSpilled: 40,
+      releases: 2,
+    });
+    for (const acks of [[], [{ from: 1, to: 1, atMs: NOW }]]) {
+      const s = settle({ state: st, claims: [{ n: 2, leaseMs: LEASE + 1 }], acks });
+      expect(s.deadPages).toEqual(['page-a', 'page-b']);
+      expect(s.deadSpilled).toBe(40);
+      expect(s.dead).toEqual([{ from: 0, to: 0, count: 5 }]);
+      expect(s.releases).toBe(2);
+      expect(s.cursor).toBe(5);
+    }
+  });
+});
