@@ -690,3 +690,64 @@ describe('alarms as DescribeAlarms reports them', () => {
     expect(alarmNumbers({ name: 'a', state: 'ALARM' })).toBe('no datapoints reported');
   });
 });
+
+describe('mutation survivors: lock renewal, clearing without an experiment, the bake defaults', () => {
+  it('a bake renewing its own lock keeps its live experiment and that version\'s content', () => {
+    const initial = (): RolloutItem => ({ state: structuredClone(INITIAL_ROLLOUT), rev: 0 });
+    const V2 = '{"maxRecordsPerAppend":2}';
+    let item = takeLock(initial(), 'b1', T0, T0 + LOCK_MS);
+    item = startExperiment(item, exp('b1', { profile: 'limits', version: '2' }), V2);
+    const renewed = takeLock(item, 'b1', T0 + 10, T0 + 2 * LOCK_MS);
+    expect(renewed.state).toEqual(item.state);
+    expect(renewed.state.experiment).toEqual(exp('b1', { profile: 'limits', version: '2' }));
+    expect(contentOf(renewed.state, 'limits', '2')).toBe(V2);
+    expect(holdsLock(renewed, 'b1')).toBe(true);
+    expect(renewed.lock).toEqual({ bakeId: 'b1', expiresAtMs: T0 + 2 * LOCK_MS, takenAtMs: T0 });
+  });
+
+  it('clearExperiment and releaseLock on a state with no experiment leave the state as it is', () => {
+    const state = structuredClone(INITIAL_ROLLOUT);
+    expect(state.experiment).toBeUndefined();
+    expect(clearExperiment(state, 'b1')).toBe(state); // the same object: nothing to clear
+    const held = takeLock({ state, rev: 3 }, 'b1', T0, T0 + LOCK_MS);
+    const released = releaseLock(held, 'b1');
+    expect(released.lock).toBeUndefined();
+    expect(released.state).toBe(held.state);
+    expect(released.rev).toBe(3);
+    // a non-holder releasing: the lock and the state stay
+    const notMine = releaseLock(held, 'b2');
+    expect(notMine.lock).toEqual(held.lock);
+    expect(notMine.state).toBe(held.state);
+    // and a state without contents or experiment (written before contents were kept)
+    const bare: RolloutState = { control: { delivery: '1', limits: '1' } };
+    expect(clearExperiment(bare, 'b1')).toBe(bare);
+  });
+
+  it('BAKE_DEFAULTS are the documented defaults, the judge\'s taken from JUDGE_DEFAULTS', () => {
+    expect(BAKE_DEFAULTS).toEqual({
+      weightPercent: 10,
+      bakeSeconds: 600,
+      pollSeconds: 30,
+      minExperimentRequests: 200,
+      errorMarginPoints: 0.5,
+      latencyMarginPercent: 15,
+      alpha: 0.005,
+      finalBakeSeconds: 0,
+      dryRun: false,
+    });
+  });
+
+  it('judgeSettingsOf takes a bake\'s judge fields, and the judge\'s defaults for those an older record lacks', () => {
+    const base = { weightPercent: 10, bakeSeconds: 600, pollSeconds: 30, minExperimentRequests: 50 };
+    expect(judgeSettingsOf(base)).toEqual({ errorMarginPoints: 0.5, latencyMarginPercent: 15, alpha: 0.005, minExperimentRequests: 50, minLatencyPeriods: 6 });
+    expect(judgeSettingsOf({ ...base, errorMarginPoints: 2, latencyMarginPercent: 40, alpha: 0.01 })).toEqual({
+      errorMarginPoints: 2,
+      latencyMarginPercent: 40,
+      alpha: 0.01,
+      minExperimentRequests: 50,
+      minLatencyPeriods: 6,
+    });
+    // 0 is a setting, not a missing one
+    expect(judgeSettingsOf({ ...base, errorMarginPoints: 0, latencyMarginPercent: 0 })).toMatchObject({ errorMarginPoints: 0, latencyMarginPercent: 0 });
+  });
+});
