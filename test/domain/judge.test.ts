@@ -455,3 +455,30 @@ describe('judge', () => {
     expect(judge(spike(base, ['experiment'])).decision).toBe('REJECT');
   });
 });
+
+describe('mutation survivors: a control-dominated variance, enough experiment requests and no control', () => {
+  it('errorRateInterval: the control arm\'s term of the unpooled variance, when it is the larger (worked by hand)', () => {
+    // The hand-worked unpooled case above with the arms swapped, so the control's term dominates:
+    // pe = 45/9000 = 0.005, pc = 20/1000 = 0.02, d = -0.015.
+    // Unpooled: 0.005 * 0.995 / 9000 + 0.02 * 0.98 / 1000 = 5.5278e-7 + 1.96e-5 = 2.01528e-5 (control: 97%).
+    // Pooled: the same 7.17528e-6, smaller. V = 2.01528e-5 as above, so w = 0.021576.
+    const got = errorRateInterval({ n: 9000, x: 45 }, { n: 1000, x: 20 }, 0.0025)!;
+    expect(got.estimate).toBeCloseTo(-0.015, 12);
+    expect(got.upper - got.estimate).toBeCloseTo(0.021576, 5);
+    expect(got.lower).toBeCloseTo(-0.036576, 5);
+    expect(got.upper).toBeCloseTo(0.006576, 5);
+  });
+
+  it('judge CONTINUEs, and says why, with enough experiment requests and none in control', () => {
+    // 10 periods of 1000 clean experiment requests (10000 >= minExperimentRequests 200), control empty.
+    const j = judge(seriesOf(10, () => ({ c: period(0, 0), e: period(1000, 0, 100) })));
+    expect(j.decision).toBe('CONTINUE');
+    expect(j.experimentRequests).toBe(10_000);
+    expect(j.controlRequests).toBe(0);
+    expect(j.errors).toBeUndefined();
+    expect(j.latency).toBeUndefined();
+    expect(j.reason).toContain('no traffic in an arm yet');
+    expect(j.reason).toContain('not yet shown within the margins (0.5 points, 15%)');
+    expect(j.reason).not.toContain('fewer than the 200 needed');
+  });
+});
