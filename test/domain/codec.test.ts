@@ -224,3 +224,19 @@ describe('encoded size bounds (quoted in the README)', () => {
     expect(decodeDead(s)).toEqual(spread);
   });
 });
+
+describe('mutation survivor: empty (not absent) stored buffers', () => {
+  // A binary attribute can come back as a zero-length buffer (an older item, a local store):
+  // both lists must read it as empty, not as a truncated list.
+  it('decodeDead reads a zero-length buffer as the empty list, like an absent one', () => {
+    expect(decodeDead(new Uint8Array(0))).toEqual([]);
+    expect(decodeDead(Buffer.alloc(0))).toEqual([]);
+    // while a buffer cut short after its version byte is refused
+    expect(() => decodeDead(Uint8Array.from([1]))).toThrow(/truncated/);
+  });
+
+  it('decodeLeases reads a zero-length Buffer as the empty list too', () => {
+    expect(decodeLeases(Buffer.alloc(0))).toEqual([]);
+    expect(() => decodeLeases(Uint8Array.from([1]))).toThrow(/truncated/);
+  });
+});
