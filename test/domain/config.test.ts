@@ -8,6 +8,7 @@ import {
   armOf,
   bucketOf,
   checkProfileContent,
+  isProfile,
   liveExperiment,
   profileJsonSchema,
   PROFILES,
@@ -267,5 +268,38 @@ describe('versionsFor', () => {
   it('the experiment arm with no live experiment is control', () => {
     const s: RolloutState = { control: { delivery: '3', limits: '5' } };
     expect(versionsFor(s, 'experiment', undefined)).toEqual(s.control);
+  });
+});
+
+describe('mutation survivors: the hash, the weight threshold, isProfile', () => {
+  // Golden buckets worked outside the code: the first 4 bytes of SHA-256("<bakeId>\0<key>"),
+  // big-endian, mod 10000, e.g. `printf 'bake-a\0session-0' | sha256sum` = 84ac90d5... ->
+  // 0x84ac90d5 = 2225901781 -> 1781.
+  it('bucketOf matches golden values of SHA-256 over the bake id, a NUL and the key', () => {
+    expect(bucketOf('bake-a', 'session-0')).toBe(1781); // 84ac90d5
+    expect(bucketOf('bake-a', 'session-1')).toBe(3462); // 6031e846
+    expect(bucketOf('bake-a', 'log-abc')).toBe(2488); // 782ef1d8
+    expect(bucketOf('bake-b', 'session-0')).toBe(2901); // bc682935
+    expect(bucketOf('bake-a', 'key-5')).toBe(8018); // 17472322
+  });
+
+  it('a key whose bucket equals the weight threshold is in control; one basis point more puts it in the experiment', () => {
+    // bucket 1781: the threshold is round(weightPercent * 100), and the arm is experiment below it
+    expect(armOf(experiment({ bakeId: 'bake-a', weightPercent: 17.81 }), 'session-0')).toBe('control');
+    expect(armOf(experiment({ bakeId: 'bake-a', weightPercent: 17.82 }), 'session-0')).toBe('experiment');
+    expect(armOf(experiment({ bakeId: 'bake-a', weightPercent: 17.8 }), 'session-0')).toBe('control');
+    // bucket 8018, and 80.18 * 100 is 8018.000000000001 in floating point: rounded to 8018, still control
+    expect(80.18 * 100).toBeGreaterThan(8018);
+    expect(armOf(experiment({ bakeId: 'bake-a', weightPercent: 80.18 }), 'key-5')).toBe('control');
+    expect(armOf(experiment({ bakeId: 'bake-a', weightPercent: 80.19 }), 'key-5')).toBe('experiment');
+    // the bucket is the bake's: the same key under bake-b (bucket 2901) is in control at 17.82%
+    expect(armOf(experiment({ bakeId: 'bake-b', weightPercent: 17.82 }), 'session-0')).toBe('control');
+  });
+
+  it('isProfile accepts exactly the profile names, not inherited object properties', () => {
+    expect(isProfile('delivery')).toBe(true);
+    expect(isProfile('limits')).toBe(true);
+    for (const p of ['', 'Delivery', 'limit', 'toString', 'constructor', '__proto__', 'hasOwnProperty']) expect(isProfile(p), p).toBe(false);
+    expect(PROFILES.every((p) => isProfile(p))).toBe(true);
   });
 });
