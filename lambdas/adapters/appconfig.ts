@@ -10,11 +10,11 @@ import {
   type AppConfigClient,
 } from '@aws-sdk/client-appconfig';
 import type { ProfileName } from '../domain/config';
+import type { AppConfigIds, ConfigVersions } from '../ports';
 
-export interface AppConfigIds {
-  applicationId: string;
-  profiles: Record<ProfileName, string>;
-}
+// Re-exported for the callers that import them from here (they live in ports.ts).
+export type { AppConfigIds, ConfigVersions } from '../ports';
+
 
 export function appConfigIdsFromEnv(env: NodeJS.ProcessEnv = process.env): AppConfigIds {
   return {
@@ -23,14 +23,6 @@ export function appConfigIdsFromEnv(env: NodeJS.ProcessEnv = process.env): AppCo
   };
 }
 
-export interface ConfigVersions {
-  /** A version's content (parsed JSON), or undefined when the version does not exist. */
-  get(profile: ProfileName, version: string): Promise<unknown>;
-  /** Stores new content as the profile's next version; returns its number. */
-  create(profile: ProfileName, content: unknown, description?: string): Promise<string>;
-  /** Every version number of a profile, newest first. */
-  list(profile: ProfileName): Promise<string[]>;
-}
 
 const isNotFound = (e: unknown): boolean => (e as { name?: string })?.name === 'ResourceNotFoundException';
 

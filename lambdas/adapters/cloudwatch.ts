@@ -3,26 +3,15 @@
  * verdicts. The metric identities come from lambdas/metrics.ts, as the handlers emit them.
  */
 import { GetMetricDataCommand, type CloudWatchClient, type MetricDataQuery } from '@aws-sdk/client-cloudwatch';
-import type { ArmStats } from '../domain/bake';
 import type { ArmSeries, PeriodStats } from '../domain/judge';
+import type { ArmMetricsReader } from '../ports';
 import { ALARM_PERIOD_SECONDS, ARM_METRICS, ARMS, METRIC_NAMESPACE, armDimensions } from '../metrics';
 
-export interface ArmMetricsReader {
-  /** Both arms, one entry per 10-second period of [fromMs, toMs), aligned (a period with no data is 0 requests). */
-  armSeries(fromMs: number, toMs: number): Promise<ArmSeries>;
-}
+// Re-exported for the callers that import them from here (the interface lives in ports.ts, totalsOf in domain/bake.ts).
+export type { ArmMetricsReader } from '../ports';
+export { totalsOf } from '../domain/bake';
 
-/** An arm's totals over a series: summed counts, the worst period's p99. */
-export function totalsOf(series: PeriodStats[]): ArmStats {
-  const requests = series.reduce((a, p) => a + p.requests, 0);
-  const p99s = series.filter((p) => p.requests > 0 && p.p99Ms !== undefined).map((p) => p.p99Ms!);
-  return {
-    requests,
-    errors4xx: series.reduce((a, p) => a + (p.errors4xx ?? 0), 0),
-    errors5xx: series.reduce((a, p) => a + p.errors5xx, 0),
-    ...(p99s.length ? { p99Ms: Math.max(...p99s) } : {}),
-  };
-}
+
 
 type Arm = (typeof ARMS)[number];
 

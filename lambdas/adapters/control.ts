@@ -17,7 +17,11 @@ import { DynamoDBServiceException, type DynamoDBClient } from '@aws-sdk/client-d
 import { INITIAL_ROLLOUT, type RolloutState } from '../domain/config';
 import type { BakeRecord, RolloutItem } from '../domain/bake';
 import { BAKES_BY_TIME } from '../tables';
+import { sleep, type BakeListKey, type ControlStore } from '../ports';
 import { conditional } from './store';
+
+// Re-exported for the callers that import them from here (they live in ports.ts).
+export type { BakeListKey, ControlStore } from '../ports';
 
 const ROLLOUT_PK = 'rollout';
 const BAKE_PREFIX = 'bake#';
@@ -31,11 +35,6 @@ const LIST_PARTITION = 'bake';
 /** Attempts at a BatchGetItem's unprocessed keys (DynamoDB leaves some when throttled) before giving up. */
 const BATCH_GET_ATTEMPTS = 8;
 
-/** Where a bake is in the newest-first listing: its creation time, then its id (ties). */
-export interface BakeListKey {
-  createdAtMs: number;
-  bakeId: string;
-}
 
 /**
  * DynamoDB left keys of a BatchGetItem unprocessed (it does so for capacity) after every attempt:
@@ -54,25 +53,6 @@ export class UnprocessedKeysError extends DynamoDBServiceException {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export interface ControlStore {
-  /** The rollout item; the initial state (rev 0) before any bake has written it. */
-  getRollout(consistent: boolean): Promise<RolloutItem>;
-  /** Writes `next` if the stored rev is still `next.rev`; stores rev + 1. Throws ConflictError. */
-  putRollout(next: RolloutItem): Promise<RolloutItem>;
-  getBake(bakeId: string): Promise<BakeRecord | undefined>;
-  /** Creates (rev 0) or replaces (stored rev must equal `b.rev`) a bake record; stores rev + 1. Throws ConflictError. */
-  putBake(b: BakeRecord): Promise<BakeRecord>;
-  /**
-   * Up to `limit` bakes, newest first, after `after` (exclusive); `more` when the listing goes
-   * on past them. From the index, so eventually consistent: a bake created a moment ago may be
-   * missing, and one whose record has just gone (TTL) may still be named.
-   */
-  listBakeKeys(limit: number, after?: BakeListKey): Promise<{ keys: BakeListKey[]; more: boolean }>;
-  /** The records of these bakes (strongly consistent), by bake id; an id with no record is absent. */
-  getBakes(bakeIds: readonly string[]): Promise<Map<string, BakeRecord>>;
-}
 
 export class DynamoControlStore implements ControlStore {
   private readonly doc: DynamoDBDocumentClient;

@@ -20,7 +20,7 @@
  */
 import { contentOf, withContents, type Experiment, type ProfileName, type RolloutState } from './config';
 import type { ConfigDiff } from './diff';
-import { JUDGE_DEFAULTS, type Judgement, type JudgeSettings } from './judge';
+import { JUDGE_DEFAULTS, type Judgement, type JudgeSettings, type PeriodStats } from './judge';
 
 /**
  * `REVERTED`: the watch after promotion saw an SLO alarm fire and reverted what the bake promoted.
@@ -86,6 +86,18 @@ export interface ArmStats {
   errors5xx: number;
   /** The worst 10-second period's p99 service latency in the window, ms; absent with no requests. */
   p99Ms?: number;
+}
+
+/** An arm's totals over a series: summed counts, the worst period's p99. */
+export function totalsOf(series: PeriodStats[]): ArmStats {
+  const requests = series.reduce((a, p) => a + p.requests, 0);
+  const p99s = series.filter((p) => p.requests > 0 && p.p99Ms !== undefined).map((p) => p.p99Ms!);
+  return {
+    requests,
+    errors4xx: series.reduce((a, p) => a + (p.errors4xx ?? 0), 0),
+    errors5xx: series.reduce((a, p) => a + p.errors5xx, 0),
+    ...(p99s.length ? { p99Ms: Math.max(...p99s) } : {}),
+  };
 }
 
 export interface AlarmSnapshot {

@@ -22,13 +22,10 @@ import { ApiError, ConflictError, appendInProgress, idempotencyKeyReused, logExi
 import { encodeAppend, toSegments, type EncodedRecord, type InputRecord } from '../domain/records';
 import { TAIL_PAGE, chunksIn, entryCount, expiryMarks, firstLiveIn, rangeOf, runLast, type ChunkRef, type IndexEntry, type IndexRun } from '../domain/log-index';
 import type { LimitsConfig } from '../domain/config';
-import { isThrottle, type IdemItem, type LogHead, type Segment, type Store } from '../adapters/store';
+import { isThrottle, systemClock, type Clock, type IdemItem, type LogHead, type Segment, type Store } from '../ports';
 
-export interface Clock {
-  now(): number;
-}
-
-export const systemClock: Clock = { now: () => Date.now() };
+// Re-exported for the callers that import them from here (they live in ports.ts).
+export { systemClock, type Clock } from '../ports';
 
 /** Time an appender keeps after its own deadline before a retry may take its idempotency key over. */
 export const RESERVATION_MARGIN_MS = 5_000;
