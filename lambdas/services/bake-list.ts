@@ -23,10 +23,9 @@
  * within 90 days of their start. A bake running across the upgrade is listed from its next
  * write.
  */
-import type { BakeListKey, ControlStore } from '../adapters/control';
+import type { BakeListKey, Clock, ControlStore } from '../ports';
 import type { BakeRecord, BakeStatus } from '../domain/bake';
 import { clip, validation } from '../domain/errors';
-import type { Clock } from './logs';
 
 /** Bakes per page when `limit` is not given, and the most a page may hold (BatchGetItem's 100 keys). */
 export const LIST_DEFAULT_LIMIT = 20;

@@ -29,9 +29,7 @@
  * included (its deadline counts the watch).
  */
 import { randomBytes } from 'node:crypto';
-import type { ControlStore } from '../adapters/control';
-import type { AppConfigIds, ConfigVersions } from '../adapters/appconfig';
-import { totalsOf, type ArmMetricsReader } from '../adapters/cloudwatch';
+import type { AppConfigIds, ArmMetricsReader, Clock, ConfigVersions, ControlStore } from '../ports';
 import { judge } from '../domain/judge';
 import {
   alarmSnapshotOf,
@@ -51,6 +49,7 @@ import {
   shouldWatch,
   startExperiment,
   takeLock,
+  totalsOf,
   transitionOf,
   verdictOf,
   verdictsOf,
@@ -70,7 +69,6 @@ import { diffContents, type ConfigDiff } from '../domain/diff';
 import { ALARM_PERIOD_SECONDS, SLO_ALARMS } from '../metrics';
 import { ApiError, busy, clip, ConflictError, validation } from '../domain/errors';
 import { CONFIG_CACHE_SECONDS } from './rollout';
-import type { Clock } from './logs';
 
 /** Starts the bake state machine for a bake (execution name = bake id, so a retried start is a no-op). */
 export interface BakeRunner {

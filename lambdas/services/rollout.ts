@@ -13,7 +13,7 @@
  * it was written. When a refresh fails, the host keeps serving the state it has (logged) and
  * retries on the next request; with nothing cached yet the request gets 503.
  */
-import type { ControlStore } from '../adapters/control';
+import type { Clock, ControlStore } from '../ports';
 import {
   armOf,
   contentOf,
@@ -30,7 +30,6 @@ import {
   type VersionSet,
 } from '../domain/config';
 import { busy } from '../domain/errors';
-import type { Clock } from './logs';
 
 /** Hosts re-read the rollout state this often (divided by the local runtime's time scale). */
 export const CONFIG_CACHE_SECONDS = 10;

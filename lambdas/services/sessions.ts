@@ -43,8 +43,8 @@ import { decodeSegment, type DeliveredRecord, type ReceivedRecord } from '../dom
 import { RECORDS_ENVELOPE_BUDGET, recordEnvelopeBytes } from '../domain/envelope';
 import type { ChunkRef } from '../domain/log-index';
 import type { DeliveryConfig } from '../domain/config';
-import { sleep, type LogHead, type Store } from '../adapters/store';
-import { LogService, systemClock, type Clock } from './logs';
+import { sleep, systemClock, type Clock, type LogHead, type Store } from '../ports';
+import { LogService } from './logs';
 
 /** Dead-letter ranges kept in the session item before they move to a page item. */
 export const DEAD_SPILL_RANGES = 1024;
