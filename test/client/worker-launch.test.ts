@@ -2,7 +2,7 @@
  * The README's worker launch (issue 16, item 3): a process manager's SIGTERM, sent to the process
  * it started, must reach the worker so it can stop cleanly. `npx tsx worker.ts` does not do that:
  * npm exec dies of the SIGTERM without passing it on, and the worker runs on, orphaned (measured
- * with npm 11.19.1 and tsx 4.23.15; /tmp/notes/readme-rough-edges.md). The launches the READMEs
+ * with npm 11.19.1 and tsx 4.23.15; see the README's quick start). The launches the READMEs
  * show instead are checked here: each starts a TypeScript worker (the README worker's signal
  * handling, without the service), SIGTERM goes to the launched pid, and the worker must run its
  * handler and exit 0. (With `npx tsx` in the table, that case fails: npm exits by the signal.)
