@@ -617,3 +617,18 @@ export function revertPhase(item: RolloutItem, bakeId: string, phase: Phase): { 
   );
   return { item: { ...item, state }, outcome: 'REVERTED' };
 }
+
+/**
+ * A bake's status and error as every reader reports them (GET /bakes/{bakeId}, GET /bakes): a
+ * RUNNING bake past its deadline died without cleanup (its execution timed out or was stopped;
+ * its lock and experiment have expired), so it is over, and FAILED.
+ */
+export function reportedStatus(b: Pick<BakeRecord, 'status' | 'error' | 'deadlineMs'>, nowMs: number): { status: BakeStatus; error?: string } {
+  if (b.status === 'RUNNING' && b.deadlineMs !== undefined && nowMs > b.deadlineMs) {
+    return { status: 'FAILED', error: b.error ?? 'The bake passed its deadline without finishing: its execution stopped without cleanup. Its lock and experiment have expired.' };
+  }
+  return b.error === undefined ? { status: b.status } : { status: b.status, error: b.error };
+}
+
+/** A bake's settings as readers report them: records from before the watch and dry runs lack both. */
+export const reportedSettings = (b: Pick<BakeRecord, 'settings'>): BakeSettings => ({ ...b.settings, finalBakeSeconds: b.settings.finalBakeSeconds ?? 0, dryRun: b.settings.dryRun ?? false });

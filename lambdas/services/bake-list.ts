@@ -24,7 +24,7 @@
  * write.
  */
 import type { BakeListKey, Clock, ControlStore } from '../ports';
-import type { BakeRecord, BakeStatus } from '../domain/bake';
+import { reportedSettings, reportedStatus, type BakeRecord, type BakeStatus } from '../domain/bake';
 import { clip, validation } from '../domain/errors';
 
 /** Bakes per page when `limit` is not given, and the most a page may hold (BatchGetItem's 100 keys). */
@@ -112,17 +112,9 @@ export function parseListQuery(query: Record<string, string | undefined>): { lim
 
 const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString());
 
-/**
- * A bake as GET /bakes lists it. Its status as GET /bakes/{bakeId} reports it
- * (BakeService.describe): a RUNNING bake past its deadline died without cleanup, and is FAILED.
- */
+/** A bake as GET /bakes lists it: status and settings as GET /bakes/{bakeId} reports them. */
 export function summarize(b: BakeRecord, nowMs: number): BakeSummary {
-  let status: BakeStatus = b.status;
-  let error = b.error;
-  if (status === 'RUNNING' && b.deadlineMs !== undefined && nowMs > b.deadlineMs) {
-    status = 'FAILED';
-    error ??= 'The bake passed its deadline without finishing: its execution stopped without cleanup. Its lock and experiment have expired.';
-  }
+  const { status, error } = reportedStatus(b, nowMs);
   return {
     bakeId: b.bakeId,
     status,
@@ -130,8 +122,7 @@ export function summarize(b: BakeRecord, nowMs: number): BakeSummary {
     abortRequested: b.abortRequested,
     createdAt: iso(b.createdAtMs)!,
     ...(b.endedAtMs ? { endedAt: iso(b.endedAtMs) } : {}),
-    // As GET /bakes/{bakeId} gives them: records from before the watch and dry runs lack both.
-    settings: { ...b.settings, finalBakeSeconds: b.settings.finalBakeSeconds ?? 0, dryRun: b.settings.dryRun ?? false },
+    settings: reportedSettings(b),
     phases: b.phases.map((p) => ({
       profile: p.profile,
       version: p.version,

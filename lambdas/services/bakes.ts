@@ -63,6 +63,8 @@ import {
   type NewTransition,
   type RevertOutcome,
   type RolloutItem,
+  reportedSettings,
+  reportedStatus,
 } from '../domain/bake';
 import { checkProfileContent, contentOf, isProfile, liveExperiment, MAX_SERVED_CONTENT_BYTES, missingContents, PROFILES, withContents, type ProfileName, type RolloutState } from '../domain/config';
 import { diffContents, type ConfigDiff } from '../domain/diff';
@@ -299,15 +301,7 @@ export class BakeService {
     if (!BAKE_ID.test(bakeId)) throw bakeNotFound(bakeId);
     const b = await this.control.getBake(bakeId);
     if (!b) throw bakeNotFound(bakeId);
-    let status: BakeStatus = b.status;
-    let error = b.error;
-    // A bake whose machinery died without cleanup (execution timed out or stopped): its lock and
-    // its experiment have expired, so it is over; say so.
-    const deadline = b.deadlineMs;
-    if (status === 'RUNNING' && deadline !== undefined && this.clock.now() > deadline) {
-      status = 'FAILED';
-      error ??= 'The bake passed its deadline without finishing: its execution stopped without cleanup. Its lock and experiment have expired.';
-    }
+    const { status, error } = reportedStatus(b, this.clock.now());
     const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
     return {
       bakeId: b.bakeId,
@@ -316,7 +310,7 @@ export class BakeService {
       abortRequested: b.abortRequested,
       createdAt: iso(b.createdAtMs),
       ...(b.endedAtMs ? { endedAt: iso(b.endedAtMs) } : {}),
-      settings: { ...b.settings, finalBakeSeconds: b.settings.finalBakeSeconds ?? 0, dryRun: b.settings.dryRun ?? false },
+      settings: reportedSettings(b),
       ...(b.watch
         ? {
             watch: {

@@ -751,3 +751,14 @@ describe('mutation survivors: lock renewal, clearing without an experiment, the 
     expect(judgeSettingsOf({ ...base, errorMarginPoints: 0, latencyMarginPercent: 0 })).toMatchObject({ errorMarginPoints: 0, latencyMarginPercent: 0 });
   });
 });
+
+describe('reportedStatus and reportedSettings (what GET /bakes and GET /bakes/{bakeId} both say)', () => {
+  it('a RUNNING bake past its deadline is FAILED with a reason; before it, or any other status, as stored', async () => {
+    const { reportedStatus, reportedSettings } = await import('../../lambdas/domain/bake');
+    expect(reportedStatus({ status: 'RUNNING', deadlineMs: 1_000 }, 1_001)).toEqual({ status: 'FAILED', error: expect.stringMatching(/passed its deadline/) });
+    expect(reportedStatus({ status: 'RUNNING', deadlineMs: 1_000, error: 'kept' }, 1_001)).toEqual({ status: 'FAILED', error: 'kept' });
+    expect(reportedStatus({ status: 'RUNNING', deadlineMs: 1_000 }, 1_000)).toEqual({ status: 'RUNNING' });
+    expect(reportedStatus({ status: 'SUCCEEDED', deadlineMs: 1_000 }, 5_000)).toEqual({ status: 'SUCCEEDED' });
+    expect(reportedSettings({ settings: { weightPercent: 10, bakeSeconds: 600, pollSeconds: 30, minExperimentRequests: 200 } as never })).toMatchObject({ finalBakeSeconds: 0, dryRun: false, weightPercent: 10 });
+  });
+});
