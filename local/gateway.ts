@@ -5,7 +5,7 @@
  * Gateway answers when either is passed.
  */
 import type { HttpEvent, HttpResult } from '../lambdas/http/api';
-import { LAMBDA_REQUEST_LIMIT_BYTES, LAMBDA_RESPONSE_LIMIT_BYTES, resultEnvelopeBytes } from '../lambdas/domain/envelope';
+import { bytesOverLimit, LAMBDA_REQUEST_LIMIT_BYTES, LAMBDA_RESPONSE_LIMIT_BYTES } from '../lambdas/domain/envelope';
 
 /** API Gateway HTTP APIs accept at most 10 MB of payload. */
 export const MAX_BODY_BYTES = 10 * 1024 * 1024;
@@ -60,8 +60,8 @@ export async function invokeFunction(
    */
   running?: Map<string, number>,
 ): Promise<Invocation> {
-  const eventBytes = Buffer.byteLength(JSON.stringify(event), 'utf8');
-  if (eventBytes > LAMBDA_REQUEST_LIMIT_BYTES) {
+  const eventBytes = bytesOverLimit(event, LAMBDA_REQUEST_LIMIT_BYTES);
+  if (eventBytes !== undefined) {
     return { gateway: GATEWAY_ANSWERS.eventTooLarge, why: `the event is ${eventBytes} bytes, over Lambda's ${LAMBDA_REQUEST_LIMIT_BYTES}` };
   }
   const busy = running?.get(fn.logicalId) ?? 0;
@@ -90,8 +90,8 @@ export async function invokeFunction(
   });
   const ran = handler(event, context).then(
     (result): Invocation => {
-      const bytes = resultEnvelopeBytes(result);
-      return bytes > LAMBDA_RESPONSE_LIMIT_BYTES
+      const bytes = bytesOverLimit(result, LAMBDA_RESPONSE_LIMIT_BYTES);
+      return bytes !== undefined
         ? { gateway: GATEWAY_ANSWERS.integrationFailure, why: `the response is ${bytes} bytes, over Lambda's ${LAMBDA_RESPONSE_LIMIT_BYTES}` }
         : { result };
     },

@@ -58,3 +58,15 @@ export function recordEnvelopeBytes(dataJson: string, key: string | undefined): 
 export function resultEnvelopeBytes(result: unknown): number {
   return Buffer.byteLength(JSON.stringify(result) ?? '', 'utf8');
 }
+
+/**
+ * The bytes of `doc` (an event or a result) as Lambda serializes it, when they pass `limit`;
+ * undefined when it fits. A body's escaped text is at most six bytes a UTF-16 unit, so a body
+ * far under the limit is not serialized at all: only the fields around it are, to bound them.
+ */
+export function bytesOverLimit(doc: { body?: string | null }, limit: number): number | undefined {
+  const body = doc.body ?? '';
+  if (body.length * 6 + resultEnvelopeBytes({ ...doc, body: '' }) <= limit) return undefined;
+  const bytes = resultEnvelopeBytes(doc);
+  return bytes > limit ? bytes : undefined;
+}

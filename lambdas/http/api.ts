@@ -10,7 +10,7 @@ import { Tracer } from '@aws-lambda-powertools/tracer';
 import { z } from 'zod';
 import { ApiError, clip } from '../domain/errors';
 import { jsonSyntaxError } from '../domain/json-text';
-import { LAMBDA_RESPONSE_LIMIT_BYTES, resultEnvelopeBytes } from '../domain/envelope';
+import { bytesOverLimit, LAMBDA_RESPONSE_LIMIT_BYTES } from '../domain/envelope';
 import { isServerFault, isStorageServerFault, isThrottle, UnknownOutcomeError } from '../adapters/store';
 import { DynamoDBServiceException } from '@aws-sdk/client-dynamodb';
 import type { Arm, ConfigProvider, ConfigSet, VersionSet } from '../domain/config';
@@ -108,15 +108,6 @@ function toApiError(e: unknown): ApiError {
   if (e instanceof z.ZodError) return validationError(e);
   logger.error('unhandled error', e as Error);
   return new ApiError(500, 'InternalError', 'The service failed to handle this request. Retry it; if it keeps failing, report the request id.');
-}
-
-/**
- * Whether Lambda will carry `result` back. A body's escaped text is at most six bytes a UTF-16
- * unit, so a body under about a million units is counted only when it may not fit.
- */
-function fitsLambdaResponse(result: HttpResult): boolean {
-  if ((result.body?.length ?? 0) * 6 + 16 * 1024 <= LAMBDA_RESPONSE_LIMIT_BYTES) return true;
-  return resultEnvelopeBytes(result) <= LAMBDA_RESPONSE_LIMIT_BYTES;
 }
 
 export function validationError(e: z.ZodError): ApiError {
@@ -246,11 +237,12 @@ export function httpHandler(fn: string, deps: HttpDeps, routes: Record<string, R
       }
       result = errorResult(toApiError(e));
     }
-    if (!fitsLambdaResponse(result)) {
+    const oversize = bytesOverLimit(result, LAMBDA_RESPONSE_LIMIT_BYTES);
+    if (oversize !== undefined) {
       // Lambda would drop this answer after the handler returned, and API Gateway answer a 500
       // no handler metric counts (receive cuts its batches so that this does not happen). It is
       // answered here instead, so that the arm it was served under is charged with it.
-      logger.error('response over the Lambda payload limit', { route: event.routeKey, bytes: resultEnvelopeBytes(result) });
+      logger.error('response over the Lambda payload limit', { route: event.routeKey, bytes: oversize });
       result = errorResult(
         new ApiError(500, 'ResponseTooLarge', `The answer to this request is over Lambda's ${LAMBDA_RESPONSE_LIMIT_BYTES}-byte payload limit. Ask for less per request (a smaller maxRecords).`),
       );

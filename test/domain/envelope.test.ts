@@ -1,6 +1,6 @@
 /** Lambda's payload envelope as measured: escapedBytes against what JSON.stringify writes. */
 import { describe, expect, it } from 'vitest';
-import { escapedBytes, recordEnvelopeBytes, RECORD_ENVELOPE_OVERHEAD } from '../../lambdas/domain/envelope';
+import { bytesOverLimit, escapedBytes, recordEnvelopeBytes, resultEnvelopeBytes, RECORD_ENVELOPE_OVERHEAD } from '../../lambdas/domain/envelope';
 import { receivedJson } from '../../lambdas/domain/records';
 
 const stringified = (s: string): number => Buffer.byteLength(JSON.stringify(s), 'utf8') - 2;
@@ -30,6 +30,18 @@ describe('recordEnvelopeBytes', () => {
       const element = escapedBytes(one.slice(1, -1)) + 1;
       expect(recordEnvelopeBytes(dataJson, key)).toBeGreaterThanOrEqual(element);
       expect(recordEnvelopeBytes(dataJson, key) - element).toBeLessThan(RECORD_ENVELOPE_OVERHEAD);
+    }
+  });
+});
+
+describe('bytesOverLimit', () => {
+  it('is undefined for a document that fits and its exact serialized size for one that does not, whatever side of the bound it falls', () => {
+    const doc = (body: string) => ({ statusCode: 200, headers: { 'content-type': 'application/json' }, body });
+    for (const body of ['', 'plain', '"'.repeat(1000), '\u0001'.repeat(100), 'x'.repeat(5000)]) {
+      const exact = resultEnvelopeBytes(doc(body));
+      expect(bytesOverLimit(doc(body), exact)).toBeUndefined(); // at the limit: fits
+      expect(bytesOverLimit(doc(body), exact - 1)).toBe(exact); // one byte under: over, by its exact size
+      expect(bytesOverLimit(doc(body), exact * 7)).toBeUndefined(); // far under: the bound alone says so
     }
   });
 });
