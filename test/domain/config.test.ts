@@ -303,3 +303,18 @@ describe('mutation survivors: the hash, the weight threshold, isProfile', () => 
     expect(PROFILES.every((p) => isProfile(p))).toBe(true);
   });
 });
+
+describe('the served-content bound', () => {
+  it('every content that fits a profile schema is under 200 bytes (each field at its widest value), far under MAX_SERVED_CONTENT_BYTES', async () => {
+    const { PROFILES, profileJsonSchema, checkProfileContent, MAX_SERVED_CONTENT_BYTES } = await import('../../lambdas/domain/config');
+    for (const profile of PROFILES) {
+      const props = (profileJsonSchema(profile) as { properties: Record<string, { minimum: number; maximum: number }> }).properties;
+      // The widest JSON text of each integer field is its minimum or its maximum, whichever has more characters.
+      const widest = Object.fromEntries(Object.entries(props).map(([k, p]) => [k, String(p.minimum).length > String(p.maximum).length ? p.minimum : p.maximum]));
+      expect(checkProfileContent(profile, widest)).toEqual([]);
+      const bytes = Buffer.byteLength(JSON.stringify(widest));
+      expect({ profile, under200: bytes < 200 }).toEqual({ profile, under200: true });
+      expect(bytes).toBeLessThan(MAX_SERVED_CONTENT_BYTES);
+    }
+  });
+});
