@@ -58,7 +58,10 @@ describe('a bake on the local runtime under live traffic', () => {
       minExperimentRequests: 50,
       // On a shared test machine the p99 of a few dozen requests in a 2-second period swings by
       // tens of percent between arms; the test is about the 4xx path, so the p99 margin is wide.
-      latencyMarginPercent: 50,
+      // 50% was not wide enough with the suite's other files (Chromium among them) on two cores:
+      // the good phase once ended Inconclusive with p99 bounds [-22%, 76%]. The watch test uses
+      // 300% for the same reason; the judge's latency test is in test/domain/judge.test.ts.
+      latencyMarginPercent: 300,
     });
     expect(started.status).toBe(202);
     const bakeId: string = started.body.bakeId;
