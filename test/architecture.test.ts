@@ -1,6 +1,7 @@
 /**
  * Import direction: domain (plain TypeScript) depends on neither services nor adapters nor the
- * AWS SDK; services depend on the interfaces in lambdas/ports.ts, never on a concrete adapter.
+ * AWS SDK; services depend on the interfaces in lambdas/ports.ts, never on a concrete adapter;
+ * neither knows HTTP (lambdas/http maps their errors to statuses).
  * Flow: read every .ts file under lambdas/, pull out its import specifiers with a regex
  * (`from '...'`, `import('...')`, `import '...'`, `require('...')`), resolve the relative ones
  * against the file, and list every import that breaks a rule; the list must be empty.
@@ -42,6 +43,7 @@ function violation(fromLayer: string, target: string | undefined, spec: string):
     if (spec.startsWith('@aws-sdk/')) return 'domain imports the AWS SDK';
   }
   if (fromLayer.startsWith('services/') && into('adapters')) return 'services import a concrete adapter (use lambdas/ports.ts)';
+  if ((fromLayer.startsWith('domain/') || fromLayer.startsWith('services/')) && into('http')) return 'domain or services import the HTTP edge';
   return undefined;
 }
 
@@ -63,7 +65,7 @@ describe('import direction', () => {
     expect(importsOf(readFileSync(join(LAMBDAS, 'services/logs.ts'), 'utf8'))).toContain('../ports');
   });
 
-  it('domain imports neither services, adapters nor @aws-sdk; services import no adapter', () => {
+  it('domain imports neither services, adapters, the HTTP edge nor @aws-sdk; services import no adapter and no HTTP', () => {
     const found = files.flatMap((f) => violationsIn(f, readFileSync(f, 'utf8')));
     expect(found).toEqual([]);
   });
@@ -76,6 +78,8 @@ describe('import direction', () => {
     expect(violationsIn(at('domain/x.ts'), "import {\n  GetCommand,\n} from '@aws-sdk/lib-dynamodb';")).toHaveLength(1);
     expect(violationsIn(at('services/x.ts'), "export { sleep } from '../adapters/store';")).toHaveLength(1);
     expect(violationsIn(at('services/x.ts'), "import '../adapters/control';")).toHaveLength(1);
+    expect(violationsIn(at('services/x.ts'), "import { statusOf } from '../http/errors';")).toHaveLength(1);
+    expect(violationsIn(at('domain/x.ts'), "import type { HttpResult } from '../http/api';")).toHaveLength(1);
     // Allowed directions.
     expect(violationsIn(at('services/x.ts'), "import type { Store } from '../ports';\nimport { x } from '../domain/errors';")).toEqual([]);
     expect(violationsIn(at('adapters/x.ts'), "import { sleep } from '../ports';\nimport { y } from '@aws-sdk/client-dynamodb';")).toEqual([]);

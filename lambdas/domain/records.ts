@@ -4,7 +4,7 @@
  * text never contains a raw newline), so storage bytes track record bytes, not record count.
  * Each segment is stored as one chunk item of its append's batch (log-index.ts says where).
  */
-import { payloadTooLarge, validation, type ApiError } from './errors';
+import { payloadTooLarge, validation, type ServiceError } from './errors';
 import type { LimitsConfig } from './config';
 import { jsonDepth } from './json-text';
 
@@ -86,7 +86,7 @@ export function encodeAppend(records: readonly InputRecord[], limits: LimitsConf
   });
 }
 
-const tooDeep = (i: number, depth: number | undefined): ApiError =>
+const tooDeep = (i: number, depth: number | undefined): ServiceError =>
   validation(
     `The record at records[${i}] has data nested ${depth === undefined ? 'thousands of' : depth} levels deep (arrays and objects); the limit is ${MAX_DATA_DEPTH}. Flatten it, or send the deep part as a JSON string.`,
   );

@@ -8,7 +8,8 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { MetricResolution, Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { z } from 'zod';
-import { ApiError, clip } from '../domain/errors';
+import { clip, ServiceError } from '../domain/errors';
+import { errorResult } from './errors';
 import { jsonSyntaxError } from '../domain/json-text';
 import { bytesOverLimit, LAMBDA_RESPONSE_LIMIT_BYTES } from '../domain/envelope';
 import { isServerFault, isStorageServerFault, isThrottle, UnknownOutcomeError } from '../adapters/store';
@@ -65,7 +66,7 @@ export function principalOf(event: HttpEvent): string {
   }
   if (iam?.userId) return iam.userId;
   // API Gateway rejects unsigned requests before the function runs; this is a misconfiguration.
-  throw new ApiError(403, 'Forbidden', 'The request carries no IAM identity. Sign it with AWS Signature Version 4.');
+  throw new ServiceError('Forbidden', 'The request carries no IAM identity. Sign it with AWS Signature Version 4.');
 }
 
 export function json(status: number, body?: unknown, headers: Record<string, string> = {}): HttpResult {
@@ -78,46 +79,40 @@ export function jsonText(status: number, body: string, headers: Record<string, s
   return { statusCode: status, headers: { 'content-type': 'application/json', ...headers }, body };
 }
 
-export function errorResult(e: ApiError): HttpResult {
-  const headers: Record<string, string> = {};
-  if (e.retryAfterSeconds !== undefined) headers['retry-after'] = String(e.retryAfterSeconds);
-  return json(e.status, { error: { code: e.code, message: e.message } }, headers);
-}
-
-function toApiError(e: unknown): ApiError {
-  if (e instanceof ApiError) return e;
+function toServiceError(e: unknown): ServiceError {
+  if (e instanceof ServiceError) return e;
   if (isThrottle(e)) {
     // DynamoDB's throttle is the data path's; any other AWS service's (AppConfig on the admin
     // routes, CloudWatch on POST /bakes) is named as such, not as storage.
     return e instanceof DynamoDBServiceException
-      ? new ApiError(503, 'StorageThrottled', 'Storage is throttling this table right now. Retry in 1 second.', 1)
-      : new ApiError(503, 'ServiceThrottled', 'An AWS service Logrelay depends on is throttling its calls right now. Retry in 1 second.', 1);
+      ? new ServiceError('StorageThrottled', 'Storage is throttling this table right now. Retry in 1 second.', 1)
+      : new ServiceError('ServiceThrottled', 'An AWS service Logrelay depends on is throttling its calls right now. Retry in 1 second.', 1);
   }
   if (e instanceof UnknownOutcomeError) {
     logger.warn('storage write of unknown outcome', e);
-    return new ApiError(503, 'StorageUnavailable', 'Storage did not confirm a write in time. Retry in 1 second (with the same idempotencyKey, if the request had one).', 1);
+    return new ServiceError('StorageUnavailable', 'Storage did not confirm a write in time. Retry in 1 second (with the same idempotencyKey, if the request had one).', 1);
   }
   if (isServerFault(e)) {
     // Still failing after the SDK's retries: as temporary as a throttle, and the caller's retry
     // is as safe as after UnknownOutcomeError (the call may have been applied).
     logger.warn('AWS answered a server error after the SDK retries', e as Error);
     return isStorageServerFault(e)
-      ? new ApiError(503, 'StorageUnavailable', 'Storage failed to answer. Retry in 1 second (with the same idempotencyKey, if the request had one).', 1)
-      : new ApiError(503, 'ServiceUnavailable', 'An AWS service Logrelay depends on failed to answer. Retry in 1 second.', 1);
+      ? new ServiceError('StorageUnavailable', 'Storage failed to answer. Retry in 1 second (with the same idempotencyKey, if the request had one).', 1)
+      : new ServiceError('ServiceUnavailable', 'An AWS service Logrelay depends on failed to answer. Retry in 1 second.', 1);
   }
   if (e instanceof z.ZodError) return validationError(e);
   logger.error('unhandled error', e as Error);
-  return new ApiError(500, 'InternalError', 'The service failed to handle this request. Retry it; if it keeps failing, report the request id.');
+  return new ServiceError('InternalError', 'The service failed to handle this request. Retry it; if it keeps failing, report the request id.');
 }
 
-export function validationError(e: z.ZodError): ApiError {
+export function validationError(e: z.ZodError): ServiceError {
   const parts = e.issues.slice(0, 3).map((i) => {
     const where = i.path.length ? i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') : 'body';
     // Field names and zod's messages can quote the caller's input (an unknown key): clipped.
     return `${clip(where, 100)}: ${clip(i.message, 200)}`;
   });
   const more = e.issues.length > 3 ? ` (and ${e.issues.length - 3} more)` : '';
-  return new ApiError(400, 'ValidationError', `The request is invalid: ${parts.join('; ')}${more}.`);
+  return new ServiceError('ValidationError', `The request is invalid: ${parts.join('; ')}${more}.`);
 }
 
 function parseBody(event: HttpEvent): { body: unknown; text: string; bytes: number } {
@@ -129,7 +124,7 @@ function parseBody(event: HttpEvent): { body: unknown; text: string; bytes: numb
     try {
       raw = UTF8.decode(Buffer.from(event.body, 'base64'));
     } catch {
-      throw new ApiError(400, 'ValidationError', `The request body is not valid UTF-8. ${encodingHint(event)}`);
+      throw new ServiceError('ValidationError', `The request body is not valid UTF-8. ${encodingHint(event)}`);
     }
   }
   const bytes = Buffer.byteLength(raw, 'utf8');
@@ -141,7 +136,7 @@ function parseBody(event: HttpEvent): { body: unknown; text: string; bytes: numb
     // Where it goes wrong, not the body quoted back (it may be long, binary or private).
     const at = jsonSyntaxError(text);
     const where = text.trim() === '' ? 'it is empty or only whitespace' : at ? `${at.problem} at line ${at.line}, column ${at.column}` : 'it does not parse';
-    throw new ApiError(400, 'ValidationError', `The request body is not valid JSON: ${where}. ${encodingHint(event)}`);
+    throw new ServiceError('ValidationError', `The request body is not valid JSON: ${where}. ${encodingHint(event)}`);
   }
 }
 
@@ -196,7 +191,7 @@ export function httpHandler(fn: string, deps: HttpDeps, routes: Record<string, R
     const keyed = key !== undefined;
     try {
       const route = routes[event.routeKey];
-      if (!route) throw new ApiError(404, 'RouteNotFound', `No route ${event.routeKey} here. See the API reference for the routes.`);
+      if (!route) throw new ServiceError('RouteNotFound', `No route ${event.routeKey} here. See the API reference for the routes.`);
       const effective = await deps.config.forKey(key);
       arm = effective.arm;
       versions = effective.versions;
@@ -235,7 +230,7 @@ export function httpHandler(fn: string, deps: HttpDeps, routes: Record<string, R
         arm = armed.arm;
         versions = armed.versions;
       }
-      result = errorResult(toApiError(e));
+      result = errorResult(toServiceError(e));
     }
     const oversize = bytesOverLimit(result, LAMBDA_RESPONSE_LIMIT_BYTES);
     if (oversize !== undefined) {
@@ -244,7 +239,7 @@ export function httpHandler(fn: string, deps: HttpDeps, routes: Record<string, R
       // answered here instead, so that the arm it was served under is charged with it.
       logger.error('response over the Lambda payload limit', { route: event.routeKey, bytes: oversize });
       result = errorResult(
-        new ApiError(500, 'ResponseTooLarge', `The answer to this request is over Lambda's ${LAMBDA_RESPONSE_LIMIT_BYTES}-byte payload limit. Ask for less per request (a smaller maxRecords).`),
+        new ServiceError('ResponseTooLarge', `The answer to this request is over Lambda's ${LAMBDA_RESPONSE_LIMIT_BYTES}-byte payload limit. Ask for less per request (a smaller maxRecords).`),
       );
     }
     const status = result.statusCode ?? 200;

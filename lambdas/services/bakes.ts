@@ -69,7 +69,7 @@ import {
 import { checkProfileContent, contentOf, isProfile, liveExperiment, MAX_SERVED_CONTENT_BYTES, missingContents, PROFILES, withContents, type ProfileName, type RolloutState } from '../domain/config';
 import { diffContents, type ConfigDiff } from '../domain/diff';
 import { ALARM_PERIOD_SECONDS, SLO_ALARMS } from '../metrics';
-import { ApiError, busy, clip, ConflictError, validation } from '../domain/errors';
+import { bakeInProgress, bakeNotFound, bakeNotRunning, busy, clip, ConflictError, profileNotFound, validation, versionNotFound } from '../domain/errors';
 import { CONFIG_CACHE_SECONDS } from './rollout';
 
 /** Starts the bake state machine for a bake (execution name = bake id, so a retried start is a no-op). */
@@ -86,12 +86,6 @@ export interface BakeServiceOptions {
   gauge?: BakeGauge;
 }
 
-export const profileNotFound = (profile: string): ApiError =>
-  new ApiError(404, 'ProfileNotFound', `There is no config profile '${clip(profile, 200)}'. The profiles are ${PROFILES.join(' and ')}.`);
-export const versionNotFound = (profile: string, version: string): ApiError =>
-  new ApiError(404, 'VersionNotFound', `Profile ${profile} has no version '${clip(version, 200)}'. List the versions with GET /configs.`);
-export const bakeNotFound = (bakeId: string): ApiError =>
-  new ApiError(404, 'BakeNotFound', `There is no bake '${clip(bakeId, 200)}'. Start one with POST /bakes.`);
 /**
  * What a bake id from a request can be (the service makes `b-` and 16 base64url characters). A
  * longer or odd one names no bake, and is answered 404 before storage sees it: DynamoDB refuses
@@ -260,7 +254,7 @@ export class BakeService {
         // the end and releasing the lock), is cleaned up rather than blocking bakes until its
         // deadline.
         if (attempt === 0 && (await this.cleanupDeadHolder())) continue;
-        throw new ApiError(409, 'BakeInProgress', e.message);
+        throw bakeInProgress(e.message);
       }
     }
     await this.control.putBake({ ...newBake(bakeId, withContent, settings, now), deadlineMs: lockExpiresAtMs });
@@ -346,7 +340,7 @@ export class BakeService {
   async abort(bakeId: string): Promise<void> {
     if (!BAKE_ID.test(bakeId)) throw bakeNotFound(bakeId);
     await this.updateBake(bakeId, (b) => {
-      if (b.status !== 'RUNNING') throw new ApiError(409, 'BakeNotRunning', `Bake ${bakeId} is ${b.status}, not running; there is nothing to abort.`);
+      if (b.status !== 'RUNNING') throw bakeNotRunning(bakeId, b.status);
       if (b.abortRequested) return b; // asked again: nothing new to record
       return recordTransitions({ ...b, abortRequested: true }, [{ type: 'AbortRequested', atMs: this.clock.now() }]);
     });

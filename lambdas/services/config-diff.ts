@@ -10,7 +10,7 @@
  * AppConfig) is a 400 that says so, not the 500 a parse error would otherwise become.
  */
 import { diffContents, type ConfigDiff } from '../domain/diff';
-import { ApiError, clip, validation } from '../domain/errors';
+import { clip, ServiceError, validation } from '../domain/errors';
 import type { ProfileName } from '../domain/config';
 import type { BakeService } from './bakes';
 
@@ -52,14 +52,14 @@ export async function versionWithDiff(versions: VersionReader, profile: string, 
   const got = await read(versions, profile, version);
   if (diffParam === undefined) return got;
   const noSuchN = () =>
-    new ApiError(404, 'VersionNotFound', `Profile ${got.profile} has no version ${diffParam} to compare version ${got.version} with (?diff=${diffParam}). List the versions with GET /configs.`);
+    new ServiceError('VersionNotFound', `Profile ${got.profile} has no version ${diffParam} to compare version ${got.version} with (?diff=${diffParam}). List the versions with GET /configs.`);
   // AppConfig numbers versions with an int32: a larger N names none, and is not sent to it.
   if (Number(diffParam) > MAX_VERSION_NUMBER) throw noSuchN();
   let against: { content: unknown };
   try {
     against = await read(versions, profile, diffParam);
   } catch (e) {
-    if (e instanceof ApiError && e.code === 'VersionNotFound') throw noSuchN();
+    if (e instanceof ServiceError && e.code === 'VersionNotFound') throw noSuchN();
     throw e;
   }
   return { ...got, diff: diffContents(got.profile, against.content, got.content) };

@@ -18,7 +18,7 @@
  * its range, or appends afresh if it was never ordered (past its deadline, it never will be).
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { ApiError, ConflictError, appendInProgress, idempotencyKeyReused, logExists, logFormatOutdated, logNotFound } from '../domain/errors';
+import { ServiceError, busy, ConflictError, appendInProgress, idempotencyKeyReused, logExists, logFormatOutdated, logNotFound } from '../domain/errors';
 import { encodeAppend, toSegments, type EncodedRecord, type InputRecord } from '../domain/records';
 import { TAIL_PAGE, chunksIn, entryCount, expiryMarks, firstLiveIn, rangeOf, runLast, type ChunkRef, type IndexEntry, type IndexRun } from '../domain/log-index';
 import type { LimitsConfig } from '../domain/config';
@@ -385,7 +385,7 @@ export class LogService {
   }
 
   private checkDeadline(deadlineMs: number): void {
-    if (this.clock.now() >= deadlineMs) throw new ApiError(503, 'ServiceBusy', 'The append ran out of time. Retry in 1 second.', 1);
+    if (this.clock.now() >= deadlineMs) throw busy('The append ran out of time.', 1);
   }
 }
 
@@ -405,7 +405,7 @@ async function again<T>(write: () => Promise<T>): Promise<T> {
     try {
       return await write();
     } catch (e) {
-      if (isThrottle(e) || e instanceof ConflictError || e instanceof ApiError || attempt >= UNKNOWN_OUTCOME_ATTEMPTS) throw e;
+      if (isThrottle(e) || e instanceof ConflictError || e instanceof ServiceError || attempt >= UNKNOWN_OUTCOME_ATTEMPTS) throw e;
     }
   }
 }

@@ -11,7 +11,7 @@
  * it leaves the records leased until their lease ends, never lost.
  */
 import { randomBytes } from 'node:crypto';
-import { ApiError, ConflictError, sessionNotFound, logNotFound, busy } from '../domain/errors';
+import { ConflictError, sessionNotFound, logNotFound, busy, isBusy, validation } from '../domain/errors';
 import {
   isExpired,
   planReceive,
@@ -96,9 +96,7 @@ export class SessionService {
     else if (start === 'oldest') cursor = await this.logs.firstSeq(head);
     else if (start.afterSeq > head.lastSeq) {
       // A cursor past the end would skip, unseen, every record appended up to it.
-      throw new ApiError(
-        400,
-        'ValidationError',
+      throw validation(
         `The session cannot start after record ${start.afterSeq}: log '${logId}' ends at lastSeq ${head.lastSeq}. Use "start": "latest" to read only records appended from now on, or {"afterSeq": n} with n <= ${head.lastSeq}.`,
       );
     } else cursor = start.afterSeq + 1;
@@ -191,7 +189,7 @@ export class SessionService {
       } catch (e) {
         // Acks already written are not failed with the request (the worker could not tell it
         // need not send them again): too busy to hand out records, it returns none.
-        if (!(carried?.applied && e instanceof ApiError && e.status === 503)) throw e;
+        if (!(carried?.applied && isBusy(e))) throw e;
         records = [];
         break;
       }

@@ -1,20 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import type { LimitsConfig } from '../../lambdas/domain/config';
-import { ApiError } from '../../lambdas/domain/errors';
+import { refusalOf, type Refusal } from '../support/refusal';
 import { decodeSegment, encodeAppend, MAX_DATA_DEPTH, receivedJson, SEGMENT_TARGET_BYTES, toSegments, type EncodedRecord, type InputRecord, segmentHolding } from '../../lambdas/domain/records';
 import { prng } from './model';
 
 const LIMITS: LimitsConfig = { maxRecordsPerAppend: 500, maxRecordBytes: 262_144, maxRequestBytes: 1_048_576, defaultAckTimeoutSeconds: 30 };
 
-/** Runs `fn`, expecting an ApiError; returns it. */
-function apiErrorOf(fn: () => unknown): ApiError {
+/** Runs `fn`, expecting a ServiceError; returns it as the caller sees it. */
+function apiErrorOf(fn: () => unknown): Refusal {
   try {
     fn();
   } catch (e) {
-    expect(e).toBeInstanceOf(ApiError);
-    return e as ApiError;
+    return refusalOf(e);
   }
-  throw new Error('expected an ApiError, nothing was thrown');
+  throw new Error('expected a ServiceError, nothing was thrown');
 }
 
 const utf8 = (s: string): number => Buffer.byteLength(s, 'utf8');

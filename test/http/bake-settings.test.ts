@@ -6,16 +6,15 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from '../../lambdas/http/api';
 import { StartBake } from '../../lambdas/http/schemas';
-import { ApiError } from '../../lambdas/domain/errors';
+import { refusalOf, type Refusal } from '../support/refusal';
 
 const CHANGES = [{ profile: 'delivery', version: '2' }];
 
-function refusal(body: unknown): ApiError {
+function refusal(body: unknown): Refusal {
   try {
     parse(StartBake, body);
   } catch (e) {
-    expect(e).toBeInstanceOf(ApiError);
-    return e as ApiError;
+    return refusalOf(e);
   }
   throw new Error(`expected ${JSON.stringify(body)} to be refused`);
 }

@@ -16,7 +16,7 @@ import { isThrottle } from '../../lambdas/adapters/store';
 import { startEmbeddedDynamo, tableSpecsFromDefs, type EmbeddedDynamo } from '../../local/dynamo';
 import { DynamoControlStore, UnprocessedKeysError } from '../../lambdas/adapters/control';
 import { BAKE_DEFAULTS, newBake, type BakeRecord } from '../../lambdas/domain/bake';
-import { ApiError } from '../../lambdas/domain/errors';
+import { refusalOf } from '../support/refusal';
 import { BakeList, decodeListToken, encodeListToken, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, parseListQuery, type BakePage } from '../../lambdas/services/bake-list';
 import { BAKES_BY_TIME } from '../../lambdas/tables';
 
@@ -207,10 +207,10 @@ describe('GET /bakes query parameters', () => {
     try {
       parseListQuery(q);
     } catch (e) {
-      expect(e).toBeInstanceOf(ApiError);
-      expect((e as ApiError).status).toBe(400);
-      expect((e as ApiError).code).toBe('ValidationError');
-      return (e as ApiError).message;
+      const r = refusalOf(e);
+      expect(r.status).toBe(400);
+      expect(r.code).toBe('ValidationError');
+      return r.message;
     }
     throw new Error(`accepted ${JSON.stringify(q)}`);
   };

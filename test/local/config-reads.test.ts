@@ -27,7 +27,7 @@ import { appConfigIdsFromEnv, type AppConfigIds, type ConfigVersions } from '../
 import { hostConfig, tableNamesFromEnv } from '../../lambdas/http/deps';
 import { systemClock } from '../../lambdas/services/logs';
 import { BakeService } from '../../lambdas/services/bakes';
-import { ApiError } from '../../lambdas/domain/errors';
+import { refusalOf } from '../support/refusal';
 import { armOf, contentOf, type Experiment } from '../../lambdas/domain/config';
 import { ROUTES } from '../../lambdas/routes';
 import type { HttpEvent, HttpResult } from '../../lambdas/http/api';
@@ -199,9 +199,9 @@ describe('POST /bakes copies, on the control path, what hosts will serve', () =>
         () => undefined,
         (x: unknown) => x,
       );
-      expect(err).toBeInstanceOf(ApiError);
-      expect((err as ApiError).status).toBe(400);
-      expect((err as ApiError).message).toMatch(why);
+      const r = refusalOf(err);
+      expect(r.status).toBe(400);
+      expect(r.message).toMatch(why);
     }
     expect(await control.getRollout(true)).toEqual(before);
   });

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { BakeService } from '../../lambdas/services/bakes';
 import { versionWithDiff } from '../../lambdas/services/config-diff';
-import { ApiError } from '../../lambdas/domain/errors';
+import { refusalOf, type Refusal } from '../support/refusal';
 import type { ConfigVersions } from '../../lambdas/adapters/appconfig';
 import type { ProfileName } from '../../lambdas/domain/config';
 
@@ -32,13 +32,12 @@ function service(): { bakes: BakeService; calls: string[] } {
   return { bakes: new BakeService(unused, versions, unused, unused, unused, { now: () => 0 }), calls };
 }
 
-async function refusal(p: Promise<unknown>): Promise<ApiError> {
+async function refusal(p: Promise<unknown>): Promise<Refusal> {
   const e = await p.then(
     () => undefined,
     (x: unknown) => x,
   );
-  expect(e).toBeInstanceOf(ApiError);
-  return e as ApiError;
+  return refusalOf(e);
 }
 
 describe('GET /configs/{profile}/versions/{version}[?diff=N]', () => {

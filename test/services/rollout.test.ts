@@ -7,7 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { ZodError } from 'zod';
 import { ConfigUnavailableError, RolloutConfig } from '../../lambdas/services/rollout';
-import { ApiError } from '../../lambdas/domain/errors';
+import { ServiceError } from '../../lambdas/domain/errors';
+import { refusalOf } from '../support/refusal';
 import { armOf, DEFAULT_CONFIG, namedVersions, withContents, type EffectiveConfig, type Experiment, type ProfileName, type RolloutState } from '../../lambdas/domain/config';
 import type { RolloutItem } from '../../lambdas/domain/bake';
 import { prng } from '../domain/model';
@@ -233,16 +234,16 @@ describe('RolloutConfig: when the Control table fails', () => {
     expect(stale).toHaveLength(2);
   });
 
-  it('with nothing cached, answers 503 (ApiError), and recovers once reads work', async () => {
+  it('with nothing cached, answers 503 (ServiceError), and recovers once reads work', async () => {
     const { control, stale, rc } = setup();
     control.failWith = new Error('DynamoDB unavailable');
     const err = await rc.forKey('k').then(
       () => undefined,
       (e: unknown) => e,
     );
-    expect(err).toBeInstanceOf(ApiError);
-    expect((err as ApiError).status).toBe(503);
-    expect((err as ApiError).retryAfterSeconds).toBeGreaterThan(0);
+    const r = refusalOf(err);
+    expect(r.status).toBe(503);
+    expect(r.retryAfterSeconds).toBeGreaterThan(0);
     expect(stale).toEqual([]);
     control.failWith = undefined;
     expect(limitsVersion(await rc.forKey('k'))).toBe('1');
@@ -293,7 +294,7 @@ describe('RolloutConfig: arms', () => {
       const reason = (r as PromiseRejectedResult).reason as unknown;
       expect(reason).toBeInstanceOf(Error);
       expect(reason).not.toBeInstanceOf(ZodError);
-      expect(reason).not.toBeInstanceOf(ApiError);
+      expect(reason).not.toBeInstanceOf(ServiceError);
       expect((reason as Error).message).toMatch(/version 3 of profile limits/);
       // The failure names its arm, so the handler counts the 5xx in the experiment arm's metrics.
       expect(reason).toMatchObject({ arm: 'experiment', versions: { delivery: '1', limits: '3' } });
