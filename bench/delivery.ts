@@ -49,6 +49,7 @@ import { startLocalRuntime, type LocalRuntime } from '../local/server';
 import { DEFAULT_CONFIG } from '../lambdas/domain/config';
 import { TABLES } from '../lambdas/tables';
 import { TAIL_PAGE, chunksIn, decodeEntry, runLast, type ChunkRef, type IndexRun } from '../lambdas/domain/log-index';
+import { HEAD, namesIn, PAGE as PAGE_ITEM } from '../lambdas/adapters/items';
 import type { AckMode, AppendResult, AppendScaleResult, ClientCommand, DeliverResult, ReceiveStat } from './client';
 import { createNaiveTable, runNaive, type NaiveResult } from './naive';
 import { measureBundles, type BundlesReport } from './bundles';
@@ -398,9 +399,15 @@ function appendBatch(recordBytes: number): number {
 
 async function logKeyOf(b: Pick<Bench, 'doc' | 'tables'>, logId: string): Promise<string> {
   const out = await b.doc.send(
-    new ScanCommand({ TableName: b.tables.logs, FilterExpression: 'lid = :l', ExpressionAttributeValues: { ':l': logId }, ProjectionExpression: 'pk' }),
+    new ScanCommand({
+      TableName: b.tables.logs,
+      FilterExpression: '#logId = :l',
+      ProjectionExpression: '#key',
+      ExpressionAttributeNames: namesIn(HEAD, '#logId = :l', '#key'),
+      ExpressionAttributeValues: { ':l': logId },
+    }),
   );
-  const pk = out.Items?.find((it) => !String(it.pk).includes('#idem#'))?.pk;
+  const pk = out.Items?.find((it) => !String(it[HEAD.key]).includes('#idem#'))?.[HEAD.key];
   if (typeof pk !== 'string') throw new Error(`log ${logId} not found in ${b.tables.logs}`);
   return pk;
 }
@@ -410,27 +417,28 @@ const chunkPk = (logKey: string, batchId: string): string => `${logKey}#${batchI
 
 /**
  * A log's whole index as the service stored it: the index pages (Records items with pk = the
- * log's key, read with a strongly consistent Query) and the head's tail (`T`, starting at `tb`),
- * checked to be one gap-free run of sequence numbers from the first page to the head's `last`.
+ * log's key, read with a strongly consistent Query) and the head's tail (HEAD.tail, starting at
+ * HEAD.tailFirst), checked to be one gap-free run of sequence numbers from the first page to the head's lastSeq.
  */
 async function readIndex(b: Pick<Bench, 'doc' | 'tables'>, logKey: string): Promise<{ pages: IndexRun[]; tail: IndexRun; lastSeq: number }> {
-  const head = (await b.doc.send(new GetCommand({ TableName: b.tables.logs, Key: { pk: logKey }, ConsistentRead: true }))).Item;
+  const head = (await b.doc.send(new GetCommand({ TableName: b.tables.logs, Key: { [HEAD.key]: logKey }, ConsistentRead: true }))).Item;
   if (!head) throw new Error(`no head for ${logKey} in ${b.tables.logs}`);
-  const tail: IndexRun = { first: head.tb as number, entries: ((head.T as string[] | undefined) ?? []).map(decodeEntry) };
-  const lastSeq = head.last as number;
+  const tail: IndexRun = { first: head[HEAD.tailFirst] as number, entries: ((head[HEAD.tail] as string[] | undefined) ?? []).map(decodeEntry) };
+  const lastSeq = head[HEAD.lastSeq] as number;
   const pages: IndexRun[] = [];
   let start: Record<string, unknown> | undefined;
   do {
     const out = await b.doc.send(
       new QueryCommand({
         TableName: b.tables.records,
-        KeyConditionExpression: 'pk = :p',
+        KeyConditionExpression: '#key = :p',
+        ExpressionAttributeNames: namesIn(PAGE_ITEM, '#key = :p'),
         ExpressionAttributeValues: { ':p': logKey },
         ConsistentRead: true,
         ExclusiveStartKey: start,
       }),
     );
-    for (const it of out.Items ?? []) pages.push({ first: it.sk as number, entries: ((it.e as string[] | undefined) ?? []).map(decodeEntry) });
+    for (const it of out.Items ?? []) pages.push({ first: it[PAGE_ITEM.first] as number, entries: ((it[PAGE_ITEM.entries] as string[] | undefined) ?? []).map(decodeEntry) });
     start = out.LastEvaluatedKey;
   } while (start);
   pages.sort((x, y) => x.first - y.first);

@@ -26,6 +26,7 @@ import type { BakeList } from '../lambdas/services/bake-list';
 import type { LogService } from '../lambdas/services/logs';
 import type { SessionService } from '../lambdas/services/sessions';
 import { CONSOLE_PAGE } from './console-page';
+import { HEAD, SESSION } from '../lambdas/adapters/items';
 
 export const CONSOLE_PREFIX = '/local/';
 export const CONSOLE_PATH = '/local/console';
@@ -289,18 +290,20 @@ export class LocalConsole {
   /** The local principals, each with its logs and their sessions (lag, in flight, dead-lettered), read as GET /logs/{id} and GET /sessions/{id} read them. */
   async principals(): Promise<unknown[]> {
     const [logItems, sessionItems] = await Promise.all([
-      scan(this.deps.dynamo, this.deps.tables.logs, ['o', 'lid', 'last']),
-      scan(this.deps.dynamo, this.deps.tables.sessions, ['pk', 'o', 'lid', 'set']),
+      scan(this.deps.dynamo, this.deps.tables.logs, [HEAD.owner, HEAD.logId, HEAD.lastSeq]),
+      scan(this.deps.dynamo, this.deps.tables.sessions, [SESSION.key, SESSION.owner, SESSION.logId, SESSION.settings]),
     ]);
     const str = (v: AttributeValue | undefined) => v?.S;
     return Promise.all(
       this.deps.principals().map(async (p) => {
         const owner = this.deps.ownerOf(p);
-        const logIds = logItems.filter((i) => str(i.o) === owner && str(i.lid) && i.last?.N !== undefined).map((i) => str(i.lid)!);
+        const logIds = logItems.filter((i) => str(i[HEAD.owner]) === owner && str(i[HEAD.logId]) && i[HEAD.lastSeq]?.N !== undefined).map((i) => str(i[HEAD.logId])!);
         const logs = await Promise.all(
           logIds.sort().map(async (logId) => {
             const view = await this.deps.logs.describe(owner, logId).catch(() => undefined);
-            const ids = sessionItems.filter((i) => str(i.o) === owner && str(i.lid) === logId && i.set !== undefined).map((i) => str(i.pk)!);
+            const ids = sessionItems
+              .filter((i) => str(i[SESSION.owner]) === owner && str(i[SESSION.logId]) === logId && i[SESSION.settings] !== undefined)
+              .map((i) => str(i[SESSION.key])!);
             // A session that expired between the scan and its read answers 404: it is gone, leave it out.
             const sessions = (await Promise.all(ids.sort().map((id) => this.deps.sessions.describe(owner, id).catch(() => undefined)))).filter((s) => s !== undefined);
             return { ...(view ?? { logId }), sessions };

@@ -21,6 +21,7 @@ import { ConflictError } from '../domain/errors';
 import { decodeAckMark, decodeDead, decodeLeases, encodeAckMark, encodeDead, encodeLeases } from '../domain/codec';
 import { decodeEntry, encodeEntry, runExpiry, type ChunkRef, type ExpiryMark, type IndexEntry, type IndexRun } from '../domain/log-index';
 import type { DeadRange } from '../domain/ranges';
+import { CHUNK, DEAD_PAGE, HEAD, IDEM, MARK, namesIn, PAGE, SESSION } from './items';
 import { expiryAfterUseMs, type AckMark, type SessionState, type StoredSession } from '../domain/session';
 import { isThrottle, sleep, type ChunkDraft, type ExpiryIndex, type IdemAttempt, type IdemItem, type LogHead, type Segment, type Store } from '../ports';
 
@@ -113,94 +114,102 @@ export async function conditional<T>(p: Promise<T>): Promise<T> {
 type Item = Record<string, unknown>;
 
 function headFromItem(it: Item): LogHead {
-  const tailFirst = (it.tb as number | undefined) ?? (it.last as number) + 1;
-  // The marks' state holds for the tail start it was written with (`xt`): a trim by a version
-  // that keeps no marks moves the tail start and leaves it stale. A head still at 1 has no
-  // pages, so nothing lacks a mark.
+  const tailFirst = (it[HEAD.tailFirst] as number | undefined) ?? (it[HEAD.lastSeq] as number) + 1;
+  // The marks' state holds for the tail start it was written with (marksAt): a trim by a
+  // version that keeps no marks moves the tail start and leaves it stale. A head still at 1 has
+  // no pages, so nothing lacks a mark.
+  const from = it[HEAD.marksFrom];
+  const latest = it[HEAD.marksLatest];
   const expiry: ExpiryIndex | undefined =
-    it.xt === tailFirst && typeof it.xs === 'number' && typeof it.xm === 'number' ? { from: it.xs, latest: it.xm } : tailFirst === 1 ? { from: 1, latest: 0 } : undefined;
+    it[HEAD.marksAt] === tailFirst && typeof from === 'number' && typeof latest === 'number' ? { from, latest } : tailFirst === 1 ? { from: 1, latest: 0 } : undefined;
   return {
-    logKey: it.pk as string,
-    owner: it.o as string,
-    logId: it.lid as string,
-    retentionHours: it.ret as number,
-    createdMs: it.c as number,
-    lastSeq: it.last as number,
-    tail: { first: tailFirst, entries: ((it.T as string[] | undefined) ?? []).map(decodeEntry) },
+    logKey: it[HEAD.key] as string,
+    owner: it[HEAD.owner] as string,
+    logId: it[HEAD.logId] as string,
+    retentionHours: it[HEAD.retentionHours] as number,
+    createdMs: it[HEAD.createdMs] as number,
+    lastSeq: it[HEAD.lastSeq] as number,
+    tail: { first: tailFirst, entries: ((it[HEAD.tail] as string[] | undefined) ?? []).map(decodeEntry) },
     ...(expiry ? { expiry } : {}),
   };
 }
 
-const pageFromItem = (it: Item): IndexRun => ({ first: it.sk as number, entries: ((it.e as string[] | undefined) ?? []).map(decodeEntry) });
+const entriesOf = (encoded: unknown): IndexEntry[] => ((encoded as string[] | undefined) ?? []).map(decodeEntry);
+const pageFromItem = (it: Item): IndexRun => ({ first: it[PAGE.first] as number, entries: entriesOf(it[PAGE.entries]) });
 
 function idemFromItem(it: Item): IdemItem {
-  const out: IdemItem = { status: it.st === 'C' ? 'COMPLETE' : 'PENDING', token: it.t as string, untilMs: it.u as number };
-  if (typeof it.f === 'number') out.first = it.f;
-  if (typeof it.l === 'number') out.last = it.l;
-  if (typeof it.h === 'string') out.hash = it.h;
-  if (typeof it.fs === 'number') out.fromSeq = it.fs;
-  if (Array.isArray(it.pr) && it.pr.length) out.prior = it.pr as string[];
+  const out: IdemItem = { status: it[IDEM.state] === 'C' ? 'COMPLETE' : 'PENDING', token: it[IDEM.token] as string, untilMs: it[IDEM.untilMs] as number };
+  const [first, last, hash, fromSeq, prior] = [it[IDEM.firstSeq], it[IDEM.lastSeq], it[IDEM.hash], it[IDEM.fromSeq], it[IDEM.prior]];
+  if (typeof first === 'number') out.first = first;
+  if (typeof last === 'number') out.last = last;
+  if (typeof hash === 'string') out.hash = hash;
+  if (typeof fromSeq === 'number') out.fromSeq = fromSeq;
+  if (Array.isArray(prior) && prior.length) out.prior = prior as string[];
   return out;
 }
 
 /** TTL deletes the item a day after it went idle; reads treat it as gone from `e` on. */
 const ttlOf = (expiresMs: number): number => Math.ceil(expiresMs / 1000) + 86_400;
 
-/** The compacted fields, written by create and by compaction. */
-function compactedFields(s: SessionState): Item {
+/** The compacted fields, by their names in SESSION, written by create and by compaction. */
+function compactedFields(s: SessionState): Partial<Record<keyof typeof SESSION, unknown>> {
   return {
-    L: encodeLeases(s.leases),
-    D: encodeDead(s.dead),
-    dp: s.deadPages,
-    ds: s.deadSpilled,
-    sk: s.skipped,
-    rl: s.releases,
-    e: s.expiresMs,
-    x: ttlOf(s.expiresMs),
+    leases: encodeLeases(s.leases),
+    dead: encodeDead(s.dead),
+    deadPages: s.deadPages,
+    deadSpilled: s.deadSpilled,
+    skipped: s.skipped,
+    releases: s.releases,
+    expiresMs: s.expiresMs,
+    ttl: ttlOf(s.expiresMs),
   };
 }
 
+/** An item from fields named as in `map`, under their names on disk. */
+const onDisk = <M extends Readonly<Record<string, string>>>(map: M, fields: Partial<Record<keyof M, unknown>>): Item =>
+  Object.fromEntries(Object.entries(fields).map(([k, v]) => [map[k]!, v]));
+
 function sessionToItem(s: SessionState, version: number): Item {
-  return {
-    pk: s.sessionId,
-    o: s.owner,
-    lid: s.logId,
-    lk: s.logKey,
-    set: s.settings,
-    c: s.createdMs,
+  return onDisk(SESSION, {
+    key: s.sessionId,
+    owner: s.owner,
+    logId: s.logId,
+    logKey: s.logKey,
+    settings: s.settings,
+    createdMs: s.createdMs,
     ...compactedFields(s),
-    // cur = b + the claims' sizes: `b` is where the pending claims start, `cur` the next
-    // never-sent record, advanced atomically by claims.
-    b: s.cursor,
-    cur: s.cursor,
-    C: [],
-    // Atomic acks set `e = ie + now` and `x = ix + nowSec`: the same sums refreshExpiry uses.
-    ie: expiryAfterUseMs(s.settings),
-    ix: Math.ceil(expiryAfterUseMs(s.settings) / 1000) + 86_400,
-    v: version,
-  };
+    // cursor = pendingFrom + the claims' sizes: pendingFrom is where the pending claims start,
+    // cursor the next never-sent record, advanced atomically by claims.
+    pendingFrom: s.cursor,
+    cursor: s.cursor,
+    claims: [],
+    // Atomic acks set expiresMs = idleMs + now and ttl = idleTtl + nowSec: the same sums refreshExpiry uses.
+    idleMs: expiryAfterUseMs(s.settings),
+    idleTtl: Math.ceil(expiryAfterUseMs(s.settings) / 1000) + 86_400,
+    version,
+  });
 }
 
 function sessionFromItem(it: Item): StoredSession {
   const state: SessionState = {
-    sessionId: it.pk as string,
-    owner: it.o as string,
-    logId: it.lid as string,
-    logKey: it.lk as string,
-    settings: it.set as SessionState['settings'],
-    createdMs: it.c as number,
-    cursor: it.b as number,
-    leases: decodeLeases(it.L as Uint8Array | undefined),
-    dead: decodeDead(it.D as Uint8Array | undefined),
-    deadPages: (it.dp as string[] | undefined) ?? [],
-    deadSpilled: (it.ds as number | undefined) ?? 0,
-    skipped: (it.sk as number | undefined) ?? 0,
-    releases: (it.rl as number | undefined) ?? 0,
-    expiresMs: it.e as number,
-    version: it.v as number,
+    sessionId: it[SESSION.key] as string,
+    owner: it[SESSION.owner] as string,
+    logId: it[SESSION.logId] as string,
+    logKey: it[SESSION.logKey] as string,
+    settings: it[SESSION.settings] as SessionState['settings'],
+    createdMs: it[SESSION.createdMs] as number,
+    cursor: it[SESSION.pendingFrom] as number,
+    leases: decodeLeases(it[SESSION.leases] as Uint8Array | undefined),
+    dead: decodeDead(it[SESSION.dead] as Uint8Array | undefined),
+    deadPages: (it[SESSION.deadPages] as string[] | undefined) ?? [],
+    deadSpilled: (it[SESSION.deadSpilled] as number | undefined) ?? 0,
+    skipped: (it[SESSION.skipped] as number | undefined) ?? 0,
+    releases: (it[SESSION.releases] as number | undefined) ?? 0,
+    expiresMs: it[SESSION.expiresMs] as number,
+    version: it[SESSION.version] as number,
   };
-  const claims = ((it.C as [number, number][] | undefined) ?? []).map(([n, leaseMs]) => ({ n, leaseMs }));
-  const acks = [...((it.A as Set<string> | undefined) ?? [])].map(decodeAckMark);
+  const claims = ((it[SESSION.claims] as [number, number][] | undefined) ?? []).map(([n, leaseMs]) => ({ n, leaseMs }));
+  const acks = [...((it[SESSION.acks] as Set<string> | undefined) ?? [])].map(decodeAckMark);
   return { state, claims, acks };
 }
 
@@ -223,20 +232,25 @@ export class DynamoStore implements Store {
   }
 
   async createLog(head: LogHead): Promise<void> {
-    await this.createOnce('createLog', this.tables.logs, {
-      pk: head.logKey,
-      o: head.owner,
-      lid: head.logId,
-      ret: head.retentionHours,
-      c: head.createdMs,
-      last: 0,
-      tb: 1,
-      T: [],
-      // Expiry marks cover every page, from the first (see headFromItem).
-      xs: 1,
-      xm: 0,
-      xt: 1,
-    });
+    await this.createOnce(
+      'createLog',
+      this.tables.logs,
+      HEAD,
+      onDisk(HEAD, {
+        key: head.logKey,
+        owner: head.owner,
+        logId: head.logId,
+        retentionHours: head.retentionHours,
+        createdMs: head.createdMs,
+        lastSeq: 0,
+        tailFirst: 1,
+        tail: [],
+        // Expiry marks cover every page, from the first (see headFromItem).
+        marksFrom: 1,
+        marksLatest: 0,
+        marksAt: 1,
+      }),
+    );
   }
 
   /**
@@ -244,43 +258,53 @@ export class DynamoStore implements Store {
    * (applied, then a 500) is sent again by the SDK, and its condition then refuses it: a token
    * written with the item tells our own write from an item another request made.
    */
-  private async createOnce(op: string, table: string, item: Item): Promise<void> {
+  private async createOnce(op: string, table: string, map: typeof HEAD | typeof SESSION, item: Item): Promise<void> {
     const token = randomBytes(12).toString('base64url');
+    const condition = 'attribute_not_exists(#key)';
     try {
       await conditional(
         this.send(
           op,
-          this.doc.send(new PutCommand({ TableName: table, Item: { ...item, ct: token }, ConditionExpression: 'attribute_not_exists(pk)', ReturnConsumedCapacity: 'TOTAL' })),
+          this.doc.send(
+            new PutCommand({
+              TableName: table,
+              Item: { ...item, [map.createToken]: token },
+              ConditionExpression: condition,
+              ExpressionAttributeNames: namesIn(map, condition),
+              ReturnConsumedCapacity: 'TOTAL',
+            }),
+          ),
         ),
       );
     } catch (e) {
-      if (!(e instanceof ConflictError) || !(await this.holds(table, item.pk as string, 'ct', token))) throw e;
+      if (!(e instanceof ConflictError) || !(await this.holdsToken(table, map, item[map.key] as string, token))) throw e;
     }
   }
 
-  /** Whether the item at `pk` has `value` in `attr` (read strongly consistent): a conditional create found its own write. */
-  private async holds(table: string, pk: string, attr: string, value: unknown): Promise<boolean> {
+  /** Whether the item at `key` carries the create token `token` (read strongly consistent): a conditional create found its own write. */
+  private async holdsToken(table: string, map: typeof HEAD | typeof SESSION, key: string, token: string): Promise<boolean> {
+    const projection = '#createToken';
     const out = await this.send(
       'getOwnWrite',
       this.doc.send(
         new GetCommand({
           TableName: table,
-          Key: { pk },
+          Key: { [map.key]: key },
           ConsistentRead: true,
-          ProjectionExpression: '#a',
-          ExpressionAttributeNames: { '#a': attr },
+          ProjectionExpression: projection,
+          ExpressionAttributeNames: namesIn(map, projection),
           ReturnConsumedCapacity: 'TOTAL',
         }),
       ),
     );
-    return out.Item !== undefined && out.Item[attr] === value;
+    return out.Item !== undefined && out.Item[map.createToken] === token;
   }
 
   async getHead(logKey: string): Promise<LogHead | undefined> {
     const out = await this.send(
       'getHead',
       this.doc.send(
-        new GetCommand({ TableName: this.tables.logs, Key: { pk: logKey }, ConsistentRead: true, ReturnConsumedCapacity: 'TOTAL' }),
+        new GetCommand({ TableName: this.tables.logs, Key: { [HEAD.key]: logKey }, ConsistentRead: true, ReturnConsumedCapacity: 'TOTAL' }),
       ),
     );
     return out.Item ? headFromItem(out.Item) : undefined;
@@ -291,12 +315,15 @@ export class DynamoStore implements Store {
     await this.batchWrite(
       'putChunks',
       this.tables.records,
-      chunks.map((c, i) => ({ PutRequest: { Item: { pk, sk: i, n: c.count, r: c.text, x: expiresSec } } })),
+      chunks.map((c, i) => ({ PutRequest: { Item: onDisk(CHUNK, { key: pk, index: i, count: c.count, text: c.text, ttl: expiresSec }) } })),
     );
   }
 
   async sequence(logKey: string, entry: IndexEntry, n: number): Promise<LogHead> {
     const e = encodeEntry(entry);
+    const update = 'SET #lastSeq = #lastSeq + :n, #tail = list_append(#tail, :e)';
+    // The log exists (in this format), and this batch is not in the tail yet.
+    const condition = 'attribute_exists(#tailFirst) AND NOT contains(#tail, :one)';
     const out = await conditional(
       this.send(
         'sequence',
@@ -305,11 +332,10 @@ export class DynamoStore implements Store {
             'sequence',
             new UpdateCommand({
               TableName: this.tables.logs,
-              Key: { pk: logKey },
-              UpdateExpression: 'SET #last = #last + :n, #tail = list_append(#tail, :e)',
-              // The log exists (in this format), and this batch is not in the tail yet.
-              ConditionExpression: 'attribute_exists(#tailFirst) AND NOT contains(#tail, :one)',
-              ExpressionAttributeNames: { '#last': 'last', '#tail': 'T', '#tailFirst': 'tb' },
+              Key: { [HEAD.key]: logKey },
+              UpdateExpression: update,
+              ConditionExpression: condition,
+              ExpressionAttributeNames: namesIn(HEAD, update, condition),
               ExpressionAttributeValues: { ':n': n, ':e': [e], ':one': e },
               // The head as this update left it: the batch is the tail's last entry (costs no capacity).
               ReturnValues: 'ALL_NEW',
@@ -326,19 +352,13 @@ export class DynamoStore implements Store {
     await this.batchWrite('putIndexPages', this.tables.records, [
       ...pages.map((page) => ({
         PutRequest: {
-          Item: {
-            pk: logKey,
-            sk: page.first,
-            e: page.entries.map(encodeEntry),
-            // Deleted once retention has passed for every batch it lists.
-            x: runExpiry(page),
-          },
+          Item: onDisk(PAGE, { key: logKey, first: page.first, entries: page.entries.map(encodeEntry), ttl: runExpiry(page) }),
         },
       })),
       ...marks.map((m) => ({
         PutRequest: {
           // Deleted with its page: once its key has passed, no reader's query reaches it.
-          Item: { pk: markPk(logKey, marksFrom), sk: m.expiresSec, f: m.page.first, e: m.page.entries.map(encodeEntry), x: m.expiresSec },
+          Item: onDisk(MARK, { key: markPk(logKey, marksFrom), expiresSec: m.expiresSec, pageFirst: m.page.first, entries: m.page.entries.map(encodeEntry), ttl: m.expiresSec }),
         },
       })),
     ]);
@@ -348,18 +368,20 @@ export class DynamoStore implements Store {
     // Listed last index first: DynamoDB removes the named elements of the list as it was, an
     // emulator (dynalite) one after another; in this order both remove the same ones.
     const removes = Array.from({ length: k }, (_, i) => `#tail[${k - 1 - i}]`).join(', ');
+    // The marks' state and the tail start change together: for every tail start there is one
+    // state, so every mover at a tail start computes the same marks.
+    const update = `SET #tailFirst = :next, #marksFrom = :from, #marksLatest = :latest, #marksAt = :next REMOVE ${removes}`;
+    const condition = '#tailFirst = :first';
     await conditional(
       this.send(
         'trimTail',
         this.doc.send(
           new UpdateCommand({
             TableName: this.tables.logs,
-            Key: { pk: logKey },
-            // The marks' state and the tail start change together: for every tail start there
-            // is one state, so every mover at a tail start computes the same marks.
-            UpdateExpression: `SET #tailFirst = :next, #marksFrom = :from, #marksLatest = :latest, #marksAt = :next REMOVE ${removes}`,
-            ConditionExpression: '#tailFirst = :first',
-            ExpressionAttributeNames: { '#tail': 'T', '#tailFirst': 'tb', '#marksFrom': 'xs', '#marksLatest': 'xm', '#marksAt': 'xt' },
+            Key: { [HEAD.key]: logKey },
+            UpdateExpression: update,
+            ConditionExpression: condition,
+            ExpressionAttributeNames: namesIn(HEAD, update, condition),
             ExpressionAttributeValues: { ':first': first, ':next': nextFirst, ':from': expiry.from, ':latest': expiry.latest },
             ReturnConsumedCapacity: 'TOTAL',
           }),
@@ -374,7 +396,8 @@ export class DynamoStore implements Store {
       this.doc.send(
         new QueryCommand({
           TableName: this.tables.records,
-          KeyConditionExpression: 'pk = :p AND sk <= :s',
+          KeyConditionExpression: '#key = :p AND #first <= :s',
+          ExpressionAttributeNames: namesIn(PAGE, '#key = :p AND #first <= :s'),
           ExpressionAttributeValues: { ':p': logKey, ':s': seq },
           ScanIndexForward: false,
           Limit: 1,
@@ -390,7 +413,8 @@ export class DynamoStore implements Store {
   async indexPagesBetween(logKey: string, from: number, to: number): Promise<IndexRun[]> {
     const items = await this.queryAll('indexPagesBetween', {
       TableName: this.tables.records,
-      KeyConditionExpression: 'pk = :p AND sk BETWEEN :a AND :b',
+      KeyConditionExpression: '#key = :p AND #first BETWEEN :a AND :b',
+      ExpressionAttributeNames: namesIn(PAGE, '#key = :p AND #first BETWEEN :a AND :b'),
       ExpressionAttributeValues: { ':p': logKey, ':a': from, ':b': to },
       ConsistentRead: true,
     });
@@ -402,9 +426,9 @@ export class DynamoStore implements Store {
       'firstLiveIndexPage',
       {
         TableName: this.tables.records,
-        KeyConditionExpression: '#pk = :p AND #sk < :before',
-        FilterExpression: '#x > :now',
-        ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk', '#x': 'x' },
+        KeyConditionExpression: '#key = :p AND #first < :before',
+        FilterExpression: '#ttl > :now',
+        ExpressionAttributeNames: namesIn(PAGE, '#key = :p AND #first < :before', '#ttl > :now'),
         ExpressionAttributeValues: { ':p': logKey, ':before': before, ':now': nowSec },
         ConsistentRead: true,
         Limit: 25,
@@ -422,8 +446,8 @@ export class DynamoStore implements Store {
         new QueryCommand({
           TableName: this.tables.records,
           // The key condition skips every mark that has passed: they are neither read nor billed.
-          KeyConditionExpression: '#pk = :p AND #sk > :now',
-          ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk' },
+          KeyConditionExpression: '#key = :p AND #expiresSec > :now',
+          ExpressionAttributeNames: namesIn(MARK, '#key = :p AND #expiresSec > :now'),
           ExpressionAttributeValues: { ':p': markPk(logKey, marksFrom), ':now': nowSec },
           Limit: 1,
           // Strongly consistent: the mark of a page the head's tail start has moved past was
@@ -435,12 +459,12 @@ export class DynamoStore implements Store {
       ),
     );
     const it = out.Items?.[0];
-    return it ? { first: it.f as number, entries: ((it.e as string[] | undefined) ?? []).map(decodeEntry) } : undefined;
+    return it ? { first: it[MARK.pageFirst] as number, entries: entriesOf(it[MARK.entries]) } : undefined;
   }
 
   async getChunks(logKey: string, refs: readonly ChunkRef[]): Promise<Segment[]> {
     const byKey = new Map(refs.map((r) => [`${chunkPk(logKey, r.batchId)}\n${r.index}`, r]));
-    const keys = [...byKey.values()].map((r) => ({ pk: chunkPk(logKey, r.batchId), sk: r.index }));
+    const keys = [...byKey.values()].map((r) => ({ [CHUNK.key]: chunkPk(logKey, r.batchId), [CHUNK.index]: r.index }));
     const parts = [];
     for (let i = 0; i < keys.length; i += 100) {
       parts.push(this.batchGet('getChunks', { [this.tables.records]: { keys: keys.slice(i, i + 100), consistent: true } }));
@@ -448,8 +472,8 @@ export class DynamoStore implements Store {
     const out: Segment[] = [];
     for (const found of await Promise.all(parts)) {
       for (const it of found[this.tables.records] ?? []) {
-        const ref = byKey.get(`${it.pk as string}\n${it.sk as number}`)!;
-        out.push({ first: ref.first, count: ref.count, text: it.r as string, batchId: ref.batchId, expiresSec: it.x as number });
+        const ref = byKey.get(`${it[CHUNK.key] as string}\n${it[CHUNK.index] as number}`)!;
+        out.push({ first: ref.first, count: ref.count, text: it[CHUNK.text] as string, batchId: ref.batchId, expiresSec: it[CHUNK.ttl] as number });
       }
     }
     return out.sort((a, b) => a.first - b.first);
@@ -457,27 +481,31 @@ export class DynamoStore implements Store {
 
   async beginIdem(logKey: string, key: string, a: IdemAttempt, nowMs: number, over?: IdemItem): Promise<void> {
     const prior = over ? [...(over.prior ?? []), over.token] : [];
+    // New; or still the dead attempt at the same records this one takes over (another body is
+    // the caller's mistake: refused).
+    const condition = over
+      ? '#token = :old AND #state = :pending AND #untilMs < :now AND (attribute_not_exists(#hash) OR #hash = :hash)'
+      : 'attribute_not_exists(#key)';
     await conditional(
       this.send(
         'beginIdem',
         this.doc.send(
           new PutCommand({
             TableName: this.tables.logs,
-            Item: {
-              pk: idemPk(logKey, key),
-              st: 'P',
-              t: a.token,
-              u: a.untilMs,
-              h: a.hash,
+            Item: onDisk(IDEM, {
+              key: idemPk(logKey, key),
+              state: 'P',
+              token: a.token,
+              untilMs: a.untilMs,
+              hash: a.hash,
               // Where to start looking for this attempt's batch and the prior ones'.
-              fs: over ? Math.min(over.fromSeq ?? 1, a.fromSeq) : a.fromSeq,
-              ...(prior.length ? { pr: prior } : {}),
-              x: Math.ceil(nowMs / 1000) + IDEM_KEEP_SECONDS,
-            },
-            // New; or still the dead attempt at the same records this one takes over (another
-            // body is the caller's mistake: refused).
-            ConditionExpression: over ? 't = :old AND st = :p AND u < :now AND (attribute_not_exists(h) OR h = :h)' : 'attribute_not_exists(pk)',
-            ...(over ? { ExpressionAttributeValues: { ':old': over.token, ':p': 'P', ':now': nowMs, ':h': a.hash } } : {}),
+              fromSeq: over ? Math.min(over.fromSeq ?? 1, a.fromSeq) : a.fromSeq,
+              ...(prior.length ? { prior } : {}),
+              ttl: Math.ceil(nowMs / 1000) + IDEM_KEEP_SECONDS,
+            }),
+            ConditionExpression: condition,
+            ExpressionAttributeNames: namesIn(IDEM, condition),
+            ...(over ? { ExpressionAttributeValues: { ':old': over.token, ':pending': 'P', ':now': nowMs, ':hash': a.hash } } : {}),
             ReturnConsumedCapacity: 'TOTAL',
           }),
         ),
@@ -491,7 +519,7 @@ export class DynamoStore implements Store {
       this.doc.send(
         new GetCommand({
           TableName: this.tables.logs,
-          Key: { pk: idemPk(logKey, key) },
+          Key: { [IDEM.key]: idemPk(logKey, key) },
           ConsistentRead: true,
           ReturnConsumedCapacity: 'TOTAL',
         }),
@@ -501,16 +529,19 @@ export class DynamoStore implements Store {
   }
 
   async releaseIdem(logKey: string, key: string, token: string): Promise<void> {
+    const update = 'SET #untilMs = :past';
+    const condition = '#token = :t AND #state = :pending';
     await conditional(
       this.send(
         'releaseIdem',
         this.doc.send(
           new UpdateCommand({
             TableName: this.tables.logs,
-            Key: { pk: idemPk(logKey, key) },
-            UpdateExpression: 'SET u = :past',
-            ConditionExpression: 't = :t AND st = :p',
-            ExpressionAttributeValues: { ':past': 0, ':t': token, ':p': 'P' },
+            Key: { [IDEM.key]: idemPk(logKey, key) },
+            UpdateExpression: update,
+            ConditionExpression: condition,
+            ExpressionAttributeNames: namesIn(IDEM, update, condition),
+            ExpressionAttributeValues: { ':past': 0, ':t': token, ':pending': 'P' },
             ReturnConsumedCapacity: 'TOTAL',
           }),
         ),
@@ -519,16 +550,19 @@ export class DynamoStore implements Store {
   }
 
   async completeIdem(logKey: string, key: string, token: string, first: number, last: number): Promise<void> {
+    const update = 'SET #firstSeq = :f, #lastSeq = :l, #state = :complete';
+    const condition = '#token = :t';
     await conditional(
       this.send(
         'completeIdem',
         this.doc.send(
           new UpdateCommand({
             TableName: this.tables.logs,
-            Key: { pk: idemPk(logKey, key) },
-            UpdateExpression: 'SET f = :f, l = :l, st = :c',
-            ConditionExpression: 't = :t',
-            ExpressionAttributeValues: { ':f': first, ':l': last, ':c': 'C', ':t': token },
+            Key: { [IDEM.key]: idemPk(logKey, key) },
+            UpdateExpression: update,
+            ConditionExpression: condition,
+            ExpressionAttributeNames: namesIn(IDEM, update, condition),
+            ExpressionAttributeValues: { ':f': first, ':l': last, ':complete': 'C', ':t': token },
             ReturnConsumedCapacity: 'TOTAL',
           }),
         ),
@@ -573,7 +607,7 @@ export class DynamoStore implements Store {
       this.doc.send(
         new GetCommand({
           TableName: this.tables.sessions,
-          Key: { pk: sessionId },
+          Key: { [SESSION.key]: sessionId },
           ConsistentRead: true,
           ReturnConsumedCapacity: 'TOTAL',
         }),
@@ -587,8 +621,8 @@ export class DynamoStore implements Store {
     // out new records a moment later; it never names an uncommitted one. The session is read
     // strongly consistent: a claim bounded by a stale copy would be refused anyway.
     const found = await this.batchGet('getSessionWithHead', {
-      [this.tables.sessions]: { keys: [{ pk: sessionId }], consistent: true },
-      [this.tables.logs]: { keys: [{ pk: logKey }], consistent: false },
+      [this.tables.sessions]: { keys: [{ [SESSION.key]: sessionId }], consistent: true },
+      [this.tables.logs]: { keys: [{ [HEAD.key]: logKey }], consistent: false },
     });
     const s = found[this.tables.sessions]?.[0];
     const h = found[this.tables.logs]?.[0];
@@ -612,37 +646,37 @@ export class DynamoStore implements Store {
   }
 
   async createSession(s: SessionState): Promise<void> {
-    await this.createOnce('createSession', this.tables.sessions, sessionToItem(s, 1));
+    await this.createOnce('createSession', this.tables.sessions, SESSION, sessionToItem(s, 1));
     s.version = 1;
   }
 
   async compactSession(stored: StoredSession, next: SessionState): Promise<void> {
     const settledCursor = stored.state.cursor + stored.claims.reduce((n, c) => n + c.n, 0);
     const moved = next.cursor !== settledCursor;
-    const values: Item = { ':v': stored.state.version, ':v2': stored.state.version + 1, ':b': next.cursor };
-    const sets = ['v = :v2', 'b = :b'];
+    const values: Item = { ':version': stored.state.version, ':next': stored.state.version + 1, ':pendingFrom': next.cursor };
+    const sets = ['#version = :next', '#pendingFrom = :pendingFrom'];
     for (const [k, val] of Object.entries(compactedFields(next))) {
       // The idle expiry only when this change moved it: claims and acks since the read set it
       // later, and a compaction must not take that back.
-      if ((k === 'e' || k === 'x') && next.expiresMs === stored.state.expiresMs) continue;
-      sets.push(`${k} = :${k}`);
+      if ((k === 'expiresMs' || k === 'ttl') && next.expiresMs === stored.state.expiresMs) continue;
+      sets.push(`#${k} = :${k}`);
       values[`:${k}`] = val;
     }
-    let condition = 'v = :v';
+    let condition = '#version = :version';
     if (moved) {
       // Skipping past records retention removed: only if no claim landed since the read.
-      sets.push('cur = :b');
-      condition += ' AND cur = :cur0';
-      values[':cur0'] = settledCursor;
+      sets.push('#cursor = :pendingFrom');
+      condition += ' AND #cursor = :settledCursor';
+      values[':settledCursor'] = settledCursor;
     }
     let expr = `SET ${sets.join(', ')}`;
     // The claims and acks this compaction folded in. Claims are only ever appended, and only a
     // compaction (which bumps v) removes them, so under `v = :v` the first k are the ones read.
     // Listed last index first: DynamoDB removes the named elements of the list as it was, an
     // emulator (dynalite) one after another; in this order both remove the same ones.
-    if (stored.claims.length) expr += ` REMOVE ${stored.claims.map((_, i) => `C[${stored.claims.length - 1 - i}]`).join(', ')}`;
+    if (stored.claims.length) expr += ` REMOVE ${stored.claims.map((_, i) => `#claims[${stored.claims.length - 1 - i}]`).join(', ')}`;
     if (stored.acks.length) {
-      expr += ' DELETE A :seen';
+      expr += ' DELETE #acks :seen';
       values[':seen'] = new Set(stored.acks.map(encodeAckMark));
     }
     await conditional(
@@ -651,9 +685,10 @@ export class DynamoStore implements Store {
         this.doc.send(
           new UpdateCommand({
             TableName: this.tables.sessions,
-            Key: { pk: stored.state.sessionId },
+            Key: { [SESSION.key]: stored.state.sessionId },
             UpdateExpression: expr,
             ConditionExpression: condition,
+            ExpressionAttributeNames: namesIn(SESSION, expr, condition),
             ExpressionAttributeValues: values,
             ReturnConsumedCapacity: 'TOTAL',
           }),
@@ -674,24 +709,29 @@ export class DynamoStore implements Store {
     marks?: readonly AckMark[],
   ): Promise<{ cursor: number; pending: number; before: StoredSession }> {
     const acking = !!marks?.length;
+    const update = `SET #cursor = #cursor + :n, #claims = list_append(#claims, :claim), #expiresMs = :expiresMs, #ttl = :ttl${acking ? ' ADD #acks :acks' : ''}`;
+    // Room under maxInFlight, not expired, and no release since the read the claim was planned
+    // from (a released record must be handed out before fresh ones: session.ts, freshRoom).
+    const condition = '#cursor <= :limit AND #expiresMs > :now AND #releases = :releases';
     const out = await conditional(
       this.send(
         'claimSession',
         this.doc.send(
           new UpdateCommand({
             TableName: this.tables.sessions,
-            Key: { pk: sessionId },
-            UpdateExpression: `SET cur = cur + :n, C = list_append(C, :c), e = :e, x = :x${acking ? ' ADD A :a' : ''}`,
-            ConditionExpression: 'cur <= :lim AND e > :now AND rl = :rl',
+            Key: { [SESSION.key]: sessionId },
+            UpdateExpression: update,
+            ConditionExpression: condition,
+            ExpressionAttributeNames: namesIn(SESSION, update, condition),
             ExpressionAttributeValues: {
               ':n': n,
-              ':c': [[n, leaseMs]],
-              ':e': expiresMs,
-              ':x': ttlOf(expiresMs),
-              ':lim': limit,
+              ':claim': [[n, leaseMs]],
+              ':expiresMs': expiresMs,
+              ':ttl': ttlOf(expiresMs),
+              ':limit': limit,
               ':now': nowMs,
-              ':rl': releases,
-              ...(acking ? { ':a': new Set(marks.map(encodeAckMark)) } : {}),
+              ':releases': releases,
+              ...(acking ? { ':acks': new Set(marks.map(encodeAckMark)) } : {}),
             },
             // The old item: carried acks are counted from the session as it stood, and the
             // receiving host keeps the session as its claim left it (see SessionService.views).
@@ -702,21 +742,25 @@ export class DynamoStore implements Store {
       ),
     );
     const before = sessionFromItem(out.Attributes!);
-    return { cursor: (out.Attributes!.cur as number) + n, pending: before.claims.length + 1, before };
+    return { cursor: (out.Attributes![SESSION.cursor] as number) + n, pending: before.claims.length + 1, before };
   }
   async ackSession(sessionId: string, owner: string, marks: readonly AckMark[], maxSeq: number, nowMs: number): Promise<StoredSession> {
+    const update = 'ADD #acks :acks SET #expiresMs = #idleMs + :now, #ttl = #idleTtl + :nowSec';
+    // The caller's session, not expired, and every acked record already sent (below the cursor).
+    const condition = '#owner = :owner AND #expiresMs > :now AND #cursor > :max';
     const out = await conditional(
       this.send(
         'ackSession',
         this.doc.send(
           new UpdateCommand({
             TableName: this.tables.sessions,
-            Key: { pk: sessionId },
-            UpdateExpression: 'ADD A :a SET e = ie + :now, x = ix + :nowSec',
-            ConditionExpression: 'o = :o AND e > :now AND cur > :max',
+            Key: { [SESSION.key]: sessionId },
+            UpdateExpression: update,
+            ConditionExpression: condition,
+            ExpressionAttributeNames: namesIn(SESSION, update, condition),
             ExpressionAttributeValues: {
-              ':a': new Set(marks.map(encodeAckMark)),
-              ':o': owner,
+              ':acks': new Set(marks.map(encodeAckMark)),
+              ':owner': owner,
               ':now': nowMs,
               ':nowSec': Math.ceil(nowMs / 1000),
               ':max': maxSeq,
@@ -732,10 +776,10 @@ export class DynamoStore implements Store {
 
   async deleteSession(sessionId: string, deadPages: readonly string[]): Promise<void> {
     // Pages first: a crash in between leaves a session that a retried DELETE still finds.
-    if (deadPages.length) await this.batchWrite('deleteSession', this.tables.sessions, deadPages.map((pk) => ({ DeleteRequest: { Key: { pk } } })));
+    if (deadPages.length) await this.batchWrite('deleteSession', this.tables.sessions, deadPages.map((key) => ({ DeleteRequest: { Key: { [DEAD_PAGE.key]: key } } })));
     await this.send(
       'deleteSession',
-      this.doc.send(new DeleteCommand({ TableName: this.tables.sessions, Key: { pk: sessionId }, ReturnConsumedCapacity: 'TOTAL' })),
+      this.doc.send(new DeleteCommand({ TableName: this.tables.sessions, Key: { [SESSION.key]: sessionId }, ReturnConsumedCapacity: 'TOTAL' })),
     );
   }
 
@@ -745,7 +789,7 @@ export class DynamoStore implements Store {
       this.doc.send(
         new PutCommand({
           TableName: this.tables.sessions,
-          Item: { pk: key, D: encodeDead(ranges), x: expiresSec },
+          Item: onDisk(DEAD_PAGE, { key, ranges: encodeDead(ranges), ttl: expiresSec }),
           ReturnConsumedCapacity: 'TOTAL',
         }),
       ),
@@ -755,8 +799,8 @@ export class DynamoStore implements Store {
   async getDeadPages(keys: readonly string[]): Promise<DeadRange[][]> {
     const pages = new Map<string, DeadRange[]>();
     for (let i = 0; i < keys.length; i += 100) {
-      const found = await this.batchGet('getDeadPages', { [this.tables.sessions]: { keys: keys.slice(i, i + 100).map((pk) => ({ pk })), consistent: true } });
-      for (const it of found[this.tables.sessions] ?? []) pages.set(it.pk as string, decodeDead(it.D as Uint8Array));
+      const found = await this.batchGet('getDeadPages', { [this.tables.sessions]: { keys: keys.slice(i, i + 100).map((key) => ({ [DEAD_PAGE.key]: key })), consistent: true } });
+      for (const it of found[this.tables.sessions] ?? []) pages.set(it[DEAD_PAGE.key] as string, decodeDead(it[DEAD_PAGE.ranges] as Uint8Array));
     }
     return keys.map((k) => pages.get(k) ?? []);
   }
