@@ -690,8 +690,8 @@ describe('cdk-nag AwsSolutions', () => {
       ...PROFILES.map((p) => `${role('admin')} ${versionsArn(p)}`),
       ...PROFILES.map((p) => `${role('upgrade')} ${versionsArn(p)}`),
       // Step Functions log delivery and X-Ray; LambdaInvoke's versions and aliases of the one bake function.
-      'Logrelay/ConfigBake/BakeStateMachine *',
-      `Logrelay/ConfigBake/BakeStateMachine <${fns.get('bake')}.Arn>:*`,
+      `${stack.bake.stateMachine.node.path} *`,
+      `${stack.bake.stateMachine.node.path} <${fns.get('bake')}.Arn>:*`,
       // Path parameters of the routes in the caller policies.
       ...withParameter(ROUTES.filter((r) => !isAdminRoute(r))).map((r) => `Logrelay/WorkerPolicy ${invokeArn(r)}`),
       ...withParameter(ROUTES).map((r) => `Logrelay/OperatorPolicy ${invokeArn(r)}`),
