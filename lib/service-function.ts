@@ -1,3 +1,14 @@
+/**
+ * One handler of lambdas/handlers/ as a Lambda function (ServiceFunction): its log group, then
+ * its role (allowed to write to that log group only), then the function, bundled locally with
+ * esbuild from the handler's entry, which the local runtime finds through the function's
+ * `logrelay:entry` metadata (local/template.ts).
+ *
+ * Fixed defaults: runtime LAMBDA_RUNTIME (Node.js 24), arm64, X-Ray tracing ACTIVE, no AWS
+ * managed policy on the role; environment POWERTOOLS_SERVICE_NAME=logrelay,
+ * POWERTOOLS_METRICS_NAMESPACE=Logrelay, NODE_OPTIONS=--enable-source-maps; bundle minified CJS
+ * for ESBUILD_TARGET with source maps (without sources), the AWS SDK v3 left to the runtime.
+ */
 import * as path from 'node:path';
 import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -24,12 +35,25 @@ const TASK_DESCRIPTIONS: Partial<Record<FunctionName | TaskFunctionName, string>
 };
 export const handlerEntry = (fn: FunctionName | TaskFunctionName): string => path.join(PROJECT_ROOT, 'lambdas', 'handlers', `${fn}.ts`);
 
+/** ServiceFunctionProps.memorySize's default, MB. */
+export const DEFAULT_MEMORY_SIZE = 512;
+
 export interface ServiceFunctionProps {
+  /** The handler: lambdas/handlers/<fn>.ts. */
   fn: FunctionName | TaskFunctionName;
+  /** The function's timeout. */
   timeout: Duration;
+  /** Environment variables, besides the Powertools ones and NODE_OPTIONS this construct sets. */
   environment: Record<string, string>;
+  /** Retention of the function's log group. */
   logRetention: logs.RetentionDays;
+  /** Removal policy of the function's log group. */
   removalPolicy: RemovalPolicy;
+  /**
+   * Memory, MB (Lambda gives CPU in proportion).
+   * @default 512
+   */
+  memorySize?: number;
   /**
    * Lambda reserved concurrency: this many concurrent executions are set aside for the function
    * (no other function of the account can take them) and it can never run more. 0 or undefined
@@ -72,7 +96,7 @@ export class ServiceFunction extends Construct {
       depsLockFilePath: path.join(PROJECT_ROOT, 'package-lock.json'),
       runtime: LAMBDA_RUNTIME,
       architecture: lambda.Architecture.ARM_64,
-      memorySize: 512,
+      memorySize: props.memorySize ?? DEFAULT_MEMORY_SIZE,
       timeout: props.timeout,
       ...(props.reservedConcurrency ? { reservedConcurrentExecutions: props.reservedConcurrency } : {}),
       tracing: lambda.Tracing.ACTIVE,
