@@ -145,9 +145,12 @@ export interface Store {
    * Writes `next` (a settled and changed copy of `stored`) as the new compacted state, if no
    * other compaction happened since `stored` was read: the claims and acks `stored` saw are
    * folded in and removed; claims and acks that landed since stay pending. If `next` moved the
-   * cursor, also requires that no claim landed since. Bumps the version.
+   * cursor, also requires that no claim landed since. With `noAcksSince`, also requires that
+   * no ack landed since the read (the pending ack set is the one read): for a compaction that
+   * counts acks it applies, which an atomic ack made meanwhile would have counted too. Bumps
+   * the version.
    */
-  compactSession(stored: StoredSession, next: SessionState): Promise<void>;
+  compactSession(stored: StoredSession, next: SessionState, opts?: { noAcksSince?: boolean }): Promise<void>;
   /**
    * Atomically takes the next `n` records: advances the cursor by `n` and appends the claim,
    * unless the cursor is already past `limit`, leases were released since the read (`releases`

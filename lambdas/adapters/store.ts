@@ -650,7 +650,7 @@ export class DynamoStore implements Store {
     s.version = 1;
   }
 
-  async compactSession(stored: StoredSession, next: SessionState): Promise<void> {
+  async compactSession(stored: StoredSession, next: SessionState, opts: { noAcksSince?: boolean } = {}): Promise<void> {
     const settledCursor = stored.state.cursor + stored.claims.reduce((n, c) => n + c.n, 0);
     const moved = next.cursor !== settledCursor;
     const values: Item = { ':version': stored.state.version, ':next': stored.state.version + 1, ':pendingFrom': next.cursor };
@@ -668,6 +668,14 @@ export class DynamoStore implements Store {
       sets.push('#cursor = :pendingFrom');
       condition += ' AND #cursor = :settledCursor';
       values[':settledCursor'] = settledCursor;
+    }
+    if (opts.noAcksSince) {
+      // Acks are only ever added to the set, except by a compaction, which the version
+      // condition already excludes: the set is the one read iff it has as many marks.
+      if (stored.acks.length) {
+        condition += ' AND size(#acks) = :ackMarks';
+        values[':ackMarks'] = stored.acks.length;
+      } else condition += ' AND attribute_not_exists(#acks)';
     }
     let expr = `SET ${sets.join(', ')}`;
     // The claims and acks this compaction folded in. Claims are only ever appended, and only a

@@ -284,7 +284,7 @@ export class SessionService {
           applied();
           return [];
         }
-        if (await this.compact(stored, s, stats)) {
+        if (await this.compact(stored, s, stats, !!ackedHere)) {
           applied();
           return [];
         }
@@ -295,7 +295,7 @@ export class SessionService {
         // The receives whose claims reached multiples of COMPACT_AT did not fold the list (they
         // crashed, or lost to other compactions): do it now. Losing this race is fine: the
         // winner folded it.
-        if (await this.compact(stored, s, stats)) {
+        if (await this.compact(stored, s, stats, !!ackedHere)) {
           applied();
           marks = undefined;
         }
@@ -428,7 +428,7 @@ export class SessionService {
     planReceive(final, now, final.cursor - 1, taken);
     if (missing.length) dropMissing(final, missing);
     refreshExpiry(final, now);
-    if (!(await this.compact(stored, final, stats))) return 'retry';
+    if (!(await this.compact(stored, final, stats, !!ack?.length))) return 'retry';
     if (!sent.length) return 'again';
     return toReceived(sent);
   }
@@ -451,11 +451,16 @@ export class SessionService {
     }
   }
 
-  /** Writes `next` as the compacted state of `stored`; false if another compaction won. */
-  private async compact(stored: StoredSession, next: SessionState, stats: ReceiveStats): Promise<boolean> {
+  /**
+   * Writes `next` as the compacted state of `stored`; false if another compaction won, or, when
+   * `countsAcks` (acks were applied to `next` and counted from `stored`), if any ack landed since
+   * the read: that ack was counted against the session before this write, so this one must count
+   * again from a fresh read or a record would be counted acked twice.
+   */
+  private async compact(stored: StoredSession, next: SessionState, stats: ReceiveStats, countsAcks = false): Promise<boolean> {
     await this.spillDead(next);
     try {
-      await this.store.compactSession(stored, next);
+      await this.store.compactSession(stored, next, countsAcks ? { noAcksSince: true } : {});
       return true;
     } catch (e) {
       if (e instanceof ConflictError) {
@@ -525,6 +530,8 @@ export class SessionService {
     change: (s: SessionState, now: number) => number,
     /** A change to make before expired poison is dead-lettered (giving back records never sent). */
     first?: (s: SessionState, now: number) => number,
+    /** `change` acks records and counts them (see compact). */
+    countsAcks = false,
   ): Promise<number> {
     const stats: ReceiveStats = { conflicts: 0, polls: 0, idleMs: 0 };
     // A release bumps the counter every claim requires unchanged: a claim from the view this
@@ -540,7 +547,7 @@ export class SessionService {
       const swept = sweepDead(s, now);
       const n = change(s, now) + early;
       if (!refreshExpiry(s, now) && n === 0 && swept === 0 && !compactionDue(stored)) return 0;
-      if (await this.compact(stored, s, stats)) return n;
+      if (await this.compact(stored, s, stats, countsAcks)) return n;
     }
     throw busy('Too many workers are changing this session at once.', 1);
   }
@@ -553,7 +560,7 @@ export class SessionService {
   async ack(owner: string, sessionId: string, selection: readonly Range[]): Promise<number> {
     let sel = normalizeRanges(selection);
     // A scattered selection would make a long pending list: apply it directly instead.
-    if (sel.length > ATOMIC_ACK_RANGES) return this.mutate(owner, sessionId, (s) => ackLeases(s, sel));
+    if (sel.length > ATOMIC_ACK_RANGES) return this.mutate(owner, sessionId, (s) => ackLeases(s, sel), undefined, true);
     for (let attempt = 0; attempt < MAX_ATTEMPTS && sel.length; attempt++) {
       const now = this.clock.now();
       try {

@@ -36,11 +36,11 @@ function intercept<K extends Intercepted>(name: K, impl: Wrapper<K>): () => void
 type Compaction = { claims: number; acks: number; ok: boolean };
 function logCompactions(before?: (stored: Parameters<Store['compactSession']>[0]) => Promise<void>): { log: Compaction[]; undo: () => void } {
   const log: Compaction[] = [];
-  const undo = intercept('compactSession', async (real, stored, next) => {
+  const undo = intercept('compactSession', async (real, stored, next, opts) => {
     if (before) await before(stored);
     const entry = { claims: stored.claims.length, acks: stored.acks.length };
     try {
-      await real(stored, next);
+      await real(stored, next, opts);
     } catch (e) {
       log.push({ ...entry, ok: false });
       throw e;
@@ -357,6 +357,62 @@ describe('receiver sessions', () => {
     expect(after.claims).toHaveLength(1);
     expect(after.state.cursor).toBe(25);
     expect(got.sort((a, b) => a - b)).toEqual(range(1, 25));
+  });
+
+  it('an ack applied by a compaction is not counted again when an atomic ack of the same record landed between its read and its write', async () => {
+    // Found by npm run chaos (seed 202): a compaction's condition was the version only, which
+    // atomic acks do not change, so both counted the record.
+    await h.createLog('ack-race');
+    await h.append('ack-race', range(1, 20));
+    const sid = await h.openSession('ack-race');
+    expect((await h.receive(sid, { maxRecords: 18 })).map((r) => r.seq)).toEqual(range(1, 18));
+    const scattered = range(1, 18).filter((n) => n % 2 === 1); // 9 ranges: applied with a compaction
+    const { held, release, compactions } = holdFirstCompaction();
+    let slow: Promise<number> | undefined;
+    try {
+      slow = h.ack(sid, { seqs: scattered });
+      await within(held.promise, "the scattered ack's compaction");
+      // Another worker (or the same one, retrying) acks record 1 atomically meanwhile.
+      expect(await h.ack(sid, { seqs: [1] })).toBe(1);
+      release.resolve();
+      // The compaction is refused (an ack landed since its read), reads again, and counts 8.
+      expect(await slow).toBe(scattered.length - 1);
+    } finally {
+      release.resolve();
+      await slow?.catch(() => undefined);
+      compactions.undo();
+    }
+    expect(compactions.log.map((c) => c.ok)).toEqual([false, true]);
+    const v = await h.describe(sid);
+    expect(v.inFlight).toBe(18 - scattered.length);
+  });
+
+  it('acks carried on a redelivering receive are not counted again when an atomic ack of the same record landed meanwhile', async () => {
+    await h.createLog('carried-race');
+    await h.append('carried-race', range(1, 4));
+    const sid = await h.openSession('carried-race', { ackTimeoutSeconds: 1 });
+    expect((await h.receive(sid, { maxRecords: 2 })).map((r) => r.seq)).toEqual([1, 2]);
+    expect((await h.receive(sid, { maxRecords: 2 })).map((r) => r.seq)).toEqual([3, 4]);
+    h.clock.advance(1500); // 1 and 2 expire; 3 and 4 are extended below, so they stay leased
+    expect((await h.call('POST', `/sessions/${sid}/extend`, { seqs: [3, 4], seconds: 60 })).status).toBe(200);
+    const { held, release, compactions } = holdFirstCompaction();
+    let slow: Promise<{ status: number; body: any }> | undefined;
+    try {
+      // Redelivers 1 and 2 (a compaction) and carries the ack of 3.
+      slow = h.call('POST', `/sessions/${sid}/receive`, { maxRecords: 2, ack: { seqs: [3] } });
+      await within(held.promise, "the redelivery's compaction");
+      expect(await h.ack(sid, { seqs: [3] })).toBe(1);
+      release.resolve();
+      const r = await slow;
+      expect(r.status).toBe(200);
+      expect(r.body.records.map((x: { seq: number }) => x.seq)).toEqual([1, 2]);
+      expect(r.body.acked ?? 0).toBe(0);
+    } finally {
+      release.resolve();
+      await slow?.catch(() => undefined);
+      compactions.undo();
+    }
+    expect(compactions.log.map((c) => c.ok)).toEqual([false, true]);
   });
 
   it('a fold retries once only: losing twice leaves a due list for the next fold', async () => {
