@@ -24,6 +24,7 @@ import { LocalEventBridge, type LocalEvent, type PutEventsEntry, type PutEventsO
 import { makeHandler } from '../../lambdas/handlers/bake';
 import Ajv2020 from 'ajv/dist/2020';
 import openapi from '../../openapi.json';
+import { refused } from '../support/refusal';
 
 const SCALE = 1000; // Wait states of 10 s take 10 ms
 /** GET /bakes/{bakeId}'s body as openapi.json states it. */
@@ -468,7 +469,7 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     void crashing.startBake([{ profile: 'delivery', version: '2' }], settings);
     const deadId = await dead;
     const service = new BakeService(control, versions, IDS, metrics, { start: async () => {} }, clock, { timeScale: 1 });
-    await expect(service.startBake([{ profile: 'limits', version: '2' }], settings)).rejects.toMatchObject({ status: 409, code: 'BakeInProgress' });
+    expect(await refused(service.startBake([{ profile: 'limits', version: '2' }], settings))).toMatchObject({ status: 409, code: 'BakeInProgress' });
     offset = 61_000;
     const next = await service.startBake([{ profile: 'limits', version: '2' }], settings);
     const old = (await service.describe(deadId)) as { status: string; error?: string };
@@ -493,7 +494,7 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     expect((await control.getRollout(true)).lock?.bakeId).toBe(next.bakeId);
     expect(((await service.describe(first.bakeId)) as { status: string }).status).toBe('SUCCEEDED');
     // A RUNNING holder that did start is still respected.
-    await expect(service.startBake([{ profile: 'delivery', version: '2' }], settings)).rejects.toMatchObject({ status: 409, code: 'BakeInProgress' });
+    expect(await refused(service.startBake([{ profile: 'delivery', version: '2' }], settings))).toMatchObject({ status: 409, code: 'BakeInProgress' });
     await service.cleanup(next.bakeId);
     await expectClean({ delivery: '1', limits: '1' });
   });
@@ -508,7 +509,7 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     const metrics: ArmMetricsReader = { armSeries: async () => seriesOf(3) };
     const service = new BakeService(control, versions, IDS, metrics, { start: async () => {} }, { now: () => Date.now() }, { timeScale: SCALE });
     const first = await service.startBake([{ profile: 'delivery', version: '2' }], { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 1 });
-    await expect(service.startBake([{ profile: 'limits', version: '2' }], { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 1 })).rejects.toMatchObject({
+    expect(await refused(service.startBake([{ profile: 'limits', version: '2' }], { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 1 }))).toMatchObject({
       status: 409,
       code: 'BakeInProgress',
     });
