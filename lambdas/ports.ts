@@ -82,6 +82,24 @@ export interface IdemAttempt {
   fromSeq: number;
 }
 
+/** An atomic claim of fresh records (Store.claimSession). */
+export interface ClaimRequest {
+  sessionId: string;
+  /** How many records to take. */
+  n: number;
+  /** The claim is refused if the cursor is already past this (maxInFlight, the log's end). */
+  limit: number;
+  /** The release count the claim was planned from; refused if it changed since. */
+  releases: number;
+  /** When the claimed records' lease ends (epoch ms). */
+  leaseMs: number;
+  /** The session's new idle expiry (epoch ms). */
+  expiresMs: number;
+  nowMs: number;
+  /** Acks carried on the receive, recorded in the same write (each below the cursor read). */
+  marks?: readonly AckMark[];
+}
+
 export interface Store {
   createLog(head: LogHead): Promise<void>;
   getHead(logKey: string): Promise<LogHead | undefined>;
@@ -161,16 +179,7 @@ export interface Store {
    * records those acks in the same write (an ack carried on a receive; every mark must be
    * below the cursor the caller read).
    */
-  claimSession(
-    sessionId: string,
-    n: number,
-    limit: number,
-    releases: number,
-    leaseMs: number,
-    expiresMs: number,
-    nowMs: number,
-    marks?: readonly AckMark[],
-  ): Promise<{ cursor: number; pending: number; before: StoredSession }>;
+  claimSession(claim: ClaimRequest): Promise<{ cursor: number; pending: number; before: StoredSession }>;
   /**
    * Atomically records acks (and a use of the session), if the session is `owner`'s, not expired
    * at `nowMs`, and its cursor is past `maxSeq`. Returns the session as it was just before.

@@ -23,7 +23,7 @@ import { decodeEntry, encodeEntry, runExpiry, type ChunkRef, type ExpiryMark, ty
 import type { DeadRange } from '../domain/ranges';
 import { CHUNK, DEAD_PAGE, HEAD, IDEM, MARK, namesIn, PAGE, SESSION } from './items';
 import { expiryAfterUseMs, type AckMark, type SessionState, type StoredSession } from '../domain/session';
-import { isThrottle, sleep, type ChunkDraft, type ExpiryIndex, type IdemAttempt, type IdemItem, type LogHead, type Segment, type Store } from '../ports';
+import { isThrottle, sleep, type ChunkDraft, type ClaimRequest, type ExpiryIndex, type IdemAttempt, type IdemItem, type LogHead, type Segment, type Store } from '../ports';
 
 // Re-exported for the callers that import them from here (they live in ports.ts).
 export type { ChunkDraft, ExpiryIndex, IdemAttempt, IdemItem, LogHead, Segment, Store } from '../ports';
@@ -706,16 +706,7 @@ export class DynamoStore implements Store {
     next.version = stored.state.version + 1;
   }
 
-  async claimSession(
-    sessionId: string,
-    n: number,
-    limit: number,
-    releases: number,
-    leaseMs: number,
-    expiresMs: number,
-    nowMs: number,
-    marks?: readonly AckMark[],
-  ): Promise<{ cursor: number; pending: number; before: StoredSession }> {
+  async claimSession({ sessionId, n, limit, releases, leaseMs, expiresMs, nowMs, marks }: ClaimRequest): Promise<{ cursor: number; pending: number; before: StoredSession }> {
     const acking = !!marks?.length;
     const update = `SET #cursor = #cursor + :n, #claims = list_append(#claims, :claim), #expiresMs = :expiresMs, #ttl = :ttl${acking ? ' ADD #acks :acks' : ''}`;
     // Room under maxInFlight, not expired, and no release since the read the claim was planned

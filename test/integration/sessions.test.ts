@@ -173,13 +173,14 @@ describe('receiver sessions', () => {
     const lease = now + 30_000;
     const far = now + 3_600_000;
     const owner = (await h.store.getSession(sid))!.state.owner;
-    for (let i = 0; i < 3; i++) await h.store.claimSession(sid, 5, 100, 0, lease + i, far, now); // 1-5, 6-10, 11-15
+    const claim5 = (leaseMs: number) => h.store.claimSession({ sessionId: sid, n: 5, limit: 100, releases: 0, leaseMs, expiresMs: far, nowMs: now });
+    for (let i = 0; i < 3; i++) await claim5(lease + i); // 1-5, 6-10, 11-15
     await h.store.ackSession(sid, owner, [{ from: 6, to: 10, atMs: now }], 10, now);
     const read = (await h.store.getSession(sid))!;
     expect(read.claims).toHaveLength(3);
     // After the read, before the compaction: two more claims (16-20, 21-25) and an ack of 1-2.
-    await h.store.claimSession(sid, 5, 100, 0, lease + 3, far, now);
-    await h.store.claimSession(sid, 5, 100, 0, lease + 4, far, now);
+    await claim5(lease + 3);
+    await claim5(lease + 4);
     await h.store.ackSession(sid, owner, [{ from: 1, to: 2, atMs: now + 1 }], 2, now + 1);
     const next = settle(read);
     await h.store.compactSession(read, next);
