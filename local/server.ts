@@ -7,7 +7,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
-import type { Deps } from '../lambdas/http/deps';
+import type { Clients, Deps } from '../lambdas/http/deps';
+import type { BackfillOutcome, BakeTask } from '../lambdas/services/bakes';
+import type { HttpFunctionHandler } from '../lambdas/functions';
 import type { CallObserver } from '../lambdas/adapters/store';
 import type { HttpEvent, HttpResult } from '../lambdas/http/api';
 import { startEmbeddedDynamo, type EmbeddedDynamo } from './dynamo';
@@ -101,6 +103,12 @@ export interface LocalRuntime {
 
 type Handler = (event: HttpEvent, context: unknown) => Promise<HttpResult>;
 
+/** The gateway (local/gateway.ts) invokes with a Lambda context it builds: awsRequestId and getRemainingTimeInMillis. */
+const gatewayHandler =
+  (h: HttpFunctionHandler): Handler =>
+  (event, context) =>
+    h(event, context as Parameters<HttpFunctionHandler>[1]);
+
 export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
   // The handlers' Powertools read these when first imported: log less, trace nothing, and
   // write metrics (EMF) through the global console, where the local CloudWatch picks them up.
@@ -142,9 +150,9 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
 
   const { DynamoStore } = await import('../lambdas/adapters/store');
   const { DynamoControlStore } = await import('../lambdas/adapters/control');
-  const { AppConfigVersions, appConfigIdsFromEnv } = await import('../lambdas/adapters/appconfig');
-  const { CloudWatchArmMetrics } = await import('../lambdas/adapters/cloudwatch');
-  const { tableNamesFromEnv, hostConfig, bakeService, bakeListDeps } = await import('../lambdas/http/deps');
+  const { tableNamesFromEnv, bakeListDeps } = await import('../lambdas/http/deps');
+  const { FUNCTION_NAMES } = await import('../lambdas/function-env');
+  const { entryOf, startFunction } = await import('../lambdas/functions');
   const { systemClock } = await import('../lambdas/services/logs');
   const clock = opts.clock ?? systemClock;
 
@@ -176,34 +184,46 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     },
   };
 
-  // One handler instance per function, built from the function's own module and environment.
+  // One handler instance per function: its module (the template's entry), its environment
+  // checked as Lambda checks it at cold start (a variable the template lacks stops the start,
+  // naming it), its deps from the builder Lambda uses, over the local stand-ins.
+  const clients: Clients = {
+    dynamo: dynamo.client,
+    clock,
+    timeScale,
+    observeStorage: opts.observeStorage,
+    appConfig: appConfigClient,
+    cloudwatch: cloudwatchClient,
+    // The admin routes start bakes on the stack's state machine, run here.
+    bakeRunner: () => runner,
+  };
   const handlers = new Map<string, Handler>();
+  /** Each function as Step Functions' Lambda tasks invoke it: any JSON in. */
+  const lambdas: Record<string, (event: unknown) => Promise<unknown>> = {};
+  let upgrade: (() => Promise<BackfillOutcome>) | undefined;
   for (const fn of Object.values(system.functions)) {
-    const mod = (await import(resolve(PROJECT_ROOT, fn.entry))) as { makeHandler?: (d: never) => Handler };
-    if (typeof mod.makeHandler !== 'function') throw new Error(`${fn.entry} does not export makeHandler(deps)`);
-    const tables = tableNamesFromEnv(fn.environment);
-    const control = new DynamoControlStore(dynamo.client, tables.control);
-    const ids = appConfigIdsFromEnv(fn.environment);
-    const versions = new AppConfigVersions(appConfigClient, ids);
-    const deps = {
-      store: new DynamoStore(dynamo.client, tables, opts.observeStorage),
-      clock,
-      config: hostConfig(control, clock, timeScale),
-      bakes: bakeService({ control, versions, ids, metrics: new CloudWatchArmMetrics(cloudwatchClient, timeScale), runner, clock, timeScale }),
-      ...bakeListDeps(control, clock),
-      // The admin routes report it on GET /bakes/{bakeId} (1 in AWS, where nothing sets it).
-      timeScale,
-    };
-    handlers.set(fn.logicalId, mod.makeHandler(deps as never));
+    const name = FUNCTION_NAMES.find((n) => entryOf(n) === fn.entry);
+    if (!name) throw new Error(`${fn.entry} is not one of the service's functions (lambdas/functions.ts: ${FUNCTION_NAMES.map(entryOf).join(', ')})`);
+    if (name === 'bake') {
+      const h = startFunction(name, fn.environment, clients);
+      lambdas[fn.logicalId] = (event) => h(event as BakeTask);
+    } else if (name === 'upgrade') {
+      upgrade = startFunction(name, fn.environment, clients);
+      lambdas[fn.logicalId] = upgrade;
+    } else {
+      const h = gatewayHandler(startFunction(name, fn.environment, clients));
+      handlers.set(fn.logicalId, h);
+      lambdas[fn.logicalId] = (event) =>
+        h(event as HttpEvent, { awsRequestId: `local-sfn-${Date.now().toString(36)}`, functionName: fn.logicalId, getRemainingTimeInMillis: () => fn.timeoutSeconds * 1000 });
+    }
   }
 
   // What the deploy-time trigger does in AWS, done at start: a --data-dir written by a version
   // from before the rollout item kept contents is filled in before any host serves from it (a
   // fresh or already filled store: one read, no write). A failure stops the start, as it fails
   // a deployment, with the version it could not find.
-  const upgrade = Object.values(system.functions).find((f) => f.entry === 'lambdas/handlers/upgrade.ts');
   if (upgrade) {
-    const out = (await (handlers.get(upgrade.logicalId) as unknown as () => Promise<{ wrote: boolean; filled: string[] }>)()) ?? { wrote: false, filled: [] };
+    const out = await upgrade();
     if (out.wrote) log(`upgraded the stored rollout state: copied ${out.filled.join(', ')} from AppConfig`);
   }
 
@@ -219,13 +239,6 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     'appconfig:validateConfiguration': async (p) => appConfig.validateConfiguration(p),
   };
   if (faults) for (const key of Object.keys(sdk)) sdk[key] = withFaults(faults, key.startsWith('cloudwatch:') ? 'cloudwatch' : 'appconfig', sdk[key]!);
-  const lambdas = Object.fromEntries(
-    [...handlers].map(([id, h]) => [
-      id,
-      (event: unknown) =>
-        h(event as HttpEvent, { awsRequestId: `local-sfn-${Date.now().toString(36)}`, functionName: id, getRemainingTimeInMillis: () => system.functions[id]!.timeoutSeconds * 1000 }),
-    ]),
-  );
   startExecution = (machine, input, run = {}) => {
     const sm = stateMachines.find((m) => m.logicalId === machine || m.name === machine);
     if (!sm) throw new Error(`No state machine '${machine}' in the stack (it has: ${stateMachines.map((m) => m.name).join(', ') || 'none'}).`);

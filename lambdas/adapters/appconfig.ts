@@ -16,6 +16,11 @@ import type { AppConfigIds, ConfigVersions } from '../ports';
 export type { AppConfigIds, ConfigVersions } from '../ports';
 
 
+/**
+ * The AppConfig ids an environment names, '' for each it lacks, unchecked: for tools and tests
+ * reading a template's environment. A function reads its own through functionEnv
+ * (lambdas/function-env.ts), which refuses a missing or empty one, naming it.
+ */
 export function appConfigIdsFromEnv(env: NodeJS.ProcessEnv = process.env): AppConfigIds {
   return {
     applicationId: env.APPCONFIG_APPLICATION_ID ?? '',

@@ -6,19 +6,9 @@
 import { httpHandler, parse } from '../http/api';
 import { CreateVersion, StartBake } from '../http/schemas';
 import { versionWithDiff } from '../services/config-diff';
-import { defaultBakeDeps, defaultBakeListDeps, defaultDeps, lazy, type BakeDeps, type BakeListDeps, type Deps } from '../http/deps';
+import { adminDeps, lambdaDeps, lazy, type AdminDeps } from '../http/deps';
 
-export interface AdminDeps extends Deps, BakeDeps {
-  /**
-   * What the bake service divides its durations by, reported on GET /bakes/{bakeId} as
-   * `timeScale` so that a client can show durations as they really pass (the local runtime
-   * passes its LOGRELAY_TIME_SCALE).
-   * @default 1
-   */
-  timeScale?: number;
-}
-
-export function makeHandler(d: AdminDeps & BakeListDeps) {
+export function makeHandler(d: AdminDeps) {
   const bakes = d.bakes;
   const timeScale = d.timeScale ?? 1;
   return httpHandler('admin', d, {
@@ -44,4 +34,4 @@ export function makeHandler(d: AdminDeps & BakeListDeps) {
   });
 }
 
-export const handler = lazy(() => makeHandler({ ...defaultDeps(), ...defaultBakeDeps(), ...defaultBakeListDeps() }));
+export const handler = lazy(() => makeHandler(lambdaDeps('admin', adminDeps)));

@@ -1,7 +1,7 @@
 /** POST /logs/{logId}/records */
 import { httpHandler, parse } from '../http/api';
 import { Append, LOG_ID } from '../http/schemas';
-import { defaultDeps, lazy, type Deps } from '../http/deps';
+import { hostDeps, lambdaDeps, lazy, type Deps } from '../http/deps';
 import { LogService } from '../services/logs';
 import { logNotFound } from '../domain/errors';
 import { recordDataTexts } from '../domain/json-text';
@@ -33,4 +33,4 @@ export function makeHandler(d: Deps) {
   });
 }
 
-export const handler = lazy(() => makeHandler(defaultDeps()));
+export const handler = lazy(() => makeHandler(lambdaDeps('append', hostDeps)));

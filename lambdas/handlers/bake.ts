@@ -6,7 +6,7 @@
  * Catch decide what happens next.
  */
 import { logger } from '../http/api';
-import { defaultBakeDeps, lazy, type BakeDeps } from '../http/deps';
+import { bakeDeps, lambdaDeps, lazy, type BakeDeps } from '../http/deps';
 import type { BakeStep, BakeTask } from '../services/bakes';
 
 export function makeHandler(d: BakeDeps) {
@@ -17,4 +17,4 @@ export function makeHandler(d: BakeDeps) {
   };
 }
 
-export const handler = lazy(() => makeHandler(defaultBakeDeps()));
+export const handler = lazy(() => makeHandler(lambdaDeps('bake', bakeDeps)));

@@ -1,7 +1,7 @@
 /** POST /sessions/{sessionId}/ack, /nack, /extend */
 import { httpHandler, parse } from '../http/api';
 import { Ack, Extend, Nack } from '../http/schemas';
-import { defaultDeps, lazy, type Deps } from '../http/deps';
+import { hostDeps, lambdaDeps, lazy, type Deps } from '../http/deps';
 import { SessionService } from '../services/sessions';
 import { selectionOf } from '../domain/ranges';
 import { sessionIdOf } from './sessions';
@@ -27,4 +27,4 @@ export function makeHandler(d: Deps) {
   });
 }
 
-export const handler = lazy(() => makeHandler(defaultDeps()));
+export const handler = lazy(() => makeHandler(lambdaDeps('leases', hostDeps)));

@@ -1,7 +1,7 @@
 /** POST /logs, GET /logs/{logId} */
 import { httpHandler, parse } from '../http/api';
 import { CreateLog, LOG_ID } from '../http/schemas';
-import { defaultDeps, lazy, type Deps } from '../http/deps';
+import { hostDeps, lambdaDeps, lazy, type Deps } from '../http/deps';
 import { LogService } from '../services/logs';
 import { logNotFound } from '../domain/errors';
 
@@ -20,4 +20,4 @@ export function makeHandler(d: Deps) {
   });
 }
 
-export const handler = lazy(() => makeHandler(defaultDeps()));
+export const handler = lazy(() => makeHandler(lambdaDeps('logs', hostDeps)));

@@ -2,7 +2,7 @@
 import { httpHandler, metrics, parse } from '../http/api';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { Receive } from '../http/schemas';
-import { defaultDeps, lazy, type Deps } from '../http/deps';
+import { hostDeps, lambdaDeps, lazy, type Deps } from '../http/deps';
 import { SessionService, type ReceiveStats } from '../services/sessions';
 import { sessionIdOf } from './sessions';
 import { selectionOf } from '../domain/ranges';
@@ -32,4 +32,4 @@ export function makeHandler(d: Deps) {
   });
 }
 
-export const handler = lazy(() => makeHandler(defaultDeps()));
+export const handler = lazy(() => makeHandler(lambdaDeps('receive', hostDeps)));

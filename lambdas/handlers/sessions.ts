@@ -1,7 +1,7 @@
 /** POST /logs/{logId}/sessions, GET /sessions/{id}, GET /sessions/{id}/dead-letters, DELETE /sessions/{id} */
 import { httpHandler, parse } from '../http/api';
 import { CreateSession, LOG_ID, SESSION_ID } from '../http/schemas';
-import { defaultDeps, lazy, type Deps } from '../http/deps';
+import { hostDeps, lambdaDeps, lazy, type Deps } from '../http/deps';
 import { SessionService } from '../services/sessions';
 import { logNotFound, sessionNotFound } from '../domain/errors';
 
@@ -42,4 +42,4 @@ export function makeHandler(d: Deps) {
   });
 }
 
-export const handler = lazy(() => makeHandler(defaultDeps()));
+export const handler = lazy(() => makeHandler(lambdaDeps('sessions', hostDeps)));

@@ -8,7 +8,7 @@
  * write. An error fails the trigger, and CloudFormation rolls the deployment back.
  */
 import { logger } from '../http/api';
-import { defaultUpgradeDeps, lazy, type UpgradeDeps } from '../http/deps';
+import { upgradeDepsOf, lambdaDeps, lazy, type UpgradeDeps } from '../http/deps';
 import type { BackfillOutcome } from '../services/bakes';
 
 export function makeHandler(d: UpgradeDeps) {
@@ -20,4 +20,4 @@ export function makeHandler(d: UpgradeDeps) {
   };
 }
 
-export const handler = lazy(() => makeHandler(defaultUpgradeDeps()));
+export const handler = lazy(() => makeHandler(lambdaDeps('upgrade', upgradeDepsOf)));

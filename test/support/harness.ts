@@ -1,33 +1,21 @@
 /**
  * Integration harness: the real handlers, fed real API Gateway payload-2.0 events built by
- * the local gateway from the stack's route table, over the embedded DynamoDB. The clock can
- * be moved forward (leases, idle expiry, retention), and the store can be made to "crash"
- * right after any named storage call.
+ * the local gateway from the stack's route table, over the embedded DynamoDB. Each data route's
+ * function is started as Lambda starts it (lambdas/functions.ts: its environment checked, its
+ * deps from the one builder), with the harness's store and config in place of the real ones.
+ * The clock can be moved forward (leases, idle expiry, retention), and the store can be made to
+ * "crash" right after any named storage call.
  */
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { DynamoStore, type Store } from '../../lambdas/adapters/store';
 import { staticConfig, DEFAULT_CONFIG, type ConfigSet } from '../../lambdas/domain/config';
-import { ROUTES, FUNCTION_TIMEOUT_SECONDS, type FunctionName } from '../../lambdas/routes';
-import type { Deps } from '../../lambdas/http/deps';
-import type { HttpEvent, HttpResult } from '../../lambdas/http/api';
+import { ROUTES, FUNCTION_TIMEOUT_SECONDS } from '../../lambdas/routes';
+import type { HostClients } from '../../lambdas/http/deps';
+import type { DataFunctionName } from '../../lambdas/function-env';
+import { startFunction, type HttpFunctionHandler } from '../../lambdas/functions';
 import { invokeFunction, matchRoute, toEvent } from '../../local/gateway';
 import { connectDynamo, startEmbeddedDynamo, tableSpecsFromDefs, type EmbeddedDynamo } from '../../local/dynamo';
 import { tableNamesFromEnv } from '../../lambdas/http/deps';
-import { makeHandler as logsHandler } from '../../lambdas/handlers/logs';
-import { makeHandler as appendHandler } from '../../lambdas/handlers/append';
-import { makeHandler as sessionsHandler } from '../../lambdas/handlers/sessions';
-import { makeHandler as receiveHandler } from '../../lambdas/handlers/receive';
-import { makeHandler as leasesHandler } from '../../lambdas/handlers/leases';
-
-type DataFunction = Exclude<FunctionName, 'admin'>;
-
-const MAKERS: Record<DataFunction, (d: Deps) => (e: HttpEvent, c?: never) => Promise<HttpResult>> = {
-  logs: logsHandler as never,
-  append: appendHandler as never,
-  sessions: sessionsHandler as never,
-  receive: receiveHandler as never,
-  leases: leasesHandler as never,
-};
 
 export class CrashError extends Error {
   constructor(op: string) {
@@ -94,14 +82,15 @@ export class Harness {
   /** When set, the call with this index is applied and then throws LostResponseError (once). */
   loseResponseAt: number | undefined;
   config: ConfigSet = DEFAULT_CONFIG;
-  private handlers!: Record<DataFunction, (e: HttpEvent, c?: never) => Promise<HttpResult>>;
+  private handlers!: Record<DataFunctionName, HttpFunctionHandler>;
   readonly store: Store;
 
   readonly tableNames: { logs: string; records: string; sessions: string };
 
   private constructor(
     readonly dynamo: EmbeddedDynamo,
-    env: Record<string, string>,
+    /** Every table's variable (tableSpecsFromDefs), as the stack sets each function's own. */
+    private readonly env: Record<string, string>,
   ) {
     this.tableNames = tableNamesFromEnv(env);
     const real = new DynamoStore(dynamo.client, this.tableNames, (op, cc) => {
@@ -136,8 +125,14 @@ export class Harness {
 
   /** A fresh set of handler instances, as after a cold start (no warm caches). */
   restart(): void {
-    const deps: Deps = { store: this.store, clock: this.clock, config: { forKey: async (k) => staticConfig(this.config).forKey(k) } };
-    this.handlers = Object.fromEntries(Object.entries(MAKERS).map(([fn, make]) => [fn, make(deps)])) as never;
+    const clients: HostClients = {
+      dynamo: this.dynamo.client,
+      clock: this.clock,
+      store: this.store,
+      config: { forKey: async (k) => staticConfig(this.config).forKey(k) },
+    };
+    const start = (fn: DataFunctionName) => startFunction(fn, this.env, clients);
+    this.handlers = { logs: start('logs'), append: start('append'), sessions: start('sessions'), receive: start('receive'), leases: start('leases') };
   }
 
   async close(): Promise<void> {
