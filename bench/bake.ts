@@ -316,7 +316,10 @@ const rows: Row[] = SCENARIOS.map((sc) => {
       ...summarize(o),
       inconclusive: o.filter((x) => x.inconclusive).length / o.length,
       approvedBelowMinimum: o.filter((x) => x.verdict === 'APPROVED' && x.experimentRequests < SETTINGS.minExperimentRequests).length,
-      causes: o.reduce<Record<string, number>>((acc, x) => (x.cause ? { ...acc, [x.cause]: (acc[x.cause] ?? 0) + 1 } : acc), {}),
+      causes: o.reduce<Record<string, number>>((acc, x) => {
+        if (x.cause) acc[x.cause] = (acc[x.cause] ?? 0) + 1;
+        return acc;
+      }, {}),
     },
     static: summarize(st),
   };

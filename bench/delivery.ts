@@ -209,7 +209,10 @@ function observeStorage(this: unknown, op: string, cc: ConsumedCapacity[] | unde
     storeIds.set(this, id);
   }
   let ops = p.byStore.get(id);
-  if (!ops) p.byStore.set(id, (ops = new Map()));
+  if (!ops) {
+    ops = new Map();
+    p.byStore.set(id, ops);
+  }
   const s = ops.get(op) ?? { calls: 0, units: 0 };
   s.calls++;
   s.units += capacityOf(cc);
@@ -576,7 +579,7 @@ function floorOf(a: FloorStretch, b: FloorStretch): RunResult['floor'] {
 async function dropChunks(b: Bench, logKey: string): Promise<void> {
   const { pages, tail } = await readIndex(b, logKey);
   const keys: { pk: string; sk: number }[] = [];
-  for (const run of [...pages, tail]) for (const e of run.entries) e.counts.forEach((_, i) => keys.push({ pk: chunkPk(logKey, e.batchId), sk: i }));
+  for (const run of [...pages, tail]) for (const e of run.entries) for (let i = 0; i < e.counts.length; i++) keys.push({ pk: chunkPk(logKey, e.batchId), sk: i });
   for (const page of pages) keys.push({ pk: logKey, sk: page.first });
   for (let i = 0; i < keys.length; i += 25) {
     let pending: Record<string, unknown>[] = keys.slice(i, i + 25).map((Key) => ({ DeleteRequest: { Key } }));
@@ -613,7 +616,8 @@ async function runOne(b: Bench, recordBytes: number, workers: number, ack: AckMo
   current = newPhase('setup');
   await b.clients.run({ type: 'createLog', logId });
 
-  const appendPhase = (current = newPhase('append'));
+  const appendPhase = newPhase('append');
+  current = appendPhase;
   const app = await b.clients.run<AppendResult>({ type: 'append', logId, recordBytes, total, batch });
   await tick();
 
@@ -631,7 +635,8 @@ async function runOne(b: Bench, recordBytes: number, workers: number, ack: AckMo
   const floorBefore = await runFloor(b, logKey, total, workers, FLOOR_MIN_MS / 2);
 
   const profiling = PROFILE_DIR && tag !== 'warmup' ? await startProfile() : undefined;
-  const deliverPhase = (current = newPhase('deliver'));
+  const deliverPhase = newPhase('deliver');
+  current = deliverPhase;
   const elu0 = performance.eventLoopUtilization();
   const del = await b.clients.run<DeliverResult>({
     type: 'deliver',
@@ -691,7 +696,8 @@ async function runOne(b: Bench, recordBytes: number, workers: number, ack: AckMo
 
   const ops: Record<string, OpStat> = {};
   const addOp = (key: string, st: OpStat): void => {
-    const o = (ops[key] ??= { calls: 0, units: 0 });
+    ops[key] ??= { calls: 0, units: 0 };
+    const o = ops[key];
     o.calls += st.calls;
     o.units += st.units;
   };
@@ -979,7 +985,7 @@ function deliveryTargets(configs: ConfigSummary[]): Target[] {
       out.push({
         name: `share of receives that retried a conditional write, ${most} workers, ${label(bytes)} records`,
         value: c.conflictShare.median,
-        target: most === 16 ? '< 0.2' : '< 0.2 (at 16 workers; this run has at most ' + most + ')',
+        target: most === 16 ? '< 0.2' : `< 0.2 (at 16 workers; this run has at most ${most})`,
         met: c.conflictShare.median < 0.2,
         spread: c.conflictShare,
       });
@@ -1310,7 +1316,8 @@ async function scaleLevel(rt: LocalRuntime, clients: ClientThread, producers: nu
   const logId = `scale-${rt.storageLatencyMs}ms-${producers}p-${tag}-${Date.now().toString(36)}`;
   current = newPhase('setup');
   await clients.run({ type: 'createLog', logId });
-  const phase = (current = newPhase('append-scale'));
+  const phase = newPhase('append-scale');
+  current = phase;
   const elu0 = performance.eventLoopUtilization();
   const res = await clients.run<AppendScaleResult>({ type: 'appendScale', logId, producers, durationMs, recordBytes: SCALE_RECORD_BYTES });
   await tick();
@@ -1350,7 +1357,8 @@ async function scaleLevel(rt: LocalRuntime, clients: ClientThread, producers: nu
   for (const byOp of phase.byStore.values()) {
     units = addUnits(units, unitsOf(byOp));
     for (const [op, st] of byOp) {
-      const o = (ops[op] ??= { calls: 0, units: 0 });
+      ops[op] ??= { calls: 0, units: 0 };
+      const o = ops[op];
       o.calls += st.calls;
       o.units += st.units;
       calls += st.calls;
