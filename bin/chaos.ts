@@ -84,11 +84,13 @@ interface Exchange {
   tag?: string;
   method: string;
   path: string;
+  // biome-ignore lint/suspicious/noExplicitAny: the raw JSON as sent; the checks read it defensively (?., ?? defaults) and trust no shape
   body: any;
   start: number;
   end: number;
   status: number;
   retryAfter: string | null;
+  // biome-ignore lint/suspicious/noExplicitAny: the raw JSON as answered; the checks read it defensively (?., ?? defaults) and trust no shape
   response: any;
 }
 
@@ -135,7 +137,8 @@ type Rng = () => number;
 function mulberry32(seed: number): Rng {
   let s = seed >>> 0;
   return () => {
-    let t = (s = (s + 0x6d2b79f5) >>> 0);
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
@@ -177,7 +180,9 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosReport> {
 
   const history: Exchange[] = [];
   const counts: Record<string, number> = {};
-  const bump = (k: string, n = 1) => void (counts[k] = (counts[k] ?? 0) + n);
+  const bump = (k: string, n = 1): void => {
+    counts[k] = (counts[k] ?? 0) + n;
+  };
   const clientFor = (actor: Actor): LogrelayClient =>
     new LogrelayClient({
       endpoint: rt.url,
@@ -556,7 +561,9 @@ export function checkHistory(h: CheckInput): CheckResult[] {
     });
     checks.push(r);
   };
-  const bump = (k: string, n = 1) => void (h.counts[k] = (h.counts[k] ?? 0) + n);
+  const bump = (k: string, n = 1): void => {
+    h.counts[k] = (h.counts[k] ?? 0) + n;
+  };
   const planById = new Map(h.plans.map((p) => [p.id!, p]));
   const sessionIds = new Set(h.plans.map((p) => p.id!));
 

@@ -13,6 +13,7 @@ import { startLocalRuntime } from '../local/server';
 import { SignedHttp } from '../local/client';
 import { Traffic } from '../local/traffic';
 import { armOf } from '../lambdas/domain/config';
+import type { Bake } from '../client/src/index';
 
 process.removeAllListeners('warning');
 
@@ -38,6 +39,7 @@ async function main(): Promise<number> {
   try {
     const admin = rt.principals[0]!;
     const api = new SignedHttp(rt.url, admin);
+    // biome-ignore lint/suspicious/noExplicitAny: a demo reading the service's JSON answers by their documented fields (API.md); a wrong field fails the run's final checks
     const must = async (what: string, p: Promise<{ status: number; body: any }>, ok = [200, 201, 204]) => {
       const r = await p;
       if (!ok.includes(r.status)) throw new Error(`${what}: ${r.status} ${JSON.stringify(r.body)}`);
@@ -147,6 +149,7 @@ async function main(): Promise<number> {
   }
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: as `must` above: the service's JSON answers, read by their documented fields
 type Must = (what: string, p: Promise<{ status: number; body: any }>, ok?: number[]) => Promise<any>;
 
 /** The bake half: a good delivery change and a bad limits change, baked under live traffic. */
@@ -187,11 +190,11 @@ async function bakeHalf(rt: Awaited<ReturnType<typeof startLocalRuntime>>, api: 
   );
   console.log(`bake ${bakeId}: weight 50%, ${bakeSeconds} s a phase, a poll every ${pollSeconds} s (scaled)\n`);
   const startedMs = Date.now();
-  let record: any;
+  let record: Bake;
   for (;;) {
     record = await must('describe bake', api.call('GET', `/bakes/${bakeId}`));
     const t = traffic.tally();
-    const phases = record.phases.map((p: any, i: number) => `phase ${i + 1} ${p.profile} v${p.version}: ${p.verdict}${p.verdict === 'BAKING' ? ` (poll ${p.polls})` : ''}`).join(' | ');
+    const phases = record.phases.map((p, i) => `phase ${i + 1} ${p.profile} v${p.version}: ${p.verdict}${p.verdict === 'BAKING' ? ` (poll ${p.polls})` : ''}`).join(' | ');
     const line = `${((Date.now() - startedMs) / 1000).toFixed(1).padStart(5)} s  ${phases} | appended ${t.appended} acked ${t.acked} refused ${Object.values(t.refused).reduce((a, b) => a + b, 0)}`;
     if (tty) process.stdout.write(`\r${line.padEnd(150)}`);
     else console.log(line);
