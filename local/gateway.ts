@@ -34,7 +34,14 @@ export const GATEWAY_ANSWERS = {
   integrationTimeout: { status: 503, headers: JSON_TYPE, body: '{"message":"Service Unavailable"}' },
 } as const satisfies Record<string, GatewayAnswer>;
 
-type Handler = (event: HttpEvent, context: unknown) => Promise<HttpResult>;
+/** The part of Lambda's context the gateway builds for an invocation. */
+export interface GatewayContext {
+  awsRequestId: string;
+  functionName: string;
+  getRemainingTimeInMillis(): number;
+}
+
+type Handler = (event: HttpEvent, context: GatewayContext) => Promise<HttpResult>;
 
 /** What an invocation came to: the function's result, or API Gateway's own answer and why. */
 export type Invocation = { result: HttpResult } | { gateway: GatewayAnswer; why: string };
@@ -71,7 +78,7 @@ export async function invokeFunction(
   running?.set(fn.logicalId, busy + 1);
   const functionMs = fn.timeoutSeconds * 1000;
   const deadline = now() + functionMs;
-  const context = {
+  const context: GatewayContext = {
     awsRequestId: event.requestContext.requestId,
     functionName: fn.logicalId,
     getRemainingTimeInMillis: () => Math.max(0, deadline - now()),

@@ -11,7 +11,7 @@ import type { Clients, Deps } from '../lambdas/http/deps';
 import type { BackfillOutcome, BakeTask } from '../lambdas/services/bakes';
 import type { HttpFunctionHandler } from '../lambdas/functions';
 import type { CallObserver } from '../lambdas/adapters/store';
-import type { HttpEvent, HttpResult } from '../lambdas/http/api';
+import type { HttpEvent } from '../lambdas/http/api';
 import { startEmbeddedDynamo, type EmbeddedDynamo } from './dynamo';
 import { checkStorageLatencyMs, storageLatencyFromEnv } from './latency';
 import { GATEWAY_ANSWERS, invokeFunction, matchRoute, MAX_BODY_BYTES, toEvent, type GatewayAnswer } from './gateway';
@@ -101,13 +101,6 @@ export interface LocalRuntime {
   close(): Promise<void>;
 }
 
-type Handler = (event: HttpEvent, context: unknown) => Promise<HttpResult>;
-
-/** The gateway (local/gateway.ts) invokes with a Lambda context it builds: awsRequestId and getRemainingTimeInMillis. */
-const gatewayHandler =
-  (h: HttpFunctionHandler): Handler =>
-  (event, context) =>
-    h(event, context as Parameters<HttpFunctionHandler>[1]);
 
 export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
   // The handlers' Powertools read these when first imported: log less, trace nothing, and
@@ -197,7 +190,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     // The admin routes start bakes on the stack's state machine, run here.
     bakeRunner: () => runner,
   };
-  const handlers = new Map<string, Handler>();
+  const handlers = new Map<string, HttpFunctionHandler>();
   /** Each function as Step Functions' Lambda tasks invoke it: any JSON in. */
   const lambdas: Record<string, (event: unknown) => Promise<unknown>> = {};
   let upgrade: (() => Promise<BackfillOutcome>) | undefined;
@@ -211,10 +204,10 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       upgrade = startFunction(name, fn.environment, clients);
       lambdas[fn.logicalId] = upgrade;
     } else {
-      const h = gatewayHandler(startFunction(name, fn.environment, clients));
+      const h = startFunction(name, fn.environment, clients);
       handlers.set(fn.logicalId, h);
       lambdas[fn.logicalId] = (event) =>
-        h(event as HttpEvent, { awsRequestId: `local-sfn-${Date.now().toString(36)}`, functionName: fn.logicalId, getRemainingTimeInMillis: () => fn.timeoutSeconds * 1000 });
+        h(event as HttpEvent, { awsRequestId: `local-sfn-${Date.now().toString(36)}`, getRemainingTimeInMillis: () => fn.timeoutSeconds * 1000 });
     }
   }
 
@@ -389,7 +382,7 @@ async function serve(
   res: ServerResponse,
   system: LocalSystem,
   principals: PrincipalStore,
-  handlers: Map<string, Handler>,
+  handlers: Map<string, HttpFunctionHandler>,
   log: (line: string) => void,
   running: Map<string, number>,
 ): Promise<LocalRoute | undefined> {

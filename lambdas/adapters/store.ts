@@ -13,6 +13,7 @@ import {
   PutCommand,
   QueryCommand,
   UpdateCommand,
+  type BatchWriteCommandInput,
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { ConditionalCheckFailedException, DynamoDBServiceException, type ConsumedCapacity, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -112,6 +113,8 @@ export async function conditional<T>(p: Promise<T>): Promise<T> {
 }
 
 type Item = Record<string, unknown>;
+/** One write of a BatchWriteItem, as the document client takes it. */
+type WriteRequest = NonNullable<BatchWriteCommandInput['RequestItems']>[string][number];
 
 function headFromItem(it: Item): LogHead {
   const tailFirst = (it[HEAD.tailFirst] as number | undefined) ?? (it[HEAD.lastSeq] as number) + 1;
@@ -570,19 +573,19 @@ export class DynamoStore implements Store {
     );
   }
 
-  private async batchWrite(op: string, table: string, requests: Item[]): Promise<void> {
+  private async batchWrite(op: string, table: string, requests: WriteRequest[]): Promise<void> {
     for (let i = 0; i < requests.length; i += 25) {
-      let pending: Item[] = requests.slice(i, i + 25);
+      let pending: WriteRequest[] = requests.slice(i, i + 25);
       for (let attempt = 0; pending.length; attempt++) {
         if (attempt > 0) await sleep(Math.min(1000, 20 * 2 ** attempt) * Math.random());
         if (attempt > 8) throw new Error(`${op}: DynamoDB left ${pending.length} writes unprocessed after ${attempt} attempts`);
         const out = await this.send(
           op,
           this.doc.send(
-            new BatchWriteCommand({ RequestItems: { [table]: pending as never }, ReturnConsumedCapacity: 'TOTAL' }),
+            new BatchWriteCommand({ RequestItems: { [table]: pending }, ReturnConsumedCapacity: 'TOTAL' }),
           ),
         );
-        pending = (out.UnprocessedItems?.[table] as Item[] | undefined) ?? [];
+        pending = out.UnprocessedItems?.[table] ?? [];
       }
     }
   }

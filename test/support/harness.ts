@@ -6,7 +6,7 @@
  * The clock can be moved forward (leases, idle expiry, retention), and the store can be made to
  * "crash" right after any named storage call.
  */
-import { ScanCommand } from '@aws-sdk/client-dynamodb';
+import { ScanCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { DynamoStore, type Store } from '../../lambdas/adapters/store';
 import { staticConfig, DEFAULT_CONFIG, type ConfigSet } from '../../lambdas/domain/config';
 import { ROUTES, FUNCTION_TIMEOUT_SECONDS } from '../../lambdas/routes';
@@ -205,7 +205,7 @@ export class Harness {
     if (req.isBase64Encoded) event.isBase64Encoded = true;
     if (m.route.fn === 'admin') throw new Error(`the harness serves the data routes; ${method} ${path} is an admin route`);
     // Invoked as Lambda behind the HTTP API invokes it: its payload envelope and its timeout.
-    const invoked = await invokeFunction(this.handlers[m.route.fn] as never, event, { logicalId: m.route.fn, timeoutSeconds: FUNCTION_TIMEOUT_SECONDS[m.route.fn] }, this.clock.now);
+    const invoked = await invokeFunction(this.handlers[m.route.fn], event, { logicalId: m.route.fn, timeoutSeconds: FUNCTION_TIMEOUT_SECONDS[m.route.fn] }, this.clock.now);
     // A host that died during the call sent no answer, whatever its code went on to do.
     if (this.dead) return { status: 500, text: JSON.stringify({ error: { code: 'InjectedCrash', message: 'the host died' } }), headers: {} };
     if ('gateway' in invoked) return { status: invoked.gateway.status, text: invoked.gateway.body, headers: { ...invoked.gateway.headers } };
@@ -222,9 +222,9 @@ export class Harness {
     const out: Record<string, number> = {};
     for (const [name, table] of Object.entries(this.tableNames)) {
       let n = 0;
-      let start: Record<string, unknown> | undefined;
+      let start: Record<string, AttributeValue> | undefined;
       do {
-        const page = await this.dynamo.client.send(new ScanCommand({ TableName: table, Select: 'COUNT', ExclusiveStartKey: start as never }));
+        const page = await this.dynamo.client.send(new ScanCommand({ TableName: table, Select: 'COUNT', ExclusiveStartKey: start }));
         n += page.Count ?? 0;
         start = page.LastEvaluatedKey;
       } while (start);
