@@ -6,7 +6,7 @@
  * (`from '...'`, `import('...')`, `import '...'`, `require('...')`), resolve the relative ones
  * against the file, and list every import that breaks a rule; the list must be empty.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -86,3 +86,16 @@ describe('import direction', () => {
     expect(violationsIn(at('domain/x.ts'), "import { z } from 'zod';\nimport { c } from './config';")).toEqual([]);
   });
 });
+
+describe("the README's map of where things are", () => {
+  it('names only files and folders that exist', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const start = readme.indexOf('### Where things are');
+    expect(start).toBeGreaterThan(0);
+    const map = readme.slice(start, readme.indexOf('\n### ', start + 1));
+    const paths = [...map.matchAll(/`((?:lambdas|lib|local|client|bench|bin|test)\/[^`\s]*)`/g)].map((m) => m[1]!);
+    expect(paths.length).toBeGreaterThan(20);
+    expect(paths.filter((p) => !existsSync(join(ROOT, p)))).toEqual([]);
+  });
+});
+
