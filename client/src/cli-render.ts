@@ -78,19 +78,19 @@ function phaseLines(p: BakePhase, i: number, now: number, b?: Bake): string[] {
     head.push(`poll ${p.polls}/${total}`, `~${realDuration(Math.max(0, total - p.polls) * b.settings.pollSeconds, scaleOf(b))} left`);
   } else if (p.polls !== undefined && p.verdict !== 'PENDING') head.push(`${p.polls} poll${p.polls === 1 ? '' : 's'}`);
   if (p.extended) head.push('extended');
-  const lines = ['  ' + head.join('  ')];
+  const lines = [`  ${head.join('  ')}`];
   if (p.verdict === 'BAKING' && p.diff) lines.push('       changes against control:', ...renderDiff(p.diff, '         '));
   if (p.verdict === 'PENDING') return lines;
-  lines.push('       ' + arm('control', p.arms?.control));
-  lines.push('       ' + arm('experiment', p.arms?.experiment));
+  lines.push(`       ${arm('control', p.arms?.control)}`);
+  lines.push(`       ${arm('experiment', p.arms?.experiment)}`);
   if (p.alarms?.length) {
     // Alarm names carry the stack's prefix; the part from "experiment-" or "slo-" on is the alarm.
     const short = (name: string) => name.replace(/^.*?(experiment-|slo-)/, '$1');
     const ok = p.alarms.filter((a) => a.state === 'OK').length;
     const other = p.alarms.filter((a) => a.state !== 'OK').map((a) => `${MARK[a.state] ?? a.state} ${short(a.name)}`);
-    lines.push('       alarms: ' + (other.length ? [...other, `${ok} ok`].join(', ') : `all ${ok} ok`));
+    lines.push(`       alarms: ${other.length ? [...other, `${ok} ok`].join(', ') : `all ${ok} ok`}`);
   }
-  if (p.reason) lines.push('       reason: ' + p.reason);
+  if (p.reason) lines.push(`       reason: ${p.reason}`);
   return lines;
 }
 
@@ -109,7 +109,7 @@ export function renderBake(b: Bake, now = Date.now()): string[] {
     lines.push(`  weight ${s.weightPercent}%   bake ${s.bakeSeconds} s${real(s.bakeSeconds)}   poll ${s.pollSeconds} s${real(s.pollSeconds)}   min experiment requests ${n(s.minExperimentRequests)}`);
   }
   if (b.error) lines.push(`  error: ${b.error}`);
-  b.phases.forEach((p, i) => lines.push(...phaseLines(p, i, now, b)));
+  for (const [i, p] of b.phases.entries()) lines.push(...phaseLines(p, i, now, b));
   return lines;
 }
 
@@ -125,9 +125,9 @@ export class LiveBlock {
   draw(lines: string[]): void {
     // Lines are cut to the terminal's width so that each is one row and the redraw moves up exactly.
     const width = this.out.columns && this.out.columns > 20 ? this.out.columns : undefined;
-    const fitted = width ? lines.map((l) => (l.length > width - 1 ? l.slice(0, width - 2) + '…' : l)) : lines;
+    const fitted = width ? lines.map((l) => (l.length > width - 1 ? `${l.slice(0, width - 2)}…` : l)) : lines;
     const up = this.shown > 0 ? `\x1b[${this.shown}A\r\x1b[J` : '';
-    this.out.write(up + fitted.join('\n') + '\n');
+    this.out.write(`${up}${fitted.join('\n')}\n`);
     this.shown = fitted.length;
   }
 }
@@ -149,7 +149,7 @@ export function renderSession(s: SessionInfo): string[] {
     `log          ${s.logId}`,
     `cursor       ${s.cursor}   (next never-sent sequence number)`,
     `ack floor    ${s.ackFloor}`,
-    `in flight    ${n(s.inFlight)}` + (s.inFlightRanges.length ? `   ${s.inFlightRanges.slice(0, 8).map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(', ')}${s.inFlightRanges.length > 8 ? ', …' : ''}` : ''),
+    `in flight    ${n(s.inFlight)}${s.inFlightRanges.length ? `   ${s.inFlightRanges.slice(0, 8).map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(', ')}${s.inFlightRanges.length > 8 ? ', …' : ''}` : ''}`,
     `lag          ${n(s.lag)}`,
     `dead letters ${n(s.deadLettered)}`,
   ];
@@ -220,7 +220,7 @@ export function renderBakeList(bakes: BakeSummary[], now = Date.now()): string[]
     lines.push(head.join('  '));
     if (b.error) lines.push(`  error: ${b.error}`);
     const width = Math.max(...b.phases.map((p, i) => `${i + 1}. ${p.profile} v${p.version}`.length));
-    b.phases.forEach((p, i) => lines.push(`  ${`${i + 1}. ${p.profile} v${p.version}`.padEnd(width)}  ${p.verdict.padEnd(9)}${p.reason ? `  ${p.reason}` : ''}`.trimEnd()));
+    for (const [i, p] of b.phases.entries()) lines.push(`  ${`${i + 1}. ${p.profile} v${p.version}`.padEnd(width)}  ${p.verdict.padEnd(9)}${p.reason ? `  ${p.reason}` : ''}`.trimEnd());
   }
   return lines;
 }

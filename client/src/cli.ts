@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 export type { Command } from 'commander';
-import { LogrelayClient, type LogrelayClientOptions } from './client';
+import { type AppendManyResult, LogrelayClient, type LogrelayClientOptions } from './client';
 import { LogrelayError } from './errors';
 import { resolveConnection, UsageError, type ConnectionFlags } from './cli-config';
 import { CredentialsFileError } from './local';
@@ -162,8 +162,8 @@ async function countLines(path: string): Promise<number> {
 }
 
 export function buildProgram(io: CliIo): Command {
-  const out = (s: string) => io.stdout.write(s.endsWith('\n') ? s : s + '\n');
-  const err = (s: string) => io.stderr.write(s.endsWith('\n') ? s : s + '\n');
+  const out = (s: string) => io.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
+  const err = (s: string) => io.stderr.write(s.endsWith('\n') ? s : `${s}\n`);
   let exitCode: number = EXIT.ok;
 
   const program = new Command('logrelay')
@@ -300,7 +300,7 @@ export function buildProgram(io: CliIo): Command {
           yield record;
         }
       }
-      let result;
+      let result: AppendManyResult;
       try {
         result = await client.appendMany(logId, records(), {
           maxRecordsPerRequest: o.batchSize,
@@ -512,7 +512,7 @@ export function buildProgram(io: CliIo): Command {
       if (live) live.draw(renderBake(b));
       else if (fp !== seen) {
         if (g.json) out(JSON.stringify(b));
-        else out(renderBake(b).join('\n') + '\n');
+        else out(`${renderBake(b).join('\n')}\n`);
       }
       seen = fp;
       if (b.status !== 'RUNNING') return b;
@@ -662,7 +662,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
     const report = (code: string, message: string, status?: number) => {
-      if (json) io.stderr.write(JSON.stringify({ error: { code, message, ...(status !== undefined ? { status } : {}) } }) + '\n');
+      if (json) io.stderr.write(`${JSON.stringify({ error: { code, message, ...(status !== undefined ? { status } : {}) } })}\n`);
       else io.stderr.write(`logrelay: ${message}${status !== undefined ? ` (${code}, HTTP ${status || 'no answer'})` : ''}\n`);
     };
     if (e instanceof UsageError || e instanceof CredentialsFileError) {

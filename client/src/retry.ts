@@ -13,7 +13,7 @@
  * Everything else (400, 403, 404, 409 other than AppendInProgress, 413, ...) is never retried:
  * the same request would get the same answer.
  */
-import { LogrelayError, NetworkError } from './errors';
+import { type LogrelayError, NetworkError } from './errors';
 
 /**
  * - `idempotent`: repeating the request has no further effect (GET, receive, ack, nack,

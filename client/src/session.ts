@@ -33,6 +33,7 @@ export type RecordHandler<T> = (record: DeliveredRecord<T>, ctx: HandlerContext<
 export type BatchHandler<T> = (
   records: DeliveredRecord<T>[],
   ctx: HandlerContext<T>,
+  // biome-ignore lint/suspicious/noConfusingVoidType: `void` (not `undefined`) so that a handler declared or inferred as returning void, `() => { ... }`, is accepted: this is the public handler type
 ) => void | { failed?: readonly Seq[] } | Promise<void | { failed?: readonly Seq[] }>;
 
 export type ConsumePhase = 'handler' | 'receive' | 'ack' | 'nack' | 'extend';
@@ -211,7 +212,7 @@ export class Session<T = unknown> {
         records: batch,
         run: async () => {
           const out = await handler(batch, ctx);
-          return out && out.failed ? [...out.failed] : [];
+          return out?.failed ? [...out.failed] : [];
         },
       },
     ]).run();
@@ -326,7 +327,7 @@ export class LeaseKeeper {
 
   /** Resolves once no extend request is in flight (so an ack sent next cannot overtake it). */
   async idle(): Promise<void> {
-    while (this.inFlight) await this.inFlight;
+    while (this.inFlight !== undefined) await this.inFlight;
   }
 
   stop(): void {
@@ -687,7 +688,7 @@ class Consumer<T> {
 
   /** Sends what is due (see dueWork); concurrent callers share one loop. */
   private flush(): Promise<void> {
-    if (this.flushing) return this.flushing;
+    if (this.flushing !== undefined) return this.flushing;
     this.flushing = (async () => {
       while (this.dueWork()) {
         await this.keeper.idle();
@@ -698,7 +699,9 @@ class Consumer<T> {
         if (acks.length) {
           calls.push(
             this.session.ack(acks).then(
-              (n) => void (this.summary.acked += n),
+              (n) => {
+                this.summary.acked += n;
+              },
               (e: unknown) => this.unsettled(e, 'ack', acks),
             ),
           );
