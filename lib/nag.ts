@@ -26,7 +26,7 @@ export function nagResourceString(scope: IConstruct, value: string): string {
         return `<${visit(resource)}.${visit(attribute)}>`;
       }
       if (o['Fn::ImportValue']) return visit(o['Fn::ImportValue']);
-      if (o['Ref']) return `<${visit(o['Ref'])}>`;
+      if (o.Ref) return `<${visit(o.Ref)}>`;
     }
     return JSON.stringify(node);
   };
