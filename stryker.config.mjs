@@ -2,7 +2,7 @@
 /**
  * StrykerJS mutation testing of the domain (`npm run test:mutation`, on demand; not part of
  * `npm test` or CI). Flow: Stryker mutates lambdas/domain/**\/*.ts, runs the domain's unit tests
- * (vitest.mutation.config.ts: test/domain only) once per mutant with per-test coverage, and
+ * (vitest.mutation.config.mts: test/domain only) once per mutant with per-test coverage, and
  * fails the command when the mutation score falls under `thresholds.break`. Reports go to
  * reports/mutation/ (git-ignored).
  *
@@ -10,7 +10,7 @@
  */
 export default {
   testRunner: 'vitest',
-  vitest: { configFile: 'vitest.mutation.config.ts' },
+  vitest: { configFile: 'vitest.mutation.config.mts' },
   mutate: ['lambdas/domain/**/*.ts'],
   // Per-test coverage: each mutant runs only the tests that reach it.
   coverageAnalysis: 'perTest',

@@ -762,3 +762,45 @@ describe('reportedStatus and reportedSettings (what GET /bakes and GET /bakes/{b
     expect(reportedSettings({ settings: { weightPercent: 10, bakeSeconds: 600, pollSeconds: 30, minExperimentRequests: 200 } as never })).toMatchObject({ finalBakeSeconds: 0, dryRun: false, weightPercent: 10 });
   });
 });
+
+describe('mutation survivors: alarm datapoints, thresholds, reasons at the clip length, a stored error', () => {
+  it('prefers the evaluated datapoints over the recent ones, skipping entries without a finite value', () => {
+    const evaluated = [null, 5, { value: 'x' }, { timestamp: 't2', value: 9 }, { value: 3 }];
+    expect(datapointsOf(JSON.stringify({ evaluatedDatapoints: evaluated, recentDatapoints: [1, 2] }))).toEqual([9, 3]);
+    // No evaluated entry with a value: the recent ones, newest first.
+    expect(datapointsOf(JSON.stringify({ evaluatedDatapoints: [{}], recentDatapoints: [1, 2] }))).toEqual([2, 1]);
+    // 1e999 parses as Infinity: not a datapoint.
+    expect(datapointsOf('{"evaluatedDatapoints":[{"value":1e999},{"value":4}]}')).toEqual([4]);
+    expect(datapointsOf('{"recentDatapoints":[1,"x",null,1e999,2]}')).toEqual([2, 1]);
+  });
+
+  it('keeps the ten newest values of either list', () => {
+    const twelve = Array.from({ length: 12 }, (_, i) => i);
+    expect(datapointsOf(JSON.stringify({ evaluatedDatapoints: twelve.map((value) => ({ value })) }))).toEqual(twelve.slice(0, 10));
+    expect(datapointsOf(JSON.stringify({ recentDatapoints: twelve }))).toEqual([11, 10, 9, 8, 7, 6, 5, 4, 3, 2]);
+  });
+
+  it('reads no datapoints from JSON that is not an object with a list', () => {
+    for (const text of ['null', '5', '"text"', '{}', '{"recentDatapoints":5}', '{"evaluatedDatapoints":5}']) expect(datapointsOf(text), text).toEqual([]);
+  });
+
+  it('records a threshold only when it is a finite number', () => {
+    const a = { AlarmName: 'a', StateValue: 'OK' };
+    expect(alarmSnapshotOf({ ...a, Threshold: Infinity })).toEqual({ name: 'a', state: 'OK' });
+    expect(alarmSnapshotOf({ ...a, Threshold: NaN })).toEqual({ name: 'a', state: 'OK' });
+    expect(alarmSnapshotOf({ ...a, Threshold: 0 })).toEqual({ name: 'a', state: 'OK', threshold: 0 });
+  });
+
+  it('keeps a reason of exactly the clip length whole', () => {
+    const b = newBake('b1', [{ profile: 'limits', version: '2' }], BAKE_DEFAULTS, T0);
+    const exact = 'y'.repeat(TRANSITION_REASON_CHARS);
+    const next = recordTransitions(b, [{ type: 'PhaseRejected', atMs: T0 + 1, phase: 0, profile: 'limits', version: '2', verdict: 'REJECTED', reason: exact }]);
+    expect(next.history![1]!.reason).toBe(exact);
+  });
+
+  it('reports a stored error as is, and no error member when there is none', async () => {
+    const { reportedStatus } = await import('../../lambdas/domain/bake');
+    expect(reportedStatus({ status: 'FAILED', error: 'boom' }, 0)).toEqual({ status: 'FAILED', error: 'boom' });
+    expect(Object.keys(reportedStatus({ status: 'SUCCEEDED' }, 0))).toEqual(['status']);
+  });
+});

@@ -108,3 +108,20 @@ describe('sameJson', () => {
     expect(sameJson([], {})).toBe(false);
   });
 });
+
+describe('mutation survivors: sameJson on absent members, element-wise arrays, and non-arrays against arrays', () => {
+  it('treats a member whose value is undefined as absent, on either side', () => {
+    expect(sameJson({ a: 1, b: undefined }, { a: 1 })).toBe(true);
+    expect(sameJson({ a: 1 }, { a: 1, b: undefined })).toBe(true);
+  });
+
+  it('compares every element and every member, not some', () => {
+    expect(sameJson([1, 2], [1, 3])).toBe(false);
+    expect(sameJson({ a: 1, b: 2 }, { a: 1, b: 3 })).toBe(false);
+  });
+
+  it('never equates an array with a string of the same length, whichever side it is on', () => {
+    expect(sameJson('ab', ['a', 'b'])).toBe(false);
+    expect(sameJson(['a', 'b'], 'ab')).toBe(false);
+  });
+});

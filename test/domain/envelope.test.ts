@@ -45,3 +45,26 @@ describe('bytesOverLimit', () => {
     }
   });
 });
+
+describe('mutation survivors: the edges of each UTF-16 range, a key, an undefined result', () => {
+  it('counts the characters at each boundary of the UTF-8 widths and of the surrogate ranges as JSON.stringify writes them', () => {
+    // Each boundary once alone and once before a low surrogate (what a high surrogate pairs with).
+    const edges = [0x1f, 0x20, 0x7f, 0x80, 0x7ff, 0x800, 0xd7ff, 0xd800, 0xdbff, 0xdc00, 0xdfff, 0xe000];
+    for (const c of edges) {
+      for (const s of [String.fromCharCode(c), String.fromCharCode(c, 0xdc00), `x${String.fromCharCode(c)}`]) {
+        expect(escapedBytes(s), s.split('').map((u) => u.charCodeAt(0).toString(16)).join(' ')).toBe(stringified(s));
+      }
+    }
+  });
+
+  it("adds a key's escaped JSON bytes to a record's envelope, exactly", () => {
+    for (const key of ['k', 'a"key\u0001', 'é'.repeat(10)]) {
+      expect(recordEnvelopeBytes('1', key) - recordEnvelopeBytes('1', undefined)).toBe(escapedBytes(JSON.stringify(key)));
+    }
+  });
+
+  it('serializes a result as Lambda does: exact UTF-8 bytes, and none for undefined', () => {
+    expect(resultEnvelopeBytes({ body: 'é' })).toBe(Buffer.byteLength('{"body":"é"}', 'utf8'));
+    expect(resultEnvelopeBytes(undefined)).toBe(0);
+  });
+});
