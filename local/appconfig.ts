@@ -78,11 +78,11 @@ export function answerInProcess(
 /** What `send` needs of an SDK command object: its input, and (for typing the output) its handler. */
 export interface SdkCommand<InputType, OutputType> {
   readonly input: InputType;
-  resolveMiddleware(...args: any[]): (args: any) => Promise<{ output: OutputType }>;
+  resolveMiddleware(...args: never[]): (args: never) => Promise<{ output: OutputType }>;
 }
 
 export interface AppConfigTemplate {
-  Resources: Record<string, { Type: string; Properties?: Record<string, any>; DependsOn?: string | string[] }>;
+  Resources: Record<string, { Type: string; Properties?: Record<string, unknown>; DependsOn?: string | string[] }>;
 }
 
 export interface LocalAppConfigOptions {
@@ -140,7 +140,7 @@ const notFound = (message: string, resourceName?: string) =>
 
 /** A 7-character [a-z0-9] id, stable for a logical id. */
 function idFor(kind: string, logicalId: string): string {
-  const n = BigInt('0x' + createHash('sha256').update(`${kind}:${logicalId}`).digest('hex').slice(0, 15));
+  const n = BigInt(`0x${createHash('sha256').update(`${kind}:${logicalId}`).digest('hex').slice(0, 15)}`);
   return n.toString(36).padStart(7, '0').slice(-7);
 }
 
@@ -587,6 +587,7 @@ export class LocalAppConfig {
 
   private async dispatch(operation: string, input: unknown): Promise<unknown> {
     this.calls[operation] = (this.calls[operation] ?? 0) + 1;
+    // biome-ignore lint/suspicious/noExplicitAny: the bridge from the untyped dispatch to the typed operations: `input` is the SDK command's input for `operation`, which the case picks
     const i = (input ?? {}) as any;
     switch (operation) {
       case 'GetApplication':

@@ -11,6 +11,7 @@ export interface Credentials {
   secretAccessKey: string;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: a test and tool client: the body is the service's JSON, read by its documented fields (API.md) at the call site; callers that want it checked pass T
 export interface Reply<T = any> {
   status: number;
   headers: Record<string, string>;
@@ -28,6 +29,7 @@ export class SignedHttp {
     this.signer = new SignatureV4({ service: 'execute-api', region, credentials, sha256: Sha256 });
   }
 
+  // biome-ignore lint/suspicious/noExplicitAny: as Reply: the body is the service's JSON; callers that want it checked pass T
   async call<T = any>(method: string, path: string, body?: unknown): Promise<Reply<T>> {
     const url = new URL(path, this.baseUrl);
     const payload = body === undefined ? undefined : JSON.stringify(body);
@@ -45,7 +47,7 @@ export class SignedHttp {
     const res = await fetch(url, { method, headers: signed.headers as Record<string, string>, ...(payload !== undefined ? { body: payload } : {}) });
     const text = await res.text();
     const headers: Record<string, string> = {};
-    res.headers.forEach((v, k) => (headers[k] = v));
+    for (const [k, v] of res.headers) headers[k] = v;
     return { status: res.status, headers, body: text ? (JSON.parse(text) as T) : (undefined as T) };
   }
 }

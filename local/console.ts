@@ -38,7 +38,7 @@ export interface DashboardWidget {
   y: number;
   width: number;
   height: number;
-  properties: Record<string, any>;
+  properties: Record<string, unknown>;
 }
 
 export interface Dashboard {
@@ -85,13 +85,13 @@ export interface SeriesQuery {
  * widget's properties, then CloudWatch's defaults (300, Average). Ids are the rows' own `id`,
  * else m1.. / e1.. by row.
  */
-export function widgetQueries(properties: Record<string, any>): SeriesQuery[] {
+export function widgetQueries(properties: Record<string, unknown>): SeriesQuery[] {
   const rows: unknown[][] = Array.isArray(properties.metrics) ? properties.metrics : [];
   const out: SeriesQuery[] = [];
   let previous: unknown[] = [];
   rows.forEach((row, i) => {
     const last = row[row.length - 1];
-    const opts = (last && typeof last === 'object' && !Array.isArray(last) ? last : {}) as Record<string, any>;
+    const opts = (last && typeof last === 'object' && !Array.isArray(last) ? last : {}) as Record<string, unknown>;
     const fields = (opts === last ? row.slice(0, -1) : row).map((v, j) => (v === '.' ? previous[j] : v));
     previous = fields;
     const period = Number(opts.period ?? properties.period ?? 300);
@@ -123,7 +123,7 @@ export interface GraphData {
   error?: string;
 }
 
-export function graphData(cloudwatch: Pick<LocalCloudWatch, 'getMetricData'>, properties: Record<string, any>, startMs: number, endMs: number): GraphData {
+export function graphData(cloudwatch: Pick<LocalCloudWatch, 'getMetricData'>, properties: Record<string, unknown>, startMs: number, endMs: number): GraphData {
   const queries = widgetQueries(properties);
   const shown = queries.filter((q) => q.visible);
   let results: { Id: string; Timestamps: Date[]; Values: number[] }[];
@@ -237,10 +237,10 @@ export class LocalConsole {
         return void res.end(CONSOLE_PAGE);
       case `${CONSOLE_PATH}/uPlot.iife.min.js`:
         res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' });
-        return void res.end(readFileSync(this.uplotDir + 'uPlot.iife.min.js'));
+        return void res.end(readFileSync(`${this.uplotDir}uPlot.iife.min.js`));
       case `${CONSOLE_PATH}/uPlot.min.css`:
         res.writeHead(200, { 'content-type': 'text/css; charset=utf-8' });
-        return void res.end(readFileSync(this.uplotDir + 'uPlot.min.css'));
+        return void res.end(readFileSync(`${this.uplotDir}uPlot.min.css`));
       case '/local/api/dashboard':
         return send(res, 200, this.dashboard());
       case '/local/api/bakes':
@@ -278,7 +278,7 @@ export class LocalConsole {
           }
           if (w.type === 'metric') {
             // The window is the dashboard's, in the stack's time: divided by the time scale, as every period is.
-            const windowMs = ((durationSeconds(w.properties.start ?? d.start) ?? 3 * 3600) * 1000) / this.deps.timeScale;
+            const windowMs = ((durationSeconds((w.properties.start as string | undefined) ?? d.start) ?? 3 * 3600) * 1000) / this.deps.timeScale;
             return { ...base, view: w.properties.view ?? 'timeSeries', ...graphData(this.deps.cloudwatch, w.properties, nowMs - windowMs, nowMs + 1) };
           }
           return { ...base, unsupported: `A ${w.type} widget: the local console does not draw this type.` };

@@ -62,7 +62,7 @@ function randomString(alphabet: string, length: number): string {
 
 /** A fresh access key id in AWS's format: 20 uppercase alphanumerics, here starting with "LR". */
 export function newAccessKeyId(): string {
-  return 'LR' + randomString(UPPER_ALNUM, 18);
+  return `LR${randomString(UPPER_ALNUM, 18)}`;
 }
 
 /** A fresh 40-character secret (alphanumerics only, so it is easy to paste into a shell). */
@@ -115,6 +115,7 @@ export function parseCredentials(text: string, path: string): Principal[] {
     if (
       typeof p.secretAccessKey !== 'string' ||
       p.secretAccessKey.length < MIN_SECRET_LENGTH ||
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters in a secret is the point of this check
       /[\s\x00-\x1f\x7f]/.test(p.secretAccessKey)
     ) {
       throw new CredentialsFileError(
@@ -158,7 +159,7 @@ export function loadOrCreateCredentials(path: string = DEFAULT_CREDENTIALS_PATH)
   fs.mkdirSync(nodePath.dirname(abs), { recursive: true, mode: 0o700 });
   try {
     // 'wx': never overwrite a file another process created in the meantime.
-    fs.writeFileSync(abs, JSON.stringify({ principals }, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
+    fs.writeFileSync(abs, `${JSON.stringify({ principals }, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return loadOrCreateCredentials(abs);
     throw e;

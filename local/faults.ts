@@ -143,7 +143,8 @@ export class FaultInjector {
 
   /** A number in [0, 1). */
   private next(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
+    this.state = (this.state + 0x6d2b79f5) >>> 0;
+    let t = this.state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
@@ -258,7 +259,7 @@ export function addFaults(client: Stack, injector: FaultInjector, service: Fault
     if (attempt && Number(attempt) > 1) injector.sdkRetries[service]++;
     // In the deserialize step the SDK's own deserializer may sit outside this middleware, so
     // `next` returns the raw HTTP response: an error status is a refusal, nothing applied to lose.
-    return underFaults(injector, service, () => next(args), (out) => !((out as { response?: { statusCode?: number } })?.response?.statusCode! >= 300));
+    return underFaults(injector, service, () => next(args), (out) => !(((out as { response?: { statusCode?: number } } | undefined)?.response?.statusCode ?? 0) >= 300));
   };
   if (before) client.middlewareStack.addRelativeTo(middleware, { relation: 'before', toMiddleware: before, name: FAULTS_MIDDLEWARE });
   else client.middlewareStack.add(middleware, { step: 'deserialize', name: FAULTS_MIDDLEWARE });

@@ -487,7 +487,7 @@ async function verify(req: SigV4Request, principals: readonly Principal[], opts:
       { ...request, headers: rest },
       { signingDate, signingRegion: scope.region, signingService: scope.service, signableHeaders: signedSet },
     );
-    const auth = String(out.headers['authorization'] ?? '');
+    const auth = String(out.headers.authorization ?? '');
     expected = {
       signedHeaders: /SignedHeaders=([^,\s]*)/.exec(auth)?.[1] ?? '',
       signature: /Signature=([0-9a-f]+)/.exec(auth)?.[1] ?? '',

@@ -52,6 +52,8 @@ import type { LocalEventBridge, PutEventsEntry } from './eventbridge';
 }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const interpreter = require('aws-local-stepfunctions') as typeof import('aws-local-stepfunctions');
+/** The interpreter's own type for a definition; ours (AslDefinition) is the same JSON. */
+type InterpreterDefinition = ConstructorParameters<typeof InterpreterStateMachine>[0];
 
 export const LOCAL_REGION = 'us-east-1';
 export const LOCAL_ACCOUNT = '000000000000';
@@ -66,7 +68,7 @@ export const stateMachineArn = (name: string): string => `arn:aws:states:${LOCAL
 
 export interface TemplateResource {
   Type: string;
-  Properties?: Record<string, any>;
+  Properties?: Record<string, unknown>;
   DependsOn?: string | string[];
   Metadata?: Record<string, unknown>;
 }
@@ -76,6 +78,7 @@ export interface CfnTemplate {
 
 /** An ASL definition (JSON). */
 export type AslDefinition = { StartAt: string; States: Record<string, AslState>; TimeoutSeconds?: number; Comment?: string; [k: string]: unknown };
+// biome-ignore lint/suspicious/noExplicitAny: an ASL state is JSON whose fields depend on its Type; the interpreter validates the definition (checkPaths, checkArn) before it runs
 export type AslState = { Type: string; [k: string]: any };
 
 export interface TemplateStateMachine {
@@ -174,7 +177,7 @@ export function resolveIntrinsics(template: CfnTemplate, value: unknown, where: 
     if (Array.isArray(v)) return v.map(walk);
     if (!v || typeof v !== 'object') return v;
     const keys = Object.keys(v);
-    const o = v as Record<string, any>;
+    const o = v as Record<string, unknown>;
     if (keys.length === 1) {
       const k = keys[0]!;
       if (k === 'Ref') return ref(String(o.Ref));
@@ -255,6 +258,7 @@ export function stateMachinesFromTemplate(template: CfnTemplate, options: Resolv
 // ---------------------------------------------------------------------------------------------
 
 export type LambdaHandler = (event: unknown) => Promise<unknown>;
+// biome-ignore lint/suspicious/noExplicitAny: a task's Parameters as the state machine resolved them (JSON); each handler declares the SDK input it expects, as the real service would take it
 export type SdkHandler = (params: any) => Promise<unknown>;
 
 export interface ExecutionEvent {
@@ -483,6 +487,7 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 
 interface Prepared {
   definition: AslDefinition;
+  // biome-ignore lint/suspicious/noExplicitAny: the interpreter's task resources: JSON in and out; each handler declares the input shape it reads and checks it
   handlers: Record<string, (input: any) => Promise<any>>;
   waitTimeOverrides: Record<string, number>;
   types: Map<string, string>;
@@ -535,7 +540,8 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
     if (state.Credentials !== undefined) problems.push(`${name}: Task Credentials are not supported locally`);
 
     let m: RegExpExecArray | null;
-    if ((m = /^arn:[^:]+:states:::lambda:invoke(\.\w+)?$/.exec(resource))) {
+    m = /^arn:[^:]+:states:::lambda:invoke(\.\w+)?$/.exec(resource);
+    if (m) {
       if (m[1]) return skip(`${name}: ${resource} (the ${m[1]} pattern is not supported locally)`);
       const fnParam = state.Parameters?.FunctionName;
       if (typeof fnParam === 'string' && !lambdas[functionIdOf(fnParam)]) return skip(`${name}: no local handler for Lambda ${functionIdOf(fnParam)}`);
@@ -553,13 +559,15 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
       };
       return;
     }
-    if ((m = /^arn:[^:]+:lambda:[^:]*:[^:]*:function:([^:]+)(:[^:]+)?$/.exec(resource))) {
+    m = /^arn:[^:]+:lambda:[^:]*:[^:]*:function:([^:]+)(:[^:]+)?$/.exec(resource);
+    if (m) {
       const fnId = m[1]!;
       if (!lambdas[fnId]) return skip(`${name}: no local handler for Lambda ${fnId}`);
       handlers[name] = async (input: unknown) => jsonOf(await invoke(fnId, lambdas[fnId]!, structuredClone(input)));
       return;
     }
-    if ((m = /^arn:[^:]+:states:::aws-sdk:([a-z0-9-]+):([A-Za-z0-9]+)(\.\w+)?$/.exec(resource))) {
+    m = /^arn:[^:]+:states:::aws-sdk:([a-z0-9-]+):([A-Za-z0-9]+)(\.\w+)?$/.exec(resource);
+    if (m) {
       const [, service, action, pattern] = m as unknown as [string, string, string, string | undefined];
       if (pattern) return skip(`${name}: ${resource} (the ${pattern} pattern is not supported locally)`);
       const prefix = SDK_SERVICE_NAMES[service] ?? pascal(service);
@@ -587,6 +595,7 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
         return;
       }
       if (service === 'dynamodb' && options.dynamodb) {
+        // biome-ignore lint/suspicious/noExplicitAny: a DynamoDB command class looked up by the action's name; its input is the task's JSON, checked by DynamoDB itself
         const Command = (dynamodbSdk as unknown as Record<string, new (input: unknown) => any>)[`${pascal(action)}Command`];
         if (!Command) return skip(`${name}: DynamoDB has no action ${action}`);
         const client = options.dynamodb;
@@ -601,11 +610,13 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
       }
       return skip(`${name}: no local handler for ${key} (give one in options.sdk)`);
     }
-    if ((m = /^arn:[^:]+:states:::dynamodb:(putItem|getItem|updateItem|deleteItem)$/.exec(resource))) {
+    m = /^arn:[^:]+:states:::dynamodb:(putItem|getItem|updateItem|deleteItem)$/.exec(resource);
+    if (m) {
       const action = m[1]!;
       const client = options.dynamodb;
       const fn = sdk[`dynamodb:${action}`];
       if (!client && !fn) return skip(`${name}: ${resource} needs options.dynamodb`);
+      // biome-ignore lint/suspicious/noExplicitAny: as above: a command class looked up by name, its input checked by DynamoDB
       const Command = (dynamodbSdk as unknown as Record<string, new (input: unknown) => any>)[`${pascal(action)}Command`]!;
       handlers[name] = async (params: unknown) => {
         try {
@@ -617,7 +628,8 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
       };
       return;
     }
-    if ((m = /^arn:[^:]+:states:::events:putEvents(\.\w+)?$/.exec(resource))) {
+    m = /^arn:[^:]+:states:::events:putEvents(\.\w+)?$/.exec(resource);
+    if (m) {
       if (m[1]) return skip(`${name}: ${resource} (the ${m[1]} pattern is not supported locally)`);
       const bus = options.eventBridge;
       if (!bus) return skip(`${name}: ${resource} needs options.eventBridge`);
@@ -631,7 +643,7 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
               Resources: [...(Array.isArray(e?.Resources) ? e.Resources : []), ctx.Execution.Id, ctx.StateMachine.Id],
             }))
           : params?.Entries;
-        let out;
+        let out: ReturnType<typeof bus.putEvents>;
         try {
           out = bus.putEvents({ Entries: entries as PutEventsEntry[] });
         } catch (e) {
@@ -671,7 +683,7 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
 
   const scaleRetry = (state: AslState) => {
     if (!Array.isArray(state.Retry) || scale === 1) return;
-    state.Retry = state.Retry.map((r: Record<string, any>) => ({
+    state.Retry = state.Retry.map((r: { IntervalSeconds?: number; MaxDelaySeconds?: number }) => ({
       ...r,
       IntervalSeconds: (r.IntervalSeconds ?? 1) / scale,
       ...(r.MaxDelaySeconds !== undefined ? { MaxDelaySeconds: r.MaxDelaySeconds / scale } : {}),
@@ -719,6 +731,7 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
   return { definition, handlers, waitTimeOverrides, types, failStates };
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: the interpreter's event union read field by field, each field copied only when the event has it
 function toEvent(e: any, types: Map<string, string>): ExecutionEvent {
   const ev: ExecutionEvent = { type: e.type, timestamp: e.timestamp };
   if (e.state) {
@@ -748,7 +761,7 @@ export async function runExecution(definition: AslDefinition, input: unknown, op
   if (options.validate !== false) {
     // Validates the definition as written (the interpreter's ASL validator); the prepared copy
     // below carries local-only resources and fractional intervals, so it is not validated again.
-    new interpreter.StateMachine(definition as any, { validationOptions: { checkArn: true, checkPaths: true } });
+    new interpreter.StateMachine(definition as InterpreterDefinition, { validationOptions: { checkArn: true, checkPaths: true } });
   }
   const internal = new AbortController();
   const onAbort = () => internal.abort();
@@ -771,7 +784,7 @@ export async function runExecution(definition: AslDefinition, input: unknown, op
 
   try {
     const prepared = prepare(definition, options, internal.signal, contextForPaths);
-    const machine: InterpreterStateMachine = new interpreter.StateMachine(prepared.definition as any, { validationOptions: { noValidate: true } });
+    const machine: InterpreterStateMachine = new interpreter.StateMachine(prepared.definition as InterpreterDefinition, { validationOptions: { noValidate: true } });
     const execution = machine.run(executionInput, {
       overrides: { taskResourceLocalHandlers: prepared.handlers, waitTimeOverrides: prepared.waitTimeOverrides },
       context,
@@ -803,7 +816,7 @@ export async function runExecution(definition: AslDefinition, input: unknown, op
       return output;
     } catch (e) {
       await settle();
-      const err = e as Error & { cause?: any };
+      const err = e as Error & { cause?: unknown };
       if (err instanceof interpreter.ExecutionAbortedError) throw new ExecutionFailedError('ABORTED', undefined, undefined);
       if (err instanceof interpreter.ExecutionTimeoutError) throw new ExecutionFailedError('TIMED_OUT', 'States.Timeout', 'The execution timed out');
       if (err instanceof interpreter.ExecutionError) {

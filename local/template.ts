@@ -12,6 +12,7 @@ import { LogrelayStack } from '../lib/logrelay-stack';
 import { LocalAppConfig } from './appconfig';
 import { resolveIntrinsics } from './stepfunctions';
 
+// biome-ignore lint/suspicious/noExplicitAny: a synthesized CloudFormation template: the shape of Properties depends on the resource type, and typing it would mean CloudFormation's schema for every type the local runtime reads
 export type Template = { Resources: Record<string, { Type: string; Properties?: any; Metadata?: Record<string, unknown> }> };
 
 export interface LocalFunction {

@@ -68,7 +68,10 @@ export class Traffic {
       this.acked.set(logId, new Set());
     }
     // A loop that throws (the service went away) ends; the first error is kept for stop().
-    const keep = (p: Promise<void>) => p.catch((e: unknown) => void (this.error ??= e));
+    const keep = (p: Promise<void>) =>
+      p.catch((e: unknown) => {
+        this.error ??= e;
+      });
     this.producers = this.logIds.map((l) => keep(this.produce(l)));
     this.workers = this.logIds.flatMap((l) => Array.from({ length: this.opts.workersPerLog ?? 2 }, () => keep(this.work(l))));
   }

@@ -344,7 +344,7 @@ export function collectEvaluationWindow(
     const returned = returnedQuery(def);
     const queries = def.Metrics.map((q) => ({ ...q, ReturnData: q.Id === returned.Id }));
     const result: MetricDataResult | undefined = store.getMetricData(queries, startMs, endMs).MetricDataResults[0];
-    result?.Timestamps.forEach((t, i) => values.set(t, result.Values[i]!));
+    if (result) for (const [i, t] of result.Timestamps.entries()) values.set(t, result.Values[i]!);
   } else {
     const stat = def.Statistic ?? def.ExtendedStatistic;
     if (!def.Namespace || !def.MetricName || !stat) {

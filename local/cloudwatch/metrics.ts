@@ -360,7 +360,10 @@ export class MetricStore {
       if (query.unit !== undefined && s.unit !== query.unit) continue;
       const bucket = Math.floor(s.t / p) * p;
       let list = buckets.get(bucket);
-      if (!list) buckets.set(bucket, (list = []));
+      if (!list) {
+        list = [];
+        buckets.set(bucket, list);
+      }
       list.push(s);
     }
     const out: Datapoint[] = [];

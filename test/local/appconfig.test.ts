@@ -162,7 +162,7 @@ describe('LocalAppConfig', () => {
     expect(await readVersion(ac, limits.ApplicationId, limits.ConfigurationProfileId, 2)).toEqual({ maxRecordsPerAppend: 250, defaultAckTimeoutSeconds: 60 });
 
     // What Ref of each AppConfig resource resolves to, e.g. for a function's environment.
-    const env = template.Resources[ids.fn]!.Properties!.Environment.Variables as Record<string, { Ref: string }>;
+    const env = (template.Resources[ids.fn]!.Properties!.Environment as { Variables: Record<string, { Ref: string }> }).Variables;
     expect(ac.resolveRef(env.APPCONFIG_APPLICATION_ID!.Ref)).toBe(appId);
     expect(ac.resolveRef(env.DELIVERY_PROFILE_ID!.Ref)).toBe(delivery.ConfigurationProfileId);
     expect(ac.resolveGetAtt(ids.delivery, 'ConfigurationProfileId')).toBe(delivery.ConfigurationProfileId);
