@@ -125,3 +125,10 @@ describe('mutation survivors: sameJson on absent members, element-wise arrays, a
     expect(sameJson(['a', 'b'], 'ab')).toBe(false);
   });
 });
+
+describe('mutation survivor: diffContents on a member that is undefined on both sides', () => {
+  it('lists no difference for a field neither side nor the defaults has (a member whose value is undefined)', () => {
+    expect(diffContents('delivery', { extra: undefined }, {})).toEqual([]);
+    expect(diffContents('delivery', { extra: undefined }, { extra: undefined })).toEqual([]);
+  });
+});
