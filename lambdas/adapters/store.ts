@@ -642,7 +642,10 @@ export class DynamoStore implements Store {
       if (attempt > 0) await sleep(Math.min(1000, 20 * 2 ** attempt) * Math.random());
       if (attempt > 8) throw new Error(`${op}: DynamoDB left keys unprocessed after ${attempt} attempts`);
       const out = await this.send(op, this.doc.send(new BatchGetCommand({ RequestItems: request, ReturnConsumedCapacity: 'TOTAL' })));
-      for (const [table, items] of Object.entries(out.Responses ?? {})) (found[table] ??= []).push(...(items as Item[]));
+      for (const [table, items] of Object.entries(out.Responses ?? {})) {
+        found[table] ??= [];
+        found[table].push(...(items as Item[]));
+      }
       request = (out.UnprocessedKeys ?? {}) as typeof request;
     }
     return found;

@@ -3,7 +3,7 @@
  * contract's error envelope (`{"error": {"code", "message"}}`, plus `retry-after` for temporary
  * refusals). Domain and services throw ServiceError with a code and never see a status.
  */
-import { ServiceError, type ErrorCode } from '../domain/errors';
+import type { ServiceError, ErrorCode } from '../domain/errors';
 
 /** Every code's status. A Record over the union: a new code without a status does not compile. */
 export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {

@@ -421,7 +421,7 @@ export class BakeService {
     const b = await this.updateBake(bakeId, (cur) => {
       const i = index ?? currentPhase(cur);
       const p = cur.phases[i];
-      if (!p || p.verdict !== 'PENDING') return cur;
+      if (p?.verdict !== 'PENDING') return cur;
       const now = this.clock.now();
       const verdict = verdictOf('REJECT', cur.settings.dryRun === true);
       const reason = `Invalid: version ${p.version} fails the ${p.profile} profile's validators (${error?.Error ?? 'validation failed'}: ${error?.Cause ?? 'no detail'}); it never went live.`;

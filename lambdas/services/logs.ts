@@ -129,7 +129,11 @@ export class LogService {
   ): Promise<SeqRange> {
     const encoded = encodeAppend(records, opts.limits, opts.requestBytes);
     const logKey = logKeyOf(owner, logId);
-    const known = this.known.get(logKey) ?? (await this.head(owner, logId), this.known.get(logKey)!);
+    let known = this.known.get(logKey);
+    if (known === undefined) {
+      await this.head(owner, logId);
+      known = this.known.get(logKey)!;
+    }
     const batchId = randomBytes(12).toString('base64url');
     const key = opts.idempotencyKey;
     if (key !== undefined) {
