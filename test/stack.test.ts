@@ -150,6 +150,7 @@ function bakeFunctionLogicalId(): string {
   const invoked = new Set(
     Object.values(bakeDefinition().States)
       .map((s) => s.Resource)
+      // biome-ignore lint/complexity/useOptionalChain: a type guard must return a boolean, which r?.startsWith('<') is not
       .filter((r): r is string => r !== undefined && r.startsWith('<')),
   );
   expect([...invoked]).toHaveLength(1);
@@ -493,14 +494,14 @@ describe('Lambda functions', () => {
               expect(table, `${fn}: ${JSON.stringify(res)}`).toBeDefined();
               expect(name, `${fn}: ${JSON.stringify(res)}`).toMatch(/^[A-Za-z0-9_.-]+$/);
               const set = indexActions.get(`${table}/${name}`) ?? new Set<string>();
-              actions.forEach((a) => set.add(a));
+              for (const a of actions) set.add(a);
               indexActions.set(`${table}/${name}`, set);
               continue;
             }
             const key = tables.get(getAttOf(res, 'Arn')); // a bare table ARN: no "*", no index, no other table
             expect(key, `${fn}: ${JSON.stringify(res)}`).toBeDefined();
             const set = actionsByTable.get(key!) ?? new Set<string>();
-            actions.forEach((a) => set.add(a));
+            for (const a of actions) set.add(a);
             actionsByTable.set(key!, set);
           }
         }

@@ -245,7 +245,7 @@ function fakeService(total: number, faults: (attempt: number, body: any) => Faul
       if (acked !== undefined) entry.acked = acked;
       if (fault === 'lose') throw Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('ECONNRESET'), { code: 'ECONNRESET' }) });
       const out = available.splice(0, body.maxRecords ?? 100);
-      out.forEach((s) => leased.add(s));
+      for (const s of out) leased.add(s);
       const records = out.map((seq) => ({ seq, data: seq, deliveryCount: 1, leaseExpiresAt: new Date(Date.now() + 60_000).toISOString() }));
       return reply(200, acked === undefined ? { records } : { records, acked });
     }

@@ -29,7 +29,9 @@ function service(opts: { failAppendNumber?: number; other?: (method: string, url
       } else {
         const records = (JSON.parse(String(init.body)) as { records: AppendRecord[] }).records;
         appended.push(records);
-        body = { firstSeq: lastSeq + 1, lastSeq: (lastSeq += records.length) };
+        const firstSeq = lastSeq + 1;
+        lastSeq += records.length;
+        body = { firstSeq, lastSeq };
       }
     } else ({ status, body } = opts.other?.(init.method, u) ?? { status: 404, body: { error: { code: 'NotFound', message: 'no' } } });
     return { status, headers: { get: () => null }, text: async () => JSON.stringify(body) };

@@ -72,7 +72,7 @@ describe('the logrelay bin', () => {
     expect(JSON.parse(created.stdout)).toMatchObject({ logId: 'cli-roundtrip', retentionHours: 24 });
 
     const lines = Array.from({ length: 1000 }, (_, i) => JSON.stringify({ n: i + 1, k: `key-${i % 7}`, text: `line ${i + 1} "quoted" ünïcode` }));
-    writeFileSync(join(dir, 'records.jsonl'), lines.join('\n') + '\n\n');
+    writeFileSync(join(dir, 'records.jsonl'), `${lines.join('\n')}\n\n`);
     const appended = await cli(['append', 'cli-roundtrip', 'records.jsonl', '--key-field', 'k', '--json']);
     expect(appended.code).toBe(0);
     expect(JSON.parse(appended.stdout)).toEqual({ logId: 'cli-roundtrip', records: 1000, requests: 2, firstSeq: 1, lastSeq: 1000 });
@@ -91,9 +91,9 @@ describe('the logrelay bin', () => {
     // Human output, and the data alone reads back exactly what was appended.
     const dataOnly = await cli(['tail', 'cli-roundtrip', '--data-only']);
     expect(dataOnly.code).toBe(0);
-    expect(dataOnly.stdout).toBe(lines.join('\n') + '\n');
+    expect(dataOnly.stdout).toBe(`${lines.join('\n')}\n`);
     const human = await cli(['tail', 'cli-roundtrip', '--limit', '3']);
-    expect(human.stdout).toBe(lines.slice(0, 3).map((l, i) => `${i + 1} key=key-${i % 7} ${l}`).join('\n') + '\n');
+    expect(human.stdout).toBe(`${lines.slice(0, 3).map((l, i) => `${i + 1} key=key-${i % 7} ${l}`).join('\n')}\n`);
     expect(human.stderr).toContain('3 records (seq 1..3)');
 
     // tail opened sessions of its own and deleted them: the log's own data is untouched.

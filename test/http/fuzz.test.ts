@@ -43,8 +43,9 @@ function problemWith(c: FuzzCase, res: RawReply): string | undefined {
   const { code, message } = body.error ?? {};
   if (typeof code !== 'string' || !/^[A-Z][A-Za-z0-9]*$/.test(code)) return `a ${status} with code ${JSON.stringify(code)}`;
   if (Object.keys(body.error).sort().join() !== 'code,message') return `a ${status} whose error has fields ${Object.keys(body.error)}`;
-  if (typeof message !== 'string' || !/^[A-Z][^]{9,}\.$/.test(message)) return `a ${status} whose message is not a sentence`;
+  if (typeof message !== 'string' || !/^[A-Z][\s\S]{9,}\.$/.test(message)) return `a ${status} whose message is not a sentence`;
   if (message.length > 1000) return `a ${status} whose message is ${message.length} characters long`;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the check is that the message holds no control characters
   if (/[\u0000-\u001f]/.test(message)) return `a ${status} whose message holds control characters`;
   return undefined;
 }
@@ -95,7 +96,7 @@ describe('fuzzed from openapi.json: the data routes, through the handlers', () =
     const seeded = ['1', '{"a":[1,2]}', '"s"', '12345678901234567890123', '1e400'];
     const r = await h.send({ method: 'POST', path: '/logs/fz/records', body: `{"records":[${seeded.map((d) => `{"data":${d}}`).join(',')}]}` });
     expect(r.status).toBe(201);
-    seeded.forEach((d, i) => expected.set(i + 1, d));
+    for (const [i, d] of seeded.entries()) expected.set(i + 1, d);
     ctx = { logId: 'fz', sessionId: await h.openSession('fz'), lastSeq: seeded.length };
   });
   afterAll(async () => h?.close());
@@ -141,7 +142,7 @@ describe('fuzzed from openapi.json: the data routes, through the handlers', () =
       if (res.status === 201 && c.path === '/logs/fz/records' && c.storedData) {
         const { firstSeq, lastSeq } = JSON.parse(res.text!);
         expect(lastSeq - firstSeq + 1, c.name).toBe(c.storedData.length);
-        c.storedData.forEach((d, i) => expected.set(firstSeq + i, d));
+        for (const [i, d] of c.storedData.entries()) expected.set(firstSeq + i, d);
       }
     }
     expect(t.requests).toBeGreaterThan(400);
@@ -157,7 +158,7 @@ describe('fuzzed from openapi.json: the data routes, through the handlers', () =
       const { records } = JSON.parse(res.text!) as { records: { seq: number }[] };
       if (!records.length) break;
       const texts = recordDataTexts(res.text!)!;
-      records.forEach((r, i) => got.set(r.seq, texts[i]!.text));
+      for (const [i, r] of records.entries()) got.set(r.seq, texts[i]!.text);
       await h.ack(sid, { ranges: [[records[0]!.seq, records[records.length - 1]!.seq]] });
     }
     const lastSeq = (await h.call('GET', '/logs/fz')).body.lastSeq;
@@ -178,7 +179,7 @@ async function signedRaw(rt: LocalRuntime, c: FuzzCase): Promise<RawReply> {
   const signed = await signer.sign({ method: c.method, protocol: url.protocol, hostname: url.hostname, port: Number(url.port), path: c.path, headers, query: {}, ...(body ? { body } : {}) });
   const res = await fetch(new URL(c.path, rt.url), { method: c.method, headers: signed.headers as Record<string, string>, ...(body ? { body } : {}) });
   const out: Record<string, string> = {};
-  res.headers.forEach((v, k) => (out[k] = v));
+  for (const [k, v] of res.headers) out[k] = v;
   const text = await res.text();
   return { status: res.status, headers: out, text: text || undefined };
 }

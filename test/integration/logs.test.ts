@@ -80,7 +80,7 @@ describe('appends', () => {
     await h.createLog('throttled-key');
     await h.append('throttled-key', ['pre']);
     const store = h.store as unknown as Record<string, unknown>;
-    store.putChunks = async function () {
+    store.putChunks = async () => {
       delete store.putChunks; // once
       throw Object.assign(new Error('Rate exceeded'), { name: 'ProvisionedThroughputExceededException', $fault: 'client' });
     };

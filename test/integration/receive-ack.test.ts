@@ -391,7 +391,10 @@ describe('concurrency', () => {
     let ackedByService = 0;
     let dropped = 0;
     let seed = 7;
-    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
     const deadline = Date.now() + 60_000;
     await Promise.all(
       Array.from({ length: 8 }, async () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CrashError, Harness } from '../support/harness';
+import { CrashError, Harness, type Reply } from '../support/harness';
 import { settle, VIEW_MAX_AGE_MS } from '../../lambdas/domain/session';
 import { ConflictError } from '../../lambdas/domain/errors';
 import { COMPACT_AT } from '../../lambdas/services/sessions';
@@ -89,7 +89,10 @@ describe('receiver sessions', () => {
     let ackedByService = 0;
     let crashes = 0;
     let seed = 42;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
     const deadline = Date.now() + 50_000;
     await Promise.all(
       Array.from({ length: 16 }, async (_, worker) => {
@@ -297,7 +300,7 @@ describe('receiver sessions', () => {
       for (const seq of range(2, 13)) injected.push(await h.ack(sid, { seqs: [seq] }));
     });
     h.calls = [];
-    let res;
+    let res: Reply;
     try {
       res = await h.call('POST', `/sessions/${sid}/receive`, { maxRecords: 2 });
     } finally {
@@ -439,7 +442,7 @@ describe('receiver sessions', () => {
       for (const seq of mine) injected.push(await h.ack(sid, { seqs: [seq] }));
     });
     h.calls = [];
-    let res;
+    let res: Reply;
     try {
       res = await h.call('POST', `/sessions/${sid}/receive`, { maxRecords: 3 });
     } finally {

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tmpdir } from 'node:os';
 import type { LocalRuntime } from '../../local/server';
-import { SignedHttp } from '../../local/client';
+import type { SignedHttp } from '../../local/client';
 import { startTestRuntime } from '../support/runtime';
 import { LogrelayClient } from '../../client/src/client';
 import { parseSince, run, type CliIo } from '../../client/src/cli';
@@ -146,8 +146,12 @@ describe('logrelay bake list', () => {
     expect(r.code).toBe(0);
     const heads = r.stdout.split('\n').filter((l) => l.startsWith('b-'));
     expect(heads.map((l) => l.split('  ')[0])).toEqual([bakeIds[2], bakeIds[1]]);
+    // The patterns below mirror the rendered columns space for space.
+    // biome-ignore lint/complexity/noAdjacentSpacesInRegex: the columns' spacing is what is checked
     expect(heads[0]).toMatch(/^b-\S+  SUCCEEDED  started \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z  took \d+s$/);
+    // biome-ignore lint/complexity/noAdjacentSpacesInRegex: the columns' spacing is what is checked
     expect(r.stdout).toMatch(/\n  1\. delivery v\d+  REJECTED   Inconclusive/);
+    // biome-ignore lint/complexity/noAdjacentSpacesInRegex: the columns' spacing is what is checked
     expect(r.stdout).toMatch(/\n  2\. limits v\d+    REJECTED   Inconclusive/);
     const more = /more: logrelay bake list --next-token (\S+) --limit 2/.exec(r.stdout);
     expect(more).not.toBeNull();

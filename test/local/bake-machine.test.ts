@@ -465,7 +465,12 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     // The first request takes the lock, records the bake, and dies inside StartExecution.
     let died!: (bakeId: string) => void;
     const dead = new Promise<string>((r) => (died = r));
-    const crashing = new BakeService(control, versions, IDS, metrics, { start: (id) => (died(id), new Promise<void>(() => {})) }, clock, { timeScale: 1 });
+    const crashing = new BakeService(control, versions, IDS, metrics, {
+      start: (id) => {
+        died(id);
+        return new Promise<void>(() => {});
+      },
+    }, clock, { timeScale: 1 });
     void crashing.startBake([{ profile: 'delivery', version: '2' }], settings);
     const deadId = await dead;
     const service = new BakeService(control, versions, IDS, metrics, { start: async () => {} }, clock, { timeScale: 1 });

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalRuntime } from '../../local/server';
-import { SignedHttp } from '../../local/client';
+import type { SignedHttp } from '../../local/client';
 import { startTestRuntime } from '../support/runtime';
 import { queryParametersOf } from '../../local/gateway';
 

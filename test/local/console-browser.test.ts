@@ -110,6 +110,7 @@ describe('the local console in a browser, during a bake', () => {
     const bake = page.locator(`[data-bake="${bakeId}"]`);
     await until('the finished bake on the page', async () => ((await bake.getAttribute('data-status')) === 'SUCCEEDED' ? true : undefined));
     expect(await bake.locator('.phase').evaluateAll((els) => els.map((e) => e.getAttribute('data-verdict')))).toEqual(verdicts);
+    // biome-ignore lint/performance/useDomNodeTextContent: Playwright's Locator.innerText(), the text as rendered (what a person sees), not the DOM property
     const bakeText = await bake.innerText();
     for (const p of record.phases) {
       expect(bakeText).toContain(`${p.profile} v${p.version}`);
@@ -121,6 +122,7 @@ describe('the local console in a browser, during a bake', () => {
     await until('every widget drawn', async () => ((await page.locator('section.widget').count()) === widgets ? true : undefined));
     const shown = await page.locator('section.widget').evaluateAll((els) => els.map((e) => ({ type: e.getAttribute('data-type'), title: e.querySelector('h2.title')?.textContent ?? '' })));
     expect(shown.filter((w) => w.title).map((w) => w.title)).toEqual(titles);
+    // biome-ignore lint/performance/useDomNodeTextContent: Playwright's Locator.innerText(), the text as rendered
     expect(await page.locator('section.widget.text h1').innerText()).toBe('Logrelay config bake');
 
     // Per-arm graphs: each arm's series has drawn points (uPlot's own data, read from the page).

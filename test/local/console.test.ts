@@ -74,10 +74,10 @@ describe('the local console follows the dashboard in the stack', () => {
     const values = added.series![0]!.values.filter((v): v is number => v !== null);
     expect(values.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(1);
 
-    const page = await fetch(t.rt.url + '/local/console');
+    const page = await fetch(`${t.rt.url}/local/console`);
     expect(page.status).toBe(200);
     expect(page.headers.get('content-type')).toMatch(/text\/html/);
-    const lib = await fetch(t.rt.url + '/local/console/uPlot.iife.min.js');
+    const lib = await fetch(`${t.rt.url}/local/console/uPlot.iife.min.js`);
     expect(lib.status).toBe(200);
     expect(await lib.text()).toMatch(/uPlot/);
   });
@@ -99,7 +99,7 @@ describe('the local console follows the dashboard in the stack', () => {
     const mine = await getJson('/local/api/bakes');
     const api = await t.admin.call('GET', '/bakes?limit=10');
     expect(mine.body).toEqual(api.body);
-    const post = await fetch(t.rt.url + '/local/api/bakes', { method: 'POST', body: '{}' });
+    const post = await fetch(`${t.rt.url}/local/api/bakes`, { method: 'POST', body: '{}' });
     expect(post.status).toBe(405);
     expect(((await post.json()) as any).error.message).toMatch(/read-only: use GET/);
     const missing = await getJson('/local/api/nothing');

@@ -62,8 +62,8 @@ describe('the runtime re-reads its credentials file', () => {
     expect(unknown.body.error.message).toContain('knows 2 access key ids');
     expect(unknown.body.error.message).toContain(`The file's latest change is not in use: The credentials file ${path} cannot be used: it is not valid JSON`);
     // Written whole again (atomically, by rename): in use again, with nothing about a problem.
-    write(path + '.tmp', [ADMIN, ADDED]);
-    renameSync(path + '.tmp', path);
+    write(`${path}.tmp`, [ADMIN, ADDED]);
+    renameSync(`${path}.tmp`, path);
     const again = await new SignedHttp(rt.url, { accessKeyId: 'LRNOBODY00000000000', secretAccessKey: 'x'.repeat(40) }).call('GET', '/logs/reload-admin');
     expect(again.body.error.message).not.toContain('not in use');
   });
@@ -91,7 +91,7 @@ describe('PrincipalStore', () => {
     const path = join(mkdtempSync(join(tmpdir(), 'logrelay-store-')), 'credentials.json');
     write(path, [ADMIN]);
     const store = new PrincipalStore(path, [ADMIN]);
-    renameSync(path, path + '.moved');
+    renameSync(path, `${path}.moved`);
     expect(store.refresh()).toBe(false);
     expect(store.current()).toEqual([ADMIN]);
     expect(store.unknownKeyNote()).toContain('the file is gone (the runtime keeps the 1 principal it read before)');

@@ -32,7 +32,11 @@ describe('invokeFunction', () => {
   it("refuses an event over Lambda's 6 MiB request limit with API Gateway's 413, the function never called", async () => {
     let called = false;
     // 3.2 MiB of quotes: 6.4 MiB once escaped into the event.
-    const r = await invokeFunction(async () => ((called = true), ok()), event('"'.repeat(3_355_443)), { logicalId: 'append', timeoutSeconds: 15 });
+    const call = async () => {
+      called = true;
+      return ok();
+    };
+    const r = await invokeFunction(call, event('"'.repeat(3_355_443)), { logicalId: 'append', timeoutSeconds: 15 });
     expect(called).toBe(false);
     expect(r).toMatchObject({ gateway: { status: 413, body: '{"message":"Request Too Long"}' } });
     // The same number of bytes unescaped fits.
@@ -54,11 +58,18 @@ describe('invokeFunction', () => {
     const fn = { logicalId: 'receive', timeoutSeconds: 28, reservedConcurrency: 2 };
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
-    const waiting = async (): Promise<HttpResult> => (await held, ok());
+    const waiting = async (): Promise<HttpResult> => {
+      await held;
+      return ok();
+    };
     const a = invokeFunction(waiting, event(), fn, Date.now, running);
     const b = invokeFunction(waiting, event(), fn, Date.now, running);
     let called = false;
-    const third = await invokeFunction(async () => ((called = true), ok()), event(), fn, Date.now, running);
+    const call = async () => {
+      called = true;
+      return ok();
+    };
+    const third = await invokeFunction(call, event(), fn, Date.now, running);
     expect(called).toBe(false);
     expect(third).toMatchObject({ gateway: GATEWAY_ANSWERS.integrationFailure, why: expect.stringMatching(/throttled .* 2 of 2 reserved/) });
     // Another function is not held back by receive's reservation.

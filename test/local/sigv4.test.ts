@@ -355,7 +355,7 @@ function oracleSign(o: {
     o.method,
     o.canonicalPath,
     o.canonicalQuery,
-    names.map((n) => `${n}:${o.headers[n]!.trim()}`).join('\n') + '\n',
+    `${names.map((n) => `${n}:${o.headers[n]!.trim()}`).join('\n')}\n`,
     names.join(';'),
     createHash('sha256').update(o.body).digest('hex'),
   ].join('\n');

@@ -195,8 +195,8 @@ function sample(s0: Schema, r: Rng, ctx: FuzzContext, name = ''): J {
       const n = r.int(Math.max(1, s.minItems ?? 0), Math.min(s.maxItems ?? 3, 3));
       return Array.from({ length: n }, () => sample(s.items as Schema, r, ctx, name));
     }
-    case 'object':
     default: {
+      // 'object', and any other type
       if (!s.properties) return {};
       const out: Record<string, J> = {};
       for (const [k, p] of Object.entries(s.properties)) {
@@ -370,7 +370,7 @@ const BAD_PARAMS: [string, string][] = [
   ['.', 'a dot'],
   ['..', 'two dots'],
   ['s-AAAAAAAAAAAAAAAAAAAAAA', 'a well-formed id nobody has'],
-  ['s-' + 'A'.repeat(23), 'an id one character too long'],
+  [`s-${'A'.repeat(23)}`, 'an id one character too long'],
   ['nope', 'a name nobody has'],
   ['01', 'a number with a leading zero'],
   ['1e0', 'a number in exponent form'],
