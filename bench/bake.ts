@@ -153,15 +153,30 @@ function alarmsFiring(s: ArmSeries, n: number): string[] {
   const rate = (p: PeriodStats) => (100 * p.errors5xx) / p.requests;
   rule('experiment-5xx-rate', (i) => (e(i).requests >= min && e(i).errors5xx >= k ? rate(e(i)) : 0), t.experiment5xxPercent, 3, 2);
   rule('experiment-p99-latency', (i) => (e(i).requests >= min ? (e(i).p99Ms ?? 0) : 0), t.experimentP99Ms, 3, 2);
-  rule('experiment-5xx-vs-control', (i) => (e(i).requests >= min && c(i).requests >= min && e(i).errors5xx >= k ? rate(e(i)) - rate(c(i)) : 0), t.relative5xxPoints, 3, 2);
+  rule(
+    'experiment-5xx-vs-control',
+    (i) => (e(i).requests >= min && c(i).requests >= min && e(i).errors5xx >= k ? rate(e(i)) - rate(c(i)) : 0),
+    t.relative5xxPoints,
+    3,
+    2,
+  );
   rule(
     'slo-5xx-rate',
-    (i) => (e(i).requests + c(i).requests >= min && e(i).errors5xx + c(i).errors5xx >= k ? (100 * (e(i).errors5xx + c(i).errors5xx)) / (e(i).requests + c(i).requests) : 0),
+    (i) =>
+      e(i).requests + c(i).requests >= min && e(i).errors5xx + c(i).errors5xx >= k
+        ? (100 * (e(i).errors5xx + c(i).errors5xx)) / (e(i).requests + c(i).requests)
+        : 0,
     t.slo5xxPercent,
     6,
     3,
   );
-  rule('slo-p99-latency', (i) => Math.max(c(i).requests >= min ? (c(i).p99Ms ?? 0) : 0, e(i).requests >= min ? (e(i).p99Ms ?? 0) : 0), t.sloP99Ms, 6, 3);
+  rule(
+    'slo-p99-latency',
+    (i) => Math.max(c(i).requests >= min ? (c(i).p99Ms ?? 0) : 0, e(i).requests >= min ? (e(i).p99Ms ?? 0) : 0),
+    t.sloP99Ms,
+    6,
+    3,
+  );
   return firing;
 }
 
@@ -250,7 +265,14 @@ const maxPeriods = ((budget.polls + budget.extension) * SETTINGS.pollSeconds) / 
 interface Row {
   scenario: string;
   trials: number;
-  ours: { rejected: number; withinWindow: number; medianSecondsToReject: number | null; inconclusive: number; approvedBelowMinimum: number; causes: Record<string, number> };
+  ours: {
+    rejected: number;
+    withinWindow: number;
+    medianSecondsToReject: number | null;
+    inconclusive: number;
+    approvedBelowMinimum: number;
+    causes: Record<string, number>;
+  };
   static: { rejected: number; withinWindow: number; medianSecondsToReject: number | null };
   windowSeconds: number;
 }
@@ -260,7 +282,10 @@ const trialsBy = new Map<string, Trial[]>();
 SCENARIOS.forEach((sc, k) => {
   const r = rng(SEED + 7919 * k);
   const n = sc.name.startsWith('A/A (no') ? 2 * TRIALS : TRIALS;
-  trialsBy.set(sc.name, Array.from({ length: n }, () => generate(r, sc, maxPeriods)));
+  trialsBy.set(
+    sc.name,
+    Array.from({ length: n }, () => generate(r, sc, maxPeriods)),
+  );
 });
 
 // Ours first: its A/A false-rejection rate sets the bar for the static policy.
@@ -277,7 +302,13 @@ const aaMinutes = minutesBy.get(SCENARIOS[0]!.name)!;
 const ERROR_GRID = Array.from({ length: 46 }, (_, i) => +(0.75 + 0.05 * i).toFixed(2)).concat([4, 5, 7.5, 10]);
 const P99_GRID = Array.from({ length: 20 }, (_, i) => Math.round(BASE_P99_MS * (1.05 + 0.05 * i))).concat([3 * BASE_P99_MS]);
 const regressionScenarios = SCENARIOS.filter((sc) => !sc.name.startsWith('A/A'));
-const grid = ERROR_GRID.flatMap((e) => P99_GRID.map((l) => ({ e, l, falseRejections: aaMinutes.filter((m) => staticPolicy(m, e, l).verdict === 'REJECTED').length / aaMinutes.length })));
+const grid = ERROR_GRID.flatMap((e) =>
+  P99_GRID.map((l) => ({
+    e,
+    l,
+    falseRejections: aaMinutes.filter((m) => staticPolicy(m, e, l).verdict === 'REJECTED').length / aaMinutes.length,
+  })),
+);
 const eligible = grid.filter((g) => g.falseRejections >= oursAA);
 const ceiling = Math.max(0.01, Math.min(...eligible.map((g) => g.falseRejections)));
 let calibrated = { errorPercent: ERROR_GRID.at(-1)!, p99Ms: P99_GRID.at(-1)!, falseRejections: 0, meanDetection: -1 };
@@ -293,7 +324,8 @@ for (const g of eligible.filter((x) => x.falseRejections <= ceiling)) {
           TRIALS,
       0,
     ) / regressionScenarios.length;
-  if (meanDetection > calibrated.meanDetection) calibrated = { errorPercent: g.e, p99Ms: g.l, falseRejections: g.falseRejections, meanDetection };
+  if (meanDetection > calibrated.meanDetection)
+    calibrated = { errorPercent: g.e, p99Ms: g.l, falseRejections: g.falseRejections, meanDetection };
 }
 
 const rows: Row[] = SCENARIOS.map((sc) => {
@@ -331,9 +363,24 @@ const regressions = rows.filter((r) => !r.scenario.startsWith('A/A'));
 const betterEverywhere = regressions.every((r) => r.ours.withinWindow >= r.static.withinWindow);
 const betterSomewhere = regressions.some((r) => r.ours.withinWindow > r.static.withinWindow);
 const targets = [
-  { name: '+1 point 5xx rejected within 5 min', value: row('+1 point 5xx').ours.withinWindow, target: '>= 0.95', met: row('+1 point 5xx').ours.withinWindow >= 0.95 },
-  { name: '+0.5 points 5xx rejected within 10 min', value: row('+0.5 points 5xx').ours.withinWindow, target: '>= 0.80', met: row('+0.5 points 5xx').ours.withinWindow >= 0.8 },
-  { name: '+50% p99 rejected within 5 min', value: row('+50% p99').ours.withinWindow, target: '>= 0.95', met: row('+50% p99').ours.withinWindow >= 0.95 },
+  {
+    name: '+1 point 5xx rejected within 5 min',
+    value: row('+1 point 5xx').ours.withinWindow,
+    target: '>= 0.95',
+    met: row('+1 point 5xx').ours.withinWindow >= 0.95,
+  },
+  {
+    name: '+0.5 points 5xx rejected within 10 min',
+    value: row('+0.5 points 5xx').ours.withinWindow,
+    target: '>= 0.80',
+    met: row('+0.5 points 5xx').ours.withinWindow >= 0.8,
+  },
+  {
+    name: '+50% p99 rejected within 5 min',
+    value: row('+50% p99').ours.withinWindow,
+    target: '>= 0.95',
+    met: row('+50% p99').ours.withinWindow >= 0.95,
+  },
   { name: 'A/A false rejections over whole bakes', value: aaRow.ours.rejected, target: '<= 0.01', met: aaRow.ours.rejected <= 0.01 },
   {
     name: 'approvals with fewer than the minimum experiment samples',
@@ -368,7 +415,7 @@ const doc = {
   },
   staticPolicy: {
     ...calibrated,
-    rule: "1-minute datapoints of the experiment arm, 2 of 3 breaching; thresholds: the grid point with the best mean detection whose A/A false rollbacks are at least ours and at most 1%",
+    rule: '1-minute datapoints of the experiment arm, 2 of 3 breaching; thresholds: the grid point with the best mean detection whose A/A false rollbacks are at least ours and at most 1%',
   },
   rows,
   targets,
@@ -380,12 +427,18 @@ if (JSON_OUT) {
 } else {
   const p = (x: number) => `${(100 * x).toFixed(1)}%`;
   const s = (x: number | null) => (x === null ? '-' : `${x} s`);
-  console.log(`Bake judgement by simulation: ${TRIALS} trials a scenario (A/A: ${2 * TRIALS}), seed ${SEED}, ${doc.elapsedSeconds.toFixed(1)} s`);
+  console.log(
+    `Bake judgement by simulation: ${TRIALS} trials a scenario (A/A: ${2 * TRIALS}), seed ${SEED}, ${doc.elapsedSeconds.toFixed(1)} s`,
+  );
   console.log(
     `${TOTAL_RPS} requests/s, weight ${WEIGHT * 100}%, 5xx ${BASE_ERROR * 100}%, p99 ${BASE_P99_MS} ms, 10 s periods, poll every ${SETTINGS.pollSeconds} s, bake ${SETTINGS.bakeSeconds} s (+1 extension of ${budget.extension} polls); a noisy minute hits both arms (+1 point, p99 x1.3)`,
   );
-  console.log(`judge: margin ${SETTINGS.errorMarginPoints} points / ${SETTINGS.latencyMarginPercent}%, alpha ${SETTINGS.alpha}, minimum ${SETTINGS.minExperimentRequests} experiment requests; static policy at its best thresholds with A/A false rejections between ours and 1%: 5xx > ${calibrated.errorPercent}% or p99 > ${calibrated.p99Ms} ms\n`);
-  console.log('| scenario | window | ours: rejected in window | ours: median time to reject | ours: rejected at all (inconclusive) | static: rejected in window | static: median time | static: rejected at all |');
+  console.log(
+    `judge: margin ${SETTINGS.errorMarginPoints} points / ${SETTINGS.latencyMarginPercent}%, alpha ${SETTINGS.alpha}, minimum ${SETTINGS.minExperimentRequests} experiment requests; static policy at its best thresholds with A/A false rejections between ours and 1%: 5xx > ${calibrated.errorPercent}% or p99 > ${calibrated.p99Ms} ms\n`,
+  );
+  console.log(
+    '| scenario | window | ours: rejected in window | ours: median time to reject | ours: rejected at all (inconclusive) | static: rejected in window | static: median time | static: rejected at all |',
+  );
   console.log('|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     console.log(
@@ -393,5 +446,6 @@ if (JSON_OUT) {
     );
   }
   console.log('\n| target | value | target | met |\n|---|---|---|---|');
-  for (const t of targets) console.log(`| ${t.name} | ${typeof t.value === 'number' ? +t.value.toFixed(4) : t.value} | ${t.target} | ${t.met ? 'yes' : 'NO'} |`);
+  for (const t of targets)
+    console.log(`| ${t.name} | ${typeof t.value === 'number' ? +t.value.toFixed(4) : t.value} | ${t.target} | ${t.met ? 'yes' : 'NO'} |`);
 }

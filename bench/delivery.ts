@@ -68,7 +68,12 @@ const RUNS = runsAt >= 0 ? Math.max(1, Number(argv[runsAt + 1])) : QUICK ? 1 : 3
 /** `--sizes 100,1024` and `--workers 4` narrow the matrix (for investigating one cell). */
 const listArg = (name: string): number[] | undefined => {
   const at = argv.indexOf(name);
-  return at >= 0 ? String(argv[at + 1]).split(',').map(Number).filter((n) => n > 0) : undefined;
+  return at >= 0
+    ? String(argv[at + 1])
+        .split(',')
+        .map(Number)
+        .filter((n) => n > 0)
+    : undefined;
 };
 const SIZES = (listArg('--sizes') ?? [100, 1024, 10240]).filter((s) => [100, 1024, 10240].includes(s));
 const WORKERS = listArg('--workers') ?? (QUICK ? [1, 4] : [1, 4, 16]);
@@ -98,7 +103,9 @@ const ACK_ONLY = ackAt >= 0 ? (argv[ackAt + 1] as AckMode) : undefined;
 if (ACK_ONLY && ACK_ONLY !== 'receive' && ACK_ONLY !== 'separate') throw new Error(`--ack takes "receive" or "separate", not ${ACK_ONLY}`);
 const VARIANTS: { workers: number; ack: AckMode }[] = [
   ...(ACK_ONLY === 'separate' ? [] : WORKERS.map((workers) => ({ workers, ack: 'receive' as const }))),
-  ...(ACK_ONLY === 'receive' ? [] : (ACK_ONLY === 'separate' ? WORKERS : WORKERS.filter((w) => w === 4)).map((workers) => ({ workers, ack: 'separate' as const }))),
+  ...(ACK_ONLY === 'receive'
+    ? []
+    : (ACK_ONLY === 'separate' ? WORKERS : WORKERS.filter((w) => w === 4)).map((workers) => ({ workers, ack: 'separate' as const }))),
 ];
 /** Records per receive: the delivery profile's default, what users get. */
 const PAGE = DEFAULT_CONFIG.delivery.maxBatchRecords;
@@ -123,7 +130,8 @@ const ALL_SECTIONS = ['delivery', 'append-scale', 'idle'] as const;
 type Section = (typeof ALL_SECTIONS)[number];
 const onlyAt = argv.indexOf('--only');
 const ONLY = onlyAt >= 0 ? argv[onlyAt + 1] : undefined;
-if (ONLY !== undefined && !(ALL_SECTIONS as readonly string[]).includes(ONLY)) throw new Error(`--only takes ${ALL_SECTIONS.map((s) => `"${s}"`).join(', ')}, not ${ONLY}`);
+if (ONLY !== undefined && !(ALL_SECTIONS as readonly string[]).includes(ONLY))
+  throw new Error(`--only takes ${ALL_SECTIONS.map((s) => `"${s}"`).join(', ')}, not ${ONLY}`);
 const SECTIONS: Section[] = ONLY ? [ONLY as Section] : [...ALL_SECTIONS];
 /** Append-scale: concurrent producers per level, each level on a fresh log. */
 const SCALE_PRODUCERS = [1, 8, 32];
@@ -191,7 +199,15 @@ const READ_OPS = new Set([
   'getDeadPages',
 ]);
 /** Operations only the receive function makes during a delivery (a store that made one is the receive function's). */
-const RECEIVE_ONLY_OPS = new Set(['getSessionWithHead', 'getChunks', 'indexPageAtOrBefore', 'indexPagesBetween', 'firstLiveIndexPage', 'firstExpiryMark', 'getHead']);
+const RECEIVE_ONLY_OPS = new Set([
+  'getSessionWithHead',
+  'getChunks',
+  'indexPageAtOrBefore',
+  'indexPagesBetween',
+  'firstLiveIndexPage',
+  'firstExpiryMark',
+  'getHead',
+]);
 
 const capacityOf = (cc: ConsumedCapacity[] | undefined): number => (cc ?? []).reduce((a, c) => a + (c.CapacityUnits ?? 0), 0);
 
@@ -353,7 +369,15 @@ interface RunResult {
     ops: Record<string, OpStat>;
   };
   /** cpuMsPer1k: milliseconds this thread (the store's and the service's) was busy per 1,000 records read. */
-  floor: { wallMs: number; recordsPerSecond: number; cpuMsPer1k: number; calls: number; readUnits: number; passes: number; chunksPerPage: [number, number] };
+  floor: {
+    wallMs: number;
+    recordsPerSecond: number;
+    cpuMsPer1k: number;
+    calls: number;
+    readUnits: number;
+    passes: number;
+    chunksPerPage: [number, number];
+  };
 }
 
 function unitsOf(ops: Map<string, OpStat> | undefined): Units {
@@ -423,10 +447,16 @@ const chunkPk = (logKey: string, batchId: string): string => `${logKey}#${batchI
  * log's key, read with a strongly consistent Query) and the head's tail (HEAD.tail, starting at
  * HEAD.tailFirst), checked to be one gap-free run of sequence numbers from the first page to the head's lastSeq.
  */
-async function readIndex(b: Pick<Bench, 'doc' | 'tables'>, logKey: string): Promise<{ pages: IndexRun[]; tail: IndexRun; lastSeq: number }> {
+async function readIndex(
+  b: Pick<Bench, 'doc' | 'tables'>,
+  logKey: string,
+): Promise<{ pages: IndexRun[]; tail: IndexRun; lastSeq: number }> {
   const head = (await b.doc.send(new GetCommand({ TableName: b.tables.logs, Key: { [HEAD.key]: logKey }, ConsistentRead: true }))).Item;
   if (!head) throw new Error(`no head for ${logKey} in ${b.tables.logs}`);
-  const tail: IndexRun = { first: head[HEAD.tailFirst] as number, entries: ((head[HEAD.tail] as string[] | undefined) ?? []).map(decodeEntry) };
+  const tail: IndexRun = {
+    first: head[HEAD.tailFirst] as number,
+    entries: ((head[HEAD.tail] as string[] | undefined) ?? []).map(decodeEntry),
+  };
   const lastSeq = head[HEAD.lastSeq] as number;
   const pages: IndexRun[] = [];
   let start: Record<string, unknown> | undefined;
@@ -441,7 +471,11 @@ async function readIndex(b: Pick<Bench, 'doc' | 'tables'>, logKey: string): Prom
         ExclusiveStartKey: start,
       }),
     );
-    for (const it of out.Items ?? []) pages.push({ first: it[PAGE_ITEM.first] as number, entries: ((it[PAGE_ITEM.entries] as string[] | undefined) ?? []).map(decodeEntry) });
+    for (const it of out.Items ?? [])
+      pages.push({
+        first: it[PAGE_ITEM.first] as number,
+        entries: ((it[PAGE_ITEM.entries] as string[] | undefined) ?? []).map(decodeEntry),
+      });
     start = out.LastEvaluatedKey;
   } while (start);
   pages.sort((x, y) => x.first - y.first);
@@ -579,7 +613,8 @@ function floorOf(a: FloorStretch, b: FloorStretch): RunResult['floor'] {
 async function dropChunks(b: Bench, logKey: string): Promise<void> {
   const { pages, tail } = await readIndex(b, logKey);
   const keys: { pk: string; sk: number }[] = [];
-  for (const run of [...pages, tail]) for (const e of run.entries) for (let i = 0; i < e.counts.length; i++) keys.push({ pk: chunkPk(logKey, e.batchId), sk: i });
+  for (const run of [...pages, tail])
+    for (const e of run.entries) for (let i = 0; i < e.counts.length; i++) keys.push({ pk: chunkPk(logKey, e.batchId), sk: i });
   for (const page of pages) keys.push({ pk: logKey, sk: page.first });
   for (let i = 0; i < keys.length; i += 25) {
     let pending: Record<string, unknown>[] = keys.slice(i, i + 25).map((Key) => ({ DeleteRequest: { Key } }));
@@ -609,7 +644,14 @@ async function startProfile(): Promise<(file: string) => Promise<void>> {
   };
 }
 
-async function runOne(b: Bench, recordBytes: number, workers: number, ack: AckMode, total: number, tag: string): Promise<{ run: RunResult; logKey: string }> {
+async function runOne(
+  b: Bench,
+  recordBytes: number,
+  workers: number,
+  ack: AckMode,
+  total: number,
+  tag: string,
+): Promise<{ run: RunResult; logKey: string }> {
   const logId = `bench-${recordBytes}b-${workers}w-${ack}-${tag}-${Date.now().toString(36)}`;
   const batch = appendBatch(recordBytes);
 
@@ -667,7 +709,9 @@ async function runOne(b: Bench, recordBytes: number, workers: number, ack: AckMo
   }
   const completedReceives = del.receives.filter((x) => x.status === 200).length;
   if (deliverPhase.receiveConflicts.length !== completedReceives) {
-    progress(`warning: ${deliverPhase.receiveConflicts.length} ReceiveConflicts values for ${completedReceives} completed receives in ${logId}`);
+    progress(
+      `warning: ${deliverPhase.receiveConflicts.length} ReceiveConflicts values for ${completedReceives} completed receives in ${logId}`,
+    );
   }
 
   // Storage calls and units.
@@ -743,8 +787,14 @@ async function runOne(b: Bench, recordBytes: number, workers: number, ack: AckMo
       conflictShare: (completedConflicts.filter((c) => c > 0).length + busyReceives) / (completedConflicts.length + busyReceives),
       conflictsPerReceive: receiveFailures / (completedConflicts.length + busyReceives),
       conflictsFromMetric: sum(completedConflicts),
-      latencyP50: percentile(nonEmpty.map((r) => r.ms), 50),
-      latencyP99: percentile(nonEmpty.map((r) => r.ms), 99),
+      latencyP50: percentile(
+        nonEmpty.map((r) => r.ms),
+        50,
+      ),
+      latencyP99: percentile(
+        nonEmpty.map((r) => r.ms),
+        99,
+      ),
       lambdaUsd: lambdaUsd(receiveReqs) + lambdaUsd(ackReqs),
       httpMetered: sum(del.receives.map((r) => r.metered)) + sum(del.acks.map((r) => r.metered)),
       meanReceiveMs: mean(receiveReqs.map((r) => r.ms)),
@@ -821,13 +871,15 @@ function derive(r: RunResult, naive: NaiveResult): Derived {
   const deliveryUnits = d.receiveUnits.read + d.receiveUnits.write + d.ackUnits.read + d.ackUnits.write + d.failedWrites.unitsEstimate;
   const deliveryUnitsPer1k = deliveryUnits * k;
   const deliveryMinReadPer1k = minReadUnits(r.dataBytes) * k;
-  const naiveDeliveryPer1k = (naive.deliver.readUnits + naive.deliver.writeUnits + naive.ack.readUnits + naive.ack.writeUnits) * (1000 / naive.records);
+  const naiveDeliveryPer1k =
+    (naive.deliver.readUnits + naive.deliver.writeUnits + naive.ack.readUnits + naive.ack.writeUnits) * (1000 / naive.records);
   const completed = d.receives - d.busyReplies;
   const writeUnits = a.units.write + d.receiveUnits.write + d.ackUnits.write + d.failedWrites.unitsEstimate;
   const readUnits = a.units.read + d.receiveUnits.read + d.ackUnits.read;
   const perM = 1e6 / r.records;
   const usdDynamoPerM =
-    ((writeUnits * PRICES.dynamodb.usdPerMillionWriteRequestUnits + readUnits * PRICES.dynamodb.usdPerMillionReadRequestUnits) / 1e6) * perM;
+    ((writeUnits * PRICES.dynamodb.usdPerMillionWriteRequestUnits + readUnits * PRICES.dynamodb.usdPerMillionReadRequestUnits) / 1e6) *
+    perM;
   const usdLambdaPerM = (a.lambdaUsd + d.lambdaUsd) * perM;
   const usdHttpApiPerM = ((a.httpMetered + d.httpMetered) * PRICES.httpApi.usdPerMillionRequests * perM) / 1e6;
   const naiveWrite = naive.append.writeUnits + naive.deliver.writeUnits + naive.ack.writeUnits;
@@ -890,16 +942,25 @@ type DerivedKey = keyof Derived;
 const BREAKDOWN: { label: string; ops: string[] }[] = [
   { label: 'receive: BatchGetItem session + head', ops: ['receive getSessionWithHead'] },
   { label: 'receive: BatchGetItem chunks', ops: ['receive getChunks'] },
-  { label: 'receive: Query index pages (a host\'s first look at them; retention)', ops: ['receive indexPageAtOrBefore', 'receive indexPagesBetween', 'receive firstLiveIndexPage', 'receive firstExpiryMark'] },
+  {
+    label: "receive: Query index pages (a host's first look at them; retention)",
+    ops: ['receive indexPageAtOrBefore', 'receive indexPagesBetween', 'receive firstLiveIndexPage', 'receive firstExpiryMark'],
+  },
   { label: 'receive: UpdateItem claim (with the carried acks, if any)', ops: ['receive claimSession'] },
   { label: 'receive: UpdateItem compaction (folds, redeliveries)', ops: ['receive compactSession'] },
   { label: 'receive: rejected conditional writes (est.)', ops: ['receive rejected'] },
-  { label: 'receive: GetItem session, head (a host\'s first call; folds)', ops: ['receive getSession', 'receive getHead'] },
+  { label: "receive: GetItem session, head (a host's first call; folds)", ops: ['receive getSession', 'receive getHead'] },
   { label: 'ack: UpdateItem ack', ops: ['ack ackSession'] },
   { label: 'ack: rejected conditional writes (est.)', ops: ['ack rejected'] },
 ];
 
-type ConfigSummary = { recordBytes: number; workers: number; ack: AckMode; records: number; breakdown: Record<string, { calls: Spread; units: Spread }> } & {
+type ConfigSummary = {
+  recordBytes: number;
+  workers: number;
+  ack: AckMode;
+  records: number;
+  breakdown: Record<string, { calls: Spread; units: Spread }>;
+} & {
   [K in DerivedKey]: Spread;
 };
 
@@ -909,8 +970,12 @@ function summarize(recordBytes: number, workers: number, ack: AckMode, records: 
   const known = new Set(BREAKDOWN.flatMap((g) => g.ops));
   const other = [...new Set(raw.flatMap((r) => Object.keys(r.deliver.ops)))].filter((k) => !known.has(k));
   for (const g of [...BREAKDOWN, ...(other.length ? [{ label: `other: ${other.join(', ')}`, ops: other }] : [])]) {
-    const per1k = (r: RunResult, f: (o: OpStat) => number): number => (sum(g.ops.map((k) => (r.deliver.ops[k] ? f(r.deliver.ops[k]!) : 0))) * 1000) / r.records;
-    out.breakdown[g.label] = { calls: spread(raw.map((r) => per1k(r, (o) => o.calls))), units: spread(raw.map((r) => per1k(r, (o) => o.units))) };
+    const per1k = (r: RunResult, f: (o: OpStat) => number): number =>
+      (sum(g.ops.map((k) => (r.deliver.ops[k] ? f(r.deliver.ops[k]!) : 0))) * 1000) / r.records;
+    out.breakdown[g.label] = {
+      calls: spread(raw.map((r) => per1k(r, (o) => o.calls))),
+      units: spread(raw.map((r) => per1k(r, (o) => o.units))),
+    };
   }
   return out;
 }
@@ -941,7 +1006,8 @@ function deliveryTargets(configs: ConfigSummary[]): Target[] {
     });
   }
   // The targets are read from the way the client library works: acks carried on the next receive.
-  const find = (bytes: number, w: number): ConfigSummary | undefined => configs.find((c) => c.recordBytes === bytes && c.workers === w && c.ack === 'receive');
+  const find = (bytes: number, w: number): ConfigSummary | undefined =>
+    configs.find((c) => c.recordBytes === bytes && c.workers === w && c.ack === 'receive');
   for (const w of WORKERS) {
     const c = find(1024, w);
     if (c) {
@@ -1008,7 +1074,15 @@ interface Report {
   generatedAt: string;
   command: string;
   wallSeconds: number;
-  machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string; platform: string; loadAverageStart: number[]; loadAverageEnd: number[] };
+  machine: {
+    cpus: number;
+    cpuModel: string;
+    memoryGiB: number;
+    node: string;
+    platform: string;
+    loadAverageStart: number[];
+    loadAverageEnd: number[];
+  };
   /** The sections this run measured (`--only` picks one). */
   sections: Section[];
   /** The delivery section's method, prices, figures and runs (absent with `--only append-scale`). */
@@ -1052,7 +1126,12 @@ function markdown(rep: Report): string {
   if (rep.idle) lines.push(...idleMarkdown(rep.idle));
   lines.push('## Targets');
   lines.push('');
-  lines.push(table(['target', 'value (median; min–max)', 'target', 'met'], rep.targets.map((t) => [t.name, fmtSpread(t.spread, 3), t.target, t.met ? 'yes' : '**no**'])));
+  lines.push(
+    table(
+      ['target', 'value (median; min–max)', 'target', 'met'],
+      rep.targets.map((t) => [t.name, fmtSpread(t.spread, 3), t.target, t.met ? 'yes' : '**no**']),
+    ),
+  );
   lines.push('');
   return lines.join('\n');
 }
@@ -1063,12 +1142,14 @@ function deliveryMarkdown(rep: Report): string[] {
   const lines: string[] = [];
   lines.push(
     `Local runtime (synthesized stack, real handlers, SigV4 over HTTP, embedded DynamoDB: dynalite) in one process; the clients in a worker thread. ` +
-      (rep.method!.storageLatencyMs ? `Every DynamoDB call, the floor's included, had ${String(rep.method!.storageLatencyMs)} ms added (LOGRELAY_STORAGE_LATENCY_MS). ` : '') +
+      (rep.method!.storageLatencyMs
+        ? `Every DynamoDB call, the floor's included, had ${String(rep.method!.storageLatencyMs)} ms added (LOGRELAY_STORAGE_LATENCY_MS). `
+        : '') +
       `${rep.method!.runs} run(s) per configuration after a discarded warm-up; each cell is the median with the spread (min–max) over the runs. ` +
       `Records per run: ${SIZES.map((s) => `${RECORDS[s]} × ${label(s)}`).join(', ')}. Every receive asks for ${PAGE} records (the default \`maxBatchRecords\`), ` +
       `workers ack what they got as ranges right away, with no processing time between (the most contended pattern for the session item): "on next receive" carries each batch's acks on the worker's next receive (the \`ack\` field; what the client library's consume() does), "own request" sends them as a \`POST /ack\` of their own; sessions use the default ack timeout and \`maxInFlight\` ${MAX_IN_FLIGHT}. ` +
       `"Floor" is a bare loop of the reads delivery needs for the same records on the same store (per ${PAGE} records, one strongly consistent BatchGetItem of exactly the chunks that hold them: ${floorChunks(rep.runs!)}; where they are is worked out once before the floor is timed, from the head's tail and the log's index pages, which a receive finds in its host's cache or reads first), at the same concurrency, in whole passes over the records for at least ${FLOOR_MIN_MS / 1000} s, half right before the delivery and half right after it (so a change in the shared machine's speed falls on both sides of the ratio); its units are those of one pass. ` +
-        `"Service-thread CPU" is the time the thread that runs the local gateway, the handlers and the embedded store was busy (event-loop utilization) per 1,000 records, during the delivery and during the floor: their ratio is the end-to-end / floor ratio without idle time.`,
+      `"Service-thread CPU" is the time the thread that runs the local gateway, the handlers and the embedded store was busy (event-loop utilization) per 1,000 records, during the delivery and during the floor: their ratio is the end-to-end / floor ratio without idle time.`,
   );
   lines.push('');
 
@@ -1076,7 +1157,22 @@ function deliveryMarkdown(rep: Report): string[] {
   lines.push('');
   lines.push(
     table(
-      ['record', 'workers', 'acks', 'delivered+acked rec/s', 'vs 1 worker', 'floor rec/s', 'end-to-end / floor', 'service-thread CPU ms per 1,000: delivery / floor (ratio)', 'receive p50 ms', 'receive p99 ms', 'receives that retried a cond. write', 'cond. write retries per receive', 'empty receives', '503s'],
+      [
+        'record',
+        'workers',
+        'acks',
+        'delivered+acked rec/s',
+        'vs 1 worker',
+        'floor rec/s',
+        'end-to-end / floor',
+        'service-thread CPU ms per 1,000: delivery / floor (ratio)',
+        'receive p50 ms',
+        'receive p99 ms',
+        'receives that retried a cond. write',
+        'cond. write retries per receive',
+        'empty receives',
+        '503s',
+      ],
       c.map((x) => [
         label(x.recordBytes),
         String(x.workers),
@@ -1090,7 +1186,11 @@ function deliveryMarkdown(rep: Report): string[] {
         `${fmt(x.deliverCpuMsPer1k.median)} / ${fmt(x.floorCpuMsPer1k.median)} (${fmtSpread(x.cpuFloorOverDeliver, 2)})`,
         fmtSpread(x.latencyP50Ms),
         fmtSpread(x.latencyP99Ms),
-        fmtSpread({ ...x.conflictShare, median: x.conflictShare.median * 100, min: x.conflictShare.min * 100, max: x.conflictShare.max * 100 }, 2, '%'),
+        fmtSpread(
+          { ...x.conflictShare, median: x.conflictShare.median * 100, min: x.conflictShare.min * 100, max: x.conflictShare.max * 100 },
+          2,
+          '%',
+        ),
         fmtSpread(x.conflictsPerReceive, 2),
         fmtSpread(x.emptyReceives),
         fmtSpread(x.busyReplies),
@@ -1099,7 +1199,7 @@ function deliveryMarkdown(rep: Report): string[] {
   );
   lines.push('');
   lines.push(
-    'Latency: client-observed, receives that returned records. Receives that retried: the receive handler\'s `ReceiveConflicts` metric (one value per receive) > 0, plus receives answered 503 (they gave up after retrying); retries per receive: the session writes DynamoDB rejected during receives, per receive request. ' +
+    "Latency: client-observed, receives that returned records. Receives that retried: the receive handler's `ReceiveConflicts` metric (one value per receive) > 0, plus receives answered 503 (they gave up after retrying); retries per receive: the session writes DynamoDB rejected during receives, per receive request. " +
       '"vs 1 worker": end-to-end records/s relative to one worker with the same records. Empty receives: receives that found nothing to hand out (every remaining record leased to another worker), per run. 503s: receives or acks answered 503 (too many workers changing the session), retried after retry-after.',
   );
   lines.push('');
@@ -1122,7 +1222,15 @@ function deliveryMarkdown(rep: Report): string[] {
   const bySize = SIZES.map((s) => c.find((x) => x.recordBytes === s)).filter((x): x is ConfigSummary => !!x);
   lines.push(
     table(
-      ['record', 'records per append', 'Logrelay units (WCU + RCU)', 'minimum WCU (bytes / 1 KB)', 'Logrelay / minimum', 'one item per record', 'one item per record / Logrelay'],
+      [
+        'record',
+        'records per append',
+        'Logrelay units (WCU + RCU)',
+        'minimum WCU (bytes / 1 KB)',
+        'Logrelay / minimum',
+        'one item per record',
+        'one item per record / Logrelay',
+      ],
       bySize.map((x) => {
         const all = c.filter((y) => y.recordBytes === x.recordBytes);
         const pool = (k: DerivedKey): Spread => spread(all.flatMap((y) => y[k].runs));
@@ -1183,7 +1291,7 @@ function deliveryMarkdown(rep: Report): string[] {
   lines.push(
     'One item per record: measured on the same store in the same run (bench/naive.ts): an `UpdateItem` on a per-log counter per append request plus one item per record; ' +
       `a strongly consistent Query per ${PAGE} records; one delete per record at ack. It is the charitable design: it writes NO per-record lease (a real one needs at least one more write unit per record to keep two workers off a record), so its delivery figure counts only the reads and the ack deletes. ` +
-      'Rejected conditional writes: DynamoDB charges them write units for the item\'s size but returns no ConsumedCapacity, so each is counted at the mean units of the session writes that succeeded in the same run.',
+      "Rejected conditional writes: DynamoDB charges them write units for the item's size but returns no ConsumedCapacity, so each is counted at the mean units of the session writes that succeeded in the same run.",
   );
   lines.push('');
 
@@ -1211,7 +1319,19 @@ function deliveryMarkdown(rep: Report): string[] {
   lines.push('');
   lines.push(
     table(
-      ['record', 'workers', 'acks', 'DynamoDB', 'Lambda', 'HTTP API', 'Logrelay total', 'DynamoDB, one item per record', 'SQS requests (batches of 10)', 'Logrelay / SQS', 'mean Lambda ms: append / receive / ack'],
+      [
+        'record',
+        'workers',
+        'acks',
+        'DynamoDB',
+        'Lambda',
+        'HTTP API',
+        'Logrelay total',
+        'DynamoDB, one item per record',
+        'SQS requests (batches of 10)',
+        'Logrelay / SQS',
+        'mean Lambda ms: append / receive / ack',
+      ],
       c.map((x) => [
         label(x.recordBytes),
         String(x.workers),
@@ -1234,7 +1354,7 @@ function deliveryMarkdown(rep: Report): string[] {
       `Lambda arm64 $${p.lambda.usdPerGbSecond} per GB-second and $${p.lambda.usdPerMillionRequests} per million requests at ${p.lambda.memoryGb * 1024} MB (${p.lambda.source}); ` +
       `HTTP API $${p.httpApi.usdPerMillionRequests.toFixed(2)} per million requests, first 300 million (${p.httpApi.source}); SQS standard $${p.sqs.usdPerMillionRequests} per million requests (${p.sqs.source}). ` +
       `${p.httpApiMeteringRule} ${p.sqsChunkRule} ${p.failedConditionalWriteRule} ` +
-      'Lambda durations are the local runtime\'s per-request times (request arrival to response, including local SigV4 verification), billed per started millisecond; with more workers than cores they include queueing behind other requests on the one thread, which a Lambda instance would not see. ' +
+      "Lambda durations are the local runtime's per-request times (request arrival to response, including local SigV4 verification), billed per started millisecond; with more workers than cores they include queueing behind other requests on the one thread, which a Lambda instance would not see. " +
       'SQS counts requests only (no compute), one ReceiveMessage per 10 records (no empty receives), and ignores the free tier.',
   );
   lines.push('');
@@ -1243,7 +1363,14 @@ function deliveryMarkdown(rep: Report): string[] {
   lines.push('');
   lines.push(
     table(
-      ['function', 'bundle KiB', 'gzip KiB', 'source map KiB', 'require() ms, --enable-source-maps (as deployed)', 'require() ms, no source maps'],
+      [
+        'function',
+        'bundle KiB',
+        'gzip KiB',
+        'source map KiB',
+        'require() ms, --enable-source-maps (as deployed)',
+        'require() ms, no source maps',
+      ],
       bundles.bundles.map((b) => [
         b.fn,
         fmt(b.bytes / 1024),
@@ -1312,7 +1439,13 @@ interface AppendScaleReport {
 }
 
 /** One level: a fresh log, `producers` closed-loop producers for SCALE_LEVEL_MS, then the checks. */
-async function scaleLevel(rt: LocalRuntime, clients: ClientThread, producers: number, durationMs: number, tag: string): Promise<ScaleLevel> {
+async function scaleLevel(
+  rt: LocalRuntime,
+  clients: ClientThread,
+  producers: number,
+  durationMs: number,
+  tag: string,
+): Promise<ScaleLevel> {
   const logId = `scale-${rt.storageLatencyMs}ms-${producers}p-${tag}-${Date.now().toString(36)}`;
   current = newPhase('setup');
   await clients.run({ type: 'createLog', logId });
@@ -1329,7 +1462,8 @@ async function scaleLevel(rt: LocalRuntime, clients: ClientThread, producers: nu
 
   const ok = res.calls.filter((c) => c.status === 201);
   const refused: Record<string, number> = {};
-  for (const c of res.calls) if (c.status !== 201) refused[`${c.status} ${c.code ?? ''}`.trim()] = (refused[`${c.status} ${c.code ?? ''}`.trim()] ?? 0) + 1;
+  for (const c of res.calls)
+    if (c.status !== 201) refused[`${c.status} ${c.code ?? ''}`.trim()] = (refused[`${c.status} ${c.code ?? ''}`.trim()] ?? 0) + 1;
 
   // Gap-freedom: the log's numbers are exactly the ones the 201s answered, 1..lastSeq, each once.
   const problems: string[] = [];
@@ -1428,12 +1562,14 @@ async function runAppendScale(credDir: string): Promise<AppendScaleReport> {
       warmup: `one discarded level of 8 producers for ${SCALE_WARMUP_MS} ms on each runtime, on a log of its own`,
       recordBytes: SCALE_RECORD_BYTES,
       appends:
-        'one record per POST /logs/{logId}/records, no idempotencyKey; each producer in a closed loop (its next request right after the answer to its last) until the level\'s time has passed, then the requests under way are answered; a refused append is counted, not retried (the producer waits its retry-after, at most to the end of the level, and goes on)',
+        "one record per POST /logs/{logId}/records, no idempotencyKey; each producer in a closed loop (its next request right after the answer to its last) until the level's time has passed, then the requests under way are answered; a refused append is counted, not retried (the producer waits its retry-after, at most to the end of the level, and goes on)",
       clients: 'a worker thread (signed HTTP over loopback); the runtime, its handlers and dynalite on the main thread',
-      storageLatency: 'local/latency.ts: SDK middleware on the embedded store\'s client, half of it before each attempt and half after its answer',
+      storageLatency:
+        "local/latency.ts: SDK middleware on the embedded store's client, half of it before each attempt and half after its answer",
       appendsPerSecond: '201 answers / time from the first request to the last answer',
       latency: 'client-observed round trip of every request, refused ones included',
-      gapFree: 'GET /logs/{id} after the level: lastSeq = the number of 201 answers and firstSeq = 1, and the sequence numbers the 201s answered are distinct and cover 1..lastSeq',
+      gapFree:
+        'GET /logs/{id} after the level: lastSeq = the number of 201 answers and firstSeq = 1, and the sequence numbers the 201s answered are distinct and cover 1..lastSeq',
     },
     levels,
   };
@@ -1447,19 +1583,34 @@ const refusedText = (r: Record<string, number>): string =>
 function appendScaleTargets(rep: AppendScaleReport): Target[] {
   const out: Target[] = [];
   const at = (ms: number, p: number): ScaleLevel | undefined => rep.levels.find((l) => l.storageLatencyMs === ms && l.producers === p);
-  const one = (name: string, value: number, target: string, met: boolean): Target => ({ name, value, target, met, spread: spread([value]) });
+  const one = (name: string, value: number, target: string, met: boolean): Target => ({
+    name,
+    value,
+    target,
+    met,
+    spread: spread([value]),
+  });
   const ratio = (ms: number): number => (at(ms, 32)?.appendsPerSecond ?? NaN) / (at(ms, 1)?.appendsPerSecond ?? NaN);
-  if (at(5, 32) && at(5, 1)) out.push(one('append-scale, 5 ms storage latency: appends/s at 32 producers / at 1 producer', ratio(5), '>= 3', ratio(5) >= 3));
+  if (at(5, 32) && at(5, 1))
+    out.push(one('append-scale, 5 ms storage latency: appends/s at 32 producers / at 1 producer', ratio(5), '>= 3', ratio(5) >= 3));
   if (at(5, 32)) {
     const p99 = at(5, 32)!.latencyP99Ms;
     out.push(one('append-scale, 5 ms storage latency: append p99 ms at 32 producers', p99, '<= 250', p99 <= 250));
   }
-  if (at(0, 32) && at(0, 1)) out.push(one('append-scale, no storage latency: appends/s at 32 producers / at 1 producer', ratio(0), '>= 1', ratio(0) >= 1));
+  if (at(0, 32) && at(0, 1))
+    out.push(one('append-scale, no storage latency: appends/s at 32 producers / at 1 producer', ratio(0), '>= 1', ratio(0) >= 1));
   for (const ms of SCALE_LATENCIES_MS) {
     const ls = rep.levels.filter((l) => l.storageLatencyMs === ms);
     if (!ls.length) continue;
     const refused = sum(ls.map((l) => l.refusedTotal));
-    out.push(one(`append-scale, ${ms} ms storage latency: refused appends, all levels (${ls.map((l) => l.producers).join(', ')} producers)`, refused, '0', refused === 0));
+    out.push(
+      one(
+        `append-scale, ${ms} ms storage latency: refused appends, all levels (${ls.map((l) => l.producers).join(', ')} producers)`,
+        refused,
+        '0',
+        refused === 0,
+      ),
+    );
     const gaps = ls.filter((l) => !l.gapFree).length;
     out.push(one(`append-scale, ${ms} ms storage latency: levels whose log is not gap-free`, gaps, '0', gaps === 0));
   }
@@ -1555,7 +1706,8 @@ function tablesOf(rt: LocalRuntime): Bench['tables'] {
   for (const fn of Object.values(rt.system.functions)) {
     for (const def of TABLES) if (!names[def.id] && fn.environment[def.envVar]) names[def.id] = fn.environment[def.envVar]!;
   }
-  if (!names.Logs || !names.Records || !names.Sessions) throw new Error(`table names not found in the functions' environments: ${JSON.stringify(names)}`);
+  if (!names.Logs || !names.Records || !names.Sessions)
+    throw new Error(`table names not found in the functions' environments: ${JSON.stringify(names)}`);
   return { logs: names.Logs!, records: names.Records!, sessions: names.Sessions! };
 }
 
@@ -1567,7 +1719,9 @@ function clientsFor(rt: LocalRuntime): ClientThread {
 type DeliveryReport = Required<Pick<Report, 'method' | 'prices' | 'configs' | 'naive' | 'bundles' | 'runs'>>;
 
 async function runDelivery(credDir: string): Promise<DeliveryReport> {
-  progress(`delivery, ${QUICK ? 'quick' : 'full'} matrix: sizes ${SIZES.map(label).join(', ')}; workers ${WORKERS.join(', ')}; ${RUNS} run(s)`);
+  progress(
+    `delivery, ${QUICK ? 'quick' : 'full'} matrix: sizes ${SIZES.map(label).join(', ')}; workers ${WORKERS.join(', ')}; ${RUNS} run(s)`,
+  );
   progress('bundling the handlers and timing their module initialization');
   const bundles = await measureBundles(BUNDLE_RUNS, progress);
 
@@ -1589,7 +1743,13 @@ async function runDelivery(credDir: string): Promise<DeliveryReport> {
         ({ logKey } = await runOne(b, size, 4, ack, WARMUP_RECORDS[size]!, 'warmup'));
         await dropChunks(b, logKey);
       }
-      await runNaive(rt.dynamo.client, { logKey: `${logKey}#warmup`, recordBytes: size, total: WARMUP_RECORDS[size]!, appendBatch: appendBatch(size), page: PAGE });
+      await runNaive(rt.dynamo.client, {
+        logKey: `${logKey}#warmup`,
+        recordBytes: size,
+        total: WARMUP_RECORDS[size]!,
+        appendBatch: appendBatch(size),
+        page: PAGE,
+      });
     }
     for (let r = 1; r <= RUNS; r++) {
       for (const size of SIZES) {
@@ -1631,7 +1791,7 @@ async function runDelivery(credDir: string): Promise<DeliveryReport> {
       runs: RUNS,
       warmup: `one discarded delivery per ack mode and one naive pass per record size (4 workers; ${SIZES.map((s) => `${WARMUP_RECORDS[s]} × ${label(s)}`).join(', ')}) before the measured runs`,
       recordsPerRun: RECORDS,
-      recordSizes: 'bytes of each record\'s serialized `data` (JSON), the bytes both designs store',
+      recordSizes: "bytes of each record's serialized `data` (JSON), the bytes both designs store",
       workers: WORKERS,
       maxRecordsPerReceive: PAGE,
       maxInFlight: MAX_IN_FLIGHT,
@@ -1642,16 +1802,17 @@ async function runDelivery(credDir: string): Promise<DeliveryReport> {
       oneItemPerRecord:
         'per append request one UpdateItem on a counter, one item per record (BatchWriteItem); a strongly consistent Query per 100 records; one delete per record at ack; no per-record lease write (charitable)',
       theoreticalMinimum: 'write: record bytes / 1 KB (1 WCU per 1 KB); read: record bytes / 4 KB, strongly consistent (1 RCU per 4 KB)',
-      capacity: 'ConsumedCapacity (ReturnConsumedCapacity TOTAL) of every storage call the handlers made, as dynalite computes it with DynamoDB\'s rules',
+      capacity:
+        "ConsumedCapacity (ReturnConsumedCapacity TOTAL) of every storage call the handlers made, as dynalite computes it with DynamoDB's rules",
     },
     prices: {
       ...PRICES,
       sqsChunkRule:
-        'SQS bills each 64 KB chunk of a request\'s payload as one request: a SendMessageBatch or ReceiveMessage of 10 records is ceil(10 × record bytes / 64 KiB) requests (1 for 100 B and 1 KiB records, 2 for 10 KiB), a DeleteMessageBatch 1.',
+        "SQS bills each 64 KB chunk of a request's payload as one request: a SendMessageBatch or ReceiveMessage of 10 records is ceil(10 × record bytes / 64 KiB) requests (1 for 100 B and 1 KiB records, 2 for 10 KiB), a DeleteMessageBatch 1.",
       httpApiMeteringRule:
         'HTTP API requests are metered in 512 KB increments; a call is counted as ceil(max(request, response) payload bytes / 512 KiB) requests (a 100-record receive of 10 KiB records is 2 or 3).',
       failedConditionalWriteRule:
-        'A conditional write DynamoDB rejects still consumes write units for the item\'s size (it reports none), counted here at the run\'s mean units per successful session write.',
+        "A conditional write DynamoDB rejects still consumes write units for the item's size (it reports none), counted here at the run's mean units per successful session write.",
     },
     configs,
     naive: SIZES.map((s) => ({ recordBytes: s, runs: naiveRuns.get(s) ?? [] })),

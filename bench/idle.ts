@@ -43,7 +43,13 @@ export interface IdlePolicyResult {
   writeUnits: number;
   /** Append answered to handler called, ms, one per trial. */
   wakeMs: number[];
-  perMonth: { requests: number; gbSeconds: number; readUnits: number; writeUnits: number; usd: { lambdaDuration: number; lambdaRequests: number; httpApi: number; dynamodb: number; total: number } };
+  perMonth: {
+    requests: number;
+    gbSeconds: number;
+    readUnits: number;
+    writeUnits: number;
+    usd: { lambdaDuration: number; lambdaRequests: number; httpApi: number; dynamodb: number; total: number };
+  };
 }
 
 export interface IdleReport {
@@ -134,7 +140,9 @@ export async function runIdle(opts: { quick: boolean; progress: (line: string) =
       // logged when it ends): the receives that started in the window, and every receive's
       // time in the function inside it.
       const inWindow = requests.filter((r) => r.end - r.ms >= from && r.end - r.ms < to);
-      const functionMs = sum(requests.filter((r) => r.end > from && r.end - r.ms < to).map((r) => Math.min(r.end, to) - Math.max(r.end - r.ms, from)));
+      const functionMs = sum(
+        requests.filter((r) => r.end > from && r.end - r.ms < to).map((r) => Math.min(r.end, to) - Math.max(r.end - r.ms, from)),
+      );
 
       const scale = (MONTH_SECONDS * 1000) / (to - from);
       const monthRequests = inWindow.length * scale;
@@ -143,7 +151,10 @@ export async function runIdle(opts: { quick: boolean; progress: (line: string) =
         lambdaDuration: gbSeconds * PRICES.lambda.usdPerGbSecond,
         lambdaRequests: (monthRequests * PRICES.lambda.usdPerMillionRequests) / 1e6,
         httpApi: (monthRequests * PRICES.httpApi.usdPerMillionRequests) / 1e6,
-        dynamodb: (readUnits * scale * PRICES.dynamodb.usdPerMillionReadRequestUnits + writeUnits * scale * PRICES.dynamodb.usdPerMillionWriteRequestUnits) / 1e6,
+        dynamodb:
+          (readUnits * scale * PRICES.dynamodb.usdPerMillionReadRequestUnits +
+            writeUnits * scale * PRICES.dynamodb.usdPerMillionWriteRequestUnits) /
+          1e6,
         total: 0,
       };
       usd.total = usd.lambdaDuration + usd.lambdaRequests + usd.httpApi + usd.dynamodb;
@@ -173,16 +184,23 @@ export async function runIdle(opts: { quick: boolean; progress: (line: string) =
     method: {
       storageLatencyMs: STORAGE_LATENCY_MS,
       windowMs,
-      worker: "the client library's session.consume in the bench's process, one worker on a session of its own with nothing appended, per policy; the window starts once its first long poll is over",
-      functionTime: "each receive's time in the function as the local runtime logs it (gateway to answer), the part inside the window; priced at the function's memory as Lambda bills duration",
-      storage: 'ConsumedCapacity of every storage call in the window (all of them the idle worker\'s: nothing else runs)',
+      worker:
+        "the client library's session.consume in the bench's process, one worker on a session of its own with nothing appended, per policy; the window starts once its first long poll is over",
+      functionTime:
+        "each receive's time in the function as the local runtime logs it (gateway to answer), the part inside the window; priced at the function's memory as Lambda bills duration",
+      storage: "ConsumedCapacity of every storage call in the window (all of them the idle worker's: nothing else runs)",
       month: '30 days: the window scaled',
-      wakeUp: 'a record appended at a random moment once the worker is idle again (past the long poll its last record started); the time from the append\'s answer to the handler\'s call',
+      wakeUp:
+        "a record appended at a random moment once the worker is idle again (past the long poll its last record started); the time from the append's answer to the handler's call",
       sqs: `an SQS consumer long-polling ${SQS_WAIT_SECONDS} s (ReceiveMessage WaitTimeSeconds ${SQS_WAIT_SECONDS}, the most SQS allows): one request per ${SQS_WAIT_SECONDS} s, nothing else billed; a message reaches it at once`,
     },
     storageLatencyMs: STORAGE_LATENCY_MS,
     policies: results,
-    sqs: { waitSeconds: SQS_WAIT_SECONDS, requestsPerMonth: sqsRequests, usdPerMonth: (sqsRequests * PRICES.sqs.usdPerMillionRequests) / 1e6 },
+    sqs: {
+      waitSeconds: SQS_WAIT_SECONDS,
+      requestsPerMonth: sqsRequests,
+      usdPerMonth: (sqsRequests * PRICES.sqs.usdPerMillionRequests) / 1e6,
+    },
   };
 }
 
@@ -209,7 +227,17 @@ export function idleMarkdown(rep: IdleReport): string[] {
   const lines: string[] = [];
   lines.push('## What an idle worker costs, per month');
   lines.push('');
-  const head = ['receive policy', 'receives / month', 'in the function', 'read units / month', 'Lambda', 'HTTP API', 'DynamoDB', 'total / month', 'wake-up p50 / max'];
+  const head = [
+    'receive policy',
+    'receives / month',
+    'in the function',
+    'read units / month',
+    'Lambda',
+    'HTTP API',
+    'DynamoDB',
+    'total / month',
+    'wake-up p50 / max',
+  ];
   const rows = rep.policies.map((r) => [
     r.policy.name,
     fmt(r.perMonth.requests),
@@ -221,14 +249,24 @@ export function idleMarkdown(rep: IdleReport): string[] {
     `**${fmtUsd(r.perMonth.usd.total)}**`,
     r.wakeMs.length ? `${fmt(percentile(r.wakeMs, 50))} / ${fmt(Math.max(...r.wakeMs))} ms` : '—',
   ]);
-  rows.push([`SQS long polling (${rep.sqs.waitSeconds} s), for comparison`, fmt(rep.sqs.requestsPerMonth), '—', '—', '—', '—', '—', `**${fmtUsd(rep.sqs.usdPerMonth)}**`, 'at once']);
+  rows.push([
+    `SQS long polling (${rep.sqs.waitSeconds} s), for comparison`,
+    fmt(rep.sqs.requestsPerMonth),
+    '—',
+    '—',
+    '—',
+    '—',
+    '—',
+    `**${fmtUsd(rep.sqs.usdPerMonth)}**`,
+    'at once',
+  ]);
   lines.push(`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`));
   lines.push('');
   lines.push(
     `One worker (the client library's \`consume\`) per policy on a session with nothing in it, on the local runtime with ${rep.storageLatencyMs} ms added to every storage call; ` +
       `${fmt((rep.policies[0]?.windowMs ?? 0) / 1000)} s of idle time each, once its first long poll was over, scaled to 30 days. ` +
       '"In the function": the share of the time a receive was running in the function, i.e. holding a Lambda environment, priced at 512 MB arm64. ' +
-      'Wake-up: a record appended at a random moment while the worker idles, from the append\'s answer to the handler\'s call. ' +
+      "Wake-up: a record appended at a random moment while the worker idles, from the append's answer to the handler's call. " +
       `Prices: bench/prices.ts (${PRICES.note}).`,
   );
   lines.push('');

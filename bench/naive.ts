@@ -68,7 +68,9 @@ async function batchWrite(doc: DynamoDBDocumentClient, requests: Record<string, 
     let pending = requests.slice(i, i + 25);
     for (let attempt = 0; pending.length; attempt++) {
       if (attempt > 8) throw new Error(`naive BatchWriteItem left ${pending.length} writes unprocessed`);
-      const out = await doc.send(new BatchWriteCommand({ RequestItems: { [NAIVE_TABLE]: pending as never }, ReturnConsumedCapacity: 'TOTAL' }));
+      const out = await doc.send(
+        new BatchWriteCommand({ RequestItems: { [NAIVE_TABLE]: pending as never }, ReturnConsumedCapacity: 'TOTAL' }),
+      );
       st.calls++;
       st.writeUnits += units(out.ConsumedCapacity);
       pending = (out.UnprocessedItems?.[NAIVE_TABLE] as Record<string, unknown>[] | undefined) ?? [];

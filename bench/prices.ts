@@ -29,7 +29,9 @@ export const PRICES = {
     /** Lambda bills duration rounded up to the millisecond. */
     billingGranularityMs: 1,
     source: 'https://aws.amazon.com/lambda/pricing/',
-    corroboratedBy: ['https://app.unpkg.com/artillery@2.0.28/files/lib/platform/aws-lambda/prices.js (arm64 base rate 0.0000133334 per GB-second)'],
+    corroboratedBy: [
+      'https://app.unpkg.com/artillery@2.0.28/files/lib/platform/aws-lambda/prices.js (arm64 base rate 0.0000133334 per GB-second)',
+    ],
   },
   httpApi: {
     /** First 300 million requests a month. */
@@ -65,7 +67,11 @@ export const minWriteUnits = (bytes: number): number => bytes / UNIT.writeBytes;
 export const minReadUnits = (bytes: number): number => bytes / UNIT.readBytes;
 
 /** Request-count cost of moving `records` of `recordBytes` through an SQS standard queue in batches of 10. */
-export function sqsUsdPerMillion(recordBytes: number): { requestsPerBatch: number; chunksPerBatchPayload: number; usdPerMillionRecords: number } {
+export function sqsUsdPerMillion(recordBytes: number): {
+  requestsPerBatch: number;
+  chunksPerBatchPayload: number;
+  usdPerMillionRecords: number;
+} {
   const chunks = Math.max(1, Math.ceil((PRICES.sqs.batchSize * recordBytes) / PRICES.sqs.chunkBytes));
   // SendMessageBatch and ReceiveMessage carry the payload; DeleteMessageBatch carries receipt handles only.
   const requestsPerBatch = chunks + chunks + 1;

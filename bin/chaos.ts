@@ -32,7 +32,14 @@ import { randomInt } from 'node:crypto';
 import { startLocalRuntime, type LocalRuntime } from '../local/server';
 import { formatFaultSpec, parseFaultSpec, type FaultSpec } from '../local/faults';
 import { RESERVATION_MARGIN_MS } from '../lambdas/services/logs';
-import { LogrelayClient, LogrelayError, type CreateSessionInput, type DeliveredRecord, type FetchLike, type Session } from '../client/src/index';
+import {
+  LogrelayClient,
+  LogrelayError,
+  type CreateSessionInput,
+  type DeliveredRecord,
+  type FetchLike,
+  type Session,
+} from '../client/src/index';
 
 export const DEFAULT_FAULTS = 'throttle=0.05,applied-then-error=0.02,slow=0.01:800ms';
 export const DEFAULT_SECONDS = 60;
@@ -174,7 +181,14 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosReport> {
   process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
   const dir = mkdtempSync(join(tmpdir(), 'logrelay-chaos-'));
   const credentialsPath = join(dir, 'credentials.json');
-  writeFileSync(credentialsPath, JSON.stringify({ principals: [{ name: 'chaos', accessKeyId: 'LRCHAOS000000000', secretAccessKey: 'chaos-secret-000000000000000000000000', admin: true }] }));
+  writeFileSync(
+    credentialsPath,
+    JSON.stringify({
+      principals: [
+        { name: 'chaos', accessKeyId: 'LRCHAOS000000000', secretAccessKey: 'chaos-secret-000000000000000000000000', admin: true },
+      ],
+    }),
+  );
   const rt: LocalRuntime = await startLocalRuntime({ port: 0, credentialsPath, log: () => {}, faults: spec ?? null, storageLatencyMs: 0 });
   const principal = rt.principals[0]!;
 
@@ -189,7 +203,8 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosReport> {
       credentials: { accessKeyId: principal.accessKeyId, secretAccessKey: principal.secretAccessKey },
       fetch: recordingFetch(actor, history),
       // A crashed worker's calls fail before they leave; its retries are not the service's doing.
-      onRetry: (e) => bump(actor.dead ? 'crashed workers: retries of calls that never left' : `client retries after ${e.error.status || e.error.code}`),
+      onRetry: (e) =>
+        bump(actor.dead ? 'crashed workers: retries of calls that never left' : `client retries after ${e.error.status || e.error.code}`),
     });
   const checker: Actor = { id: 'checker', dead: false };
   const api = clientFor(checker);
@@ -205,7 +220,10 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosReport> {
       { name: 'a2', logId: logs[0]!, maxDeliveries: 2, ackTimeoutSeconds: 2, workers: 2 },
       { name: 'b1', logId: logs[1]!, maxDeliveries: 3, ackTimeoutSeconds: 3, workers: 3 },
     ];
-    for (const p of plans) p.id = (await openSession(api, p.logId, { ackTimeoutSeconds: p.ackTimeoutSeconds, maxDeliveries: p.maxDeliveries, maxInFlight: 2000 })).id;
+    for (const p of plans)
+      p.id = (
+        await openSession(api, p.logId, { ackTimeoutSeconds: p.ackTimeoutSeconds, maxDeliveries: p.maxDeliveries, maxInFlight: 2000 })
+      ).id;
 
     // ---- Producers -------------------------------------------------------------------------
     const ops: AppendOp[] = [];
@@ -235,7 +253,11 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosReport> {
         for (;;) {
           op.calls++;
           try {
-            op.result = await client.append(logId, op.records.map((r) => ({ data: JSON.parse(r.json) as RecordData })), { idempotencyKey: op.key ?? false });
+            op.result = await client.append(
+              logId,
+              op.records.map((r) => ({ data: JSON.parse(r.json) as RecordData })),
+              { idempotencyKey: op.key ?? false },
+            );
             break;
           } catch (e) {
             op.errors.push(errorName(e));
@@ -380,7 +402,10 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosReport> {
     });
 
     if (opts.historyFile) {
-      writeFileSync(opts.historyFile, JSON.stringify({ seed, faults: faultsText, plans, lastSeq: Object.fromEntries(lastSeqOf), ops, history }));
+      writeFileSync(
+        opts.historyFile,
+        JSON.stringify({ seed, faults: faultsText, plans, lastSeq: Object.fromEntries(lastSeqOf), ops, history }),
+      );
       log(`  history written to ${opts.historyFile}`);
     }
 
@@ -412,7 +437,9 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosReport> {
     if (other.length) log(`workers: ${other.map(([k, v]) => `${k}: ${v}`).join('; ')}`);
     log('');
     for (const c of checks) {
-      log(`${c.violations === 0 ? 'pass' : 'FAIL'}  ${c.name}${c.violations ? `: ${fmt(c.violations)} violation${c.violations === 1 ? '' : 's'}` : ''}`);
+      log(
+        `${c.violations === 0 ? 'pass' : 'FAIL'}  ${c.name}${c.violations ? `: ${fmt(c.violations)} violation${c.violations === 1 ? '' : 's'}` : ''}`,
+      );
       for (const ex of c.examples) log(`        ${ex}`);
     }
     const failed = checks.filter((c) => c.violations > 0).length;
@@ -495,7 +522,10 @@ function errorName(e: unknown): string {
 /** fetch, recording every request that reached the service and its raw answer; a crashed actor's network is down. */
 function recordingFetch(actor: Actor, history: Exchange[]): FetchLike {
   return async (url, init) => {
-    if (actor.dead) throw new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED (the worker crashed)'), { code: 'ECONNREFUSED' }) });
+    if (actor.dead)
+      throw new TypeError('fetch failed', {
+        cause: Object.assign(new Error('connect ECONNREFUSED (the worker crashed)'), { code: 'ECONNREFUSED' }),
+      });
     const start = Date.now();
     const res = await fetch(url, init);
     const text = await res.text();
@@ -519,7 +549,10 @@ function recordingFetch(actor: Actor, history: Exchange[]): FetchLike {
       response,
     });
     // A crash loses the answers still on their way.
-    if (actor.dead) throw new TypeError('fetch failed', { cause: Object.assign(new Error('socket hang up (the worker crashed)'), { code: 'ECONNRESET' }) });
+    if (actor.dead)
+      throw new TypeError('fetch failed', {
+        cause: Object.assign(new Error('socket hang up (the worker crashed)'), { code: 'ECONNRESET' }),
+      });
     return { status: res.status, headers: res.headers, text: async () => text };
   };
 }
@@ -583,12 +616,14 @@ export function checkHistory(h: CheckInput): CheckResult[] {
   }
   const recordJson = new Map<string, string>();
   const opOfRecord = new Map<string, AppendOp>();
-  for (const op of h.ops) for (const r of op.records) {
-    recordJson.set(r.id, r.json);
-    opOfRecord.set(r.id, op);
-  }
+  for (const op of h.ops)
+    for (const r of op.records) {
+      recordJson.set(r.id, r.json);
+      opOfRecord.set(r.id, op);
+    }
   const attemptsOf = new Map<string, Exchange[]>();
-  for (const x of h.history) if (x.tag !== undefined && x.path.endsWith('/records')) attemptsOf.set(x.tag, [...(attemptsOf.get(x.tag) ?? []), x]);
+  for (const x of h.history)
+    if (x.tag !== undefined && x.path.endsWith('/records')) attemptsOf.set(x.tag, [...(attemptsOf.get(x.tag) ?? []), x]);
 
   check('appends answered 201 have their records at the answered sequence numbers', (fail) => {
     for (const op of h.ops) {
@@ -603,28 +638,36 @@ export function checkHistory(h: CheckInput): CheckResult[] {
     }
   });
 
-  check('no record elsewhere: keyed appends at most once, appends without a key at most once per attempt, each copy whole and in order', (fail) => {
-    for (const logId of h.logs) {
-      for (const [seq, id] of idAt.get(logId)!) {
-        const op = opOfRecord.get(id);
-        if (!op || op.logId !== logId) fail(`${logId} seq ${seq}: a record no producer appended to this log (${id})`);
-        else if (h.logContent.get(logId)!.get(seq) !== recordJson.get(id)) fail(`${logId} seq ${seq}: data differs from what ${op.id} sent`);
+  check(
+    'no record elsewhere: keyed appends at most once, appends without a key at most once per attempt, each copy whole and in order',
+    (fail) => {
+      for (const logId of h.logs) {
+        for (const [seq, id] of idAt.get(logId)!) {
+          const op = opOfRecord.get(id);
+          if (!op || op.logId !== logId) fail(`${logId} seq ${seq}: a record no producer appended to this log (${id})`);
+          else if (h.logContent.get(logId)!.get(seq) !== recordJson.get(id))
+            fail(`${logId} seq ${seq}: data differs from what ${op.id} sent`);
+        }
       }
-    }
-    for (const op of h.ops) {
-      const reached = (attemptsOf.get(op.id) ?? []).length;
-      const copies = positions.get(op.records[0]!.id) ?? [];
-      const allowed = op.key ? 1 : reached;
-      if (copies.length > allowed) fail(`${op.id} (${op.key ? 'keyed' : 'no key'}, ${reached} attempts reached the service, answered ${op.result ? `${op.result.firstSeq}..${op.result.lastSeq}` : 'never'}) is in the log ${copies.length} times, at ${copies.join(', ')}`);
-      if (op.result && copies.length === 0) fail(`${op.id} was answered 201 but is not in the log`);
-      if (!op.key && copies.length > 1) bump('duplicate records', (copies.length - 1) * op.records.length);
-      op.records.forEach((r, i) => {
-        const at = (positions.get(r.id) ?? []).slice().sort((a, b) => a - b);
-        const expect = copies.map((c) => c + i).sort((a, b) => a - b);
-        if (at.join() !== expect.join()) fail(`${op.id}: record ${i} is at [${at.join(', ')}], expected [${expect.join(', ')}] (all-or-nothing, in order)`);
-      });
-    }
-  });
+      for (const op of h.ops) {
+        const reached = (attemptsOf.get(op.id) ?? []).length;
+        const copies = positions.get(op.records[0]!.id) ?? [];
+        const allowed = op.key ? 1 : reached;
+        if (copies.length > allowed)
+          fail(
+            `${op.id} (${op.key ? 'keyed' : 'no key'}, ${reached} attempts reached the service, answered ${op.result ? `${op.result.firstSeq}..${op.result.lastSeq}` : 'never'}) is in the log ${copies.length} times, at ${copies.join(', ')}`,
+          );
+        if (op.result && copies.length === 0) fail(`${op.id} was answered 201 but is not in the log`);
+        if (!op.key && copies.length > 1) bump('duplicate records', (copies.length - 1) * op.records.length);
+        op.records.forEach((r, i) => {
+          const at = (positions.get(r.id) ?? []).slice().sort((a, b) => a - b);
+          const expect = copies.map((c) => c + i).sort((a, b) => a - b);
+          if (at.join() !== expect.join())
+            fail(`${op.id}: record ${i} is at [${at.join(', ')}], expected [${expect.join(', ')}] (all-or-nothing, in order)`);
+        });
+      }
+    },
+  );
 
   check('sequence numbers are gap-free from 1 to lastSeq, and read back the same every time', (fail) => {
     for (const logId of h.logs) {
@@ -638,13 +681,23 @@ export function checkHistory(h: CheckInput): CheckResult[] {
 
   // Deliveries, from every receive answered 200 (crashed workers' included: their leases were granted).
   const deliveries = new Map<string, Map<number, Delivery[]>>();
-  const receives = h.history.filter((x) => x.method === 'POST' && x.path.endsWith('/receive') && sessionIds.has(sessionOfPath(x.path)!) && x.status === 200);
+  const receives = h.history.filter(
+    (x) => x.method === 'POST' && x.path.endsWith('/receive') && sessionIds.has(sessionOfPath(x.path)!) && x.status === 200,
+  );
   for (const r of receives) {
     const sid = sessionOfPath(r.path)!;
     const bySeq = deliveries.get(sid) ?? new Map<number, Delivery[]>();
     deliveries.set(sid, bySeq);
     for (const rec of (r.response?.records ?? []) as { seq: number; data: unknown; deliveryCount: number; leaseExpiresAt: string }[]) {
-      const d: Delivery = { session: sid, seq: rec.seq, deliveryCount: rec.deliveryCount, leaseMs: Date.parse(rec.leaseExpiresAt), data: JSON.stringify(rec.data), worker: r.actor, r };
+      const d: Delivery = {
+        session: sid,
+        seq: rec.seq,
+        deliveryCount: rec.deliveryCount,
+        leaseMs: Date.parse(rec.leaseExpiresAt),
+        data: JSON.stringify(rec.data),
+        worker: r.actor,
+        r,
+      };
       bySeq.set(rec.seq, [...(bySeq.get(rec.seq) ?? []), d]);
       bump('deliveries');
       if (rec.deliveryCount > 1) bump('redeliveries');
@@ -655,7 +708,10 @@ export function checkHistory(h: CheckInput): CheckResult[] {
   check("every delivery carries the log's record at that sequence number", (fail) => {
     for (const [sid, m] of deliveries) {
       const content = h.logContent.get(planById.get(sid)!.logId)!;
-      for (const [seq, list] of m) for (const d of list) if (content.get(seq) !== d.data) fail(`${planById.get(sid)!.name} seq ${seq} delivered to ${d.worker} as ${d.data}; the log has ${content.get(seq)}`);
+      for (const [seq, list] of m)
+        for (const d of list)
+          if (content.get(seq) !== d.data)
+            fail(`${planById.get(sid)!.name} seq ${seq} delivered to ${d.worker} as ${d.data}; the log has ${content.get(seq)}`);
     }
   });
 
@@ -675,16 +731,26 @@ export function checkHistory(h: CheckInput): CheckResult[] {
     if (!sid || !sessionIds.has(sid) || x.method !== 'POST') continue;
     if (x.path.endsWith('/ack') || (x.path.endsWith('/receive') && x.body?.ack)) {
       const seqs = seqsOf(x.path.endsWith('/ack') ? x.body : x.body.ack);
-      acks.set(sid, [...(acks.get(sid) ?? []), { seqs, x, counted: x.status === 200 ? Number(x.response?.acked ?? 0) : 0, ok: x.status === 200 }]);
+      acks.set(sid, [
+        ...(acks.get(sid) ?? []),
+        { seqs, x, counted: x.status === 200 ? Number(x.response?.acked ?? 0) : 0, ok: x.status === 200 },
+      ]);
     }
-    if (x.path.endsWith('/nack')) releases.set(sid, [...(releases.get(sid) ?? []), { seqs: seqsOf(x.body), x, released: Number(x.response?.released ?? 0), ok: x.status === 200 }]);
+    if (x.path.endsWith('/nack'))
+      releases.set(sid, [
+        ...(releases.get(sid) ?? []),
+        { seqs: seqsOf(x.body), x, released: Number(x.response?.released ?? 0), ok: x.status === 200 },
+      ]);
   }
 
   check('every record of every session was acked or dead-lettered (drained), and every acked one was acked by a worker', (fail) => {
     for (const p of h.plans) {
       const last = h.lastSeqOf.get(p.logId)!;
       const info = h.finalInfo.get(p.name)!;
-      if (!h.drained.get(p.name) || info.ackFloor !== last || info.inFlight !== 0) fail(`${p.name}: not drained within ${DRAIN_MS / 1000} s: ackFloor ${info.ackFloor} of lastSeq ${last}, ${info.inFlight} in flight`);
+      if (!h.drained.get(p.name) || info.ackFloor !== last || info.inFlight !== 0)
+        fail(
+          `${p.name}: not drained within ${DRAIN_MS / 1000} s: ackFloor ${info.ackFloor} of lastSeq ${last}, ${info.inFlight} in flight`,
+        );
       const named = new Set<number>();
       for (const a of acks.get(p.id!) ?? []) for (const s of a.seqs) named.add(s);
       const dl = h.dead.get(p.name)!;
@@ -692,7 +758,8 @@ export function checkHistory(h: CheckInput): CheckResult[] {
       let missing = 0;
       for (let s = 1; s <= last; s++) {
         if (dl.has(s) || named.has(s)) continue;
-        if (missing++ < 3) fail(`${p.name} seq ${s}: neither dead-lettered nor named by any ack a worker sent, yet the session counts it done`);
+        if (missing++ < 3)
+          fail(`${p.name} seq ${s}: neither dead-lettered nor named by any ack a worker sent, yet the session counts it done`);
       }
       if (missing > 3) fail(`${p.name}: and ${missing - 3} more such records`);
     }
@@ -703,9 +770,11 @@ export function checkHistory(h: CheckInput): CheckResult[] {
       const m = deliveries.get(p.id!) ?? new Map<number, Delivery[]>();
       const dl = h.dead.get(p.name)!;
       for (const [seq, count] of dl) {
-        if (count !== p.maxDeliveries) fail(`${p.name} seq ${seq}: dead-lettered with deliveryCount ${count}, maxDeliveries is ${p.maxDeliveries}`);
+        if (count !== p.maxDeliveries)
+          fail(`${p.name} seq ${seq}: dead-lettered with deliveryCount ${count}, maxDeliveries is ${p.maxDeliveries}`);
         const seen = m.get(seq)?.length ?? 0;
-        if (seen > p.maxDeliveries) fail(`${p.name} seq ${seq}: dead-lettered after ${seen} deliveries were seen (maxDeliveries ${p.maxDeliveries})`);
+        if (seen > p.maxDeliveries)
+          fail(`${p.name} seq ${seq}: dead-lettered after ${seen} deliveries were seen (maxDeliveries ${p.maxDeliveries})`);
       }
       for (const [seq, list] of m) {
         // Each delivery is a grant of its own, counted one higher than the one before: two
@@ -715,12 +784,14 @@ export function checkHistory(h: CheckInput): CheckResult[] {
           const twin = byCount.get(d.deliveryCount);
           if (twin) fail(`${p.name} seq ${seq}: delivered to ${twin.worker} and to ${d.worker} both with deliveryCount ${d.deliveryCount}`);
           byCount.set(d.deliveryCount, d);
-          if (d.deliveryCount < 1 || d.deliveryCount > p.maxDeliveries) fail(`${p.name} seq ${seq}: deliveryCount ${d.deliveryCount} outside 1..maxDeliveries ${p.maxDeliveries}`);
+          if (d.deliveryCount < 1 || d.deliveryCount > p.maxDeliveries)
+            fail(`${p.name} seq ${seq}: deliveryCount ${d.deliveryCount} outside 1..maxDeliveries ${p.maxDeliveries}`);
         }
         for (let i = 0; i < list.length; i++) {
           for (let j = i + 1; j < list.length; j++) {
             const [a, b] = [list[i]!, list[j]!];
-            if (a.r.end < b.r.start && b.deliveryCount <= a.deliveryCount) fail(`${p.name} seq ${seq}: delivered with count ${a.deliveryCount} and later with ${b.deliveryCount}`);
+            if (a.r.end < b.r.start && b.deliveryCount <= a.deliveryCount)
+              fail(`${p.name} seq ${seq}: delivered with count ${a.deliveryCount} and later with ${b.deliveryCount}`);
           }
         }
         const final = dl.get(seq) ?? Math.max(...list.map((d) => d.deliveryCount));
@@ -739,7 +810,10 @@ export function checkHistory(h: CheckInput): CheckResult[] {
             // b was surely handed out while a's lease ran, unless a's lease ended early: released
             // (by a nack naming it, whatever its answer) before b's receive ended.
             const released = rel.some((n) => n.x.start < b.r.end && n.x.end > a.r.start && n.seqs.includes(seq));
-            if (!released) fail(`${planById.get(sid)!.name} seq ${seq}: leased to ${a.worker} until ${new Date(a.leaseMs).toISOString()} and handed to ${b.worker} by a receive that ended at ${new Date(b.r.end).toISOString()}`);
+            if (!released)
+              fail(
+                `${planById.get(sid)!.name} seq ${seq}: leased to ${a.worker} until ${new Date(a.leaseMs).toISOString()} and handed to ${b.worker} by a receive that ended at ${new Date(b.r.end).toISOString()}`,
+              );
           }
         }
       }
@@ -754,7 +828,10 @@ export function checkHistory(h: CheckInput): CheckResult[] {
         if (!a.ok) continue;
         for (const seq of a.seqs) {
           for (const d of m.get(seq) ?? []) {
-            if (d.r.start > a.x.end) fail(`${planById.get(sid)!.name} seq ${seq}: acked by ${a.x.actor} (answered ${a.x.status} at ${new Date(a.x.end).toISOString()}), delivered again to ${d.worker} with count ${d.deliveryCount} by a receive sent after it`);
+            if (d.r.start > a.x.end)
+              fail(
+                `${planById.get(sid)!.name} seq ${seq}: acked by ${a.x.actor} (answered ${a.x.status} at ${new Date(a.x.end).toISOString()}), delivered again to ${d.worker} with count ${d.deliveryCount} by a receive sent after it`,
+              );
           }
         }
       }
@@ -785,7 +862,9 @@ export function checkHistory(h: CheckInput): CheckResult[] {
     for (const p of h.plans) {
       const m = deliveries.get(p.id!) ?? new Map<number, Delivery[]>();
       // Receives that handed out fresh records (every fresh record has deliveryCount 1), by start.
-      const fresh = receives.filter((r) => sessionOfPath(r.path) === p.id && (r.response?.records ?? []).some((x: { deliveryCount: number }) => x.deliveryCount === 1));
+      const fresh = receives.filter(
+        (r) => sessionOfPath(r.path) === p.id && (r.response?.records ?? []).some((x: { deliveryCount: number }) => x.deliveryCount === 1),
+      );
       fresh.sort((a, b) => a.start - b.start);
       for (const n of releases.get(p.id!) ?? []) {
         if (!n.ok || n.released !== n.seqs.length) continue; // not surely applied, or not all of them were leased
@@ -797,12 +876,15 @@ export function checkHistory(h: CheckInput): CheckResult[] {
           // Skip a record a receive handed out while the nack ran (its lease may be the one
           // released), and one granted meanwhile to a receive nobody saw the answer of (its count
           // skips one: a lost response leased it to nobody until that lease ended).
-          if (!next || next.deliveryCount !== lastCount + 1 || (m.get(seq) ?? []).some((d) => d.r.start <= n.x.end && d.r.end > n.x.start)) continue;
+          if (!next || next.deliveryCount !== lastCount + 1 || (m.get(seq) ?? []).some((d) => d.r.start <= n.x.end && d.r.end > n.x.start))
+            continue;
           for (const r of fresh) {
             if (r.start <= n.x.end) continue;
             if (r.start >= next.r.start) break;
             if (r.end < next.r.start) {
-              fail(`${p.name} seq ${seq}: released by ${n.x.actor} (answered at ${new Date(n.x.end).toISOString()}), yet a receive sent after it handed ${r.actor} fresh records, and seq ${seq} went out only later (to ${next.worker})`);
+              fail(
+                `${p.name} seq ${seq}: released by ${n.x.actor} (answered at ${new Date(n.x.end).toISOString()}), yet a receive sent after it handed ${r.actor} fresh records, and seq ${seq} went out only later (to ${next.worker})`,
+              );
               break;
             }
           }
@@ -815,7 +897,9 @@ export function checkHistory(h: CheckInput): CheckResult[] {
     for (const x of h.history) {
       if (x.status < 500) continue;
       if (x.status === 503 && x.retryAfter !== null && Number(x.retryAfter) >= 1) continue;
-      fail(`${x.method} ${x.path} answered ${x.status}${x.retryAfter === null ? ' without retry-after' : ''}: ${JSON.stringify(x.response).slice(0, 200)}`);
+      fail(
+        `${x.method} ${x.path} answered ${x.status}${x.retryAfter === null ? ' without retry-after' : ''}: ${JSON.stringify(x.response).slice(0, 200)}`,
+      );
     }
   });
 
@@ -834,61 +918,68 @@ export function checkHistory(h: CheckInput): CheckResult[] {
     }
   });
 
-  check(`no key, log or session unusable for long (AppendInProgress within the appender's deadline + ${RESERVATION_MARGIN_MS / 1000} s; 503s in a row for at most ${MAX_503_STREAK_MS / 1000} s)`, (fail) => {
-    const byKey = new Map<string, Exchange[]>();
-    for (const x of h.history) if (x.body?.idempotencyKey && x.path.endsWith('/records')) byKey.set(x.body.idempotencyKey, [...(byKey.get(x.body.idempotencyKey) ?? []), x]);
-    let longestBusy = 0;
-    for (const [key, xs] of byKey) {
-      const busy = (x: Exchange) => x.status === 409 && x.response?.error?.code === 'AppendInProgress';
-      if (!xs.some(busy)) continue;
-      bump('keys answered AppendInProgress');
-      // A run of AppendInProgress answers (nothing else in between) is one attempt holding the
-      // key: it must end within that attempt's deadline and margin, counted from the run's first
-      // answer back to the start of the attempt before it (the one that may hold the key).
-      xs.sort((a, b) => a.start - b.start);
-      let holder: number | undefined;
-      for (let i = 0; i < xs.length; i++) {
-        const x = xs[i]!;
-        if (!busy(x)) {
-          holder = undefined;
-          continue;
-        }
-        holder ??= i > 0 ? xs[i - 1]!.start : x.start;
-        const span = x.end - holder;
-        longestBusy = Math.max(longestBusy, span);
-        if (span > h.appendInProgressBoundMs) {
-          fail(`key ${key}: answered AppendInProgress ${(span / 1000).toFixed(1)} s after the attempt that may hold it started (bound ${(h.appendInProgressBoundMs / 1000).toFixed(0)} s)`);
-          holder = undefined;
-        }
-      }
-    }
-    h.counts['longest AppendInProgress ms'] = longestBusy;
-    const byResource = new Map<string, Exchange[]>();
-    for (const x of h.history) {
-      const r = sessionOfPath(x.path) ?? /^\/logs\/([^/]+)/.exec(x.path)?.[1];
-      if (r) byResource.set(r, [...(byResource.get(r) ?? []), x]);
-    }
-    let longest = 0;
-    for (const [r, xs] of byResource) {
-      xs.sort((a, b) => a.end - b.end);
-      let from: number | undefined;
-      for (const x of xs) {
-        if (x.status !== 503) {
-          from = undefined;
-          continue;
-        }
-        // From the first 503 answer to the last of the run (one slow request is not a streak).
-        from ??= x.end;
-        const span = x.end - from;
-        longest = Math.max(longest, span);
-        if (span > MAX_503_STREAK_MS) {
-          fail(`${r}: answered only 503 for ${(span / 1000).toFixed(1)} s`);
-          from = undefined;
+  check(
+    `no key, log or session unusable for long (AppendInProgress within the appender's deadline + ${RESERVATION_MARGIN_MS / 1000} s; 503s in a row for at most ${MAX_503_STREAK_MS / 1000} s)`,
+    (fail) => {
+      const byKey = new Map<string, Exchange[]>();
+      for (const x of h.history)
+        if (x.body?.idempotencyKey && x.path.endsWith('/records'))
+          byKey.set(x.body.idempotencyKey, [...(byKey.get(x.body.idempotencyKey) ?? []), x]);
+      let longestBusy = 0;
+      for (const [key, xs] of byKey) {
+        const busy = (x: Exchange) => x.status === 409 && x.response?.error?.code === 'AppendInProgress';
+        if (!xs.some(busy)) continue;
+        bump('keys answered AppendInProgress');
+        // A run of AppendInProgress answers (nothing else in between) is one attempt holding the
+        // key: it must end within that attempt's deadline and margin, counted from the run's first
+        // answer back to the start of the attempt before it (the one that may hold the key).
+        xs.sort((a, b) => a.start - b.start);
+        let holder: number | undefined;
+        for (let i = 0; i < xs.length; i++) {
+          const x = xs[i]!;
+          if (!busy(x)) {
+            holder = undefined;
+            continue;
+          }
+          holder ??= i > 0 ? xs[i - 1]!.start : x.start;
+          const span = x.end - holder;
+          longestBusy = Math.max(longestBusy, span);
+          if (span > h.appendInProgressBoundMs) {
+            fail(
+              `key ${key}: answered AppendInProgress ${(span / 1000).toFixed(1)} s after the attempt that may hold it started (bound ${(h.appendInProgressBoundMs / 1000).toFixed(0)} s)`,
+            );
+            holder = undefined;
+          }
         }
       }
-    }
-    h.counts['longest 503 streak ms'] = longest;
-  });
+      h.counts['longest AppendInProgress ms'] = longestBusy;
+      const byResource = new Map<string, Exchange[]>();
+      for (const x of h.history) {
+        const r = sessionOfPath(x.path) ?? /^\/logs\/([^/]+)/.exec(x.path)?.[1];
+        if (r) byResource.set(r, [...(byResource.get(r) ?? []), x]);
+      }
+      let longest = 0;
+      for (const [r, xs] of byResource) {
+        xs.sort((a, b) => a.end - b.end);
+        let from: number | undefined;
+        for (const x of xs) {
+          if (x.status !== 503) {
+            from = undefined;
+            continue;
+          }
+          // From the first 503 answer to the last of the run (one slow request is not a streak).
+          from ??= x.end;
+          const span = x.end - from;
+          longest = Math.max(longest, span);
+          if (span > MAX_503_STREAK_MS) {
+            fail(`${r}: answered only 503 for ${(span / 1000).toFixed(1)} s`);
+            from = undefined;
+          }
+        }
+      }
+      h.counts['longest 503 streak ms'] = longest;
+    },
+  );
 
   return checks;
 }
@@ -904,17 +995,25 @@ export const CHAOS_USAGE = `Usage: npm run chaos -- [--seconds N] [--seed N] [--
 export function parseChaosArgs(argv: string[]): ChaosOptions & { help?: boolean } {
   const { values } = parseArgs({
     args: argv,
-    options: { seconds: { type: 'string' }, seed: { type: 'string' }, faults: { type: 'string' }, history: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      seconds: { type: 'string' },
+      seed: { type: 'string' },
+      faults: { type: 'string' },
+      history: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
     strict: true,
   });
   if (values.help) return { help: true };
   const out: ChaosOptions = {};
   if (values.seconds !== undefined) {
-    if (!/^\d+$/.test(values.seconds) || Number(values.seconds) < 1 || Number(values.seconds) > 3600) throw new Error(`--seconds must be a whole number from 1 to 3600; it is '${values.seconds}'.`);
+    if (!/^\d+$/.test(values.seconds) || Number(values.seconds) < 1 || Number(values.seconds) > 3600)
+      throw new Error(`--seconds must be a whole number from 1 to 3600; it is '${values.seconds}'.`);
     out.seconds = Number(values.seconds);
   }
   if (values.seed !== undefined) {
-    if (!/^\d+$/.test(values.seed) || Number(values.seed) > 0xffffffff) throw new Error(`--seed must be a whole number from 0 to 4294967295; it is '${values.seed}'.`);
+    if (!/^\d+$/.test(values.seed) || Number(values.seed) > 0xffffffff)
+      throw new Error(`--seed must be a whole number from 0 to 4294967295; it is '${values.seed}'.`);
     out.seed = Number(values.seed);
   }
   if (values.history !== undefined) out.historyFile = values.history;

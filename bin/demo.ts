@@ -25,7 +25,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function table(rows: [string, string | number][]): string {
   const w = Math.max(...rows.map(([k]) => k.length));
-  return [`| ${'what'.padEnd(w)} | value |`, `|${'-'.repeat(w + 2)}|-------|`, ...rows.map(([k, v]) => `| ${k.padEnd(w)} | ${v} |`)].join('\n');
+  return [`| ${'what'.padEnd(w)} | value |`, `|${'-'.repeat(w + 2)}|-------|`, ...rows.map(([k, v]) => `| ${k.padEnd(w)} | ${v} |`)].join(
+    '\n',
+  );
 }
 
 async function main(): Promise<number> {
@@ -49,11 +51,17 @@ async function main(): Promise<number> {
     const logId = `demo-${Date.now().toString(36)}`;
     await must('create log', api.call('POST', '/logs', { logId }));
     for (let i = 0; i < RECORDS; i += 500) {
-      const records = Array.from({ length: 500 }, (_, k) => ({ data: { order: i + k + 1, amount: ((i + k) * 7) % 100 }, key: `customer-${(i + k) % 13}` }));
+      const records = Array.from({ length: 500 }, (_, k) => ({
+        data: { order: i + k + 1, amount: ((i + k) * 7) % 100 },
+        key: `customer-${(i + k) % 13}`,
+      }));
       const r = await must('append', api.call('POST', `/logs/${logId}/records`, { records, idempotencyKey: `batch-${i}` }));
       console.log(`appended records ${r.firstSeq}..${r.lastSeq}`);
     }
-    const session = await must('open session', api.call('POST', `/logs/${logId}/sessions`, { start: 'oldest', ackTimeoutSeconds: ACK_TIMEOUT_SECONDS }));
+    const session = await must(
+      'open session',
+      api.call('POST', `/logs/${logId}/sessions`, { start: 'oldest', ackTimeoutSeconds: ACK_TIMEOUT_SECONDS }),
+    );
     const sid: string = session.sessionId;
     console.log(`session ${sid} (ack timeout ${ACK_TIMEOUT_SECONDS} s); ${WORKERS} workers start, each knowing only the session id\n`);
 
@@ -141,7 +149,11 @@ async function main(): Promise<number> {
           ['elapsed', `${((Date.now() - startedMs) / 1000).toFixed(1)} s`],
         ]),
     );
-    console.log(ok ? '\nOK: appended = acked, nothing in flight, the crashed worker\'s records were redelivered.' : '\nFAILED: the tally does not add up (see above).');
+    console.log(
+      ok
+        ? "\nOK: appended = acked, nothing in flight, the crashed worker's records were redelivered."
+        : '\nFAILED: the tally does not add up (see above).',
+    );
     const bakeOk = await bakeHalf(rt, api, must);
     return ok && bakeOk ? 0 : 1;
   } finally {
@@ -155,9 +167,20 @@ type Must = (what: string, p: Promise<{ status: number; body: any }>, ok?: numbe
 /** The bake half: a good delivery change and a bad limits change, baked under live traffic. */
 async function bakeHalf(rt: Awaited<ReturnType<typeof startLocalRuntime>>, api: SignedHttp, must: Must): Promise<boolean> {
   console.log(`\nLogrelay demo, part 2: a two-phase config bake under live traffic (time scale ${rt.timeScale}x)\n`);
-  const good = await must('create delivery version', api.call('POST', '/configs/delivery/versions', { content: { maxBatchRecords: 50, longPollIntervalMs: 100 }, description: 'demo: smaller batches' }));
-  const bad = await must('create limits version', api.call('POST', '/configs/limits/versions', { content: { maxRecordsPerAppend: 1 }, description: 'demo: a bad limit' }));
-  console.log(`delivery v${good.version} {maxBatchRecords: 50, longPollIntervalMs: 100} (good), limits v${bad.version} {maxRecordsPerAppend: 1} (bad: producers send 5 records an append)`);
+  const good = await must(
+    'create delivery version',
+    api.call('POST', '/configs/delivery/versions', {
+      content: { maxBatchRecords: 50, longPollIntervalMs: 100 },
+      description: 'demo: smaller batches',
+    }),
+  );
+  const bad = await must(
+    'create limits version',
+    api.call('POST', '/configs/limits/versions', { content: { maxRecordsPerAppend: 1 }, description: 'demo: a bad limit' }),
+  );
+  console.log(
+    `delivery v${good.version} {maxBatchRecords: 50, longPollIntervalMs: 100} (good), limits v${bad.version} {maxRecordsPerAppend: 1} (bad: producers send 5 records an append)`,
+  );
   const traffic = new Traffic(api, { logs: 10, workersPerLog: 2, recordsPerBatch: 5, prefix: `bake-demo-${Date.now().toString(36)}` });
   await traffic.start();
   const fired: { name: string; atMs: number }[] = [];
@@ -194,7 +217,9 @@ async function bakeHalf(rt: Awaited<ReturnType<typeof startLocalRuntime>>, api: 
   for (;;) {
     record = await must('describe bake', api.call('GET', `/bakes/${bakeId}`));
     const t = traffic.tally();
-    const phases = record.phases.map((p, i) => `phase ${i + 1} ${p.profile} v${p.version}: ${p.verdict}${p.verdict === 'BAKING' ? ` (poll ${p.polls})` : ''}`).join(' | ');
+    const phases = record.phases
+      .map((p, i) => `phase ${i + 1} ${p.profile} v${p.version}: ${p.verdict}${p.verdict === 'BAKING' ? ` (poll ${p.polls})` : ''}`)
+      .join(' | ');
     const line = `${((Date.now() - startedMs) / 1000).toFixed(1).padStart(5)} s  ${phases} | appended ${t.appended} acked ${t.acked} refused ${Object.values(t.refused).reduce((a, b) => a + b, 0)}`;
     if (tty) process.stdout.write(`\r${line.padEnd(150)}`);
     else console.log(line);
@@ -219,13 +244,22 @@ async function bakeHalf(rt: Awaited<ReturnType<typeof startLocalRuntime>>, api: 
     '\n' +
       table([
         ['bake status', record.status],
-        [`phase 1: delivery v${p1.version}`, `${p1.verdict} (${p1.arms?.experiment?.requests ?? 0} experiment requests)${p1.verdict === 'APPROVED' ? '' : `: ${String(p1.reason ?? '')}`}`],
+        [
+          `phase 1: delivery v${p1.version}`,
+          `${p1.verdict} (${p1.arms?.experiment?.requests ?? 0} experiment requests)${p1.verdict === 'APPROVED' ? '' : `: ${String(p1.reason ?? '')}`}`,
+        ],
         [`phase 2: limits v${p2.version}`, `${p2.verdict}: ${String(p2.reason ?? '').slice(0, 70)}...`],
         ['alarms that fired', [...new Set(fired.map((f) => f.name.replace(/^.*-bake-/, '')))].join(', ') || 'none'],
-        ['alarm -> rejected (rollback decision)', rollbackMs === undefined ? 'n/a' : `${rollbackMs} ms (poll every ${(pollSeconds * 1000) / rt.timeScale} ms)`],
+        [
+          'alarm -> rejected (rollback decision)',
+          rollbackMs === undefined ? 'n/a' : `${rollbackMs} ms (poll every ${(pollSeconds * 1000) / rt.timeScale} ms)`,
+        ],
         ['control versions now', `delivery v${configs.delivery.control}, limits v${configs.limits.control}`],
         ['experiment left running', configs.delivery.experiment || configs.limits.experiment ? 'YES' : 'none'],
-        ['logs refused by the bad limit', `${refusedLogs} of the ${experimentLogs} logs in the experiment arm (${traffic.logIds.length} logs)`],
+        [
+          'logs refused by the bad limit',
+          `${refusedLogs} of the ${experimentLogs} logs in the experiment arm (${traffic.logIds.length} logs)`,
+        ],
         ['appends refused (then retried)', JSON.stringify(tally.refused)],
         ['records appended / acked', `${tally.appended} / ${tally.acked}`],
       ]),

@@ -38,7 +38,9 @@ async function main(): Promise<void> {
       `  routes: ${rt.system.routes.length} from the synthesized stack; tables: ${rt.system.tables.map((t) => t.name).join(', ')}`,
       `  console: ${rt.consoleUrl} (the stack's dashboard, bakes, logs and sessions, live; answers this machine only, not part of the deployed API)`,
       `  store:  ${store}`,
-      ...(rt.storageLatencyMs ? [`  storage latency: +${rt.storageLatencyMs} ms on every DynamoDB call, retries included (${args.storageLatencyFrom})`] : []),
+      ...(rt.storageLatencyMs
+        ? [`  storage latency: +${rt.storageLatencyMs} ms on every DynamoDB call, retries included (${args.storageLatencyFrom})`]
+        : []),
       ...(args.faults
         ? [
             `  faults: ${formatFaultSpec(args.faults)} (${args.faultsFrom}${args.faults.seedGiven ? '' : ', seed drawn at random'}): per call to DynamoDB, CloudWatch and AppConfig, SDK retries included`,
@@ -65,7 +67,9 @@ async function main(): Promise<void> {
     console.log(`\n${signal}: stopping...`);
     if (rt.faults) {
       const c = rt.faults.counts();
-      console.log(`faults injected: ${c.throttle} throttles, ${c['applied-then-error']} lost responses, ${c.slow} slow calls (seed ${rt.faults.spec.seed})`);
+      console.log(
+        `faults injected: ${c.throttle} throttles, ${c['applied-then-error']} lost responses, ${c.slow} slow calls (seed ${rt.faults.spec.seed})`,
+      );
     }
     rt.close().then(
       () => {

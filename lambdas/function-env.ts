@@ -17,7 +17,16 @@ import { TABLES, type TableDef } from './tables';
 
 export type AnyFunctionName = FunctionName | TaskFunctionName;
 /** Every function of the stack, routes' first (the order of lib/logrelay-stack.ts). */
-export const FUNCTION_NAMES = ['logs', 'append', 'sessions', 'receive', 'leases', 'admin', 'bake', 'upgrade'] as const satisfies readonly AnyFunctionName[];
+export const FUNCTION_NAMES = [
+  'logs',
+  'append',
+  'sessions',
+  'receive',
+  'leases',
+  'admin',
+  'bake',
+  'upgrade',
+] as const satisfies readonly AnyFunctionName[];
 /** The functions that serve data routes (and read no AppConfig, start no bake). */
 export type DataFunctionName = Exclude<FunctionName, 'admin'>;
 
@@ -61,7 +70,9 @@ export interface EnvVar {
   what: string;
 }
 
-const TABLE_VARS = Object.fromEntries(TABLES.map((d) => [d.id.toLowerCase(), { name: d.envVar, what: `the ${d.id} table name` }])) as Record<TableKey, EnvVar>;
+const TABLE_VARS = Object.fromEntries(
+  TABLES.map((d) => [d.id.toLowerCase(), { name: d.envVar, what: `the ${d.id} table name` }]),
+) as Record<TableKey, EnvVar>;
 const APPCONFIG_VARS = {
   applicationId: { name: 'APPCONFIG_APPLICATION_ID', what: 'the AppConfig application id' },
   delivery: { name: 'APPCONFIG_DELIVERY_PROFILE_ID', what: 'the AppConfig delivery profile id' },
@@ -81,7 +92,8 @@ const EXTRA_VARS: Record<AnyFunctionName, readonly EnvVar[]> = {
   upgrade: Object.values(APPCONFIG_VARS),
 };
 
-const grantedTables = (fn: AnyFunctionName): TableKey[] => (Object.keys(FUNCTION_ACCESS[fn]) as TableKey[]).filter((k) => FUNCTION_ACCESS[fn][k] !== undefined);
+const grantedTables = (fn: AnyFunctionName): TableKey[] =>
+  (Object.keys(FUNCTION_ACCESS[fn]) as TableKey[]).filter((k) => FUNCTION_ACCESS[fn][k] !== undefined);
 
 /** The variables `fn` cannot start without, tables first. */
 export function requiredEnv(fn: AnyFunctionName): EnvVar[] {
@@ -101,7 +113,16 @@ export class MissingEnvironmentError extends Error {
       const list = each.length === 1 ? each[0] : `${each.slice(0, -1).join(', ')} and ${each.at(-1)}`;
       return [`environment variable${each.length === 1 ? '' : 's'} ${list} ${each.length === 1 ? 'is' : 'are'} ${state}`];
     };
-    const what = [...part(missing.filter((v) => !v.empty), 'not set'), ...part(missing.filter((v) => v.empty), 'empty')].join('; ');
+    const what = [
+      ...part(
+        missing.filter((v) => !v.empty),
+        'not set',
+      ),
+      ...part(
+        missing.filter((v) => v.empty),
+        'empty',
+      ),
+    ].join('; ');
     super(`Logrelay function '${fn}' cannot start: ${what}. Deploy with cdk deploy, which sets ${missing.length === 1 ? 'it' : 'them'}.`);
     this.name = 'MissingEnvironmentError';
   }
@@ -128,7 +149,9 @@ export function checkedEnv(fn: AnyFunctionName, env: Env): { tables: TableNamesE
   }
   const vars = parsed.data as Record<string, string>;
   const granted = new Set(grantedTables(fn));
-  const tables = Object.fromEntries((Object.keys(TABLE_VARS) as TableKey[]).map((k) => [k, granted.has(k) ? vars[TABLE_VARS[k].name]! : ''])) as TableNamesEnv;
+  const tables = Object.fromEntries(
+    (Object.keys(TABLE_VARS) as TableKey[]).map((k) => [k, granted.has(k) ? vars[TABLE_VARS[k].name]! : '']),
+  ) as TableNamesEnv;
   return { tables, vars };
 }
 

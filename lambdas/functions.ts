@@ -56,6 +56,10 @@ export const entryOf = (fn: AnyFunctionName): string => `lambdas/handlers/${fn}.
  * Function `fn` as a cold start builds it: its environment checked (a MissingEnvironmentError
  * naming each missing variable), its deps built over `clients`, its handler made.
  */
-export function startFunction<F extends AnyFunctionName>(fn: F, env: Readonly<Record<string, string | undefined>>, clients: FunctionClients[F]): FunctionHandlers[F] {
+export function startFunction<F extends AnyFunctionName>(
+  fn: F,
+  env: Readonly<Record<string, string | undefined>>,
+  clients: FunctionClients[F],
+): FunctionHandlers[F] {
   return MAKE_HANDLER[fn](buildDeps(fn, functionEnv(fn, env), clients));
 }

@@ -45,7 +45,10 @@ export const routeKey = (r: Pick<RouteDef, 'method' | 'path'>): string => `${r.m
  * state); only the admin routes, the bake and the deploy-time upgrade write it.
  */
 export type Access = 'read' | 'write' | 'readwrite';
-export const FUNCTION_ACCESS: Record<FunctionName | TaskFunctionName, { logs?: Access; records?: Access; sessions?: Access; control?: Access }> = {
+export const FUNCTION_ACCESS: Record<
+  FunctionName | TaskFunctionName,
+  { logs?: Access; records?: Access; sessions?: Access; control?: Access }
+> = {
   logs: { logs: 'readwrite', records: 'read', control: 'read' },
   append: { logs: 'readwrite', records: 'readwrite', control: 'read' },
   sessions: { logs: 'read', records: 'read', sessions: 'readwrite', control: 'read' },
@@ -61,7 +64,9 @@ export const FUNCTION_ACCESS: Record<FunctionName | TaskFunctionName, { logs?: A
  * grants `dynamodb:Query` on exactly these index ARNs and no other index action, and the CDK
  * tests check it. GET /bakes (admin) lists bake records newest first from `bakesByTime`.
  */
-export const FUNCTION_INDEX_QUERIES: Partial<Record<FunctionName | TaskFunctionName, Partial<Record<keyof (typeof FUNCTION_ACCESS)[FunctionName], readonly string[]>>>> = {
+export const FUNCTION_INDEX_QUERIES: Partial<
+  Record<FunctionName | TaskFunctionName, Partial<Record<keyof (typeof FUNCTION_ACCESS)[FunctionName], readonly string[]>>>
+> = {
   admin: { control: ['bakesByTime'] },
 };
 

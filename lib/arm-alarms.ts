@@ -104,9 +104,21 @@ export class ArmAlarms extends Construct {
     const n = t.minRequestsPerPeriod;
     const k = t.minErrorsPerPeriod;
     const math = (expression: string, keys: (keyof typeof armMetrics)[], label: string) =>
-      new cloudwatch.MathExpression({ expression, usingMetrics: Object.fromEntries(keys.map((key) => [key, armMetrics[key]])), period: ARM_PERIOD, label });
+      new cloudwatch.MathExpression({
+        expression,
+        usingMetrics: Object.fromEntries(keys.map((key) => [key, armMetrics[key]])),
+        period: ARM_PERIOD,
+        label,
+      });
     const byName = new Map<BakeAlarmName, cloudwatch.Alarm>();
-    const alarm = (name: BakeAlarmName, metric: cloudwatch.IMetric, threshold: number, description: string, evaluationPeriods = 3, datapointsToAlarm = 2) => {
+    const alarm = (
+      name: BakeAlarmName,
+      metric: cloudwatch.IMetric,
+      threshold: number,
+      description: string,
+      evaluationPeriods = 3,
+      datapointsToAlarm = 2,
+    ) => {
       const a = new cloudwatch.Alarm(this, `${name.replace(/(^|-)(\w)/g, (_x, _d, c: string) => c.toUpperCase())}Alarm`, {
         alarmName: `${stack.stackName}-bake-${name}`,
         alarmDescription: description,
@@ -121,7 +133,12 @@ export class ArmAlarms extends Construct {
       return a;
     };
     this.alarms = [
-      alarm('experiment-5xx-rate', math(`IF(er >= ${n} AND e5 >= ${k}, 100 * e5 / er, 0)`, ['er', 'e5'], 'experiment 5xx %'), t.experiment5xxPercent, `The experiment arm's 5xx rate is above ${t.experiment5xxPercent}%.`),
+      alarm(
+        'experiment-5xx-rate',
+        math(`IF(er >= ${n} AND e5 >= ${k}, 100 * e5 / er, 0)`, ['er', 'e5'], 'experiment 5xx %'),
+        t.experiment5xxPercent,
+        `The experiment arm's 5xx rate is above ${t.experiment5xxPercent}%.`,
+      ),
       alarm(
         'experiment-p99-latency',
         math(`IF(er >= ${n}, ep, 0)`, ['er', 'ep'], 'experiment p99 ms'),
@@ -130,13 +147,21 @@ export class ArmAlarms extends Construct {
       ),
       alarm(
         'experiment-5xx-vs-control',
-        math(`IF(er >= ${n} AND cr >= ${n} AND e5 >= ${k}, 100 * (e5 / er - c5 / cr), 0)`, ['er', 'e5', 'cr', 'c5'], 'experiment minus control 5xx, points'),
+        math(
+          `IF(er >= ${n} AND cr >= ${n} AND e5 >= ${k}, 100 * (e5 / er - c5 / cr), 0)`,
+          ['er', 'e5', 'cr', 'c5'],
+          'experiment minus control 5xx, points',
+        ),
         t.relative5xxPoints,
         `The experiment arm's 5xx rate exceeds the control arm's by more than ${t.relative5xxPoints} points.`,
       ),
       alarm(
         'experiment-4xx-vs-control',
-        math(`IF(er >= ${n} AND cr >= ${n} AND e4 >= ${k}, 100 * (e4 / er - c4 / cr), 0)`, ['er', 'e4', 'cr', 'c4'], 'experiment minus control 4xx, points'),
+        math(
+          `IF(er >= ${n} AND cr >= ${n} AND e4 >= ${k}, 100 * (e4 / er - c4 / cr), 0)`,
+          ['er', 'e4', 'cr', 'c4'],
+          'experiment minus control 4xx, points',
+        ),
         t.relative4xxPoints,
         `The experiment arm's 4xx rate exceeds the control arm's by more than ${t.relative4xxPoints} points: valid requests are being refused in one arm only.`,
       ),

@@ -32,7 +32,17 @@ export class BakeDashboard extends Construct {
         label: `${arm} ${label}`,
       });
     const underTest = (metricName: string, statistic: string) =>
-      PROFILES.map((p) => new cloudwatch.Metric({ namespace: METRIC_NAMESPACE, metricName, dimensionsMap: { service: SERVICE_NAME, Profile: p }, statistic, period: ARM_PERIOD, label: p }));
+      PROFILES.map(
+        (p) =>
+          new cloudwatch.Metric({
+            namespace: METRIC_NAMESPACE,
+            metricName,
+            dimensionsMap: { service: SERVICE_NAME, Profile: p },
+            statistic,
+            period: ARM_PERIOD,
+            label: p,
+          }),
+      );
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
       dashboardName: `${Stack.of(this).stackName}-bake`,
       defaultInterval: Duration.hours(1),
@@ -46,14 +56,38 @@ export class BakeDashboard extends Construct {
           }),
         ],
         [
-          new cloudwatch.GraphWidget({ title: 'Under test: weight % by profile', left: underTest(BAKE_METRICS.weight, 'Maximum'), width: 12 }),
-          new cloudwatch.GraphWidget({ title: 'Under test: version by profile', left: underTest(BAKE_METRICS.version, 'Maximum'), width: 12 }),
+          new cloudwatch.GraphWidget({
+            title: 'Under test: weight % by profile',
+            left: underTest(BAKE_METRICS.weight, 'Maximum'),
+            width: 12,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Under test: version by profile',
+            left: underTest(BAKE_METRICS.version, 'Maximum'),
+            width: 12,
+          }),
         ],
         [
-          new cloudwatch.GraphWidget({ title: 'Requests per arm', left: both((a) => armMetric(a, ARM_METRICS.requests).with({ label: a })), width: 6 }),
-          new cloudwatch.GraphWidget({ title: '5xx rate per arm (%)', left: both((a) => rate(a, ARM_METRICS.errors5xx, '5xx %')), width: 6 }),
-          new cloudwatch.GraphWidget({ title: '4xx rate per arm (%)', left: both((a) => rate(a, ARM_METRICS.errors4xx, '4xx %')), width: 6 }),
-          new cloudwatch.GraphWidget({ title: 'p99 service latency per arm (ms)', left: both((a) => armMetric(a, ARM_METRICS.latency, 'p99').with({ label: a })), width: 6 }),
+          new cloudwatch.GraphWidget({
+            title: 'Requests per arm',
+            left: both((a) => armMetric(a, ARM_METRICS.requests).with({ label: a })),
+            width: 6,
+          }),
+          new cloudwatch.GraphWidget({
+            title: '5xx rate per arm (%)',
+            left: both((a) => rate(a, ARM_METRICS.errors5xx, '5xx %')),
+            width: 6,
+          }),
+          new cloudwatch.GraphWidget({
+            title: '4xx rate per arm (%)',
+            left: both((a) => rate(a, ARM_METRICS.errors4xx, '4xx %')),
+            width: 6,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'p99 service latency per arm (ms)',
+            left: both((a) => armMetric(a, ARM_METRICS.latency, 'p99').with({ label: a })),
+            width: 6,
+          }),
         ],
         [new cloudwatch.AlarmStatusWidget({ title: 'Bake alarms', alarms: props.alarms, width: 24, height: 3 })],
       ],

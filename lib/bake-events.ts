@@ -65,7 +65,8 @@ export function bakeEvent(scope: Construct, id: string, props: BakeEventProps): 
   if (!Token.isUnresolved(props.detailType) && (props.detailType.length < 1 || props.detailType.length > 128)) {
     throw new Error(`bakeEvent ${id}: detailType must be 1..128 characters (EventBridge's limit); it is ${props.detailType.length}.`);
   }
-  if (!props.detailPath.startsWith('$')) throw new Error(`bakeEvent ${id}: detailPath must be a JSONPath ($.…); it is '${props.detailPath}'.`);
+  if (!props.detailPath.startsWith('$'))
+    throw new Error(`bakeEvent ${id}: detailPath must be a JSONPath ($.…); it is '${props.detailPath}'.`);
   return new BakeEventTask(
     scope,
     id,

@@ -66,7 +66,10 @@ export class BakeWorkflow extends Construct {
   constructor(scope: Construct, id: string, props: BakeWorkflowProps) {
     super(scope, id);
     for (const a of props.sloAlarms) {
-      if (!props.alarms.includes(a)) throw new Error(`BakeWorkflow ${id}: sloAlarms must be among alarms (the state machine may describe only those); ${a.node.path} is not.`);
+      if (!props.alarms.includes(a))
+        throw new Error(
+          `BakeWorkflow ${id}: sloAlarms must be among alarms (the state machine may describe only those); ${a.node.path} is not.`,
+        );
     }
 
     // Every Lambda task retries, in this order: Lambda's service errors (CDK's
@@ -110,7 +113,13 @@ export class BakeWorkflow extends Construct {
     // (throttling, a blip) is retried before it can fail the bake.
     validate.addRetry({ errors: ['AppConfig.BadRequestException'], maxAttempts: 0 });
     validate.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(2), maxAttempts: 3, backoffRate: 2 });
-    const rejectInvalid = bakeTask('RejectInvalid', { action: 'invalid', bakeId, index: sfn.JsonPath.numberAt('$.phase.index'), error: sfn.JsonPath.objectAt('$.error'), from });
+    const rejectInvalid = bakeTask('RejectInvalid', {
+      action: 'invalid',
+      bakeId,
+      index: sfn.JsonPath.numberAt('$.phase.index'),
+      error: sfn.JsonPath.objectAt('$.error'),
+      from,
+    });
     const startExperiment = bakeTask('StartExperiment', { action: 'start', bakeId, from });
     const waitForHosts = new sfn.Wait(this, 'WaitForHosts', { time: sfn.WaitTime.secondsPath('$.phase.pickupSeconds') });
     const waitPoll = new sfn.Wait(this, 'WaitPoll', { time: sfn.WaitTime.secondsPath('$.phase.pollSeconds') });
@@ -140,16 +149,36 @@ export class BakeWorkflow extends Construct {
     const describeSloAlarms = describe('DescribeSloAlarms', props.sloAlarms);
     const watchPoll = bakeTask('WatchPoll', { action: 'watch-poll', bakeId, alarms: sfn.JsonPath.objectAt('$.alarms.MetricAlarms'), from });
     const revert = bakeTask('Revert', { action: 'revert', bakeId, from });
-    const cleanup = bakeTask('Cleanup', { action: 'cleanup', bakeId, input: sfn.JsonPath.objectAt('$') }, undefined, CLEANUP_THROTTLE_ATTEMPTS);
+    const cleanup = bakeTask(
+      'Cleanup',
+      { action: 'cleanup', bakeId, input: sfn.JsonPath.objectAt('$') },
+      undefined,
+      CLEANUP_THROTTLE_ATTEMPTS,
+    );
     cleanup.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(2), maxAttempts: 6, backoffRate: 2 });
 
-    const failed = new sfn.Fail(this, 'BakeFailed', { error: 'BakeFailed', cause: 'A step of the bake failed; its experiment was cleared and its lock released. See the bake record.' });
+    const failed = new sfn.Fail(this, 'BakeFailed', {
+      error: 'BakeFailed',
+      cause: 'A step of the bake failed; its experiment was cleared and its lock released. See the bake record.',
+    });
     const ended = new sfn.Succeed(this, 'BakeEnded');
     const afterCleanup = new sfn.Choice(this, 'CleanupOutcome')
       .when(sfn.Condition.stringEquals('$.status', 'FAILED'), failed)
       .otherwise(ended);
 
-    for (const s of [takeLock, nextPhase, rejectInvalid, startExperiment, describeAlarms, judge, finish, startWatch, describeSloAlarms, watchPoll, revert]) {
+    for (const s of [
+      takeLock,
+      nextPhase,
+      rejectInvalid,
+      startExperiment,
+      describeAlarms,
+      judge,
+      finish,
+      startWatch,
+      describeSloAlarms,
+      watchPoll,
+      revert,
+    ]) {
       s.addCatch(cleanup, { errors: ['States.ALL'], resultPath: '$.error' });
     }
     validate.addCatch(rejectInvalid, { errors: ['AppConfig.BadRequestException'], resultPath: '$.error' });
@@ -157,7 +186,14 @@ export class BakeWorkflow extends Construct {
 
     const hasPhase = new sfn.Choice(this, 'HasPhase')
       .when(sfn.Condition.and(sfn.Condition.isPresent('$.decision'), sfn.Condition.stringEquals('$.decision', 'ABORT')), cleanup)
-      .when(sfn.Condition.and(sfn.Condition.booleanEquals('$.done', true), sfn.Condition.isPresent('$.watchNext'), sfn.Condition.booleanEquals('$.watchNext', true)), startWatch)
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.booleanEquals('$.done', true),
+          sfn.Condition.isPresent('$.watchNext'),
+          sfn.Condition.booleanEquals('$.watchNext', true),
+        ),
+        startWatch,
+      )
       .when(sfn.Condition.booleanEquals('$.done', true), finish)
       .otherwise(validate);
     const decided = new sfn.Choice(this, 'Decided')
@@ -182,10 +218,15 @@ export class BakeWorkflow extends Construct {
       });
       put.addRetry(EVENT_RETRY);
       // Best effort: a transition that could not be published is skipped (the history has it).
-      put.addCatch(new sfn.Pass(this, `${id}EventNotPublished`, { comment: 'Events are best effort: the bake goes on; GET /bakes/{bakeId} has the history' }), {
-        errors: ['States.ALL'],
-        resultPath: sfn.JsonPath.DISCARD,
-      });
+      put.addCatch(
+        new sfn.Pass(this, `${id}EventNotPublished`, {
+          comment: 'Events are best effort: the bake goes on; GET /bakes/{bakeId} has the history',
+        }),
+        {
+          errors: ['States.ALL'],
+          resultPath: sfn.JsonPath.DISCARD,
+        },
+      );
       // No Catch on the Map: its one task catches every error States.ALL can catch, and what it
       // cannot (States.Runtime, States.DataLimitExceeded) a Catch here could not either.
       const map = new sfn.Map(this, `${id}Publish`, {

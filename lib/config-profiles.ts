@@ -87,7 +87,11 @@ export class ConfigProfiles extends Construct {
   profileArns(): string[] {
     const stack = Stack.of(this);
     return PROFILES.map((p) =>
-      stack.formatArn({ service: 'appconfig', resource: 'application', resourceName: `${this.application.ref}/configurationprofile/${this.profiles[p].ref}` }),
+      stack.formatArn({
+        service: 'appconfig',
+        resource: 'application',
+        resourceName: `${this.application.ref}/configurationprofile/${this.profiles[p].ref}`,
+      }),
     );
   }
 

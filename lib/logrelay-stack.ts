@@ -7,7 +7,16 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as triggers from 'aws-cdk-lib/triggers';
 import type { Construct } from 'constructs';
-import { FUNCTION_ACCESS, FUNCTION_INDEX_QUERIES, FUNCTION_TIMEOUT_SECONDS, ROUTES, type Access, type FunctionName, type RouteDef, type TaskFunctionName } from '../lambdas/routes';
+import {
+  FUNCTION_ACCESS,
+  FUNCTION_INDEX_QUERIES,
+  FUNCTION_TIMEOUT_SECONDS,
+  ROUTES,
+  type Access,
+  type FunctionName,
+  type RouteDef,
+  type TaskFunctionName,
+} from '../lambdas/routes';
 import { TABLES, type KeyType, type TableDef } from '../lambdas/tables';
 import { dynamoActionsFor, executeApiResourcePath, isAdminRoute, routesFor, tableKey, type PolicyAudience, type TableKey } from './access';
 import { acknowledgeWildcardResources } from './nag';
@@ -63,7 +72,9 @@ export function reservedConcurrencyOf(props: ReservedConcurrency | undefined): R
   for (const [fn, n] of Object.entries(merged)) {
     if (n === undefined) continue;
     if (!Number.isInteger(n) || n < 0) {
-      throw new Error(`reservedConcurrency.${fn} is ${n}: give a whole number of concurrent executions, or 0 to leave the function unreserved.`);
+      throw new Error(
+        `reservedConcurrency.${fn} is ${n}: give a whole number of concurrent executions, or 0 to leave the function unreserved.`,
+      );
     }
   }
   return merged;
@@ -86,11 +97,14 @@ export function reservedConcurrencyFromContext(value: unknown): ReservedConcurre
     }
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new Error(`The reservedConcurrency context is ${JSON.stringify(value)}: give none, or a JSON object of function name to concurrency such as {"receive":500}.`);
+    throw new Error(
+      `The reservedConcurrency context is ${JSON.stringify(value)}: give none, or a JSON object of function name to concurrency such as {"receive":500}.`,
+    );
   }
   const known = new Set<string>([...new Set(ROUTES.map((r) => r.fn)), 'bake']);
   for (const fn of Object.keys(parsed)) {
-    if (!known.has(fn)) throw new Error(`The reservedConcurrency context names '${fn}', which is not a function of the stack (${[...known].join(', ')}).`);
+    if (!known.has(fn))
+      throw new Error(`The reservedConcurrency context names '${fn}', which is not a function of the stack (${[...known].join(', ')}).`);
   }
   return parsed as ReservedConcurrency;
 }
@@ -204,8 +218,12 @@ export class LogrelayStack extends Stack {
       }
       for (const [key, names] of Object.entries(FUNCTION_INDEX_QUERIES[fn] ?? {}) as [TableKey, readonly string[]][]) {
         const known = tableDefs[key]?.indexes?.map((ix) => ix.name) ?? [];
-        for (const name of names) if (!known.includes(name)) throw new Error(`FUNCTION_INDEX_QUERIES.${fn} names index '${name}' of table '${key}', which TABLES does not define`);
-        f.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['dynamodb:Query'], resources: names.map((name) => `${tables[key].tableArn}/index/${name}`) }));
+        for (const name of names)
+          if (!known.includes(name))
+            throw new Error(`FUNCTION_INDEX_QUERIES.${fn} names index '${name}' of table '${key}', which TABLES does not define`);
+        f.role.addToPrincipalPolicy(
+          new iam.PolicyStatement({ actions: ['dynamodb:Query'], resources: names.map((name) => `${tables[key].tableArn}/index/${name}`) }),
+        );
       }
       functions[fn] = f;
     }
@@ -299,13 +317,19 @@ export class LogrelayStack extends Stack {
     this.workerPolicy = this.invokePolicy('WorkerPolicy', 'worker', defaultStage.stageName);
     this.operatorPolicy = this.invokePolicy('OperatorPolicy', 'operator', defaultStage.stageName);
 
-    new CfnOutput(this, 'BakeStateMachineArn', { value: this.bake.stateMachine.stateMachineArn, description: 'The config bake state machine' });
+    new CfnOutput(this, 'BakeStateMachineArn', {
+      value: this.bake.stateMachine.stateMachineArn,
+      description: 'The config bake state machine',
+    });
     // The bake publishes its transitions here (source logrelay.bake): the bus users put rules on.
     new CfnOutput(this, 'BakeEventBusArn', {
       value: Stack.of(this).formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' }),
       description: 'The EventBridge bus the bake publishes its events to (source logrelay.bake): put rules on it',
     });
-    new CfnOutput(this, 'BakeDashboard', { value: this.bake.dashboard.dashboardName, description: 'CloudWatch dashboard that follows a bake' });
+    new CfnOutput(this, 'BakeDashboard', {
+      value: this.bake.dashboard.dashboardName,
+      description: 'CloudWatch dashboard that follows a bake',
+    });
     new CfnOutput(this, 'ApiUrl', { value: this.api.apiEndpoint, description: 'Base URL of the Logrelay HTTP API' });
     new CfnOutput(this, 'WorkerPolicyArn', {
       value: this.workerPolicy.managedPolicyArn,

@@ -68,7 +68,10 @@ export function answerInProcess(
       const operation = String(context.commandName ?? '').replace(/Command$/, '');
       const output = (await answer(operation, args.input)) as Record<string, unknown>;
       // The SDK's retry middleware records its attempts on the output's $metadata.
-      return { output: { ...output, $metadata: { httpStatusCode: 200, ...(output.$metadata as object | undefined) } }, response: undefined };
+      return {
+        output: { ...output, $metadata: { httpStatusCode: 200, ...(output.$metadata as object | undefined) } },
+        response: undefined,
+      };
     },
     // Priority high: outside the SDK's own deserializer, which would parse an HTTP response.
     { step: 'deserialize', priority: 'high', name, override: true },
@@ -136,7 +139,12 @@ const badRequest = (message: string, details?: InvalidConfigurationDetail[]) =>
   });
 
 const notFound = (message: string, resourceName?: string) =>
-  new ResourceNotFoundException({ $metadata: metadata(404), message, Message: message, ...(resourceName ? { ResourceName: resourceName } : {}) });
+  new ResourceNotFoundException({
+    $metadata: metadata(404),
+    message,
+    Message: message,
+    ...(resourceName ? { ResourceName: resourceName } : {}),
+  });
 
 /** A 7-character [a-z0-9] id, stable for a logical id. */
 function idFor(kind: string, logicalId: string): string {
@@ -184,7 +192,8 @@ function detailOf(e: ErrorObject, data: unknown): InvalidConfigurationDetail {
   if (e.keyword === 'additionalProperties') reason += `: ${JSON.stringify(params.additionalProperty)}`;
   if (e.keyword === 'enum') reason += `: ${JSON.stringify(params.allowedValues)}`;
   let value: unknown = data;
-  for (const seg of e.instancePath.split('/').slice(1)) value = (value as Record<string, unknown> | undefined)?.[seg.replace(/~1/g, '/').replace(/~0/g, '~')];
+  for (const seg of e.instancePath.split('/').slice(1))
+    value = (value as Record<string, unknown> | undefined)?.[seg.replace(/~1/g, '/').replace(/~0/g, '~')];
   if (e.keyword === 'additionalProperties') value = (value as Record<string, unknown>)?.[String(params.additionalProperty)];
   return {
     Constraint: e.keyword,
@@ -232,7 +241,8 @@ export class LocalAppConfig {
     const takenIds = new Map<string, string>();
     const newId = (kind: string, logicalId: string) => {
       const id = idFor(kind, logicalId);
-      if (takenIds.has(`${kind}:${id}`)) throw new Error(`AppConfig: ${logicalId} and ${takenIds.get(`${kind}:${id}`)} hash to the same local id; rename one`);
+      if (takenIds.has(`${kind}:${id}`))
+        throw new Error(`AppConfig: ${logicalId} and ${takenIds.get(`${kind}:${id}`)} hash to the same local id; rename one`);
       takenIds.set(`${kind}:${id}`, logicalId);
       return id;
     };
@@ -240,7 +250,8 @@ export class LocalAppConfig {
       if (typeof v === 'string') return v;
       const ref = v && typeof v === 'object' && 'Ref' in v ? String((v as { Ref: unknown }).Ref) : undefined;
       if (ref && ac.refs.has(ref)) return ac.refs.get(ref)!;
-      const att = v && typeof v === 'object' && 'Fn::GetAtt' in v ? ((v as { 'Fn::GetAtt': unknown[] })['Fn::GetAtt'] as string[]) : undefined;
+      const att =
+        v && typeof v === 'object' && 'Fn::GetAtt' in v ? ((v as { 'Fn::GetAtt': unknown[] })['Fn::GetAtt'] as string[]) : undefined;
       if (att) {
         const resolved = ac.resolveGetAtt(att[0]!, att[1]!);
         if (resolved !== undefined) return resolved;
@@ -251,13 +262,17 @@ export class LocalAppConfig {
     for (const [logicalId, r] of byType('AWS::AppConfig::Application')) {
       const p = r.Properties ?? {};
       const Id = newId('application', logicalId);
-      ac.applications.set(Id, { logicalId, app: { Id, Name: str(p.Name, `${logicalId}.Name`), ...(p.Description ? { Description: String(p.Description) } : {}) } });
+      ac.applications.set(Id, {
+        logicalId,
+        app: { Id, Name: str(p.Name, `${logicalId}.Name`), ...(p.Description ? { Description: String(p.Description) } : {}) },
+      });
       ac.refs.set(logicalId, Id);
     }
     for (const [logicalId, r] of byType('AWS::AppConfig::Environment')) {
       const p = r.Properties ?? {};
       const ApplicationId = str(p.ApplicationId, `${logicalId}.ApplicationId`);
-      if (!ac.applications.has(ApplicationId)) throw new Error(`AppConfig: environment ${logicalId} belongs to no application of the template`);
+      if (!ac.applications.has(ApplicationId))
+        throw new Error(`AppConfig: environment ${logicalId} belongs to no application of the template`);
       const Id = newId(`environment:${ApplicationId}`, logicalId);
       const env: Environment & { Id: string; ApplicationId: string } = {
         ApplicationId,
@@ -272,13 +287,15 @@ export class LocalAppConfig {
     for (const [logicalId, r] of byType('AWS::AppConfig::ConfigurationProfile')) {
       const p = r.Properties ?? {};
       const ApplicationId = str(p.ApplicationId, `${logicalId}.ApplicationId`);
-      if (!ac.applications.has(ApplicationId)) throw new Error(`AppConfig: configuration profile ${logicalId} belongs to no application of the template`);
+      if (!ac.applications.has(ApplicationId))
+        throw new Error(`AppConfig: configuration profile ${logicalId} belongs to no application of the template`);
       const Id = newId(`profile:${ApplicationId}`, logicalId);
       const validators: ProfileState['validators'] = [];
       const Validators: Validator[] = [];
       for (const [i, v] of ((p.Validators ?? []) as { Type: string; Content: unknown }[]).entries()) {
         const where = `configuration profile ${logicalId} validator ${i}`;
-        if (v.Type !== 'JSON_SCHEMA') throw new Error(`AppConfig: ${where} is a ${v.Type} validator; the local AppConfig runs JSON_SCHEMA validators only`);
+        if (v.Type !== 'JSON_SCHEMA')
+          throw new Error(`AppConfig: ${where} is a ${v.Type} validator; the local AppConfig runs JSON_SCHEMA validators only`);
         const text = typeof v.Content === 'string' ? v.Content : JSON.stringify(v.Content);
         let schema: unknown;
         try {
@@ -398,7 +415,8 @@ export class LocalAppConfig {
   private profile(ApplicationId: string | undefined, ConfigurationProfileId: string | undefined): ProfileState {
     this.application(ApplicationId);
     const p = this.profiles.get(`${ApplicationId}/${ConfigurationProfileId}`);
-    if (!p) throw notFound(`Configuration profile ${ConfigurationProfileId} not found in application ${ApplicationId}`, ConfigurationProfileId);
+    if (!p)
+      throw notFound(`Configuration profile ${ConfigurationProfileId} not found in application ${ApplicationId}`, ConfigurationProfileId);
     return p;
   }
 
@@ -414,17 +432,27 @@ export class LocalAppConfig {
   getEnvironment(input: { ApplicationId: string | undefined; EnvironmentId: string | undefined }): WithMetadata<Environment> {
     this.application(input.ApplicationId);
     const e = input.EnvironmentId === undefined ? undefined : this.environments.get(input.EnvironmentId);
-    if (!e || e.env.ApplicationId !== input.ApplicationId) throw notFound(`Environment ${input.EnvironmentId} not found in application ${input.ApplicationId}`, input.EnvironmentId);
+    if (!e || e.env.ApplicationId !== input.ApplicationId)
+      throw notFound(`Environment ${input.EnvironmentId} not found in application ${input.ApplicationId}`, input.EnvironmentId);
     return { ...structuredClone(e.env), $metadata: metadata() };
   }
 
-  listEnvironments(input: { ApplicationId: string | undefined; MaxResults?: number; NextToken?: string }): WithMetadata<{ Items: Environment[]; NextToken?: string }> {
+  listEnvironments(input: {
+    ApplicationId: string | undefined;
+    MaxResults?: number;
+    NextToken?: string;
+  }): WithMetadata<{ Items: Environment[]; NextToken?: string }> {
     this.application(input.ApplicationId);
-    const items = [...this.environments.values()].filter((e) => e.env.ApplicationId === input.ApplicationId).map((e) => structuredClone(e.env));
+    const items = [...this.environments.values()]
+      .filter((e) => e.env.ApplicationId === input.ApplicationId)
+      .map((e) => structuredClone(e.env));
     return { ...page(items, input.MaxResults, input.NextToken), $metadata: metadata() };
   }
 
-  getConfigurationProfile(input: { ApplicationId: string | undefined; ConfigurationProfileId: string | undefined }): WithMetadata<ConfigurationProfile> {
+  getConfigurationProfile(input: {
+    ApplicationId: string | undefined;
+    ConfigurationProfileId: string | undefined;
+  }): WithMetadata<ConfigurationProfile> {
     return { ...structuredClone(this.profile(input.ApplicationId, input.ConfigurationProfileId).profile), $metadata: metadata() };
   }
 
@@ -457,10 +485,14 @@ export class LocalAppConfig {
     persist = true,
   ): WithMetadata<HostedConfigurationVersion> {
     const state = this.profile(input.ApplicationId, input.ConfigurationProfileId);
-    if (state.profile.LocationUri !== 'hosted') throw badRequest(`Configuration profile ${state.profile.Id} is not stored in the hosted configuration store`);
+    if (state.profile.LocationUri !== 'hosted')
+      throw badRequest(`Configuration profile ${state.profile.Id} is not stored in the hosted configuration store`);
     if (typeof input.ContentType !== 'string' || !input.ContentType) throw badRequest('ContentType is required');
     if (input.Content === undefined) throw badRequest('Content is required');
-    if (input.VersionLabel !== undefined && (/^\d+$/.test(input.VersionLabel) || input.VersionLabel.length < 1 || input.VersionLabel.length > 64)) {
+    if (
+      input.VersionLabel !== undefined &&
+      (/^\d+$/.test(input.VersionLabel) || input.VersionLabel.length < 1 || input.VersionLabel.length > 64)
+    ) {
       throw badRequest('VersionLabel must be 1 to 64 characters and contain at least one non-numeric character');
     }
     const content = bytesOf(input.Content);
@@ -499,12 +531,18 @@ export class LocalAppConfig {
   }): WithMetadata<HostedConfigurationVersion> {
     const state = this.profile(input.ApplicationId, input.ConfigurationProfileId);
     const v = state.versions.find((x) => x.VersionNumber === input.VersionNumber);
-    if (!v) throw notFound(`Hosted configuration version ${input.VersionNumber} of configuration profile ${input.ConfigurationProfileId} not found`, String(input.VersionNumber));
+    if (!v)
+      throw notFound(
+        `Hosted configuration version ${input.VersionNumber} of configuration profile ${input.ConfigurationProfileId} not found`,
+        String(input.VersionNumber),
+      );
     return { ...this.versionOutput(state, v), $metadata: metadata() };
   }
 
   /** Newest first (AWS documents no order: do not depend on one). */
-  listHostedConfigurationVersions(input: ListHostedConfigurationVersionsRequest): WithMetadata<{ Items: HostedConfigurationVersionSummary[]; NextToken?: string }> {
+  listHostedConfigurationVersions(
+    input: ListHostedConfigurationVersionsRequest,
+  ): WithMetadata<{ Items: HostedConfigurationVersionSummary[]; NextToken?: string }> {
     const state = this.profile(input.ApplicationId, input.ConfigurationProfileId);
     const label = input.VersionLabel;
     const matches = (l: string | undefined) =>
@@ -528,7 +566,10 @@ export class LocalAppConfig {
   }): { $metadata: Metadata } {
     const state = this.profile(input.ApplicationId, input.ConfigurationProfileId);
     const v = state.versions.find((x) => String(x.VersionNumber) === input.ConfigurationVersion);
-    if (!v) throw notFound(`Hosted configuration version ${input.ConfigurationVersion} of configuration profile ${input.ConfigurationProfileId} not found`);
+    if (!v)
+      throw notFound(
+        `Hosted configuration version ${input.ConfigurationVersion} of configuration profile ${input.ConfigurationProfileId} not found`,
+      );
     this.check(state, v.Content);
     return { $metadata: metadata(204) };
   }
@@ -540,14 +581,19 @@ export class LocalAppConfig {
       data = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(content));
     } catch (e) {
       const reason = `The configuration is not valid JSON: ${(e as Error).message}`;
-      throw badRequest(`Configuration failed validation against the JSON Schema validator: ${reason}`, [{ Constraint: 'json', Location: '#', Reason: reason, Type: 'JSON_SCHEMA' }]);
+      throw badRequest(`Configuration failed validation against the JSON Schema validator: ${reason}`, [
+        { Constraint: 'json', Location: '#', Reason: reason, Type: 'JSON_SCHEMA' },
+      ]);
     }
     const details: InvalidConfigurationDetail[] = [];
     for (const { validate } of state.validators) {
       if (!validate(data)) details.push(...(validate.errors ?? []).map((e) => detailOf(e, data)));
     }
     if (details.length) {
-      throw badRequest(`Configuration failed validation against the JSON Schema validator: ${details.map((d) => d.Reason).join('; ')}`, details);
+      throw badRequest(
+        `Configuration failed validation against the JSON Schema validator: ${details.map((d) => d.Reason).join('; ')}`,
+        details,
+      );
     }
   }
 
@@ -570,7 +616,9 @@ export class LocalAppConfig {
    * ...), by its class name and `command.input`, with the SDK's output shape; failures are the SDK's
    * exception classes.
    */
-  async send<InputType extends ServiceInputTypes, OutputType extends ServiceOutputTypes>(command: SdkCommand<InputType, OutputType>): Promise<OutputType> {
+  async send<InputType extends ServiceInputTypes, OutputType extends ServiceOutputTypes>(
+    command: SdkCommand<InputType, OutputType>,
+  ): Promise<OutputType> {
     const name = command.constructor.name.replace(/Command$/, '');
     return (await this.dispatch(name, command.input)) as OutputType;
   }
@@ -578,7 +626,11 @@ export class LocalAppConfig {
   /** A real AppConfigClient whose every request is answered by this stand-in (nothing leaves the process). */
   toClient(opts: { faults?: FaultInjector } = {}): AppConfigClient {
     // Three attempts, as the deployed handlers' client makes (lambdas/http/deps.ts).
-    const client = new AppConfigClient({ region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 3 });
+    const client = new AppConfigClient({
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+      maxAttempts: 3,
+    });
     answerInProcess(client, LOCAL_APPCONFIG_MIDDLEWARE, (operation, input) => this.dispatch(operation, input));
     // Injected faults sit just outside the answer, inside the SDK's retries (local/faults.ts).
     if (opts.faults) addFaults(client, opts.faults, 'appconfig', LOCAL_APPCONFIG_MIDDLEWARE);

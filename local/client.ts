@@ -44,7 +44,11 @@ export class SignedHttp {
       ...(payload !== undefined ? { body: payload } : {}),
     };
     const signed = await this.signer.sign(request);
-    const res = await fetch(url, { method, headers: signed.headers as Record<string, string>, ...(payload !== undefined ? { body: payload } : {}) });
+    const res = await fetch(url, {
+      method,
+      headers: signed.headers as Record<string, string>,
+      ...(payload !== undefined ? { body: payload } : {}),
+    });
     const text = await res.text();
     const headers: Record<string, string> = {};
     for (const [k, v] of res.headers) headers[k] = v;

@@ -57,8 +57,20 @@ export function dashboardsFromTemplate(template: Template, resolve: ResolveOptio
     const raw = resolveIntrinsics(template, r.Properties?.DashboardBody, `Dashboard ${logicalId} DashboardBody`, resolve);
     const body = JSON.parse(String(raw)) as { start?: string; widgets?: Partial<DashboardWidget>[] };
     // CloudWatch places a widget without x/y after the previous one, left to right; CDK always sets both.
-    const widgets = (body.widgets ?? []).map((w) => ({ type: w.type ?? 'unknown', x: w.x ?? 0, y: w.y ?? 0, width: w.width ?? 6, height: w.height ?? 6, properties: w.properties ?? {} }));
-    out.push({ logicalId, name: typeof r.Properties?.DashboardName === 'string' ? r.Properties.DashboardName : logicalId, ...(body.start ? { start: body.start } : {}), widgets });
+    const widgets = (body.widgets ?? []).map((w) => ({
+      type: w.type ?? 'unknown',
+      x: w.x ?? 0,
+      y: w.y ?? 0,
+      width: w.width ?? 6,
+      height: w.height ?? 6,
+      properties: w.properties ?? {},
+    }));
+    out.push({
+      logicalId,
+      name: typeof r.Properties?.DashboardName === 'string' ? r.Properties.DashboardName : logicalId,
+      ...(body.start ? { start: body.start } : {}),
+      widgets,
+    });
   }
   return out;
 }
@@ -99,7 +111,12 @@ export function widgetQueries(properties: Record<string, unknown>): SeriesQuery[
     const common = { ...(opts.label ? { Label: String(opts.label) } : {}), ReturnData: visible, Period: period };
     if (typeof opts.expression === 'string') {
       const id = String(opts.id ?? `e${i + 1}`);
-      out.push({ query: { Id: id, Expression: opts.expression, ...common }, label: String(opts.label ?? opts.expression), visible, ...(opts.color ? { color: String(opts.color) } : {}) });
+      out.push({
+        query: { Id: id, Expression: opts.expression, ...common },
+        label: String(opts.label ?? opts.expression),
+        visible,
+        ...(opts.color ? { color: String(opts.color) } : {}),
+      });
       return;
     }
     const [namespace, metricName, ...dims] = fields.map(String);
@@ -107,7 +124,15 @@ export function widgetQueries(properties: Record<string, unknown>): SeriesQuery[
     for (let j = 0; j + 1 < dims.length; j += 2) dimensions.push({ Name: dims[j]!, Value: dims[j + 1]! });
     const id = String(opts.id ?? `m${i + 1}`);
     out.push({
-      query: { Id: id, MetricStat: { Metric: { Namespace: namespace!, MetricName: metricName!, Dimensions: dimensions }, Period: period, Stat: String(opts.stat ?? properties.stat ?? 'Average') }, ...common },
+      query: {
+        Id: id,
+        MetricStat: {
+          Metric: { Namespace: namespace!, MetricName: metricName!, Dimensions: dimensions },
+          Period: period,
+          Stat: String(opts.stat ?? properties.stat ?? 'Average'),
+        },
+        ...common,
+      },
       label: String(opts.label ?? metricName),
       visible,
       ...(opts.color ? { color: String(opts.color) } : {}),
@@ -123,12 +148,22 @@ export interface GraphData {
   error?: string;
 }
 
-export function graphData(cloudwatch: Pick<LocalCloudWatch, 'getMetricData'>, properties: Record<string, unknown>, startMs: number, endMs: number): GraphData {
+export function graphData(
+  cloudwatch: Pick<LocalCloudWatch, 'getMetricData'>,
+  properties: Record<string, unknown>,
+  startMs: number,
+  endMs: number,
+): GraphData {
   const queries = widgetQueries(properties);
   const shown = queries.filter((q) => q.visible);
   let results: { Id: string; Timestamps: Date[]; Values: number[] }[];
   try {
-    results = cloudwatch.getMetricData({ MetricDataQueries: queries.map((q) => q.query), StartTime: startMs, EndTime: endMs, ScanBy: 'TimestampAscending' }).MetricDataResults;
+    results = cloudwatch.getMetricData({
+      MetricDataQueries: queries.map((q) => q.query),
+      StartTime: startMs,
+      EndTime: endMs,
+      ScanBy: 'TimestampAscending',
+    }).MetricDataResults;
   } catch (e) {
     // A body the local metric store cannot answer (an unsupported math function): say so on the widget.
     return { times: [], series: shown.map((q) => ({ label: q.label, values: [] })), error: (e as Error).message };
@@ -144,7 +179,8 @@ export function graphData(cloudwatch: Pick<LocalCloudWatch, 'getMetricData'>, pr
   };
 }
 
-const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+const escapeHtml = (s: string): string =>
+  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 /** The markdown of text widgets as simple HTML: headings, paragraphs, lists, **bold**, *italic*, `code`, [links](url). Input is escaped first. */
 export function markdownToHtml(markdown: string): string {
@@ -221,12 +257,20 @@ export class LocalConsole {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!isLoopback(req.socket.remoteAddress)) {
       return send(res, 403, {
-        error: { code: 'Forbidden', message: `The local console answers requests from this machine only (loopback); ${req.socket.remoteAddress ?? 'this caller'} is not. Open it on the machine that runs npm start.` },
+        error: {
+          code: 'Forbidden',
+          message: `The local console answers requests from this machine only (loopback); ${req.socket.remoteAddress ?? 'this caller'} is not. Open it on the machine that runs npm start.`,
+        },
       });
     }
     const path = (req.url ?? '/').split('?')[0]!;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      return send(res, 405, { error: { code: 'MethodNotAllowed', message: `The local console's routes are read-only: use GET, not ${req.method}.` } }, { allow: 'GET' });
+      return send(
+        res,
+        405,
+        { error: { code: 'MethodNotAllowed', message: `The local console's routes are read-only: use GET, not ${req.method}.` } },
+        { allow: 'GET' },
+      );
     }
     switch (path) {
       case '/local':
@@ -249,7 +293,10 @@ export class LocalConsole {
         return send(res, 200, { principals: await this.principals() });
       default:
         return send(res, 404, {
-          error: { code: 'NotFound', message: `The local console has no ${path}. Open ${CONSOLE_PATH}; its data is at /local/api/dashboard, /local/api/bakes and /local/api/principals.` },
+          error: {
+            code: 'NotFound',
+            message: `The local console has no ${path}. Open ${CONSOLE_PATH}; its data is at /local/api/dashboard, /local/api/bakes and /local/api/principals.`,
+          },
         });
     }
   }
@@ -264,22 +311,38 @@ export class LocalConsole {
         name: d.name,
         start: d.start ?? '-PT3H',
         widgets: d.widgets.map((w) => {
-          const base = { type: w.type, x: w.x, y: w.y, width: w.width, height: w.height, title: typeof w.properties.title === 'string' ? w.properties.title : '' };
+          const base = {
+            type: w.type,
+            x: w.x,
+            y: w.y,
+            width: w.width,
+            height: w.height,
+            title: typeof w.properties.title === 'string' ? w.properties.title : '',
+          };
           if (w.type === 'text') return { ...base, html: markdownToHtml(String(w.properties.markdown ?? '')) };
           if (w.type === 'alarm') {
-            const names = (Array.isArray(w.properties.alarms) ? w.properties.alarms : []).map((arn: string) => String(arn).replace(/^arn:[^:]*:cloudwatch:[^:]*:[^:]*:alarm:/, ''));
+            const names = (Array.isArray(w.properties.alarms) ? w.properties.alarms : []).map((arn: string) =>
+              String(arn).replace(/^arn:[^:]*:cloudwatch:[^:]*:[^:]*:alarm:/, ''),
+            );
             return {
               ...base,
               alarms: names.map((name: string) => {
                 const a = alarms.get(name);
-                return a ? { name, state: a.StateValue, reason: a.StateReason, updatedAt: a.StateUpdatedTimestamp.toISOString() } : { name, state: 'UNKNOWN', reason: 'No such alarm in the local CloudWatch.' };
+                return a
+                  ? { name, state: a.StateValue, reason: a.StateReason, updatedAt: a.StateUpdatedTimestamp.toISOString() }
+                  : { name, state: 'UNKNOWN', reason: 'No such alarm in the local CloudWatch.' };
               }),
             };
           }
           if (w.type === 'metric') {
             // The window is the dashboard's, in the stack's time: divided by the time scale, as every period is.
-            const windowMs = ((durationSeconds((w.properties.start as string | undefined) ?? d.start) ?? 3 * 3600) * 1000) / this.deps.timeScale;
-            return { ...base, view: w.properties.view ?? 'timeSeries', ...graphData(this.deps.cloudwatch, w.properties, nowMs - windowMs, nowMs + 1) };
+            const windowMs =
+              ((durationSeconds((w.properties.start as string | undefined) ?? d.start) ?? 3 * 3600) * 1000) / this.deps.timeScale;
+            return {
+              ...base,
+              view: w.properties.view ?? 'timeSeries',
+              ...graphData(this.deps.cloudwatch, w.properties, nowMs - windowMs, nowMs + 1),
+            };
           }
           return { ...base, unsupported: `A ${w.type} widget: the local console does not draw this type.` };
         }),
@@ -297,7 +360,9 @@ export class LocalConsole {
     return Promise.all(
       this.deps.principals().map(async (p) => {
         const owner = this.deps.ownerOf(p);
-        const logIds = logItems.filter((i) => str(i[HEAD.owner]) === owner && str(i[HEAD.logId]) && i[HEAD.lastSeq]?.N !== undefined).map((i) => str(i[HEAD.logId])!);
+        const logIds = logItems
+          .filter((i) => str(i[HEAD.owner]) === owner && str(i[HEAD.logId]) && i[HEAD.lastSeq]?.N !== undefined)
+          .map((i) => str(i[HEAD.logId])!);
         const logs = await Promise.all(
           logIds.sort().map(async (logId) => {
             const view = await this.deps.logs.describe(owner, logId).catch(() => undefined);
@@ -305,7 +370,9 @@ export class LocalConsole {
               .filter((i) => str(i[SESSION.owner]) === owner && str(i[SESSION.logId]) === logId && i[SESSION.settings] !== undefined)
               .map((i) => str(i[SESSION.key])!);
             // A session that expired between the scan and its read answers 404: it is gone, leave it out.
-            const sessions = (await Promise.all(ids.sort().map((id) => this.deps.sessions.describe(owner, id).catch(() => undefined)))).filter((s) => s !== undefined);
+            const sessions = (
+              await Promise.all(ids.sort().map((id) => this.deps.sessions.describe(owner, id).catch(() => undefined)))
+            ).filter((s) => s !== undefined);
             return { ...(view ?? { logId }), sessions };
           }),
         );
@@ -321,7 +388,14 @@ async function scan(client: DynamoDBClient, table: string, attributes: string[])
   let start: Record<string, AttributeValue> | undefined;
   const names = Object.fromEntries(attributes.map((a, i) => [`#a${i}`, a]));
   do {
-    const page = await client.send(new ScanCommand({ TableName: table, ProjectionExpression: Object.keys(names).join(', '), ExpressionAttributeNames: names, ExclusiveStartKey: start }));
+    const page = await client.send(
+      new ScanCommand({
+        TableName: table,
+        ProjectionExpression: Object.keys(names).join(', '),
+        ExpressionAttributeNames: names,
+        ExclusiveStartKey: start,
+      }),
+    );
     items.push(...(page.Items ?? []));
     start = page.LastEvaluatedKey;
   } while (start);

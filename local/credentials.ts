@@ -121,15 +121,21 @@ export function parseCredentials(text: string, path: string): Principal[] {
       throw new CredentialsFileError(
         path,
         `${label}.secretAccessKey must be a string of at least ${MIN_SECRET_LENGTH} characters with no spaces or control characters` +
-          (typeof p.secretAccessKey === 'string' ? ` (it has ${p.secretAccessKey.length})` : ` (${p.secretAccessKey === undefined ? 'it is missing' : 'it is not a string'})`),
+          (typeof p.secretAccessKey === 'string'
+            ? ` (it has ${p.secretAccessKey.length})`
+            : ` (${p.secretAccessKey === undefined ? 'it is missing' : 'it is not a string'})`),
       );
     }
     if (typeof p.admin !== 'boolean') {
       throw new CredentialsFileError(path, `${label}.admin must be true or false (${describe(p.admin)})`);
     }
-    if (names.has(p.name)) throw new CredentialsFileError(path, `the name "${p.name}" is used by more than one principal; names must be unique`);
+    if (names.has(p.name))
+      throw new CredentialsFileError(path, `the name "${p.name}" is used by more than one principal; names must be unique`);
     if (keys.has(p.accessKeyId)) {
-      throw new CredentialsFileError(path, `the accessKeyId ${p.accessKeyId} is used by more than one principal; access key ids must be unique`);
+      throw new CredentialsFileError(
+        path,
+        `the accessKeyId ${p.accessKeyId} is used by more than one principal; access key ids must be unique`,
+      );
     }
     names.add(p.name);
     keys.add(p.accessKeyId);
@@ -153,9 +159,7 @@ export function loadOrCreateCredentials(path: string = DEFAULT_CREDENTIALS_PATH)
       throw new CredentialsFileError(abs, `it cannot be read (${(e as Error).message})`);
     }
   }
-  const principals: Principal[] = [
-    { name: 'admin', accessKeyId: newAccessKeyId(), secretAccessKey: newSecretAccessKey(), admin: true },
-  ];
+  const principals: Principal[] = [{ name: 'admin', accessKeyId: newAccessKeyId(), secretAccessKey: newSecretAccessKey(), admin: true }];
   fs.mkdirSync(nodePath.dirname(abs), { recursive: true, mode: 0o700 });
   try {
     // 'wx': never overwrite a file another process created in the meantime.
@@ -225,7 +229,9 @@ export class PrincipalStore {
     const sig = this.stat();
     if (sig === this.seen) return false;
     if (sig === undefined) {
-      this.report(`the file is gone (the runtime keeps the ${this.list.length} principal${this.list.length === 1 ? '' : 's'} it read before)`);
+      this.report(
+        `the file is gone (the runtime keeps the ${this.list.length} principal${this.list.length === 1 ? '' : 's'} it read before)`,
+      );
       return false;
     }
     let next: Principal[];
@@ -238,10 +244,12 @@ export class PrincipalStore {
     this.seen = sig;
     this.problem = undefined;
     const before = new Map(this.list.map((p) => [p.accessKeyId, p]));
-    const changed = next.length !== this.list.length || next.some((p) => {
-      const b = before.get(p.accessKeyId);
-      return !b || b.name !== p.name || b.secretAccessKey !== p.secretAccessKey || b.admin !== p.admin;
-    });
+    const changed =
+      next.length !== this.list.length ||
+      next.some((p) => {
+        const b = before.get(p.accessKeyId);
+        return !b || b.name !== p.name || b.secretAccessKey !== p.secretAccessKey || b.admin !== p.admin;
+      });
     if (changed) {
       this.log(`credentials: re-read ${this.path}: ${next.map((p) => `${p.name}${p.admin ? ' (admin)' : ''}`).join(', ')}`);
       this.list = next;

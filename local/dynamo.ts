@@ -46,7 +46,9 @@ export function tableSpecsFromDefs(prefix: string): { specs: TableSpec[]; env: R
   const env: Record<string, string> = {};
   const specs = TABLES.map((def): TableSpec => {
     const keys = [def.partitionKey, ...(def.sortKey ? [def.sortKey] : [])];
-    const indexKeys = (def.indexes ?? []).flatMap((ix) => [ix.partitionKey, ix.sortKey]).filter((k, i, all) => !keys.some((t) => t.name === k.name) && all.findIndex((o) => o.name === k.name) === i);
+    const indexKeys = (def.indexes ?? [])
+      .flatMap((ix) => [ix.partitionKey, ix.sortKey])
+      .filter((k, i, all) => !keys.some((t) => t.name === k.name) && all.findIndex((o) => o.name === k.name) === i);
     const name = `${prefix}-${def.id}`;
     env[def.envVar] = name;
     return {
@@ -72,7 +74,12 @@ export function tableSpecsFromDefs(prefix: string): { specs: TableSpec[]; env: R
 
 /** Uses a DynamoDB-compatible server that is already running (e.g. DynamoDB Local), creating the tables. */
 export async function connectDynamo(endpoint: string, tables: readonly TableSpec[]): Promise<EmbeddedDynamo> {
-  const client = new DynamoDBClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 3 });
+  const client = new DynamoDBClient({
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    maxAttempts: 3,
+  });
   await createTables(client, tables);
   return { endpoint, client, close: async () => client.destroy() };
 }
@@ -91,7 +98,8 @@ const createTable = (client: DynamoDBClient, t: TableSpec) =>
 // CreateTable answers while the table is still CREATING, and a table answers
 // ResourceNotFoundException until it is ACTIVE (dynalite flips it a moment later, on its own
 // timer; a loaded machine lost the first requests of a fresh runtime to this). Wait for ACTIVE.
-const untilActive = (client: DynamoDBClient, name: string) => waitUntilTableExists({ client, maxWaitTime: 30, minDelay: 0.01, maxDelay: 0.25 }, { TableName: name });
+const untilActive = (client: DynamoDBClient, name: string) =>
+  waitUntilTableExists({ client, maxWaitTime: 30, minDelay: 0.01, maxDelay: 0.25 }, { TableName: name });
 
 /**
  * Creates the tables; one kept from an earlier run (--data-dir) stays as it is, except that an
@@ -119,7 +127,9 @@ const keptFile = (dir: string, table: string) => join(dir, `${table}.items-while
 async function addMissingIndexes(client: DynamoDBClient, t: TableSpec, keepDir: string | undefined): Promise<void> {
   const wanted = t.globalSecondaryIndexes ?? [];
   if (!wanted.length) return;
-  const have = new Set(((await client.send(new DescribeTableCommand({ TableName: t.name }))).Table?.GlobalSecondaryIndexes ?? []).map((g) => g.IndexName));
+  const have = new Set(
+    ((await client.send(new DescribeTableCommand({ TableName: t.name }))).Table?.GlobalSecondaryIndexes ?? []).map((g) => g.IndexName),
+  );
   if (wanted.every((g) => have.has(g.IndexName))) return;
   const items: Record<string, AttributeValue>[] = [];
   let start: Record<string, AttributeValue> | undefined;

@@ -92,7 +92,8 @@ export function entrySize(e: PutEventsEntry): number {
 }
 
 /** The default bus by name or ARN (any region and account: the local runtime has one of each). */
-const isDefaultBus = (name: string | undefined): boolean => name === undefined || name === '' || name === 'default' || /^arn:aws[a-z-]*:events:[^:]*:[^:]*:event-bus\/default$/.test(name);
+const isDefaultBus = (name: string | undefined): boolean =>
+  name === undefined || name === '' || name === 'default' || /^arn:aws[a-z-]*:events:[^:]*:[^:]*:event-bus\/default$/.test(name);
 
 function timeOf(t: PutEventsEntry['Time'], nowMs: number): string | undefined {
   if (t === undefined) return new Date(nowMs).toISOString();
@@ -103,21 +104,39 @@ function timeOf(t: PutEventsEntry['Time'], nowMs: number): string | undefined {
 /** Why an entry fails, as EventBridge's ErrorCode and a message; undefined when it is accepted. */
 function entryProblem(e: PutEventsEntry, nowMs: number): { code: string; message: string } | undefined {
   if (!e || typeof e !== 'object') return { code: 'InvalidArgument', message: 'The entry is not an object.' };
-  if (typeof e.Source !== 'string' || e.Source === '') return { code: 'InvalidArgument', message: 'Parameter Source is not valid. Reason: Source is a required argument.' };
-  if (typeof e.DetailType !== 'string' || e.DetailType === '') return { code: 'InvalidArgument', message: 'Parameter DetailType is not valid. Reason: DetailType is a required argument.' };
-  if (e.DetailType.length > MAX_DETAIL_TYPE_CHARS) return { code: 'InvalidArgument', message: `Parameter DetailType is not valid: it may be at most ${MAX_DETAIL_TYPE_CHARS} characters (it has ${e.DetailType.length}).` };
-  if (e.Detail === undefined || e.Detail === null || e.Detail === '') return { code: 'InvalidArgument', message: 'Parameter Detail is not valid. Reason: Detail is a required argument.' };
-  if (typeof e.Detail !== 'string') return { code: 'MalformedDetail', message: 'Detail is malformed: it must be a JSON object as text (with the aws-sdk integration, States.JsonToString).' };
+  if (typeof e.Source !== 'string' || e.Source === '')
+    return { code: 'InvalidArgument', message: 'Parameter Source is not valid. Reason: Source is a required argument.' };
+  if (typeof e.DetailType !== 'string' || e.DetailType === '')
+    return { code: 'InvalidArgument', message: 'Parameter DetailType is not valid. Reason: DetailType is a required argument.' };
+  if (e.DetailType.length > MAX_DETAIL_TYPE_CHARS)
+    return {
+      code: 'InvalidArgument',
+      message: `Parameter DetailType is not valid: it may be at most ${MAX_DETAIL_TYPE_CHARS} characters (it has ${e.DetailType.length}).`,
+    };
+  if (e.Detail === undefined || e.Detail === null || e.Detail === '')
+    return { code: 'InvalidArgument', message: 'Parameter Detail is not valid. Reason: Detail is a required argument.' };
+  if (typeof e.Detail !== 'string')
+    return {
+      code: 'MalformedDetail',
+      message: 'Detail is malformed: it must be a JSON object as text (with the aws-sdk integration, States.JsonToString).',
+    };
   let parsed: unknown;
   try {
     parsed = JSON.parse(e.Detail);
   } catch {
     return { code: 'MalformedDetail', message: 'Detail is malformed: it is not JSON.' };
   }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) return { code: 'MalformedDetail', message: 'Detail is malformed: it must be a JSON object.' };
-  if (e.Source.startsWith('aws.')) return { code: 'NotAuthorizedForSourceException', message: `Not authorized for the source ${e.Source}: sources starting with "aws." are AWS services'.` };
-  if (!isDefaultBus(e.EventBusName)) return { code: 'InvalidArgument', message: `Event bus ${e.EventBusName} does not exist: the local runtime has the default bus only.` };
-  if (e.Resources !== undefined && (!Array.isArray(e.Resources) || e.Resources.some((r) => typeof r !== 'string'))) return { code: 'InvalidArgument', message: 'Parameter Resources is not valid: it must be a list of ARNs.' };
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
+    return { code: 'MalformedDetail', message: 'Detail is malformed: it must be a JSON object.' };
+  if (e.Source.startsWith('aws.'))
+    return {
+      code: 'NotAuthorizedForSourceException',
+      message: `Not authorized for the source ${e.Source}: sources starting with "aws." are AWS services'.`,
+    };
+  if (!isDefaultBus(e.EventBusName))
+    return { code: 'InvalidArgument', message: `Event bus ${e.EventBusName} does not exist: the local runtime has the default bus only.` };
+  if (e.Resources !== undefined && (!Array.isArray(e.Resources) || e.Resources.some((r) => typeof r !== 'string')))
+    return { code: 'InvalidArgument', message: 'Parameter Resources is not valid: it must be a list of ARNs.' };
   if (timeOf(e.Time, nowMs) === undefined) return { code: 'InvalidArgument', message: 'Parameter Time is not valid.' };
   return undefined;
 }
@@ -135,17 +154,24 @@ export class LocalEventBridge {
     const entries = input?.Entries;
     if (!Array.isArray(entries) || entries.length < 1 || entries.length > MAX_ENTRIES_PER_CALL) {
       const n = Array.isArray(entries) ? entries.length : 0;
-      throw new EventBridgeValidationError(`1 validation error detected: Value at 'entries' failed to satisfy constraint: Member must have length between 1 and ${MAX_ENTRIES_PER_CALL} (it has ${n}).`);
+      throw new EventBridgeValidationError(
+        `1 validation error detected: Value at 'entries' failed to satisfy constraint: Member must have length between 1 and ${MAX_ENTRIES_PER_CALL} (it has ${n}).`,
+      );
     }
     const bytes = entries.reduce((sum, e) => sum + (e && typeof e === 'object' ? entrySize(e) : 0), 0);
     if (bytes > MAX_ENTRIES_BYTES) {
-      throw new EventBridgeValidationError(`Total size of the entries in the request is over the limit: ${bytes} bytes, at most ${MAX_ENTRIES_BYTES}.`);
+      throw new EventBridgeValidationError(
+        `Total size of the entries in the request is over the limit: ${bytes} bytes, at most ${MAX_ENTRIES_BYTES}.`,
+      );
     }
     // "If you submit a request in which none of the entries have each of these properties,
     // EventBridge fails the entire request" (PutEventsRequestEntry).
-    const complete = (e: PutEventsEntry) => !!e && typeof e === 'object' && !!e.Source && !!e.DetailType && e.Detail !== undefined && e.Detail !== null && e.Detail !== '';
+    const complete = (e: PutEventsEntry) =>
+      !!e && typeof e === 'object' && !!e.Source && !!e.DetailType && e.Detail !== undefined && e.Detail !== null && e.Detail !== '';
     if (!entries.some(complete)) {
-      throw new EventBridgeValidationError('No entry of the request has all of Source, DetailType and Detail, which EventBridge needs to send an event.');
+      throw new EventBridgeValidationError(
+        'No entry of the request has all of Source, DetailType and Detail, which EventBridge needs to send an event.',
+      );
     }
     const nowMs = this.now();
     const results: PutEventsResultEntry[] = [];

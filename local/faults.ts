@@ -172,7 +172,12 @@ export class FaultInjector {
   }
 
   /** Everything, for a report: calls, SDK retries and faults by service and kind. */
-  snapshot(): { calls: Record<FaultService, number>; sdkRetries: Record<FaultService, number>; injected: Record<FaultService, FaultCounts>; total: FaultCounts } {
+  snapshot(): {
+    calls: Record<FaultService, number>;
+    sdkRetries: Record<FaultService, number>;
+    injected: Record<FaultService, FaultCounts>;
+    total: FaultCounts;
+  } {
     return {
       calls: { ...this.calls },
       sdkRetries: { ...this.sdkRetries },
@@ -259,14 +264,23 @@ export function addFaults(client: Stack, injector: FaultInjector, service: Fault
     if (attempt && Number(attempt) > 1) injector.sdkRetries[service]++;
     // In the deserialize step the SDK's own deserializer may sit outside this middleware, so
     // `next` returns the raw HTTP response: an error status is a refusal, nothing applied to lose.
-    return underFaults(injector, service, () => next(args), (out) => !(((out as { response?: { statusCode?: number } } | undefined)?.response?.statusCode ?? 0) >= 300));
+    return underFaults(
+      injector,
+      service,
+      () => next(args),
+      (out) => !(((out as { response?: { statusCode?: number } } | undefined)?.response?.statusCode ?? 0) >= 300),
+    );
   };
   if (before) client.middlewareStack.addRelativeTo(middleware, { relation: 'before', toMiddleware: before, name: FAULTS_MIDDLEWARE });
   else client.middlewareStack.add(middleware, { step: 'deserialize', name: FAULTS_MIDDLEWARE });
 }
 
 /** The same faults around a plain function standing in for an AWS call (no SDK, no retry of its own). */
-export function withFaults<A extends unknown[], T>(injector: FaultInjector, service: FaultService, fn: (...args: A) => Promise<T>): (...args: A) => Promise<T> {
+export function withFaults<A extends unknown[], T>(
+  injector: FaultInjector,
+  service: FaultService,
+  fn: (...args: A) => Promise<T>,
+): (...args: A) => Promise<T> {
   return (...args: A) => underFaults(injector, service, () => fn(...args));
 }
 

@@ -28,7 +28,11 @@ const JSON_TYPE = { 'content-type': 'application/json' };
  * outlived the HTTP API's own 30 s.
  */
 export const GATEWAY_ANSWERS = {
-  bodyTooLarge: { status: 413, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: `HTTP content length exceeded ${MAX_BODY_BYTES} bytes.` },
+  bodyTooLarge: {
+    status: 413,
+    headers: { 'content-type': 'text/plain; charset=utf-8' },
+    body: `HTTP content length exceeded ${MAX_BODY_BYTES} bytes.`,
+  },
   eventTooLarge: { status: 413, headers: JSON_TYPE, body: '{"message":"Request Too Long"}' },
   integrationFailure: { status: 500, headers: JSON_TYPE, body: '{"message":"Internal Server Error"}' },
   integrationTimeout: { status: 503, headers: JSON_TYPE, body: '{"message":"Service Unavailable"}' },
@@ -73,7 +77,10 @@ export async function invokeFunction(
   }
   const busy = running?.get(fn.logicalId) ?? 0;
   if (running && fn.reservedConcurrency !== undefined && busy >= fn.reservedConcurrency) {
-    return { gateway: GATEWAY_ANSWERS.integrationFailure, why: `Lambda throttled the invocation (TooManyRequestsException): ${busy} of ${fn.reservedConcurrency} reserved concurrent executions in use` };
+    return {
+      gateway: GATEWAY_ANSWERS.integrationFailure,
+      why: `Lambda throttled the invocation (TooManyRequestsException): ${busy} of ${fn.reservedConcurrency} reserved concurrent executions in use`,
+    };
   }
   running?.set(fn.logicalId, busy + 1);
   const functionMs = fn.timeoutSeconds * 1000;
@@ -99,10 +106,16 @@ export async function invokeFunction(
     (result): Invocation => {
       const bytes = bytesOverLimit(result, LAMBDA_RESPONSE_LIMIT_BYTES);
       return bytes !== undefined
-        ? { gateway: GATEWAY_ANSWERS.integrationFailure, why: `the response is ${bytes} bytes, over Lambda's ${LAMBDA_RESPONSE_LIMIT_BYTES}` }
+        ? {
+            gateway: GATEWAY_ANSWERS.integrationFailure,
+            why: `the response is ${bytes} bytes, over Lambda's ${LAMBDA_RESPONSE_LIMIT_BYTES}`,
+          }
         : { result };
     },
-    (e: unknown): Invocation => ({ gateway: GATEWAY_ANSWERS.integrationFailure, why: `the function threw: ${(e as Error)?.stack ?? String(e)}` }),
+    (e: unknown): Invocation => ({
+      gateway: GATEWAY_ANSWERS.integrationFailure,
+      why: `the function threw: ${(e as Error)?.stack ?? String(e)}`,
+    }),
   );
   try {
     return await Promise.race([ran, outlived]);
@@ -209,7 +222,13 @@ export function toEvent(req: {
       apiId: 'local',
       domainName: '127.0.0.1',
       domainPrefix: '127',
-      http: { method: req.method, path: req.rawPath, protocol: 'HTTP/1.1', sourceIp: req.sourceIp ?? '127.0.0.1', userAgent: req.headers?.['user-agent'] ?? '' },
+      http: {
+        method: req.method,
+        path: req.rawPath,
+        protocol: 'HTTP/1.1',
+        sourceIp: req.sourceIp ?? '127.0.0.1',
+        userAgent: req.headers?.['user-agent'] ?? '',
+      },
       requestId: `local-${now.getTime().toString(36)}-${Math.random().toString(36).slice(2, 10)}`,
       routeKey,
       stage: '$default',

@@ -23,7 +23,14 @@ import { LocalCloudWatch, alarmsFromTemplate } from './cloudwatch/alarms';
 import { answerInProcess, LocalAppConfig } from './appconfig';
 import { addFaults, faultsFromEnv, FaultInjector, withFaults, type FaultSpec } from './faults';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
-import { resolveIntrinsics, runExecution, stateMachinesFromTemplate, type ExecutionEvent, type SdkHandler, type TemplateStateMachine } from './stepfunctions';
+import {
+  resolveIntrinsics,
+  runExecution,
+  stateMachinesFromTemplate,
+  type ExecutionEvent,
+  type SdkHandler,
+  type TemplateStateMachine,
+} from './stepfunctions';
 import { ALARM_PERIOD_SECONDS } from '../lambdas/metrics';
 import { LocalEventBridge } from './eventbridge';
 import { CONSOLE_PATH, isConsoleRequest, LocalConsole } from './console';
@@ -83,7 +90,11 @@ export interface LocalRuntime {
    * `aws-sdk:appconfig` the local AppConfig, DynamoDB integrations the embedded store; Wait
    * states and retry intervals are divided by the time scale.
    */
-  startExecution(machine: string, input: unknown, opts?: { onEvent?: (e: ExecutionEvent) => void; signal?: AbortSignal; name?: string }): Promise<unknown>;
+  startExecution(
+    machine: string,
+    input: unknown,
+    opts?: { onEvent?: (e: ExecutionEvent) => void; signal?: AbortSignal; name?: string },
+  ): Promise<unknown>;
   /**
    * The default event bus of the stack's state machines (EventBridge PutEvents, optimized or
    * aws-sdk): every event they publish, in order (`list()`), and `onEvent` for each as it comes.
@@ -101,7 +112,6 @@ export interface LocalRuntime {
   close(): Promise<void>;
 }
 
-
 export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise<LocalRuntime> {
   // The handlers' Powertools read these when first imported: log less, trace nothing, and
   // write metrics (EMF) through the global console, where the local CloudWatch picks them up.
@@ -115,19 +125,30 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   process.env.AWS_REGION ??= 'us-east-1';
   const timeScale = opts.timeScale ?? Number(process.env.LOGRELAY_TIME_SCALE ?? 1);
   if (!(timeScale > 0)) throw new Error(`LOGRELAY_TIME_SCALE must be a positive number; it is '${process.env.LOGRELAY_TIME_SCALE}'.`);
-  const storageLatencyMs = opts.storageLatencyMs === undefined ? storageLatencyFromEnv() : checkStorageLatencyMs(opts.storageLatencyMs, 'storageLatencyMs');
+  const storageLatencyMs =
+    opts.storageLatencyMs === undefined ? storageLatencyFromEnv() : checkStorageLatencyMs(opts.storageLatencyMs, 'storageLatencyMs');
   const faultSpec = opts.faults === undefined ? faultsFromEnv() : (opts.faults ?? undefined);
   const faults = faultSpec ? new FaultInjector(faultSpec) : undefined;
 
   const template = opts.template ?? synthTemplate();
   const appConfig = LocalAppConfig.fromTemplate(template, opts.dataDir ? { persistPath: join(opts.dataDir, 'appconfig.json') } : {});
   const system = readSystem(template, undefined, (v, where) =>
-    String(resolveIntrinsics(template, v, where, { ref: (id) => appConfig.resolveRef(id), getAtt: (id, attr) => appConfig.resolveGetAtt(id, attr) })),
+    String(
+      resolveIntrinsics(template, v, where, {
+        ref: (id) => appConfig.resolveRef(id),
+        getAtt: (id, attr) => appConfig.resolveGetAtt(id, attr),
+      }),
+    ),
   );
   const cloudwatch = new LocalCloudWatch({ timeScale });
   cloudwatch.loadAlarms(alarmsFromTemplate(template));
   const restoreConsole = routeEmfTo(cloudwatch);
-  const dynamo = await startEmbeddedDynamo({ tables: system.tables, storageLatencyMs, ...(faults ? { faults } : {}), ...(opts.dataDir ? { path: opts.dataDir } : {}) });
+  const dynamo = await startEmbeddedDynamo({
+    tables: system.tables,
+    storageLatencyMs,
+    ...(faults ? { faults } : {}),
+    ...(opts.dataDir ? { path: opts.dataDir } : {}),
+  });
   // The same file the CLI and localCredentials() read when no path is given.
   const credentialsPath = resolve(opts.credentialsPath ?? process.env.LOGRELAY_CREDENTIALS_FILE ?? '.logrelay/credentials.json');
   const { principals: initialPrincipals, created } = loadOrCreateCredentials(credentialsPath);
@@ -154,7 +175,11 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   // injected faults around the answer; and StartExecution running the stack's state machine
   // here, in the background.
   const appConfigClient = appConfig.toClient(faults ? { faults } : {});
-  const cloudwatchClient = new CloudWatchClient({ region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts: 3 });
+  const cloudwatchClient = new CloudWatchClient({
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    maxAttempts: 3,
+  });
   answerInProcess(cloudwatchClient, 'localCloudWatch', async (operation, input) => {
     if (operation !== 'GetMetricData') throw new Error(`The local CloudWatch client answers GetMetricData only, not ${operation}.`);
     return cloudwatch.getMetricData(input as never);
@@ -196,7 +221,10 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   let upgrade: (() => Promise<BackfillOutcome>) | undefined;
   for (const fn of Object.values(system.functions)) {
     const name = FUNCTION_NAMES.find((n) => entryOf(n) === fn.entry);
-    if (!name) throw new Error(`${fn.entry} is not one of the service's functions (lambdas/functions.ts: ${FUNCTION_NAMES.map(entryOf).join(', ')})`);
+    if (!name)
+      throw new Error(
+        `${fn.entry} is not one of the service's functions (lambdas/functions.ts: ${FUNCTION_NAMES.map(entryOf).join(', ')})`,
+      );
     if (name === 'bake') {
       const h = startFunction(name, fn.environment, clients);
       lambdas[fn.logicalId] = (event) => h(event as BakeTask);
@@ -207,7 +235,10 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       const h = startFunction(name, fn.environment, clients);
       handlers.set(fn.logicalId, h);
       lambdas[fn.logicalId] = (event) =>
-        h(event as HttpEvent, { awsRequestId: `local-sfn-${Date.now().toString(36)}`, getRemainingTimeInMillis: () => fn.timeoutSeconds * 1000 });
+        h(event as HttpEvent, {
+          awsRequestId: `local-sfn-${Date.now().toString(36)}`,
+          getRemainingTimeInMillis: () => fn.timeoutSeconds * 1000,
+        });
     }
   }
 
@@ -231,10 +262,13 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     'appconfig:listHostedConfigurationVersions': async (p) => appConfig.listHostedConfigurationVersions(p),
     'appconfig:validateConfiguration': async (p) => appConfig.validateConfiguration(p),
   };
-  if (faults) for (const key of Object.keys(sdk)) sdk[key] = withFaults(faults, key.startsWith('cloudwatch:') ? 'cloudwatch' : 'appconfig', sdk[key]!);
+  if (faults)
+    for (const key of Object.keys(sdk))
+      sdk[key] = withFaults(faults, key.startsWith('cloudwatch:') ? 'cloudwatch' : 'appconfig', sdk[key]!);
   startExecution = (machine, input, run = {}) => {
     const sm = stateMachines.find((m) => m.logicalId === machine || m.name === machine);
-    if (!sm) throw new Error(`No state machine '${machine}' in the stack (it has: ${stateMachines.map((m) => m.name).join(', ') || 'none'}).`);
+    if (!sm)
+      throw new Error(`No state machine '${machine}' in the stack (it has: ${stateMachines.map((m) => m.name).join(', ') || 'none'}).`);
     return runExecution(sm.definition, input, {
       lambdas,
       sdk,
@@ -257,7 +291,11 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   const consoleStore = new DynamoStore(dynamo.client, consoleTables);
   const localConsole = new LocalConsole({
     template,
-    resolve: { tableName: (id) => tableNameOf.get(id) ?? id, ref: (id) => appConfig.resolveRef(id), getAtt: (id, attr) => appConfig.resolveGetAtt(id, attr) },
+    resolve: {
+      tableName: (id) => tableNameOf.get(id) ?? id,
+      ref: (id) => appConfig.resolveRef(id),
+      getAtt: (id, attr) => appConfig.resolveGetAtt(id, attr),
+    },
     cloudwatch,
     timeScale,
     bakeList: bakeListDeps(new DynamoControlStore(dynamo.client, consoleTables.control), clock).bakeList,
@@ -279,12 +317,13 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     if (isConsoleRequest(req.url)) {
       localConsole.handle(req, res).catch((e: unknown) => {
         log(`local console error: ${(e as Error).stack ?? String(e)}`);
-        send(res, 500, { error: { code: 'InternalError', message: 'The local console failed to answer. See the runtime\'s console.' } });
+        send(res, 500, { error: { code: 'InternalError', message: "The local console failed to answer. See the runtime's console." } });
       });
       return;
     }
     const started = Date.now();
-    serve(req, res, system, principals, handlers, log, running)
+    // Every failure is answered in the catch; the last step only logs.
+    void serve(req, res, system, principals, handlers, log, running)
       .catch((e: unknown) => {
         log(`local runtime error: ${(e as Error).stack ?? String(e)}`);
         send(res, 500, { error: { code: 'InternalError', message: 'The local runtime failed to handle this request. See its console.' } });
@@ -339,7 +378,8 @@ function routeEmfTo(cloudwatch: LocalCloudWatch): () => void {
   const original = console.log;
   console.log = (...args: unknown[]) => {
     const [first] = args;
-    if (args.length === 1 && typeof first === 'string' && first.startsWith('{') && first.includes('"_aws"') && cloudwatch.ingestEmf(first)) return;
+    if (args.length === 1 && typeof first === 'string' && first.startsWith('{') && first.includes('"_aws"') && cloudwatch.ingestEmf(first))
+      return;
     original.apply(console, args);
   };
   return () => {
@@ -406,7 +446,12 @@ async function serve(
   const route = matched.route;
   let caller: Principal | undefined;
   if (route.authorizationType === 'AWS_IAM') {
-    const verify = () => verifySigV4({ method, path, query, headers, body }, principals.current(), { nowMs: Date.now(), service: 'execute-api', maxSkewMs: 15 * 60 * 1000 });
+    const verify = () =>
+      verifySigV4({ method, path, query, headers, body }, principals.current(), {
+        nowMs: Date.now(),
+        service: 'execute-api',
+        maxSkewMs: 15 * 60 * 1000,
+      });
     let auth = await verify();
     // An unknown key may be a principal just added to the file: look at it now, not in a second.
     if (!auth.ok && auth.code === 'UnknownAccessKey' && principals.refresh()) auth = await verify();
@@ -418,7 +463,12 @@ async function serve(
     caller = auth.principal;
     // In AWS the operator policy decides; locally, the principal's admin flag does.
     if (isAdminRoute(route) && !caller.admin) {
-      send(res, 403, { error: { code: 'Forbidden', message: `${route.routeKey} is an admin route and principal '${caller.name}' is not an admin. Use an admin principal from the credentials file.` } });
+      send(res, 403, {
+        error: {
+          code: 'Forbidden',
+          message: `${route.routeKey} is an admin route and principal '${caller.name}' is not an admin. Use an admin principal from the credentials file.`,
+        },
+      });
       return route;
     }
   }

@@ -54,9 +54,7 @@ export type SigV4FailureCode =
   | 'PayloadHashMismatch'
   | 'SignatureDoesNotMatch';
 
-export type SigV4Result =
-  | { ok: true; principal: Principal }
-  | { ok: false; code: SigV4FailureCode; message: string };
+export type SigV4Result = { ok: true; principal: Principal } | { ok: false; code: SigV4FailureCode; message: string };
 
 export const DEFAULT_SERVICE = 'execute-api';
 export const DEFAULT_MAX_SKEW_MS = 15 * 60 * 1000;
@@ -125,9 +123,7 @@ interface Scope {
 function parseScope(credential: string, where: string): Scope {
   const parts = credential.split('/');
   if (parts.length !== 5 || parts.some((p) => p === '')) {
-    malformed(
-      `The ${where} Credential "${credential}" is malformed; it must be ACCESS_KEY_ID/yyyymmdd/region/execute-api/aws4_request.`,
-    );
+    malformed(`The ${where} Credential "${credential}" is malformed; it must be ACCESS_KEY_ID/yyyymmdd/region/execute-api/aws4_request.`);
   }
   const [accessKeyId, shortDate, region, service, terminator] = parts as [string, string, string, string, string];
   if (!/^\d{8}$/.test(shortDate)) {
@@ -151,7 +147,10 @@ function parseLongDate(value: string): Date | undefined {
 }
 
 function formatLongDate(date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
+  return date
+    .toISOString()
+    .replace(/\.\d{3}Z$/, 'Z')
+    .replace(/[-:]/g, '');
 }
 
 function parseSignedHeaders(list: string, where: string): string[] {
@@ -233,11 +232,7 @@ function sha256Hex(body: Uint8Array): string {
  * Verifies a request's AWS Signature Version 4 against the principals. Never throws for a bad
  * request: every problem is a `{ok: false}` whose message tells the caller what to fix.
  */
-export async function verifySigV4(
-  req: SigV4Request,
-  principals: readonly Principal[],
-  opts: SigV4Options = {},
-): Promise<SigV4Result> {
+export async function verifySigV4(req: SigV4Request, principals: readonly Principal[], opts: SigV4Options = {}): Promise<SigV4Result> {
   try {
     return { ok: true, principal: await verify(req, principals, opts) };
   } catch (e) {
@@ -324,12 +319,16 @@ async function verify(req: SigV4Request, principals: readonly Principal[], opts:
       const text = date.join(',').trim();
       const parsed = parseLongDate(text) ?? new Date(Date.parse(text));
       if (Number.isNaN(parsed.getTime())) {
-        malformed(`The Date header "${text.slice(0, 40)}" is not a date; send the signing time in an X-Amz-Date header as yyyymmddThhmmssZ.`);
+        malformed(
+          `The Date header "${text.slice(0, 40)}" is not a date; send the signing time in an X-Amz-Date header as yyyymmddThhmmssZ.`,
+        );
       }
       signingDate = parsed;
       dateSource = 'date';
     } else {
-      malformed('The request has no X-Amz-Date (or Date) header; send the signing time in an X-Amz-Date header as yyyymmddThhmmssZ, and sign it.');
+      malformed(
+        'The request has no X-Amz-Date (or Date) header; send the signing time in an X-Amz-Date header as yyyymmddThhmmssZ, and sign it.',
+      );
     }
     if (!signedHeaders.includes(dateSource)) {
       malformed(`The ${dateSource} header carries the signing time, so it must be signed, but SignedHeaders does not include it.`);
@@ -363,7 +362,9 @@ async function verify(req: SigV4Request, principals: readonly Principal[], opts:
     const expiresText = single('X-Amz-Expires');
     const expiresSeconds = Number(expiresText);
     if (!/^[1-9]\d*$/.test(expiresText) || expiresSeconds > MAX_PRESIGNED_EXPIRES_SECONDS) {
-      malformed(`X-Amz-Expires is "${expiresText.slice(0, 20)}"; it must be a whole number of seconds from 1 to ${MAX_PRESIGNED_EXPIRES_SECONDS} (one week).`);
+      malformed(
+        `X-Amz-Expires is "${expiresText.slice(0, 20)}"; it must be a whole number of seconds from 1 to ${MAX_PRESIGNED_EXPIRES_SECONDS} (one week).`,
+      );
     }
     presign = { query: toQuery(pairs.filter(([k]) => k.toLowerCase() !== 'x-amz-signature')), expiresSeconds };
   }

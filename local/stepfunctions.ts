@@ -33,7 +33,9 @@ import type { LocalEventBridge, PutEventsEntry } from './eventbridge';
 // aws-local-stepfunctions 3 declares Node >= 22; on Node 20 the one thing it lacks is
 // Promise.withResolvers (ES2024). Supply it before the package is loaded; no-op where it exists.
 {
-  const P = Promise as unknown as { withResolvers?: <T>() => { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } };
+  const P = Promise as unknown as {
+    withResolvers?: <T>() => { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void };
+  };
   if (typeof P.withResolvers !== 'function') {
     Object.defineProperty(Promise, 'withResolvers', {
       configurable: true,
@@ -77,7 +79,13 @@ export interface CfnTemplate {
 }
 
 /** An ASL definition (JSON). */
-export type AslDefinition = { StartAt: string; States: Record<string, AslState>; TimeoutSeconds?: number; Comment?: string; [k: string]: unknown };
+export type AslDefinition = {
+  StartAt: string;
+  States: Record<string, AslState>;
+  TimeoutSeconds?: number;
+  Comment?: string;
+  [k: string]: unknown;
+};
 // biome-ignore lint/suspicious/noExplicitAny: an ASL state is JSON whose fields depend on its Type; the interpreter validates the definition (checkPaths, checkArn) before it runs
 export type AslState = { Type: string; [k: string]: any };
 
@@ -153,8 +161,10 @@ export function resolveIntrinsics(template: CfnTemplate, value: unknown, where: 
     if (custom !== undefined) return custom;
     if (!r) return fail(`{"Fn::GetAtt": ["${id}", "${attr}"]} (no such resource)`);
     if (r.Type === 'AWS::Lambda::Function' && attr === 'Arn') return lambdaArn(id);
-    if (r.Type === 'AWS::DynamoDB::Table' && attr === 'Arn') return `arn:aws:dynamodb:${LOCAL_REGION}:${LOCAL_ACCOUNT}:table/${tableName(id)}`;
-    if (r.Type === 'AWS::CloudWatch::Alarm' && attr === 'Arn') return `arn:aws:cloudwatch:${LOCAL_REGION}:${LOCAL_ACCOUNT}:alarm:${ref(id)}`;
+    if (r.Type === 'AWS::DynamoDB::Table' && attr === 'Arn')
+      return `arn:aws:dynamodb:${LOCAL_REGION}:${LOCAL_ACCOUNT}:table/${tableName(id)}`;
+    if (r.Type === 'AWS::CloudWatch::Alarm' && attr === 'Arn')
+      return `arn:aws:cloudwatch:${LOCAL_REGION}:${LOCAL_ACCOUNT}:alarm:${ref(id)}`;
     if (r.Type === 'AWS::StepFunctions::StateMachine' && attr === 'Arn') return ref(id);
     return fail(`{"Fn::GetAtt": ["${id}", "${attr}"]} (a ${r.Type})`);
   };
@@ -234,7 +244,10 @@ export function stateMachinesFromTemplate(template: CfnTemplate, options: Resolv
       let text = resolveIntrinsics(template, p.DefinitionString, `${where} DefinitionString`, options);
       if (typeof text !== 'string') throw new TemplateResolveError(`${where}: DefinitionString does not resolve to a string`);
       if (p.DefinitionSubstitutions) {
-        const subs = resolveIntrinsics(template, p.DefinitionSubstitutions, `${where} DefinitionSubstitutions`, options) as Record<string, unknown>;
+        const subs = resolveIntrinsics(template, p.DefinitionSubstitutions, `${where} DefinitionSubstitutions`, options) as Record<
+          string,
+          unknown
+        >;
         text = (text as string).replace(/\$\{([^}]+)\}/g, (m, k: string) => (k in subs ? String(subs[k]) : m));
       }
       try {
@@ -245,7 +258,9 @@ export function stateMachinesFromTemplate(template: CfnTemplate, options: Resolv
     } else if (p.Definition !== undefined) {
       definition = resolveIntrinsics(template, p.Definition, `${where} Definition`, options);
     } else {
-      throw new TemplateResolveError(`${where}: has neither DefinitionString nor Definition (DefinitionS3Location is not supported locally)`);
+      throw new TemplateResolveError(
+        `${where}: has neither DefinitionString nor Definition (DefinitionS3Location is not supported locally)`,
+      );
     }
     const name = typeof p.StateMachineName === 'string' ? p.StateMachineName : logicalId;
     out.push({ logicalId, name, arn: stateMachineArn(name), definition: definition as AslDefinition });
@@ -344,7 +359,11 @@ export class ExecutionFailedError extends Error {
   readonly Error: string | undefined;
   readonly Cause: string | undefined;
   constructor(status: 'FAILED' | 'TIMED_OUT' | 'ABORTED', error: string | undefined, cause: string | undefined) {
-    super(status === 'ABORTED' ? 'Execution aborted' : `Execution ${status === 'TIMED_OUT' ? 'timed out' : 'failed'}: ${error ?? '(no error)'}${cause !== undefined ? `: ${cause}` : ''}`);
+    super(
+      status === 'ABORTED'
+        ? 'Execution aborted'
+        : `Execution ${status === 'TIMED_OUT' ? 'timed out' : 'failed'}: ${error ?? '(no error)'}${cause !== undefined ? `: ${cause}` : ''}`,
+    );
     this.name = 'ExecutionFailedError';
     this.status = status;
     this.Error = error;
@@ -354,7 +373,12 @@ export class ExecutionFailedError extends Error {
 
 /** An error thrown inside a Task, named and described as Step Functions names and describes it. */
 class TaskError extends Error {
-  constructor(name: string, cause: string, readonly retryable = true, readonly catchable = true) {
+  constructor(
+    name: string,
+    cause: string,
+    readonly retryable = true,
+    readonly catchable = true,
+  ) {
     super(cause);
     this.name = name;
   }
@@ -414,11 +438,18 @@ const sdkHttpMetadata = (requestId: string, status = 200) => ({
 function sdkTaskError(prefix: string, e: unknown): TaskError {
   if (e instanceof TaskError) return e;
   const err = e as { name?: string; message?: string; $metadata?: { httpStatusCode?: number; requestId?: string }; $fault?: string };
-  const isService = !!err && (err.$metadata !== undefined || err.$fault !== undefined || (typeof err.name === 'string' && err.name !== 'Error' && !/^(Type|Range|Reference|Syntax)Error$/.test(err.name)));
+  const isService =
+    !!err &&
+    (err.$metadata !== undefined ||
+      err.$fault !== undefined ||
+      (typeof err.name === 'string' && err.name !== 'Error' && !/^(Type|Range|Reference|Syntax)Error$/.test(err.name)));
   if (!isService) return new TaskError('States.TaskFailed', String(err?.message ?? e));
   const name = err.name!.endsWith('Exception') ? err.name! : `${err.name}Exception`;
   const status = err.$metadata?.httpStatusCode ?? (err.$fault === 'server' ? 500 : 400);
-  return new TaskError(`${prefix}.${name}`, `${err.message ?? name} (Service: ${prefix}, Status Code: ${status}, Request ID: ${err.$metadata?.requestId ?? randomUUID()})`);
+  return new TaskError(
+    `${prefix}.${name}`,
+    `${err.message ?? name} (Service: ${prefix}, Status Code: ${status}, Request ID: ${err.$metadata?.requestId ?? randomUUID()})`,
+  );
 }
 
 /** Error/Cause of a Lambda function that threw, as Lambda reports it (errorType, errorMessage, trace). */
@@ -435,7 +466,10 @@ function lambdaTaskError(e: unknown): TaskError {
  */
 function lambdaInvokeError(fault: LambdaInvokeFault): TaskError {
   const [status, message] = fault === 'TooManyRequestsException' ? [429, 'Rate Exceeded.'] : [500, 'An internal error occurred.'];
-  return new TaskError(`Lambda.${fault}`, `${message} (Service: AWSLambda; Status Code: ${status}; Error Code: ${fault}; Request ID: ${randomUUID()}; Proxy: null)`);
+  return new TaskError(
+    `Lambda.${fault}`,
+    `${message} (Service: AWSLambda; Status Code: ${status}; Error Code: ${fault}; Request ID: ${randomUUID()}; Proxy: null)`,
+  );
 }
 
 /** The function a lambda:invoke FunctionName (name, partial or full ARN, with or without qualifier) names. */
@@ -477,10 +511,13 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       clearTimeout(timer);
       resolve();
     };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, Math.min(ms, MAX_TIMER_MS));
+    const timer = setTimeout(
+      () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      },
+      Math.min(ms, MAX_TIMER_MS),
+    );
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
@@ -515,7 +552,11 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
 
   const lambdaHandler = (fnId: string): LambdaHandler => {
     const fn = lambdas[fnId];
-    if (!fn) throw new TaskError('Lambda.ResourceNotFoundException', `Function not found: ${lambdaArn(fnId)} (Service: Lambda, Status Code: 404, Request ID: ${randomUUID()})`);
+    if (!fn)
+      throw new TaskError(
+        'Lambda.ResourceNotFoundException',
+        `Function not found: ${lambdaArn(fnId)} (Service: Lambda, Status Code: 404, Request ID: ${randomUUID()})`,
+      );
     return fn;
   };
   /** Runs a synchronous invocation as Lambda would: refused first when `lambdaInvokeFault` says so. */
@@ -531,7 +572,8 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
 
   const bindTask = (name: string, state: AslState) => {
     const resource = String(state.Resource);
-    if (state.TimeoutSeconds === undefined && state.TimeoutSecondsPath === undefined) state.TimeoutSeconds = MAX_TIMER_SECONDS; // AWS: 99999999
+    if (state.TimeoutSeconds === undefined && state.TimeoutSecondsPath === undefined)
+      state.TimeoutSeconds = MAX_TIMER_SECONDS; // AWS: 99999999
     else if (typeof state.TimeoutSeconds === 'number') state.TimeoutSeconds = Math.min(state.TimeoutSeconds, MAX_TIMER_SECONDS);
     if (state.HeartbeatSeconds !== undefined || state.HeartbeatSecondsPath !== undefined) {
       delete state.HeartbeatSeconds;
@@ -544,7 +586,8 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
     if (m) {
       if (m[1]) return skip(`${name}: ${resource} (the ${m[1]} pattern is not supported locally)`);
       const fnParam = state.Parameters?.FunctionName;
-      if (typeof fnParam === 'string' && !lambdas[functionIdOf(fnParam)]) return skip(`${name}: no local handler for Lambda ${functionIdOf(fnParam)}`);
+      if (typeof fnParam === 'string' && !lambdas[functionIdOf(fnParam)])
+        return skip(`${name}: no local handler for Lambda ${functionIdOf(fnParam)}`);
       handlers[name] = async (input: { FunctionName?: string; Payload?: unknown; InvocationType?: string }) => {
         if (typeof input?.FunctionName !== 'string') throw runtimeError(`${name}: lambda:invoke without a FunctionName`);
         const fn = lambdaHandler(functionIdOf(input.FunctionName));
@@ -639,7 +682,9 @@ function prepare(source: AslDefinition, options: RunExecutionOptions, signal: Ab
           ? params.Entries.map((e) => ({
               ...e,
               // Step Functions sends a Detail given as JSON as its text, and names the execution.
-              ...(e && typeof e === 'object' && e.Detail !== null && typeof e.Detail === 'object' ? { Detail: JSON.stringify(e.Detail) } : {}),
+              ...(e && typeof e === 'object' && e.Detail !== null && typeof e.Detail === 'object'
+                ? { Detail: JSON.stringify(e.Detail) }
+                : {}),
               Resources: [...(Array.isArray(e?.Resources) ? e.Resources : []), ctx.Execution.Id, ctx.StateMachine.Id],
             }))
           : params?.Entries;
@@ -784,7 +829,9 @@ export async function runExecution(definition: AslDefinition, input: unknown, op
 
   try {
     const prepared = prepare(definition, options, internal.signal, contextForPaths);
-    const machine: InterpreterStateMachine = new interpreter.StateMachine(prepared.definition as InterpreterDefinition, { validationOptions: { noValidate: true } });
+    const machine: InterpreterStateMachine = new interpreter.StateMachine(prepared.definition as InterpreterDefinition, {
+      validationOptions: { noValidate: true },
+    });
     const execution = machine.run(executionInput, {
       overrides: { taskResourceLocalHandlers: prepared.handlers, waitTimeOverrides: prepared.waitTimeOverrides },
       context,
@@ -818,7 +865,8 @@ export async function runExecution(definition: AslDefinition, input: unknown, op
       await settle();
       const err = e as Error & { cause?: unknown };
       if (err instanceof interpreter.ExecutionAbortedError) throw new ExecutionFailedError('ABORTED', undefined, undefined);
-      if (err instanceof interpreter.ExecutionTimeoutError) throw new ExecutionFailedError('TIMED_OUT', 'States.Timeout', 'The execution timed out');
+      if (err instanceof interpreter.ExecutionTimeoutError)
+        throw new ExecutionFailedError('TIMED_OUT', 'States.Timeout', 'The execution timed out');
       if (err instanceof interpreter.ExecutionError) {
         const inner = err.cause as Error;
         let error: string | undefined = inner?.name;

@@ -106,7 +106,11 @@ export function readSystem(
       attributeDefinitions: p.AttributeDefinitions,
     };
     if (Array.isArray(p.GlobalSecondaryIndexes) && p.GlobalSecondaryIndexes.length) {
-      t.globalSecondaryIndexes = p.GlobalSecondaryIndexes.map((g: LocalIndex) => ({ IndexName: g.IndexName, KeySchema: g.KeySchema, Projection: g.Projection }));
+      t.globalSecondaryIndexes = p.GlobalSecondaryIndexes.map((g: LocalIndex) => ({
+        IndexName: g.IndexName,
+        KeySchema: g.KeySchema,
+        Projection: g.Projection,
+      }));
     }
     if (p.TimeToLiveSpecification?.Enabled) t.ttlAttribute = p.TimeToLiveSpecification.AttributeName;
     tables.push(t);
@@ -140,7 +144,13 @@ export function readSystem(
       else environment[k] = resolveValue(v, `Function ${logicalId} environment ${k}`);
     }
     const reserved = r.Properties?.ReservedConcurrentExecutions;
-    functions[logicalId] = { logicalId, entry, timeoutSeconds: r.Properties?.Timeout ?? 3, environment, ...(typeof reserved === 'number' ? { reservedConcurrency: reserved } : {}) };
+    functions[logicalId] = {
+      logicalId,
+      entry,
+      timeoutSeconds: r.Properties?.Timeout ?? 3,
+      environment,
+      ...(typeof reserved === 'number' ? { reservedConcurrency: reserved } : {}),
+    };
   }
 
   const routes: LocalRoute[] = [];
@@ -153,7 +163,8 @@ export function readSystem(
     const fnId = getAttOf(integration?.Properties?.IntegrationUri);
     const fn = fnId ? functions[fnId] : undefined;
     if (!fn) throw new Error(`Route ${logicalId} (${routeKey}) does not target one of the service's functions`);
-    if (integration?.Properties?.PayloadFormatVersion !== '2.0') throw new Error(`Route ${routeKey}: the local runtime speaks payload format 2.0 only`);
+    if (integration?.Properties?.PayloadFormatVersion !== '2.0')
+      throw new Error(`Route ${routeKey}: the local runtime speaks payload format 2.0 only`);
     const fnName = fn.entry.replace(/^.*\//, '').replace(/\.ts$/, '');
     routes.push({ method, path, routeKey, authorizationType: r.Properties.AuthorizationType ?? 'NONE', fn: fnName, function: fn });
   }

@@ -65,7 +65,8 @@ function intFlag(name: string, raw: string | undefined, min: number, max: number
 function intFlag(name: string, raw: string | undefined, min: number, max: number, dflt?: number): number | undefined {
   if (raw === undefined) return dflt;
   const v = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(v) || v < min || v > max) throw new TrafficUsageError(`${name} must be an integer from ${min} to ${max}; it is '${raw}'.`);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(v) || v < min || v > max)
+    throw new TrafficUsageError(`${name} must be an integer from ${min} to ${max}; it is '${raw}'.`);
   return v;
 }
 
@@ -121,9 +122,18 @@ async function liveExperiment(http: SignedHttp): Promise<Experiment | undefined 
   const r = await http.call('GET', '/configs');
   if (r.status === 403) return 'forbidden';
   if (r.status !== 200) return undefined;
-  for (const [profile, p] of Object.entries(r.body.profiles as Record<string, { experiment?: { version: string; weightPercent: number; bakeId: string } }>)) {
+  for (const [profile, p] of Object.entries(
+    r.body.profiles as Record<string, { experiment?: { version: string; weightPercent: number; bakeId: string } }>,
+  )) {
     const e = p.experiment;
-    if (e) return { profile: profile as ProfileName, version: e.version, weightPercent: e.weightPercent, bakeId: e.bakeId, expiresAtMs: Infinity };
+    if (e)
+      return {
+        profile: profile as ProfileName,
+        version: e.version,
+        weightPercent: e.weightPercent,
+        bakeId: e.bakeId,
+        expiresAtMs: Infinity,
+      };
   }
   return undefined;
 }
@@ -138,13 +148,26 @@ export interface TrafficRun {
 }
 
 /** Runs the traffic; `print` gets each line (status lines too), `live` redraws one line in place (a terminal). */
-export function runTraffic(args: TrafficArgs, io: { print: (line: string) => void; live?: (line: string) => void; now?: () => number }): TrafficRun {
+export function runTraffic(
+  args: TrafficArgs,
+  io: { print: (line: string) => void; live?: (line: string) => void; now?: () => number },
+): TrafficRun {
   const now = io.now ?? Date.now;
   const principals = readPrincipals(args.credentialsFile);
   const p = args.principal ? principals.find((x) => x.name === args.principal) : (principals.find((x) => x.admin) ?? principals[0]);
-  if (!p) throw new TrafficUsageError(`There is no principal '${args.principal}' in ${args.credentialsFile}; it has ${principals.map((x) => x.name).join(', ')}.`);
+  if (!p)
+    throw new TrafficUsageError(
+      `There is no principal '${args.principal}' in ${args.credentialsFile}; it has ${principals.map((x) => x.name).join(', ')}.`,
+    );
   const http = new SignedHttp(args.endpoint, p);
-  const traffic = new Traffic(http, { logs: args.logs, workersPerLog: args.workers, recordsPerBatch: args.batch, producerPauseMs: 0, requestsPerSecond: args.rate, prefix: `traffic-${now().toString(36)}` });
+  const traffic = new Traffic(http, {
+    logs: args.logs,
+    workersPerLog: args.workers,
+    recordsPerBatch: args.batch,
+    producerPauseMs: 0,
+    requestsPerSecond: args.rate,
+    prefix: `traffic-${now().toString(36)}`,
+  });
 
   let interrupts = 0;
   let quit: (code: number) => void = () => {};
@@ -195,7 +218,8 @@ export function runTraffic(args: TrafficArgs, io: { print: (line: string) => voi
       let arm = '';
       if (experiment) {
         let n = 0;
-        for (const [key, count] of traffic.requestsByKey()) if (key && armOf(experiment, key) === 'experiment') n += count - (baseline.get(key) ?? 0);
+        for (const [key, count] of traffic.requestsByKey())
+          if (key && armOf(experiment, key) === 'experiment') n += count - (baseline.get(key) ?? 0);
         arm = `   experiment ${experiment.profile} v${experiment.version} on ${experiment.weightPercent}%: ${fmt(n)} requests since seen live`;
       } else if (canSeeConfigs) arm = '   no experiment live';
       const refused = Object.values(t.refused).reduce((a, b) => a + b, 0);
@@ -204,7 +228,11 @@ export function runTraffic(args: TrafficArgs, io: { print: (line: string) => voi
     const until = args.durationSeconds ? started + args.durationSeconds * 1000 : Infinity;
     for (;;) {
       const wait = Math.min(1000, until - now());
-      const woke = await Promise.race([sleep(Math.max(0, wait)).then(() => 'tick' as const), stopSignal.then(() => 'stop' as const), quitting.then(() => 'quit' as const)]);
+      const woke = await Promise.race([
+        sleep(Math.max(0, wait)).then(() => 'tick' as const),
+        stopSignal.then(() => 'stop' as const),
+        quitting.then(() => 'quit' as const),
+      ]);
       if (woke === 'quit') return 130;
       if (traffic.failure() !== undefined) break;
       if (woke === 'stop' || now() >= until) break;
@@ -216,16 +244,29 @@ export function runTraffic(args: TrafficArgs, io: { print: (line: string) => voi
       }
     }
     const failed = traffic.failure();
-    if (failed === undefined) io.print('Stopping: no more appends; waiting for the workers to ack what was appended (Ctrl-C again to quit at once).');
-    const stopped = await Promise.race([traffic.stop().then(() => 'stopped' as const, () => 'failed' as const), quitting.then(() => 'quit' as const)]);
+    if (failed === undefined)
+      io.print('Stopping: no more appends; waiting for the workers to ack what was appended (Ctrl-C again to quit at once).');
+    const stopped = await Promise.race([
+      traffic.stop().then(
+        () => 'stopped' as const,
+        () => 'failed' as const,
+      ),
+      quitting.then(() => 'quit' as const),
+    ]);
     if (stopped === 'quit') return 130;
     const t = traffic.tally();
     const secs = Math.max(0.001, (now() - started) / 1000);
-    io.print(`${fmt(t.requests)} requests in ${secs.toFixed(0)} s (${fmt(Math.round(t.requests / secs))}/s); ${fmt(t.appended)} records appended, ${fmt(t.acked)} acked.`);
+    io.print(
+      `${fmt(t.requests)} requests in ${secs.toFixed(0)} s (${fmt(Math.round(t.requests / secs))}/s); ${fmt(t.appended)} records appended, ${fmt(t.acked)} acked.`,
+    );
     const error = traffic.failure();
     if (error !== undefined) {
       const net = networkFailure(error);
-      io.print(net !== undefined ? `The service at ${args.endpoint} stopped answering (${net}).` : `The traffic stopped on an error: ${(error as Error).message}`);
+      io.print(
+        net !== undefined
+          ? `The service at ${args.endpoint} stopped answering (${net}).`
+          : `The traffic stopped on an error: ${(error as Error).message}`,
+      );
       return 1;
     }
     return 0;

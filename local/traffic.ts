@@ -145,7 +145,8 @@ export class Traffic {
       const recs: { seq: number }[] = r.status === 200 ? r.body.records : [];
       if (recs.length) {
         // Acks are retried until the service answers 200: an unacked record would be redelivered.
-        while ((await this.call(sessionId, 'POST', `/sessions/${sessionId}/ack`, { seqs: recs.map((x) => x.seq) })).status !== 200) await sleep(50);
+        while ((await this.call(sessionId, 'POST', `/sessions/${sessionId}/ack`, { seqs: recs.map((x) => x.seq) })).status !== 200)
+          await sleep(50);
         for (const x of recs) seen.add(x.seq);
         continue;
       }

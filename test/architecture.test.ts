@@ -19,7 +19,8 @@ function tsFiles(dir: string): string[] {
   );
 }
 
-const SPECIFIER = /\bfrom\s*['"]([^'"]+)['"]|\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)|\bimport\s+['"]([^'"]+)['"]|\brequire\s*\(\s*['"]([^'"]+)['"]\s*\)/g;
+const SPECIFIER =
+  /\bfrom\s*['"]([^'"]+)['"]|\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)|\bimport\s+['"]([^'"]+)['"]|\brequire\s*\(\s*['"]([^'"]+)['"]\s*\)/g;
 
 /** Every module specifier the source imports (or re-exports from). */
 function importsOf(source: string): string[] {
@@ -29,7 +30,9 @@ function importsOf(source: string): string[] {
 /** The layer (top folder under lambdas/, with '/') a relative specifier lands in, or undefined for a package. */
 function targetOf(file: string, spec: string): string | undefined {
   if (!spec.startsWith('.')) return undefined;
-  return relative(LAMBDAS, resolve(dirname(file), spec)).split(sep).join('/');
+  return relative(LAMBDAS, resolve(dirname(file), spec))
+    .split(sep)
+    .join('/');
 }
 
 const layerOf = (file: string): string => relative(LAMBDAS, file).split(sep).join('/');
@@ -43,7 +46,8 @@ function violation(fromLayer: string, target: string | undefined, spec: string):
     if (spec.startsWith('@aws-sdk/')) return 'domain imports the AWS SDK';
   }
   if (fromLayer.startsWith('services/') && into('adapters')) return 'services import a concrete adapter (use lambdas/ports.ts)';
-  if ((fromLayer.startsWith('domain/') || fromLayer.startsWith('services/')) && into('http')) return 'domain or services import the HTTP edge';
+  if ((fromLayer.startsWith('domain/') || fromLayer.startsWith('services/')) && into('http'))
+    return 'domain or services import the HTTP edge';
   return undefined;
 }
 
@@ -82,7 +86,9 @@ describe('import direction', () => {
     expect(violationsIn(at('domain/x.ts'), "import type { HttpResult } from '../http/api';")).toHaveLength(1);
     // Allowed directions.
     expect(violationsIn(at('services/x.ts'), "import type { Store } from '../ports';\nimport { x } from '../domain/errors';")).toEqual([]);
-    expect(violationsIn(at('adapters/x.ts'), "import { sleep } from '../ports';\nimport { y } from '@aws-sdk/client-dynamodb';")).toEqual([]);
+    expect(violationsIn(at('adapters/x.ts'), "import { sleep } from '../ports';\nimport { y } from '@aws-sdk/client-dynamodb';")).toEqual(
+      [],
+    );
     expect(violationsIn(at('domain/x.ts'), "import { z } from 'zod';\nimport { c } from './config';")).toEqual([]);
   });
 });
@@ -98,4 +104,3 @@ describe("the README's map of where things are", () => {
     expect(paths.filter((p) => !existsSync(join(ROOT, p)))).toEqual([]);
   });
 });
-

@@ -41,7 +41,9 @@ describe('bakeEvent', () => {
     const state = definitionOf(res).States.PhaseApproved;
     expect(state.Type).toBe('Task');
     expect(state.Resource).toBe('arn:aws:states:::events:putEvents');
-    expect(state.Parameters).toEqual({ Entries: [{ 'Detail.$': '$.event', DetailType: 'Bake Phase Approved', Source: BAKE_EVENT_SOURCE }] });
+    expect(state.Parameters).toEqual({
+      Entries: [{ 'Detail.$': '$.event', DetailType: 'Bake Phase Approved', Source: BAKE_EVENT_SOURCE }],
+    });
     expect(state.ResultPath).toBeNull(); // DISCARD
     expect(BAKE_EVENT_SOURCE).toBe('logrelay.bake');
   });
@@ -53,7 +55,9 @@ describe('bakeEvent', () => {
     const [st] = statements;
     expect(st.Effect).toBe('Allow');
     expect(st.Action).toBe('events:PutEvents');
-    expect(st.Resource).toEqual({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':events:eu-west-1:111122223333:event-bus/default']] });
+    expect(st.Resource).toEqual({
+      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':events:eu-west-1:111122223333:event-bus/default']],
+    });
     expect(st.Condition).toEqual({ StringEquals: { 'events:source': 'logrelay.bake' } });
     // Nothing else in the role: the step needs no other permission.
     const all = ofType(res, 'AWS::IAM::Policy').flatMap((p) => p.Properties.PolicyDocument.Statement as Json[]);
@@ -64,7 +68,14 @@ describe('bakeEvent', () => {
     const res = synth((stack) =>
       bakeEvent(stack, 'Started', { detailType: 'Bake Started', detailPath: '$.event' })
         .next(bakeEvent(stack, 'Approved', { detailType: 'Bake Phase Approved', detailPath: '$.phaseEvent', resultPath: '$.published' }))
-        .next(bakeEvent(stack, 'Ended', { detailType: 'Bake Ended', detailPath: '$.event', comment: 'the last one', taskTimeout: sfn.Timeout.duration(Duration.seconds(10)) })),
+        .next(
+          bakeEvent(stack, 'Ended', {
+            detailType: 'Bake Ended',
+            detailPath: '$.event',
+            comment: 'the last one',
+            taskTimeout: sfn.Timeout.duration(Duration.seconds(10)),
+          }),
+        ),
     );
     const statements = eventStatements(res);
     expect(statements.length).toBeGreaterThan(0);
@@ -95,7 +106,9 @@ describe('bakeEvent', () => {
   it('refuses a detail-type EventBridge would refuse, and a detail that is not a path', () => {
     const app = new App();
     const stack = new Stack(app, 'Bad');
-    expect(() => bakeEvent(stack, 'Long', { detailType: 'x'.repeat(129), detailPath: '$.event' })).toThrow(/detailType must be 1\.\.128 characters/);
+    expect(() => bakeEvent(stack, 'Long', { detailType: 'x'.repeat(129), detailPath: '$.event' })).toThrow(
+      /detailType must be 1\.\.128 characters/,
+    );
     expect(() => bakeEvent(stack, 'Empty', { detailType: '', detailPath: '$.event' })).toThrow(/detailType must be 1\.\.128 characters/);
     expect(() => bakeEvent(stack, 'NoPath', { detailType: 'Bake Started', detailPath: 'event' })).toThrow(/detailPath must be a JSONPath/);
   });

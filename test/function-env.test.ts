@@ -25,7 +25,8 @@ const FULL: Record<string, string> = {
   APPCONFIG_LIMITS_PROFILE_ID: 'prof-l',
   BAKE_STATE_MACHINE_ARN: 'arn:aws:states:us-east-1:123456789012:stateMachine:bake',
 };
-const without = (...names: string[]): Record<string, string> => Object.fromEntries(Object.entries(FULL).filter(([k]) => !names.includes(k)));
+const without = (...names: string[]): Record<string, string> =>
+  Object.fromEntries(Object.entries(FULL).filter(([k]) => !names.includes(k)));
 
 /** What functionEnv throws for `fn` over `env` (fails the test if it does not throw). */
 function failure(fn: AnyFunctionName, env: Record<string, string | undefined>): MissingEnvironmentError {
@@ -64,12 +65,22 @@ describe('the environment check', () => {
       "Logrelay function 'leases' cannot start: environment variable CONTROL_TABLE (the Control table name) is empty. Deploy with cdk deploy, which sets it.",
     );
     const both = failure('leases', { ...without('SESSIONS_TABLE'), CONTROL_TABLE: '' });
-    expect(both.message).toContain('environment variable SESSIONS_TABLE (the Sessions table name) is not set; environment variable CONTROL_TABLE (the Control table name) is empty.');
+    expect(both.message).toContain(
+      'environment variable SESSIONS_TABLE (the Sessions table name) is not set; environment variable CONTROL_TABLE (the Control table name) is empty.',
+    );
   });
 
   it('with everything present, returns the function its tables (others empty), and the control path its AppConfig ids and state machine', () => {
-    expect(functionEnv('leases', FULL)).toEqual({ fn: 'leases', tables: { logs: '', records: '', sessions: 'sessions-t', control: 'control-t' } });
-    expect(functionEnv('receive', FULL).tables).toEqual({ logs: 'logs-t', records: 'records-t', sessions: 'sessions-t', control: 'control-t' });
+    expect(functionEnv('leases', FULL)).toEqual({
+      fn: 'leases',
+      tables: { logs: '', records: '', sessions: 'sessions-t', control: 'control-t' },
+    });
+    expect(functionEnv('receive', FULL).tables).toEqual({
+      logs: 'logs-t',
+      records: 'records-t',
+      sessions: 'sessions-t',
+      control: 'control-t',
+    });
     const ids = { applicationId: 'app1', profiles: { delivery: 'prof-d', limits: 'prof-l' } };
     expect(functionEnv('admin', FULL)).toEqual({
       fn: 'admin',
@@ -77,21 +88,35 @@ describe('the environment check', () => {
       appConfig: ids,
       bakeStateMachineArn: FULL.BAKE_STATE_MACHINE_ARN,
     });
-    expect(functionEnv('bake', FULL)).toEqual({ fn: 'bake', tables: { logs: '', records: '', sessions: '', control: 'control-t' }, appConfig: ids });
+    expect(functionEnv('bake', FULL)).toEqual({
+      fn: 'bake',
+      tables: { logs: '', records: '', sessions: '', control: 'control-t' },
+      appConfig: ids,
+    });
     expect(functionEnv('upgrade', FULL)).toEqual({ ...functionEnv('bake', FULL), fn: 'upgrade' });
   });
 
   it('requires of each function only what it uses: its granted tables; AppConfig ids for admin, bake and upgrade; the state machine for admin', () => {
     for (const fn of FUNCTION_NAMES) {
       const tables = TABLES.filter((d) => FUNCTION_ACCESS[fn][d.id.toLowerCase() as 'logs'] !== undefined).map((d) => d.envVar);
-      const appConfig = ['admin', 'bake', 'upgrade'].includes(fn) ? ['APPCONFIG_APPLICATION_ID', 'APPCONFIG_DELIVERY_PROFILE_ID', 'APPCONFIG_LIMITS_PROFILE_ID'] : [];
+      const appConfig = ['admin', 'bake', 'upgrade'].includes(fn)
+        ? ['APPCONFIG_APPLICATION_ID', 'APPCONFIG_DELIVERY_PROFILE_ID', 'APPCONFIG_LIMITS_PROFILE_ID']
+        : [];
       const arn = fn === 'admin' ? ['BAKE_STATE_MACHINE_ARN'] : [];
-      expect(requiredEnv(fn).map((v) => v.name), fn).toEqual([...tables, ...appConfig, ...arn]);
+      expect(
+        requiredEnv(fn).map((v) => v.name),
+        fn,
+      ).toEqual([...tables, ...appConfig, ...arn]);
       // Exactly those: the function starts with them alone.
       expect(() => functionEnv(fn, Object.fromEntries(requiredEnv(fn).map((v) => [v.name, 'x'])))).not.toThrow();
     }
     // A data route's function starts with no AppConfig id and no state machine.
-    expect(() => functionEnv('sessions', without('APPCONFIG_APPLICATION_ID', 'APPCONFIG_DELIVERY_PROFILE_ID', 'APPCONFIG_LIMITS_PROFILE_ID', 'BAKE_STATE_MACHINE_ARN'))).not.toThrow();
+    expect(() =>
+      functionEnv(
+        'sessions',
+        without('APPCONFIG_APPLICATION_ID', 'APPCONFIG_DELIVERY_PROFILE_ID', 'APPCONFIG_LIMITS_PROFILE_ID', 'BAKE_STATE_MACHINE_ARN'),
+      ),
+    ).not.toThrow();
   });
 });
 
@@ -104,7 +129,11 @@ describe('the synthesized stack against the check', () => {
   beforeAll(() => {
     const template: Template = synthTemplate();
     envs = new Map();
-    for (const r of Object.values(template.Resources) as { Type: string; Metadata?: Record<string, unknown>; Properties?: { Environment?: { Variables?: Record<string, unknown> } } }[]) {
+    for (const r of Object.values(template.Resources) as {
+      Type: string;
+      Metadata?: Record<string, unknown>;
+      Properties?: { Environment?: { Variables?: Record<string, unknown> } };
+    }[]) {
       if (r.Type !== 'AWS::Lambda::Function') continue;
       const fn = FUNCTION_NAMES.find((n) => entryOf(n) === r.Metadata?.['logrelay:entry']);
       if (!fn) continue; // not one of ours (CDK's trigger provider)

@@ -105,10 +105,14 @@ function identify(id: string): string | undefined {
           // The handler it runs (lib/service-function.ts: lambdas/handlers/<fn>.ts).
           return `${type} of function ${/\/(\w+)\.ts$/.exec(String(r.Metadata?.['logrelay:entry']))?.[1] ?? '?'}`;
         }
-        if (r.Type === 'AWS::StepFunctions::StateMachine' && r.Properties.LoggingConfiguration?.Destinations?.some((d: Json) => refTo(d.CloudWatchLogsLogGroup?.LogGroupArn, id))) {
+        if (
+          r.Type === 'AWS::StepFunctions::StateMachine' &&
+          r.Properties.LoggingConfiguration?.Destinations?.some((d: Json) => refTo(d.CloudWatchLogsLogGroup?.LogGroupArn, id))
+        ) {
           return `${type} of the bake state machine`;
         }
-        if (r.Type === 'AWS::ApiGatewayV2::Stage' && refTo(r.Properties.AccessLogSettings?.DestinationArn, id)) return `${type} of the API access log`;
+        if (r.Type === 'AWS::ApiGatewayV2::Stage' && refTo(r.Properties.AccessLogSettings?.DestinationArn, id))
+          return `${type} of the API access log`;
       }
       return `${type} written by nothing known`;
     }

@@ -13,11 +13,25 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Construct } from 'constructs';
 import { dynamoActionsFor, isAdminRoute, routesFor, tableKey } from '../lib/access';
-import { DEFAULT_RESERVED_CONCURRENCY, LogrelayStack, reservedConcurrencyFromContext, type LogrelayStackProps } from '../lib/logrelay-stack';
+import {
+  DEFAULT_RESERVED_CONCURRENCY,
+  LogrelayStack,
+  reservedConcurrencyFromContext,
+  type LogrelayStackProps,
+} from '../lib/logrelay-stack';
 import { CLEANUP_THROTTLE_ATTEMPTS, EVENT_RETRY, EVENT_TIMEOUT_SECONDS, THROTTLE_RETRY } from '../lib/config-bake';
 import { contentOf, DEFAULT_CONFIG, INITIAL_ROLLOUT, PROFILES, profileJsonSchema, type ProfileName } from '../lambdas/domain/config';
 import { ALARM_PERIOD_SECONDS, ARM_METRICS, BAKE_METRICS, METRIC_NAMESPACE, SERVICE_NAME } from '../lambdas/metrics';
-import { FUNCTION_ACCESS, FUNCTION_INDEX_QUERIES, FUNCTION_TIMEOUT_SECONDS, ROUTES, routeKey, type Access, type FunctionName, type TaskFunctionName } from '../lambdas/routes';
+import {
+  FUNCTION_ACCESS,
+  FUNCTION_INDEX_QUERIES,
+  FUNCTION_TIMEOUT_SECONDS,
+  ROUTES,
+  routeKey,
+  type Access,
+  type FunctionName,
+  type TaskFunctionName,
+} from '../lambdas/routes';
 import { TABLES } from '../lambdas/tables';
 
 // Synthesized CloudFormation is untyped JSON.
@@ -121,8 +135,7 @@ const pairs = (actions: readonly string[], resourceStrings: readonly string[]): 
   actions.flatMap((a) => resourceStrings.map((r) => `${a} ${r}`));
 
 /** Logical id of each table, found through the stack output that names it. */
-const tableLogicalIds = (): Map<string, string> =>
-  new Map(TABLES.map((t) => [refOf(outputs[`${t.id}TableName`]?.Value), tableKey(t)]));
+const tableLogicalIds = (): Map<string, string> => new Map(TABLES.map((t) => [refOf(outputs[`${t.id}TableName`]?.Value), tableKey(t)]));
 
 /** fn -> logical id of its Lambda function, found through the routes that target it. */
 function functionLogicalIds(): Map<FunctionName, string> {
@@ -324,7 +337,10 @@ describe('HTTP API', () => {
   it("delivers the access log and the bake's execution log to log groups under /aws/vendedlogs/, named per stack instance", () => {
     // The name CloudFormation resolves: the stack's name and the UUID of its stack id.
     const expected = (service: string, purpose: string, stackName: string) => ({
-      'Fn::Join': ['', [`/aws/vendedlogs/${service}/${stackName}-${purpose}-`, { 'Fn::Select': [2, { 'Fn::Split': ['/', { Ref: 'AWS::StackId' }] }] }]],
+      'Fn::Join': [
+        '',
+        [`/aws/vendedlogs/${service}/${stackName}-${purpose}-`, { 'Fn::Select': [2, { 'Fn::Split': ['/', { Ref: 'AWS::StackId' }] }] }],
+      ],
     });
     const stage = resources[onlyOf('AWS::ApiGatewayV2::Stage')]!;
     const accessLogs = resources[getAttOf(stage.Properties.AccessLogSettings.DestinationArn, 'Arn')]!;
@@ -340,8 +356,11 @@ describe('HTTP API', () => {
       if (g !== accessLogs && g !== smLogs) expect(g.Properties.LogGroupName).toBeUndefined();
     }
     // A second stack in the same account gets names of its own.
-    const other = Template.fromStack(new LogrelayStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Staging')).toJSON().Resources as Record<string, CfnResource>;
-    const names = Object.values(other).filter((r) => r.Type === 'AWS::Logs::LogGroup' && r.Properties.LogGroupName).map((r) => r.Properties.LogGroupName);
+    const other = Template.fromStack(new LogrelayStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Staging')).toJSON()
+      .Resources as Record<string, CfnResource>;
+    const names = Object.values(other)
+      .filter((r) => r.Type === 'AWS::Logs::LogGroup' && r.Properties.LogGroupName)
+      .map((r) => r.Properties.LogGroupName);
     expect(names).toEqual(expect.arrayContaining([expected('apigateway', 'access', 'Staging'), expected('states', 'bake', 'Staging')]));
     expect(names).toHaveLength(2);
   });
@@ -413,10 +432,15 @@ describe('Lambda functions', () => {
 
   it('follow the reservedConcurrency prop: numbers reserve, 0 leaves a function unreserved, anything else is refused', () => {
     const synthWith = (reservedConcurrency: LogrelayStackProps['reservedConcurrency']) => {
-      const rs = Template.fromStack(new LogrelayStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Other', { reservedConcurrency })).toJSON().Resources as Record<string, CfnResource>;
+      const rs = Template.fromStack(
+        new LogrelayStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Other', { reservedConcurrency }),
+      ).toJSON().Resources as Record<string, CfnResource>;
       const fns = Object.values(rs).filter((r) => r.Type === 'AWS::Lambda::Function' && r.Metadata?.['logrelay:entry']);
       return Object.fromEntries(
-        fns.map((r) => [String(r.Metadata!['logrelay:entry']).replace(/^.*\/|\.ts$/g, ''), r.Properties.ReservedConcurrentExecutions as number | undefined]),
+        fns.map((r) => [
+          String(r.Metadata!['logrelay:entry']).replace(/^.*\/|\.ts$/g, ''),
+          r.Properties.ReservedConcurrentExecutions as number | undefined,
+        ]),
       );
     };
     expect(synthWith({ receive: 500, append: 50 })).toMatchObject({ receive: 500, append: 50, bake: 2, leases: undefined });
@@ -466,7 +490,10 @@ describe('Lambda functions', () => {
 
   it('may touch only the tables FUNCTION_ACCESS lists, and write only where it says so', () => {
     const tables = tableLogicalIds();
-    const isWrite = (a: string) => /^dynamodb:(PutItem|UpdateItem|DeleteItem|BatchWriteItem|PartiQL(Insert|Update|Delete)|Import|Restore|CreateTable|DeleteTable|UpdateTable)/.test(a);
+    const isWrite = (a: string) =>
+      /^dynamodb:(PutItem|UpdateItem|DeleteItem|BatchWriteItem|PartiQL(Insert|Update|Delete)|Import|Restore|CreateTable|DeleteTable|UpdateTable)/.test(
+        a,
+      );
     for (const [fn, id] of allFunctionLogicalIds()) {
       const roleId = getAttOf(resources[id]!.Properties.Role, 'Arn');
       expect(resources[roleId]!.Properties.ManagedPolicyArns ?? [], fn).toEqual([]);
@@ -483,7 +510,10 @@ describe('Lambda functions', () => {
           const actions = asArray<string>(st.Action);
           expect(st.Effect).toBe('Allow');
           if (!actions.some((a) => a.startsWith('dynamodb:'))) continue;
-          expect(actions.every((a) => a.startsWith('dynamodb:') && !a.includes('*')), `${fn}: ${actions}`).toBe(true);
+          expect(
+            actions.every((a) => a.startsWith('dynamodb:') && !a.includes('*')),
+            `${fn}: ${actions}`,
+          ).toBe(true);
           for (const res of asArray<Json>(st.Resource)) {
             if (res?.Ref === 'AWS::NoValue') continue;
             // One named index of one of the stack's tables: `<table ARN>/index/<name>`, no "*".
@@ -513,9 +543,19 @@ describe('Lambda functions', () => {
         const level = access[key]!;
         const writes = [...actions].filter(isWrite);
         if (level === 'read') expect(writes, `${fn} on ${key}`).toEqual([]);
-        else expect(writes.sort(), `${fn} on ${key}`).toEqual(['dynamodb:BatchWriteItem', 'dynamodb:DeleteItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem']);
+        else
+          expect(writes.sort(), `${fn} on ${key}`).toEqual([
+            'dynamodb:BatchWriteItem',
+            'dynamodb:DeleteItem',
+            'dynamodb:PutItem',
+            'dynamodb:UpdateItem',
+          ]);
         const reads = ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query'];
-        if (level === 'write') expect([...actions].filter((a) => reads.includes(a)), `${fn} on ${key}`).toEqual([]);
+        if (level === 'write')
+          expect(
+            [...actions].filter((a) => reads.includes(a)),
+            `${fn} on ${key}`,
+          ).toEqual([]);
         else for (const a of reads) expect(actions.has(a), `${fn} on ${key}: ${a}`).toBe(true);
         expect(actions.has('dynamodb:Scan'), `${fn} on ${key}`).toBe(false);
       }
@@ -525,7 +565,10 @@ describe('Lambda functions', () => {
       for (const [ix, actions] of indexActions) {
         expect([...actions], `${fn} on ${ix}`).toEqual(['dynamodb:Query']);
         const [key, name] = ix.split('/') as [string, string];
-        expect(TABLES.find((t) => tableKey(t) === key)?.indexes?.map((i) => i.name), ix).toContain(name);
+        expect(
+          TABLES.find((t) => tableKey(t) === key)?.indexes?.map((i) => i.name),
+          ix,
+        ).toContain(name);
       }
     }
     // GET /bakes (admin) reads bakesByTime; no other function reads any index.
@@ -623,13 +666,20 @@ describe('openapi.json', () => {
       limits: doc.components.schemas.LimitsProfileContent,
     };
     for (const profile of PROFILES) {
-      const schema = profileJsonSchema(profile) as { properties: Record<string, { type: string; minimum: number; maximum: number }>; additionalProperties: boolean };
+      const schema = profileJsonSchema(profile) as {
+        properties: Record<string, { type: string; minimum: number; maximum: number }>;
+        additionalProperties: boolean;
+      };
       const d = documented[profile];
       expect(d.additionalProperties, profile).toBe(schema.additionalProperties);
       expect(Object.keys(d.properties).sort(), profile).toEqual(Object.keys(schema.properties).sort());
       for (const [field, s] of Object.entries(schema.properties)) {
         const f = d.properties[field];
-        expect({ type: f.type, minimum: f.minimum, maximum: f.maximum }, `${profile}.${field}`).toEqual({ type: s.type, minimum: s.minimum, maximum: s.maximum });
+        expect({ type: f.type, minimum: f.minimum, maximum: f.maximum }, `${profile}.${field}`).toEqual({
+          type: s.type,
+          minimum: s.minimum,
+          maximum: s.maximum,
+        });
         expect(f.default, `${profile}.${field}`).toBe((DEFAULT_CONFIG[profile] as unknown as Record<string, number>)[field]);
       }
     }
@@ -646,7 +696,10 @@ describe('openapi.json', () => {
       const inPath = [...p.matchAll(/\{([^}]+)\}/g)].map((x) => x[1]).sort();
       expect(declared, `${m} ${p}`).toEqual(inPath);
       const codes = Object.keys(op.responses);
-      expect(codes.some((c) => /^2\d\d$/.test(c)), `${m} ${p}`).toBe(true);
+      expect(
+        codes.some((c) => /^2\d\d$/.test(c)),
+        `${m} ${p}`,
+      ).toBe(true);
       if (inPath.length) expect(codes, `${m} ${p}`).toContain('404');
       for (const code of codes.filter((c) => /^4\d\d$/.test(c) && c !== '403' && c !== '429')) {
         expect(resolve(op.responses[code]).content['application/json'].schema, `${m} ${p} ${code}`).toEqual({
@@ -660,8 +713,13 @@ describe('openapi.json', () => {
 describe('cdk-nag AwsSolutions', () => {
   it('reports no unacknowledged error or warning', () => {
     const report = new AwsSolutionsChecks(undefined, { verbose: true }).validateScope(app);
-    const summary = report.violations.map((v) => `${v.severity} ${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`);
-    expect(summary.filter((s) => s.startsWith('error')), summary.join('\n')).toEqual([]);
+    const summary = report.violations.map(
+      (v) => `${v.severity} ${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`,
+    );
+    expect(
+      summary.filter((s) => s.startsWith('error')),
+      summary.join('\n'),
+    ).toEqual([]);
     expect(summary, summary.join('\n')).toEqual([]);
   });
 
@@ -706,7 +764,10 @@ describe('cdk-nag AwsSolutions', () => {
     const roleOf = (fn: AnyFunctionName) => getAttOf(resources[fns.get(fn)!]!.Properties.Role, 'Arn');
     const stateMachineRole = getAttOf(resources[onlyOf('AWS::StepFunctions::StateMachine')]!.Properties.RoleArn, 'Arn');
     const allowedOnStar = new Map<string, string[]>([
-      ...[...fns.keys()].map((fn): [string, string[]] => [roleOf(fn), fn === 'bake' ? [...FUNCTION_XRAY_ACTIONS, 'cloudwatch:GetMetricData'] : FUNCTION_XRAY_ACTIONS]),
+      ...[...fns.keys()].map((fn): [string, string[]] => [
+        roleOf(fn),
+        fn === 'bake' ? [...FUNCTION_XRAY_ACTIONS, 'cloudwatch:GetMetricData'] : FUNCTION_XRAY_ACTIONS,
+      ]),
       [stateMachineRole, [...LOG_DELIVERY_ACTIONS, ...STATE_MACHINE_XRAY_ACTIONS]],
     ]);
     let stars = 0;
@@ -747,12 +808,48 @@ describe('config bake', () => {
   }
   // DEFAULT_BAKE_ALARMS, stated as numbers: the design of the bake's gates.
   const ALARMS: Record<(typeof BAKE_ALARM_NAMES)[number], AlarmSpec> = {
-    'experiment-5xx-rate': { threshold: 5, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx] },
-    'experiment-p99-latency': { threshold: 2000, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.latency] },
-    'experiment-5xx-vs-control': { threshold: 5, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx] },
-    'experiment-4xx-vs-control': { threshold: 5, evaluationPeriods: 3, datapointsToAlarm: 2, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors4xx] },
-    'slo-5xx-rate': { threshold: 2, evaluationPeriods: 6, datapointsToAlarm: 3, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx] },
-    'slo-p99-latency': { threshold: 3000, evaluationPeriods: 6, datapointsToAlarm: 3, arms: ['control', 'experiment'], metrics: [ARM_METRICS.requests, ARM_METRICS.latency] },
+    'experiment-5xx-rate': {
+      threshold: 5,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      arms: ['experiment'],
+      metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx],
+    },
+    'experiment-p99-latency': {
+      threshold: 2000,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      arms: ['experiment'],
+      metrics: [ARM_METRICS.requests, ARM_METRICS.latency],
+    },
+    'experiment-5xx-vs-control': {
+      threshold: 5,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      arms: ['control', 'experiment'],
+      metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx],
+    },
+    'experiment-4xx-vs-control': {
+      threshold: 5,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      arms: ['control', 'experiment'],
+      metrics: [ARM_METRICS.requests, ARM_METRICS.errors4xx],
+    },
+    'slo-5xx-rate': {
+      threshold: 2,
+      evaluationPeriods: 6,
+      datapointsToAlarm: 3,
+      arms: ['control', 'experiment'],
+      metrics: [ARM_METRICS.requests, ARM_METRICS.errors5xx],
+    },
+    'slo-p99-latency': {
+      threshold: 3000,
+      evaluationPeriods: 6,
+      datapointsToAlarm: 3,
+      arms: ['control', 'experiment'],
+      metrics: [ARM_METRICS.requests, ARM_METRICS.latency],
+    },
   };
   const MIN_REQUESTS_PER_PERIOD = 5;
   const MIN_ERRORS_PER_PERIOD = 3;
@@ -766,7 +863,14 @@ describe('config bake', () => {
   }
   /** The metrics an alarm reads and its math expression, after checking namespace, dimensions and period of each. */
   function alarmInputs(p: Json, where: string): { metrics: ReadMetric[]; expression?: string } {
-    const read = (namespace: string, metricName: string, dimensions: { Name: string; Value: string }[], period: number, stat: string, id?: string): ReadMetric => {
+    const read = (
+      namespace: string,
+      metricName: string,
+      dimensions: { Name: string; Value: string }[],
+      period: number,
+      stat: string,
+      id?: string,
+    ): ReadMetric => {
       expect(namespace, where).toBe(METRIC_NAMESPACE);
       expect(period, where).toBe(ALARM_PERIOD_SECONDS);
       const dims = Object.fromEntries(dimensions.map((d) => [d.Name, d.Value]));
@@ -828,7 +932,12 @@ describe('config bake', () => {
     ] as const) {
       const { metrics, expression } = alarmInputs(resources[ids.get(name)!]!.Properties, name);
       const id = (arm: Arm, metricName: string) => metrics.find((m) => m.arm === arm && m.metricName === metricName)!.id!;
-      const [er, ee, cr, ce] = [id('experiment', ARM_METRICS.requests), id('experiment', errors), id('control', ARM_METRICS.requests), id('control', errors)];
+      const [er, ee, cr, ce] = [
+        id('experiment', ARM_METRICS.requests),
+        id('experiment', errors),
+        id('control', ARM_METRICS.requests),
+        id('control', errors),
+      ];
       expect(new Set([er, ee, cr, ce]).size).toBe(4);
       expect(expression, name).toContain(`100 * (${ee} / ${er} - ${ce} / ${cr})`);
       expect(expression, name).toContain(`${er} >= ${MIN_REQUESTS_PER_PERIOD}`);
@@ -869,7 +978,9 @@ describe('config bake', () => {
       LoggingConfiguration: {
         Level: 'ALL',
         IncludeExecutionData: true,
-        Destinations: [{ CloudWatchLogsLogGroup: { LogGroupArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^ConfigBakeStateMachineLogs'), 'Arn'] } } }],
+        Destinations: [
+          { CloudWatchLogsLogGroup: { LogGroupArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^ConfigBakeStateMachineLogs'), 'Arn'] } } },
+        ],
       },
     });
     expect(outputs.BakeStateMachineArn?.Value).toEqual({ Ref: onlyOf('AWS::StepFunctions::StateMachine') });
@@ -923,7 +1034,9 @@ describe('config bake', () => {
       ].sort(),
     );
     const tasks = Object.entries(def.States).filter(([, s]) => s.Type === 'Task');
-    expect(tasks.map(([n]) => n).sort()).toEqual([...Object.keys(lambdaTasks), 'ValidateVersion', 'DescribeAlarms', 'DescribeSloAlarms'].sort());
+    expect(tasks.map(([n]) => n).sort()).toEqual(
+      [...Object.keys(lambdaTasks), 'ValidateVersion', 'DescribeAlarms', 'DescribeSloAlarms'].sort(),
+    );
     for (const [name, action] of Object.entries(lambdaTasks)) {
       expect(def.States[name]!.Resource, name).toBe(bakeFn);
       expect(def.States[name]!.Parameters?.action, name).toBe(action);
@@ -938,7 +1051,9 @@ describe('config bake', () => {
     );
     expect(def.States.DescribeSloAlarms!.Parameters?.AlarmNames).toHaveLength(2);
     // A version AppConfig's validators refuse is rejected, not a failure of the bake.
-    expect(def.States.ValidateVersion!.Catch?.[0]).toEqual(expect.objectContaining({ ErrorEquals: ['AppConfig.BadRequestException'], Next: 'RejectInvalid' }));
+    expect(def.States.ValidateVersion!.Catch?.[0]).toEqual(
+      expect.objectContaining({ ErrorEquals: ['AppConfig.BadRequestException'], Next: 'RejectInvalid' }),
+    );
 
     for (const [name, state] of tasks) {
       if (name === 'Cleanup') continue;
@@ -952,14 +1067,19 @@ describe('config bake', () => {
 
   it("retries Lambda's throttle on every Lambda task with a capped backoff before its Catch, and longest on Cleanup", () => {
     const def = bakeDefinition();
-    const lambdaTasks = Object.entries(def.States).filter(([, s]) => s.Type === 'Task' && s.Resource === `<${bakeFunctionLogicalId()}.Arn>`);
+    const lambdaTasks = Object.entries(def.States).filter(
+      ([, s]) => s.Type === 'Task' && s.Resource === `<${bakeFunctionLogicalId()}.Arn>`,
+    );
     expect(lambdaTasks).toHaveLength(10);
     for (const [name, state] of lambdaTasks) {
       const retries = state.Retry ?? [];
       const throttle = retries.findIndex((r) => r.ErrorEquals.includes('Lambda.TooManyRequestsException'));
       expect(throttle, name).toBeGreaterThanOrEqual(0);
       // No earlier retrier swallows it, and the catch-all (Cleanup's) comes after it.
-      expect(retries.slice(0, throttle).some((r) => r.ErrorEquals.includes('States.ALL')), name).toBe(false);
+      expect(
+        retries.slice(0, throttle).some((r) => r.ErrorEquals.includes('States.ALL')),
+        name,
+      ).toBe(false);
       expect(retries[throttle]).toEqual({
         ErrorEquals: ['Lambda.TooManyRequestsException'],
         IntervalSeconds: 1,
@@ -968,7 +1088,10 @@ describe('config bake', () => {
         MaxAttempts: name === 'Cleanup' ? CLEANUP_THROTTLE_ATTEMPTS : THROTTLE_RETRY.maxAttempts,
       });
       // Lambda's service errors are retried too (CDK's retryOnServiceExceptions).
-      expect(retries.some((r) => r.ErrorEquals.includes('Lambda.ServiceException')), name).toBe(true);
+      expect(
+        retries.some((r) => r.ErrorEquals.includes('Lambda.ServiceException')),
+        name,
+      ).toBe(true);
     }
     // The waits those retries add up to: about 2 minutes for a step, about 8 for Cleanup.
     const waits = (attempts: number) => Array.from({ length: attempts }, (_, i) => Math.min(30, 2 ** i)).reduce((a, b) => a + b, 0);
@@ -993,11 +1116,20 @@ describe('config bake', () => {
       Cleanup: 'CleanupOutcome',
     };
     const bakeFn = `<${bakeFunctionLogicalId()}.Arn>`;
-    expect(Object.entries(states).filter(([, s]) => s.Resource === bakeFn).map(([n]) => n).sort()).toEqual(Object.keys(nextOf).sort());
+    expect(
+      Object.entries(states)
+        .filter(([, s]) => s.Resource === bakeFn)
+        .map(([n]) => n)
+        .sort(),
+    ).toEqual(Object.keys(nextOf).sort());
     for (const [task, next] of Object.entries(nextOf)) {
       expect(states[task].Next, task).toBe(`${task}HasEvents`);
       // Nothing to say: straight on, no PutEvents call.
-      expect(states[`${task}HasEvents`], task).toEqual({ Type: 'Choice', Choices: [{ Variable: '$.events[0]', IsPresent: true, Next: `${task}Publish` }], Default: next });
+      expect(states[`${task}HasEvents`], task).toEqual({
+        Type: 'Choice',
+        Choices: [{ Variable: '$.events[0]', IsPresent: true, Next: `${task}Publish` }],
+        Default: next,
+      });
       const map = states[`${task}Publish`];
       expect(map, task).toMatchObject({ Type: 'Map', ItemsPath: '$.events', MaxConcurrency: 1, ResultPath: null, Next: next });
       expect(map.Catch, task).toBeUndefined(); // its task catches everything catchable
@@ -1010,7 +1142,14 @@ describe('config bake', () => {
           Parameters: { Entries: [{ 'Detail.$': '$', 'DetailType.$': '$.type', Source: 'logrelay.bake' }] },
           ResultPath: null,
           TimeoutSeconds: EVENT_TIMEOUT_SECONDS,
-          Retry: [{ ErrorEquals: ['EventBridge.ThrottlingException', 'EventBridge.FailedEntry'], IntervalSeconds: 1, BackoffRate: 2, MaxAttempts: EVENT_RETRY.maxAttempts }],
+          Retry: [
+            {
+              ErrorEquals: ['EventBridge.ThrottlingException', 'EventBridge.FailedEntry'],
+              IntervalSeconds: 1,
+              BackoffRate: 2,
+              MaxAttempts: EVENT_RETRY.maxAttempts,
+            },
+          ],
           Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: null, Next: `${task}EventNotPublished` }],
           End: true,
         },
@@ -1019,7 +1158,8 @@ describe('config bake', () => {
     }
     // Only a bake task leads to a publishing Choice, and only that Choice to its Map: a Wait or an
     // aws-sdk task (which pass the last bake task's events through) never publishes.
-    const targets = (s: Json): string[] => [s.Next, s.Default, ...asArray<Json>(s.Choices).map((c) => c.Next), ...asArray<Json>(s.Catch).map((c) => c.Next)].filter(Boolean);
+    const targets = (s: Json): string[] =>
+      [s.Next, s.Default, ...asArray<Json>(s.Choices).map((c) => c.Next), ...asArray<Json>(s.Catch).map((c) => c.Next)].filter(Boolean);
     for (const [name, s] of Object.entries(states)) {
       for (const t of targets(s)) {
         if (t.endsWith('HasEvents')) expect(name, `${name} -> ${t}`).toBe(t.replace(/HasEvents$/, ''));
@@ -1080,10 +1220,16 @@ describe('config bake', () => {
           Validators: [{ Type: 'JSON_SCHEMA', Content: JSON.stringify(profileJsonSchema(name)) }],
         }),
       );
-      const versions = ofType('AWS::AppConfig::HostedConfigurationVersion').filter(([, v]) => v.Properties.ConfigurationProfileId?.Ref === ids.profiles[name]);
+      const versions = ofType('AWS::AppConfig::HostedConfigurationVersion').filter(
+        ([, v]) => v.Properties.ConfigurationProfileId?.Ref === ids.profiles[name],
+      );
       expect(versions, name).toHaveLength(1);
       expect(versions[0]![1].Properties).toEqual(
-        expect.objectContaining({ ApplicationId: { Ref: ids.application }, ContentType: 'application/json', Content: JSON.stringify(DEFAULT_CONFIG[name]) }),
+        expect.objectContaining({
+          ApplicationId: { Ref: ids.application },
+          ContentType: 'application/json',
+          Content: JSON.stringify(DEFAULT_CONFIG[name]),
+        }),
       );
       // Hosts serve the initial version from the initial rollout state's copy, never from AppConfig:
       // the two must be the same content, and the initial state must name this version (1).
@@ -1113,13 +1259,19 @@ describe('config bake', () => {
       return grantsOf(getAttOf(resources[fnId]!.Properties.Role, 'Arn')).filter((g) => !g.startsWith('dynamodb:'));
     };
     const basics = (fn: AnyFunctionName) => [
-      ...pairs(['logs:CreateLogStream', 'logs:PutLogEvents'], [`<${refOf(resources[fns.get(fn)!]!.Properties.LoggingConfig.LogGroup)}.Arn>`]),
+      ...pairs(
+        ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        [`<${refOf(resources[fns.get(fn)!]!.Properties.LoggingConfig.LogGroup)}.Arn>`],
+      ),
       ...pairs(FUNCTION_XRAY_ACTIONS, ['*']),
     ];
     // Hosts serve config from the rollout item (Control table, read): no AppConfig action at all.
     for (const fn of HOST_FUNCTIONS) {
       expect(nonDynamo(fn), fn).toEqual([...basics(fn)].sort());
-      expect(nonDynamo(fn).filter((g) => g.startsWith('appconfig:')), fn).toEqual([]);
+      expect(
+        nonDynamo(fn).filter((g) => g.startsWith('appconfig:')),
+        fn,
+      ).toEqual([]);
     }
     expect(nonDynamo('admin')).toEqual(
       [
@@ -1131,7 +1283,9 @@ describe('config bake', () => {
       ].sort(),
     );
     expect(nonDynamo('bake')).toEqual([...basics('bake'), 'cloudwatch:GetMetricData *'].sort());
-    expect(nonDynamo('upgrade')).toEqual([...basics('upgrade'), ...pairs(['appconfig:GetHostedConfigurationVersion'], PROFILES.map(versionsArn))].sort());
+    expect(nonDynamo('upgrade')).toEqual(
+      [...basics('upgrade'), ...pairs(['appconfig:GetHostedConfigurationVersion'], PROFILES.map(versionsArn))].sort(),
+    );
     expect(fns.size).toBe(HOST_FUNCTIONS.length + 3);
   });
 });
@@ -1180,7 +1334,9 @@ describe('upgrade on deploy', () => {
     const provider = resources[getAttOf(trigger.ServiceToken, 'Arn')]!;
     const providerRole = resources[getAttOf(provider.Properties.Role, 'Arn')]!;
     const invokes = (providerRole.Properties.Policies as Json[]).flatMap((p) =>
-      (p.PolicyDocument.Statement as Json[]).flatMap((st) => asArray<string>(st.Action).flatMap((a) => asArray<Json>(st.Resource).map((r) => `${a} ${flat(r)}`))),
+      (p.PolicyDocument.Statement as Json[]).flatMap((st) =>
+        asArray<string>(st.Action).flatMap((a) => asArray<Json>(st.Resource).map((r) => `${a} ${flat(r)}`)),
+      ),
     );
     expect(invokes).toEqual([`lambda:InvokeFunction <${fnId}.Arn>:*`]);
   });
@@ -1190,17 +1346,24 @@ describe('upgrade on deploy', () => {
     expect(dataFunctions().sort()).toEqual([...HOST_FUNCTIONS].sort());
     for (const fn of dataFunctions()) {
       const ids = resourcesUnder(stack.functions[fn]);
-      expect(ids.map((id) => resources[id]!.Type).sort(), fn).toEqual(['AWS::IAM::Policy', 'AWS::IAM::Role', 'AWS::Lambda::Function', 'AWS::Logs::LogGroup']);
+      expect(ids.map((id) => resources[id]!.Type).sort(), fn).toEqual([
+        'AWS::IAM::Policy',
+        'AWS::IAM::Role',
+        'AWS::Lambda::Function',
+        'AWS::Logs::LogGroup',
+      ]);
       for (const id of ids) expect(asArray((resources[id] as Json).DependsOn), `${fn}: ${id}`).toContain(trigger);
     }
     // After: the admin and bake functions run the new code (whose writes keep contents) before the
     // upgrade fills them in; and the upgrade's own function, role and the table it writes exist.
     const before = dependenciesOf(trigger);
     const control = [...tableLogicalIds()].find(([, key]) => key === 'control')![0];
-    for (const fn of ['admin', 'bake', 'upgrade'] as const) for (const id of resourcesUnder(stack.functions[fn])) expect(before.has(id), `${fn}: ${id}`).toBe(true);
+    for (const fn of ['admin', 'bake', 'upgrade'] as const)
+      for (const id of resourcesUnder(stack.functions[fn])) expect(before.has(id), `${fn}: ${id}`).toBe(true);
     expect(before.has(control)).toBe(true);
     // No cycle, and nothing of a data-route function is needed first.
-    for (const fn of dataFunctions()) for (const id of resourcesUnder(stack.functions[fn])) expect(before.has(id), `${fn}: ${id}`).toBe(false);
+    for (const fn of dataFunctions())
+      for (const id of resourcesUnder(stack.functions[fn])) expect(before.has(id), `${fn}: ${id}`).toBe(false);
   });
 
   it("its function's role may read the versions of this stack's two profiles and read and write the Control table, and nothing else", () => {

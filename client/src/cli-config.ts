@@ -73,10 +73,20 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
       secretAccessKey: flags.secretAccessKey,
       ...(flags.sessionToken ? { sessionToken: flags.sessionToken } : {}),
     };
-    return { ...base, endpoint: endpointGiven ?? localEndpoint, credentials, source: `access key ${flags.accessKeyId} from the command line` };
+    return {
+      ...base,
+      endpoint: endpointGiven ?? localEndpoint,
+      credentials,
+      source: `access key ${flags.accessKeyId} from the command line`,
+    };
   }
   if (flags.profile) {
-    return { ...base, endpoint: needEndpoint(`--profile ${flags.profile}`), credentials: defaultCredentials(flags.profile), source: `AWS profile ${flags.profile}` };
+    return {
+      ...base,
+      endpoint: needEndpoint(`--profile ${flags.profile}`),
+      credentials: defaultCredentials(flags.profile),
+      source: `AWS profile ${flags.profile}`,
+    };
   }
 
   const where = credentialsFileLocation({ ...(flags.credentialsFile ? { path: flags.credentialsFile } : {}), env, cwd });
@@ -85,15 +95,23 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
   const file = where.path;
   if (principalName) {
     if (!file || !existsSync(file)) {
-      throw new UsageError(`--principal ${principalName} needs the local credentials file, and ${file ?? where.named} does not exist. Start the local runtime once (npm start) to create it.`);
+      throw new UsageError(
+        `--principal ${principalName} needs the local credentials file, and ${file ?? where.named} does not exist. Start the local runtime once (npm start) to create it.`,
+      );
     }
     const principals = readPrincipals(file);
     const p = principals.find((x) => x.name === principalName);
-    if (!p) throw new UsageError(`There is no principal '${principalName}' in ${file}; it has ${principals.map((x) => x.name).join(', ')}.`);
+    if (!p)
+      throw new UsageError(`There is no principal '${principalName}' in ${file}; it has ${principals.map((x) => x.name).join(', ')}.`);
     return { ...base, endpoint: endpointGiven ?? localEndpoint, credentials: keysOf(p), source: `principal '${p.name}' of ${file}` };
   }
   if (env.AWS_ACCESS_KEY_ID || env.AWS_PROFILE) {
-    return { ...base, endpoint: needEndpoint('AWS credentials from the environment'), credentials: defaultCredentials(), source: 'the AWS provider chain (environment)' };
+    return {
+      ...base,
+      endpoint: needEndpoint('AWS credentials from the environment'),
+      credentials: defaultCredentials(),
+      source: 'the AWS provider chain (environment)',
+    };
   }
   if (file && existsSync(file) && (!endpointGiven || isLoopback(endpointGiven) || explicitFile)) {
     const principals = readPrincipals(file);

@@ -106,7 +106,9 @@ export function renderBake(b: Bake, now = Date.now()): string[] {
   if (s) {
     // Under a time scale (local runtime), each duration also as the real time it takes.
     const real = (seconds: number) => (scale === 1 ? '' : ` (${realDuration(seconds, scale)} real)`);
-    lines.push(`  weight ${s.weightPercent}%   bake ${s.bakeSeconds} s${real(s.bakeSeconds)}   poll ${s.pollSeconds} s${real(s.pollSeconds)}   min experiment requests ${n(s.minExperimentRequests)}`);
+    lines.push(
+      `  weight ${s.weightPercent}%   bake ${s.bakeSeconds} s${real(s.bakeSeconds)}   poll ${s.pollSeconds} s${real(s.pollSeconds)}   min experiment requests ${n(s.minExperimentRequests)}`,
+    );
   }
   if (b.error) lines.push(`  error: ${b.error}`);
   for (const [i, p] of b.phases.entries()) lines.push(...phaseLines(p, i, now, b));
@@ -115,7 +117,12 @@ export function renderBake(b: Bake, now = Date.now()): string[] {
 
 /** What changes between two views of a bake, elapsed times aside (non-TTY output prints only changes). */
 export function bakeFingerprint(b: Bake): string {
-  return JSON.stringify([b.status, b.abortRequested, b.error, b.phases.map((p) => [p.verdict, p.polls, p.reason, p.arms, p.alarms?.map((a) => a.state), p.diff])]);
+  return JSON.stringify([
+    b.status,
+    b.abortRequested,
+    b.error,
+    b.phases.map((p) => [p.verdict, p.polls, p.reason, p.arms, p.alarms?.map((a) => a.state), p.diff]),
+  ]);
 }
 
 /** Redraws a block of lines in place on a terminal. */
@@ -149,13 +156,22 @@ export function renderSession(s: SessionInfo): string[] {
     `log          ${s.logId}`,
     `cursor       ${s.cursor}   (next never-sent sequence number)`,
     `ack floor    ${s.ackFloor}`,
-    `in flight    ${n(s.inFlight)}${s.inFlightRanges.length ? `   ${s.inFlightRanges.slice(0, 8).map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(', ')}${s.inFlightRanges.length > 8 ? ', …' : ''}` : ''}`,
+    `in flight    ${n(s.inFlight)}${
+      s.inFlightRanges.length
+        ? `   ${s.inFlightRanges
+            .slice(0, 8)
+            .map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`))
+            .join(', ')}${s.inFlightRanges.length > 8 ? ', …' : ''}`
+        : ''
+    }`,
     `lag          ${n(s.lag)}`,
     `dead letters ${n(s.deadLettered)}`,
   ];
   if (s.skippedByRetention) lines.push(`skipped      ${n(s.skippedByRetention)} (removed by retention first)`);
   if (s.settings) {
-    lines.push(`settings     ack timeout ${s.settings.ackTimeoutSeconds} s, max in flight ${n(s.settings.maxInFlight)}, max deliveries ${s.settings.maxDeliveries}, idle timeout ${s.settings.idleTimeoutSeconds} s`);
+    lines.push(
+      `settings     ack timeout ${s.settings.ackTimeoutSeconds} s, max in flight ${n(s.settings.maxInFlight)}, max deliveries ${s.settings.maxDeliveries}, idle timeout ${s.settings.idleTimeoutSeconds} s`,
+    );
   }
   lines.push(`expires      ${s.expiresAt} (unless used before)`);
   return lines;
@@ -220,7 +236,10 @@ export function renderBakeList(bakes: BakeSummary[], now = Date.now()): string[]
     lines.push(head.join('  '));
     if (b.error) lines.push(`  error: ${b.error}`);
     const width = Math.max(...b.phases.map((p, i) => `${i + 1}. ${p.profile} v${p.version}`.length));
-    for (const [i, p] of b.phases.entries()) lines.push(`  ${`${i + 1}. ${p.profile} v${p.version}`.padEnd(width)}  ${p.verdict.padEnd(9)}${p.reason ? `  ${p.reason}` : ''}`.trimEnd());
+    for (const [i, p] of b.phases.entries())
+      lines.push(
+        `  ${`${i + 1}. ${p.profile} v${p.version}`.padEnd(width)}  ${p.verdict.padEnd(9)}${p.reason ? `  ${p.reason}` : ''}`.trimEnd(),
+      );
   }
   return lines;
 }

@@ -11,7 +11,18 @@ import { type AppendManyResult, LogrelayClient, type LogrelayClientOptions } fro
 import { LogrelayError } from './errors';
 import { resolveConnection, UsageError, type ConnectionFlags } from './cli-config';
 import { CredentialsFileError } from './local';
-import { LiveBlock, ProgressBar, bakeFingerprint, count, renderBake, renderBakeList, renderConfigs, renderDiff, renderSession, type Writable } from './cli-render';
+import {
+  LiveBlock,
+  ProgressBar,
+  bakeFingerprint,
+  count,
+  renderBake,
+  renderBakeList,
+  renderConfigs,
+  renderDiff,
+  renderSession,
+  type Writable,
+} from './cli-render';
 import { sleep } from './retry';
 import type { Session } from './session';
 import type { AppendRecord, Bake, BakeSummary, DeliveredRecord, SessionStart } from './types';
@@ -116,7 +127,8 @@ export function parseSince(value: string, nowMs: number): number {
   const span = /^([1-9][0-9]{0,5})(m|h|d)$/.exec(value);
   if (span) return nowMs - Number(span[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[span[2] as 'm' | 'h' | 'd'];
   const t = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : NaN;
-  if (Number.isNaN(t)) throw new UsageError(`--since '${value}' is neither an ISO 8601 time (2026-11-24T00:00:00Z) nor a span back from now (90m, 24h, 7d).`);
+  if (Number.isNaN(t))
+    throw new UsageError(`--since '${value}' is neither an ISO 8601 time (2026-11-24T00:00:00Z) nor a span back from now (90m, 24h, 7d).`);
   return t;
 }
 
@@ -177,9 +189,16 @@ export function buildProgram(io: CliIo): Command {
     .option('--access-key-id <key>', 'explicit AWS access key id (with --secret-access-key)')
     .option('--secret-access-key <secret>', 'explicit AWS secret access key')
     .option('--session-token <token>', 'session token of temporary credentials')
-    .option('--credentials-file <path>', 'the local runtime credentials file (env LOGRELAY_CREDENTIALS_FILE; default .logrelay/credentials.json here or above)')
+    .option(
+      '--credentials-file <path>',
+      'the local runtime credentials file (env LOGRELAY_CREDENTIALS_FILE; default .logrelay/credentials.json here or above)',
+    )
     .option('--principal <name>', 'principal of the local credentials file to act as (env LOGRELAY_PRINCIPAL; default the first admin)')
-    .option('--max-attempts <n>', 'attempts per request, retries included, 1..20 (default 6; 1 turns retries off)', intArg('--max-attempts', 1, 20))
+    .option(
+      '--max-attempts <n>',
+      'attempts per request, retries included, 1..20 (default 6; 1 turns retries off)',
+      intArg('--max-attempts', 1, 20),
+    )
     .option('--json', 'print JSON (one document, or one per line for streams) instead of text')
     .option('-v, --verbose', 'say where credentials came from and report retries on stderr')
     .addHelpText('after', HELP_FOOTER)
@@ -197,7 +216,12 @@ export function buildProgram(io: CliIo): Command {
       credentials: conn.credentials,
       ...(conn.region ? { region: conn.region } : {}),
       ...(g.maxAttempts !== undefined ? { retry: { maxAttempts: g.maxAttempts } } : {}),
-      ...(g.verbose ? { onRetry: (r) => err(`logrelay: ${r.request} failed (${r.error.code}: ${r.error.message}); retry ${r.attempt} in ${r.delayMs} ms`) } : {}),
+      ...(g.verbose
+        ? {
+            onRetry: (r) =>
+              err(`logrelay: ${r.request} failed (${r.error.code}: ${r.error.message}); retry ${r.attempt} in ${r.delayMs} ms`),
+          }
+        : {}),
       ...io.client,
     });
   };
@@ -214,7 +238,10 @@ export function buildProgram(io: CliIo): Command {
     .argument('[logId]', 'the log id, [A-Za-z0-9._-]{1,128} (default: one the service picks)')
     .option('--retention-hours <hours>', 'keep records this long, 1..8760 (default 168)', intArg('--retention-hours', 1, 8760))
     .action(async (logId: string | undefined, o: { retentionHours?: number }, cmd: Command) => {
-      const log = await clientFor(cmd).createLog({ ...(logId ? { logId } : {}), ...(o.retentionHours ? { retentionHours: o.retentionHours } : {}) });
+      const log = await clientFor(cmd).createLog({
+        ...(logId ? { logId } : {}),
+        ...(o.retentionHours ? { retentionHours: o.retentionHours } : {}),
+      });
       print(cmd, log, `created log ${log.logId} (retention ${log.retentionHours} h)`);
     });
   logs
@@ -243,7 +270,10 @@ export function buildProgram(io: CliIo): Command {
     .description('append JSON lines (one record per line, its data) from a file or stdin, in batches')
     .argument('<logId>', 'the log to append to')
     .argument('[file]', 'a file of JSON lines; omit or "-" for stdin')
-    .option('--key-field <name>', "use this field of each line's object (a string or number) as the record key; a line without it is refused")
+    .option(
+      '--key-field <name>',
+      "use this field of each line's object (a string or number) as the record key; a line without it is refused",
+    )
     .option('--allow-missing-key', 'with --key-field: append a line without the field as a record without a key, instead of refusing it')
     .option('--batch-size <n>', 'records per request, 1..500', intArg('--batch-size', 1, 500), 500)
     .option('--no-progress', 'no progress bar (it is shown only when stderr is a terminal)')
@@ -254,89 +284,101 @@ export function buildProgram(io: CliIo): Command {
         'are appended, none from it on, the message names the line, and it exits 2 (fix the line and append\n' +
         'from it on). A failed request exits 1, and the message says how many records were appended before it.',
     )
-    .action(async (logId: string, file: string | undefined, o: { keyField?: string; allowMissingKey?: boolean; batchSize: number; progress: boolean }, cmd: Command) => {
-      const client = clientFor(cmd);
-      const g = globals(cmd);
-      const fromStdin = !file || file === '-';
-      const path = fromStdin ? undefined : resolve(io.cwd, file);
-      if (path && (!existsSync(path) || !statSync(path).isFile())) throw new UsageError(`There is no file ${file}.`);
-      const source = fromStdin ? 'stdin' : file;
-      const showBar = o.progress && !g.json && io.stderr.isTTY === true;
-      const bar = showBar ? new ProgressBar(io.stderr, `appending to ${logId}`, path ? await countLines(path) : undefined) : undefined;
-      if (o.allowMissingKey && o.keyField === undefined) throw new UsageError('--allow-missing-key goes with --key-field NAME.');
-      let appended = 0;
-      let firstAppended: number | undefined;
-      let lastSeq = 0;
-      let lineNo = 0;
-      // A bad line ends the input there (the generator returns, it does not throw), so appendMany
-      // sends the lines before it and the report below is the same wherever the line was: in the
-      // first batch, or after batches were sent. (Throwing would lose the batch being filled.)
-      let badLine: string | undefined;
-      async function* records(): AsyncGenerator<AppendRecord> {
-        const input = path ? createReadStream(path) : io.stdin;
-        for await (const line of createInterface({ input, crlfDelay: Infinity })) {
-          lineNo++;
-          if (!line.trim()) continue;
-          let data: unknown;
-          try {
-            data = JSON.parse(line);
-          } catch (e) {
-            badLine = `line ${lineNo} of ${source} is not JSON (${(e as Error).message})`;
-            return;
-          }
-          const record: AppendRecord = { data };
-          if (o.keyField !== undefined) {
-            const isObject = data !== null && typeof data === 'object' && !Array.isArray(data);
-            const key = isObject ? (data as Record<string, unknown>)[o.keyField] : undefined;
-            if (typeof key === 'string' || typeof key === 'number') record.key = String(key);
-            else if (key !== undefined && key !== null) {
-              badLine = `line ${lineNo} of ${source} has '${o.keyField}' (--key-field ${o.keyField}) as ${Array.isArray(key) ? 'an array' : `a ${typeof key}`}; a key is a string or a number`;
-              return;
-            } else if (!o.allowMissingKey) {
-              badLine = `line ${lineNo} of ${source} has no field '${o.keyField}' (--key-field ${o.keyField})${isObject ? '' : ': it is not a JSON object'}; add it, or pass --allow-missing-key to append such lines without a key`;
+    .action(
+      async (
+        logId: string,
+        file: string | undefined,
+        o: { keyField?: string; allowMissingKey?: boolean; batchSize: number; progress: boolean },
+        cmd: Command,
+      ) => {
+        const client = clientFor(cmd);
+        const g = globals(cmd);
+        const fromStdin = !file || file === '-';
+        const path = fromStdin ? undefined : resolve(io.cwd, file);
+        if (path && (!existsSync(path) || !statSync(path).isFile())) throw new UsageError(`There is no file ${file}.`);
+        const source = fromStdin ? 'stdin' : file;
+        const showBar = o.progress && !g.json && io.stderr.isTTY === true;
+        const bar = showBar ? new ProgressBar(io.stderr, `appending to ${logId}`, path ? await countLines(path) : undefined) : undefined;
+        if (o.allowMissingKey && o.keyField === undefined) throw new UsageError('--allow-missing-key goes with --key-field NAME.');
+        let appended = 0;
+        let firstAppended: number | undefined;
+        let lastSeq = 0;
+        let lineNo = 0;
+        // A bad line ends the input there (the generator returns, it does not throw), so appendMany
+        // sends the lines before it and the report below is the same wherever the line was: in the
+        // first batch, or after batches were sent. (Throwing would lose the batch being filled.)
+        let badLine: string | undefined;
+        async function* records(): AsyncGenerator<AppendRecord> {
+          const input = path ? createReadStream(path) : io.stdin;
+          for await (const line of createInterface({ input, crlfDelay: Infinity })) {
+            lineNo++;
+            if (!line.trim()) continue;
+            let data: unknown;
+            try {
+              data = JSON.parse(line);
+            } catch (e) {
+              badLine = `line ${lineNo} of ${source} is not JSON (${(e as Error).message})`;
               return;
             }
+            const record: AppendRecord = { data };
+            if (o.keyField !== undefined) {
+              const isObject = data !== null && typeof data === 'object' && !Array.isArray(data);
+              const key = isObject ? (data as Record<string, unknown>)[o.keyField] : undefined;
+              if (typeof key === 'string' || typeof key === 'number') record.key = String(key);
+              else if (key !== undefined && key !== null) {
+                badLine = `line ${lineNo} of ${source} has '${o.keyField}' (--key-field ${o.keyField}) as ${Array.isArray(key) ? 'an array' : `a ${typeof key}`}; a key is a string or a number`;
+                return;
+              } else if (!o.allowMissingKey) {
+                badLine = `line ${lineNo} of ${source} has no field '${o.keyField}' (--key-field ${o.keyField})${isObject ? '' : ': it is not a JSON object'}; add it, or pass --allow-missing-key to append such lines without a key`;
+                return;
+              }
+            }
+            yield record;
           }
-          yield record;
         }
-      }
-      let result: AppendManyResult;
-      try {
-        result = await client.appendMany(logId, records(), {
-          maxRecordsPerRequest: o.batchSize,
-          onProgress: (p) => {
-            appended = p.records;
-            firstAppended ??= p.lastSeq - p.records + 1;
-            lastSeq = p.lastSeq;
-            bar?.update(p.records);
-          },
-        });
-      } catch (e) {
-        bar?.clear();
-        if (appended === 0) throw e;
-        throw new PartialFailure(`${count(appended, 'record')} ${appended === 1 ? 'was' : 'were'} appended (up to seq ${lastSeq}), then: ${(e as Error).message}`, e);
-      }
-      bar?.done(result.records);
-      if (badLine !== undefined) {
-        const stopLine = lineNo;
-        throw new UsageError(
-          `${badLine}. ` +
-            (appended === 0
-              ? 'Nothing was appended.'
-              : `The ${count(appended, 'record')} before it ${appended === 1 ? 'was' : 'were'} appended (seq ${firstAppended}..${lastSeq}); nothing from line ${stopLine} on. ` +
-                (path ? `Fix it and append from it on: tail -n +${stopLine} ${file} | logrelay append ${logId}` : 'Fix it and append from it on.')),
+        let result: AppendManyResult;
+        try {
+          result = await client.appendMany(logId, records(), {
+            maxRecordsPerRequest: o.batchSize,
+            onProgress: (p) => {
+              appended = p.records;
+              firstAppended ??= p.lastSeq - p.records + 1;
+              lastSeq = p.lastSeq;
+              bar?.update(p.records);
+            },
+          });
+        } catch (e) {
+          bar?.clear();
+          if (appended === 0) throw e;
+          throw new PartialFailure(
+            `${count(appended, 'record')} ${appended === 1 ? 'was' : 'were'} appended (up to seq ${lastSeq}), then: ${(e as Error).message}`,
+            e,
+          );
+        }
+        bar?.done(result.records);
+        if (badLine !== undefined) {
+          const stopLine = lineNo;
+          throw new UsageError(
+            `${badLine}. ` +
+              (appended === 0
+                ? 'Nothing was appended.'
+                : `The ${count(appended, 'record')} before it ${appended === 1 ? 'was' : 'were'} appended (seq ${firstAppended}..${lastSeq}); nothing from line ${stopLine} on. ` +
+                  (path
+                    ? `Fix it and append from it on: tail -n +${stopLine} ${file} | logrelay append ${logId}`
+                    : 'Fix it and append from it on.')),
+          );
+        }
+        const firstSeq = result.appends[0]?.firstSeq;
+        const last = result.appends[result.appends.length - 1]?.lastSeq;
+        print(
+          cmd,
+          { logId, records: result.records, requests: result.requests, firstSeq: firstSeq ?? null, lastSeq: last ?? null },
+          result.records === 0
+            ? `no records in ${source}; nothing appended`
+            : `appended ${count(result.records, 'record')} to ${logId} (seq ${firstSeq}..${last}) in ${count(result.requests, 'request')}`,
         );
-      }
-      const firstSeq = result.appends[0]?.firstSeq;
-      const last = result.appends[result.appends.length - 1]?.lastSeq;
-      print(
-        cmd,
-        { logId, records: result.records, requests: result.requests, firstSeq: firstSeq ?? null, lastSeq: last ?? null },
-        result.records === 0
-          ? `no records in ${source}; nothing appended`
-          : `appended ${count(result.records, 'record')} to ${logId} (seq ${firstSeq}..${last}) in ${count(result.requests, 'request')}`,
-      );
-    });
+      },
+    );
 
   // ---- sessions --------------------------------------------------------------------------------
   const sessions = program.command('sessions').description('open, inspect and end receiver sessions');
@@ -345,26 +387,40 @@ export function buildProgram(io: CliIo): Command {
     .description('open a receiver session on a log')
     .argument('<logId>', 'the log')
     .option('--start <where>', 'oldest, latest, or N to start after sequence number N (default oldest)', parseStart)
-    .option('--ack-timeout <seconds>', 'lease length of a delivered record, 1..43200 (default: the limits profile, 30)', intArg('--ack-timeout', 1, 43200))
+    .option(
+      '--ack-timeout <seconds>',
+      'lease length of a delivered record, 1..43200 (default: the limits profile, 30)',
+      intArg('--ack-timeout', 1, 43200),
+    )
     .option('--max-in-flight <n>', 'records leased and not yet acked at most, 1..10000 (default 1000)', intArg('--max-in-flight', 1, 10000))
     .option('--max-deliveries <n>', 'deliveries before a record is dead-lettered, 1..100 (default 5)', intArg('--max-deliveries', 1, 100))
-    .option('--idle-timeout <seconds>', 'the session ends after this long unused, 60..604800 (default 86400)', intArg('--idle-timeout', 60, 604800))
-    .action(async (logId: string, o: { start?: SessionStart; ackTimeout?: number; maxInFlight?: number; maxDeliveries?: number; idleTimeout?: number }, cmd: Command) => {
-      const s = await clientFor(cmd).createSession(logId, {
-        ...(o.start !== undefined ? { start: o.start } : {}),
-        ...(o.ackTimeout !== undefined ? { ackTimeoutSeconds: o.ackTimeout } : {}),
-        ...(o.maxInFlight !== undefined ? { maxInFlight: o.maxInFlight } : {}),
-        ...(o.maxDeliveries !== undefined ? { maxDeliveries: o.maxDeliveries } : {}),
-        ...(o.idleTimeout !== undefined ? { idleTimeoutSeconds: o.idleTimeout } : {}),
-      });
-      const i = s.info!;
-      print(cmd, i, [
-        `session      ${i.sessionId}`,
-        `log          ${i.logId}`,
-        `settings     ack timeout ${i.ackTimeoutSeconds} s, max in flight ${i.maxInFlight}, max deliveries ${i.maxDeliveries}, idle timeout ${i.idleTimeoutSeconds} s`,
-        `expires      ${i.expiresAt} (unless used before)`,
-      ]);
-    });
+    .option(
+      '--idle-timeout <seconds>',
+      'the session ends after this long unused, 60..604800 (default 86400)',
+      intArg('--idle-timeout', 60, 604800),
+    )
+    .action(
+      async (
+        logId: string,
+        o: { start?: SessionStart; ackTimeout?: number; maxInFlight?: number; maxDeliveries?: number; idleTimeout?: number },
+        cmd: Command,
+      ) => {
+        const s = await clientFor(cmd).createSession(logId, {
+          ...(o.start !== undefined ? { start: o.start } : {}),
+          ...(o.ackTimeout !== undefined ? { ackTimeoutSeconds: o.ackTimeout } : {}),
+          ...(o.maxInFlight !== undefined ? { maxInFlight: o.maxInFlight } : {}),
+          ...(o.maxDeliveries !== undefined ? { maxDeliveries: o.maxDeliveries } : {}),
+          ...(o.idleTimeout !== undefined ? { idleTimeoutSeconds: o.idleTimeout } : {}),
+        });
+        const i = s.info!;
+        print(cmd, i, [
+          `session      ${i.sessionId}`,
+          `log          ${i.logId}`,
+          `settings     ack timeout ${i.ackTimeoutSeconds} s, max in flight ${i.maxInFlight}, max deliveries ${i.maxDeliveries}, idle timeout ${i.idleTimeoutSeconds} s`,
+          `expires      ${i.expiresAt} (unless used before)`,
+        ]);
+      },
+    );
   sessions
     .command('describe')
     .description("show a session's cursor, ack floor, in-flight records, lag and dead letters")
@@ -379,7 +435,13 @@ export function buildProgram(io: CliIo): Command {
     .argument('<sessionId>', 'the session')
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const ranges = await clientFor(cmd).deadLetters(id);
-      print(cmd, { ranges }, ranges.length ? ranges.map(([a, b, c]) => `${a === b ? a : `${a}..${b}`}  after ${count(c, 'delivery', 'deliveries')}`) : 'no dead letters');
+      print(
+        cmd,
+        { ranges },
+        ranges.length
+          ? ranges.map(([a, b, c]) => `${a === b ? a : `${a}..${b}`}  after ${count(c, 'delivery', 'deliveries')}`)
+          : 'no dead letters',
+      );
     });
   sessions
     .command('delete')
@@ -400,71 +462,98 @@ export function buildProgram(io: CliIo): Command {
     .option('-f, --follow', 'keep waiting for new records until Ctrl-C')
     .option('-n, --limit <n>', 'stop after n records', intArg('--limit', 1, Number.MAX_SAFE_INTEGER))
     .option('--data-only', "print only each record's data, as JSON lines (what `append` reads)")
-    .option('--ack-timeout <seconds>', 'ack timeout of the session it opens (default: the limits profile, 30)', intArg('--ack-timeout', 1, 43200))
+    .option(
+      '--ack-timeout <seconds>',
+      'ack timeout of the session it opens (default: the limits profile, 30)',
+      intArg('--ack-timeout', 1, 43200),
+    )
     .option('--keep-session', 'do not delete the session it opened (its id is printed on stderr)')
-    .addHelpText('after', '\nOutput: "SEQ [key=KEY] DATA" per line; --json prints {"seq","key","deliveryCount","data"} per line.\nCtrl-C stops after the records being printed are acked; press it twice to quit at once.')
-    .action(async (logId: string | undefined, o: { session?: string; start?: SessionStart; follow?: boolean; limit?: number; dataOnly?: boolean; ackTimeout?: number; keepSession?: boolean }, cmd: Command) => {
-      const g = globals(cmd);
-      if (!logId && !o.session) throw new UsageError('tail needs a log id, or --session with an existing session id.');
-      if (logId && o.session) throw new UsageError('Give a log id or --session, not both.');
-      const client = clientFor(cmd);
-      let session: Session;
-      const own = !o.session;
-      if (o.session) session = client.session(o.session);
-      else {
-        session = await client.createSession(logId!, {
-          start: o.start ?? 'oldest',
-          idleTimeoutSeconds: 600,
-          ...(o.ackTimeout !== undefined ? { ackTimeoutSeconds: o.ackTimeout } : {}),
-        });
-        if (o.keepSession || g.verbose) err(`logrelay: reading through session ${session.id}`);
-      }
-      const stop = new AbortController();
-      let interrupts = 0;
-      const uninstall = io.onInterrupt(() => {
-        interrupts++;
-        if (interrupts === 1) {
-          if (!g.json) err('logrelay: stopping (Ctrl-C again to quit at once)');
-          stop.abort();
-        } else {
-          process.exit(EXIT.interrupted);
+    .addHelpText(
+      'after',
+      '\nOutput: "SEQ [key=KEY] DATA" per line; --json prints {"seq","key","deliveryCount","data"} per line.\nCtrl-C stops after the records being printed are acked; press it twice to quit at once.',
+    )
+    .action(
+      async (
+        logId: string | undefined,
+        o: {
+          session?: string;
+          start?: SessionStart;
+          follow?: boolean;
+          limit?: number;
+          dataOnly?: boolean;
+          ackTimeout?: number;
+          keepSession?: boolean;
+        },
+        cmd: Command,
+      ) => {
+        const g = globals(cmd);
+        if (!logId && !o.session) throw new UsageError('tail needs a log id, or --session with an existing session id.');
+        if (logId && o.session) throw new UsageError('Give a log id or --session, not both.');
+        const client = clientFor(cmd);
+        let session: Session;
+        const own = !o.session;
+        if (o.session) session = client.session(o.session);
+        else {
+          session = await client.createSession(logId!, {
+            start: o.start ?? 'oldest',
+            idleTimeoutSeconds: 600,
+            ...(o.ackTimeout !== undefined ? { ackTimeoutSeconds: o.ackTimeout } : {}),
+          });
+          if (o.keepSession || g.verbose) err(`logrelay: reading through session ${session.id}`);
         }
-      });
-      let printed = 0;
-      let first: number | undefined;
-      let last: number | undefined;
-      const line = (r: DeliveredRecord): string => {
-        if (g.json) return JSON.stringify({ seq: r.seq, ...(r.key !== undefined ? { key: r.key } : {}), deliveryCount: r.deliveryCount, data: r.data });
-        if (o.dataOnly) return JSON.stringify(r.data);
-        return `${r.seq} ${r.key !== undefined ? `key=${r.key} ` : ''}${JSON.stringify(r.data)}${r.deliveryCount > 1 ? `  (delivery ${r.deliveryCount})` : ''}`;
-      };
-      try {
-        await session.consumeBatches(
-          (batch) => {
-            const failed: number[] = [];
-            const lines: string[] = [];
-            for (const r of [...batch].sort((a, b) => a.seq - b.seq)) {
-              if (o.limit !== undefined && printed >= o.limit) {
-                failed.push(r.seq);
-                continue;
+        const stop = new AbortController();
+        let interrupts = 0;
+        const uninstall = io.onInterrupt(() => {
+          interrupts++;
+          if (interrupts === 1) {
+            if (!g.json) err('logrelay: stopping (Ctrl-C again to quit at once)');
+            stop.abort();
+          } else {
+            process.exit(EXIT.interrupted);
+          }
+        });
+        let printed = 0;
+        let first: number | undefined;
+        let last: number | undefined;
+        const line = (r: DeliveredRecord): string => {
+          if (g.json)
+            return JSON.stringify({
+              seq: r.seq,
+              ...(r.key !== undefined ? { key: r.key } : {}),
+              deliveryCount: r.deliveryCount,
+              data: r.data,
+            });
+          if (o.dataOnly) return JSON.stringify(r.data);
+          return `${r.seq} ${r.key !== undefined ? `key=${r.key} ` : ''}${JSON.stringify(r.data)}${r.deliveryCount > 1 ? `  (delivery ${r.deliveryCount})` : ''}`;
+        };
+        try {
+          await session.consumeBatches(
+            (batch) => {
+              const failed: number[] = [];
+              const lines: string[] = [];
+              for (const r of [...batch].sort((a, b) => a.seq - b.seq)) {
+                if (o.limit !== undefined && printed >= o.limit) {
+                  failed.push(r.seq);
+                  continue;
+                }
+                lines.push(line(r));
+                printed++;
+                first ??= r.seq;
+                last = r.seq;
               }
-              lines.push(line(r));
-              printed++;
-              first ??= r.seq;
-              last = r.seq;
-            }
-            if (lines.length) out(lines.join('\n'));
-            if (o.limit !== undefined && printed >= o.limit) stop.abort();
-            return { failed };
-          },
-          { concurrency: 1, maxRecords: 100, waitSeconds: o.follow ? 5 : 0, stopWhenEmpty: !o.follow, signal: stop.signal },
-        );
-      } finally {
-        uninstall();
-        if (own && !o.keepSession) await session.delete().catch(() => undefined);
-      }
-      if (!g.json && !o.dataOnly) err(printed ? `${count(printed, 'record')} (seq ${first}..${last})` : 'no records');
-    });
+              if (lines.length) out(lines.join('\n'));
+              if (o.limit !== undefined && printed >= o.limit) stop.abort();
+              return { failed };
+            },
+            { concurrency: 1, maxRecords: 100, waitSeconds: o.follow ? 5 : 0, stopWhenEmpty: !o.follow, signal: stop.signal },
+          );
+        } finally {
+          uninstall();
+          if (own && !o.keepSession) await session.delete().catch(() => undefined);
+        }
+        if (!g.json && !o.dataOnly) err(printed ? `${count(printed, 'record')} (seq ${first}..${last})` : 'no records');
+      },
+    );
 
   // ---- configs ---------------------------------------------------------------------------------
   const configs = program.command('configs').description('config profiles and versions (admin)');
@@ -491,12 +580,20 @@ export function buildProgram(io: CliIo): Command {
     .description("print a version's content; with --diff N, also what it changes against version N")
     .argument('<profile>', 'delivery or limits')
     .argument('<version>', 'the version number')
-    .option('--diff <N>', 'also list the fields whose effective value (defaults filled in) differs from version N of the profile', intArg('--diff', 1, 2_147_483_647))
-    .addHelpText('after', '\nWith --diff N, each field that differs is printed as "field  N\'s value -> this version\'s value".\nA field a version leaves out counts as its default, as hosts serve it: left out against the\ndefault written out is no difference.')
+    .option(
+      '--diff <N>',
+      'also list the fields whose effective value (defaults filled in) differs from version N of the profile',
+      intArg('--diff', 1, 2_147_483_647),
+    )
+    .addHelpText(
+      'after',
+      '\nWith --diff N, each field that differs is printed as "field  N\'s value -> this version\'s value".\nA field a version leaves out counts as its default, as hosts serve it: left out against the\ndefault written out is no difference.',
+    )
     .action(async (profile: string, version: string, o: { diff?: number }, cmd: Command) => {
       const v = await clientFor(cmd).getConfigVersion(profile, version, o.diff !== undefined ? { diff: o.diff } : {});
       const human = [JSON.stringify(v.content, null, 2)];
-      if (o.diff !== undefined) human.push('', `${v.profile} v${v.version} against v${o.diff} (v${o.diff} -> v${v.version}):`, ...renderDiff(v.diff ?? [], '  '));
+      if (o.diff !== undefined)
+        human.push('', `${v.profile} v${v.version} against v${o.diff} (v${o.diff} -> v${v.version}):`, ...renderDiff(v.diff ?? [], '  '));
       print(cmd, v, human);
     });
 
@@ -522,7 +619,8 @@ export function buildProgram(io: CliIo): Command {
   const ended = (b: Bake) => {
     exitCode = bakeExitCode(b);
   };
-  const intervalOption = () => new Option('--interval <seconds>', 'with --watch: seconds between reads').argParser(intArg('--interval', 1, 3600)).default(2);
+  const intervalOption = () =>
+    new Option('--interval <seconds>', 'with --watch: seconds between reads').argParser(intArg('--interval', 1, 3600)).default(2);
   bake
     .command('start')
     .description('start a bake of one or more changes, tested one at a time in the order given')
@@ -530,31 +628,52 @@ export function buildProgram(io: CliIo): Command {
     .option('--weight <percent>', 'share of requests on the experiment, 1..50 (default 10)', intArg('--weight', 1, 50))
     .option('--bake-seconds <s>', 'how long each phase measures, 10..3600 (default 600)', intArg('--bake-seconds', 10, 3600))
     .option('--poll-seconds <s>', 'how often a phase reads the alarms, 1..300 (default 30)', intArg('--poll-seconds', 1, 300))
-    .option('--min-experiment-requests <n>', 'fewest experiment requests to approve a phase (default 200)', intArg('--min-experiment-requests', 1, 1_000_000))
+    .option(
+      '--min-experiment-requests <n>',
+      'fewest experiment requests to approve a phase (default 200)',
+      intArg('--min-experiment-requests', 1, 1_000_000),
+    )
     .option('-w, --watch', 'then show the bake live until it ends (as bake status --watch); exit 3, 4 or 5 as bake status does')
     .addOption(intervalOption())
-    .action(async (changes: string[], o: { weight?: number; bakeSeconds?: number; pollSeconds?: number; minExperimentRequests?: number; watch?: boolean; interval: number }, cmd: Command) => {
-      let parsed: { profile: string; version: string }[];
-      try {
-        parsed = changes.map(parseChange);
-      } catch (e) {
-        throw new UsageError((e as Error).message);
-      }
-      const client = clientFor(cmd);
-      const { bakeId } = await client.startBake({
-        changes: parsed,
-        ...(o.weight !== undefined ? { weightPercent: o.weight } : {}),
-        ...(o.bakeSeconds !== undefined ? { bakeSeconds: o.bakeSeconds } : {}),
-        ...(o.pollSeconds !== undefined ? { pollSeconds: o.pollSeconds } : {}),
-        ...(o.minExperimentRequests !== undefined ? { minExperimentRequests: o.minExperimentRequests } : {}),
-      });
-      if (!o.watch) {
-        print(cmd, { bakeId }, `started bake ${bakeId}: ${parsed.map((c) => `${c.profile} v${c.version}`).join(', then ')}\nfollow it with: logrelay bake status ${bakeId} --watch`);
-        return;
-      }
-      if (!globals(cmd).json) err(`started bake ${bakeId}`);
-      ended(await watch(client, bakeId, cmd, o.interval));
-    });
+    .action(
+      async (
+        changes: string[],
+        o: {
+          weight?: number;
+          bakeSeconds?: number;
+          pollSeconds?: number;
+          minExperimentRequests?: number;
+          watch?: boolean;
+          interval: number;
+        },
+        cmd: Command,
+      ) => {
+        let parsed: { profile: string; version: string }[];
+        try {
+          parsed = changes.map(parseChange);
+        } catch (e) {
+          throw new UsageError((e as Error).message);
+        }
+        const client = clientFor(cmd);
+        const { bakeId } = await client.startBake({
+          changes: parsed,
+          ...(o.weight !== undefined ? { weightPercent: o.weight } : {}),
+          ...(o.bakeSeconds !== undefined ? { bakeSeconds: o.bakeSeconds } : {}),
+          ...(o.pollSeconds !== undefined ? { pollSeconds: o.pollSeconds } : {}),
+          ...(o.minExperimentRequests !== undefined ? { minExperimentRequests: o.minExperimentRequests } : {}),
+        });
+        if (!o.watch) {
+          print(
+            cmd,
+            { bakeId },
+            `started bake ${bakeId}: ${parsed.map((c) => `${c.profile} v${c.version}`).join(', then ')}\nfollow it with: logrelay bake status ${bakeId} --watch`,
+          );
+          return;
+        }
+        if (!globals(cmd).json) err(`started bake ${bakeId}`);
+        ended(await watch(client, bakeId, cmd, o.interval));
+      },
+    );
   bake
     .command('status')
     .description("a bake's status, phases, verdicts, arms and alarm states")
@@ -563,7 +682,7 @@ export function buildProgram(io: CliIo): Command {
     .addOption(intervalOption())
     .addHelpText(
       'after',
-      '\nWith --watch on a terminal the view is redrawn in place; otherwise (or with --json) a new view\nis printed each time something other than the elapsed time changes. The running phase shows what\nit changes against control, and durations are also shown as the real time they take under the\nservice\'s time scale (the local runtime\'s LOGRELAY_TIME_SCALE).\n\nExit code, by the bake as last read (without --watch: what it decided so far): 0 no phase\nrejected or reverted; 3 the bake ended FAILED or ABORTED; 4 a phase was REJECTED (its change was\nnot promoted); 5 a promoted change was REVERTED after promotion. When several apply: 5, then 3, then 4.\nA dry run (WOULD_APPROVE, WOULD_REJECT) exits 0 whatever it would have decided: it changed nothing.',
+      "\nWith --watch on a terminal the view is redrawn in place; otherwise (or with --json) a new view\nis printed each time something other than the elapsed time changes. The running phase shows what\nit changes against control, and durations are also shown as the real time they take under the\nservice's time scale (the local runtime's LOGRELAY_TIME_SCALE).\n\nExit code, by the bake as last read (without --watch: what it decided so far): 0 no phase\nrejected or reverted; 3 the bake ended FAILED or ABORTED; 4 a phase was REJECTED (its change was\nnot promoted); 5 a promoted change was REVERTED after promotion. When several apply: 5, then 3, then 4.\nA dry run (WOULD_APPROVE, WOULD_REJECT) exits 0 whatever it would have decided: it changed nothing.",
     )
     .action(async (bakeId: string | undefined, o: { watch?: boolean; interval: number }, cmd: Command) => {
       const client = clientFor(cmd);
@@ -594,16 +713,25 @@ export function buildProgram(io: CliIo): Command {
     .description('bakes, newest first: when each started, its status, and what each change was and what the bake decided about it')
     .option('--limit <n>', 'bakes per page read, 1..100 (default 20)', intArg('--limit', 1, 100))
     .option('--next-token <token>', 'start after the page that printed this token')
-    .option('--since <when>', 'only bakes started since WHEN: an ISO 8601 time (2026-11-24T00:00:00Z) or a span back from now (90m, 24h, 7d); reads pages back to it')
+    .option(
+      '--since <when>',
+      'only bakes started since WHEN: an ISO 8601 time (2026-11-24T00:00:00Z) or a span back from now (90m, 24h, 7d); reads pages back to it',
+    )
     .option('--all', 'read every page, to the oldest bake kept (90 days)')
-    .addHelpText('after', '\nWithout --all or --since it prints one page, and the command for the next one if there is more.\n"What changed yesterday": logrelay bake list --since 24h')
+    .addHelpText(
+      'after',
+      '\nWithout --all or --since it prints one page, and the command for the next one if there is more.\n"What changed yesterday": logrelay bake list --since 24h',
+    )
     .action(async (o: { limit?: number; nextToken?: string; since?: string; all?: boolean }, cmd: Command) => {
       const sinceMs = o.since === undefined ? undefined : parseSince(o.since, Date.now());
       const client = clientFor(cmd);
       const bakes: BakeSummary[] = [];
       let token = o.nextToken;
       for (;;) {
-        const page = await client.listBakes({ ...(o.limit !== undefined ? { limit: o.limit } : {}), ...(token !== undefined ? { nextToken: token } : {}) });
+        const page = await client.listBakes({
+          ...(o.limit !== undefined ? { limit: o.limit } : {}),
+          ...(token !== undefined ? { nextToken: token } : {}),
+        });
         const kept = sinceMs === undefined ? page.bakes : page.bakes.filter((b) => Date.parse(b.createdAt) >= sinceMs);
         bakes.push(...kept);
         token = page.nextToken;

@@ -191,7 +191,11 @@ export class LogrelayClient {
    * again (nothing of it was written); a single record too large fails. Stops at the first
    * error: the records before it are appended, none after.
    */
-  async appendMany<T>(logId: string, records: Iterable<AppendRecord<T>> | AsyncIterable<AppendRecord<T>>, o: AppendManyOptions = {}): Promise<AppendManyResult> {
+  async appendMany<T>(
+    logId: string,
+    records: Iterable<AppendRecord<T>> | AsyncIterable<AppendRecord<T>>,
+    o: AppendManyOptions = {},
+  ): Promise<AppendManyResult> {
     requireId('appendMany', 'logId', logId);
     const maxRecords = o.maxRecordsPerRequest ?? 500;
     const maxBytes = o.maxRequestBytes ?? 1_000_000;
@@ -231,7 +235,9 @@ export class LogrelayClient {
   /** POST /logs/{logId}/sessions: opens a session and returns its handle. Retried only when refused. */
   async createSession(logId: string, input: CreateSessionInput = {}, o: CallOptions = {}): Promise<Session> {
     requireId('createSession', 'logId', logId);
-    const created = (await this.http.call<CreatedSession>({ method: 'POST', path: `/logs/${enc(logId)}/sessions`, body: input, safety: 'once', ...sig(o) })).body;
+    const created = (
+      await this.http.call<CreatedSession>({ method: 'POST', path: `/logs/${enc(logId)}/sessions`, body: input, safety: 'once', ...sig(o) })
+    ).body;
     return new Session(this, created.sessionId, { ackTimeoutSeconds: created.ackTimeoutSeconds }, created);
   }
 
@@ -267,7 +273,9 @@ export class LogrelayClient {
     const { ack, ...rest } = input;
     const parts = ack === undefined ? [] : selectionBodies(ack);
     if (parts.length > 1) {
-      throw new RangeError(`A receive can carry at most ${MAX_SELECTION_ENTRIES} seqs and ${MAX_SELECTION_ENTRIES} ranges of acks; this selection needs ${parts.length} requests. Ack the rest with ack().`);
+      throw new RangeError(
+        `A receive can carry at most ${MAX_SELECTION_ENTRIES} seqs and ${MAX_SELECTION_ENTRIES} ranges of acks; this selection needs ${parts.length} requests. Ack the rest with ack().`,
+      );
     }
     const carried = parts[0];
     const request = `POST /sessions/${enc(sessionId)}/receive`;
@@ -328,19 +336,33 @@ export class LogrelayClient {
   /** GET /sessions/{id} */
   async describeSession(sessionId: string, o: CallOptions = {}): Promise<SessionInfo> {
     requireId('describeSession', 'sessionId', sessionId);
-    return (await this.http.call<SessionInfo>({ method: 'GET', path: `/sessions/${enc(sessionId)}`, safety: 'idempotent', ...sig(o) })).body;
+    return (await this.http.call<SessionInfo>({ method: 'GET', path: `/sessions/${enc(sessionId)}`, safety: 'idempotent', ...sig(o) }))
+      .body;
   }
 
   /** GET /sessions/{id}/dead-letters: `[from, to, deliveryCount]` ranges. */
   async deadLetters(sessionId: string, o: CallOptions = {}): Promise<[number, number, number][]> {
     requireId('deadLetters', 'sessionId', sessionId);
-    return (await this.http.call<{ ranges: [number, number, number][] }>({ method: 'GET', path: `/sessions/${enc(sessionId)}/dead-letters`, safety: 'idempotent', ...sig(o) })).body.ranges;
+    return (
+      await this.http.call<{ ranges: [number, number, number][] }>({
+        method: 'GET',
+        path: `/sessions/${enc(sessionId)}/dead-letters`,
+        safety: 'idempotent',
+        ...sig(o),
+      })
+    ).body.ranges;
   }
 
   /** DELETE /sessions/{id}. Retried; a 404 on a retry after an unanswered attempt counts as done. */
   async deleteSession(sessionId: string, o: CallOptions = {}): Promise<void> {
     requireId('deleteSession', 'sessionId', sessionId);
-    await this.http.call({ method: 'DELETE', path: `/sessions/${enc(sessionId)}`, safety: 'idempotent', notFoundAfterAmbiguousIsSuccess: true, ...sig(o) });
+    await this.http.call({
+      method: 'DELETE',
+      path: `/sessions/${enc(sessionId)}`,
+      safety: 'idempotent',
+      notFoundAfterAmbiguousIsSuccess: true,
+      ...sig(o),
+    });
   }
 
   // ---- Configs and bakes (admin) --------------------------------------------------------------
@@ -354,18 +376,38 @@ export class LogrelayClient {
   async putConfigVersion(profile: string, content: unknown, o: CallOptions & { description?: string } = {}): Promise<CreatedConfigVersion> {
     requireId('putConfigVersion', 'profile', profile);
     const body = o.description === undefined ? { content } : { content, description: o.description };
-    return (await this.http.call<CreatedConfigVersion>({ method: 'POST', path: `/configs/${enc(profile)}/versions`, body, safety: 'once', ...sig(o) })).body;
+    return (
+      await this.http.call<CreatedConfigVersion>({
+        method: 'POST',
+        path: `/configs/${enc(profile)}/versions`,
+        body,
+        safety: 'once',
+        ...sig(o),
+      })
+    ).body;
   }
 
   /**
    * GET /configs/{profile}/versions/{version}; with `diff: N`, the answer's `diff` lists the fields
    * whose effective value differs from version N's (N as `control`, this version as `experimental`).
    */
-  async getConfigVersion(profile: string, version: string | number, o: CallOptions & { diff?: string | number } = {}): Promise<ConfigVersion> {
+  async getConfigVersion(
+    profile: string,
+    version: string | number,
+    o: CallOptions & { diff?: string | number } = {},
+  ): Promise<ConfigVersion> {
     requireId('getConfigVersion', 'profile', profile);
     if (typeof version !== 'number') requireId('getConfigVersion', 'version', version);
     const query = o.diff !== undefined ? { query: { diff: String(o.diff) } } : {};
-    return (await this.http.call<ConfigVersion>({ method: 'GET', path: `/configs/${enc(profile)}/versions/${enc(String(version))}`, ...query, safety: 'idempotent', ...sig(o) })).body;
+    return (
+      await this.http.call<ConfigVersion>({
+        method: 'GET',
+        path: `/configs/${enc(profile)}/versions/${enc(String(version))}`,
+        ...query,
+        safety: 'idempotent',
+        ...sig(o),
+      })
+    ).body;
   }
 
   /** POST /bakes (not idempotent: a repeat would find its own bake in progress); retried only when refused. */
@@ -393,7 +435,8 @@ export class LogrelayClient {
   /** POST /bakes/{bakeId}/abort: sets the bake's abort flag (idempotent). */
   async abortBake(bakeId: string, o: CallOptions = {}): Promise<AbortedBake> {
     requireId('abortBake', 'bakeId', bakeId);
-    return (await this.http.call<AbortedBake>({ method: 'POST', path: `/bakes/${enc(bakeId)}/abort`, safety: 'idempotent', ...sig(o) })).body;
+    return (await this.http.call<AbortedBake>({ method: 'POST', path: `/bakes/${enc(bakeId)}/abort`, safety: 'idempotent', ...sig(o) }))
+      .body;
   }
 }
 

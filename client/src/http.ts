@@ -5,7 +5,16 @@
 import { SignatureV4 } from '@smithy/signature-v4';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { LogrelayError, NetworkError, NotFoundError, errorFromResponse } from './errors';
-import { abortError, isRetryable, parseRetryAfter, retryDelayMs, retryPolicy, type RetryOptions, type RetryPolicy, type Safety } from './retry';
+import {
+  abortError,
+  isRetryable,
+  parseRetryAfter,
+  retryDelayMs,
+  retryPolicy,
+  type RetryOptions,
+  type RetryPolicy,
+  type Safety,
+} from './retry';
 
 /** What the client needs of `fetch`: tests inject their own. */
 export type FetchLike = (
@@ -96,9 +105,12 @@ export class Transport {
     try {
       url = new URL(o.endpoint);
     } catch {
-      throw new RangeError(`The endpoint '${o.endpoint}' is not a URL. Give the API's base URL, e.g. http://127.0.0.1:8787 or the stack's ApiUrl output.`);
+      throw new RangeError(
+        `The endpoint '${o.endpoint}' is not a URL. Give the API's base URL, e.g. http://127.0.0.1:8787 or the stack's ApiUrl output.`,
+      );
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new RangeError(`The endpoint '${o.endpoint}' must be an http:// or https:// URL.`);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      throw new RangeError(`The endpoint '${o.endpoint}' must be an http:// or https:// URL.`);
     this.endpoint = url;
     this.region = o.region;
     this.signer = new SignatureV4({ service: 'execute-api', region: o.region, credentials: o.credentials, sha256: Sha256 });
@@ -187,7 +199,8 @@ export class Transport {
       throw new NetworkError({
         code: 'NetworkError',
         status: 0,
-        message: `${request} to ${this.endpoint.origin} failed before an answer arrived (${detail}).` +
+        message:
+          `${request} to ${this.endpoint.origin} failed before an answer arrived (${detail}).` +
           (cause === 'ECONNREFUSED' ? ' Is the service running there (npm start for the local runtime)?' : ''),
         request,
         connectFailed: cause !== undefined && CONNECT_FAILURES.has(cause),
@@ -199,7 +212,12 @@ export class Transport {
       try {
         return { status, body: JSON.parse(text) as T };
       } catch {
-        throw new LogrelayError({ code: 'InvalidResponse', status, message: `${request} answered ${status} with a body that is not JSON: ${text.slice(0, 200)}`, request });
+        throw new LogrelayError({
+          code: 'InvalidResponse',
+          status,
+          message: `${request} answered ${status} with a body that is not JSON: ${text.slice(0, 200)}`,
+          request,
+        });
       }
     }
     throw errorFromResponse(status, text, parseRetryAfter(retryAfter, this.now()), request);

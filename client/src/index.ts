@@ -1,8 +1,25 @@
 /** @logrelay/client: the typed client, the worker API and their types. The CLI is cli.ts. */
 export { LogrelayClient, defaultCredentials } from './client';
-export type { LogrelayClientOptions, CallOptions, AppendOptions, AppendManyOptions, AppendManyResult, AppendProgress, SessionHandleOptions } from './client';
+export type {
+  LogrelayClientOptions,
+  CallOptions,
+  AppendOptions,
+  AppendManyOptions,
+  AppendManyResult,
+  AppendProgress,
+  SessionHandleOptions,
+} from './client';
 export { Session, LeaseKeeper, IdlePacer, DEFAULT_IDLE_POLL_SECONDS } from './session';
-export type { ConsumeOptions, ConsumeSummary, ConsumePhase, RecordHandler, BatchHandler, HandlerContext, RecordsOptions, LeasedRecord } from './session';
+export type {
+  ConsumeOptions,
+  ConsumeSummary,
+  ConsumePhase,
+  RecordHandler,
+  BatchHandler,
+  HandlerContext,
+  RecordsOptions,
+  LeasedRecord,
+} from './session';
 export {
   LogrelayError,
   ValidationError,

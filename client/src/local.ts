@@ -58,9 +58,11 @@ export function readPrincipals(path: string): LocalPrincipal[] {
  * rather than searched for; `path` is absolute, and undefined only when nothing was named and the
  * search found nothing. The file is not checked to exist when named.
  */
-export function credentialsFileLocation(
-  o: { path?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {},
-): { path: string | undefined; explicit: boolean; named: string } {
+export function credentialsFileLocation(o: { path?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): {
+  path: string | undefined;
+  explicit: boolean;
+  named: string;
+} {
   const cwd = o.cwd ?? process.cwd();
   const named = o.path ?? (o.env ?? process.env).LOGRELAY_CREDENTIALS_FILE;
   if (named) return { path: resolve(cwd, named), explicit: true, named };
@@ -81,6 +83,9 @@ export function localCredentials(o: { principal?: string; path?: string } = {}):
   }
   const principals = readPrincipals(path);
   const p = o.principal ? principals.find((x) => x.name === o.principal) : (principals.find((x) => x.admin) ?? principals[0]);
-  if (!p) throw new CredentialsFileError(`There is no principal '${o.principal}' in ${path}; it has ${principals.map((x) => x.name).join(', ')}.`);
+  if (!p)
+    throw new CredentialsFileError(
+      `There is no principal '${o.principal}' in ${path}; it has ${principals.map((x) => x.name).join(', ')}.`,
+    );
   return { accessKeyId: p.accessKeyId, secretAccessKey: p.secretAccessKey };
 }

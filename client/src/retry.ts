@@ -72,7 +72,8 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 
 export function retryPolicy(o: RetryOptions = {}): RetryPolicy {
   const maxAttempts = o.maxAttempts ?? 6;
-  if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw new RangeError(`retry.maxAttempts must be an integer >= 1; it is ${maxAttempts}.`);
+  if (!Number.isInteger(maxAttempts) || maxAttempts < 1)
+    throw new RangeError(`retry.maxAttempts must be an integer >= 1; it is ${maxAttempts}.`);
   return {
     maxAttempts,
     baseDelayMs: o.baseDelayMs ?? 200,

@@ -32,7 +32,10 @@ export function selectionBodies(sel: Selection, max = MAX_SELECTION_ENTRIES): Se
   if (Array.isArray(sel)) return chunks(toRanges(sel as readonly Seq[]), max).map((ranges) => ({ ranges }));
   const s = sel as { seqs?: readonly Seq[]; ranges?: readonly Range[] };
   const seqChunks = chunks(s.seqs ?? [], max);
-  const rangeChunks = chunks((s.ranges ?? []).map((r): [Seq, Seq] => [r[0], r[1]]), max);
+  const rangeChunks = chunks(
+    (s.ranges ?? []).map((r): [Seq, Seq] => [r[0], r[1]]),
+    max,
+  );
   const n = Math.max(seqChunks.length, rangeChunks.length);
   const out: SelectionBody[] = [];
   for (let i = 0; i < n; i++) {

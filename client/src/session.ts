@@ -360,7 +360,9 @@ export class LeaseKeeper {
 // ---- The consume loop -----------------------------------------------------------------------------
 
 function defaultOnError(e: unknown, info: { during: ConsumePhase; seqs?: Seq[] }): void {
-  const which = info.seqs?.length ? ` (seq ${info.seqs.length === 1 ? info.seqs[0] : `${info.seqs[0]} and ${info.seqs.length - 1} more`})` : '';
+  const which = info.seqs?.length
+    ? ` (seq ${info.seqs.length === 1 ? info.seqs[0] : `${info.seqs[0]} and ${info.seqs.length - 1} more`})`
+    : '';
   const what = info.during === 'handler' ? `the handler failed${which}; nacked` : `${info.during} failed${which}`;
   console.error(`logrelay consume: ${what}: ${(e as Error)?.message ?? String(e)}`);
 }
@@ -389,7 +391,8 @@ export class IdlePacer {
     idlePollSeconds: number | undefined,
   ) {
     const s = idlePollSeconds ?? DEFAULT_IDLE_POLL_SECONDS;
-    if (!(s >= 0) || !Number.isFinite(s)) throw new RangeError(`idlePollSeconds must be a number of seconds, 0 or more; it is ${String(idlePollSeconds)}.`);
+    if (!(s >= 0) || !Number.isFinite(s))
+      throw new RangeError(`idlePollSeconds must be a number of seconds, 0 or more; it is ${String(idlePollSeconds)}.`);
     this.idleMs = Math.round(s * 1000);
   }
 
@@ -437,7 +440,16 @@ class Consumer<T> {
   private flushing: Promise<void> | undefined;
   private waiters: (() => void)[] = [];
   private readonly keeper: LeaseKeeper;
-  private readonly summary: ConsumeSummary = { received: 0, handled: 0, failed: 0, released: 0, acked: 0, extended: 0, leasesLost: 0, unsettled: 0 };
+  private readonly summary: ConsumeSummary = {
+    received: 0,
+    handled: 0,
+    failed: 0,
+    released: 0,
+    acked: 0,
+    extended: 0,
+    leasesLost: 0,
+    unsettled: 0,
+  };
   private readonly concurrency: number;
   private readonly maxAckDelayMs: number;
   /** Receives carry acks unless the service refused them (it predates acks on receive). */
@@ -459,7 +471,11 @@ class Consumer<T> {
     const delay = Math.max(0, o.maxAckDelayMs ?? 100);
     this.maxAckDelayMs = ackTimeoutSeconds !== undefined ? Math.min(delay, ackTimeoutSeconds * 100) : delay;
     this.onError = o.onError ?? defaultOnError;
-    this.keeper = new LeaseKeeper((seqs, s) => session.extend(seqs, s), ackTimeoutSeconds, (e, seqs) => this.failure(e, 'extend', seqs));
+    this.keeper = new LeaseKeeper(
+      (seqs, s) => session.extend(seqs, s),
+      ackTimeoutSeconds,
+      (e, seqs) => this.failure(e, 'extend', seqs),
+    );
   }
 
   async run(): Promise<ConsumeSummary> {
@@ -540,7 +556,11 @@ class Consumer<T> {
       try {
         // Not given the abort signal on purpose: a receive that has started may lease records,
         // and they are released below rather than left to wait out their lease.
-        const got = await this.session.receiveAndAck({ maxRecords: this.o.maxRecords ?? 100, waitSeconds: idle.waitSeconds, ...(carried.length ? { ack: carried } : {}) });
+        const got = await this.session.receiveAndAck({
+          maxRecords: this.o.maxRecords ?? 100,
+          waitSeconds: idle.waitSeconds,
+          ...(carried.length ? { ack: carried } : {}),
+        });
         this.summary.acked += got.acked;
         batch = got.records;
         backoffMs = 0;
@@ -708,10 +728,20 @@ class Consumer<T> {
         }
         if (nacks.length) {
           const delay = this.o.nackDelaySeconds;
-          calls.push(this.session.nack(nacks, delay ? { delaySeconds: delay } : {}).then(() => undefined, (e: unknown) => this.unsettled(e, 'nack', nacks)));
+          calls.push(
+            this.session.nack(nacks, delay ? { delaySeconds: delay } : {}).then(
+              () => undefined,
+              (e: unknown) => this.unsettled(e, 'nack', nacks),
+            ),
+          );
         }
         if (releases.length) {
-          calls.push(this.session.nack(releases).then(() => undefined, (e: unknown) => this.unsettled(e, 'nack', releases)));
+          calls.push(
+            this.session.nack(releases).then(
+              () => undefined,
+              (e: unknown) => this.unsettled(e, 'nack', releases),
+            ),
+          );
         }
         await Promise.all(calls);
       }

@@ -15,7 +15,6 @@ import type { AppConfigIds, ConfigVersions } from '../ports';
 // Re-exported for the callers that import them from here (they live in ports.ts).
 export type { AppConfigIds, ConfigVersions } from '../ports';
 
-
 /**
  * The AppConfig ids an environment names, '' for each it lacks, unchecked: for tools and tests
  * reading a template's environment. A function reads its own through functionEnv
@@ -27,7 +26,6 @@ export function appConfigIdsFromEnv(env: NodeJS.ProcessEnv = process.env): AppCo
     profiles: { delivery: env.APPCONFIG_DELIVERY_PROFILE_ID ?? '', limits: env.APPCONFIG_LIMITS_PROFILE_ID ?? '' },
   };
 }
-
 
 const isNotFound = (e: unknown): boolean => (e as { name?: string })?.name === 'ResourceNotFoundException';
 
@@ -43,7 +41,11 @@ export class AppConfigVersions implements ConfigVersions {
     const n = Number(version);
     try {
       const out = await this.client.send(
-        new GetHostedConfigurationVersionCommand({ ApplicationId: this.ids.applicationId, ConfigurationProfileId: this.ids.profiles[profile], VersionNumber: n }),
+        new GetHostedConfigurationVersionCommand({
+          ApplicationId: this.ids.applicationId,
+          ConfigurationProfileId: this.ids.profiles[profile],
+          VersionNumber: n,
+        }),
       );
       return JSON.parse(Buffer.from(out.Content ?? new Uint8Array()).toString('utf8')) as unknown;
     } catch (e) {

@@ -11,8 +11,6 @@ import { ALARM_PERIOD_SECONDS, ARM_METRICS, ARMS, METRIC_NAMESPACE, armDimension
 export type { ArmMetricsReader } from '../ports';
 export { totalsOf } from '../domain/bake';
 
-
-
 type Arm = (typeof ARMS)[number];
 
 export class CloudWatchArmMetrics implements ArmMetricsReader {
@@ -31,7 +29,11 @@ export class CloudWatchArmMetrics implements ArmMetricsReader {
     const metric = (arm: Arm, name: string, stat: string, id: string): MetricDataQuery => ({
       Id: id,
       MetricStat: {
-        Metric: { Namespace: METRIC_NAMESPACE, MetricName: name, Dimensions: Object.entries(armDimensions(arm)).map(([Name, Value]) => ({ Name, Value })) },
+        Metric: {
+          Namespace: METRIC_NAMESPACE,
+          MetricName: name,
+          Dimensions: Object.entries(armDimensions(arm)).map(([Name, Value]) => ({ Name, Value })),
+        },
         Period: ALARM_PERIOD_SECONDS,
         Stat: stat,
       },
@@ -48,7 +50,12 @@ export class CloudWatchArmMetrics implements ArmMetricsReader {
     let token: string | undefined;
     do {
       const out = await this.client.send(
-        new GetMetricDataCommand({ MetricDataQueries: queries, StartTime: new Date(start), EndTime: new Date(end), ...(token ? { NextToken: token } : {}) }),
+        new GetMetricDataCommand({
+          MetricDataQueries: queries,
+          StartTime: new Date(start),
+          EndTime: new Date(end),
+          ...(token ? { NextToken: token } : {}),
+        }),
       );
       for (const r of out.MetricDataResults ?? []) {
         const byPeriod = values.get(r.Id ?? '') ?? new Map<number, number>();
@@ -69,7 +76,12 @@ export class CloudWatchArmMetrics implements ArmMetricsReader {
         const get = (k: string) => values.get(`${arm}_${k}`)?.get(i);
         const requests = get('requests') ?? 0;
         const p99 = get('p99');
-        return { requests, errors4xx: get('errors4xx') ?? 0, errors5xx: get('errors5xx') ?? 0, ...(requests > 0 && p99 !== undefined ? { p99Ms: p99 } : {}) };
+        return {
+          requests,
+          errors4xx: get('errors4xx') ?? 0,
+          errors5xx: get('errors5xx') ?? 0,
+          ...(requests > 0 && p99 !== undefined ? { p99Ms: p99 } : {}),
+        };
       });
     return { control: series('control'), experiment: series('experiment') };
   }

@@ -35,7 +35,6 @@ const LIST_PARTITION = 'bake';
 /** Attempts at a BatchGetItem's unprocessed keys (DynamoDB leaves some when throttled) before giving up. */
 const BATCH_GET_ATTEMPTS = 8;
 
-
 /**
  * DynamoDB left keys of a BatchGetItem unprocessed (it does so for capacity) after every attempt:
  * a DynamoDB throttle, so the edge answers 503 StorageThrottled with retry-after.
@@ -52,7 +51,6 @@ export class UnprocessedKeysError extends DynamoDBServiceException {
     Object.setPrototypeOf(this, UnprocessedKeysError.prototype);
   }
 }
-
 
 export class DynamoControlStore implements ControlStore {
   private readonly doc: DynamoDBDocumentClient;

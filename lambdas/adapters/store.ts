@@ -16,7 +16,12 @@ import {
   type BatchWriteCommandInput,
   type QueryCommandInput,
 } from '@aws-sdk/lib-dynamodb';
-import { ConditionalCheckFailedException, DynamoDBServiceException, type ConsumedCapacity, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  ConditionalCheckFailedException,
+  DynamoDBServiceException,
+  type ConsumedCapacity,
+  type DynamoDBClient,
+} from '@aws-sdk/client-dynamodb';
 import { randomBytes } from 'node:crypto';
 import { ConflictError } from '../domain/errors';
 import { decodeAckMark, decodeDead, decodeLeases, encodeAckMark, encodeDead, encodeLeases } from '../domain/codec';
@@ -24,7 +29,18 @@ import { decodeEntry, encodeEntry, runExpiry, type ChunkRef, type ExpiryMark, ty
 import type { DeadRange } from '../domain/ranges';
 import { CHUNK, DEAD_PAGE, HEAD, IDEM, MARK, namesIn, PAGE, SESSION } from './items';
 import { expiryAfterUseMs, type AckMark, type SessionState, type StoredSession } from '../domain/session';
-import { isThrottle, sleep, type ChunkDraft, type ClaimRequest, type ExpiryIndex, type IdemAttempt, type IdemItem, type LogHead, type Segment, type Store } from '../ports';
+import {
+  isThrottle,
+  sleep,
+  type ChunkDraft,
+  type ClaimRequest,
+  type ExpiryIndex,
+  type IdemAttempt,
+  type IdemItem,
+  type LogHead,
+  type Segment,
+  type Store,
+} from '../ports';
 
 // Re-exported for the callers that import them from here (they live in ports.ts).
 export type { ChunkDraft, ExpiryIndex, IdemAttempt, IdemItem, LogHead, Segment, Store } from '../ports';
@@ -124,7 +140,11 @@ function headFromItem(it: Item): LogHead {
   const from = it[HEAD.marksFrom];
   const latest = it[HEAD.marksLatest];
   const expiry: ExpiryIndex | undefined =
-    it[HEAD.marksAt] === tailFirst && typeof from === 'number' && typeof latest === 'number' ? { from, latest } : tailFirst === 1 ? { from: 1, latest: 0 } : undefined;
+    it[HEAD.marksAt] === tailFirst && typeof from === 'number' && typeof latest === 'number'
+      ? { from, latest }
+      : tailFirst === 1
+        ? { from: 1, latest: 0 }
+        : undefined;
   return {
     logKey: it[HEAD.key] as string,
     owner: it[HEAD.owner] as string,
@@ -141,7 +161,11 @@ const entriesOf = (encoded: unknown): IndexEntry[] => ((encoded as string[] | un
 const pageFromItem = (it: Item): IndexRun => ({ first: it[PAGE.first] as number, entries: entriesOf(it[PAGE.entries]) });
 
 function idemFromItem(it: Item): IdemItem {
-  const out: IdemItem = { status: it[IDEM.state] === 'C' ? 'COMPLETE' : 'PENDING', token: it[IDEM.token] as string, untilMs: it[IDEM.untilMs] as number };
+  const out: IdemItem = {
+    status: it[IDEM.state] === 'C' ? 'COMPLETE' : 'PENDING',
+    token: it[IDEM.token] as string,
+    untilMs: it[IDEM.untilMs] as number,
+  };
   const [first, last, hash, fromSeq, prior] = [it[IDEM.firstSeq], it[IDEM.lastSeq], it[IDEM.hash], it[IDEM.fromSeq], it[IDEM.prior]];
   if (typeof first === 'number') out.first = first;
   if (typeof last === 'number') out.last = last;
@@ -361,7 +385,13 @@ export class DynamoStore implements Store {
       ...marks.map((m) => ({
         PutRequest: {
           // Deleted with its page: once its key has passed, no reader's query reaches it.
-          Item: onDisk(MARK, { key: markPk(logKey, marksFrom), expiresSec: m.expiresSec, pageFirst: m.page.first, entries: m.page.entries.map(encodeEntry), ttl: m.expiresSec }),
+          Item: onDisk(MARK, {
+            key: markPk(logKey, marksFrom),
+            expiresSec: m.expiresSec,
+            pageFirst: m.page.first,
+            entries: m.page.entries.map(encodeEntry),
+            ttl: m.expiresSec,
+          }),
         },
       })),
     ]);
@@ -476,7 +506,13 @@ export class DynamoStore implements Store {
     for (const found of await Promise.all(parts)) {
       for (const it of found[this.tables.records] ?? []) {
         const ref = byKey.get(`${it[CHUNK.key] as string}\n${it[CHUNK.index] as number}`)!;
-        out.push({ first: ref.first, count: ref.count, text: it[CHUNK.text] as string, batchId: ref.batchId, expiresSec: it[CHUNK.ttl] as number });
+        out.push({
+          first: ref.first,
+          count: ref.count,
+          text: it[CHUNK.text] as string,
+          batchId: ref.batchId,
+          expiresSec: it[CHUNK.ttl] as number,
+        });
       }
     }
     return out.sort((a, b) => a.first - b.first);
@@ -581,9 +617,7 @@ export class DynamoStore implements Store {
         if (attempt > 8) throw new Error(`${op}: DynamoDB left ${pending.length} writes unprocessed after ${attempt} attempts`);
         const out = await this.send(
           op,
-          this.doc.send(
-            new BatchWriteCommand({ RequestItems: { [table]: pending }, ReturnConsumedCapacity: 'TOTAL' }),
-          ),
+          this.doc.send(new BatchWriteCommand({ RequestItems: { [table]: pending }, ReturnConsumedCapacity: 'TOTAL' })),
         );
         pending = out.UnprocessedItems?.[table] ?? [];
       }
@@ -712,7 +746,16 @@ export class DynamoStore implements Store {
     next.version = stored.state.version + 1;
   }
 
-  async claimSession({ sessionId, n, limit, releases, leaseMs, expiresMs, nowMs, marks }: ClaimRequest): Promise<{ cursor: number; pending: number; before: StoredSession }> {
+  async claimSession({
+    sessionId,
+    n,
+    limit,
+    releases,
+    leaseMs,
+    expiresMs,
+    nowMs,
+    marks,
+  }: ClaimRequest): Promise<{ cursor: number; pending: number; before: StoredSession }> {
     const acking = !!marks?.length;
     const update = `SET #cursor = #cursor + :n, #claims = list_append(#claims, :claim), #expiresMs = :expiresMs, #ttl = :ttl${acking ? ' ADD #acks :acks' : ''}`;
     // Room under maxInFlight, not expired, and no release since the read the claim was planned
@@ -781,10 +824,17 @@ export class DynamoStore implements Store {
 
   async deleteSession(sessionId: string, deadPages: readonly string[]): Promise<void> {
     // Pages first: a crash in between leaves a session that a retried DELETE still finds.
-    if (deadPages.length) await this.batchWrite('deleteSession', this.tables.sessions, deadPages.map((key) => ({ DeleteRequest: { Key: { [DEAD_PAGE.key]: key } } })));
+    if (deadPages.length)
+      await this.batchWrite(
+        'deleteSession',
+        this.tables.sessions,
+        deadPages.map((key) => ({ DeleteRequest: { Key: { [DEAD_PAGE.key]: key } } })),
+      );
     await this.send(
       'deleteSession',
-      this.doc.send(new DeleteCommand({ TableName: this.tables.sessions, Key: { [SESSION.key]: sessionId }, ReturnConsumedCapacity: 'TOTAL' })),
+      this.doc.send(
+        new DeleteCommand({ TableName: this.tables.sessions, Key: { [SESSION.key]: sessionId }, ReturnConsumedCapacity: 'TOTAL' }),
+      ),
     );
   }
 
@@ -804,10 +854,12 @@ export class DynamoStore implements Store {
   async getDeadPages(keys: readonly string[]): Promise<DeadRange[][]> {
     const pages = new Map<string, DeadRange[]>();
     for (let i = 0; i < keys.length; i += 100) {
-      const found = await this.batchGet('getDeadPages', { [this.tables.sessions]: { keys: keys.slice(i, i + 100).map((key) => ({ [DEAD_PAGE.key]: key })), consistent: true } });
-      for (const it of found[this.tables.sessions] ?? []) pages.set(it[DEAD_PAGE.key] as string, decodeDead(it[DEAD_PAGE.ranges] as Uint8Array));
+      const found = await this.batchGet('getDeadPages', {
+        [this.tables.sessions]: { keys: keys.slice(i, i + 100).map((key) => ({ [DEAD_PAGE.key]: key })), consistent: true },
+      });
+      for (const it of found[this.tables.sessions] ?? [])
+        pages.set(it[DEAD_PAGE.key] as string, decodeDead(it[DEAD_PAGE.ranges] as Uint8Array));
     }
     return keys.map((k) => pages.get(k) ?? []);
   }
 }
-

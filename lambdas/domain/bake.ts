@@ -288,7 +288,10 @@ export function pollBudget(s: BakeSettings): { polls: number; extension: number 
 }
 
 export class BakeStateError extends Error {
-  constructor(readonly code: 'BakeInProgress' | 'LockLost' | 'NoCurrentPhase' | 'NoContent', message: string) {
+  constructor(
+    readonly code: 'BakeInProgress' | 'LockLost' | 'NoCurrentPhase' | 'NoContent',
+    message: string,
+  ) {
     super(message);
     this.name = 'BakeStateError';
   }
@@ -298,7 +301,10 @@ export class BakeStateError extends Error {
 export function takeLock(item: RolloutItem, bakeId: string, nowMs: number, expiresAtMs: number): RolloutItem {
   const held = item.lock;
   if (held && held.bakeId !== bakeId && held.expiresAtMs > nowMs) {
-    throw new BakeStateError('BakeInProgress', `Bake ${held.bakeId} is running; one bake runs at a time. Wait for it to end, or abort it with POST /bakes/${held.bakeId}/abort.`);
+    throw new BakeStateError(
+      'BakeInProgress',
+      `Bake ${held.bakeId} is running; one bake runs at a time. Wait for it to end, or abort it with POST /bakes/${held.bakeId}/abort.`,
+    );
   }
   // Whatever experiment is left belongs to a dead bake (or to no live lock): it goes.
   const leftover = item.state.experiment;
@@ -334,7 +340,10 @@ export function startExperiment(item: RolloutItem, experiment: Experiment, conte
   if (!holdsLock(item, experiment.bakeId)) {
     throw new BakeStateError('LockLost', `Bake ${experiment.bakeId} no longer holds the rollout lock; it will not start an experiment.`);
   }
-  return { ...item, state: withContents({ ...item.state, experiment }, { profile: experiment.profile, version: experiment.version, content }) };
+  return {
+    ...item,
+    state: withContents({ ...item.state, experiment }, { profile: experiment.profile, version: experiment.version, content }),
+  };
 }
 
 /**
@@ -343,13 +352,20 @@ export function startExperiment(item: RolloutItem, experiment: Experiment, conte
  * with neither, hosts could not serve the new control, so it is refused (NoContent).
  */
 export function approve(item: RolloutItem, bakeId: string, profile: ProfileName, version: string, content?: string): RolloutItem {
-  if (!holdsLock(item, bakeId)) throw new BakeStateError('LockLost', `Bake ${bakeId} no longer holds the rollout lock; it will not change a control version.`);
+  if (!holdsLock(item, bakeId))
+    throw new BakeStateError('LockLost', `Bake ${bakeId} no longer holds the rollout lock; it will not change a control version.`);
   const text = content ?? contentOf(item.state, profile, version);
   if (text === undefined) {
-    throw new BakeStateError('NoContent', `Bake ${bakeId} has no content for version ${version} of profile ${profile}; it will not make a version control that hosts could not serve.`);
+    throw new BakeStateError(
+      'NoContent',
+      `Bake ${bakeId} has no content for version ${version} of profile ${profile}; it will not make a version control that hosts could not serve.`,
+    );
   }
   const state = clearExperiment(item.state, bakeId);
-  return { ...item, state: withContents({ ...state, control: { ...state.control, [profile]: version } }, { profile, version, content: text }) };
+  return {
+    ...item,
+    state: withContents({ ...state, control: { ...state.control, [profile]: version } }, { profile, version, content: text }),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -357,12 +373,23 @@ export function approve(item: RolloutItem, bakeId: string, profile: ProfileName,
 // ---------------------------------------------------------------------------------------------
 
 /** A new bake's record, its history opened with BakeStarted. */
-export function newBake(bakeId: string, changes: { profile: ProfileName; version: string; content?: string }[], settings: BakeSettings, nowMs: number): BakeRecord {
+export function newBake(
+  bakeId: string,
+  changes: { profile: ProfileName; version: string; content?: string }[],
+  settings: BakeSettings,
+  nowMs: number,
+): BakeRecord {
   const b: BakeRecord = {
     bakeId,
     status: 'RUNNING',
     settings,
-    phases: changes.map((c) => ({ profile: c.profile, version: c.version, ...(c.content !== undefined ? { content: c.content } : {}), verdict: 'PENDING', polls: 0 })),
+    phases: changes.map((c) => ({
+      profile: c.profile,
+      version: c.version,
+      ...(c.content !== undefined ? { content: c.content } : {}),
+      verdict: 'PENDING',
+      polls: 0,
+    })),
     createdAtMs: nowMs,
     abortRequested: false,
     rev: 0,
@@ -412,7 +439,10 @@ export function decidePoll(input: {
   if (input.abortRequested) return { action: 'ABORT' };
   const firing = alarms.filter((a) => a.state === 'ALARM');
   if (firing.length) {
-    return { action: 'REJECT', reason: `Alarm ${firing.map((a) => a.name).join(', ')} in ALARM at poll ${phase.polls}. ${judgement.reason}` };
+    return {
+      action: 'REJECT',
+      reason: `Alarm ${firing.map((a) => a.name).join(', ')} in ALARM at poll ${phase.polls}. ${judgement.reason}`,
+    };
   }
   if (judgement.decision === 'REJECT') return { action: 'REJECT', reason: `${judgement.reason} (poll ${phase.polls})` };
   const budget = pollBudget(settings);
@@ -454,7 +484,9 @@ export function datapointsOf(stateReasonData: string | undefined): number[] {
   const d = data as { evaluatedDatapoints?: unknown; recentDatapoints?: unknown };
   const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
   if (Array.isArray(d.evaluatedDatapoints)) {
-    const values = d.evaluatedDatapoints.map((p) => (p && typeof p === 'object' ? (p as { value?: unknown }).value : undefined)).filter(num);
+    const values = d.evaluatedDatapoints
+      .map((p) => (p && typeof p === 'object' ? (p as { value?: unknown }).value : undefined))
+      .filter(num);
     if (values.length) return values.slice(0, 10);
   }
   // recentDatapoints are oldest first.
@@ -560,7 +592,11 @@ export function watchBudgetSeconds(s: BakeSettings, settleSeconds: number): numb
   return settleSeconds + watchPolls(s) * s.pollSeconds + 2 * s.pollSeconds + 60;
 }
 
-export type WatchDecision = { action: 'CONTINUE' } | { action: 'PASS' } | { action: 'FIRE'; alarm: AlarmSnapshot; reason: string } | { action: 'ABORT' };
+export type WatchDecision =
+  | { action: 'CONTINUE' }
+  | { action: 'PASS' }
+  | { action: 'FIRE'; alarm: AlarmSnapshot; reason: string }
+  | { action: 'ABORT' };
 
 /**
  * One poll of the watch (`polls` counts this one), over the absolute SLO alarms only. After
@@ -569,13 +605,24 @@ export type WatchDecision = { action: 'CONTINUE' } | { action: 'PASS' } | { acti
  * is the SLO alarms on all traffic. An abort ends the watch (without reverting, which the
  * operator asked to stop); any SLO alarm in ALARM fires it; past its polls it passes.
  */
-export function decideWatchPoll(input: { polls: number; settings: BakeSettings; alarms: AlarmSnapshot[]; abortRequested: boolean }): WatchDecision {
+export function decideWatchPoll(input: {
+  polls: number;
+  settings: BakeSettings;
+  alarms: AlarmSnapshot[];
+  abortRequested: boolean;
+}): WatchDecision {
   if (input.abortRequested) return { action: 'ABORT' };
   const firing = input.alarms.filter((a) => a.state === 'ALARM');
   const budget = watchPolls(input.settings);
   if (firing.length) {
     const alarm = firing[0]!;
-    const others = firing.length > 1 ? ` (also in ALARM: ${firing.slice(1).map((a) => a.name).join(', ')})` : '';
+    const others =
+      firing.length > 1
+        ? ` (also in ALARM: ${firing
+            .slice(1)
+            .map((a) => a.name)
+            .join(', ')})`
+        : '';
     return {
       action: 'FIRE',
       alarm,
@@ -606,9 +653,11 @@ export type RevertOutcome = 'REVERTED' | 'ALREADY_REVERTED' | 'SUPERSEDED' | 'NO
  * kept: hosts could not serve a revert, so none is made).
  */
 export function revertPhase(item: RolloutItem, bakeId: string, phase: Phase): { item: RolloutItem; outcome: RevertOutcome } {
-  if (!holdsLock(item, bakeId)) throw new BakeStateError('LockLost', `Bake ${bakeId} no longer holds the rollout lock; it will not change a control version.`);
+  if (!holdsLock(item, bakeId))
+    throw new BakeStateError('LockLost', `Bake ${bakeId} no longer holds the rollout lock; it will not change a control version.`);
   const current = item.state.control[phase.profile];
-  if (phase.controlVersion !== undefined && current === phase.controlVersion && current !== phase.version) return { item, outcome: 'ALREADY_REVERTED' };
+  if (phase.controlVersion !== undefined && current === phase.controlVersion && current !== phase.version)
+    return { item, outcome: 'ALREADY_REVERTED' };
   if (current !== phase.version) return { item, outcome: 'SUPERSEDED' };
   if (phase.controlVersion === undefined || phase.controlContent === undefined) return { item, outcome: 'NO_CONTROL' };
   const state = withContents(
@@ -623,12 +672,24 @@ export function revertPhase(item: RolloutItem, bakeId: string, phase: Phase): { 
  * RUNNING bake past its deadline died without cleanup (its execution timed out or was stopped;
  * its lock and experiment have expired), so it is over, and FAILED.
  */
-export function reportedStatus(b: Pick<BakeRecord, 'status' | 'error' | 'deadlineMs'>, nowMs: number): { status: BakeStatus; error?: string } {
+export function reportedStatus(
+  b: Pick<BakeRecord, 'status' | 'error' | 'deadlineMs'>,
+  nowMs: number,
+): { status: BakeStatus; error?: string } {
   if (b.status === 'RUNNING' && b.deadlineMs !== undefined && nowMs > b.deadlineMs) {
-    return { status: 'FAILED', error: b.error ?? 'The bake passed its deadline without finishing: its execution stopped without cleanup. Its lock and experiment have expired.' };
+    return {
+      status: 'FAILED',
+      error:
+        b.error ??
+        'The bake passed its deadline without finishing: its execution stopped without cleanup. Its lock and experiment have expired.',
+    };
   }
   return b.error === undefined ? { status: b.status } : { status: b.status, error: b.error };
 }
 
 /** A bake's settings as readers report them: records from before the watch and dry runs lack both. */
-export const reportedSettings = (b: Pick<BakeRecord, 'settings'>): BakeSettings => ({ ...b.settings, finalBakeSeconds: b.settings.finalBakeSeconds ?? 0, dryRun: b.settings.dryRun ?? false });
+export const reportedSettings = (b: Pick<BakeRecord, 'settings'>): BakeSettings => ({
+  ...b.settings,
+  finalBakeSeconds: b.settings.finalBakeSeconds ?? 0,
+  dryRun: b.settings.dryRun ?? false,
+});

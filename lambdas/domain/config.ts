@@ -32,7 +32,7 @@ export const PROFILE_SCHEMAS = {
 
 export type ProfileName = keyof typeof PROFILE_SCHEMAS;
 export const PROFILES = Object.keys(PROFILE_SCHEMAS) as ProfileName[];
-export const isProfile = (p: string): p is ProfileName => Object.prototype.hasOwnProperty.call(PROFILE_SCHEMAS, p);
+export const isProfile = (p: string): p is ProfileName => Object.hasOwn(PROFILE_SCHEMAS, p);
 
 export type DeliveryConfig = Required<z.infer<(typeof PROFILE_SCHEMAS)['delivery']>>;
 export type LimitsConfig = Required<z.infer<(typeof PROFILE_SCHEMAS)['limits']>>;
@@ -125,7 +125,7 @@ export const MAX_SERVED_CONTENT_BYTES = 1024;
 /** The content (JSON text) the state holds for a version, if any. */
 export function contentOf(state: RolloutState, profile: ProfileName, version: string): string | undefined {
   const byVersion = state.contents?.[profile];
-  return byVersion && Object.prototype.hasOwnProperty.call(byVersion, version) ? byVersion[version] : undefined;
+  return byVersion && Object.hasOwn(byVersion, version) ? byVersion[version] : undefined;
 }
 
 /** Every (profile, version) the state names: the control versions and the experiment's. */

@@ -31,7 +31,7 @@ export interface ConfigDiff {
 type JsonObject = Record<string, unknown>;
 
 const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
-const has = (o: JsonObject, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k) && o[k] !== undefined;
+const has = (o: JsonObject, k: string): boolean => Object.hasOwn(o, k) && o[k] !== undefined;
 
 /** JSON equality: objects by their members whatever their order, arrays element by element. */
 export function sameJson(a: unknown, b: unknown): boolean {

@@ -58,6 +58,7 @@ export const isBusy = (e: unknown): boolean => e instanceof ServiceError && e.co
  */
 export const clip = (text: string, n: number): string => {
   const cut = text.length <= n ? text : `${text.slice(0, n)}…`;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point (they are escaped)
   return cut.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]|\p{Cs}/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 };
 
@@ -66,22 +67,26 @@ export const payloadTooLarge = (message: string): ServiceError => new ServiceErr
 export const logNotFound = (logId: string): ServiceError =>
   new ServiceError('LogNotFound', `No log named '${clip(logId, 200)}' exists for this caller. Create it with POST /logs first.`);
 export const sessionNotFound = (sessionId: string): ServiceError =>
-  new ServiceError('SessionNotFound',
+  new ServiceError(
+    'SessionNotFound',
     `No session '${clip(sessionId, 200)}' exists for this caller (it may have expired after its idle timeout, or been deleted). Open a new one with POST /logs/{logId}/sessions.`,
   );
 export const logExists = (logId: string): ServiceError =>
   new ServiceError('LogExists', `A log named '${logId}' already exists. Use it, or pick another logId.`);
 export const appendInProgress = (seconds: number): ServiceError =>
-  new ServiceError('AppendInProgress',
+  new ServiceError(
+    'AppendInProgress',
     `An append with this idempotencyKey is still being written. Retry the same request in ${seconds} seconds to get its result.`,
     seconds,
   );
 export const idempotencyKeyReused = (key: string): ServiceError =>
-  new ServiceError('IdempotencyKeyReused',
+  new ServiceError(
+    'IdempotencyKeyReused',
     `The idempotencyKey '${clip(key, 200)}' was already used for an append with other records. Retry that append with exactly its records, or use a new key for these.`,
   );
 export const logFormatOutdated = (logId: string): ServiceError =>
-  new ServiceError('LogFormatOutdated',
+  new ServiceError(
+    'LogFormatOutdated',
     `The log '${logId}' was stored by an earlier version of Logrelay that this version cannot append to. Create a new log (locally: start with a new --data-dir).`,
   );
 export const busy = (what: string, seconds: number): ServiceError =>

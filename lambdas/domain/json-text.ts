@@ -112,8 +112,10 @@ function stringEnd(src: Source, i: number): { end: number; lone: boolean } {
     const u = src.surrogate.atOrAfter(j);
     if (q < b && q < u) return { end: q + 1, lone };
     if (q >= s.length) return { end: s.length, lone }; // unreachable for valid JSON
-    if (b < u) j = b + 2; // the escaped character (for a `\u` escape, its four hex digits are plain characters)
-    else if (s.charCodeAt(u) <= 0xdbff && (s.charCodeAt(u + 1) & 0xfc00) === 0xdc00) j = u + 2; // a pair
+    if (b < u)
+      j = b + 2; // the escaped character (for a `\u` escape, its four hex digits are plain characters)
+    else if (s.charCodeAt(u) <= 0xdbff && (s.charCodeAt(u + 1) & 0xfc00) === 0xdc00)
+      j = u + 2; // a pair
     else {
       lone = true;
       j = u + 1;
@@ -317,7 +319,12 @@ export function jsonSyntaxError(s: string): SyntaxProblem | undefined {
         lineStart = k + 1;
       }
     }
-    return { offset: at, line, column: at - lineStart + 1, problem: problem ?? (at >= s.length ? 'the text ends too early' : `unexpected ${describeChar(s, at)}`) };
+    return {
+      offset: at,
+      line,
+      column: at - lineStart + 1,
+      problem: problem ?? (at >= s.length ? 'the text ends too early' : `unexpected ${describeChar(s, at)}`),
+    };
   };
   /** Index past the string at `i`, or a problem. */
   const string = (i0: number): number | SyntaxProblem => {

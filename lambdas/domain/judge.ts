@@ -122,7 +122,15 @@ export function latencyInterval(series: ArmSeries, alpha: number): (Interval & {
   for (let i = 0; i < n; i++) {
     const c = series.control[i]!;
     const e = series.experiment[i]!;
-    if (c.requests < MIN_PERIOD_REQUESTS || e.requests < MIN_PERIOD_REQUESTS || c.p99Ms === undefined || e.p99Ms === undefined || !(c.p99Ms > 0) || !(e.p99Ms > 0)) continue;
+    if (
+      c.requests < MIN_PERIOD_REQUESTS ||
+      e.requests < MIN_PERIOD_REQUESTS ||
+      c.p99Ms === undefined ||
+      e.p99Ms === undefined ||
+      !(c.p99Ms > 0) ||
+      !(e.p99Ms > 0)
+    )
+      continue;
     ratios.push(Math.log(e.p99Ms / c.p99Ms));
   }
   if (ratios.length < 2) return undefined;

@@ -26,8 +26,7 @@ export interface DeadRange {
 
 export const rangeSize = (r: { from: number; to: number }): number => r.to - r.from + 1;
 
-export const countOf = (list: readonly { from: number; to: number }[]): number =>
-  list.reduce((n, r) => n + rangeSize(r), 0);
+export const countOf = (list: readonly { from: number; to: number }[]): number => list.reduce((n, r) => n + rangeSize(r), 0);
 
 /** Sorts, and merges overlapping or touching ranges. */
 export function normalizeRanges(ranges: readonly Range[]): Range[] {

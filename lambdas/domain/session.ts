@@ -3,17 +3,7 @@
  * and conditionally save a `SessionState`; everything that decides which records a worker
  * gets, what an ack removes and when a record is dead-lettered lives here.
  */
-import {
-  addDead,
-  countOf,
-  insertLeases,
-  mapSelected,
-  normalizeRanges,
-  rangeSize,
-  type DeadRange,
-  type Lease,
-  type Range,
-} from './ranges';
+import { addDead, countOf, insertLeases, mapSelected, normalizeRanges, rangeSize, type DeadRange, type Lease, type Range } from './ranges';
 
 export interface SessionSettings {
   ackTimeoutSeconds: number;
@@ -87,7 +77,12 @@ export interface StoredSession {
  * up), exactly as an ack applied at that moment would have.
  */
 export function settle(stored: StoredSession): SessionState {
-  const s: SessionState = { ...stored.state, leases: [...stored.state.leases], dead: [...stored.state.dead], deadPages: [...stored.state.deadPages] };
+  const s: SessionState = {
+    ...stored.state,
+    leases: [...stored.state.leases],
+    dead: [...stored.state.dead],
+    deadPages: [...stored.state.deadPages],
+  };
   let pos = s.cursor;
   const fresh: Lease[] = [];
   for (const c of stored.claims) {
@@ -101,7 +96,11 @@ export function settle(stored: StoredSession): SessionState {
   if (s.leases.every((l) => l.count < max)) {
     // The usual case: no lease could have been a dead letter when an ack was made, so every ack
     // removes all it names, whenever it was made: one pass with all of them.
-    s.leases = mapSelected(s.leases, stored.acks.map((a): Range => [a.from, a.to]), () => null).leases;
+    s.leases = mapSelected(
+      s.leases,
+      stored.acks.map((a): Range => [a.from, a.to]),
+      () => null,
+    ).leases;
     return s;
   }
   for (const a of stored.acks) {
@@ -167,7 +166,14 @@ export const VIEW_MAX_AGE_MS = 1000;
  * end near (the view cannot see appends since), or carried acks that name records sent after
  * the view (only a read tells those from records never sent).
  */
-export function claimFromView(view: SessionState, ageMs: number, now: number, lastSeq: number, maxRecords: number, ackedUpTo: number): number {
+export function claimFromView(
+  view: SessionState,
+  ageMs: number,
+  now: number,
+  lastSeq: number,
+  maxRecords: number,
+  ackedUpTo: number,
+): number {
   const maxAge = Math.min(VIEW_MAX_AGE_MS, (view.settings.ackTimeoutSeconds * 1000) / 2);
   if (!(ageMs >= 0 && ageMs < maxAge) || isExpired(view, now)) return 0;
   if (ackedUpTo >= view.cursor) return 0;
@@ -181,7 +187,9 @@ export function claimFromView(view: SessionState, ageMs: number, now: number, la
  * are still exactly that claim's (count 1, `leaseMs`). Returns the records released.
  */
 export function unsend(s: SessionState, ranges: readonly Range[], leaseMs: number, now: number): number {
-  const r = mapSelected(s.leases, ranges, (part) => (part.count === 1 && part.leaseMs === leaseMs ? { ...part, count: 0, leaseMs: now } : part));
+  const r = mapSelected(s.leases, ranges, (part) =>
+    part.count === 1 && part.leaseMs === leaseMs ? { ...part, count: 0, leaseMs: now } : part,
+  );
   s.leases = r.leases;
   if (r.touched) s.releases++;
   return r.touched;

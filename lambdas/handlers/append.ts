@@ -19,7 +19,8 @@ export function makeHandler(d: Deps) {
       const texts = recordDataTexts(ctx.bodyText);
       const records = b.records.map((r, i) => {
         const t = texts?.[i];
-        if (t === undefined || texts!.length !== b.records.length) throw new Error(`the body's text disagrees with its parsed value at records[${i}]`);
+        if (t === undefined || texts!.length !== b.records.length)
+          throw new Error(`the body's text disagrees with its parsed value at records[${i}]`);
         return { ...r, dataJson: t.text, dataDepth: t.depth };
       });
       const out = await logs.append(ctx.principal, logId, records, {

@@ -90,24 +90,40 @@ function toServiceError(e: unknown): ServiceError {
   }
   if (e instanceof UnknownOutcomeError) {
     logger.warn('storage write of unknown outcome', e);
-    return new ServiceError('StorageUnavailable', 'Storage did not confirm a write in time. Retry in 1 second (with the same idempotencyKey, if the request had one).', 1);
+    return new ServiceError(
+      'StorageUnavailable',
+      'Storage did not confirm a write in time. Retry in 1 second (with the same idempotencyKey, if the request had one).',
+      1,
+    );
   }
   if (isServerFault(e)) {
     // Still failing after the SDK's retries: as temporary as a throttle, and the caller's retry
     // is as safe as after UnknownOutcomeError (the call may have been applied).
     logger.warn('AWS answered a server error after the SDK retries', e as Error);
     return isStorageServerFault(e)
-      ? new ServiceError('StorageUnavailable', 'Storage failed to answer. Retry in 1 second (with the same idempotencyKey, if the request had one).', 1)
+      ? new ServiceError(
+          'StorageUnavailable',
+          'Storage failed to answer. Retry in 1 second (with the same idempotencyKey, if the request had one).',
+          1,
+        )
       : new ServiceError('ServiceUnavailable', 'An AWS service Logrelay depends on failed to answer. Retry in 1 second.', 1);
   }
   if (e instanceof z.ZodError) return validationError(e);
   logger.error('unhandled error', e as Error);
-  return new ServiceError('InternalError', 'The service failed to handle this request. Retry it; if it keeps failing, report the request id.');
+  return new ServiceError(
+    'InternalError',
+    'The service failed to handle this request. Retry it; if it keeps failing, report the request id.',
+  );
 }
 
 export function validationError(e: z.ZodError): ServiceError {
   const parts = e.issues.slice(0, 3).map((i) => {
-    const where = i.path.length ? i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') : 'body';
+    const where = i.path.length
+      ? i.path
+          .map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))
+          .join('')
+          .replace(/^\./, '')
+      : 'body';
     // Field names and zod's messages can quote the caller's input (an unknown key): clipped.
     return `${clip(where, 100)}: ${clip(i.message, 200)}`;
   });
@@ -135,7 +151,12 @@ function parseBody(event: HttpEvent): { body: unknown; text: string; bytes: numb
   } catch {
     // Where it goes wrong, not the body quoted back (it may be long, binary or private).
     const at = jsonSyntaxError(text);
-    const where = text.trim() === '' ? 'it is empty or only whitespace' : at ? `${at.problem} at line ${at.line}, column ${at.column}` : 'it does not parse';
+    const where =
+      text.trim() === ''
+        ? 'it is empty or only whitespace'
+        : at
+          ? `${at.problem} at line ${at.line}, column ${at.column}`
+          : 'it does not parse';
     throw new ServiceError('ValidationError', `The request body is not valid JSON: ${where}. ${encodingHint(event)}`);
   }
 }
@@ -152,9 +173,11 @@ function encodingHint(event: HttpEvent): string {
   const encoding = header('content-encoding');
   const type = header('content-type');
   const charset = /charset\s*=\s*"?([^";\s]+)/i.exec(type ?? '')?.[1];
-  if (encoding && !/^\s*identity\s*$/i.test(encoding)) return `It was sent with content-encoding ${clip(encoding, 40)}, which Logrelay does not decode: send it uncompressed.`;
+  if (encoding && !/^\s*identity\s*$/i.test(encoding))
+    return `It was sent with content-encoding ${clip(encoding, 40)}, which Logrelay does not decode: send it uncompressed.`;
   if (charset && !/^utf-?8$/i.test(charset)) return `It was sent as charset ${clip(charset, 40)}: send UTF-8.`;
-  if (type && !/^\s*application\/([a-z0-9.+-]*\+)?json\b/i.test(type)) return `It was sent as ${clip(type, 80)}: send a JSON object with content-type application/json.`;
+  if (type && !/^\s*application\/([a-z0-9.+-]*\+)?json\b/i.test(type))
+    return `It was sent as ${clip(type, 80)}: send a JSON object with content-type application/json.`;
   return 'Send a JSON object, UTF-8 encoded, with content-type application/json.';
 }
 
@@ -239,7 +262,10 @@ export function httpHandler(fn: string, deps: HttpDeps, routes: Record<string, R
       // answered here instead, so that the arm it was served under is charged with it.
       logger.error('response over the Lambda payload limit', { route: event.routeKey, bytes: oversize });
       result = errorResult(
-        new ServiceError('ResponseTooLarge', `The answer to this request is over Lambda's ${LAMBDA_RESPONSE_LIMIT_BYTES}-byte payload limit. Ask for less per request (a smaller maxRecords).`),
+        new ServiceError(
+          'ResponseTooLarge',
+          `The answer to this request is over Lambda's ${LAMBDA_RESPONSE_LIMIT_BYTES}-byte payload limit. Ask for less per request (a smaller maxRecords).`,
+        ),
       );
     }
     const status = result.statusCode ?? 200;

@@ -138,7 +138,12 @@ export interface FunctionClients {
  * tools and tests that read a template's environments (the local console merges them all); a
  * function reads its own through functionEnv (function-env.ts), which refuses a missing one.
  */
-export function tableNamesFromEnv(env: NodeJS.ProcessEnv = process.env): { logs: string; records: string; sessions: string; control: string } {
+export function tableNamesFromEnv(env: NodeJS.ProcessEnv = process.env): {
+  logs: string;
+  records: string;
+  sessions: string;
+  control: string;
+} {
   const name = (id: string): string => {
     const def = TABLES.find((t) => t.id === id)!;
     return env[def.envVar] ?? '';
@@ -197,14 +202,23 @@ export interface BakeParts {
 }
 
 export const bakeService = (p: BakeParts): BakeService =>
-  new BakeService(p.control, p.versions, p.ids, p.metrics, p.runner, p.clock, { timeScale: p.timeScale ?? 1, gauge: p.gauge ?? emfGauge() });
+  new BakeService(p.control, p.versions, p.ids, p.metrics, p.runner, p.clock, {
+    timeScale: p.timeScale ?? 1,
+    gauge: p.gauge ?? emfGauge(),
+  });
 
 /** The upgrade over a Control table and AppConfig's versions, and nothing else. */
-export const upgradeDeps = (control: Pick<ControlStore, 'getRollout' | 'putRollout'>, versions: Pick<ConfigVersions, 'get'>, clock: Clock): UpgradeDeps => ({
+export const upgradeDeps = (
+  control: Pick<ControlStore, 'getRollout' | 'putRollout'>,
+  versions: Pick<ConfigVersions, 'get'>,
+  clock: Clock,
+): UpgradeDeps => ({
   bakes: { backfillContents: () => backfillRolloutContents(control, versions, clock.now()) },
 });
 
-export const bakeListDeps = (control: Pick<ControlStore, 'listBakeKeys' | 'getBakes'>, clock: Clock): BakeListDeps => ({ bakeList: new BakeList(control, clock) });
+export const bakeListDeps = (control: Pick<ControlStore, 'listBakeKeys' | 'getBakes'>, clock: Clock): BakeListDeps => ({
+  bakeList: new BakeList(control, clock),
+});
 
 // ---- The builder ------------------------------------------------------------------------------
 // One builder per kind of function, named, so that a handler module names its own and its
@@ -247,7 +261,9 @@ export function adminDeps(env: AdminEnv, c: Clients): AdminDeps {
 }
 
 /** The bake state machine's task function: the bake service, starting no bake. */
-export const bakeDeps = (env: AppConfigEnv, c: Clients): BakeDeps => ({ bakes: bakesOf(env, c, new DynamoControlStore(c.dynamo, env.tables.control), NO_RUNNER) });
+export const bakeDeps = (env: AppConfigEnv, c: Clients): BakeDeps => ({
+  bakes: bakesOf(env, c, new DynamoControlStore(c.dynamo, env.tables.control), NO_RUNNER),
+});
 
 /** The deploy-time upgrade: the Control table and AppConfig's versions. */
 export const upgradeDepsOf = (env: AppConfigEnv, c: UpgradeClients): UpgradeDeps =>
@@ -320,5 +336,8 @@ export function lambdaDeps<F extends AnyFunctionName>(fn: F, build: DepsBuilder<
 export function lazy<A extends unknown[], R>(make: () => (...args: A) => Promise<R>): (...args: A) => Promise<R> {
   let h: ((...args: A) => Promise<R>) | undefined;
   // async: a build that throws rejects the invocation's promise, as any failure of the handler does.
-  return async (...args: A) => (h ??= make())(...args);
+  return async (...args: A) => {
+    h ??= make();
+    return h(...args);
+  };
 }

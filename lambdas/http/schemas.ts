@@ -71,7 +71,9 @@ export const CreateVersion = z.strictObject({
   description: z.string().max(1024).optional(),
 });
 
-const VERSION = z.union([z.string().regex(/^[1-9][0-9]{0,9}$/, 'must be a version number such as "2"'), z.number().int().min(1)]).transform(String);
+const VERSION = z
+  .union([z.string().regex(/^[1-9][0-9]{0,9}$/, 'must be a version number such as "2"'), z.number().int().min(1)])
+  .transform(String);
 
 export const StartBake = z
   .strictObject({
@@ -110,6 +112,7 @@ export const StartBake = z
     path: ['finalBakeSeconds'],
   })
   .refine((b) => !(b.dryRun && b.finalBakeSeconds > 0), {
-    message: 'a dry run promotes nothing, so there is nothing to watch after it: send finalBakeSeconds 0 (or leave it out) with dryRun true',
+    message:
+      'a dry run promotes nothing, so there is nothing to watch after it: send finalBakeSeconds 0 (or leave it out) with dryRun true',
     path: ['finalBakeSeconds'],
   });

@@ -89,14 +89,19 @@ export function parseListQuery(query: Record<string, string | undefined>): { lim
   const unknown = Object.keys(query).filter((k) => !(QUERY_PARAMETERS as readonly string[]).includes(k));
   if (unknown.length) {
     throw validation(
-      `GET /bakes takes the query parameters limit and nextToken; ${unknown.slice(0, 3).map((k) => `'${clip(k, 40)}'`).join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not among them.`,
+      `GET /bakes takes the query parameters limit and nextToken; ${unknown
+        .slice(0, 3)
+        .map((k) => `'${clip(k, 40)}'`)
+        .join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not among them.`,
     );
   }
   let limit = LIST_DEFAULT_LIMIT;
   if (query.limit !== undefined) {
     const text = query.limit;
     if (!/^[0-9]{1,4}$/.test(text) || Number(text) < 1 || Number(text) > LIST_MAX_LIMIT) {
-      throw validation(`limit must be a whole number from 1 to ${LIST_MAX_LIMIT} (default ${LIST_DEFAULT_LIMIT}); it is '${clip(text, 40)}'.`);
+      throw validation(
+        `limit must be a whole number from 1 to ${LIST_MAX_LIMIT} (default ${LIST_DEFAULT_LIMIT}); it is '${clip(text, 40)}'.`,
+      );
     }
     limit = Number(text);
   }

@@ -66,10 +66,31 @@ import {
   reportedSettings,
   reportedStatus,
 } from '../domain/bake';
-import { checkProfileContent, contentOf, isProfile, liveExperiment, MAX_SERVED_CONTENT_BYTES, missingContents, PROFILES, withContents, type ProfileName, type RolloutState } from '../domain/config';
+import {
+  checkProfileContent,
+  contentOf,
+  isProfile,
+  liveExperiment,
+  MAX_SERVED_CONTENT_BYTES,
+  missingContents,
+  PROFILES,
+  withContents,
+  type ProfileName,
+  type RolloutState,
+} from '../domain/config';
 import { diffContents, type ConfigDiff } from '../domain/diff';
 import { ALARM_PERIOD_SECONDS, SLO_ALARMS } from '../metrics';
-import { bakeInProgress, bakeNotFound, bakeNotRunning, busy, clip, ConflictError, profileNotFound, validation, versionNotFound } from '../domain/errors';
+import {
+  bakeInProgress,
+  bakeNotFound,
+  bakeNotRunning,
+  busy,
+  clip,
+  ConflictError,
+  profileNotFound,
+  validation,
+  versionNotFound,
+} from '../domain/errors';
 import { CONFIG_CACHE_SECONDS } from './rollout';
 
 /** Starts the bake state machine for a bake (execution name = bake id, so a retried start is a no-op). */
@@ -116,7 +137,15 @@ export interface BakeStep {
    * `watch-poll`: CONTINUE polls again; PASSED finishes; FIRED reverts; ABORT cleans up.
    */
   decision?: 'CONTINUE' | 'DECIDED' | 'ABORT' | 'PASSED' | 'FIRED';
-  phase?: { index: number; profile: ProfileName; version: string; applicationId: string; profileId: string; pickupSeconds: number; pollSeconds: number };
+  phase?: {
+    index: number;
+    profile: ProfileName;
+    version: string;
+    applicationId: string;
+    profileId: string;
+    pickupSeconds: number;
+    pollSeconds: number;
+  };
   /** `watch`, `watch-poll`: the watch's waits, seconds (scaled locally like every wait of the machine). */
   watch?: { settleSeconds: number; pollSeconds: number };
   status?: BakeStatus;
@@ -194,7 +223,9 @@ export class BakeService {
     if (problems.length) {
       // A problem can quote a field name the caller sent: clipped.
       const named = problems.slice(0, 5).map((p) => clip(p, 200));
-      throw validation(`The content does not fit the ${profile} profile's JSON Schema: ${named.join('; ')}. Fix these fields and send it again.`);
+      throw validation(
+        `The content does not fit the ${profile} profile's JSON Schema: ${named.join('; ')}. Fix these fields and send it again.`,
+      );
     }
     try {
       return { profile, version: await this.versions.create(profile, content, description) };
@@ -232,9 +263,12 @@ export class BakeService {
       else if ('problem' in content) unservable.push(`${c.profile} version ${c.version} ${content.problem}`);
       else withContent.push({ ...c, content: content.text });
     }
-    if (missing.length) throw validation(`These versions do not exist: ${missing.join(', ')}. Create them with POST /configs/{profile}/versions first.`);
+    if (missing.length)
+      throw validation(`These versions do not exist: ${missing.join(', ')}. Create them with POST /configs/{profile}/versions first.`);
     if (unservable.length) {
-      throw validation(`These versions cannot be served: ${unservable.join('; ')}. Create a version that fits the profile's schema with POST /configs/{profile}/versions and bake that.`);
+      throw validation(
+        `These versions cannot be served: ${unservable.join('; ')}. Create a version that fits the profile's schema with POST /configs/{profile}/versions and bake that.`,
+      );
     }
 
     const bakeId = `b-${randomBytes(12).toString('base64url')}`;
@@ -245,7 +279,9 @@ export class BakeService {
     const fetched = new Map<string, string | undefined>();
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.updateRollout((item) => fillMissingContents(takeLock(item, bakeId, this.clock.now(), lockExpiresAtMs), this.versions, fetched));
+        await this.updateRollout((item) =>
+          fillMissingContents(takeLock(item, bakeId, this.clock.now(), lockExpiresAtMs), this.versions, fetched),
+        );
         break;
       } catch (e) {
         if (!(e instanceof BakeStateError)) throw e;
@@ -287,7 +323,10 @@ export class BakeService {
       ? b.executionStartedAtMs === undefined && now - b.createdAtMs > NEVER_STARTED_MS
       : (lock.takenAtMs ?? 0) <= now - NEVER_STARTED_MS;
     if (!stale) return false;
-    await this.cleanup(holder, { Error: 'NeverStarted', Cause: 'The request that started this bake stopped before its state machine started; a later POST /bakes cleaned it up.' });
+    await this.cleanup(holder, {
+      Error: 'NeverStarted',
+      Cause: 'The request that started this bake stopped before its state machine started; a later POST /bakes cleaned it up.',
+    });
     return true;
   }
 
@@ -384,7 +423,9 @@ export class BakeService {
     const b = await this.mustGetBake(bakeId);
     const deadline = b.deadlineMs ?? this.clock.now() + 3_600_000;
     await this.updateRollout((item) => takeLock(item, bakeId, this.clock.now(), deadline));
-    const marked = await this.updateBake(bakeId, (cur) => (cur.executionStartedAtMs === undefined ? { ...cur, executionStartedAtMs: this.clock.now() } : cur));
+    const marked = await this.updateBake(bakeId, (cur) =>
+      cur.executionStartedAtMs === undefined ? { ...cur, executionStartedAtMs: this.clock.now() } : cur,
+    );
     return this.stepOf(marked, from);
   }
 
@@ -427,7 +468,9 @@ export class BakeService {
       const reason = `Invalid: version ${p.version} fails the ${p.profile} profile's validators (${error?.Error ?? 'validation failed'}: ${error?.Cause ?? 'no detail'}); it never went live.`;
       const phases = [...cur.phases];
       phases[i] = { ...p, verdict, reason, endedAtMs: now };
-      return recordTransitions({ ...cur, phases }, [{ type: transitionOf(verdict), atMs: now, phase: i, profile: p.profile, version: p.version, verdict, reason, polls: 0 }]);
+      return recordTransitions({ ...cur, phases }, [
+        { type: transitionOf(verdict), atMs: now, phase: i, profile: p.profile, version: p.version, verdict, reason, polls: 0 },
+      ]);
     });
     return this.stepOf(b, from);
   }
@@ -440,7 +483,10 @@ export class BakeService {
     // The bake function does not read AppConfig: a record from before phases kept their content
     // cannot start its experiment (the catch cleans up; the operator starts the bake again).
     if (p.content === undefined) {
-      throw new BakeStateError('NoContent', `Bake ${bakeId} has no copy of version ${p.version} of profile ${p.profile} (it was started before bakes kept one); start the bake again.`);
+      throw new BakeStateError(
+        'NoContent',
+        `Bake ${bakeId} has no copy of version ${p.version} of profile ${p.profile} (it was started before bakes kept one); start the bake again.`,
+      );
     }
     const content = p.content;
     const now = this.clock.now();
@@ -453,7 +499,11 @@ export class BakeService {
       const version = item.state.control[p.profile];
       const text = contentOf(item.state, p.profile, version);
       control = { version, ...(text !== undefined ? { content: text } : {}) };
-      return startExperiment(item, { profile: p.profile, version: p.version, weightPercent: b.settings.weightPercent, bakeId, expiresAtMs }, content);
+      return startExperiment(
+        item,
+        { profile: p.profile, version: p.version, weightPercent: b.settings.weightPercent, bakeId, expiresAtMs },
+        content,
+      );
     });
     const diff = control.content !== undefined ? diffOf(p.profile, control.content, content) : undefined;
     const recorded = await this.updateBake(bakeId, (cur) => {
@@ -534,7 +584,15 @@ export class BakeService {
       phases[i] = { ...base, polls: phase.polls, alarms, arms, verdict, reason: decision.reason, endedAtMs: now };
       const inAlarm = alarms.filter((a) => a.state === 'ALARM').map((a) => a.name);
       return recordTransitions({ ...cur, phases }, [
-        { type: transitionOf(verdict), atMs: now, ...where, verdict, reason: decision.reason, ...(inAlarm.length ? { alarmsInAlarm: inAlarm } : {}), ...(dryRun ? { dryRun: true } : {}) },
+        {
+          type: transitionOf(verdict),
+          atMs: now,
+          ...where,
+          verdict,
+          reason: decision.reason,
+          ...(inAlarm.length ? { alarmsInAlarm: inAlarm } : {}),
+          ...(dryRun ? { dryRun: true } : {}),
+        },
       ]);
     });
     return this.stepOf(recorded, from, { ...this.phaseStep(b, i), decision: decision.action === 'CONTINUE' ? 'CONTINUE' : 'DECIDED' });
@@ -555,9 +613,19 @@ export class BakeService {
         const p = cur.phases[i]!;
         return { profile: p.profile, version: p.version, ...(p.controlVersion !== undefined ? { controlVersion: p.controlVersion } : {}) };
       });
-      return recordTransitions({ ...cur, watch: { seconds, startedAtMs: now, measureFromMs: now + this.ms(WATCH_SETTLE_SECONDS), polls: 0 } }, [
-        { type: 'WatchStarted', atMs: now, finalBakeSeconds: seconds, pollSeconds: cur.settings.pollSeconds, settleSeconds: WATCH_SETTLE_SECONDS, promoted },
-      ]);
+      return recordTransitions(
+        { ...cur, watch: { seconds, startedAtMs: now, measureFromMs: now + this.ms(WATCH_SETTLE_SECONDS), polls: 0 } },
+        [
+          {
+            type: 'WatchStarted',
+            atMs: now,
+            finalBakeSeconds: seconds,
+            pollSeconds: cur.settings.pollSeconds,
+            settleSeconds: WATCH_SETTLE_SECONDS,
+            promoted,
+          },
+        ],
+      );
     });
     return this.stepOf(b, from, { watch: this.watchTimes(b) });
   }
@@ -603,9 +671,10 @@ export class BakeService {
             { type: 'WatchPassed', atMs: now, polls, finalBakeSeconds: cw.seconds, ...(traffic ? { traffic } : {}) },
           ]);
         case 'FIRE':
-          return recordTransitions({ ...cur, watch: { ...watch, outcome: 'FIRED', fired: { alarm: decision.alarm, reason: decision.reason }, endedAtMs: now } }, [
-            { type: 'WatchFired', atMs: now, polls, reason: decision.reason, alarm: decision.alarm },
-          ]);
+          return recordTransitions(
+            { ...cur, watch: { ...watch, outcome: 'FIRED', fired: { alarm: decision.alarm, reason: decision.reason }, endedAtMs: now } },
+            [{ type: 'WatchFired', atMs: now, polls, reason: decision.reason, alarm: decision.alarm }],
+          );
       }
     });
     const out = recorded.watch?.outcome;
@@ -649,7 +718,17 @@ export class BakeService {
             const reason = `Reverted to version ${p.controlVersion} after promotion: ${fired.reason}`;
             phases[i] = { ...p, verdict: 'REVERTED', reason };
             return recordTransitions({ ...cur, phases }, [
-              { type: 'PhaseReverted', atMs: now, phase: i, profile: p.profile, version: p.version, controlVersion: p.controlVersion, verdict: 'REVERTED', reason, alarm: fired.alarm },
+              {
+                type: 'PhaseReverted',
+                atMs: now,
+                phase: i,
+                profile: p.profile,
+                version: p.version,
+                controlVersion: p.controlVersion,
+                verdict: 'REVERTED',
+                reason,
+                alarm: fired.alarm,
+              },
             ]);
           }
           // Left as it is, and said why (under the lock neither happens to a bake of this version).
@@ -678,7 +757,9 @@ export class BakeService {
     const b = await this.updateBake(bakeId, (cur) => {
       if (cur.status !== 'RUNNING') return cur;
       const now = this.clock.now();
-      return recordTransitions({ ...cur, status: 'SUCCEEDED', endedAtMs: now }, [{ type: 'BakeEnded', atMs: now, status: 'SUCCEEDED', verdicts: verdictsOf(cur) }]);
+      return recordTransitions({ ...cur, status: 'SUCCEEDED', endedAtMs: now }, [
+        { type: 'BakeEnded', atMs: now, status: 'SUCCEEDED', verdicts: verdictsOf(cur) },
+      ]);
     });
     await this.updateRollout((item) => releaseLock(item, bakeId));
     return this.stepOf(b, from, { status: 'SUCCEEDED' });
@@ -713,12 +794,23 @@ export class BakeService {
     const done = await this.updateBake(bakeId, (b) => {
       if (b.status !== 'RUNNING') return b;
       const aborted = b.abortRequested && !error;
-      const why = aborted ? 'Aborted by an operator' : `The bake failed: ${error?.Error ?? 'unknown error'}${error?.Cause ? ` (${error.Cause.slice(0, 500)})` : ''}`;
+      const why = aborted
+        ? 'Aborted by an operator'
+        : `The bake failed: ${error?.Error ?? 'unknown error'}${error?.Cause ? ` (${error.Cause.slice(0, 500)})` : ''}`;
       const ended: NewTransition[] = [];
       const phases = b.phases.map((p, i) => {
         if (p.verdict !== 'BAKING') return p;
         const reason = `${why}; the experiment was cleared.`;
-        ended.push({ type: 'PhaseRejected', atMs: now, phase: i, profile: p.profile, version: p.version, verdict: 'REJECTED', reason, polls: p.polls });
+        ended.push({
+          type: 'PhaseRejected',
+          atMs: now,
+          phase: i,
+          profile: p.profile,
+          version: p.version,
+          verdict: 'REJECTED',
+          reason,
+          polls: p.polls,
+        });
         return { ...p, verdict: 'REJECTED' as const, reason, endedAtMs: now };
       });
       const next: BakeRecord = {
@@ -807,7 +899,8 @@ export async function servableContent(
   if (content === undefined) return undefined;
   const text = JSON.stringify(content);
   const bytes = Buffer.byteLength(text, 'utf8');
-  if (bytes > MAX_SERVED_CONTENT_BYTES) return { problem: `is ${bytes} bytes of JSON, over the ${MAX_SERVED_CONTENT_BYTES} a served version may have` };
+  if (bytes > MAX_SERVED_CONTENT_BYTES)
+    return { problem: `is ${bytes} bytes of JSON, over the ${MAX_SERVED_CONTENT_BYTES} a served version may have` };
   return { text };
 }
 
@@ -818,7 +911,11 @@ export async function servableContent(
  * a lost race: versions are immutable, so a copy read once is never stale. A version AppConfig
  * no longer has (or whose content cannot be served) stays without.
  */
-export async function fillMissingContents(item: RolloutItem, versions: Pick<ConfigVersions, 'get'>, fetched: Map<string, string | undefined>): Promise<RolloutItem> {
+export async function fillMissingContents(
+  item: RolloutItem,
+  versions: Pick<ConfigVersions, 'get'>,
+  fetched: Map<string, string | undefined>,
+): Promise<RolloutItem> {
   let state = item.state;
   for (const { profile, version } of missingContents(state)) {
     const key = `${profile}:${version}`;
@@ -881,7 +978,9 @@ export async function backfillRolloutContents(
   const { item, wrote } = await updateRollout(control, async (cur) => {
     const next = await fillMissingContents(cur, versions, fetched);
     const still = new Set(missingContents(next.state).map(name));
-    filled = missingContents(cur.state).map(name).filter((v) => !still.has(v));
+    filled = missingContents(cur.state)
+      .map(name)
+      .filter((v) => !still.has(v));
     return next;
   });
   const served = servedWithoutContent(item.state, nowMs);

@@ -29,7 +29,11 @@ export interface VersionView {
 const VERSION_NUMBER = /^[1-9][0-9]{0,9}$/;
 const MAX_VERSION_NUMBER = 2 ** 31 - 1;
 
-async function read(versions: VersionReader, profile: string, version: string): Promise<{ profile: ProfileName; version: string; content: unknown }> {
+async function read(
+  versions: VersionReader,
+  profile: string,
+  version: string,
+): Promise<{ profile: ProfileName; version: string; content: unknown }> {
   try {
     return await versions.getVersion(profile, version);
   } catch (e) {
@@ -43,7 +47,12 @@ async function read(versions: VersionReader, profile: string, version: string): 
 }
 
 /** The route's answer; `diffParam` is the raw `diff` query parameter (undefined when not given). */
-export async function versionWithDiff(versions: VersionReader, profile: string, version: string, diffParam: string | undefined): Promise<VersionView> {
+export async function versionWithDiff(
+  versions: VersionReader,
+  profile: string,
+  version: string,
+  diffParam: string | undefined,
+): Promise<VersionView> {
   if (diffParam !== undefined && !VERSION_NUMBER.test(diffParam)) {
     throw validation(
       `The query parameter diff must be a version number such as 2 (a positive integer without leading zeros), given once; it is '${clip(diffParam, 40)}'. List the versions with GET /configs.`,
@@ -52,7 +61,10 @@ export async function versionWithDiff(versions: VersionReader, profile: string, 
   const got = await read(versions, profile, version);
   if (diffParam === undefined) return got;
   const noSuchN = () =>
-    new ServiceError('VersionNotFound', `Profile ${got.profile} has no version ${diffParam} to compare version ${got.version} with (?diff=${diffParam}). List the versions with GET /configs.`);
+    new ServiceError(
+      'VersionNotFound',
+      `Profile ${got.profile} has no version ${diffParam} to compare version ${got.version} with (?diff=${diffParam}). List the versions with GET /configs.`,
+    );
   // AppConfig numbers versions with an int32: a larger N names none, and is not sent to it.
   if (Number(diffParam) > MAX_VERSION_NUMBER) throw noSuchN();
   let against: { content: unknown };

@@ -18,9 +18,29 @@
  * its range, or appends afresh if it was never ordered (past its deadline, it never will be).
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { ServiceError, busy, ConflictError, appendInProgress, idempotencyKeyReused, logExists, logFormatOutdated, logNotFound } from '../domain/errors';
+import {
+  ServiceError,
+  busy,
+  ConflictError,
+  appendInProgress,
+  idempotencyKeyReused,
+  logExists,
+  logFormatOutdated,
+  logNotFound,
+} from '../domain/errors';
 import { encodeAppend, toSegments, type EncodedRecord, type InputRecord } from '../domain/records';
-import { TAIL_PAGE, chunksIn, entryCount, expiryMarks, firstLiveIn, rangeOf, runLast, type ChunkRef, type IndexEntry, type IndexRun } from '../domain/log-index';
+import {
+  TAIL_PAGE,
+  chunksIn,
+  entryCount,
+  expiryMarks,
+  firstLiveIn,
+  rangeOf,
+  runLast,
+  type ChunkRef,
+  type IndexEntry,
+  type IndexRun,
+} from '../domain/log-index';
 import type { LimitsConfig } from '../domain/config';
 import { isThrottle, systemClock, type Clock, type IdemItem, type LogHead, type Segment, type Store } from '../ports';
 
@@ -66,11 +86,23 @@ export class LogService {
     private readonly clock: Clock = systemClock,
   ) {}
 
-  async create(owner: string, logId: string | undefined, retentionHours: number): Promise<{ logId: string; createdAt: string; retentionHours: number }> {
+  async create(
+    owner: string,
+    logId: string | undefined,
+    retentionHours: number,
+  ): Promise<{ logId: string; createdAt: string; retentionHours: number }> {
     const id = logId ?? `log-${randomUUID()}`;
     const createdMs = this.clock.now();
     try {
-      await this.store.createLog({ logKey: logKeyOf(owner, id), owner, logId: id, retentionHours, createdMs, lastSeq: 0, tail: { first: 1, entries: [] } });
+      await this.store.createLog({
+        logKey: logKeyOf(owner, id),
+        owner,
+        logId: id,
+        retentionHours,
+        createdMs,
+        lastSeq: 0,
+        tail: { first: 1, entries: [] },
+      });
     } catch (e) {
       if (e instanceof ConflictError) throw logExists(id);
       throw e;
@@ -102,7 +134,8 @@ export class LogService {
       const marks = head.expiry;
       // Pages moved without marks (by an earlier version): the old lookup, over those pages
       // only. It reads every expired one still stored, until TTL has deleted them.
-      let page = !marks || marks.from > 1 ? await this.store.firstLiveIndexPage(head.logKey, nowSec, marks?.from ?? head.tail.first) : undefined;
+      let page =
+        !marks || marks.from > 1 ? await this.store.firstLiveIndexPage(head.logKey, nowSec, marks?.from ?? head.tail.first) : undefined;
       if (!page && marks && marks.latest > nowSec) page = await this.store.firstExpiryMark(head.logKey, marks.from, nowSec);
       const seq = page && page.first < head.tail.first ? firstLiveIn(page, nowSec) : undefined;
       if (seq !== undefined) return seq;
@@ -137,7 +170,12 @@ export class LogService {
     const batchId = randomBytes(12).toString('base64url');
     const key = opts.idempotencyKey;
     if (key !== undefined) {
-      const attempt = { token: batchId, untilMs: opts.deadlineMs + RESERVATION_MARGIN_MS, hash: recordsHash(encoded), fromSeq: known.tailFirst };
+      const attempt = {
+        token: batchId,
+        untilMs: opts.deadlineMs + RESERVATION_MARGIN_MS,
+        hash: recordsHash(encoded),
+        fromSeq: known.tailFirst,
+      };
       const earlier = await this.beginIdempotent(logKey, logId, key, attempt, opts.deadlineMs);
       if (earlier) return earlier;
     }
@@ -288,7 +326,12 @@ export class LogService {
   }
 
   /** The range the index gave one of the batches `batchIds`, looking from `fromSeq` (a tail start before they were ordered). */
-  private async findBatch(logKey: string, logId: string, batchIds: string | readonly string[], fromSeq: number): Promise<SeqRange | undefined> {
+  private async findBatch(
+    logKey: string,
+    logId: string,
+    batchIds: string | readonly string[],
+    fromSeq: number,
+  ): Promise<SeqRange | undefined> {
     const ids = typeof batchIds === 'string' ? [batchIds] : batchIds;
     const head = await this.store.getHead(logKey);
     if (!head) throw logNotFound(logId);

@@ -41,7 +41,11 @@ export class ConfigUnavailableError extends Error {
     readonly versions: VersionSet,
     readonly cause: unknown,
   ) {
-    super(`The ${arm} arm's configuration (${Object.entries(versions).map(([p, v]) => `${p} v${v}`).join(', ')}) is unavailable: ${(cause as Error)?.message ?? String(cause)}`);
+    super(
+      `The ${arm} arm's configuration (${Object.entries(versions)
+        .map(([p, v]) => `${p} v${v}`)
+        .join(', ')}) is unavailable: ${(cause as Error)?.message ?? String(cause)}`,
+    );
     this.name = 'ConfigUnavailableError';
   }
 }
@@ -105,13 +109,17 @@ export class RolloutConfig implements ConfigProvider {
       // /bakes copies every version it names from AppConfig (services/bakes.ts). Not cached:
       // a later state may carry it.
       if (text === undefined) {
-        throw new Error(`The rollout state names version ${version} of profile ${profile} without its content; starting a bake (POST /bakes) copies it from AppConfig`);
+        throw new Error(
+          `The rollout state names version ${version} of profile ${profile} without its content; starting a bake (POST /bakes) copies it from AppConfig`,
+        );
       }
       try {
         r = { value: resolveProfile(profile, JSON.parse(text) as unknown) };
       } catch (e) {
         // Immutable content that does not fit is never going to: this failure stays cached.
-        r = { error: new Error(`Config version ${version} of profile ${profile} does not fit the profile's schema: ${(e as Error).message}`) };
+        r = {
+          error: new Error(`Config version ${version} of profile ${profile} does not fit the profile's schema: ${(e as Error).message}`),
+        };
       }
       this.resolved.set(key, r);
     }

@@ -42,7 +42,8 @@ export class Acks {
   async ack(owner: string, sessionId: string, selection: readonly Range[]): Promise<number> {
     let sel = normalizeRanges(selection);
     // A scattered selection would make a long pending list: apply it directly instead.
-    if (sel.length > ATOMIC_ACK_RANGES) return this.compactions.mutate(owner, sessionId, { change: (s) => ackLeases(s, sel), countsAcks: true });
+    if (sel.length > ATOMIC_ACK_RANGES)
+      return this.compactions.mutate(owner, sessionId, { change: (s) => ackLeases(s, sel), countsAcks: true });
     for (let attempt = 0; attempt < MAX_ATTEMPTS && sel.length; attempt++) {
       const now = this.cx.clock.now();
       try {

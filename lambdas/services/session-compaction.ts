@@ -24,7 +24,8 @@ export const compactionDue = (stored: StoredSession): boolean => stored.claims.l
  * past 3 × COMPACT_AT means the receives that should have folded it did not. Every receive that
  * sees it tries, so this must stay rare: those compactions race each other.
  */
-export const compactionOverdue = (stored: StoredSession): boolean => stored.claims.length >= 3 * COMPACT_AT || stored.acks.length >= 3 * COMPACT_AT;
+export const compactionOverdue = (stored: StoredSession): boolean =>
+  stored.claims.length >= 3 * COMPACT_AT || stored.acks.length >= 3 * COMPACT_AT;
 
 /** A change written as a compaction (see Compactions.mutate). */
 export interface SessionChange {

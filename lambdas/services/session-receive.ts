@@ -205,7 +205,9 @@ export class Receiver {
     const settled = settle(v.stored);
     const carried = unrecorded(r);
     const ackedUpTo = carried ? carried.selection[carried.selection.length - 1]![1] : 0;
-    return claimFromView(settled, now - v.atMs, now, v.head.lastSeq, r.maxRecords, ackedUpTo) > 0 ? { stored: v.stored, settled, head: v.head } : undefined;
+    return claimFromView(settled, now - v.atMs, now, v.head.lastSeq, r.maxRecords, ackedUpTo) > 0
+      ? { stored: v.stored, settled, head: v.head }
+      : undefined;
   }
 
   /** Dead-letters expired poison, then applies the carried acks, on a copy of the settled session. */
@@ -355,7 +357,8 @@ export class Receiver {
     // Housekeeping only: a fold that fails (throttled, session gone) must not fail a receive
     // whose claim succeeded, or its records would wait out their lease; a later multiple, or
     // the overdue backstop, folds the list.
-    const folding = claimed.pending % COMPACT_AT === 0 ? this.compactions.fold(r.owner, r.sessionId, r.stats, after).catch(() => undefined) : undefined;
+    const folding =
+      claimed.pending % COMPACT_AT === 0 ? this.compactions.fold(r.owner, r.sessionId, r.stats, after).catch(() => undefined) : undefined;
     const [read] = await Promise.all([this.readGrants(head, [grant], grant.from), folding]);
     const cut = cutToBudget([grant], read.records, r.maxBytes);
     if (cut.missing.length || cut.unsent.length) {

@@ -83,12 +83,7 @@ export interface EvaluatedDatapoint {
   filled: boolean;
 }
 
-export type EvaluationRule =
-  | 'enough-data'
-  | 'filled'
-  | 'premature-alarm'
-  | 'all-missing'
-  | 'retained';
+export type EvaluationRule = 'enough-data' | 'filled' | 'premature-alarm' | 'all-missing' | 'retained';
 
 export interface AlarmEvaluation {
   state: AlarmState;
@@ -131,7 +126,8 @@ export function effectiveTreatMissingData(def: AlarmDefinition): TreatMissingDat
 function counts(def: AlarmDefinition): { n: number; m: number } {
   const n = Number(def.EvaluationPeriods);
   const m = def.DatapointsToAlarm === undefined ? n : Number(def.DatapointsToAlarm);
-  if (!Number.isInteger(n) || n < 1) throw new ValidationError(`EvaluationPeriods must be a positive integer, got ${def.EvaluationPeriods}`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new ValidationError(`EvaluationPeriods must be a positive integer, got ${def.EvaluationPeriods}`);
   if (!Number.isInteger(m) || m < 1 || m > n) {
     throw new ValidationError(`DatapointsToAlarm must be between 1 and EvaluationPeriods (${n}), got ${def.DatapointsToAlarm}`);
   }
@@ -190,12 +186,7 @@ export function evaluateAlarm(
   };
   const reals = slots.filter((s) => s.value !== null).map((s) => point(s, false));
   const thresholdText = `the threshold (${formatNumber(threshold)})`;
-  const result = (
-    state: AlarmState,
-    rule: EvaluationRule,
-    evaluated: EvaluatedDatapoint[],
-    reason: string,
-  ): AlarmEvaluation => ({
+  const result = (state: AlarmState, rule: EvaluationRule, evaluated: EvaluatedDatapoint[], reason: string): AlarmEvaluation => ({
     state,
     reason,
     breachingCount: evaluated.filter((p) => p.breaching).length,
@@ -246,7 +237,12 @@ export function evaluateAlarm(
   // 2. No real datapoint in the range.
   if (reals.length === 0) {
     if (treat === 'missing') {
-      return result('INSUFFICIENT_DATA', 'all-missing', [], `Insufficient Data: ${plural(slots.length, 'datapoint')} ${slots.length === 1 ? 'was' : 'were'} unknown.`);
+      return result(
+        'INSUFFICIENT_DATA',
+        'all-missing',
+        [],
+        `Insufficient Data: ${plural(slots.length, 'datapoint')} ${slots.length === 1 ? 'was' : 'were'} unknown.`,
+      );
     }
     if (treat === 'ignore') {
       return result(
@@ -256,7 +252,10 @@ export function evaluateAlarm(
         `No datapoints in the last ${plural(slots.length, 'period')} and missing data is ignored: state ${previousState} retained.`,
       );
     }
-    return byThreshold('all-missing', missingSlots.map((s) => point(s, true, treat === 'breaching')));
+    return byThreshold(
+      'all-missing',
+      missingSlots.map((s) => point(s, true, treat === 'breaching')),
+    );
   }
 
   // 3. Some real datapoints, fewer than N.
@@ -276,7 +275,12 @@ export function evaluateAlarm(
     if (treat === 'missing') {
       return result('ALARM', 'premature-alarm', evaluated, `Threshold Crossed: ${detail}.`);
     }
-    return result(previousState, 'retained', evaluated, `Only ${plural(reals.length, 'real datapoint')}; ${detail}, and missing data is ignored: state ${previousState} retained.`);
+    return result(
+      previousState,
+      'retained',
+      evaluated,
+      `Only ${plural(reals.length, 'real datapoint')}; ${detail}, and missing data is ignored: state ${previousState} retained.`,
+    );
   }
   return byThreshold('filled', evaluated);
 }
@@ -396,8 +400,12 @@ export interface TemplateAlarmOptions {
  * Extracts the AWS::CloudWatch::Alarm resources of a synthesized template. AlarmName defaults to the logical id.
  * Dimension values, thresholds and other properties that are intrinsic functions go through `resolve`.
  */
-export function alarmsFromTemplate(template: { Resources?: Record<string, unknown> }, options: TemplateAlarmOptions = {}): AlarmDefinition[] {
-  const resolve = options.resolve ?? ((v: unknown) => (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? v : JSON.stringify(v)));
+export function alarmsFromTemplate(
+  template: { Resources?: Record<string, unknown> },
+  options: TemplateAlarmOptions = {},
+): AlarmDefinition[] {
+  const resolve =
+    options.resolve ?? ((v: unknown) => (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? v : JSON.stringify(v)));
   const walk = (v: unknown, path: string): unknown => {
     if (Array.isArray(v)) return v.map((x, i) => walk(x, `${path}[${i}]`));
     if (typeof v === 'object' && v !== null) {
@@ -462,7 +470,18 @@ export interface GetMetricDataOutput {
 
 /** An alarm as DescribeAlarms reports it: its definition, with defaults filled in, and its state. */
 export interface MetricAlarmDescription
-  extends Omit<AlarmDefinition, 'AlarmName' | 'DatapointsToAlarm' | 'ComparisonOperator' | 'TreatMissingData' | 'ActionsEnabled' | 'AlarmActions' | 'OKActions' | 'InsufficientDataActions' | 'EvaluateLowSampleCountPercentile'> {
+  extends Omit<
+    AlarmDefinition,
+    | 'AlarmName'
+    | 'DatapointsToAlarm'
+    | 'ComparisonOperator'
+    | 'TreatMissingData'
+    | 'ActionsEnabled'
+    | 'AlarmActions'
+    | 'OKActions'
+    | 'InsufficientDataActions'
+    | 'EvaluateLowSampleCountPercentile'
+  > {
   AlarmName: string;
   StateValue: AlarmState;
   StateReason: string;
@@ -552,10 +571,22 @@ export class LocalCloudWatch {
       const unit = d.Unit;
       if (d.StatisticValues) {
         const s = d.StatisticValues;
-        this.store.putStatisticSet(input.Namespace, d.MetricName, dims, { timestampMs, sampleCount: s.SampleCount, sum: s.Sum, minimum: s.Minimum, maximum: s.Maximum, unit }, opts);
+        this.store.putStatisticSet(
+          input.Namespace,
+          d.MetricName,
+          dims,
+          { timestampMs, sampleCount: s.SampleCount, sum: s.Sum, minimum: s.Minimum, maximum: s.Maximum, unit },
+          opts,
+        );
       } else if (d.Values) {
         if (d.Counts && d.Counts.length !== d.Values.length) throw new ValidationError('Values and Counts must have the same length');
-        this.store.putDatapoints(input.Namespace, d.MetricName, dims, d.Values.map((value, i) => ({ timestampMs, value, unit, count: d.Counts?.[i] ?? 1 })), opts);
+        this.store.putDatapoints(
+          input.Namespace,
+          d.MetricName,
+          dims,
+          d.Values.map((value, i) => ({ timestampMs, value, unit, count: d.Counts?.[i] ?? 1 })),
+          opts,
+        );
       } else if (d.Value !== undefined) {
         this.store.putDatapoints(input.Namespace, d.MetricName, dims, [{ timestampMs, value: d.Value, unit }], opts);
       } else {
@@ -721,7 +752,17 @@ export class LocalCloudWatch {
       ActionsEnabled: def.ActionsEnabled ?? true,
     };
     if (record.reasonData !== undefined) out.StateReasonData = record.reasonData;
-    const optional = ['AlarmDescription', 'Namespace', 'MetricName', 'Dimensions', 'Statistic', 'ExtendedStatistic', 'Period', 'Unit', 'Metrics'] as const;
+    const optional = [
+      'AlarmDescription',
+      'Namespace',
+      'MetricName',
+      'Dimensions',
+      'Statistic',
+      'ExtendedStatistic',
+      'Period',
+      'Unit',
+      'Metrics',
+    ] as const;
     for (const key of optional) {
       if (def[key] !== undefined) (out as unknown as Record<string, unknown>)[key] = def[key];
     }

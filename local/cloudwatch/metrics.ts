@@ -271,7 +271,14 @@ export class MetricStore {
     if (!(set.sampleCount > 0) || set.minimum > set.maximum) {
       throw new ValidationError(`Invalid statistic set for ${metricName}: ${JSON.stringify(set)}`);
     }
-    metric.samples.push({ t: set.timestampMs, unit: set.unit ?? 'None', n: set.sampleCount, sum: set.sum, min: set.minimum, max: set.maximum });
+    metric.samples.push({
+      t: set.timestampMs,
+      unit: set.unit ?? 'None',
+      n: set.sampleCount,
+      sum: set.sum,
+      min: set.minimum,
+      max: set.maximum,
+    });
     this.prune();
   }
 
@@ -412,7 +419,13 @@ export class MetricStore {
       })) {
         points.set(dp.timestampMs, dp.value);
       }
-      return { kind: 'series', points, periodSeconds: ms.Period, periodMs: this.periodMs(ms.Period), label: q.Label ?? ms.Metric.MetricName };
+      return {
+        kind: 'series',
+        points,
+        periodSeconds: ms.Period,
+        periodMs: this.periodMs(ms.Period),
+        label: q.Label ?? ms.Metric.MetricName,
+      };
     };
 
     const resolve = (id: string): Value => {
@@ -742,7 +755,10 @@ function combine(a: Value, b: Value, op: string, missing: MathMissingValues): Va
   }
   if (a.kind === 'series' && b.kind === 'series') {
     const out = new Map<number, number>();
-    const union = !logical && missing === 'drop' ? [...a.points.keys()].filter((t) => b.points.has(t)) : new Set([...a.points.keys(), ...b.points.keys()]);
+    const union =
+      !logical && missing === 'drop'
+        ? [...a.points.keys()].filter((t) => b.points.has(t))
+        : new Set([...a.points.keys(), ...b.points.keys()]);
     for (const t of union) put(out, t, f(a.points.get(t) ?? 0, b.points.get(t) ?? 0));
     return series(out, a.periodMs <= b.periodMs ? a : b);
   }
@@ -840,7 +856,8 @@ function aggregate(fn: string, v: Value, ctx: EvalContext): Value {
   };
   if (v.kind === 'series') return { kind: 'scalar', value: reduce([...v.points.values()]) };
   if (v.kind === 'array') {
-    if (v.items.length === 0) return { kind: 'series', points: new Map(), periodSeconds: ctx.defaultPeriod.seconds, periodMs: ctx.defaultPeriod.ms };
+    if (v.items.length === 0)
+      return { kind: 'series', points: new Map(), periodSeconds: ctx.defaultPeriod.seconds, periodMs: ctx.defaultPeriod.ms };
     const times = new Set(v.items.flatMap((s) => [...s.points.keys()]));
     const out = new Map<number, number>();
     for (const t of times) {

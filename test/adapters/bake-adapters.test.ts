@@ -46,7 +46,8 @@ describe('CloudWatchArmMetrics', () => {
     Timestamps: points.map(([s]) => new Date(T + s * 1000)),
     StatusCode: 'Complete',
   });
-  const window = () => cw.commandCalls(GetMetricDataCommand).map((c) => ({ start: c.args[0].input.StartTime, end: c.args[0].input.EndTime }));
+  const window = () =>
+    cw.commandCalls(GetMetricDataCommand).map((c) => ({ start: c.args[0].input.StartTime, end: c.args[0].input.EndTime }));
   const empty = { requests: 0, errors4xx: 0, errors5xx: 0 };
 
   it('sends one GetMetricData with the 8 arm queries, 10 s periods, the arm dimensions, and an aligned window', async () => {
@@ -168,7 +169,12 @@ describe('CloudWatchArmMetrics', () => {
         { requests: 300, errors4xx: 0, errors5xx: 2, p99Ms: 60 },
         { requests: 200, errors4xx: 1, errors5xx: 0, p99Ms: 95.5 },
       ],
-      experiment: [{ requests: 10, errors4xx: 4, errors5xx: 0, p99Ms: 80 }, empty, empty, { requests: 30, errors4xx: 0, errors5xx: 5, p99Ms: 120 }],
+      experiment: [
+        { requests: 10, errors4xx: 4, errors5xx: 0, p99Ms: 80 },
+        empty,
+        empty,
+        { requests: 30, errors4xx: 0, errors5xx: 5, p99Ms: 120 },
+      ],
     });
     expect('p99Ms' in got.experiment[1]!).toBe(false);
     expect('p99Ms' in got.experiment[2]!).toBe(false);
@@ -245,7 +251,8 @@ describe('AppConfigVersions', () => {
 
   it('get returns undefined for a version that is not a positive whole number, without asking AppConfig', async () => {
     ac.on(GetHostedConfigurationVersionCommand).resolves({ Content: bytes('{}') });
-    for (const v of ['', 'abc', '0', '-1', '1.5', '1e400', 'NaN', '9007199254740993']) expect({ v, got: await versions().get('limits', v) }).toEqual({ v, got: undefined });
+    for (const v of ['', 'abc', '0', '-1', '1.5', '1e400', 'NaN', '9007199254740993'])
+      expect({ v, got: await versions().get('limits', v) }).toEqual({ v, got: undefined });
     expect(ac.commandCalls(GetHostedConfigurationVersionCommand)).toHaveLength(0);
   });
 
@@ -269,7 +276,9 @@ describe('AppConfigVersions', () => {
     expect(await versions().list('limits')).toEqual(['11', '10', '9', '3', '2', '1']);
     const tokens = ac.commandCalls(ListHostedConfigurationVersionsCommand).map((c) => c.args[0].input.NextToken);
     expect(tokens).toEqual([undefined, 't1', 't2']);
-    expect(ac.commandCalls(ListHostedConfigurationVersionsCommand).every((c) => c.args[0].input.ConfigurationProfileId === 'prof-l')).toBe(true);
+    expect(ac.commandCalls(ListHostedConfigurationVersionsCommand).every((c) => c.args[0].input.ConfigurationProfileId === 'prof-l')).toBe(
+      true,
+    );
   });
 });
 

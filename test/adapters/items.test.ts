@@ -63,7 +63,9 @@ describe('the items on disk', () => {
 
     const sessions = await scan(h.tableNames.sessions);
     const session = sessions.find((i) => i.pk!.S === sid)!;
-    expect(namesOf(session)).toEqual(sorted(['pk', 'o', 'lid', 'lk', 'set', 'c', 'b', 'cur', 'C', 'A', 'L', 'D', 'dp', 'ds', 'sk', 'rl', 'e', 'x', 'ie', 'ix', 'v', 'ct']));
+    expect(namesOf(session)).toEqual(
+      sorted(['pk', 'o', 'lid', 'lk', 'set', 'c', 'b', 'cur', 'C', 'A', 'L', 'D', 'dp', 'ds', 'sk', 'rl', 'e', 'x', 'ie', 'ix', 'v', 'ct']),
+    );
 
     // The maps name exactly these (and the few attributes only some items carry).
     const onDisk = (m: Record<string, string>) => sorted(Object.values(m));

@@ -30,7 +30,11 @@ function addLostResponses(client: DynamoDBClient): void {
       const name = context.commandName ?? '';
       attempts.push(name);
       if (throttleNext.delete(name)) {
-        throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $fault: 'client', $metadata: { httpStatusCode: 400 } });
+        throw Object.assign(new Error('Rate exceeded'), {
+          name: 'ThrottlingException',
+          $fault: 'client',
+          $metadata: { httpStatusCode: 400 },
+        });
       }
       const out = await next(args);
       if (loseNext.delete(name)) {
@@ -55,7 +59,12 @@ beforeAll(async () => {
 afterAll(async () => dynamo?.close());
 
 const append = (logs: LogService, logId: string, n: number) =>
-  logs.append('me', logId, Array.from({ length: n }, (_, i) => ({ data: i })), { limits: DEFAULT_CONFIG.limits, requestBytes: 100, deadlineMs: Date.now() + 10_000 });
+  logs.append(
+    'me',
+    logId,
+    Array.from({ length: n }, (_, i) => ({ data: i })),
+    { limits: DEFAULT_CONFIG.limits, requestBytes: 100, deadlineMs: Date.now() + 10_000 },
+  );
 
 describe('a lost response inside the SDK', () => {
   it('an idempotent write (the chunks) is sent again by the SDK and succeeds', async () => {
@@ -77,7 +86,9 @@ describe('a lost response inside the SDK', () => {
     const head = await store.getHead('me|once');
     expect(head).toMatchObject({ lastSeq: 3, tail: { first: 1, entries: [{ batchId: 'b1', counts: [3] }] } });
     // Sent again by hand, the entry already in the tail makes it refused, not applied twice.
-    await expect(store.sequence('me|once', { batchId: 'b1', expiresSec: 1, counts: [3] }, 3)).rejects.toMatchObject({ name: 'ConflictError' });
+    await expect(store.sequence('me|once', { batchId: 'b1', expiresSec: 1, counts: [3] }, 3)).rejects.toMatchObject({
+      name: 'ConflictError',
+    });
     expect((await store.getHead('me|once'))!.lastSeq).toBe(3);
   });
 
@@ -106,7 +117,12 @@ describe('a lost response inside the SDK', () => {
     // The same for a session (its create was a 500: a ConflictError nothing caught).
     const sessions = new SessionService(store);
     loseNext.add('PutItemCommand');
-    const s = await sessions.create('me', 'created-once', 'oldest', { ackTimeoutSeconds: 30, maxInFlight: 10, maxDeliveries: 5, idleTimeoutSeconds: 3600 });
+    const s = await sessions.create('me', 'created-once', 'oldest', {
+      ackTimeoutSeconds: 30,
+      maxInFlight: 10,
+      maxDeliveries: 5,
+      idleTimeoutSeconds: 3600,
+    });
     expect((await store.getSession(s.sessionId))!.state).toMatchObject({ owner: 'me', cursor: 1, version: 1 });
   });
 

@@ -28,7 +28,9 @@ describe('DynamoStore against a mocked client', () => {
     await expect(store().trimTail('k', 1, 16, 17, { from: 1, latest: 0 })).rejects.toBeInstanceOf(ConflictError);
     ddb.reset();
     ddb.on(UpdateCommand).rejects(new ProvisionedThroughputExceededException({ message: 'slow down', $metadata: {} }));
-    await expect(store().trimTail('k', 1, 16, 17, { from: 1, latest: 0 })).rejects.toMatchObject({ name: 'ProvisionedThroughputExceededException' });
+    await expect(store().trimTail('k', 1, 16, 17, { from: 1, latest: 0 })).rejects.toMatchObject({
+      name: 'ProvisionedThroughputExceededException',
+    });
   });
 
   it('retries the writes BatchWriteItem leaves unprocessed, and splits batches at 25', async () => {
@@ -48,15 +50,37 @@ describe('DynamoStore against a mocked client', () => {
   it('retries the keys BatchGetItem leaves unprocessed and merges the answers', async () => {
     ddb
       .on(BatchGetCommand)
-      .resolvesOnce({ Responses: { S: [] }, UnprocessedKeys: { L: { Keys: [{ pk: 'log' }], ConsistentRead: true }, S: { Keys: [{ pk: 's-1' }], ConsistentRead: true } } })
+      .resolvesOnce({
+        Responses: { S: [] },
+        UnprocessedKeys: { L: { Keys: [{ pk: 'log' }], ConsistentRead: true }, S: { Keys: [{ pk: 's-1' }], ConsistentRead: true } },
+      })
       .resolvesOnce({
         Responses: {
-          S: [{ pk: 's-1', o: 'me', lid: 'x', lk: 'log', set: { ackTimeoutSeconds: 1, maxInFlight: 1, maxDeliveries: 1, idleTimeoutSeconds: 60 }, c: 1, b: 1, cur: 3, C: [[2, 9]], A: new Set(['1-1@5']), e: 2, v: 3 }],
+          S: [
+            {
+              pk: 's-1',
+              o: 'me',
+              lid: 'x',
+              lk: 'log',
+              set: { ackTimeoutSeconds: 1, maxInFlight: 1, maxDeliveries: 1, idleTimeoutSeconds: 60 },
+              c: 1,
+              b: 1,
+              cur: 3,
+              C: [[2, 9]],
+              A: new Set(['1-1@5']),
+              e: 2,
+              v: 3,
+            },
+          ],
           L: [{ pk: 'log', o: 'me', lid: 'x', ret: 1, c: 1, last: 7 }],
         },
       });
     const got = await store().getSessionWithHead('s-1', 'log');
-    expect(got.session).toMatchObject({ state: { sessionId: 's-1', version: 3, cursor: 1, leases: [], dead: [] }, claims: [{ n: 2, leaseMs: 9 }], acks: [{ from: 1, to: 1, atMs: 5 }] });
+    expect(got.session).toMatchObject({
+      state: { sessionId: 's-1', version: 3, cursor: 1, leases: [], dead: [] },
+      claims: [{ n: 2, leaseMs: 9 }],
+      acks: [{ from: 1, to: 1, atMs: 5 }],
+    });
     expect(got.head).toMatchObject({ lastSeq: 7 });
     expect(ops).toEqual(['getSessionWithHead', 'getSessionWithHead']);
     // The session strongly consistent (a claim bounded by a stale copy would be refused); the head not.
@@ -81,11 +105,18 @@ describe('DynamoStore against a mocked client', () => {
   });
 
   it("names another service's throttle (AppConfig's, on the admin routes) as that, not as storage's", async () => {
-    const throttling = { forKey: async () => { throw new AppConfigServiceException({ name: 'ThrottlingException', $fault: 'client', $metadata: {}, message: 'Rate exceeded' }); } };
+    const throttling = {
+      forKey: async () => {
+        throw new AppConfigServiceException({ name: 'ThrottlingException', $fault: 'client', $metadata: {}, message: 'Rate exceeded' });
+      },
+    };
     const h = makeHandler({ store: store(), clock: { now: () => Date.now() }, config: throttling as never });
     const res = await h(GET_LOG);
     expect(res.statusCode).toBe(503);
     expect(res.headers?.['retry-after']).toBe('1');
-    expect(JSON.parse(res.body!).error).toMatchObject({ code: 'ServiceThrottled', message: expect.stringMatching(/AWS service .* throttling/) });
+    expect(JSON.parse(res.body!).error).toMatchObject({
+      code: 'ServiceThrottled',
+      message: expect.stringMatching(/AWS service .* throttling/),
+    });
   });
 });

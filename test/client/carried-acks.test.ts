@@ -21,7 +21,11 @@ beforeAll(async () => {
   const credentialsPath = join(mkdtempSync(join(tmpdir(), 'logrelay-carried-')), 'credentials.json');
   writeFileSync(
     credentialsPath,
-    JSON.stringify({ principals: [{ name: 'workers', accessKeyId: 'LRCARRIEDACKS000', secretAccessKey: 'carried-acks-secret-0000000000000', admin: false }] }),
+    JSON.stringify({
+      principals: [
+        { name: 'workers', accessKeyId: 'LRCARRIEDACKS000', secretAccessKey: 'carried-acks-secret-0000000000000', admin: false },
+      ],
+    }),
   );
   // One line per request: "POST /sessions/{sessionId}/ack 200 3ms".
   rt = await startLocalRuntime({ port: 0, credentialsPath, log: (line) => requestLog.push(line) });
@@ -59,10 +63,13 @@ const range = (from: number, to: number) => Array.from({ length: to - from + 1 }
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
 describe('receive carrying acks, on the local runtime', () => {
-  it('sends the selection as the body\'s ack, applies it before choosing records, and returns the count', async () => {
+  it("sends the selection as the body's ack, applies it before choosing records, and returns the count", async () => {
     const { client, exchanges } = observedClient();
     await client.createLog({ logId: 'carry-basic' });
-    await client.append('carry-basic', range(1, 12).map((n) => ({ data: n })));
+    await client.append(
+      'carry-basic',
+      range(1, 12).map((n) => ({ data: n })),
+    );
     // maxInFlight 5: the second receive gets records only because its acks free the room first.
     const session = await client.createSession('carry-basic', { maxInFlight: 5, ackTimeoutSeconds: 60 });
 
@@ -101,7 +108,10 @@ describe('receive carrying acks, on the local runtime', () => {
   it('a long poll applies carried acks at once', async () => {
     const { client } = observedClient();
     await client.createLog({ logId: 'carry-poll' });
-    await client.append('carry-poll', range(1, 3).map((n) => ({ data: n })));
+    await client.append(
+      'carry-poll',
+      range(1, 3).map((n) => ({ data: n })),
+    );
     const session = await client.createSession('carry-poll', { ackTimeoutSeconds: 60 });
     expect((await session.receive({ maxRecords: 3 })).map((r) => r.seq)).toEqual([1, 2, 3]);
     const poll = session.receiveAndAck({ waitSeconds: 3, ack: [1, 2, 3] });
@@ -118,7 +128,10 @@ describe('consume carries its acks on its receives, on the local runtime', () =>
   async function run(logId: string, consumeOpts: { maxAckDelayMs?: number }, ackTimeoutSeconds: number) {
     const { client, exchanges } = observedClient();
     await client.createLog({ logId });
-    await client.appendMany(logId, range(1, TOTAL).map((n) => ({ data: n })));
+    await client.appendMany(
+      logId,
+      range(1, TOTAL).map((n) => ({ data: n })),
+    );
     const session = await client.createSession(logId, { ackTimeoutSeconds });
     const logFrom = requestLog.length;
     const from = exchanges.length;
@@ -141,7 +154,10 @@ describe('consume carries its acks on its receives, on the local runtime', () =>
     const receives = mine.filter((x) => x.op === 'receive');
     const acks = mine.filter((x) => x.op === 'ack');
     const logged = requestLog.slice(logFrom);
-    const seqsOf = (b: { seqs?: number[]; ranges?: [number, number][] }) => [...(b.seqs ?? []), ...(b.ranges ?? []).flatMap(([a, z]) => range(a, z))];
+    const seqsOf = (b: { seqs?: number[]; ranges?: [number, number][] }) => [
+      ...(b.seqs ?? []),
+      ...(b.ranges ?? []).flatMap(([a, z]) => range(a, z)),
+    ];
     return { session, summary, successes, refused, mine, receives, acks, logged, seqsOf };
   }
 
@@ -151,13 +167,23 @@ describe('consume carries its acks on its receives, on the local runtime', () =>
     expect(successes.size).toBe(TOTAL);
     expect([...successes.values()].every((n) => n === 1)).toBe(true);
     expect(refused.size).toBe(20);
-    expect(summary).toMatchObject<Partial<ConsumeSummary>>({ handled: TOTAL, failed: 20, received: TOTAL + 20, released: 0, acked: TOTAL, leasesLost: 0, unsettled: 0 });
+    expect(summary).toMatchObject<Partial<ConsumeSummary>>({
+      handled: TOTAL,
+      failed: 20,
+      received: TOTAL + 20,
+      released: 0,
+      acked: TOTAL,
+      leasesLost: 0,
+      unsettled: 0,
+    });
     // The summary's acks are exactly the service's counts: on receives plus on ack requests.
     const onReceives = receives.reduce((n, x) => n + (x.answer?.acked ?? 0), 0);
     const onAcks = acks.reduce((n, x) => n + x.answer.acked, 0);
     expect(onReceives + onAcks).toBe(TOTAL);
     // Every successful record was named by exactly one ack (carried or not); no refused delivery was acked.
-    const named = [...receives.filter((x) => x.body.ack).flatMap((x) => seqsOf(x.body.ack)), ...acks.flatMap((x) => seqsOf(x.body))].sort((a, b) => a - b);
+    const named = [...receives.filter((x) => x.body.ack).flatMap((x) => seqsOf(x.body.ack)), ...acks.flatMap((x) => seqsOf(x.body))].sort(
+      (a, b) => a - b,
+    );
     expect(named).toEqual(range(1, TOTAL));
     expect(receives.every((x) => x.status === 200) && acks.every((x) => x.status === 200)).toBe(true);
   }
@@ -240,10 +266,12 @@ function fakeService(total: number, faults: (attempt: number, body: any) => Faul
       if (fault) entry.fault = fault;
       if (fault === 'refuse') return reply(503, { error: { code: 'ServiceBusy', message: 'busy' } });
       if (fault === 'fail') return reply(500, { error: { code: 'InternalError', message: 'failed' } });
-      if (fault === 'reject-ack-field' && body.ack) return reply(400, { error: { code: 'ValidationError', message: 'Unrecognized key: "ack"' } });
+      if (fault === 'reject-ack-field' && body.ack)
+        return reply(400, { error: { code: 'ValidationError', message: 'Unrecognized key: "ack"' } });
       const acked = body.ack ? applyAcks(body.ack) : undefined;
       if (acked !== undefined) entry.acked = acked;
-      if (fault === 'lose') throw Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('ECONNRESET'), { code: 'ECONNRESET' }) });
+      if (fault === 'lose')
+        throw Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('ECONNRESET'), { code: 'ECONNRESET' }) });
       const out = available.splice(0, body.maxRecords ?? 100);
       for (const s of out) leased.add(s);
       const records = out.map((seq) => ({ seq, data: seq, deliveryCount: 1, leaseExpiresAt: new Date(Date.now() + 60_000).toISOString() }));
@@ -308,7 +336,10 @@ describe('a receive carrying acks that fails', () => {
       return undefined;
     });
     const errors: string[] = [];
-    const summary = await f.session.consume(async () => tick(), { ...opts, onError: (e, info) => errors.push(`${info.during}: ${(e as Error).message}`) });
+    const summary = await f.session.consume(async () => tick(), {
+      ...opts,
+      onError: (e, info) => errors.push(`${info.during}: ${(e as Error).message}`),
+    });
     expect(f.log.filter((x) => x.fault === 'fail')).toHaveLength(3);
     expect(errors).toEqual(['receive: failed']);
     const carried = f.seqsOf(failedBody.ack);
@@ -341,7 +372,10 @@ describe('a receive carrying acks that fails', () => {
   it('an older service that rejects the ack field (400): acks go on their own from then on, none lost', async () => {
     const f = fakeService(TOTAL, () => 'reject-ack-field');
     const errors: string[] = [];
-    const summary = await f.session.consume(async () => tick(), { ...opts, onError: (e, info) => errors.push(`${info.during}: ${(e as Error).message}`) });
+    const summary = await f.session.consume(async () => tick(), {
+      ...opts,
+      onError: (e, info) => errors.push(`${info.during}: ${(e as Error).message}`),
+    });
     expect(errors).toEqual(['receive: Unrecognized key: "ack"']);
     expect(f.log.filter((x) => x.op === 'receive' && x.body.ack)).toHaveLength(1);
     expect(summary).toMatchObject({ handled: TOTAL, acked: TOTAL, unsettled: 0 });
@@ -357,7 +391,15 @@ describe('a receive carrying acks that fails', () => {
       const op = new URL(url).pathname.split('/').pop()!;
       sent.push({ op, at: Date.now() });
       if (op === 'receive') {
-        if (++receives === 1) return reply({ records: [1, 2, 3].map((seq) => ({ seq, data: seq, deliveryCount: 1, leaseExpiresAt: new Date(Date.now() + 60_000).toISOString() })) });
+        if (++receives === 1)
+          return reply({
+            records: [1, 2, 3].map((seq) => ({
+              seq,
+              data: seq,
+              deliveryCount: 1,
+              leaseExpiresAt: new Date(Date.now() + 60_000).toISOString(),
+            })),
+          });
         await new Promise((r) => setTimeout(r, 1500));
         const body = JSON.parse(init.body!);
         return reply(body.ack ? { records: [], acked: 0 } : { records: [] });
@@ -365,7 +407,11 @@ describe('a receive carrying acks that fails', () => {
       if (op === 'ack') return reply({ acked: 3 });
       throw new Error(op);
     };
-    const client = new LogrelayClient({ endpoint: 'http://127.0.0.1:8787', credentials: { accessKeyId: 'AKIDEXAMPLE00000', secretAccessKey: 'secret-secret-secret-secret' }, fetch });
+    const client = new LogrelayClient({
+      endpoint: 'http://127.0.0.1:8787',
+      credentials: { accessKeyId: 'AKIDEXAMPLE00000', secretAccessKey: 'secret-secret-secret-secret' },
+      fetch,
+    });
     let finishedAt = 0;
     const summary = await client.session('s-1', { ackTimeoutSeconds: 60 }).consume(
       async () => {

@@ -12,7 +12,10 @@ import type { FetchLike } from '../../client/src/http';
 import type { Bake, BakePhase } from '../../client/src/types';
 
 const SETTINGS = { weightPercent: 10, bakeSeconds: 600, pollSeconds: 30, minExperimentRequests: 200 };
-const ARMS = { control: { requests: 900, errors4xx: 0, errors5xx: 0, p99Ms: 12 }, experiment: { requests: 100, errors4xx: 0, errors5xx: 0, p99Ms: 13 } };
+const ARMS = {
+  control: { requests: 900, errors4xx: 0, errors5xx: 0, p99Ms: 12 },
+  experiment: { requests: 100, errors4xx: 0, errors5xx: 0, p99Ms: 13 },
+};
 const T0 = Date.parse('2025-01-01T00:00:00Z');
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -109,7 +112,9 @@ describe('bake exit codes', () => {
     expect((await status(bake('SUCCEEDED', [phase('REJECTED')]), ['--json'])).code).toBe(4);
     expect((await status(bake('SUCCEEDED', [phase('REJECTED')]), ['--watch', '--json'])).code).toBe(4);
     expect((await status(bake('ABORTED', [phase('REJECTED')]), ['--watch'])).code).toBe(3);
-    const reverted = await status(bake('REVERTED', [phase('REVERTED', { reason: 'Alarm slo-5xx in ALARM during the watch' })]), ['--watch']);
+    const reverted = await status(bake('REVERTED', [phase('REVERTED', { reason: 'Alarm slo-5xx in ALARM during the watch' })]), [
+      '--watch',
+    ]);
     expect(reverted.code).toBe(5);
     expect(reverted.out).toContain('bake b-fixture  REVERTED');
     expect(reverted.out).toMatch(/1\. delivery v2 +REVERTED/);
@@ -126,7 +131,11 @@ describe('bake exit codes', () => {
     const x = io(fetch);
     const code = await run([...KEYS, 'bake', 'start', 'delivery:2', '--watch', '--interval', '1'], x);
     expect(code).toBe(EXIT.phaseRejected);
-    expect(sent.map((s) => `${s.method} ${new URL(s.url).pathname}`)).toEqual(['POST /bakes', 'GET /bakes/b-fixture', 'GET /bakes/b-fixture']);
+    expect(sent.map((s) => `${s.method} ${new URL(s.url).pathname}`)).toEqual([
+      'POST /bakes',
+      'GET /bakes/b-fixture',
+      'GET /bakes/b-fixture',
+    ]);
     expect(x.out()).toContain('RUNNING');
     expect(x.out()).toContain('SUCCEEDED');
     expect(x.err()).toContain('started bake b-fixture');
@@ -148,19 +157,31 @@ describe('the bake view', () => {
       { path: 'longPollIntervalMs', control: 250, experimental: 100 },
       { path: 'maxBatchRecords', control: 100, experimental: 50 },
     ];
-    const b = bake('RUNNING', [phase('APPROVED', { diff: [{ path: 'maxBatchBytes', control: 1, experimental: 2 }] }), phase('BAKING', { polls: 5, diff, profile: 'limits' }), phase('PENDING', { diff })]);
+    const b = bake('RUNNING', [
+      phase('APPROVED', { diff: [{ path: 'maxBatchBytes', control: 1, experimental: 2 }] }),
+      phase('BAKING', { polls: 5, diff, profile: 'limits' }),
+      phase('PENDING', { diff }),
+    ]);
     const lines = renderBake(b, T0 + 5_000);
     const at = lines.findIndex((l) => l.includes('2. limits v2'));
-    expect(lines.slice(at + 1, at + 4)).toEqual(['       changes against control:', '         longPollIntervalMs  250 -> 100', '         maxBatchRecords     100 -> 50']);
+    expect(lines.slice(at + 1, at + 4)).toEqual([
+      '       changes against control:',
+      '         longPollIntervalMs  250 -> 100',
+      '         maxBatchRecords     100 -> 50',
+    ]);
     expect(lines.filter((l) => l.includes('changes against control'))).toHaveLength(1);
     expect(lines.join('\n')).not.toContain('maxBatchBytes');
     // A running phase whose version changes nothing hosts serve says so; one without a diff (an older service) shows none.
-    expect(renderBake(bake('RUNNING', [phase('BAKING', { diff: [] })]), T0).join('\n')).toContain('no field differs (hosts serve the same values under both)');
+    expect(renderBake(bake('RUNNING', [phase('BAKING', { diff: [] })]), T0).join('\n')).toContain(
+      'no field differs (hosts serve the same values under both)',
+    );
     expect(renderBake(bake('RUNNING', [phase('BAKING')]), T0).join('\n')).not.toContain('changes against control');
   });
 
   it('bake status prints the running phase diff from GET /bakes/{id}', async () => {
-    const r = await status(bake('RUNNING', [phase('BAKING', { polls: 2, diff: [{ path: 'maxBatchRecords', control: 100, experimental: 50 }] })]));
+    const r = await status(
+      bake('RUNNING', [phase('BAKING', { polls: 2, diff: [{ path: 'maxBatchRecords', control: 100, experimental: 50 }] })]),
+    );
     expect(r.code).toBe(0);
     expect(r.out).toContain('changes against control:\n         maxBatchRecords  100 -> 50\n');
   });
@@ -179,7 +200,9 @@ describe('the bake view', () => {
       expect(unscaled[2]).toMatch(/poll 5\/20 {2}~7m 30s left$/);
     }
     // Extended: half the polls again (30 in all).
-    expect(renderBake(bake('RUNNING', [phase('BAKING', { polls: 25, extended: true })], { timeScale: 10 }), T0)[2]).toMatch(/poll 25\/30 {2}~15s left {2}extended$/);
+    expect(renderBake(bake('RUNNING', [phase('BAKING', { polls: 25, extended: true })], { timeScale: 10 }), T0)[2]).toMatch(
+      /poll 25\/30 {2}~15s left {2}extended$/,
+    );
     expect(realDuration(600, 5)).toBe('2m 00s');
     expect(realDuration(1, 20)).toBe('50 ms');
   });
@@ -201,7 +224,18 @@ describe('configs get --diff', () => {
     expect(await run([...KEYS, 'configs', 'get', 'delivery', '3', '--diff', '2'], x)).toBe(0);
     expect(new URL(sent[0]!.url).pathname + new URL(sent[0]!.url).search).toBe('/configs/delivery/versions/3?diff=2');
     expect(sent[0]!.headers.authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIDTEST\//);
-    expect(x.out()).toBe(['{', '  "maxBatchRecords": 20', '}', '', 'delivery v3 against v2 (v2 -> v3):', '  maxBatchRecords  50 -> 20', '  note             "x" -> (not set)', ''].join('\n'));
+    expect(x.out()).toBe(
+      [
+        '{',
+        '  "maxBatchRecords": 20',
+        '}',
+        '',
+        'delivery v3 against v2 (v2 -> v3):',
+        '  maxBatchRecords  50 -> 20',
+        '  note             "x" -> (not set)',
+        '',
+      ].join('\n'),
+    );
 
     // Without --diff: no query, the content only.
     const plain = scripted(() => ({ status: 200, body: { profile: 'delivery', version: '3', content: {} } }));

@@ -104,11 +104,7 @@ describe('append: the same mistake, the same exit code, wherever it is', () => {
 
     const allowed = await append(input, ['--key-field', 'k', '--allow-missing-key']);
     expect(allowed.code).toBe(EXIT.ok);
-    expect(allowed.appended).toEqual([
-      { key: 'a', data: { k: 'a', n: 1 } },
-      { data: { n: 2 } },
-      { key: 'c', data: { k: 'c', n: 3 } },
-    ]);
+    expect(allowed.appended).toEqual([{ key: 'a', data: { k: 'a', n: 1 } }, { data: { n: 2 } }, { key: 'c', data: { k: 'c', n: 3 } }]);
   });
 
   it('documents both in its help', async () => {
@@ -140,7 +136,12 @@ describe('counts read as a person says them', () => {
 
   it('logs describe: an empty log has no records retained, one record is one', async () => {
     const describeLog = async (firstSeq: number, lastSeq: number) => {
-      const svc = service({ other: () => ({ status: 200, body: { logId: 'orders', firstSeq, lastSeq, retentionHours: 24, createdAt: '2026-01-01T00:00:00.000Z' } }) });
+      const svc = service({
+        other: () => ({
+          status: 200,
+          body: { logId: 'orders', firstSeq, lastSeq, retentionHours: 24, createdAt: '2026-01-01T00:00:00.000Z' },
+        }),
+      });
       const x = io(svc.fetch);
       expect(await run([...KEYS, 'logs', 'describe', 'orders'], x)).toBe(0);
       return x.out();
@@ -155,7 +156,17 @@ describe('counts read as a person says them', () => {
   });
 
   it('sessions dead-letters: after 1 delivery', async () => {
-    const svc = service({ other: () => ({ status: 200, body: { ranges: [[3, 3, 1], [5, 9, 2]] } }) });
+    const svc = service({
+      other: () => ({
+        status: 200,
+        body: {
+          ranges: [
+            [3, 3, 1],
+            [5, 9, 2],
+          ],
+        },
+      }),
+    });
     const x = io(svc.fetch);
     expect(await run([...KEYS, 'sessions', 'dead-letters', 's-1'], x)).toBe(0);
     expect(x.out()).toBe('3  after 1 delivery\n5..9  after 2 deliveries\n');
@@ -175,7 +186,9 @@ describe('global options are shown once', () => {
       expect(text, path.join(' ')).not.toContain('Global Options');
       expect(text, path.join(' ')).not.toContain('--credentials-file');
       expect(text.match(/logrelay --help/g), path.join(' ')).toHaveLength(1);
-      expect(text, path.join(' ')).toContain('Global options (endpoint, credentials, --json, --verbose, --max-attempts): see logrelay --help');
+      expect(text, path.join(' ')).toContain(
+        'Global options (endpoint, credentials, --json, --verbose, --max-attempts): see logrelay --help',
+      );
     }
   });
 });

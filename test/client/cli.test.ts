@@ -47,7 +47,13 @@ interface Ran {
 
 /** Runs the installed bin with the test's endpoint and credentials file, no AWS credentials. */
 function cli(args: string[], opts: { env?: Record<string, string>; stdin?: string } = {}): Promise<Ran> {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: dir, LOGRELAY_ENDPOINT: rt.url, LOGRELAY_CREDENTIALS_FILE: credentialsPath, ...opts.env };
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: dir,
+    LOGRELAY_ENDPOINT: rt.url,
+    LOGRELAY_CREDENTIALS_FILE: credentialsPath,
+    ...opts.env,
+  };
   return new Promise((ok, fail) => {
     const child = spawn(BIN, args, { cwd: dir, env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -71,7 +77,9 @@ describe('the logrelay bin', () => {
     expect(created.code).toBe(0);
     expect(JSON.parse(created.stdout)).toMatchObject({ logId: 'cli-roundtrip', retentionHours: 24 });
 
-    const lines = Array.from({ length: 1000 }, (_, i) => JSON.stringify({ n: i + 1, k: `key-${i % 7}`, text: `line ${i + 1} "quoted" ünïcode` }));
+    const lines = Array.from({ length: 1000 }, (_, i) =>
+      JSON.stringify({ n: i + 1, k: `key-${i % 7}`, text: `line ${i + 1} "quoted" ünïcode` }),
+    );
     writeFileSync(join(dir, 'records.jsonl'), `${lines.join('\n')}\n\n`);
     const appended = await cli(['append', 'cli-roundtrip', 'records.jsonl', '--key-field', 'k', '--json']);
     expect(appended.code).toBe(0);
@@ -83,7 +91,10 @@ describe('the logrelay bin', () => {
 
     const tailed = await cli(['tail', 'cli-roundtrip', '--json']);
     expect(tailed.code).toBe(0);
-    const records = tailed.stdout.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; key: string; deliveryCount: number; data: unknown });
+    const records = tailed.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { seq: number; key: string; deliveryCount: number; data: unknown });
     expect(records.map((r) => r.seq)).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
     expect(records.map((r) => JSON.stringify(r.data))).toEqual(lines);
     expect(records.every((r, i) => r.key === `key-${i % 7}` && r.deliveryCount === 1)).toBe(true);
@@ -93,7 +104,12 @@ describe('the logrelay bin', () => {
     expect(dataOnly.code).toBe(0);
     expect(dataOnly.stdout).toBe(`${lines.join('\n')}\n`);
     const human = await cli(['tail', 'cli-roundtrip', '--limit', '3']);
-    expect(human.stdout).toBe(`${lines.slice(0, 3).map((l, i) => `${i + 1} key=key-${i % 7} ${l}`).join('\n')}\n`);
+    expect(human.stdout).toBe(
+      `${lines
+        .slice(0, 3)
+        .map((l, i) => `${i + 1} key=key-${i % 7} ${l}`)
+        .join('\n')}\n`,
+    );
     expect(human.stderr).toContain('3 records (seq 1..3)');
 
     // tail opened sessions of its own and deleted them: the log's own data is untouched.
@@ -109,13 +125,27 @@ describe('the logrelay bin', () => {
     const put = await cli(['configs', 'put', 'delivery', 'delivery.json', '--json']);
     expect(put.code).toBe(0);
     const version = (JSON.parse(put.stdout) as { version: string }).version;
-    const started = await cli(['bake', 'start', `delivery:${version}`, '--bake-seconds', '10', '--poll-seconds', '1', '--min-experiment-requests', '1', '--json']);
+    const started = await cli([
+      'bake',
+      'start',
+      `delivery:${version}`,
+      '--bake-seconds',
+      '10',
+      '--poll-seconds',
+      '1',
+      '--min-experiment-requests',
+      '1',
+      '--json',
+    ]);
     expect(started.code).toBe(0);
     const { bakeId } = JSON.parse(started.stdout) as { bakeId: string };
     expect(bakeId).toMatch(/^b-/);
 
     const watched = await cli(['bake', 'status', bakeId, '--watch', '--interval', '1', '--json']);
-    const views = watched.stdout.trim().split('\n').map((l) => JSON.parse(l) as { status: string; timeScale: number; phases: { verdict: string }[] });
+    const views = watched.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { status: string; timeScale: number; phases: { verdict: string }[] });
     expect(views[views.length - 1]!.status).toBe('SUCCEEDED');
     expect(views.slice(0, -1).every((v) => v.status === 'RUNNING')).toBe(true);
     // The service says its time scale (this runtime's 20), so the view can show real durations.
@@ -171,7 +201,9 @@ describe('the logrelay bin', () => {
         s.close(() => ok(port));
       });
     });
-    const refused = await cli(['logs', 'describe', 'x', '--max-attempts', '1'], { env: { LOGRELAY_ENDPOINT: `http://127.0.0.1:${closedPort}` } });
+    const refused = await cli(['logs', 'describe', 'x', '--max-attempts', '1'], {
+      env: { LOGRELAY_ENDPOINT: `http://127.0.0.1:${closedPort}` },
+    });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('ECONNREFUSED');
   });
@@ -218,7 +250,8 @@ describe('help and configuration, in process', () => {
     ]) {
       expect(paths).toContain(needed);
     }
-    const find = (path: string): Command => path.split(' ').reduce((c: Command, name) => c.commands.find((x) => x.name() === name)!, program);
+    const find = (path: string): Command =>
+      path.split(' ').reduce((c: Command, name) => c.commands.find((x) => x.name() === name)!, program);
     for (const path of paths) {
       const c = find(path);
       expect(c.description(), path).not.toBe('');
@@ -231,7 +264,19 @@ describe('help and configuration, in process', () => {
     const root = io();
     expect(await run(['--help'], root)).toBe(0);
     const text = root.out.join('');
-    for (const word of ['logs', 'append', 'sessions', 'tail', 'configs', 'bake', 'Exit codes', 'LOGRELAY_ENDPOINT', '--principal', 'credentials.json']) expect(text).toContain(word);
+    for (const word of [
+      'logs',
+      'append',
+      'sessions',
+      'tail',
+      'configs',
+      'bake',
+      'Exit codes',
+      'LOGRELAY_ENDPOINT',
+      '--principal',
+      'credentials.json',
+    ])
+      expect(text).toContain(word);
   });
 
   it('every client source file is reachable from index.ts or cli.ts, so the root type-check (which includes test/, not client/) covers it', () => {
@@ -244,7 +289,11 @@ describe('help and configuration, in process', () => {
     };
     visit('index.ts');
     visit('cli.ts');
-    expect([...seen].sort()).toEqual(readdirSync(src).filter((f) => f.endsWith('.ts')).sort());
+    expect([...seen].sort()).toEqual(
+      readdirSync(src)
+        .filter((f) => f.endsWith('.ts'))
+        .sort(),
+    );
   });
 
   it('resolves credentials: flags, then --principal, then AWS environment, then the local file (first admin)', () => {
@@ -253,7 +302,10 @@ describe('help and configuration, in process', () => {
     expect(local.endpoint).toBe('http://127.0.0.1:8787');
     expect(local.credentials).toEqual({ accessKeyId: 'LRCLIADMIN000000', secretAccessKey: 'cli-admin-secret-0000000000000000' });
     expect(resolveConnection({ principal: 'workers' }, env, dir).credentials).toMatchObject({ accessKeyId: 'LRCLIWORKER00000' });
-    expect(resolveConnection({ accessKeyId: 'AK', secretAccessKey: 'S', endpoint: 'https://x.example' }, env, dir).credentials).toEqual({ accessKeyId: 'AK', secretAccessKey: 'S' });
+    expect(resolveConnection({ accessKeyId: 'AK', secretAccessKey: 'S', endpoint: 'https://x.example' }, env, dir).credentials).toEqual({
+      accessKeyId: 'AK',
+      secretAccessKey: 'S',
+    });
     const aws = resolveConnection({}, { ...env, AWS_ACCESS_KEY_ID: 'AKIA', LOGRELAY_ENDPOINT: 'https://api.example' }, dir);
     expect(typeof aws.credentials).toBe('function'); // the AWS provider chain
     expect(aws.endpoint).toBe('https://api.example');

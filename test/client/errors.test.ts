@@ -8,12 +8,19 @@ describe('errorFromResponse', () => {
       const e = errorFromResponse(413, body, undefined, 'POST /logs/a/records');
       expect(e).toBeInstanceOf(PayloadTooLargeError);
       expect(e.code).toBe('PayloadTooLarge');
-      expect(e.message).toMatch(/^POST \/logs\/a\/records was refused by API Gateway before it reached Logrelay \((Request Too Long|HTTP content length exceeded 10485760 bytes\.)\): .*under 6 MiB.*Send fewer or smaller records per request\.$/);
+      expect(e.message).toMatch(
+        /^POST \/logs\/a\/records was refused by API Gateway before it reached Logrelay \((Request Too Long|HTTP content length exceeded 10485760 bytes\.)\): .*under 6 MiB.*Send fewer or smaller records per request\.$/,
+      );
     }
   });
 
   it("keeps the service's own 413 as the service worded it", () => {
-    const e = errorFromResponse(413, '{"error":{"code":"PayloadTooLarge","message":"The request body is 2000000 bytes; the limit is 1048576."}}', undefined, 'POST /logs/a/records');
+    const e = errorFromResponse(
+      413,
+      '{"error":{"code":"PayloadTooLarge","message":"The request body is 2000000 bytes; the limit is 1048576."}}',
+      undefined,
+      'POST /logs/a/records',
+    );
     expect(e.message).toBe('The request body is 2000000 bytes; the limit is 1048576.');
   });
 

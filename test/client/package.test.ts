@@ -37,7 +37,8 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
     const lower = k.toLowerCase();
-    if ((lower.startsWith('npm_') && !keep.has(lower)) || lower === 'node_options' || lower === 'init_cwd' || lower.startsWith('vitest')) continue;
+    if ((lower.startsWith('npm_') && !keep.has(lower)) || lower === 'node_options' || lower === 'init_cwd' || lower.startsWith('vitest'))
+      continue;
     env[k] = v;
   }
   return { ...env, ...extra };
@@ -46,7 +47,7 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 function run(file: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = cleanEnv()): Promise<Ran> {
   return new Promise((ok) => {
     execFile(file, args, { cwd, env, timeout: NPM_TIMEOUT_MS, maxBuffer: 32 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : null) : 0;
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : null) : 0;
       ok({ code, stdout, stderr });
     });
   });
@@ -117,7 +118,10 @@ beforeAll(async () => {
   expect(relative(realpathSync(ROOT), realpathSync(work)).startsWith('..')).toBe(true);
 
   const credentialsPath = join(work, 'credentials.json');
-  writeFileSync(credentialsPath, JSON.stringify({ principals: [{ name: 'ops', accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET, admin: true }] }));
+  writeFileSync(
+    credentialsPath,
+    JSON.stringify({ principals: [{ name: 'ops', accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET, admin: true }] }),
+  );
   const runtime = startLocalRuntime({ port: 0, credentialsPath, log: () => {} });
 
   // npm pack runs the package's `prepack` (the build) first; --json lists what it packed.
@@ -142,15 +146,32 @@ afterAll(async () => {
 describe('npm pack of @logrelay/client', () => {
   it('packs the build, its declarations and the bin, and no TypeScript source or tests', () => {
     const paths = packed.files.map((f) => f.path).sort();
-    expect(paths).toEqual(expect.arrayContaining(['package.json', 'README.md', 'bin/logrelay.js', 'dist/index.mjs', 'dist/index.cjs', 'dist/cli.cjs', 'dist/types/index.d.ts']));
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        'package.json',
+        'README.md',
+        'bin/logrelay.js',
+        'dist/index.mjs',
+        'dist/index.cjs',
+        'dist/cli.cjs',
+        'dist/types/index.d.ts',
+      ]),
+    );
     // Declarations are .d.ts; anything else ending in .ts is source.
     expect(paths.filter((p) => p.endsWith('.ts') && !p.endsWith('.d.ts'))).toEqual([]);
-    expect(paths.filter((p) => p.startsWith('src/') || p.startsWith('test') || /\.test\./.test(p) || p.startsWith('scripts/') || p.includes('tsconfig'))).toEqual([]);
+    expect(
+      paths.filter(
+        (p) => p.startsWith('src/') || p.startsWith('test') || /\.test\./.test(p) || p.startsWith('scripts/') || p.includes('tsconfig'),
+      ),
+    ).toEqual([]);
     expect(packed.filename).toMatch(/^logrelay-client-\d+\.\d+\.\d+\.tgz$/);
   });
 
   it("the installed package.json has the exports map (types, import, require), the compiled bin's launcher and its dependencies, and no tsx", () => {
-    const pkg = JSON.parse(readFileSync(join(project, 'node_modules', '@logrelay', 'client', 'package.json'), 'utf8')) as Record<string, unknown>;
+    const pkg = JSON.parse(readFileSync(join(project, 'node_modules', '@logrelay', 'client', 'package.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
     expect(pkg.exports).toEqual({
       '.': { types: './dist/types/index.d.ts', import: './dist/index.mjs', require: './dist/index.cjs' },
       './package.json': './package.json',
@@ -175,7 +196,12 @@ describe('npm pack of @logrelay/client', () => {
       const file = join(project, kind === 'esm' ? 'worker.mjs' : 'worker.cjs');
       writeFileSync(file, workerSource(kind));
       const logId = `pack-${kind}`;
-      const ran = await run(process.execPath, [file], project, cleanEnv({ LOGRELAY_ENDPOINT: rt.url, LR_KEY_ID: ACCESS_KEY_ID, LR_SECRET: SECRET, LR_LOG_ID: logId }));
+      const ran = await run(
+        process.execPath,
+        [file],
+        project,
+        cleanEnv({ LOGRELAY_ENDPOINT: rt.url, LR_KEY_ID: ACCESS_KEY_ID, LR_SECRET: SECRET, LR_LOG_ID: logId }),
+      );
       expectOk(ran, `node ${file}`);
       const out = JSON.parse(ran.stdout.trim().split('\n').pop()!) as {
         appended: { firstSeq: number; lastSeq: number };
@@ -198,7 +224,8 @@ describe('npm pack of @logrelay/client', () => {
       // The module system picked the matching build from the exports map, inside the project.
       const dist = join(realpathSync(project), 'node_modules', '@logrelay', 'client', 'dist');
       expect(realpathSync(out.resolved)).toBe(join(dist, 'index.cjs'));
-      if (kind === 'esm' && out.esmUrl !== 'unavailable') expect(out.esmUrl).toMatch(/\/node_modules\/@logrelay\/client\/dist\/index\.mjs$/);
+      if (kind === 'esm' && out.esmUrl !== 'unavailable')
+        expect(out.esmUrl).toMatch(/\/node_modules\/@logrelay\/client\/dist\/index\.mjs$/);
       // And the records really were acked on the service.
       expect(out.info).toMatchObject({ inFlight: 0 });
     });

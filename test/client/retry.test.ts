@@ -21,10 +21,7 @@ import {
   type RetryOptions,
 } from '../../client/src/index';
 
-type Step =
-  | { status: number; body?: unknown; headers?: Record<string, string> }
-  | { error: Error }
-  | { status: number; bodyError: Error };
+type Step = { status: number; body?: unknown; headers?: Record<string, string> } | { error: Error } | { status: number; bodyError: Error };
 
 interface Sent {
   url: string;
@@ -41,7 +38,9 @@ function scripted(steps: Step[]) {
     const step = steps.shift();
     if (!step) throw new Error(`unexpected request ${init.method} ${url}: the script has no more answers`);
     if ('error' in step) throw step.error;
-    const headers = Object.fromEntries(Object.entries('headers' in step && step.headers ? step.headers : {}).map(([k, v]) => [k.toLowerCase(), v]));
+    const headers = Object.fromEntries(
+      Object.entries('headers' in step && step.headers ? step.headers : {}).map(([k, v]) => [k.toLowerCase(), v]),
+    );
     return {
       status: step.status,
       headers: { get: (name: string) => headers[name.toLowerCase()] ?? null },
@@ -56,7 +55,8 @@ function scripted(steps: Step[]) {
 }
 
 /** What node's fetch throws: a TypeError whose cause carries the socket error's code. */
-const netError = (code: string) => Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error(`${code} on socket`), { code }) });
+const netError = (code: string) =>
+  Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error(`${code} on socket`), { code }) });
 const RESET = () => ({ error: netError('ECONNRESET') });
 const REFUSED = () => ({ error: netError('ECONNREFUSED') });
 const err = (status: number, code: string, headers?: Record<string, string>): Step => ({
@@ -87,7 +87,10 @@ const created = { status: 201, body: { firstSeq: 1, lastSeq: 1 } };
 
 describe('retry-after and backoff', () => {
   it('honours retry-after on 503: waits at least the seconds asked, then succeeds', async () => {
-    const { client, sent, sleeps } = setup([err(503, 'ServiceBusy', { 'Retry-After': '2' }), { status: 200, body: { logId: 'a', firstSeq: 1, lastSeq: 0, retentionHours: 1, createdAt: 'x' } }]);
+    const { client, sent, sleeps } = setup([
+      err(503, 'ServiceBusy', { 'Retry-After': '2' }),
+      { status: 200, body: { logId: 'a', firstSeq: 1, lastSeq: 0, retentionHours: 1, createdAt: 'x' } },
+    ]);
     const log = await client.describeLog('a');
     expect(log.logId).toBe('a');
     expect(sent).toHaveLength(2);
@@ -105,10 +108,13 @@ describe('retry-after and backoff', () => {
   });
 
   it('backs off exponentially with full jitter when no retry-after is given', async () => {
-    const { client, sleeps } = setup([err(429, 'TooManyRequests'), err(429, 'TooManyRequests'), err(429, 'TooManyRequests'), { status: 200, body: { profiles: {} } }], {
-      baseDelayMs: 100,
-      random: () => 0.999,
-    });
+    const { client, sleeps } = setup(
+      [err(429, 'TooManyRequests'), err(429, 'TooManyRequests'), err(429, 'TooManyRequests'), { status: 200, body: { profiles: {} } }],
+      {
+        baseDelayMs: 100,
+        random: () => 0.999,
+      },
+    );
     await client.listConfigs();
     // floor(0.999 * 100 * 2^(n-1))
     expect(sleeps).toEqual([99, 199, 399]);
@@ -187,7 +193,12 @@ describe('what is retried, and what never is', () => {
     const { client, sent, sleeps } = setup([err(400, 'ValidationError'), created]);
     const e = await client.append('orders', [{ data: 1 }]).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(ValidationError);
-    expect(e).toMatchObject({ code: 'ValidationError', status: 400, message: 'ValidationError: a sentence a person can act on.', attempts: 1 });
+    expect(e).toMatchObject({
+      code: 'ValidationError',
+      status: 400,
+      message: 'ValidationError: a sentence a person can act on.',
+      attempts: 1,
+    });
     expect(sent).toHaveLength(1);
     expect(sleeps).toEqual([]);
   });
@@ -203,18 +214,34 @@ describe('what is retried, and what never is', () => {
   });
 
   it('non-idempotent creates are retried when refused (429, 503, connection refused), not after a lost response or a 5xx', async () => {
-    const refused = setup([{ status: 429, body: { message: 'Too Many Requests' } }, REFUSED(), err(503, 'ServiceBusy', { 'retry-after': '0' }), { status: 201, body: { logId: 'a', createdAt: 'x', retentionHours: 168 } }]);
+    const refused = setup([
+      { status: 429, body: { message: 'Too Many Requests' } },
+      REFUSED(),
+      err(503, 'ServiceBusy', { 'retry-after': '0' }),
+      { status: 201, body: { logId: 'a', createdAt: 'x', retentionHours: 168 } },
+    ]);
     expect((await refused.client.createLog({ logId: 'a' })).logId).toBe('a');
     expect(refused.sent).toHaveLength(4);
 
-    for (const failure of [RESET(), err(502, 'BadGateway'), err(504, 'GatewayTimeout'), { status: 201, bodyError: netError('ECONNRESET') }] as Step[]) {
-      const t = setup([failure, { status: 201, body: { bakeId: 'b-1' } }, { status: 201, body: { sessionId: 's-1' } }, { status: 201, body: { profile: 'delivery', version: '2' } }]);
+    for (const failure of [
+      RESET(),
+      err(502, 'BadGateway'),
+      err(504, 'GatewayTimeout'),
+      { status: 201, bodyError: netError('ECONNRESET') },
+    ] as Step[]) {
+      const t = setup([
+        failure,
+        { status: 201, body: { bakeId: 'b-1' } },
+        { status: 201, body: { sessionId: 's-1' } },
+        { status: 201, body: { profile: 'delivery', version: '2' } },
+      ]);
       await expect(t.client.startBake({ changes: [{ profile: 'delivery', version: '2' }] })).rejects.toThrow();
       expect(t.sent).toHaveLength(1);
     }
     for (const op of ['createSession', 'putConfigVersion'] as const) {
       const t = setup([RESET(), { status: 201, body: { sessionId: 's-1', ackTimeoutSeconds: 30 } }]);
-      const call = op === 'createSession' ? t.client.createSession('orders') : t.client.putConfigVersion('delivery', { maxBatchRecords: 5 });
+      const call =
+        op === 'createSession' ? t.client.createSession('orders') : t.client.putConfigVersion('delivery', { maxBatchRecords: 5 });
       await expect(call).rejects.toBeInstanceOf(NetworkError);
       expect(t.sent).toHaveLength(1);
     }
@@ -259,21 +286,41 @@ describe('what is retried, and what never is', () => {
     const t = setup([RESET(), err(500, 'InternalError'), err(503, 'ServiceBusy'), { status: 200, body: { records: [rec], acked: 2 } }]);
     expect(await t.client.receiveAndAck('s-1', { maxRecords: 5, ack: [4, 3, 7] })).toEqual({ records: [rec], acked: 2 });
     expect(t.sent).toHaveLength(4);
-    for (const s of t.sent) expect(s.body).toEqual({ maxRecords: 5, ack: { ranges: [[3, 4], [7, 7]] } });
+    for (const s of t.sent)
+      expect(s.body).toEqual({
+        maxRecords: 5,
+        ack: {
+          ranges: [
+            [3, 4],
+            [7, 7],
+          ],
+        },
+      });
 
     // receive() with acks returns the records only; an answer without the count is refused (its acks may not have been applied).
-    const u = setup([{ status: 200, body: { records: [rec], acked: 1 } }, { status: 200, body: { records: [rec] } }]);
+    const u = setup([
+      { status: 200, body: { records: [rec], acked: 1 } },
+      { status: 200, body: { records: [rec] } },
+    ]);
     expect(await u.client.receive('s-1', { ack: { seqs: [3] } })).toEqual([rec]);
     expect(u.sent[0]!.body).toEqual({ ack: { seqs: [3] } });
     await expect(u.client.receiveAndAck('s-1', { ack: [3] })).rejects.toMatchObject({ code: 'InvalidResponse', status: 200 });
   });
 
-  it("a throttled function (the HTTP API's 500 {\"message\":\"Internal Server Error\"}) is retried with backoff on receive, ack and keyed appends, never on a keyless one", async () => {
+  it('a throttled function (the HTTP API\'s 500 {"message":"Internal Server Error"}) is retried with backoff on receive, ack and keyed appends, never on a keyless one', async () => {
     // Lambda refused the invocation (the receive function's reserved concurrency is used up);
     // API Gateway answers 500 with its own body, the same it gives for a function that failed
     // after doing its work, so the client cannot tell the two apart and treats it as ambiguous.
     const THROTTLED: Step = { status: 500, body: { message: 'Internal Server Error' } };
-    const t = setup([THROTTLED, THROTTLED, { status: 200, body: { records: [] } }, THROTTLED, { status: 200, body: { acked: 1 } }, THROTTLED, created]);
+    const t = setup([
+      THROTTLED,
+      THROTTLED,
+      { status: 200, body: { records: [] } },
+      THROTTLED,
+      { status: 200, body: { acked: 1 } },
+      THROTTLED,
+      created,
+    ]);
     expect(await t.client.receive('s-1', { waitSeconds: 20 })).toEqual([]);
     expect(await t.client.ack('s-1', [1])).toBe(1);
     expect(await t.client.append('orders', [{ data: 1 }])).toEqual({ firstSeq: 1, lastSeq: 1 });
@@ -309,7 +356,9 @@ describe('requests', () => {
     await client.listConfigs();
     const [s] = t.sent;
     expect(s!.url).toBe('https://abc123.execute-api.eu-west-1.amazonaws.com/prod/configs');
-    expect(s!.headers.authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE00000\/\d{8}\/eu-west-1\/execute-api\/aws4_request, SignedHeaders=[^,]*host[^,]*, Signature=[0-9a-f]{64}$/);
+    expect(s!.headers.authorization).toMatch(
+      /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE00000\/\d{8}\/eu-west-1\/execute-api\/aws4_request, SignedHeaders=[^,]*host[^,]*, Signature=[0-9a-f]{64}$/,
+    );
     expect(s!.headers['x-amz-security-token']).toBe('token-1');
     expect(s!.headers['x-amz-date']).toMatch(/^\d{8}T\d{6}Z$/);
   });
@@ -322,7 +371,11 @@ describe('requests', () => {
     ]);
     const seqs = Array.from({ length: 25_000 }, (_, i) => 2 * i + 1); // no two adjacent
     expect(selectionBodies(seqs).map((b) => b.ranges!.length)).toEqual([10_000, 10_000, 5_000]);
-    const t = setup([{ status: 200, body: { acked: 10_000 } }, { status: 200, body: { acked: 10_000 } }, { status: 200, body: { acked: 5_000 } }]);
+    const t = setup([
+      { status: 200, body: { acked: 10_000 } },
+      { status: 200, body: { acked: 10_000 } },
+      { status: 200, body: { acked: 5_000 } },
+    ]);
     expect(await t.client.ack('s-1', seqs)).toBe(25_000);
     expect(t.sent).toHaveLength(3);
     expect(await t.client.ack('s-1', [])).toBe(0); // nothing named: no request
@@ -370,14 +423,20 @@ describe('consume with a scripted service', () => {
   function fakeSession(batches: { seq: number; data: unknown }[][], failReceiveWith?: Step) {
     const acked: number[] = [];
     const nacked: number[] = [];
-    const queue = batches.map((b) => b.map((r) => ({ ...r, deliveryCount: 1, leaseExpiresAt: new Date(Date.now() + 30_000).toISOString() })));
-    const seqsOf = (body: any): number[] => [...(body.seqs ?? []), ...(body.ranges ?? []).flatMap(([a, b]: [number, number]) => Array.from({ length: b - a + 1 }, (_, i) => a + i))];
+    const queue = batches.map((b) =>
+      b.map((r) => ({ ...r, deliveryCount: 1, leaseExpiresAt: new Date(Date.now() + 30_000).toISOString() })),
+    );
+    const seqsOf = (body: any): number[] => [
+      ...(body.seqs ?? []),
+      ...(body.ranges ?? []).flatMap(([a, b]: [number, number]) => Array.from({ length: b - a + 1 }, (_, i) => a + i)),
+    ];
     const fetch: FetchLike = async (url, init) => {
       const path = new URL(url).pathname;
       const body = init.body ? JSON.parse(init.body) : undefined;
       const reply = (status: number, b: unknown) => ({ status, headers: { get: () => null }, text: async () => JSON.stringify(b) });
       if (path.endsWith('/receive')) {
-        if (failReceiveWith && 'status' in failReceiveWith) return reply(failReceiveWith.status, (failReceiveWith as { body: unknown }).body);
+        if (failReceiveWith && 'status' in failReceiveWith)
+          return reply(failReceiveWith.status, (failReceiveWith as { body: unknown }).body);
         if (!body.ack) return reply(200, { records: queue.shift() ?? [] });
         acked.push(...seqsOf(body.ack));
         return reply(200, { records: queue.shift() ?? [], acked: seqsOf(body.ack).length });
@@ -392,15 +451,16 @@ describe('consume with a scripted service', () => {
       }
       throw new Error(`unexpected ${init.method} ${path}`);
     };
-    const client = new LogrelayClient({ endpoint: 'http://127.0.0.1:8787', credentials: { accessKeyId: 'AKIDEXAMPLE00000', secretAccessKey: 'secret-secret-secret-secret' }, fetch });
+    const client = new LogrelayClient({
+      endpoint: 'http://127.0.0.1:8787',
+      credentials: { accessKeyId: 'AKIDEXAMPLE00000', secretAccessKey: 'secret-secret-secret-secret' },
+      fetch,
+    });
     return { session: client.session('s-1', { ackTimeoutSeconds: 30 }), acked, nacked };
   }
 
   it('consumeBatches acks what the handler did not name as failed and nacks the rest', async () => {
-    const f = fakeSession([
-      [1, 2, 3].map((seq) => ({ seq, data: seq })),
-      [4, 5].map((seq) => ({ seq, data: seq })),
-    ]);
+    const f = fakeSession([[1, 2, 3].map((seq) => ({ seq, data: seq })), [4, 5].map((seq) => ({ seq, data: seq }))]);
     const batches: number[][] = [];
     const summary = await f.session.consumeBatches(
       (records) => {

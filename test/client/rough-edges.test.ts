@@ -20,7 +20,11 @@ describe('localCredentials and the CLI agree on the credentials file', () => {
   const file = join(dir, 'elsewhere.json');
   writeFileSync(
     file,
-    JSON.stringify({ principals: [{ name: 'from-env', accessKeyId: 'LRENVFILE0000000', secretAccessKey: 'env-file-secret-00000000000000000', admin: true }] }),
+    JSON.stringify({
+      principals: [
+        { name: 'from-env', accessKeyId: 'LRENVFILE0000000', secretAccessKey: 'env-file-secret-00000000000000000', admin: true },
+      ],
+    }),
   );
 
   it('honours LOGRELAY_CREDENTIALS_FILE, as the CLI does', () => {

@@ -62,9 +62,13 @@ async function until(what: string, cond: () => boolean, child: ChildProcess, out
 
 describe('a worker launched as the READMEs show stops on SIGTERM to the launched process', () => {
   for (const [name, command, args] of [
-    ['node --import tsx worker.ts (one process: the signal is the worker\'s own)', process.execPath, ['--import', 'tsx', WORKER]],
+    ["node --import tsx worker.ts (one process: the signal is the worker's own)", process.execPath, ['--import', 'tsx', WORKER]],
     ['tsx worker.ts (tsx passes SIGTERM on to its node child)', join(dir, 'node_modules', '.bin', 'tsx'), [WORKER]],
-    ['a shell script that ends with exec node --import tsx worker.ts (the shell becomes the worker)', '/bin/sh', ['-c', `exec node --import tsx ${WORKER}`]],
+    [
+      'a shell script that ends with exec node --import tsx worker.ts (the shell becomes the worker)',
+      '/bin/sh',
+      ['-c', `exec node --import tsx ${WORKER}`],
+    ],
   ] as const) {
     it(name, async () => {
       const w = launch(command, [...args]);

@@ -17,7 +17,11 @@ beforeAll(async () => {
   const credentialsPath = join(mkdtempSync(join(tmpdir(), 'logrelay-client-')), 'credentials.json');
   writeFileSync(
     credentialsPath,
-    JSON.stringify({ principals: [{ name: 'workers', accessKeyId: 'LRCLIENTWORKER00', secretAccessKey: 'client-worker-secret-00000000000000', admin: false }] }),
+    JSON.stringify({
+      principals: [
+        { name: 'workers', accessKeyId: 'LRCLIENTWORKER00', secretAccessKey: 'client-worker-secret-00000000000000', admin: false },
+      ],
+    }),
   );
   rt = await startLocalRuntime({ port: 0, credentialsPath, log: () => {} });
   const p = rt.principals[0]!;
@@ -166,7 +170,10 @@ describe('consume on the local runtime', () => {
 
   it('records(): explicit acks; leaving the loop releases what was received and not acked', async () => {
     await client.createLog({ logId: 'iterate' });
-    await client.append('iterate', Array.from({ length: 30 }, (_, i) => ({ data: i + 1, key: `k${i % 3}` })));
+    await client.append(
+      'iterate',
+      Array.from({ length: 30 }, (_, i) => ({ data: i + 1, key: `k${i % 3}` })),
+    );
     const session = await client.createSession('iterate', { ackTimeoutSeconds: 30 });
 
     const got: number[] = [];
@@ -186,7 +193,12 @@ describe('consume on the local runtime', () => {
       await r.ack();
     }
     expect(rest.map(([seq]) => seq).sort((x, y) => x - y)).toEqual(Array.from({ length: 15 }, (_, i) => i + 16));
-    expect(rest.filter(([, dc]) => dc === 2).map(([seq]) => seq).sort((x, y) => x - y)).toEqual([16, 17, 18, 19, 20]);
+    expect(
+      rest
+        .filter(([, dc]) => dc === 2)
+        .map(([seq]) => seq)
+        .sort((x, y) => x - y),
+    ).toEqual([16, 17, 18, 19, 20]);
     expect(await session.describe()).toMatchObject({ inFlight: 0, ackFloor: 30 });
   });
 });

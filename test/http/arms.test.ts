@@ -31,19 +31,28 @@ const event = (sessionId: string | undefined): HttpEvent =>
   }) as unknown as HttpEvent;
 
 /** Runs one request and returns its EMF documents. */
-async function emf(config: ConfigProvider, idleMs = 0, clockStepMs = 0, key: string | null = 's-abcdefghijklmnopqrstuv'): Promise<Record<string, any>[]> {
+async function emf(
+  config: ConfigProvider,
+  idleMs = 0,
+  clockStepMs = 0,
+  key: string | null = 's-abcdefghijklmnopqrstuv',
+): Promise<Record<string, any>[]> {
   const lines: string[] = [];
   vi.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
     if (typeof args[0] === 'string') lines.push(args[0]);
   });
   let t = 1_000_000;
   const clock = { now: () => (t += clockStepMs) };
-  const handler = httpHandler('receive', { clock, config }, {
-    'POST /sessions/{sessionId}/receive': async (ctx) => {
-      ctx.idleMs = idleMs;
-      return { status: 200, body: { records: [] } };
+  const handler = httpHandler(
+    'receive',
+    { clock, config },
+    {
+      'POST /sessions/{sessionId}/receive': async (ctx) => {
+        ctx.idleMs = idleMs;
+        return { status: 200, body: { records: [] } };
+      },
     },
-  });
+  );
   await handler(event(key ?? undefined));
   return lines.filter((l) => l.includes('"_aws"')).map((l) => JSON.parse(l) as Record<string, any>);
 }
@@ -51,7 +60,11 @@ async function emf(config: ConfigProvider, idleMs = 0, clockStepMs = 0, key: str
 const armDoc = (docs: Record<string, any>[]) => docs.find((d) => d._aws.CloudWatchMetrics[0].Dimensions[0].includes('Arm'))!;
 
 const provider = (arm: 'control' | 'experiment'): ConfigProvider => ({
-  forKey: async (): Promise<EffectiveConfig> => ({ config: DEFAULT_CONFIG, arm, versions: { delivery: arm === 'experiment' ? '2' : '1', limits: '1' } }),
+  forKey: async (): Promise<EffectiveConfig> => ({
+    config: DEFAULT_CONFIG,
+    arm,
+    versions: { delivery: arm === 'experiment' ? '2' : '1', limits: '1' },
+  }),
 });
 
 describe('per-request arm metrics', () => {
@@ -91,9 +104,13 @@ describe('per-request arm metrics', () => {
     });
     // 3.5 MiB of escaped quotes: 7 MiB once the result is serialized.
     const big = `{"records":[{"data":"${'\\"'.repeat(1_835_008)}"}]}`;
-    const handler = httpHandler('receive', { clock: { now: () => 1_000_000 }, config: provider('experiment') }, {
-      'POST /sessions/{sessionId}/receive': async () => ({ status: 200, json: big }),
-    });
+    const handler = httpHandler(
+      'receive',
+      { clock: { now: () => 1_000_000 }, config: provider('experiment') },
+      {
+        'POST /sessions/{sessionId}/receive': async () => ({ status: 200, json: big }),
+      },
+    );
     const res = await handler(event('s-abcdefghijklmnopqrstuv'));
     expect(res.statusCode).toBe(500);
     expect(JSON.parse(res.body!).error.code).toBe('ResponseTooLarge');
@@ -102,7 +119,11 @@ describe('per-request arm metrics', () => {
     expect(d.Errors5xx).toBe(1);
     // Just under the limit passes as it is.
     const fits = `{"records":[{"data":"${'\\"'.repeat(1_500_000)}"}]}`;
-    const ok = await httpHandler('receive', { clock: { now: () => 1 }, config: provider('control') }, { 'POST /sessions/{sessionId}/receive': async () => ({ status: 200, json: fits }) })(event('s-abcdefghijklmnopqrstuv'));
+    const ok = await httpHandler(
+      'receive',
+      { clock: { now: () => 1 }, config: provider('control') },
+      { 'POST /sessions/{sessionId}/receive': async () => ({ status: 200, json: fits }) },
+    )(event('s-abcdefghijklmnopqrstuv'));
     expect(ok.statusCode).toBe(200);
   });
 
@@ -113,7 +134,7 @@ describe('per-request arm metrics', () => {
     expect(docs[0]!.Arm).toBeUndefined();
   });
 
-  it('reports service latency: a long poll\'s idle wait is not counted', async () => {
+  it("reports service latency: a long poll's idle wait is not counted", async () => {
     // The clock advances 10 ms per reading; the route reports 5 ms idle.
     const busy = armDoc(await emf(provider('control'), 0, 10));
     const idle = armDoc(await emf(provider('control'), 5, 10));

@@ -25,7 +25,8 @@ describe('POST /bakes: finalBakeSeconds and dryRun', () => {
   });
 
   it('takes a watch of 60..3600 seconds, and a dry run without a watch', () => {
-    for (const finalBakeSeconds of [60, 61, 600, 3600]) expect(parse(StartBake, { changes: CHANGES, finalBakeSeconds }).finalBakeSeconds).toBe(finalBakeSeconds);
+    for (const finalBakeSeconds of [60, 61, 600, 3600])
+      expect(parse(StartBake, { changes: CHANGES, finalBakeSeconds }).finalBakeSeconds).toBe(finalBakeSeconds);
     expect(parse(StartBake, { changes: CHANGES, dryRun: true, finalBakeSeconds: 0 })).toMatchObject({ dryRun: true, finalBakeSeconds: 0 });
   });
 

@@ -21,9 +21,21 @@ import { startLocalRuntime, type LocalRuntime } from '../../local/server';
 const SEED = Number(process.env.FUZZ_SEED ?? 20261206);
 
 /** Store calls that only read; a refused request makes no other. */
-const READS = new Set(['getHead', 'getSession', 'getSessionWithHead', 'indexPageAtOrBefore', 'indexPagesBetween', 'firstLiveIndexPage', 'firstExpiryMark', 'getChunks', 'getIdem', 'getDeadPages']);
+const READS = new Set([
+  'getHead',
+  'getSession',
+  'getSessionWithHead',
+  'indexPageAtOrBefore',
+  'indexPagesBetween',
+  'firstLiveIndexPage',
+  'firstExpiryMark',
+  'getChunks',
+  'getIdem',
+  'getDeadPages',
+]);
 
-const clipped = (s: string | undefined, n = 300): string => (s === undefined ? '(none)' : s.length > n ? `${s.slice(0, n)}… (${s.length} chars)` : s);
+const clipped = (s: string | undefined, n = 300): string =>
+  s === undefined ? '(none)' : s.length > n ? `${s.slice(0, n)}… (${s.length} chars)` : s;
 
 /** What is wrong with an answer, or undefined. */
 function problemWith(c: FuzzCase, res: RawReply): string | undefined {
@@ -61,12 +73,20 @@ function note(t: Tally, c: FuzzCase, res: RawReply, extra?: string): void {
   t.requests++;
   t.byStatus[res.status] = (t.byStatus[res.status] ?? 0) + 1;
   const p = extra ?? problemWith(c, res);
-  if (p) t.failures.push(`${c.name}\n    ${p}\n    request: ${c.method} ${clipped(c.path, 120)} ${c.isBase64Encoded ? '(base64) ' : ''}${clipped(c.body, 200)}\n    answer: ${res.status} ${clipped(res.text)}`);
+  if (p)
+    t.failures.push(
+      `${c.name}\n    ${p}\n    request: ${c.method} ${clipped(c.path, 120)} ${c.isBase64Encoded ? '(base64) ' : ''}${clipped(c.body, 200)}\n    answer: ${res.status} ${clipped(res.text)}`,
+    );
 }
 
 function report(t: Tally, what: string): void {
-  console.log(`fuzz (seed ${SEED}) ${what}: ${t.requests} requests, by status ${JSON.stringify(t.byStatus)}, ${t.failures.length} problems`);
-  expect(t.failures.slice(0, 15).join('\n\n') + (t.failures.length > 15 ? `\n\n(and ${t.failures.length - 15} more)` : ''), `fuzz seed ${SEED} (replay with FUZZ_SEED=${SEED})`).toBe('');
+  console.log(
+    `fuzz (seed ${SEED}) ${what}: ${t.requests} requests, by status ${JSON.stringify(t.byStatus)}, ${t.failures.length} problems`,
+  );
+  expect(
+    t.failures.slice(0, 15).join('\n\n') + (t.failures.length > 15 ? `\n\n(and ${t.failures.length - 15} more)` : ''),
+    `fuzz seed ${SEED} (replay with FUZZ_SEED=${SEED})`,
+  ).toBe('');
 }
 
 function shuffled<T>(xs: T[], seed: number): T[] {
@@ -94,7 +114,11 @@ describe('fuzzed from openapi.json: the data routes, through the handlers', () =
     h = await Harness.start();
     await h.createLog('fz');
     const seeded = ['1', '{"a":[1,2]}', '"s"', '12345678901234567890123', '1e400'];
-    const r = await h.send({ method: 'POST', path: '/logs/fz/records', body: `{"records":[${seeded.map((d) => `{"data":${d}}`).join(',')}]}` });
+    const r = await h.send({
+      method: 'POST',
+      path: '/logs/fz/records',
+      body: `{"records":[${seeded.map((d) => `{"data":${d}}`).join(',')}]}`,
+    });
     expect(r.status).toBe(201);
     for (const [i, d] of seeded.entries()) expected.set(i + 1, d);
     ctx = { logId: 'fz', sessionId: await h.openSession('fz'), lastSeq: seeded.length };
@@ -107,12 +131,19 @@ describe('fuzzed from openapi.json: the data routes, through the handlers', () =
 
   it('covers every data route of openapi.json', () => {
     const covered = new Set(cases().map((c) => c.name.split(':')[0]));
-    expect([...covered].sort()).toEqual(dataRoutes().map((r) => `${r.method} ${r.path}`).sort());
+    expect([...covered].sort()).toEqual(
+      dataRoutes()
+        .map((r) => `${r.method} ${r.path}`)
+        .sort(),
+    );
   });
 
   it('requests the schema forbids: each refused with the 4xx envelope, and nothing written', async () => {
     const t = tally();
-    const refused = shuffled(cases().filter((c) => c.expect === 'refused'), SEED);
+    const refused = shuffled(
+      cases().filter((c) => c.expect === 'refused'),
+      SEED,
+    );
     const state = async () => ({
       items: await h.itemCounts(),
       log: (await h.call('GET', '/logs/fz')).body,
@@ -133,7 +164,10 @@ describe('fuzzed from openapi.json: the data routes, through the handlers', () =
   it('valid requests written in unusual ways, and unusual values: a success or a 4xx; a refused one writes nothing', async () => {
     const t = tally();
     const all = cases();
-    const mixed = shuffled([...all.filter((c) => c.expect === 'any'), ...all.filter((c) => c.expect === 'refused').slice(0, 300)], SEED + 1);
+    const mixed = shuffled(
+      [...all.filter((c) => c.expect === 'any'), ...all.filter((c) => c.expect === 'refused').slice(0, 300)],
+      SEED + 1,
+    );
     for (const c of mixed) {
       h.calls = [];
       const res = await send(c);
@@ -164,7 +198,9 @@ describe('fuzzed from openapi.json: the data routes, through the handlers', () =
     const lastSeq = (await h.call('GET', '/logs/fz')).body.lastSeq;
     expect(got.size).toBe(lastSeq);
     expect(expected.size).toBeGreaterThan(1000);
-    const wrong = [...expected].filter(([seq, text]) => got.get(seq) !== text).map(([seq, text]) => `seq ${seq}: sent ${clipped(text, 80)}, received ${clipped(got.get(seq), 80)}`);
+    const wrong = [...expected]
+      .filter(([seq, text]) => got.get(seq) !== text)
+      .map(([seq, text]) => `seq ${seq}: sent ${clipped(text, 80)}, received ${clipped(got.get(seq), 80)}`);
     expect(wrong.slice(0, 10), `seed ${SEED}`).toEqual([]);
   });
 });
@@ -173,11 +209,29 @@ describe('fuzzed from openapi.json: the data routes, through the handlers', () =
 async function signedRaw(rt: LocalRuntime, c: FuzzCase): Promise<RawReply> {
   const url = new URL(rt.url);
   // fetch sends no body with GET (the suite above sends GETs bodies through the handlers).
-  const body = c.body === undefined || c.method === 'GET' ? undefined : c.isBase64Encoded ? Buffer.from(c.body, 'base64') : Buffer.from(c.body, 'utf8');
+  const body =
+    c.body === undefined || c.method === 'GET'
+      ? undefined
+      : c.isBase64Encoded
+        ? Buffer.from(c.body, 'base64')
+        : Buffer.from(c.body, 'utf8');
   const headers: Record<string, string> = { host: url.host, ...(c.headers ?? (body ? { 'content-type': 'application/json' } : {})) };
   const signer = new SignatureV4({ service: 'execute-api', region: 'us-east-1', credentials: rt.principals[0]!, sha256: Sha256 });
-  const signed = await signer.sign({ method: c.method, protocol: url.protocol, hostname: url.hostname, port: Number(url.port), path: c.path, headers, query: {}, ...(body ? { body } : {}) });
-  const res = await fetch(new URL(c.path, rt.url), { method: c.method, headers: signed.headers as Record<string, string>, ...(body ? { body } : {}) });
+  const signed = await signer.sign({
+    method: c.method,
+    protocol: url.protocol,
+    hostname: url.hostname,
+    port: Number(url.port),
+    path: c.path,
+    headers,
+    query: {},
+    ...(body ? { body } : {}),
+  });
+  const res = await fetch(new URL(c.path, rt.url), {
+    method: c.method,
+    headers: signed.headers as Record<string, string>,
+    ...(body ? { body } : {}),
+  });
   const out: Record<string, string> = {};
   for (const [k, v] of res.headers) out[k] = v;
   const text = await res.text();
@@ -188,7 +242,11 @@ describe('fuzzed from openapi.json: every route over HTTP on the local runtime, 
   let rt: LocalRuntime;
   let ctx: FuzzContext;
   beforeAll(async () => {
-    rt = await startLocalRuntime({ port: 0, credentialsPath: join(mkdtempSync(join(tmpdir(), 'logrelay-fuzz-')), 'c.json'), log: () => {} });
+    rt = await startLocalRuntime({
+      port: 0,
+      credentialsPath: join(mkdtempSync(join(tmpdir(), 'logrelay-fuzz-')), 'c.json'),
+      log: () => {},
+    });
     const admin = rt.principals[0]!;
     expect(admin.admin).toBe(true);
     const c = (body: string, path: string) => signedRaw(rt, { name: 'setup', method: 'POST', path, body, expect: 'any' });
@@ -210,7 +268,12 @@ describe('fuzzed from openapi.json: every route over HTTP on the local runtime, 
     );
     // The data routes' bodies and encodings once more through the real HTTP server (paths with
     // percent-encoding are left to the suite above: the signature covers the path as encoded).
-    const data = generateCases(routesOf((m, path) => m === 'POST' && path.startsWith('/logs/{logId}/records')), ctx, SEED, () => true).filter((c) => !c.path.includes('%'));
+    const data = generateCases(
+      routesOf((m, path) => m === 'POST' && path.startsWith('/logs/{logId}/records')),
+      ctx,
+      SEED,
+      () => true,
+    ).filter((c) => !c.path.includes('%'));
     for (const c of [...admin.filter((x) => !x.path.includes('%')), ...data]) note(t, c, await signedRaw(rt, c));
     expect(t.requests).toBeGreaterThan(300);
     report(t, 'over HTTP');
@@ -222,7 +285,9 @@ describe('fuzzed from openapi.json: every route over HTTP on the local runtime, 
     expect(long.status).toBe(404); // DynamoDB refused the 10,000-byte key: 500
     expect(JSON.parse(long.text!).error.code).toBe('BakeNotFound');
     expect(JSON.parse(long.text!).error.message.length).toBeLessThan(300);
-    expect((await signedRaw(rt, { name: 'found', method: 'POST', path: `/bakes/${'x'.repeat(10_000)}/abort`, expect: 'refused' })).status).toBe(404);
+    expect(
+      (await signedRaw(rt, { name: 'found', method: 'POST', path: `/bakes/${'x'.repeat(10_000)}/abort`, expect: 'refused' })).status,
+    ).toBe(404);
     expect((await get('/configs/delivery/versions/1')).status).toBe(200);
     for (const v of ['01', '1e0', '0x1']) expect((await get(`/configs/delivery/versions/${v}`)).status, v).toBe(404);
   });

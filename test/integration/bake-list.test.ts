@@ -17,7 +17,15 @@ import { startEmbeddedDynamo, tableSpecsFromDefs, type EmbeddedDynamo } from '..
 import { DynamoControlStore, UnprocessedKeysError } from '../../lambdas/adapters/control';
 import { BAKE_DEFAULTS, newBake, type BakeRecord } from '../../lambdas/domain/bake';
 import { refusalOf } from '../support/refusal';
-import { BakeList, decodeListToken, encodeListToken, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, parseListQuery, type BakePage } from '../../lambdas/services/bake-list';
+import {
+  BakeList,
+  decodeListToken,
+  encodeListToken,
+  LIST_DEFAULT_LIMIT,
+  LIST_MAX_LIMIT,
+  parseListQuery,
+  type BakePage,
+} from '../../lambdas/services/bake-list';
 import { BAKES_BY_TIME } from '../../lambdas/tables';
 
 let dynamo: EmbeddedDynamo;
@@ -37,7 +45,17 @@ afterAll(async () => {
 
 /** A bake as the service writes it: created (rev 0), then updated as its phases end. */
 async function bake(id: string, createdAtMs: number, end?: Partial<BakeRecord>): Promise<BakeRecord> {
-  let b = await control.putBake(newBake(id, [{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '3' }], BAKE_DEFAULTS, createdAtMs));
+  let b = await control.putBake(
+    newBake(
+      id,
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '3' },
+      ],
+      BAKE_DEFAULTS,
+      createdAtMs,
+    ),
+  );
   if (end) b = await control.putBake({ ...b, ...end });
   return b;
 }
@@ -68,7 +86,8 @@ describe('bake records and the bakesByTime index', () => {
 
   it('every put of a record writes its index keys with it (creation and each update), and never changes them', async () => {
     const b = await bake('b-keys', T0 - 5_000);
-    const read = async () => (await dynamo.client.send(new GetItemCommand({ TableName: table, Key: { pk: { S: 'bake#b-keys' } }, ConsistentRead: true }))).Item!;
+    const read = async () =>
+      (await dynamo.client.send(new GetItemCommand({ TableName: table, Key: { pk: { S: 'bake#b-keys' } }, ConsistentRead: true }))).Item!;
     await expect(read()).resolves.toMatchObject({ lp: { S: 'bake' }, lt: { N: String(T0 - 5_000) } });
     await control.putBake({ ...b, status: 'SUCCEEDED', endedAtMs: T0 });
     const after = await read();
@@ -97,7 +116,13 @@ describe('GET /bakes paging (BakeList over the adapter)', () => {
     for (const limit of [1, 7, 20, 44, 45, 100]) {
       const pages = await allPages(list, limit);
       const listed = pages.flatMap((p) => p.bakes);
-      expect(listed.map((b) => b.bakeId).filter((id) => id.startsWith('b-page')).sort(), `limit ${limit}`).toEqual([...ids].sort());
+      expect(
+        listed
+          .map((b) => b.bakeId)
+          .filter((id) => id.startsWith('b-page'))
+          .sort(),
+        `limit ${limit}`,
+      ).toEqual([...ids].sort());
       const times = listed.map((b) => Date.parse(b.createdAt));
       expect(times, `limit ${limit}: newest first`).toEqual([...times].sort((a, b) => b - a));
       for (const p of pages.slice(0, -1)) expect(p.bakes.length, `limit ${limit}`).toBe(limit);
@@ -110,8 +135,20 @@ describe('GET /bakes paging (BakeList over the adapter)', () => {
   it('carries status, each phase (change) with its verdict and reason, settings and times', async () => {
     const b = await control.getBake('b-page03');
     const phases = [...b!.phases];
-    phases[0] = { ...phases[0]!, verdict: 'APPROVED', reason: 'Judge: approve (5xx 0.10% vs 0.12%)', startedAtMs: T0 + 3 * 60_000 + 1_000, endedAtMs: T0 + 3 * 60_000 + 20_000 };
-    phases[1] = { ...phases[1]!, verdict: 'REJECTED', reason: 'Alarm experiment-4xx-vs-control fired', startedAtMs: T0 + 3 * 60_000 + 21_000, endedAtMs: T0 + 3 * 60_000 + 29_000 };
+    phases[0] = {
+      ...phases[0]!,
+      verdict: 'APPROVED',
+      reason: 'Judge: approve (5xx 0.10% vs 0.12%)',
+      startedAtMs: T0 + 3 * 60_000 + 1_000,
+      endedAtMs: T0 + 3 * 60_000 + 20_000,
+    };
+    phases[1] = {
+      ...phases[1]!,
+      verdict: 'REJECTED',
+      reason: 'Alarm experiment-4xx-vs-control fired',
+      startedAtMs: T0 + 3 * 60_000 + 21_000,
+      endedAtMs: T0 + 3 * 60_000 + 29_000,
+    };
     await control.putBake({ ...b!, phases });
     const page = await new BakeList(control, clock).list({ limit: '100' });
     const listed = page.bakes.find((x) => x.bakeId === 'b-page03')!;
@@ -123,8 +160,22 @@ describe('GET /bakes paging (BakeList over the adapter)', () => {
       endedAt: new Date(T0 + 3 * 60_000 + 30_000).toISOString(),
       settings: { ...BAKE_DEFAULTS, finalBakeSeconds: 0, dryRun: false },
       phases: [
-        { profile: 'delivery', version: '2', verdict: 'APPROVED', reason: 'Judge: approve (5xx 0.10% vs 0.12%)', startedAt: new Date(T0 + 181_000).toISOString(), endedAt: new Date(T0 + 200_000).toISOString() },
-        { profile: 'limits', version: '3', verdict: 'REJECTED', reason: 'Alarm experiment-4xx-vs-control fired', startedAt: new Date(T0 + 201_000).toISOString(), endedAt: new Date(T0 + 209_000).toISOString() },
+        {
+          profile: 'delivery',
+          version: '2',
+          verdict: 'APPROVED',
+          reason: 'Judge: approve (5xx 0.10% vs 0.12%)',
+          startedAt: new Date(T0 + 181_000).toISOString(),
+          endedAt: new Date(T0 + 200_000).toISOString(),
+        },
+        {
+          profile: 'limits',
+          version: '3',
+          verdict: 'REJECTED',
+          reason: 'Alarm experiment-4xx-vs-control fired',
+          startedAt: new Date(T0 + 201_000).toISOString(),
+          endedAt: new Date(T0 + 209_000).toISOString(),
+        },
       ],
     });
     // The content copied into each phase and the record's bookkeeping stay out of the list.
@@ -144,11 +195,14 @@ describe('GET /bakes paging (BakeList over the adapter)', () => {
 
   it('a key whose record has gone (TTL) is skipped, and paging goes on past it', async () => {
     // What the index can still name for a moment after the record is deleted: the key alone.
-    const gone = { listBakeKeys: control.listBakeKeys.bind(control), getBakes: async (idsAsked: readonly string[]) => {
-      const found = await control.getBakes(idsAsked);
-      found.delete('b-page40');
-      return found;
-    } };
+    const gone = {
+      listBakeKeys: control.listBakeKeys.bind(control),
+      getBakes: async (idsAsked: readonly string[]) => {
+        const found = await control.getBakes(idsAsked);
+        found.delete('b-page40');
+        return found;
+      },
+    };
     const pages = await allPages(new BakeList(gone, clock), 5);
     const listed = pages.flatMap((p) => p.bakes.map((b) => b.bakeId)).filter((id) => id.startsWith('b-page'));
     expect(listed).not.toContain('b-page40');
@@ -160,7 +214,12 @@ describe('GET /bakes paging (BakeList over the adapter)', () => {
     // ...written before bakes had a watch or dry runs, too: its settings lack both.
     const { finalBakeSeconds: _f, dryRun: _d, ...olderSettings } = BAKE_DEFAULTS;
     const legacy = { ...newBake('b-legacy', [{ profile: 'delivery', version: '2' }], olderSettings, T0 + 99 * 60_000), rev: 1 };
-    await dynamo.client.send(new PutItemCommand({ TableName: table, Item: marshall({ pk: 'bake#b-legacy', b: legacy, rev: 1, x: Math.floor(T0 / 1000) + 90 * 86_400 }, { removeUndefinedValues: true }) }));
+    await dynamo.client.send(
+      new PutItemCommand({
+        TableName: table,
+        Item: marshall({ pk: 'bake#b-legacy', b: legacy, rev: 1, x: Math.floor(T0 / 1000) + 90 * 86_400 }, { removeUndefinedValues: true }),
+      }),
+    );
     const listed = (await allPages(new BakeList(control, clock), 100)).flatMap((p) => p.bakes.map((b) => b.bakeId));
     expect(listed).not.toContain('b-legacy');
     expect((await control.getBake('b-legacy'))?.bakeId).toBe('b-legacy');
@@ -175,7 +234,10 @@ describe('GET /bakes paging (BakeList over the adapter)', () => {
   it('a BatchGetItem that keeps leaving keys unprocessed ends as a DynamoDB throttle (503 StorageThrottled), not a short page', async () => {
     const m = mockClient(DynamoDBDocumentClient);
     try {
-      m.on(BatchGetCommand).callsFake((input: { RequestItems: Record<string, { Keys: unknown[] }> }) => ({ Responses: { [table]: [] }, UnprocessedKeys: input.RequestItems }));
+      m.on(BatchGetCommand).callsFake((input: { RequestItems: Record<string, { Keys: unknown[] }> }) => ({
+        Responses: { [table]: [] },
+        UnprocessedKeys: input.RequestItems,
+      }));
       const err = await control.getBakes(['b-page01', 'b-page02']).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(UnprocessedKeysError);
       expect(err).toMatchObject({ name: 'ProvisionedThroughputExceededException', unprocessed: 2 });
@@ -241,7 +303,9 @@ describe('GET /bakes query parameters', () => {
     ];
     for (const f of forged) {
       expect(decodeListToken(f), f).toBeUndefined();
-      expect(bad({ nextToken: f }), f).toMatch(/is not one GET \/bakes gave out\. Pass the nextToken of the previous page exactly as it came, or leave it out to start from the newest bake\.$/);
+      expect(bad({ nextToken: f }), f).toMatch(
+        /is not one GET \/bakes gave out\. Pass the nextToken of the previous page exactly as it came, or leave it out to start from the newest bake\.$/,
+      );
     }
   });
 
@@ -256,7 +320,12 @@ describe('a --data-dir kept from before the index', () => {
   const specsNow = () => tableSpecsFromDefs('kept').specs;
   const controlSpec = () => specsNow().find((s) => s.name === 'kept-Control')!;
   /** The Control table as an older version declared it: no index. */
-  const before = () => specsNow().map((s) => (s.name === 'kept-Control' ? { name: s.name, keySchema: s.keySchema, attributeDefinitions: s.attributeDefinitions.filter((a) => a.AttributeName === 'pk') } : s));
+  const before = () =>
+    specsNow().map((s) =>
+      s.name === 'kept-Control'
+        ? { name: s.name, keySchema: s.keySchema, attributeDefinitions: s.attributeDefinitions.filter((a) => a.AttributeName === 'pk') }
+        : s,
+    );
 
   it('gets the index at start with every item kept, and lists the records written from then on', async () => {
     const dir = dataDir();
@@ -265,9 +334,17 @@ describe('a --data-dir kept from before the index', () => {
       { pk: 'rollout', s: { control: { delivery: '3', limits: '1' } }, rev: 7 },
       { pk: 'bake#b-old', b: { ...newBake('b-old', [{ profile: 'delivery', version: '3' }], BAKE_DEFAULTS, T0), rev: 1 }, rev: 1, x: 1 },
       // A record whose index keys an earlier start of this version wrote, then the index was lost.
-      { pk: 'bake#b-keyed', b: { ...newBake('b-keyed', [{ profile: 'limits', version: '2' }], BAKE_DEFAULTS, T0 + 1), rev: 1 }, rev: 1, x: 1, lp: 'bake', lt: T0 + 1 },
+      {
+        pk: 'bake#b-keyed',
+        b: { ...newBake('b-keyed', [{ profile: 'limits', version: '2' }], BAKE_DEFAULTS, T0 + 1), rev: 1 },
+        rev: 1,
+        x: 1,
+        lp: 'bake',
+        lt: T0 + 1,
+      },
     ];
-    for (const it of items) await old.client.send(new PutItemCommand({ TableName: 'kept-Control', Item: marshall(it, { removeUndefinedValues: true }) }));
+    for (const it of items)
+      await old.client.send(new PutItemCommand({ TableName: 'kept-Control', Item: marshall(it, { removeUndefinedValues: true }) }));
     expect((await old.client.send(new DescribeTableCommand({ TableName: 'kept-Control' }))).Table!.GlobalSecondaryIndexes).toBeUndefined();
     await old.close();
 

@@ -29,7 +29,11 @@ function itemBytes(item: Record<string, any>): number {
 describe('session item bound', () => {
   it('10000 in flight as single-record ranges (every other record acked) stays under 100 KB', async () => {
     await h.createLog('bound');
-    for (let i = 0; i < 40; i++) await h.append('bound', Array.from({ length: 500 }, () => 0));
+    for (let i = 0; i < 40; i++)
+      await h.append(
+        'bound',
+        Array.from({ length: 500 }, () => 0),
+      );
     const sid = await h.openSession('bound', { maxInFlight: 10000, maxDeliveries: 100 });
     // Ack every even record as it arrives: the odd ones pile up as single-record ranges.
     for (;;) {
@@ -56,7 +60,11 @@ describe('dead-letter spill', () => {
   it(`moves more than ${DEAD_SPILL_RANGES} dead ranges to page items and still lists them all`, async () => {
     await h.createLog('spill');
     const total = 2 * (DEAD_SPILL_RANGES + 100);
-    for (let i = 0; i < total; i += 500) await h.append('spill', Array.from({ length: Math.min(500, total - i) }, (_, k) => i + k + 1));
+    for (let i = 0; i < total; i += 500)
+      await h.append(
+        'spill',
+        Array.from({ length: Math.min(500, total - i) }, (_, k) => i + k + 1),
+      );
     const sid = await h.openSession('spill', { maxDeliveries: 1, ackTimeoutSeconds: 1, maxInFlight: 10000 });
     for (;;) {
       const recs = await h.receive(sid, { maxRecords: 1000 });
@@ -71,7 +79,10 @@ describe('dead-letter spill', () => {
     expect(raw.Item!.dp!.L!.length).toBe(1); // one page written
     const dl = await h.call('GET', `/sessions/${sid}/dead-letters`);
     expect(dl.body.ranges.length).toBe(total / 2);
-    expect(dl.body.ranges.slice(0, 2)).toEqual([[1, 1, 1], [3, 3, 1]]);
+    expect(dl.body.ranges.slice(0, 2)).toEqual([
+      [1, 1, 1],
+      [3, 3, 1],
+    ]);
     expect(dl.body.ranges.at(-1)).toEqual([total - 1, total - 1, 1]);
     // Deleting the session deletes its pages too.
     const page = raw.Item!.dp!.L![0]!.S!;

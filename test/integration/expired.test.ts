@@ -105,7 +105,12 @@ describe('the first retained record, when expiries are out of order', () => {
     // Page A (1..16) appended at +30 min, page B (17..32) by a host whose clock says +0 (or
     // whose appends took that long), page C (33..48) at +45, a tail of 4 at +50. Retention 1 h:
     // A expires at +90, B at +60, C at +105, the tail at +110.
-    const appends = [[30, 'A', TAIL_PAGE], [0, 'B', TAIL_PAGE], [45, 'C', TAIL_PAGE], [50, 'T', 4]] as const;
+    const appends = [
+      [30, 'A', TAIL_PAGE],
+      [0, 'B', TAIL_PAGE],
+      [45, 'C', TAIL_PAGE],
+      [50, 'T', 4],
+    ] as const;
     for (const [minutes, tag, n] of appends) {
       at(minutes);
       await appendMany(logId, n, tag);
@@ -140,7 +145,9 @@ describe('a log whose first pages were moved without expiry marks (by an earlier
     // As an earlier version left it: no marks, and no marks' state in the head.
     const doc = DynamoDBDocumentClient.from(h.dynamo.client);
     const { records, logs } = h.tableNames;
-    const marks = await doc.send(new QueryCommand({ TableName: records, KeyConditionExpression: 'pk = :p', ExpressionAttributeValues: { ':p': `${logKey}#exp#1` } }));
+    const marks = await doc.send(
+      new QueryCommand({ TableName: records, KeyConditionExpression: 'pk = :p', ExpressionAttributeValues: { ':p': `${logKey}#exp#1` } }),
+    );
     expect(marks.Items?.length).toBe(1);
     for (const it of marks.Items ?? []) await doc.send(new DeleteCommand({ TableName: records, Key: { pk: it.pk, sk: it.sk } }));
     await doc.send(new UpdateCommand({ TableName: logs, Key: { pk: logKey }, UpdateExpression: 'REMOVE xs, xm, xt' }));

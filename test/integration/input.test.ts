@@ -70,7 +70,10 @@ describe('a session cannot start past the end of its log', () => {
     await h.createLog('edge');
     await h.append('edge', [1, 2, 3, 4, 5]);
     const sid = await h.openSession('edge', { start: { afterSeq: 5 } });
-    await h.append('edge', Array.from({ length: 50 }, (_, i) => i + 6));
+    await h.append(
+      'edge',
+      Array.from({ length: 50 }, (_, i) => i + 6),
+    );
     const got = await h.receive(sid, { maxRecords: 100 });
     expect(got.map((r) => r.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 6));
   });
@@ -96,7 +99,17 @@ describe('a session cannot start past the end of its log', () => {
 describe('data comes back exactly as the producer wrote it', () => {
   it('12345678901234567890123 comes back as 12345678901234567890123 and 1e400 as 1e400, not rounded or null', async () => {
     await h.createLog('numbers');
-    const sent = ['12345678901234567890123', '1e400', '-1e400', '-0', '1.0', '1E+2', '0.1000000000000000055511151231257827', '{"id":9007199254740993,"price":19.90}', '[1e400,12345678901234567890123]'];
+    const sent = [
+      '12345678901234567890123',
+      '1e400',
+      '-1e400',
+      '-0',
+      '1.0',
+      '1E+2',
+      '0.1000000000000000055511151231257827',
+      '{"id":9007199254740993,"price":19.90}',
+      '[1e400,12345678901234567890123]',
+    ];
     const body = `{ "records": [ ${sent.map((d, i) => `{ "data": ${d}${i % 2 ? ', "key": "k"' : ''} }`).join(' ,\n ')} ] }`;
     const r = await h.call('POST', '/logs/numbers/records', body);
     expect(r.status).toBe(201);
@@ -105,7 +118,9 @@ describe('data comes back exactly as the producer wrote it', () => {
     expect([...got.values()]).toEqual(sent);
     // Also as the raw answer reads: the number tokens themselves.
     const again = await h.send({ method: 'POST', path: `/sessions/${await h.openSession('numbers')}/receive`, body: '{"maxRecords":2}' });
-    expect(again.text).toMatch(/^\{"records":\[\{"seq":1,"data":12345678901234567890123,"deliveryCount":1,"leaseExpiresAt":"[^"]+"\},\{"seq":2,"data":1e400,"deliveryCount":1,"leaseExpiresAt":"[^"]+","key":"k"\}\]\}$/);
+    expect(again.text).toMatch(
+      /^\{"records":\[\{"seq":1,"data":12345678901234567890123,"deliveryCount":1,"leaseExpiresAt":"[^"]+"\},\{"seq":2,"data":1e400,"deliveryCount":1,"leaseExpiresAt":"[^"]+","key":"k"\}\]\}$/,
+    );
   });
 
   it('keeps strings, escapes and duplicate names as written; drops only whitespace between tokens', async () => {
@@ -140,7 +155,9 @@ describe('data comes back exactly as the producer wrote it', () => {
     await h.createLog('idem');
     const first = await h.call('POST', '/logs/idem/records', '{"records":[{"data":{"n":1.0}}],"idempotencyKey":"k1"}');
     expect(first.body).toEqual({ firstSeq: 1, lastSeq: 1 });
-    expect((await h.call('POST', '/logs/idem/records', '{ "records" : [ { "data" : { "n" : 1.0 } } ] , "idempotencyKey" : "k1" }')).body).toEqual({ firstSeq: 1, lastSeq: 1 });
+    expect(
+      (await h.call('POST', '/logs/idem/records', '{ "records" : [ { "data" : { "n" : 1.0 } } ] , "idempotencyKey" : "k1" }')).body,
+    ).toEqual({ firstSeq: 1, lastSeq: 1 });
     // 1 is not what the first attempt wrote (1.0): another record, so the key is reused.
     const other = await h.call('POST', '/logs/idem/records', '{"records":[{"data":{"n":1}}],"idempotencyKey":"k1"}');
     expect(other.status).toBe(422);
@@ -178,16 +195,34 @@ describe('what the fuzzer found', () => {
   it('a compressed, UTF-16 or Latin-1 body is a 400 that names the encoding, and its bytes are never stored as U+FFFD', async () => {
     await h.createLog('enc');
     const cases: [Buffer, Record<string, string>, RegExp][] = [
-      [Buffer.from('1f8b0800000000000003', 'hex'), { 'content-type': 'application/json', 'content-encoding': 'gzip' }, /not valid UTF-8\. It was sent with content-encoding gzip/],
-      [Buffer.from('\uFEFF{"records":[{"data":1}]}', 'utf16le'), { 'content-type': 'application/json; charset=utf-16' }, /not valid UTF-8\. It was sent as charset utf-16: send UTF-8\./],
-      [Buffer.from('{"records":[{"data":"café"}]}', 'latin1'), { 'content-type': 'application/octet-stream' }, /not valid UTF-8\. It was sent as application\/octet-stream/],
+      [
+        Buffer.from('1f8b0800000000000003', 'hex'),
+        { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+        /not valid UTF-8\. It was sent with content-encoding gzip/,
+      ],
+      [
+        Buffer.from('\uFEFF{"records":[{"data":1}]}', 'utf16le'),
+        { 'content-type': 'application/json; charset=utf-16' },
+        /not valid UTF-8\. It was sent as charset utf-16: send UTF-8\./,
+      ],
+      [
+        Buffer.from('{"records":[{"data":"café"}]}', 'latin1'),
+        { 'content-type': 'application/octet-stream' },
+        /not valid UTF-8\. It was sent as application\/octet-stream/,
+      ],
     ];
     for (const [bytes, headers, message] of cases) {
       const r = await h.send({ method: 'POST', path: '/logs/enc/records', body: bytes.toString('base64'), isBase64Encoded: true, headers });
       expect(r.status).toBe(400);
       expect(JSON.parse(r.text!).error.message).toMatch(message);
     }
-    const ok = await h.send({ method: 'POST', path: '/logs/enc/records', body: Buffer.from('{"records":[{"data":"café"}]}').toString('base64'), isBase64Encoded: true, headers: { 'content-type': 'application/octet-stream' } });
+    const ok = await h.send({
+      method: 'POST',
+      path: '/logs/enc/records',
+      body: Buffer.from('{"records":[{"data":"café"}]}').toString('base64'),
+      isBase64Encoded: true,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
     expect(ok.status).toBe(201);
     expect(await lastSeq('enc')).toBe(1);
   });

@@ -12,69 +12,72 @@ describe('appends', () => {
   it.each([
     ['without idempotency keys', false],
     ['with idempotency keys (each sent twice at once)', true],
-  ])('32 concurrent appenders %s: gap-free, non-overlapping, all-or-nothing; a session reads in order while they race', async (_label, keyed) => {
-    const logId = `concurrent-${keyed ? 'keyed' : 'plain'}`;
-    await h.createLog(logId);
-    const appenders = 32;
-    const perAppender = 8;
-    const results: { who: number; i: number; firstSeq: number; lastSeq: number; n: number }[] = [];
-    const sid = await h.openSession(logId, { ackTimeoutSeconds: 60 });
-    const seen: number[] = [];
-    let appending = true;
-    // A worker receiving while the appends race: every batch is the next records in order.
-    const reader = (async () => {
-      while (appending || seen.length < results.reduce((a, r) => a + r.n, 0)) {
-        const recs = await h.receive(sid, { maxRecords: 50 });
-        for (const r of recs) {
-          expect(r.seq).toBe(seen.length + 1);
-          seen.push(r.seq);
+  ])(
+    '32 concurrent appenders %s: gap-free, non-overlapping, all-or-nothing; a session reads in order while they race',
+    async (_label, keyed) => {
+      const logId = `concurrent-${keyed ? 'keyed' : 'plain'}`;
+      await h.createLog(logId);
+      const appenders = 32;
+      const perAppender = 8;
+      const results: { who: number; i: number; firstSeq: number; lastSeq: number; n: number }[] = [];
+      const sid = await h.openSession(logId, { ackTimeoutSeconds: 60 });
+      const seen: number[] = [];
+      let appending = true;
+      // A worker receiving while the appends race: every batch is the next records in order.
+      const reader = (async () => {
+        while (appending || seen.length < results.reduce((a, r) => a + r.n, 0)) {
+          const recs = await h.receive(sid, { maxRecords: 50 });
+          for (const r of recs) {
+            expect(r.seq).toBe(seen.length + 1);
+            seen.push(r.seq);
+          }
+          if (recs.length) await h.ack(sid, { ranges: [[recs[0]!.seq, recs[recs.length - 1]!.seq]] });
+          else await new Promise((res) => setTimeout(res, 2));
         }
-        if (recs.length) await h.ack(sid, { ranges: [[recs[0]!.seq, recs[recs.length - 1]!.seq]] });
-        else await new Promise((res) => setTimeout(res, 2));
+      })();
+      await Promise.all(
+        Array.from({ length: appenders }, async (_, who) => {
+          for (let i = 0; i < perAppender; i++) {
+            const n = 1 + ((who + i) % 4);
+            const datas = Array.from({ length: n }, (_, k) => ({ who, i, k }));
+            const extra = keyed ? { idempotencyKey: `${who}-${i}` } : {};
+            // With keys, the same request twice at once (a retry racing the original): one write.
+            const [r, twin] = await Promise.all([h.append(logId, datas, extra), keyed ? h.append(logId, datas, extra) : undefined]);
+            if (twin) expect(twin).toEqual(r);
+            results.push({ who, i, n, ...r });
+          }
+        }),
+      );
+      appending = false;
+      await reader;
+      const total = results.reduce((a, r) => a + r.n, 0);
+      // Each append got exactly n numbers, and together they tile 1..total with no gap or overlap.
+      const taken = new Array(total + 1).fill(0);
+      for (const r of results) {
+        expect(r.lastSeq - r.firstSeq + 1).toBe(r.n);
+        for (let s = r.firstSeq; s <= r.lastSeq; s++) taken[s]++;
       }
-    })();
-    await Promise.all(
-      Array.from({ length: appenders }, async (_, who) => {
-        for (let i = 0; i < perAppender; i++) {
-          const n = 1 + ((who + i) % 4);
-          const datas = Array.from({ length: n }, (_, k) => ({ who, i, k }));
-          const extra = keyed ? { idempotencyKey: `${who}-${i}` } : {};
-          // With keys, the same request twice at once (a retry racing the original): one write.
-          const [r, twin] = await Promise.all([h.append(logId, datas, extra), keyed ? h.append(logId, datas, extra) : undefined]);
-          if (twin) expect(twin).toEqual(r);
-          results.push({ who, i, n, ...r });
-        }
-      }),
-    );
-    appending = false;
-    await reader;
-    const total = results.reduce((a, r) => a + r.n, 0);
-    // Each append got exactly n numbers, and together they tile 1..total with no gap or overlap.
-    const taken = new Array(total + 1).fill(0);
-    for (const r of results) {
-      expect(r.lastSeq - r.firstSeq + 1).toBe(r.n);
-      for (let s = r.firstSeq; s <= r.lastSeq; s++) taken[s]++;
-    }
-    expect(taken.slice(1).every((c) => c === 1)).toBe(true);
-    // One appender's appends are ordered as it made them.
-    for (let who = 0; who < appenders; who++) {
-      const mine = results.filter((r) => r.who === who).sort((a, b) => a.i - b.i);
-      for (let k = 1; k < mine.length; k++) expect(mine[k]!.firstSeq).toBeGreaterThan(mine[k - 1]!.lastSeq);
-    }
-    expect((await h.call('GET', `/logs/${logId}`)).body).toMatchObject({ firstSeq: 1, lastSeq: total });
-    expect(seen.length).toBe(total);
-    // The head's tail was moved to index pages as it went: however the movers raced, it is
-    // back under a few pages' worth (the head stays about 1 KB).
-    const head = await h.store.getHead(`arn:aws:iam::123456789012:user/alice|${logId}`);
-    expect(head!.lastSeq).toBe(total);
-    expect(head!.tail.entries.length).toBeLessThan(3 * TAIL_PAGE);
-    // What a reader sees at each sequence number is what the append that got it wrote.
-    const got = await drain(h, await h.openSession(logId), 500);
-    expect(got.length).toBe(total);
-    for (const r of results) {
-      for (let s = r.firstSeq; s <= r.lastSeq; s++) expect(got[s - 1]!.data).toEqual({ who: r.who, i: r.i, k: s - r.firstSeq });
-    }
-  });
+      expect(taken.slice(1).every((c) => c === 1)).toBe(true);
+      // One appender's appends are ordered as it made them.
+      for (let who = 0; who < appenders; who++) {
+        const mine = results.filter((r) => r.who === who).sort((a, b) => a.i - b.i);
+        for (let k = 1; k < mine.length; k++) expect(mine[k]!.firstSeq).toBeGreaterThan(mine[k - 1]!.lastSeq);
+      }
+      expect((await h.call('GET', `/logs/${logId}`)).body).toMatchObject({ firstSeq: 1, lastSeq: total });
+      expect(seen.length).toBe(total);
+      // The head's tail was moved to index pages as it went: however the movers raced, it is
+      // back under a few pages' worth (the head stays about 1 KB).
+      const head = await h.store.getHead(`arn:aws:iam::123456789012:user/alice|${logId}`);
+      expect(head!.lastSeq).toBe(total);
+      expect(head!.tail.entries.length).toBeLessThan(3 * TAIL_PAGE);
+      // What a reader sees at each sequence number is what the append that got it wrote.
+      const got = await drain(h, await h.openSession(logId), 500);
+      expect(got.length).toBe(total);
+      for (const r of results) {
+        for (let s = r.firstSeq; s <= r.lastSeq; s++) expect(got[s - 1]!.data).toEqual({ who: r.who, i: r.i, k: s - r.firstSeq });
+      }
+    },
+  );
 
   it('a keyed append throttled before it was ordered answers 503 and frees its key: the retry lands at once, once', async () => {
     await h.createLog('throttled-key');

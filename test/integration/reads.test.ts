@@ -14,7 +14,10 @@ afterAll(async () => h?.close());
 
 it('redelivering scattered records from one chunk costs one batch read, not one per record', async () => {
   await h.createLog('scatter');
-  await h.append('scatter', Array.from({ length: 60 }, (_, i) => i + 1)); // one ~1 KB segment
+  await h.append(
+    'scatter',
+    Array.from({ length: 60 }, (_, i) => i + 1),
+  ); // one ~1 KB segment
   const sid = await h.openSession('scatter', { ackTimeoutSeconds: 5 });
   const first = await h.receive(sid, { maxRecords: 60 });
   expect(first.length).toBe(60);
@@ -30,7 +33,11 @@ it('redelivering scattered records from one chunk costs one batch read, not one 
 it('a session far behind the head (catching up) finds its records through index pages it reads once', async () => {
   await h.createLog('catch-up');
   // 300 appends of 5 records: 300 index entries, all but the last few moved to index pages.
-  for (let a = 0; a < 300; a++) await h.append('catch-up', Array.from({ length: 5 }, (_, i) => 5 * a + i + 1));
+  for (let a = 0; a < 300; a++)
+    await h.append(
+      'catch-up',
+      Array.from({ length: 5 }, (_, i) => 5 * a + i + 1),
+    );
   const sid = await h.openSession('catch-up');
   h.restart(); // a cold host: no page cached
   h.calls = [];
@@ -54,11 +61,17 @@ it('a session far behind the head (catching up) finds its records through index 
 
 it('a redelivery past a stale head (eventually consistent read) re-reads the head instead of taking the records as removed', async () => {
   await h.createLog('stale');
-  await h.append('stale', Array.from({ length: 10 }, (_, i) => i + 1));
+  await h.append(
+    'stale',
+    Array.from({ length: 10 }, (_, i) => i + 1),
+  );
   const sid = await h.openSession('stale', { ackTimeoutSeconds: 1 });
   expect((await h.receive(sid, { maxRecords: 10 })).length).toBe(10);
   const staleHead = await h.store.getHead(`arn:aws:iam::123456789012:user/alice|stale`);
-  await h.append('stale', Array.from({ length: 10 }, (_, i) => i + 11));
+  await h.append(
+    'stale',
+    Array.from({ length: 10 }, (_, i) => i + 11),
+  );
   expect((await h.receive(sid, { maxRecords: 10 })).map((r) => r.seq)).toEqual(Array.from({ length: 10 }, (_, i) => i + 11));
   h.clock.advance(1_001);
   h.restart();

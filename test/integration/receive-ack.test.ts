@@ -78,7 +78,14 @@ describe('basic: a receive that acks the previous batch', () => {
     const second = await rx(sid, { maxRecords: 10, ack: { ranges: [[1, 10]] } });
     expect(second.acked).toBe(10);
     expect(second.records.map((r) => [r.seq, r.data, r.deliveryCount])).toEqual(seqRange(11, 20).map((s) => [s, s, 1]));
-    expect(await h.describe(sid)).toMatchObject({ cursor: 21, ackFloor: 10, inFlight: 10, inFlightRanges: [[11, 20]], lag: 10, deadLettered: 0 });
+    expect(await h.describe(sid)).toMatchObject({
+      cursor: 21,
+      ackFloor: 10,
+      inFlight: 10,
+      inFlightRanges: [[11, 20]],
+      lag: 10,
+      deadLettered: 0,
+    });
     // And again, by seqs this time.
     const third = await rx(sid, { maxRecords: 10, ack: { seqs: seqRange(11, 20) } });
     expect(third.acked).toBe(10);
@@ -112,7 +119,7 @@ describe('counting exactly like ack', () => {
     expect(await h.describe(sid)).toMatchObject({ cursor: 21, ackFloor: 10, inFlight: 10 });
   });
 
-  it('unknown seqs (past the log\'s end) count 0 and are no error', async () => {
+  it("unknown seqs (past the log's end) count 0 and are no error", async () => {
     const { sid } = await setup(30);
     await rx(sid, { maxRecords: 10 });
     const r = await rx(sid, { maxRecords: 10, ack: { seqs: [1000], ranges: [[5000, 6000]] } });
@@ -142,13 +149,37 @@ describe('counting exactly like ack', () => {
       expect(await h.ack(sid, { seqs: [1, 2] })).toBe(2);
     }
     // Live: 5, 7, 8, 9. Already acked: 1, 2. Unknown: 1000. Never sent: 25..40 (beyond cursor 11).
-    const selection = { seqs: [1, 2, 5, 5, 1000], ranges: [[7, 9], [25, 40]] };
+    const selection = {
+      seqs: [1, 2, 5, 5, 1000],
+      ranges: [
+        [7, 9],
+        [25, 40],
+      ],
+    };
     expect(await h.ack(a.sid, selection)).toBe(4);
     const r = await rx(b.sid, { maxRecords: 5, ack: selection });
     expect(r.acked).toBe(4);
     expect(seqsOf(r.records)).toEqual(seqRange(11, 15));
-    expect(await h.describe(b.sid)).toMatchObject({ cursor: 16, ackFloor: 2, inFlight: 9, inFlightRanges: [[3, 4], [6, 6], [10, 15]] });
-    expect(await h.describe(a.sid)).toMatchObject({ cursor: 11, ackFloor: 2, inFlight: 4, inFlightRanges: [[3, 4], [6, 6], [10, 10]] });
+    expect(await h.describe(b.sid)).toMatchObject({
+      cursor: 16,
+      ackFloor: 2,
+      inFlight: 9,
+      inFlightRanges: [
+        [3, 4],
+        [6, 6],
+        [10, 15],
+      ],
+    });
+    expect(await h.describe(a.sid)).toMatchObject({
+      cursor: 11,
+      ackFloor: 2,
+      inFlight: 4,
+      inFlightRanges: [
+        [3, 4],
+        [6, 6],
+        [10, 10],
+      ],
+    });
   });
 
   it('a dead-lettered record (lease over, deliveries used up) counts 0, as ack counts it', async () => {
@@ -184,7 +215,10 @@ describe('the byte budget', () => {
   it('a batch cut by maxBatchBytes: the carried acks count, the unsent records go back without a delivery', async () => {
     const logId = `rxack-${++n}`;
     await h.createLog(logId);
-    await h.append(logId, seqRange(1, 10).map((i) => 'x'.repeat(100_000) + i));
+    await h.append(
+      logId,
+      seqRange(1, 10).map((i) => 'x'.repeat(100_000) + i),
+    );
     const sid = await h.openSession(logId);
     const saved = h.config;
     h.config = { ...saved, delivery: { ...saved.delivery, maxBatchBytes: 250_000 } };
@@ -192,11 +226,17 @@ describe('the byte budget', () => {
       expect(seqsOf((await rx(sid, { maxRecords: 10 })).records)).toEqual([1, 2]);
       const r = await rx(sid, { maxRecords: 10, ack: { ranges: [[1, 2]] } });
       expect(r.acked).toBe(2);
-      expect(r.records.map((x) => [x.seq, x.deliveryCount])).toEqual([[3, 1], [4, 1]]);
+      expect(r.records.map((x) => [x.seq, x.deliveryCount])).toEqual([
+        [3, 1],
+        [4, 1],
+      ]);
       expect(await h.describe(sid)).toMatchObject({ ackFloor: 2 });
       const next = await rx(sid, { maxRecords: 10, ack: { seqs: [3, 4] } });
       expect(next.acked).toBe(2);
-      expect(next.records.map((x) => [x.seq, x.deliveryCount])).toEqual([[5, 1], [6, 1]]);
+      expect(next.records.map((x) => [x.seq, x.deliveryCount])).toEqual([
+        [5, 1],
+        [6, 1],
+      ]);
       expect(await h.describe(sid)).toMatchObject({ ackFloor: 4 });
     } finally {
       h.config = saved;
@@ -212,7 +252,15 @@ describe('redelivery', () => {
     const r = await rx(sid, { maxRecords: 20, ack: { ranges: [[1, 4]], seqs: [9] } });
     expect(r.acked).toBe(5);
     expect(r.records.map((x) => [x.seq, x.deliveryCount])).toEqual([5, 6, 7, 8, 10].map((s) => [s, 2]));
-    expect(await h.describe(sid)).toMatchObject({ cursor: 11, ackFloor: 4, inFlight: 5, inFlightRanges: [[5, 8], [10, 10]] });
+    expect(await h.describe(sid)).toMatchObject({
+      cursor: 11,
+      ackFloor: 4,
+      inFlight: 5,
+      inFlightRanges: [
+        [5, 8],
+        [10, 10],
+      ],
+    });
     // The redelivered ones, acked on the next receive, which then takes fresh records.
     const next = await rx(sid, { maxRecords: 20, ack: { seqs: [5, 6, 7, 8, 10] } });
     expect(next.acked).toBe(5);
@@ -327,7 +375,15 @@ describe('storage calls', () => {
     const stored = (await h.store.getSession(sid))!;
     expect(stored.acks.map((a) => [a.from, a.to])).toEqual([[11, 20]]);
     expect(stored.claims.map((c) => c.n)).toEqual([10, 10, 10]);
-    expect(await h.describe(sid)).toMatchObject({ cursor: 31, ackFloor: 0, inFlight: 20, inFlightRanges: [[1, 10], [21, 30]] });
+    expect(await h.describe(sid)).toMatchObject({
+      cursor: 31,
+      ackFloor: 0,
+      inFlight: 20,
+      inFlightRanges: [
+        [1, 10],
+        [21, 30],
+      ],
+    });
   });
 });
 
@@ -413,7 +469,8 @@ describe('concurrency', () => {
             grants.set(rec.seq, [...(grants.get(rec.seq) ?? []), { grantedMs: leaseMs - ackTimeoutSeconds * 1000, leaseMs }]);
           }
           if (!r.records.length) await sleep(50);
-          else if (rand() < 0.15) dropped++; // this worker "crashes": the batch is never acked
+          else if (rand() < 0.15)
+            dropped++; // this worker "crashes": the batch is never acked
           else pending = toRanges(seqsOf(r.records));
         }
       }),
@@ -445,7 +502,8 @@ describe('crash safety', () => {
     expect(seqsOf((await rx(sid, { maxRecords: 10 })).records)).toEqual(seqRange(1, 10));
     return sid;
   }
-  const carryingReceive = (sid: string) => h.call<ReceiveBody>('POST', `/sessions/${sid}/receive`, { maxRecords: 10, ack: { ranges: [[1, 10]] } });
+  const carryingReceive = (sid: string) =>
+    h.call<ReceiveBody>('POST', `/sessions/${sid}/receive`, { maxRecords: 10, ack: { ranges: [[1, 10]] } });
   /** Hot: the host claims from its view of the claim of 1..10; warm: that view is too old, it reads. */
   const paths = { hot: HOT_RECEIVE, warm: WARM_RECEIVE } as const;
   const ready = (path: keyof typeof paths): void => {
@@ -458,41 +516,44 @@ describe('crash safety', () => {
     expect(await probe(() => carryingReceive(sid))).toEqual(paths[path]);
   });
 
-  it.each((['hot', 'warm'] as const).flatMap((path) => paths[path].map((c, k) => [path, k, c] as const)))('%s receive, crash after call %i (%s): acks and claim are both durable or both absent', async (path, k) => {
-    const claimAt = paths[path].indexOf('claimSession');
-    const sid = await warmSession();
-    ready(path);
-    const crashed = await crashAfter(k, () => carryingReceive(sid));
-    expect(crashed.status).toBe(500);
-    const written = k >= claimAt;
-    // The same request again (a client's retry), on the cold host.
-    const again = await rx(sid, { maxRecords: 10, ack: { ranges: [[1, 10]] } });
-    if (written) {
-      // The acks were written with the claim: nothing left to count. 11..20 are leased to the
-      // crashed request, so the retry gets the records after them.
-      expect(again.acked).toBe(0);
-      expect(seqsOf(again.records)).toEqual(seqRange(21, 30));
-      expect(await h.describe(sid)).toMatchObject({ cursor: 31, ackFloor: 10, inFlight: 20, inFlightRanges: [[11, 30]] });
-      expect(await h.ack(sid, { ranges: [[21, 30]] })).toBe(10);
-      h.clock.advance(5_001); // the leases of 1..10 (acked) and 11..20 (never sent) end
-      const redelivered = await rx(sid, { maxRecords: 100 });
-      expect(redelivered.records.map((r) => [r.seq, r.deliveryCount])).toEqual(seqRange(11, 20).map((s) => [s, 2]));
-      expect(await h.ack(sid, { ranges: [[11, 20]] })).toBe(10);
-    } else {
-      // Nothing was written: the retry applies the acks and claims 11..20.
-      expect(again.acked).toBe(10);
-      expect(seqsOf(again.records)).toEqual(seqRange(11, 20));
-      expect(await h.describe(sid)).toMatchObject({ cursor: 21, ackFloor: 10, inFlight: 10, inFlightRanges: [[11, 20]] });
-      const rest = await rx(sid, { maxRecords: 100, ack: { ranges: [[11, 20]] } });
-      expect(rest.acked).toBe(10);
-      expect(seqsOf(rest.records)).toEqual(seqRange(21, 30));
-      expect(await h.ack(sid, { ranges: [[21, 30]] })).toBe(10);
+  it.each((['hot', 'warm'] as const).flatMap((path) => paths[path].map((c, k) => [path, k, c] as const)))(
+    '%s receive, crash after call %i (%s): acks and claim are both durable or both absent',
+    async (path, k) => {
+      const claimAt = paths[path].indexOf('claimSession');
+      const sid = await warmSession();
+      ready(path);
+      const crashed = await crashAfter(k, () => carryingReceive(sid));
+      expect(crashed.status).toBe(500);
+      const written = k >= claimAt;
+      // The same request again (a client's retry), on the cold host.
+      const again = await rx(sid, { maxRecords: 10, ack: { ranges: [[1, 10]] } });
+      if (written) {
+        // The acks were written with the claim: nothing left to count. 11..20 are leased to the
+        // crashed request, so the retry gets the records after them.
+        expect(again.acked).toBe(0);
+        expect(seqsOf(again.records)).toEqual(seqRange(21, 30));
+        expect(await h.describe(sid)).toMatchObject({ cursor: 31, ackFloor: 10, inFlight: 20, inFlightRanges: [[11, 30]] });
+        expect(await h.ack(sid, { ranges: [[21, 30]] })).toBe(10);
+        h.clock.advance(5_001); // the leases of 1..10 (acked) and 11..20 (never sent) end
+        const redelivered = await rx(sid, { maxRecords: 100 });
+        expect(redelivered.records.map((r) => [r.seq, r.deliveryCount])).toEqual(seqRange(11, 20).map((s) => [s, 2]));
+        expect(await h.ack(sid, { ranges: [[11, 20]] })).toBe(10);
+      } else {
+        // Nothing was written: the retry applies the acks and claims 11..20.
+        expect(again.acked).toBe(10);
+        expect(seqsOf(again.records)).toEqual(seqRange(11, 20));
+        expect(await h.describe(sid)).toMatchObject({ cursor: 21, ackFloor: 10, inFlight: 10, inFlightRanges: [[11, 20]] });
+        const rest = await rx(sid, { maxRecords: 100, ack: { ranges: [[11, 20]] } });
+        expect(rest.acked).toBe(10);
+        expect(seqsOf(rest.records)).toEqual(seqRange(21, 30));
+        expect(await h.ack(sid, { ranges: [[21, 30]] })).toBe(10);
+        h.clock.advance(5_001);
+      }
+      // Nothing acked comes back, ever.
+      expect((await rx(sid, { maxRecords: 100 })).records).toEqual([]);
       h.clock.advance(5_001);
-    }
-    // Nothing acked comes back, ever.
-    expect((await rx(sid, { maxRecords: 100 })).records).toEqual([]);
-    h.clock.advance(5_001);
-    expect((await rx(sid, { maxRecords: 100 })).records).toEqual([]);
-    expect(await h.describe(sid)).toMatchObject({ cursor: 31, ackFloor: 30, inFlight: 0, deadLettered: 0 });
-  });
+      expect((await rx(sid, { maxRecords: 100 })).records).toEqual([]);
+      expect(await h.describe(sid)).toMatchObject({ cursor: 31, ackFloor: 30, inFlight: 0, deadLettered: 0 });
+    },
+  );
 });

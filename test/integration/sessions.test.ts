@@ -25,7 +25,10 @@ function intercept<K extends Intercepted>(name: K, impl: Wrapper<K>): () => void
   const own = DynamoStore.prototype[name] as unknown as (...a: unknown[]) => Promise<unknown>;
   const target = h.store as unknown as Record<string, unknown>;
   target[name] = function (this: unknown, ...args: unknown[]) {
-    return (impl as unknown as (real: (...a: unknown[]) => Promise<unknown>, ...a: unknown[]) => Promise<unknown>)((...a) => own.apply(this, a), ...args);
+    return (impl as unknown as (real: (...a: unknown[]) => Promise<unknown>, ...a: unknown[]) => Promise<unknown>)(
+      (...a) => own.apply(this, a),
+      ...args,
+    );
   };
   return () => {
     delete target[name];
@@ -34,7 +37,10 @@ function intercept<K extends Intercepted>(name: K, impl: Wrapper<K>): () => void
 
 /** Every compaction attempt, in the order they settled: what it read, and whether it was written. */
 type Compaction = { claims: number; acks: number; ok: boolean };
-function logCompactions(before?: (stored: Parameters<Store['compactSession']>[0]) => Promise<void>): { log: Compaction[]; undo: () => void } {
+function logCompactions(before?: (stored: Parameters<Store['compactSession']>[0]) => Promise<void>): {
+  log: Compaction[];
+  undo: () => void;
+} {
   const log: Compaction[] = [];
   const undo = intercept('compactSession', async (real, stored, next, opts) => {
     if (before) await before(stored);
@@ -57,7 +63,11 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 }
 
 /** Logs compactions; the first one waits between its read and its write until `release`. */
-function holdFirstCompaction(): { held: ReturnType<typeof deferred>; release: ReturnType<typeof deferred>; compactions: ReturnType<typeof logCompactions> } {
+function holdFirstCompaction(): {
+  held: ReturnType<typeof deferred>;
+  release: ReturnType<typeof deferred>;
+  compactions: ReturnType<typeof logCompactions>;
+} {
   const held = deferred();
   const release = deferred();
   let hold = true;
@@ -81,7 +91,11 @@ describe('receiver sessions', () => {
   it('16 concurrent workers, some crashing: every record acked exactly once, none handed to two workers while leased', async () => {
     await h.createLog('fleet');
     const total = 1500;
-    for (let i = 0; i < total; i += 500) await h.append('fleet', Array.from({ length: 500 }, (_, k) => ({ n: i + k + 1 })));
+    for (let i = 0; i < total; i += 500)
+      await h.append(
+        'fleet',
+        Array.from({ length: 500 }, (_, k) => ({ n: i + k + 1 })),
+      );
     const ackTimeoutSeconds = 1;
     const sid = await h.openSession('fleet', { ackTimeoutSeconds, maxDeliveries: 100 });
     const deliveries = new Map<number, { worker: number; grantedMs: number; leaseMs: number }[]>();
@@ -143,7 +157,10 @@ describe('receiver sessions', () => {
 
   it('concurrent receives and acks never lose a write to each other; one receive in COMPACT_AT folds the pending list', async () => {
     await h.createLog('no-races');
-    await h.append('no-races', Array.from({ length: 400 }, (_, i) => i + 1));
+    await h.append(
+      'no-races',
+      Array.from({ length: 400 }, (_, i) => i + 1),
+    );
     const sid = await h.openSession('no-races');
     const workers = 8;
     const rounds = 3; // 24 claims: the receive whose claim makes the list COMPACT_AT long folds it
@@ -170,13 +187,17 @@ describe('receiver sessions', () => {
 
   it('a compaction folds exactly the claims and acks it read; those that land after it stay pending (on every engine)', async () => {
     await h.createLog('fold');
-    await h.append('fold', Array.from({ length: 100 }, (_, i) => i + 1));
+    await h.append(
+      'fold',
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
     const sid = await h.openSession('fold');
     const now = h.clock.now();
     const lease = now + 30_000;
     const far = now + 3_600_000;
     const owner = (await h.store.getSession(sid))!.state.owner;
-    const claim5 = (leaseMs: number) => h.store.claimSession({ sessionId: sid, n: 5, limit: 100, releases: 0, leaseMs, expiresMs: far, nowMs: now });
+    const claim5 = (leaseMs: number) =>
+      h.store.claimSession({ sessionId: sid, n: 5, limit: 100, releases: 0, leaseMs, expiresMs: far, nowMs: now });
     for (let i = 0; i < 3; i++) await claim5(lease + i); // 1-5, 6-10, 11-15
     await h.store.ackSession(sid, owner, [{ from: 6, to: 10, atMs: now }], 10, now);
     const read = (await h.store.getSession(sid))!;
@@ -201,7 +222,12 @@ describe('receiver sessions', () => {
     expect(after.acks).toEqual([{ from: 1, to: 2, atMs: now + 1 }]);
     const settled = settle(after);
     expect(settled.cursor).toBe(26);
-    expect(settled.leases.map((l) => [l.from, l.to])).toEqual([[3, 5], [11, 15], [16, 20], [21, 25]]);
+    expect(settled.leases.map((l) => [l.from, l.to])).toEqual([
+      [3, 5],
+      [11, 15],
+      [16, 20],
+      [21, 25],
+    ]);
     // A second compaction from the stale read is refused: the version moved.
     await expect(h.store.compactSession(read, settle(read))).rejects.toBeInstanceOf(ConflictError);
   });
@@ -324,7 +350,14 @@ describe('receiver sessions', () => {
     expect([after.claims, after.acks]).toEqual([[], []]);
     expect(after.state.cursor).toBe(25);
     expect(after.state.releases).toBe(1);
-    expect(await h.describe(sid)).toMatchObject({ cursor: 25, ackFloor: 0, inFlightRanges: [[1, 1], [14, 24]] });
+    expect(await h.describe(sid)).toMatchObject({
+      cursor: 25,
+      ackFloor: 0,
+      inFlightRanges: [
+        [1, 1],
+        [14, 24],
+      ],
+    });
     // The nacked record comes back first.
     expect((await h.receive(sid, { maxRecords: 1 })).map((r) => [r.seq, r.deliveryCount])).toEqual([[1, 2]]);
   });
@@ -423,7 +456,8 @@ describe('receiver sessions', () => {
     await h.createLog('fold-twice');
     await h.append('fold-twice', range(1, 100));
     const sid = await h.openSession('fold-twice');
-    for (let i = 1; i < COMPACT_AT; i++) expect((await h.receive(sid, { maxRecords: 3 })).map((r) => r.seq)).toEqual(range(3 * i - 2, 3 * i));
+    for (let i = 1; i < COMPACT_AT; i++)
+      expect((await h.receive(sid, { maxRecords: 3 })).map((r) => r.seq)).toEqual(range(3 * i - 2, 3 * i));
     // Before each of the fold's writes: a nack (a compaction: it folds the list), then 12 acks,
     // which make the list due again.
     const acks = [range(2, 13), range(14, 25)];
@@ -463,7 +497,13 @@ describe('receiver sessions', () => {
     // The fold gave up: the 12 acks made after the second nack stay pending.
     const after = (await h.store.getSession(sid))!;
     expect([after.claims.length, after.acks.length]).toEqual([0, 12]);
-    expect(settle(after).leases.map((l) => [l.from, l.to])).toEqual([[1, 1], [26, 27], [28, 30], [31, 33], [34, 36]]);
+    expect(settle(after).leases.map((l) => [l.from, l.to])).toEqual([
+      [1, 1],
+      [26, 27],
+      [28, 30],
+      [31, 33],
+      [34, 36],
+    ]);
   });
 
   it('a fold that fails (storage throttled) does not fail the receive whose claim succeeded', async () => {
@@ -474,7 +514,9 @@ describe('receiver sessions', () => {
     let refused = 0;
     const undo = intercept('compactSession', async () => {
       refused++;
-      throw Object.assign(new Error('Throughput exceeds the current capacity of your table'), { name: 'ProvisionedThroughputExceededException' });
+      throw Object.assign(new Error('Throughput exceeds the current capacity of your table'), {
+        name: 'ProvisionedThroughputExceededException',
+      });
     });
     const got: number[] = [];
     try {
@@ -493,44 +535,57 @@ describe('receiver sessions', () => {
 
   // 'read': the receive reads the session (this host's view of its last claim is too old to
   // claim from); 'view': it claims from that view, so the nack lands between the view and the claim.
-  it.each(['read', 'view'] as const)('a receive never hands out fresh records past records another host released after its %s', async (path) => {
-    const logId = `warm-${path}`;
-    await h.createLog(logId);
-    await h.append(logId, Array.from({ length: 50 }, (_, i) => i + 1));
-    const sid = await h.openSession(logId);
-    expect((await h.receive(sid, { maxRecords: 5 })).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
-    if (path === 'read') h.clock.advance(VIEW_MAX_AGE_MS);
-    // The nack lands right before the receive's claim (on the leases function: another host).
-    const real = h.store.claimSession.bind(h.store);
-    let nacked = false;
-    (h.store as { claimSession: typeof real }).claimSession = async (...args) => {
-      if (!nacked) {
-        nacked = true;
-        expect((await h.call('POST', `/sessions/${sid}/nack`, { ranges: [[2, 3]] })).body).toEqual({ released: 2 });
+  it.each(['read', 'view'] as const)(
+    'a receive never hands out fresh records past records another host released after its %s',
+    async (path) => {
+      const logId = `warm-${path}`;
+      await h.createLog(logId);
+      await h.append(
+        logId,
+        Array.from({ length: 50 }, (_, i) => i + 1),
+      );
+      const sid = await h.openSession(logId);
+      expect((await h.receive(sid, { maxRecords: 5 })).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
+      if (path === 'read') h.clock.advance(VIEW_MAX_AGE_MS);
+      // The nack lands right before the receive's claim (on the leases function: another host).
+      const real = h.store.claimSession.bind(h.store);
+      let nacked = false;
+      (h.store as { claimSession: typeof real }).claimSession = async (...args) => {
+        if (!nacked) {
+          nacked = true;
+          expect((await h.call('POST', `/sessions/${sid}/nack`, { ranges: [[2, 3]] })).body).toEqual({ released: 2 });
+        }
+        return real(...args);
+      };
+      h.calls = [];
+      try {
+        const next = await h.receive(sid, { maxRecords: 5 });
+        expect(next.map((r) => [r.seq, r.deliveryCount])).toEqual([
+          [2, 2],
+          [3, 2],
+        ]);
+      } finally {
+        delete (h.store as { claimSession?: unknown }).claimSession;
       }
-      return real(...args);
-    };
-    h.calls = [];
-    try {
-      const next = await h.receive(sid, { maxRecords: 5 });
-      expect(next.map((r) => [r.seq, r.deliveryCount])).toEqual([[2, 2], [3, 2]]);
-    } finally {
-      delete (h.store as { claimSession?: unknown }).claimSession;
-    }
-    // The claim was refused (refused writes are not in h.calls); the receive read (again) and
-    // redelivered with a compaction.
-    expect(h.calls.filter((c) => c === 'getSessionWithHead')).toHaveLength(path === 'read' ? 2 : 1);
-    expect(h.calls).toContain('compactSession');
-    expect(h.calls).not.toContain('claimSession');
-    expect((await h.receive(sid, { maxRecords: 5 })).map((r) => r.seq)).toEqual([6, 7, 8, 9, 10]);
-  });
+      // The claim was refused (refused writes are not in h.calls); the receive read (again) and
+      // redelivered with a compaction.
+      expect(h.calls.filter((c) => c === 'getSessionWithHead')).toHaveLength(path === 'read' ? 2 : 1);
+      expect(h.calls).toContain('compactSession');
+      expect(h.calls).not.toContain('claimSession');
+      expect((await h.receive(sid, { maxRecords: 5 })).map((r) => r.seq)).toEqual([6, 7, 8, 9, 10]);
+    },
+  );
 
   it('redelivers after the lease expires with deliveryCount rising, then dead-letters after maxDeliveries', async () => {
     await h.createLog('poison');
     await h.append('poison', ['ok1', 'bad', 'ok2']);
     const sid = await h.openSession('poison', { ackTimeoutSeconds: 10, maxDeliveries: 3 });
     const first = await h.receive(sid);
-    expect(first.map((r) => [r.seq, r.deliveryCount])).toEqual([[1, 1], [2, 1], [3, 1]]);
+    expect(first.map((r) => [r.seq, r.deliveryCount])).toEqual([
+      [1, 1],
+      [2, 1],
+      [3, 1],
+    ]);
     await h.ack(sid, { seqs: [1, 3] });
     expect(await h.receive(sid)).toEqual([]); // seq 2 still leased
     for (const expected of [2, 3]) {
@@ -559,7 +614,10 @@ describe('receiver sessions', () => {
     await h.receive(sid, { maxRecords: 4 });
     const nack = await h.call('POST', `/sessions/${sid}/nack`, { seqs: [1], ranges: [[3, 3]] });
     expect(nack.body).toEqual({ released: 2 });
-    expect((await h.receive(sid)).map((r) => [r.seq, r.deliveryCount])).toEqual([[1, 2], [3, 2]]);
+    expect((await h.receive(sid)).map((r) => [r.seq, r.deliveryCount])).toEqual([
+      [1, 2],
+      [3, 2],
+    ]);
     const delayed = await h.call('POST', `/sessions/${sid}/nack`, { seqs: [1], delaySeconds: 5 });
     expect(delayed.body).toEqual({ released: 1 });
     expect(await h.receive(sid)).toEqual([]);
@@ -599,7 +657,10 @@ describe('receiver sessions', () => {
 
   it('respects maxInFlight and the delivery byte budget', async () => {
     await h.createLog('budget');
-    await h.append('budget', Array.from({ length: 10 }, (_, i) => 'x'.repeat(400_000 / 4) + i));
+    await h.append(
+      'budget',
+      Array.from({ length: 10 }, (_, i) => 'x'.repeat(400_000 / 4) + i),
+    );
     const sid = await h.openSession('budget', { maxInFlight: 15 });
     // 100 KB records under the default 1 MiB budget: 10 fit... make it tighter via config.
     h.config = { ...h.config, delivery: { ...h.config.delivery, maxBatchBytes: 250_000 } };
@@ -607,12 +668,18 @@ describe('receiver sessions', () => {
       const a = await h.receive(sid, { maxRecords: 10 });
       expect(a.map((r) => r.seq)).toEqual([1, 2]);
       const b = await h.receive(sid, { maxRecords: 10 });
-      expect(b.map((r) => [r.seq, r.deliveryCount])).toEqual([[3, 1], [4, 1]]);
+      expect(b.map((r) => [r.seq, r.deliveryCount])).toEqual([
+        [3, 1],
+        [4, 1],
+      ]);
     } finally {
       h.config = { ...h.config, delivery: { ...h.config.delivery, maxBatchBytes: 1_048_576 } };
     }
     await h.createLog('inflight');
-    await h.append('inflight', Array.from({ length: 30 }, (_, i) => i));
+    await h.append(
+      'inflight',
+      Array.from({ length: 30 }, (_, i) => i),
+    );
     const s2 = await h.openSession('inflight', { maxInFlight: 12 });
     expect((await h.receive(s2, { maxRecords: 10 })).length).toBe(10);
     expect((await h.receive(s2, { maxRecords: 10 })).length).toBe(2);
@@ -644,7 +711,7 @@ describe('receiver sessions', () => {
     }
   });
 
-  it("another principal gets 404, never 403, on a log and a session; same principal on any host works", async () => {
+  it('another principal gets 404, never 403, on a log and a session; same principal on any host works', async () => {
     await h.createLog('mine', {}, 'alice');
     await h.append('mine', [1]);
     const sid = await h.openSession('mine');
@@ -667,8 +734,12 @@ describe('receiver sessions', () => {
     // An assumed role's session name is dropped: two hosts under one role are one principal.
     const { principalOf } = await import('../../lambdas/http/api');
     const ev = (arn: string) => ({ requestContext: { authorizer: { iam: { userArn: arn } } } }) as never;
-    expect(principalOf(ev('arn:aws:sts::123456789012:assumed-role/worker/host-a'))).toBe(principalOf(ev('arn:aws:sts::123456789012:assumed-role/worker/host-b')));
-    expect(principalOf(ev('arn:aws:sts::123456789012:assumed-role/worker/host-a'))).not.toBe(principalOf(ev('arn:aws:sts::123456789012:assumed-role/other/host-a')));
+    expect(principalOf(ev('arn:aws:sts::123456789012:assumed-role/worker/host-a'))).toBe(
+      principalOf(ev('arn:aws:sts::123456789012:assumed-role/worker/host-b')),
+    );
+    expect(principalOf(ev('arn:aws:sts::123456789012:assumed-role/worker/host-a'))).not.toBe(
+      principalOf(ev('arn:aws:sts::123456789012:assumed-role/other/host-a')),
+    );
   });
 
   it('DELETE ends a session', async () => {

@@ -12,7 +12,10 @@ describe('smoke', () => {
     await h.createLog('smoke');
     const a = await h.append('smoke', [1, 2, 3, { x: 'y' }]);
     expect(a).toEqual({ firstSeq: 1, lastSeq: 4 });
-    const b = await h.append('smoke', Array.from({ length: 300 }, (_, i) => 'x'.repeat(200) + i));
+    const b = await h.append(
+      'smoke',
+      Array.from({ length: 300 }, (_, i) => 'x'.repeat(200) + i),
+    );
     expect(b).toEqual({ firstSeq: 5, lastSeq: 304 });
     const sid = await h.openSession('smoke');
     const got = await drain(h, sid, 37);

@@ -61,9 +61,24 @@ describe("a receive host's view of its last claim", () => {
     expect(r.calls).toEqual(READ_AND_CLAIM);
     expect(r.acked).toBe(10);
     expect(seqsOf(r.records)).toEqual(seqRange(21, 30));
-    expect(await h.describe(sid)).toMatchObject({ cursor: 31, inFlight: 20, inFlightRanges: [[1, 10], [21, 30]] });
+    expect(await h.describe(sid)).toMatchObject({
+      cursor: 31,
+      inFlight: 20,
+      inFlightRanges: [
+        [1, 10],
+        [21, 30],
+      ],
+    });
     // Acks all below A's view (its cursor is 31 now) are taken from it: no read.
-    const again = await onA(sid, { maxRecords: 10, ack: { ranges: [[1, 10], [21, 30]] } });
+    const again = await onA(sid, {
+      maxRecords: 10,
+      ack: {
+        ranges: [
+          [1, 10],
+          [21, 30],
+        ],
+      },
+    });
     expect(again.calls).toEqual(FROM_VIEW);
     expect([again.acked, seqsOf(again.records)]).toEqual([20, seqRange(31, 40)]);
     expect(await h.describe(sid)).toMatchObject({ cursor: 41, inFlight: 10, inFlightRanges: [[31, 40]] });

@@ -100,7 +100,9 @@ function synth(opts: { deliveryContent?: string } = {}): { template: AppConfigTe
   const template = app.synth().getStackByName('AppConfigTest').template as AppConfigTemplate;
   const id = (c: { node: { defaultChild?: unknown } } | appconfig.CfnApplication) =>
     stack.getLogicalId(('node' in c && c.node.defaultChild ? c.node.defaultChild : c) as appconfig.CfnApplication);
-  const limitsProfile = Object.entries(template.Resources).find(([, r]) => r.Type === 'AWS::AppConfig::ConfigurationProfile' && r.Properties?.Name === 'limits')![0];
+  const limitsProfile = Object.entries(template.Resources).find(
+    ([, r]) => r.Type === 'AWS::AppConfig::ConfigurationProfile' && r.Properties?.Name === 'limits',
+  )![0];
   return {
     template,
     ids: {
@@ -119,11 +121,28 @@ const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
  * Adapter code as a Lambda would write it against an injected AppConfigClient: nothing here knows
  * about the stand-in.
  */
-async function publishVersion(client: Pick<AppConfigClient, 'send'>, ApplicationId: string, ConfigurationProfileId: string, content: unknown): Promise<number> {
-  const out = await client.send(new CreateHostedConfigurationVersionCommand({ ApplicationId, ConfigurationProfileId, Content: json(content), ContentType: 'application/json' }));
+async function publishVersion(
+  client: Pick<AppConfigClient, 'send'>,
+  ApplicationId: string,
+  ConfigurationProfileId: string,
+  content: unknown,
+): Promise<number> {
+  const out = await client.send(
+    new CreateHostedConfigurationVersionCommand({
+      ApplicationId,
+      ConfigurationProfileId,
+      Content: json(content),
+      ContentType: 'application/json',
+    }),
+  );
   return out.VersionNumber!;
 }
-async function readVersion(client: Pick<AppConfigClient, 'send'>, ApplicationId: string, ConfigurationProfileId: string, VersionNumber: number): Promise<unknown> {
+async function readVersion(
+  client: Pick<AppConfigClient, 'send'>,
+  ApplicationId: string,
+  ConfigurationProfileId: string,
+  VersionNumber: number,
+): Promise<unknown> {
   const out = await client.send(new GetHostedConfigurationVersionCommand({ ApplicationId, ConfigurationProfileId, VersionNumber }));
   return JSON.parse(new TextDecoder().decode(out.Content));
 }
@@ -152,14 +171,21 @@ describe('LocalAppConfig', () => {
     const profile = await ac.send(new GetConfigurationProfileCommand(delivery));
     expect(JSON.parse(profile.Validators![0]!.Content!)).toEqual(deliverySchema);
 
-    expect(await readVersion(ac, appId, delivery.ConfigurationProfileId, 1)).toEqual({ maxBatchRecords: 100, maxBatchBytes: 1048576, longPollIntervalMs: 250 });
+    expect(await readVersion(ac, appId, delivery.ConfigurationProfileId, 1)).toEqual({
+      maxBatchRecords: 100,
+      maxBatchBytes: 1048576,
+      longPollIntervalMs: 250,
+    });
     const limits = ac.findProfile('logrelay', 'limits')!;
     const limitVersions = await ac.send(new ListHostedConfigurationVersionsCommand(limits));
     expect(limitVersions.Items!.map((v) => [v.VersionNumber, v.VersionLabel])).toEqual([
       [2, 'halved'],
       [1, undefined],
     ]);
-    expect(await readVersion(ac, limits.ApplicationId, limits.ConfigurationProfileId, 2)).toEqual({ maxRecordsPerAppend: 250, defaultAckTimeoutSeconds: 60 });
+    expect(await readVersion(ac, limits.ApplicationId, limits.ConfigurationProfileId, 2)).toEqual({
+      maxRecordsPerAppend: 250,
+      defaultAckTimeoutSeconds: 60,
+    });
 
     // What Ref of each AppConfig resource resolves to, e.g. for a function's environment.
     const env = (template.Resources[ids.fn]!.Properties!.Environment as { Variables: Record<string, { Ref: string }> }).Variables;
@@ -188,10 +214,19 @@ describe('LocalAppConfig', () => {
     expect(out).toMatchObject({ ApplicationId, ConfigurationProfileId, VersionNumber: 2, ContentType: 'application/json' });
     expect(out.$metadata.httpStatusCode).toBe(200);
     expect(JSON.parse(out.Content!.transformToString())).toEqual(tuned);
-    await expect(client.send(new CreateHostedConfigurationVersionCommand({ ApplicationId, ConfigurationProfileId, Content: json({ maxBatchRecords: 0 }), ContentType: 'application/json' }))).rejects.toBeInstanceOf(
-      BadRequestException,
-    );
-    await expect(client.send(new ValidateConfigurationCommand({ ApplicationId, ConfigurationProfileId, ConfigurationVersion: '3' }))).resolves.toBeDefined();
+    await expect(
+      client.send(
+        new CreateHostedConfigurationVersionCommand({
+          ApplicationId,
+          ConfigurationProfileId,
+          Content: json({ maxBatchRecords: 0 }),
+          ContentType: 'application/json',
+        }),
+      ),
+    ).rejects.toBeInstanceOf(BadRequestException);
+    await expect(
+      client.send(new ValidateConfigurationCommand({ ApplicationId, ConfigurationProfileId, ConfigurationVersion: '3' })),
+    ).resolves.toBeDefined();
   });
 
   it('gives a valid version the next number and refuses invalid content with the reason, as a BadRequestException', async () => {
@@ -199,7 +234,13 @@ describe('LocalAppConfig', () => {
     const ac = LocalAppConfig.fromTemplate(template);
     const delivery = ac.findProfile('logrelay', 'delivery')!;
     const create = (content: unknown) =>
-      ac.send(new CreateHostedConfigurationVersionCommand({ ...delivery, Content: typeof content === 'string' ? new TextEncoder().encode(content) : json(content), ContentType: 'application/json' }));
+      ac.send(
+        new CreateHostedConfigurationVersionCommand({
+          ...delivery,
+          Content: typeof content === 'string' ? new TextEncoder().encode(content) : json(content),
+          ContentType: 'application/json',
+        }),
+      );
     const refusal = async (content: unknown) => {
       const e = await create(content).then(
         () => undefined,
@@ -243,7 +284,8 @@ describe('LocalAppConfig', () => {
 
     // The schema without $schema is draft-04: a boolean exclusiveMaximum excludes the maximum.
     const limits = ac.findProfile('logrelay', 'limits')!;
-    const limitsCreate = (content: unknown) => ac.send(new CreateHostedConfigurationVersionCommand({ ...limits, Content: json(content), ContentType: 'application/json' }));
+    const limitsCreate = (content: unknown) =>
+      ac.send(new CreateHostedConfigurationVersionCommand({ ...limits, Content: json(content), ContentType: 'application/json' }));
     await expect(limitsCreate({ maxRecordsPerAppend: 501 })).rejects.toThrow(/\$\.maxRecordsPerAppend must be < 501/);
     expect((await limitsCreate({ maxRecordsPerAppend: 500 })).VersionNumber).toBe(3);
   });
@@ -258,14 +300,20 @@ describe('LocalAppConfig', () => {
     const client = ac.toClient();
     await publishVersion(client, delivery.ApplicationId, delivery.ConfigurationProfileId, { maxBatchRecords: 7 });
     // A refused call is a call too.
-    await expect(publishVersion(client, delivery.ApplicationId, delivery.ConfigurationProfileId, { maxBatchRecords: 0 })).rejects.toBeInstanceOf(BadRequestException);
-    await expect(readVersion(client, delivery.ApplicationId, delivery.ConfigurationProfileId, 99)).rejects.toBeInstanceOf(ResourceNotFoundException);
+    await expect(
+      publishVersion(client, delivery.ApplicationId, delivery.ConfigurationProfileId, { maxBatchRecords: 0 }),
+    ).rejects.toBeInstanceOf(BadRequestException);
+    await expect(readVersion(client, delivery.ApplicationId, delivery.ConfigurationProfileId, 99)).rejects.toBeInstanceOf(
+      ResourceNotFoundException,
+    );
     expect(ac.calls).toEqual({ GetHostedConfigurationVersion: 2, CreateHostedConfigurationVersion: 2 });
 
     // Every attempt throttled before it is sent: the injector counts them, the stand-in sees none.
     const faults = new FaultInjector({ throttle: 1, appliedThenError: 0, slow: 0, slowMs: 0, seed: 1, seedGiven: true });
     const throttled = ac.toClient({ faults });
-    await expect(readVersion(throttled, delivery.ApplicationId, delivery.ConfigurationProfileId, 1)).rejects.toMatchObject({ name: 'ThrottlingException' });
+    await expect(readVersion(throttled, delivery.ApplicationId, delivery.ConfigurationProfileId, 1)).rejects.toMatchObject({
+      name: 'ThrottlingException',
+    });
     expect(faults.calls.appconfig).toBe(3); // the SDK's three attempts
     expect(ac.calls).toEqual({ GetHostedConfigurationVersion: 2, CreateHostedConfigurationVersion: 2 });
   });
@@ -280,24 +328,48 @@ describe('LocalAppConfig', () => {
     expect(Object.getOwnPropertyNames(LocalAppConfig.prototype).filter((k) => /update/i.test(k))).toEqual([]);
 
     const content = json({ maxBatchRecords: 3 });
-    const created = await ac.send(new CreateHostedConfigurationVersionCommand({ ...delivery, Content: content, ContentType: 'application/json' }));
+    const created = await ac.send(
+      new CreateHostedConfigurationVersionCommand({ ...delivery, Content: content, ContentType: 'application/json' }),
+    );
     content.fill(0x20);
     created.Content!.fill(0x20);
     const got = await ac.send(new GetHostedConfigurationVersionCommand({ ...delivery, VersionNumber: created.VersionNumber }));
     got.Content!.fill(0x20);
-    expect(await readVersion(ac, delivery.ApplicationId, delivery.ConfigurationProfileId, created.VersionNumber!)).toEqual({ maxBatchRecords: 3 });
+    expect(await readVersion(ac, delivery.ApplicationId, delivery.ConfigurationProfileId, created.VersionNumber!)).toEqual({
+      maxBatchRecords: 3,
+    });
 
     // LatestVersionNumber guards against a concurrent writer.
     await expect(
-      ac.send(new CreateHostedConfigurationVersionCommand({ ...delivery, Content: json({}), ContentType: 'application/json', LatestVersionNumber: 1 })),
+      ac.send(
+        new CreateHostedConfigurationVersionCommand({
+          ...delivery,
+          Content: json({}),
+          ContentType: 'application/json',
+          LatestVersionNumber: 1,
+        }),
+      ),
     ).rejects.toBeInstanceOf(ConflictException);
-    expect((await ac.send(new CreateHostedConfigurationVersionCommand({ ...delivery, Content: json({}), ContentType: 'application/json', LatestVersionNumber: 2 }))).VersionNumber).toBe(3);
+    expect(
+      (
+        await ac.send(
+          new CreateHostedConfigurationVersionCommand({
+            ...delivery,
+            Content: json({}),
+            ContentType: 'application/json',
+            LatestVersionNumber: 2,
+          }),
+        )
+      ).VersionNumber,
+    ).toBe(3);
 
     // Unknown ids and versions are ResourceNotFoundException.
-    await expect(ac.send(new GetHostedConfigurationVersionCommand({ ...delivery, VersionNumber: 99 }))).rejects.toBeInstanceOf(ResourceNotFoundException);
-    await expect(ac.send(new ListHostedConfigurationVersionsCommand({ ApplicationId: delivery.ApplicationId, ConfigurationProfileId: 'nope123' }))).rejects.toBeInstanceOf(
+    await expect(ac.send(new GetHostedConfigurationVersionCommand({ ...delivery, VersionNumber: 99 }))).rejects.toBeInstanceOf(
       ResourceNotFoundException,
     );
+    await expect(
+      ac.send(new ListHostedConfigurationVersionsCommand({ ApplicationId: delivery.ApplicationId, ConfigurationProfileId: 'nope123' })),
+    ).rejects.toBeInstanceOf(ResourceNotFoundException);
     await expect(ac.send(new ListEnvironmentsCommand({ ApplicationId: 'nope123' }))).rejects.toBeInstanceOf(ResourceNotFoundException);
   });
 
@@ -318,5 +390,3 @@ describe('LocalAppConfig', () => {
     expect(() => LocalAppConfig.fromTemplate(bad.template)).toThrow(/initial version DeliveryV1.*\$\.maxBatchRecords must be >= 1/);
   });
 });
-
-

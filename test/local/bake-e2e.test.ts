@@ -99,7 +99,9 @@ describe('a bake on the local runtime under live traffic', () => {
     expect(fired).toBeDefined();
     const rejectedAt = Date.parse(record.phases[1].endedAt);
     const pollMs = (POLL_SECONDS * 1000) / SCALE;
-    console.log(`[bake-e2e] 4xx alarm fired -> phase rejected: ${rejectedAt - fired!.timestampMs} ms (poll interval ${pollMs} ms); refused appends: ${JSON.stringify(tally.refused)}`);
+    console.log(
+      `[bake-e2e] 4xx alarm fired -> phase rejected: ${rejectedAt - fired!.timestampMs} ms (poll interval ${pollMs} ms); refused appends: ${JSON.stringify(tally.refused)}`,
+    );
     expect(rejectedAt - fired!.timestampMs).toBeLessThanOrEqual(pollMs + 1000);
     expect(rejectedAt).toBeGreaterThanOrEqual(fired!.timestampMs);
 
@@ -114,7 +116,14 @@ describe('a bake on the local runtime under live traffic', () => {
         {
           Id: 'c4',
           MetricStat: {
-            Metric: { Namespace: 'Logrelay', MetricName: 'Errors4xx', Dimensions: [{ Name: 'service', Value: 'logrelay' }, { Name: 'Arm', Value: 'control' }] },
+            Metric: {
+              Namespace: 'Logrelay',
+              MetricName: 'Errors4xx',
+              Dimensions: [
+                { Name: 'service', Value: 'logrelay' },
+                { Name: 'Arm', Value: 'control' },
+              ],
+            },
             Period: 10,
             Stat: 'Sum',
           },

@@ -65,7 +65,12 @@ describe('GET /bakes on the local runtime', () => {
     for (const listed of all.bakes) {
       const one = (await admin.call('GET', `/bakes/${listed.bakeId}`)).body;
       expect(listed.status).toBe('SUCCEEDED');
-      expect(listed).toMatchObject({ status: one.status, abortRequested: one.abortRequested, createdAt: one.createdAt, endedAt: one.endedAt });
+      expect(listed).toMatchObject({
+        status: one.status,
+        abortRequested: one.abortRequested,
+        createdAt: one.createdAt,
+        endedAt: one.endedAt,
+      });
       expect(listed.settings).toEqual(one.settings);
       expect(listed.phases).toEqual(
         one.phases.map((p: Record<string, unknown>) => ({
@@ -88,7 +93,10 @@ describe('GET /bakes on the local runtime', () => {
 
   it('the client library pages through them with listBakes', async () => {
     const ops = rt.principals.find((p) => p.admin)!;
-    const client = new LogrelayClient({ endpoint: rt.url, credentials: { accessKeyId: ops.accessKeyId, secretAccessKey: ops.secretAccessKey } });
+    const client = new LogrelayClient({
+      endpoint: rt.url,
+      credentials: { accessKeyId: ops.accessKeyId, secretAccessKey: ops.secretAccessKey },
+    });
     const p1 = await client.listBakes({ limit: 1 });
     expect(p1.bakes.map((b) => b.bakeId)).toEqual([bakeIds[2]]);
     const seen = [...p1.bakes.map((b) => b.bakeId)];
@@ -106,7 +114,10 @@ describe('GET /bakes on the local runtime', () => {
     const cases: [string, RegExp][] = [
       ['/bakes?limit=0', /^limit must be a whole number from 1 to 100 \(default 20\); it is '0'\.$/],
       ['/bakes?limit=101', /it is '101'/],
-      ['/bakes?nextToken=abc', /^nextToken 'abc' is not one GET \/bakes gave out\. Pass the nextToken of the previous page exactly as it came/],
+      [
+        '/bakes?nextToken=abc',
+        /^nextToken 'abc' is not one GET \/bakes gave out\. Pass the nextToken of the previous page exactly as it came/,
+      ],
       ['/bakes?limt=5', /^GET \/bakes takes the query parameters limit and nextToken; 'limt' is not among them\.$/],
     ];
     for (const [path, message] of cases) {
@@ -156,7 +167,12 @@ describe('logrelay bake list', () => {
     const more = /more: logrelay bake list --next-token (\S+) --limit 2/.exec(r.stdout);
     expect(more).not.toBeNull();
     const next = await cli(['bake', 'list', '--limit', '2', '--next-token', more![1]!]);
-    expect(next.stdout.split('\n').filter((l) => l.startsWith('b-')).map((l) => l.split('  ')[0])).toEqual([bakeIds[0]]);
+    expect(
+      next.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('b-'))
+        .map((l) => l.split('  ')[0]),
+    ).toEqual([bakeIds[0]]);
     expect(next.stdout).not.toContain('more:');
   });
 
@@ -177,7 +193,7 @@ describe('logrelay bake list', () => {
     expect(none.stdout.trim()).toBe('no bakes');
   });
 
-  it('refuses an unreadable --since or --limit as a usage error (exit 2), and a forged --next-token with the service\'s sentence', async () => {
+  it("refuses an unreadable --since or --limit as a usage error (exit 2), and a forged --next-token with the service's sentence", async () => {
     const since = await cli(['bake', 'list', '--since', 'yesterday']);
     expect(since.code).toBe(2);
     expect(since.stderr).toMatch(/--since 'yesterday' is neither an ISO 8601 time .* nor a span back from now \(90m, 24h, 7d\)/);

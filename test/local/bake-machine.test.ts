@@ -9,7 +9,14 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { synthTemplate, readSystem, type Template } from '../../local/template';
-import { ExecutionFailedError, runExecution, stateMachinesFromTemplate, type AslDefinition, type ExecutionEvent, type LambdaInvokeFault } from '../../local/stepfunctions';
+import {
+  ExecutionFailedError,
+  runExecution,
+  stateMachinesFromTemplate,
+  type AslDefinition,
+  type ExecutionEvent,
+  type LambdaInvokeFault,
+} from '../../local/stepfunctions';
 import { startEmbeddedDynamo, type EmbeddedDynamo } from '../../local/dynamo';
 import { DynamoControlStore } from '../../lambdas/adapters/control';
 import type { ConfigVersions } from '../../lambdas/adapters/appconfig';
@@ -28,7 +35,10 @@ import { refused } from '../support/refusal';
 
 const SCALE = 1000; // Wait states of 10 s take 10 ms
 /** GET /bakes/{bakeId}'s body as openapi.json states it. */
-const bakeContract = new Ajv2020({ strict: false, validateFormats: false, allErrors: true }).compile({ $ref: '#/components/schemas/Bake', components: openapi.components });
+const bakeContract = new Ajv2020({ strict: false, validateFormats: false, allErrors: true }).compile({
+  $ref: '#/components/schemas/Bake',
+  components: openapi.components,
+});
 const IDS = { applicationId: 'app1234', profiles: { delivery: 'dlv1234', limits: 'lim1234' } };
 
 let template: Template;
@@ -88,7 +98,12 @@ const CONTENTS: Record<string, unknown> = {
 /** What GetMetricData shows after `polls` polls: three 10-second periods a poll, both arms. */
 const seriesOf = (polls: number, s: PhaseScript = {}): ArmSeries => {
   const e = s.experimentPerPeriod ?? 1000;
-  const period = (requests: number, errorRate: number, p99Ms: number): PeriodStats => ({ requests, errors4xx: 0, errors5xx: Math.round(requests * errorRate), p99Ms });
+  const period = (requests: number, errorRate: number, p99Ms: number): PeriodStats => ({
+    requests,
+    errors4xx: 0,
+    errors5xx: Math.round(requests * errorRate),
+    p99Ms,
+  });
   const n = polls * 3;
   return {
     control: Array.from({ length: n }, () => period(9 * e, 0.005, 40)),
@@ -117,7 +132,18 @@ interface Run {
 }
 
 /** The states that invoke the bake function (their output is the function's, `events` included). */
-const BAKE_TASKS = new Set(['TakeLock', 'NextPhase', 'RejectInvalid', 'StartExperiment', 'Judge', 'StartWatch', 'WatchPoll', 'Revert', 'Finish', 'Cleanup']);
+const BAKE_TASKS = new Set([
+  'TakeLock',
+  'NextPhase',
+  'RejectInvalid',
+  'StartExperiment',
+  'Judge',
+  'StartWatch',
+  'WatchPoll',
+  'Revert',
+  'Finish',
+  'Cleanup',
+]);
 
 /** Lambda's answer to each invocation of the bake function before it runs (a throttle, a service error), by its task. */
 type InvokeFaults = (task: BakeTask) => LambdaInvokeFault | undefined;
@@ -131,9 +157,20 @@ function faultyBus(bus: LocalEventBridge, fault: BusFault): Pick<LocalEventBridg
   return {
     putEvents(input: { Entries?: PutEventsEntry[] }): PutEventsOutput {
       const what = fault(input.Entries![0]!, calls++);
-      if (what === 'throttle') throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $fault: 'client', $metadata: { httpStatusCode: 400 } });
-      if (what === 'denied') throw Object.assign(new Error('User is not authorized to perform events:PutEvents'), { name: 'AccessDeniedException', $fault: 'client', $metadata: { httpStatusCode: 400 } });
-      if (what === 'fail-entry') return { FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'Internal failure' }] };
+      if (what === 'throttle')
+        throw Object.assign(new Error('Rate exceeded'), {
+          name: 'ThrottlingException',
+          $fault: 'client',
+          $metadata: { httpStatusCode: 400 },
+        });
+      if (what === 'denied')
+        throw Object.assign(new Error('User is not authorized to perform events:PutEvents'), {
+          name: 'AccessDeniedException',
+          $fault: 'client',
+          $metadata: { httpStatusCode: 400 },
+        });
+      if (what === 'fail-entry')
+        return { FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'Internal failure' }] };
       return bus.putEvents(input);
     },
   };
@@ -171,7 +208,8 @@ async function bake(
         return async (next: Parameters<DynamoControlStore['putRollout']>[0]) => {
           const before = (await target.getRollout(true)).state.control;
           const stored = await target.putRollout(next);
-          if (task === 'revert' && JSON.stringify(before) !== JSON.stringify(next.state.control)) revertWrites.push({ ...next.state.control });
+          if (task === 'revert' && JSON.stringify(before) !== JSON.stringify(next.state.control))
+            revertWrites.push({ ...next.state.control });
           return stored;
         };
       }
@@ -179,7 +217,15 @@ async function bake(
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
-  const service = new BakeService(observed, versions, IDS, metrics, { start: async () => {} }, { now: () => Date.now() }, { timeScale: SCALE });
+  const service = new BakeService(
+    observed,
+    versions,
+    IDS,
+    metrics,
+    { start: async () => {} },
+    { now: () => Date.now() },
+    { timeScale: SCALE },
+  );
   const handler = makeHandler({ bakes: service });
   let bakeId = '';
 
@@ -188,7 +234,9 @@ async function bake(
       const profile = (Object.entries(IDS.profiles).find(([, id]) => id === p.ConfigurationProfileId)?.[0] ?? '?') as ProfileName;
       if (scripts[`${profile}:${p.ConfigurationVersion}`]?.abortOnValidate) await service.abort(bakeId);
       if (scripts[`${profile}:${p.ConfigurationVersion}`]?.invalid) {
-        throw Object.assign(new Error('Configuration failed JSON Schema validation: /maxRecordsPerAppend must be >= 1'), { name: 'BadRequestException' });
+        throw Object.assign(new Error('Configuration failed JSON Schema validation: /maxRecordsPerAppend must be >= 1'), {
+          name: 'BadRequestException',
+        });
       }
       return {};
     },
@@ -214,7 +262,11 @@ async function bake(
                 AlarmName: name,
                 StateValue: 'ALARM',
                 StateReason: 'Threshold Crossed: 3 out of the last 6 datapoints [7.5, 6.25, 4.0] were greater than the threshold (2.0).',
-                StateReasonData: JSON.stringify({ version: '1.0', threshold: 2, evaluatedDatapoints: [{ value: 7.5 }, { value: 6.25 }, { value: 4 }, { value: 0 }, { value: 0 }, { value: 0 }] }),
+                StateReasonData: JSON.stringify({
+                  version: '1.0',
+                  threshold: 2,
+                  evaluatedDatapoints: [{ value: 7.5 }, { value: 6.25 }, { value: 4 }, { value: 0 }, { value: 0 }, { value: 0 }],
+                }),
                 Threshold: 2,
               }
             : { AlarmName: name, StateValue: 'OK', StateReason: 'scripted', Threshold: 2 };
@@ -230,20 +282,24 @@ async function bake(
   let status: Run['status'] = 'SUCCEEDED';
   let error: string | undefined;
   try {
-    await runExecution(definition, { bakeId }, {
-      lambdas: {
-        [bakeFnId]: async (e) => {
-          task = (e as BakeTask).action;
-          return handler(e as never);
+    await runExecution(
+      definition,
+      { bakeId },
+      {
+        lambdas: {
+          [bakeFnId]: async (e) => {
+            task = (e as BakeTask).action;
+            return handler(e as never);
+          },
         },
+        ...(invokeFaults ? { lambdaInvokeFault: (_id: string, e: unknown) => invokeFaults(e as BakeTask) } : {}),
+        sdk,
+        eventBridge: busFault ? faultyBus(bus, busFault) : bus,
+        timeScale: SCALE,
+        name: bakeId,
+        onEvent: (e) => events.push(e),
       },
-      ...(invokeFaults ? { lambdaInvokeFault: (_id: string, e: unknown) => invokeFaults(e as BakeTask) } : {}),
-      sdk,
-      eventBridge: busFault ? faultyBus(bus, busFault) : bus,
-      timeScale: SCALE,
-      name: bakeId,
-      onEvent: (e) => events.push(e),
-    });
+    );
   } catch (e) {
     if (!(e instanceof ExecutionFailedError)) throw e;
     status = e.status === 'ABORTED' ? 'ABORTED' : 'FAILED';
@@ -260,7 +316,19 @@ async function bake(
     published.push(...((e.state!.output as { events?: BakeTransition[] }).events ?? []));
   }
   const view = await service.describe(bakeId);
-  return { bakeId, status, ...(error ? { error } : {}), record, events, liveDuringPolls, watchAsked, published, revertWrites, view, busEvents: bus.list() };
+  return {
+    bakeId,
+    status,
+    ...(error ? { error } : {}),
+    record,
+    events,
+    liveDuringPolls,
+    watchAsked,
+    published,
+    revertWrites,
+    view,
+    busEvents: bus.list(),
+  };
 }
 
 beforeEach(async () => {
@@ -294,14 +362,22 @@ function expectPublished(r: Run): void {
 
 describe('the synthesized bake state machine, run locally on each path', () => {
   it('approve -> approve: both versions become control, in order, each baked alone at its weight', async () => {
-    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], {});
+    const r = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
+      {},
+    );
     expect(r.status).toBe('SUCCEEDED');
     expect(r.record.status).toBe('SUCCEEDED');
     expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'limits:2=APPROVED']);
     // Three polls per phase (30 s / 10 s), one experiment at a time, never both.
     expect(r.liveDuringPolls).toEqual(['delivery:2@10', 'delivery:2@10', 'delivery:2@10', 'limits:2@10', 'limits:2@10', 'limits:2@10']);
     // The judge said CONTINUE at polls 1 and 2 (the bake was not over), APPROVE at 3.
-    expect(r.record.phases[0]!.reason).toMatch(/^No alarm in 3 polls \(30 s\)\. Judge: not worse than control by more than 0\.5 points of 5xx or 15% of p99: 5xx 0\.50% \(45\/9000\)/);
+    expect(r.record.phases[0]!.reason).toMatch(
+      /^No alarm in 3 polls \(30 s\)\. Judge: not worse than control by more than 0\.5 points of 5xx or 15% of p99: 5xx 0\.50% \(45\/9000\)/,
+    );
     expect(r.record.phases[0]!.alarms).toHaveLength(alarmNames.length);
     expect(r.record.phases[0]!.arms?.experiment.requests).toBe(9000);
     expectPublished(r);
@@ -309,11 +385,19 @@ describe('the synthesized bake state machine, run locally on each path', () => {
   });
 
   it('approve -> reject: the second phase is tested against the approved baseline and rejected on its alarm', async () => {
-    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '3' }], { 'limits:3': { alarm: { name: 'experiment-4xx-vs-control', fromPoll: 2 } } });
+    const r = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '3' },
+      ],
+      { 'limits:3': { alarm: { name: 'experiment-4xx-vs-control', fromPoll: 2 } } },
+    );
     expect(r.status).toBe('SUCCEEDED');
     expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'limits:3=REJECTED']);
     const rejected = r.record.phases[1]!;
-    expect(rejected.reason).toMatch(/^Alarm Logrelay-bake-experiment-4xx-vs-control in ALARM at poll 2\. Judge: .* 5xx 0\.50% \(30\/6000\) vs control 0\.50% \(270\/54000\)/);
+    expect(rejected.reason).toMatch(
+      /^Alarm Logrelay-bake-experiment-4xx-vs-control in ALARM at poll 2\. Judge: .* 5xx 0\.50% \(30\/6000\) vs control 0\.50% \(270\/54000\)/,
+    );
     expect(rejected.alarms!.find((a) => a.name.endsWith('experiment-4xx-vs-control'))!.state).toBe('ALARM');
     // Rejected at the poll that saw the alarm: no further poll of that phase.
     expect(r.liveDuringPolls.filter((l) => l.startsWith('limits:3'))).toHaveLength(2);
@@ -322,7 +406,13 @@ describe('the synthesized bake state machine, run locally on each path', () => {
   });
 
   it('reject -> approve: a rejected change leaves its control as it was and the next phase still runs', async () => {
-    const r = await bake([{ profile: 'limits', version: '2' }, { profile: 'delivery', version: '3' }], { 'limits:2': { alarm: { name: 'experiment-5xx-rate', fromPoll: 1 } } });
+    const r = await bake(
+      [
+        { profile: 'limits', version: '2' },
+        { profile: 'delivery', version: '3' },
+      ],
+      { 'limits:2': { alarm: { name: 'experiment-5xx-rate', fromPoll: 1 } } },
+    );
     expect(r.status).toBe('SUCCEEDED');
     expect(verdicts(r)).toEqual(['limits:2=REJECTED', 'delivery:3=APPROVED']);
     expect(r.liveDuringPolls[0]).toBe('limits:2@10');
@@ -331,10 +421,16 @@ describe('the synthesized bake state machine, run locally on each path', () => {
   });
 
   it('reject -> reject: nothing changes', async () => {
-    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], {
-      'delivery:2': { alarm: { name: 'slo-p99-latency', fromPoll: 3 } },
-      'limits:2': { alarm: { name: 'experiment-5xx-vs-control', fromPoll: 1 } },
-    });
+    const r = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
+      {
+        'delivery:2': { alarm: { name: 'slo-p99-latency', fromPoll: 3 } },
+        'limits:2': { alarm: { name: 'experiment-5xx-vs-control', fromPoll: 1 } },
+      },
+    );
     expect(r.status).toBe('SUCCEEDED');
     expect(verdicts(r)).toEqual(['delivery:2=REJECTED', 'limits:2=REJECTED']);
     expect(r.record.phases[0]!.reason).toContain('slo-p99-latency');
@@ -343,7 +439,13 @@ describe('the synthesized bake state machine, run locally on each path', () => {
   });
 
   it('abort during a phase: the loop sees the flag at its next poll, clears the experiment and ends ABORTED', async () => {
-    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { 'delivery:2': { abortAtPoll: 2 } });
+    const r = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
+      { 'delivery:2': { abortAtPoll: 2 } },
+    );
     expect(r.status).toBe('SUCCEEDED'); // the execution ends in its Succeed state after cleanup
     expect(r.record.status).toBe('ABORTED');
     expect(verdicts(r)).toEqual(['delivery:2=REJECTED', 'limits:2=PENDING']);
@@ -363,7 +465,13 @@ describe('the synthesized bake state machine, run locally on each path', () => {
   });
 
   it('a task failure during a phase: Catch runs cleanup, the bake is FAILED with the error, nothing is left live', async () => {
-    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { 'limits:2': { failAtPoll: 2 } });
+    const r = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
+      { 'limits:2': { failAtPoll: 2 } },
+    );
     expect(r.status).toBe('FAILED');
     expect(r.error).toBe('BakeFailed');
     expect(r.record.status).toBe('FAILED');
@@ -376,8 +484,15 @@ describe('the synthesized bake state machine, run locally on each path', () => {
   it('a judge task Lambda throttles (and once refuses with a service error) is retried with backoff: the bake goes on as if nothing happened', async () => {
     // The account's concurrency is used up: the judge's invocations are refused 429 (and one 500)
     // before the function runs, then get through.
-    const refusals: LambdaInvokeFault[] = ['ServiceException', 'TooManyRequestsException', 'TooManyRequestsException', 'TooManyRequestsException'];
-    const r = await bake([{ profile: 'delivery', version: '2' }], {}, undefined, (t) => (t.action === 'judge' ? refusals.shift() : undefined));
+    const refusals: LambdaInvokeFault[] = [
+      'ServiceException',
+      'TooManyRequestsException',
+      'TooManyRequestsException',
+      'TooManyRequestsException',
+    ];
+    const r = await bake([{ profile: 'delivery', version: '2' }], {}, undefined, (t) =>
+      t.action === 'judge' ? refusals.shift() : undefined,
+    );
     expect(refusals).toEqual([]);
     const retried = r.events.filter((e) => e.type === 'StateRetried');
     expect(retried.map((e) => e.state!.name)).toEqual(['Judge', 'Judge', 'Judge', 'Judge']);
@@ -393,17 +508,25 @@ describe('the synthesized bake state machine, run locally on each path', () => {
   it('a judge task throttled past every retry: Catch runs Cleanup, itself throttled for a while, which clears the experiment and frees the lock', async () => {
     let cleanupRefusals = CLEANUP_THROTTLE_ATTEMPTS - 2; // more than the 6 attempts of Cleanup's States.ALL retrier
     const judged: string[] = [];
-    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], {}, undefined, (t) => {
-      if (t.action === 'judge') {
-        judged.push(t.action);
-        return 'TooManyRequestsException';
-      }
-      if (t.action === 'cleanup' && cleanupRefusals > 0) {
-        cleanupRefusals--;
-        return 'TooManyRequestsException';
-      }
-      return undefined;
-    });
+    const r = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
+      {},
+      undefined,
+      (t) => {
+        if (t.action === 'judge') {
+          judged.push(t.action);
+          return 'TooManyRequestsException';
+        }
+        if (t.action === 'cleanup' && cleanupRefusals > 0) {
+          cleanupRefusals--;
+          return 'TooManyRequestsException';
+        }
+        return undefined;
+      },
+    );
     expect(judged).toHaveLength(THROTTLE_RETRY.maxAttempts + 1); // the first try and every retry
     expect(r.events.find((e) => e.type === 'StateCaught')).toMatchObject({ state: { name: 'Judge' }, caughtNext: 'Cleanup' });
     expect(r.events.filter((e) => e.type === 'StateRetried' && e.state?.name === 'Cleanup')).toHaveLength(CLEANUP_THROTTLE_ATTEMPTS - 2);
@@ -430,11 +553,19 @@ describe('the synthesized bake state machine, run locally on each path', () => {
   });
 
   it("the judge rejects a 5xx regression no alarm catches, at the first poll, with both arms' numbers", async () => {
-    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { 'delivery:2': { errorPoints: 1 } });
+    const r = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
+      { 'delivery:2': { errorPoints: 1 } },
+    );
     expect(r.status).toBe('SUCCEEDED');
     expect(verdicts(r)).toEqual(['delivery:2=REJECTED', 'limits:2=APPROVED']);
     expect(r.record.phases[0]!.alarms!.every((a) => a.state === 'OK')).toBe(true);
-    expect(r.record.phases[0]!.reason).toMatch(/^Judge: the experiment's 5xx rate is higher than control's: 5xx 1\.50% \(45\/3000\) vs control 0\.50% \(135\/27000\).*\(poll 1\)$/);
+    expect(r.record.phases[0]!.reason).toMatch(
+      /^Judge: the experiment's 5xx rate is higher than control's: 5xx 1\.50% \(45\/3000\) vs control 0\.50% \(135\/27000\).*\(poll 1\)$/,
+    );
     await expectClean({ delivery: '1', limits: '2' });
   });
 
@@ -443,12 +574,20 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     expect(verdicts(r)).toEqual(['delivery:2=REJECTED']);
     // Six paired periods are needed: the second poll.
     expect(r.record.phases[0]!.polls).toBe(2);
-    expect(r.record.phases[0]!.reason).toMatch(/^Judge: the experiment's p99 latency is higher than control's: p99 ratio 50\.0% over 6 periods/);
+    expect(r.record.phases[0]!.reason).toMatch(
+      /^Judge: the experiment's p99 latency is higher than control's: p99 ratio 50\.0% over 6 periods/,
+    );
     await expectClean({ delivery: '1', limits: '1' });
   });
 
   it('a version that fails its validators is rejected before it goes live', async () => {
-    const r = await bake([{ profile: 'limits', version: '3' }, { profile: 'delivery', version: '2' }], { 'limits:3': { invalid: true } });
+    const r = await bake(
+      [
+        { profile: 'limits', version: '3' },
+        { profile: 'delivery', version: '2' },
+      ],
+      { 'limits:3': { invalid: true } },
+    );
     expect(r.status).toBe('SUCCEEDED');
     expect(verdicts(r)).toEqual(['limits:3=REJECTED', 'delivery:2=APPROVED']);
     expect(r.record.phases[0]!.reason).toMatch(/^Invalid: version 3 fails the limits profile's validators \(AppConfig.BadRequestException/);
@@ -465,16 +604,27 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     // The first request takes the lock, records the bake, and dies inside StartExecution.
     let died!: (bakeId: string) => void;
     const dead = new Promise<string>((r) => (died = r));
-    const crashing = new BakeService(control, versions, IDS, metrics, {
-      start: (id) => {
-        died(id);
-        return new Promise<void>(() => {});
+    const crashing = new BakeService(
+      control,
+      versions,
+      IDS,
+      metrics,
+      {
+        start: (id) => {
+          died(id);
+          return new Promise<void>(() => {});
+        },
       },
-    }, clock, { timeScale: 1 });
+      clock,
+      { timeScale: 1 },
+    );
     void crashing.startBake([{ profile: 'delivery', version: '2' }], settings);
     const deadId = await dead;
     const service = new BakeService(control, versions, IDS, metrics, { start: async () => {} }, clock, { timeScale: 1 });
-    expect(await refused(service.startBake([{ profile: 'limits', version: '2' }], settings))).toMatchObject({ status: 409, code: 'BakeInProgress' });
+    expect(await refused(service.startBake([{ profile: 'limits', version: '2' }], settings))).toMatchObject({
+      status: 409,
+      code: 'BakeInProgress',
+    });
     offset = 61_000;
     const next = await service.startBake([{ profile: 'limits', version: '2' }], settings);
     const old = (await service.describe(deadId)) as { status: string; error?: string };
@@ -489,7 +639,15 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     const versions: ConfigVersions = { get: async () => ({}), create: async () => '2', list: async () => ['1'] };
     const metrics: ArmMetricsReader = { armSeries: async () => seriesOf(3) };
     const settings = { weightPercent: 10, bakeSeconds: 600, pollSeconds: 30, minExperimentRequests: 1 };
-    const service = new BakeService(control, versions, IDS, metrics, { start: async () => {} }, { now: () => Date.now() }, { timeScale: 1 });
+    const service = new BakeService(
+      control,
+      versions,
+      IDS,
+      metrics,
+      { start: async () => {} },
+      { now: () => Date.now() },
+      { timeScale: 1 },
+    );
     const first = await service.startBake([{ profile: 'delivery', version: '2' }], settings);
     // Finish recorded SUCCEEDED, then the execution died before releasing the lock.
     const rec = (await control.getBake(first.bakeId))!;
@@ -499,7 +657,10 @@ describe('the synthesized bake state machine, run locally on each path', () => {
     expect((await control.getRollout(true)).lock?.bakeId).toBe(next.bakeId);
     expect(((await service.describe(first.bakeId)) as { status: string }).status).toBe('SUCCEEDED');
     // A RUNNING holder that did start is still respected.
-    expect(await refused(service.startBake([{ profile: 'delivery', version: '2' }], settings))).toMatchObject({ status: 409, code: 'BakeInProgress' });
+    expect(await refused(service.startBake([{ profile: 'delivery', version: '2' }], settings))).toMatchObject({
+      status: 409,
+      code: 'BakeInProgress',
+    });
     await service.cleanup(next.bakeId);
     await expectClean({ delivery: '1', limits: '1' });
   });
@@ -512,9 +673,31 @@ describe('the synthesized bake state machine, run locally on each path', () => {
   it('one bake at a time: a second bake is refused while the first holds the lock', async () => {
     const versions: ConfigVersions = { get: async () => ({}), create: async () => '2', list: async () => ['1'] };
     const metrics: ArmMetricsReader = { armSeries: async () => seriesOf(3) };
-    const service = new BakeService(control, versions, IDS, metrics, { start: async () => {} }, { now: () => Date.now() }, { timeScale: SCALE });
-    const first = await service.startBake([{ profile: 'delivery', version: '2' }], { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 1 });
-    expect(await refused(service.startBake([{ profile: 'limits', version: '2' }], { weightPercent: 10, bakeSeconds: 30, pollSeconds: 10, minExperimentRequests: 1 }))).toMatchObject({
+    const service = new BakeService(
+      control,
+      versions,
+      IDS,
+      metrics,
+      { start: async () => {} },
+      { now: () => Date.now() },
+      { timeScale: SCALE },
+    );
+    const first = await service.startBake([{ profile: 'delivery', version: '2' }], {
+      weightPercent: 10,
+      bakeSeconds: 30,
+      pollSeconds: 10,
+      minExperimentRequests: 1,
+    });
+    expect(
+      await refused(
+        service.startBake([{ profile: 'limits', version: '2' }], {
+          weightPercent: 10,
+          bakeSeconds: 30,
+          pollSeconds: 10,
+          minExperimentRequests: 1,
+        }),
+      ),
+    ).toMatchObject({
       status: 409,
       code: 'BakeInProgress',
     });
@@ -554,7 +737,14 @@ const SLO_NAMES = ['Logrelay-bake-slo-5xx-rate', 'Logrelay-bake-slo-p99-latency'
 
 describe('the watch after promotion, run locally', () => {
   it('a watch that passes: the bake SUCCEEDED with both versions promoted; it polled only the SLO alarms, after settling', async () => {
-    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], {}, WATCHED);
+    const r = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
+      {},
+      WATCHED,
+    );
     expect(r.status).toBe('SUCCEEDED');
     expect(r.record.status).toBe('SUCCEEDED');
     expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'limits:2=APPROVED']);
@@ -576,7 +766,15 @@ describe('the watch after promotion, run locally', () => {
       'WatchPassed',
       'BakeEnded',
     ]);
-    expect(h[0]).toMatchObject({ changes: [{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], finalBakeSeconds: 60, dryRun: false, weightPercent: 10 });
+    expect(h[0]).toMatchObject({
+      changes: [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
+      finalBakeSeconds: 60,
+      dryRun: false,
+      weightPercent: 10,
+    });
     expect(h[5]).toMatchObject({
       finalBakeSeconds: 60,
       pollSeconds: 10,
@@ -588,13 +786,26 @@ describe('the watch after promotion, run locally', () => {
     });
     expect(h[6]).toMatchObject({ polls: 6, finalBakeSeconds: 60 });
     expect(h[6]!.traffic!.requests).toBeGreaterThan(0);
-    expect(h[7]).toMatchObject({ status: 'SUCCEEDED', verdicts: [{ profile: 'delivery', version: '2', verdict: 'APPROVED' }, { profile: 'limits', version: '2', verdict: 'APPROVED' }] });
+    expect(h[7]).toMatchObject({
+      status: 'SUCCEEDED',
+      verdicts: [
+        { profile: 'delivery', version: '2', verdict: 'APPROVED' },
+        { profile: 'limits', version: '2', verdict: 'APPROVED' },
+      ],
+    });
     expect(r.view.watch).toMatchObject({ seconds: 60, polls: 6, outcome: 'PASSED' });
     await expectClean({ delivery: '2', limits: '2' });
   });
 
   it('a watch that fires: both promoted profiles are reverted, last first, to their pre-bake versions and contents; verdicts REVERTED naming the alarm and its numbers', async () => {
-    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { watch: { alarm: { name: 'slo-5xx-rate', fromPoll: 2 } } }, WATCHED);
+    const r = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
+      { watch: { alarm: { name: 'slo-5xx-rate', fromPoll: 2 } } },
+      WATCHED,
+    );
     expect(r.status).toBe('SUCCEEDED'); // the execution ends in its Succeed state after Revert
     expect(r.record.status).toBe('REVERTED');
     expect(r.view.status).toBe('REVERTED');
@@ -605,7 +816,8 @@ describe('the watch after promotion, run locally', () => {
       { delivery: '2', limits: '1' },
       { delivery: '1', limits: '1' },
     ]);
-    const fired = /The watch after promotion saw alarm Logrelay-bake-slo-5xx-rate in ALARM at its poll 2 of 6: datapoints \[7\.5, 6\.25, 4, 0, 0, 0\] \(newest first\) against its threshold 2\./;
+    const fired =
+      /The watch after promotion saw alarm Logrelay-bake-slo-5xx-rate in ALARM at its poll 2 of 6: datapoints \[7\.5, 6\.25, 4, 0, 0, 0\] \(newest first\) against its threshold 2\./;
     for (const p of r.record.phases) {
       expect(p.reason).toMatch(/^Reverted to version 1 after promotion: /);
       expect(p.reason).toMatch(fired);
@@ -623,7 +835,12 @@ describe('the watch after promotion, run locally', () => {
       'PhaseReverted:delivery:2',
       'BakeEnded',
     ]);
-    expect(h[6]!.alarm).toMatchObject({ name: 'Logrelay-bake-slo-5xx-rate', state: 'ALARM', threshold: 2, datapoints: [7.5, 6.25, 4, 0, 0, 0] });
+    expect(h[6]!.alarm).toMatchObject({
+      name: 'Logrelay-bake-slo-5xx-rate',
+      state: 'ALARM',
+      threshold: 2,
+      datapoints: [7.5, 6.25, 4, 0, 0, 0],
+    });
     expect(h[7]).toMatchObject({ verdict: 'REVERTED', controlVersion: '1', alarm: { name: 'Logrelay-bake-slo-5xx-rate', threshold: 2 } });
     expect(h[9]).toMatchObject({ status: 'REVERTED', verdicts: [{ verdict: 'REVERTED' }, { verdict: 'REVERTED' }] });
     expect(h[9]!.reason).toMatch(fired);
@@ -638,8 +855,15 @@ describe('the watch after promotion, run locally', () => {
 
   it('a watch that fires after two phases of one profile unwinds them in order, 3 -> 2 -> 1; a rejected phase is not touched', async () => {
     const r = await bake(
-      [{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '3' }, { profile: 'delivery', version: '3' }],
-      { 'limits:3': { alarm: { name: 'experiment-4xx-vs-control', fromPoll: 1 } }, watch: { alarm: { name: 'slo-p99-latency', fromPoll: 1 } } },
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '3' },
+        { profile: 'delivery', version: '3' },
+      ],
+      {
+        'limits:3': { alarm: { name: 'experiment-4xx-vs-control', fromPoll: 1 } },
+        watch: { alarm: { name: 'slo-p99-latency', fromPoll: 1 } },
+      },
       WATCHED,
     );
     expect(r.record.status).toBe('REVERTED');
@@ -656,7 +880,10 @@ describe('the watch after promotion, run locally', () => {
     // Between two polls of the watch, limits' control becomes version 3 (as if promoted by
     // someone else: under the lock only a manual write can do it).
     const r = await bake(
-      [{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }],
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
       {
         watch: {
           alarm: { name: 'slo-5xx-rate', fromPoll: 2 },
@@ -664,7 +891,10 @@ describe('the watch after promotion, run locally', () => {
             if (poll !== 2) return;
             const item = await control.getRollout(true);
             const state = { ...item.state, control: { ...item.state.control, limits: '3' } };
-            await control.putRollout({ ...item, state: { ...state, contents: { ...state.contents, limits: { '3': '{"maxRecordsPerAppend":400}' } } } });
+            await control.putRollout({
+              ...item,
+              state: { ...state, contents: { ...state.contents, limits: { '3': '{"maxRecordsPerAppend":400}' } } },
+            });
           },
         },
       },
@@ -672,7 +902,9 @@ describe('the watch after promotion, run locally', () => {
     );
     expect(r.record.status).toBe('REVERTED');
     expect(verdicts(r)).toEqual(['delivery:2=REVERTED', 'limits:2=APPROVED']);
-    expect(r.record.phases[1]!.reason).toMatch(/Not reverted after the watch fired: limits's control is now version 3, not this bake's 2\.$/);
+    expect(r.record.phases[1]!.reason).toMatch(
+      /Not reverted after the watch fired: limits's control is now version 3, not this bake's 2\.$/,
+    );
     expect(r.revertWrites).toEqual([{ delivery: '1', limits: '3' }]);
     expectHistory(r, [
       'BakeStarted',
@@ -689,7 +921,14 @@ describe('the watch after promotion, run locally', () => {
   });
 
   it('abort during the watch ends it without reverting, even with an SLO alarm firing at that poll: the promoted versions stay', async () => {
-    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { watch: { abortAtPoll: 2, alarm: { name: 'slo-5xx-rate', fromPoll: 2 } } }, WATCHED);
+    const r = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
+      { watch: { abortAtPoll: 2, alarm: { name: 'slo-5xx-rate', fromPoll: 2 } } },
+      WATCHED,
+    );
     expect(r.status).toBe('SUCCEEDED');
     expect(r.record.status).toBe('ABORTED');
     expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'limits:2=APPROVED']);
@@ -711,7 +950,9 @@ describe('the watch after promotion, run locally', () => {
   });
 
   it('a watch task failing past its retries: the bake FAILED, nothing reverted, the lock free', async () => {
-    const r = await bake([{ profile: 'delivery', version: '2' }], {}, WATCHED, (t) => (t.action === 'watch-poll' ? 'TooManyRequestsException' : undefined));
+    const r = await bake([{ profile: 'delivery', version: '2' }], {}, WATCHED, (t) =>
+      t.action === 'watch-poll' ? 'TooManyRequestsException' : undefined,
+    );
     expect(r.status).toBe('FAILED');
     expect(r.record.status).toBe('FAILED');
     expect(r.record.error).toMatch(/^The bake failed: Lambda\.TooManyRequestsException/);
@@ -721,8 +962,14 @@ describe('the watch after promotion, run locally', () => {
   });
 
   it('a Revert task failing past its retries is finished by Cleanup: the versions are reverted and the bake ends REVERTED', async () => {
-    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { watch: { alarm: { name: 'slo-5xx-rate', fromPoll: 1 } } }, WATCHED, (t) =>
-      t.action === 'revert' ? 'TooManyRequestsException' : undefined,
+    const r = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
+      { watch: { alarm: { name: 'slo-5xx-rate', fromPoll: 1 } } },
+      WATCHED,
+      (t) => (t.action === 'revert' ? 'TooManyRequestsException' : undefined),
     );
     expect(r.events.find((e) => e.type === 'StateCaught')).toMatchObject({ state: { name: 'Revert' }, caughtNext: 'Cleanup' });
     expect(r.status).toBe('SUCCEEDED');
@@ -735,7 +982,11 @@ describe('the watch after promotion, run locally', () => {
   });
 
   it('no watch when nothing was promoted, or without finalBakeSeconds', async () => {
-    const rejected = await bake([{ profile: 'limits', version: '2' }], { 'limits:2': { alarm: { name: 'experiment-5xx-rate', fromPoll: 1 } } }, WATCHED);
+    const rejected = await bake(
+      [{ profile: 'limits', version: '2' }],
+      { 'limits:2': { alarm: { name: 'experiment-5xx-rate', fromPoll: 1 } } },
+      WATCHED,
+    );
     expect(rejected.record.status).toBe('SUCCEEDED');
     expect(rejected.record.watch).toBeUndefined();
     expect(rejected.watchAsked).toEqual([]);
@@ -750,8 +1001,16 @@ describe('the watch after promotion, run locally', () => {
 describe('dry runs, run locally', () => {
   it('a dry run of bad changes: each verdict recorded as WOULD_REJECT with its reason, the experiment was live and is cleared, control unchanged', async () => {
     const r = await bake(
-      [{ profile: 'limits', version: '2' }, { profile: 'delivery', version: '2' }, { profile: 'limits', version: '3' }],
-      { 'limits:2': { alarm: { name: 'experiment-4xx-vs-control', fromPoll: 2 } }, 'delivery:2': { errorPoints: 1 }, 'limits:3': { invalid: true } },
+      [
+        { profile: 'limits', version: '2' },
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '3' },
+      ],
+      {
+        'limits:2': { alarm: { name: 'experiment-4xx-vs-control', fromPoll: 2 } },
+        'delivery:2': { errorPoints: 1 },
+        'limits:3': { invalid: true },
+      },
       DRY,
     );
     expect(r.status).toBe('SUCCEEDED');
@@ -772,31 +1031,64 @@ describe('dry runs, run locally', () => {
       'BakeEnded',
     ]);
     expect(h[0]).toMatchObject({ dryRun: true });
-    expect(h[2]).toMatchObject({ verdict: 'WOULD_REJECT', dryRun: true, alarmsInAlarm: ['Logrelay-bake-experiment-4xx-vs-control'], polls: 2 });
+    expect(h[2]).toMatchObject({
+      verdict: 'WOULD_REJECT',
+      dryRun: true,
+      alarmsInAlarm: ['Logrelay-bake-experiment-4xx-vs-control'],
+      polls: 2,
+    });
     expect(r.view.settings).toMatchObject({ dryRun: true, finalBakeSeconds: 0 });
     await expectClean({ delivery: '1', limits: '1' });
   });
 
   it('a dry run of good changes: WOULD_APPROVE, control unchanged, and a later phase of the same profile is tested against the unchanged control', async () => {
-    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'delivery', version: '3' }], {}, DRY);
+    const r = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'delivery', version: '3' },
+      ],
+      {},
+      DRY,
+    );
     expect(r.record.status).toBe('SUCCEEDED');
     expect(verdicts(r)).toEqual(['delivery:2=WOULD_APPROVE', 'delivery:3=WOULD_APPROVE']);
     expect(r.record.phases[0]!.reason).toMatch(/^No alarm in 3 polls \(30 s\)\. Judge: not worse than control/);
-    expect(r.liveDuringPolls).toEqual(['delivery:2@10', 'delivery:2@10', 'delivery:2@10', 'delivery:3@10', 'delivery:3@10', 'delivery:3@10']);
+    expect(r.liveDuringPolls).toEqual([
+      'delivery:2@10',
+      'delivery:2@10',
+      'delivery:2@10',
+      'delivery:3@10',
+      'delivery:3@10',
+      'delivery:3@10',
+    ]);
     // Version 3 was measured against version 1 (still control), not against 2.
     expect(r.record.phases.map((p) => p.controlVersion)).toEqual(['1', '1']);
     expect(r.record.phases[1]!.diff).toEqual([
       { path: 'longPollIntervalMs', control: 250, experimental: 100 },
       { path: 'maxBatchRecords', control: 100, experimental: 50 },
     ]);
-    expectHistory(r, ['BakeStarted', 'PhaseBaking:delivery:2', 'PhaseWouldApprove:delivery:2', 'PhaseBaking:delivery:3', 'PhaseWouldApprove:delivery:3', 'BakeEnded']);
+    expectHistory(r, [
+      'BakeStarted',
+      'PhaseBaking:delivery:2',
+      'PhaseWouldApprove:delivery:2',
+      'PhaseBaking:delivery:3',
+      'PhaseWouldApprove:delivery:3',
+      'BakeEnded',
+    ]);
     await expectClean({ delivery: '1', limits: '1' });
   });
 });
 
 describe('phase diffs and history on the other paths, run locally', () => {
   it('each phase records the control it was tested against and what the version changes against it, computed when it started', async () => {
-    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'delivery', version: '3' }, { profile: 'limits', version: '2' }], {});
+    const r = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'delivery', version: '3' },
+        { profile: 'limits', version: '2' },
+      ],
+      {},
+    );
     expect(verdicts(r)).toEqual(['delivery:2=APPROVED', 'delivery:3=APPROVED', 'limits:2=APPROVED']);
     expect(r.view.phases.map((p: { controlVersion: string }) => p.controlVersion)).toEqual(['1', '2', '1']);
     expect(r.view.phases.map((p: { diff: unknown }) => p.diff)).toEqual([
@@ -815,14 +1107,24 @@ describe('phase diffs and history on the other paths, run locally', () => {
       'BakeEnded',
     ]);
     // The event says the same as the phase: the diff and the control it is against.
-    expect(h[3]).toMatchObject({ controlVersion: '2', weightPercent: 10, diff: [{ path: 'longPollIntervalMs', control: 250, experimental: 100 }] });
+    expect(h[3]).toMatchObject({
+      controlVersion: '2',
+      weightPercent: 10,
+      diff: [{ path: 'longPollIntervalMs', control: 250, experimental: 100 }],
+    });
     expect(h[4]).toMatchObject({ verdict: 'APPROVED', polls: 3, arms: { experiment: { requests: 9000 } } });
     expect(h[4]!.reason).toBe(r.record.phases[1]!.reason);
     await expectClean({ delivery: '3', limits: '2' });
   });
 
   it('history on the abort, extension and failure paths', async () => {
-    const aborted = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { 'delivery:2': { abortAtPoll: 2 } });
+    const aborted = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
+      { 'delivery:2': { abortAtPoll: 2 } },
+    );
     const h = expectHistory(aborted, ['BakeStarted', 'PhaseBaking:delivery:2', 'AbortRequested', 'PhaseRejected:delivery:2', 'BakeEnded']);
     expect(h[3]!.reason).toMatch(/^Aborted by an operator/);
     expect(h[4]).toMatchObject({ status: 'ABORTED', verdicts: [{ verdict: 'REJECTED' }, { verdict: 'PENDING' }] });
@@ -832,8 +1134,21 @@ describe('phase diffs and history on the other paths, run locally', () => {
     expect(t[2]).toMatchObject({ polls: 3, arms: { experiment: { requests: 54 } } });
     expect(t[2]!.reason).toMatch(/extended once by 2 polls\. Judge: 54 experiment requests, fewer than the 100 needed/);
 
-    const failed = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { 'limits:2': { failAtPoll: 2 } });
-    const f = expectHistory(failed, ['BakeStarted', 'PhaseBaking:delivery:2', 'PhaseApproved:delivery:2', 'PhaseBaking:limits:2', 'PhaseRejected:limits:2', 'BakeEnded']);
+    const failed = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
+      { 'limits:2': { failAtPoll: 2 } },
+    );
+    const f = expectHistory(failed, [
+      'BakeStarted',
+      'PhaseBaking:delivery:2',
+      'PhaseApproved:delivery:2',
+      'PhaseBaking:limits:2',
+      'PhaseRejected:limits:2',
+      'BakeEnded',
+    ]);
     expect(f[5]).toMatchObject({ status: 'FAILED' });
     expect(f[5]!.reason).toContain('GetMetricData failed');
     await expectClean({ delivery: '2', limits: '1' });
@@ -842,7 +1157,8 @@ describe('phase diffs and history on the other paths, run locally', () => {
 
 describe('EventBridge events of the bake, run locally', () => {
   /** The retries and catches of the PutEvents tasks (inside the publishing Maps), by state. */
-  const eventStates = (r: Run, type: 'StateRetried' | 'StateCaught') => r.events.filter((e) => e.type === type && /Event$/.test(e.state!.name)).map((e) => e.state!.name);
+  const eventStates = (r: Run, type: 'StateRetried' | 'StateCaught') =>
+    r.events.filter((e) => e.type === type && /Event$/.test(e.state!.name)).map((e) => e.state!.name);
 
   it('publishes only after tasks that recorded something: a poll that decided nothing costs no PutEvents, and nothing is published twice', async () => {
     let calls = 0;
@@ -850,7 +1166,9 @@ describe('EventBridge events of the bake, run locally', () => {
     expectPublished(r);
     expect(calls).toBe(r.record.history!.length); // one call per transition, none for an empty list
     // The judge ran 3 times; the first two decided nothing (CONTINUE, no transition): skipped to Decided.
-    const judged = r.events.filter((e) => e.type === 'StateExited' && e.state!.name === 'Judge').map((e) => (e.state!.output as { events: unknown[] }).events.length);
+    const judged = r.events
+      .filter((e) => e.type === 'StateExited' && e.state!.name === 'Judge')
+      .map((e) => (e.state!.output as { events: unknown[] }).events.length);
     expect(judged).toEqual([0, 0, 1]);
     const entered = r.events.filter((e) => e.type === 'StateEntered' && e.index === undefined).map((e) => e.state!.name);
     expect(entered.filter((n) => n === 'JudgePublish')).toHaveLength(1);
@@ -860,8 +1178,15 @@ describe('EventBridge events of the bake, run locally', () => {
 
   it('a throttled PutEvents (the call, then its entry) is retried: every transition still published once, in order, and the bake is as it would be', async () => {
     // The first transition (BakeStarted, published after TakeLock): two calls throttled, then its entry fails, then it goes through.
-    const r = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '3' }], { 'limits:3': { alarm: { name: 'experiment-4xx-vs-control', fromPoll: 2 } } }, undefined, undefined, (_e, call) =>
-      call < 2 ? 'throttle' : call === 2 ? 'fail-entry' : undefined,
+    const r = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '3' },
+      ],
+      { 'limits:3': { alarm: { name: 'experiment-4xx-vs-control', fromPoll: 2 } } },
+      undefined,
+      undefined,
+      (_e, call) => (call < 2 ? 'throttle' : call === 2 ? 'fail-entry' : undefined),
     );
     expect(eventStates(r, 'StateRetried')).toEqual(Array(EVENT_RETRY.maxAttempts).fill('TakeLockEvent'));
     expect(eventStates(r, 'StateCaught')).toEqual([]);
@@ -871,8 +1196,11 @@ describe('EventBridge events of the bake, run locally', () => {
     await expectClean({ delivery: '2', limits: '1' });
   });
 
-  it("a PutEvents EventBridge keeps refusing is given up after its retries and the bake goes on: the same outcome, history and reverts as with every event published", async () => {
-    const changes = [{ profile: 'delivery' as const, version: '2' }, { profile: 'limits' as const, version: '2' }];
+  it('a PutEvents EventBridge keeps refusing is given up after its retries and the bake goes on: the same outcome, history and reverts as with every event published', async () => {
+    const changes = [
+      { profile: 'delivery' as const, version: '2' },
+      { profile: 'limits' as const, version: '2' },
+    ];
     const scripts = { watch: { alarm: { name: 'slo-5xx-rate', fromPoll: 2 } } };
     const lost = new Set(['PhaseApproved', 'PhaseReverted']);
     const healthy = await bake(changes, scripts, WATCHED);
@@ -884,7 +1212,13 @@ describe('EventBridge events of the bake, run locally', () => {
     expect(new Set(retried)).toEqual(new Set(['JudgeEvent', 'RevertEvent']));
     expect(eventStates(r, 'StateCaught')).toEqual(['JudgeEvent', 'JudgeEvent', 'RevertEvent', 'RevertEvent']);
     // What the bake did is what it does when every event goes out.
-    const outcome = (x: Run) => ({ status: x.status, bake: x.record.status, verdicts: verdicts(x), reverts: x.revertWrites, history: x.record.history!.map((t) => t.type) });
+    const outcome = (x: Run) => ({
+      status: x.status,
+      bake: x.record.status,
+      verdicts: verdicts(x),
+      reverts: x.revertWrites,
+      history: x.record.history!.map((t) => t.type),
+    });
     expect(outcome(r)).toEqual(outcome(healthy));
     expect(r.record.status).toBe('REVERTED');
     // Everything else was published, in order; the history has it all.
@@ -895,16 +1229,40 @@ describe('EventBridge events of the bake, run locally', () => {
 
   it('with every PutEvents refused (access denied, not retried), the abort and failure paths still clean up and end as they do', async () => {
     const denied: BusFault = () => 'denied';
-    const aborted = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { 'delivery:2': { abortAtPoll: 2 } }, undefined, undefined, denied);
+    const aborted = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
+      { 'delivery:2': { abortAtPoll: 2 } },
+      undefined,
+      undefined,
+      denied,
+    );
     expect(aborted.status).toBe('SUCCEEDED');
     expect(aborted.record.status).toBe('ABORTED');
     expect(aborted.busEvents).toEqual([]);
     expect(eventStates(aborted, 'StateRetried')).toEqual([]);
     expect(eventStates(aborted, 'StateCaught')).toContain('CleanupEvent');
-    expect(aborted.record.history!.map((t) => t.type)).toEqual(['BakeStarted', 'PhaseBaking', 'AbortRequested', 'PhaseRejected', 'BakeEnded']);
+    expect(aborted.record.history!.map((t) => t.type)).toEqual([
+      'BakeStarted',
+      'PhaseBaking',
+      'AbortRequested',
+      'PhaseRejected',
+      'BakeEnded',
+    ]);
     await expectClean({ delivery: '1', limits: '1' });
 
-    const failed = await bake([{ profile: 'delivery', version: '2' }, { profile: 'limits', version: '2' }], { 'limits:2': { failAtPoll: 2 } }, undefined, undefined, denied);
+    const failed = await bake(
+      [
+        { profile: 'delivery', version: '2' },
+        { profile: 'limits', version: '2' },
+      ],
+      { 'limits:2': { failAtPoll: 2 } },
+      undefined,
+      undefined,
+      denied,
+    );
     expect(failed.status).toBe('FAILED');
     expect(failed.error).toBe('BakeFailed');
     expect(failed.record.status).toBe('FAILED');

@@ -71,19 +71,41 @@ describe('a bake with a watch after promotion on the local runtime under live tr
     // The watch: settled 72 s (scaled), then polled the SLO alarms every 10 s for 60 s.
     expect(record.watch).toMatchObject({ seconds: FINAL_BAKE_SECONDS, polls: FINAL_BAKE_SECONDS / POLL_SECONDS, outcome: 'PASSED' });
     expect(Date.parse(record.watch.firstPollAt) - Date.parse(record.watch.startedAt)).toBe((WATCH_SETTLE_SECONDS * 1000) / SCALE);
-    expect(record.watch.alarms.map((a: { name: string }) => a.name).sort()).toEqual(['Logrelay-bake-slo-5xx-rate', 'Logrelay-bake-slo-p99-latency']);
-    expect(record.watch.alarms.every((a: { state: string; threshold: number }) => a.state !== 'ALARM' && typeof a.threshold === 'number')).toBe(true);
-    expect(Date.parse(record.endedAt) - Date.parse(record.watch.firstPollAt)).toBeGreaterThanOrEqual(((FINAL_BAKE_SECONDS - POLL_SECONDS) * 1000) / SCALE);
+    expect(record.watch.alarms.map((a: { name: string }) => a.name).sort()).toEqual([
+      'Logrelay-bake-slo-5xx-rate',
+      'Logrelay-bake-slo-p99-latency',
+    ]);
+    expect(
+      record.watch.alarms.every((a: { state: string; threshold: number }) => a.state !== 'ALARM' && typeof a.threshold === 'number'),
+    ).toBe(true);
+    expect(Date.parse(record.endedAt) - Date.parse(record.watch.firstPollAt)).toBeGreaterThanOrEqual(
+      ((FINAL_BAKE_SECONDS - POLL_SECONDS) * 1000) / SCALE,
+    );
 
     // The phase's diff, against the control it was tested against.
     expect(record.phases[0].controlVersion).toBe('1');
     expect(record.phases[0].diff).toEqual([{ path: 'maxBatchRecords', control: 100, experimental: 99 }]);
 
     // The history, in order, with the numbers behind it.
-    const h = record.history as { type: string; seq: number; at: string; traffic?: { requests: number }; diff?: unknown; verdict?: string; status?: string }[];
+    const h = record.history as {
+      type: string;
+      seq: number;
+      at: string;
+      traffic?: { requests: number };
+      diff?: unknown;
+      verdict?: string;
+      status?: string;
+    }[];
     // (The phase may have been extended once on a noisy machine: PhaseExtended, then, before its verdict.)
     const types = h.map((t) => t.type);
-    expect(types.filter((t) => t !== 'PhaseExtended')).toEqual(['BakeStarted', 'PhaseBaking', 'PhaseApproved', 'WatchStarted', 'WatchPassed', 'BakeEnded']);
+    expect(types.filter((t) => t !== 'PhaseExtended')).toEqual([
+      'BakeStarted',
+      'PhaseBaking',
+      'PhaseApproved',
+      'WatchStarted',
+      'WatchPassed',
+      'BakeEnded',
+    ]);
     if (types.includes('PhaseExtended')) expect(types.indexOf('PhaseExtended')).toBe(2);
     expect(h.map((t) => t.seq)).toEqual(h.map((_t, i) => i));
     const of = (type: string) => h.find((t) => t.type === type)!;

@@ -37,8 +37,11 @@ describe('the bake lines of the npm start banner', () => {
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
     try {
-      for (let i = 0; i < 600 && !out.includes('Ctrl-C stops') && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
-      expect(out).toContain('  time scale: 30x (LOGRELAY_TIME_SCALE): bake durations pass 30x faster; a phase with the default bakeSeconds 600 takes about 20s, a poll every 1s');
+      for (let i = 0; i < 600 && !out.includes('Ctrl-C stops') && child.exitCode === null; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      expect(out).toContain(
+        '  time scale: 30x (LOGRELAY_TIME_SCALE): bake durations pass 30x faster; a phase with the default bakeSeconds 600 takes about 20s, a poll every 1s',
+      );
       expect(out).toContain('make some with npm run traffic');
     } finally {
       if (child.exitCode === null && child.signalCode === null) {
@@ -53,7 +56,8 @@ describe('the bake lines of the npm start banner', () => {
     const bus = new LocalEventBridge(() => Date.parse('2026-12-06T05:00:00Z'));
     const lines: string[] = [];
     const stop = printEvents(bus, (l) => lines.push(l));
-    const put = (type: string, seq: number) => bus.putEvents({ Entries: [{ Source: 'logrelay.bake', DetailType: type, Detail: JSON.stringify({ type, seq, bakeId: 'b-1' }) }] });
+    const put = (type: string, seq: number) =>
+      bus.putEvents({ Entries: [{ Source: 'logrelay.bake', DetailType: type, Detail: JSON.stringify({ type, seq, bakeId: 'b-1' }) }] });
     put('BakeStarted', 0);
     put('PhaseRejected', 1);
     stop();

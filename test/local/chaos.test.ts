@@ -27,7 +27,11 @@ describe('npm run chaos', () => {
   }, 240_000);
 
   it('refuses bad arguments, naming them', () => {
-    expect(parseChaosArgs(['--seconds', '30', '--seed', '7', '--faults', 'throttle=0.1'])).toEqual({ seconds: 30, seed: 7, faults: 'throttle=0.1' });
+    expect(parseChaosArgs(['--seconds', '30', '--seed', '7', '--faults', 'throttle=0.1'])).toEqual({
+      seconds: 30,
+      seed: 7,
+      faults: 'throttle=0.1',
+    });
     expect(() => parseChaosArgs(['--seconds', '0'])).toThrow(/--seconds must be a whole number from 1 to 3600/);
     expect(() => parseChaosArgs(['--seed', 'x'])).toThrow(/--seed must be a whole number/);
     expect(() => parseChaosArgs(['--faults', 'throttle=2'])).toThrow(/--faults gives throttle the probability '2'/);

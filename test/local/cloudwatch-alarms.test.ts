@@ -70,9 +70,7 @@ describe.each([
   ['3 out of 3', 3, THREE_OF_THREE],
   ['2 out of 3', 2, TWO_OF_THREE],
 ])('docs missing-data table, %s', (_name, datapointsToAlarm, table) => {
-  const cases = table.flatMap(([points, fills, ...states]) =>
-    COLUMNS.map((treat, i) => ({ points, fills, treat, expected: states[i]! })),
-  );
+  const cases = table.flatMap(([points, fills, ...states]) => COLUMNS.map((treat, i) => ({ points, fills, treat, expected: states[i]! })));
   it.each(cases)('$points with $treat -> $expected', ({ points, fills, treat, expected }) => {
     const def = base({ DatapointsToAlarm: datapointsToAlarm, TreatMissingData: treat });
     for (const previous of STATES) {
@@ -167,7 +165,9 @@ describe('evaluateAlarm', () => {
         '40.5 (2024-01-01T00:00:00.000Z)] were greater than the threshold (10.0) (minimum 2 datapoints for OK -> ALARM transition).',
     );
     const ok = evaluateAlarm(def, 'ALARM', [1, 2, 30]);
-    expect(ok.reason).toBe('Threshold Crossed: 2 out of the last 3 datapoints [1.0, 2.0, 30.0] were not greater than the threshold (10.0); 1 breaching, 2 needed for ALARM.');
+    expect(ok.reason).toBe(
+      'Threshold Crossed: 2 out of the last 3 datapoints [1.0, 2.0, 30.0] were not greater than the threshold (10.0); 1 breaching, 2 needed for ALARM.',
+    );
     expect(evaluateAlarm(def, 'OK', [null, null, null, null, null]).reason).toBe('Insufficient Data: 5 datapoints were unknown.');
   });
 
@@ -213,7 +213,14 @@ describe('LocalCloudWatch', () => {
     const put = (minute: number, value: number) =>
       cw.putMetricData({
         Namespace: NS,
-        MetricData: [{ MetricName: 'AppendErrors', Dimensions: [{ Name: 'Stage', Value: 'dev' }], Timestamp: new Date(T0 + minute * MIN + 5_000), Value: value }],
+        MetricData: [
+          {
+            MetricName: 'AppendErrors',
+            Dimensions: [{ Name: 'Stage', Value: 'dev' }],
+            Timestamp: new Date(T0 + minute * MIN + 5_000),
+            Value: value,
+          },
+        ],
       });
     put(0, 4);
     put(0, 6); // minute 0: Sum 10
@@ -227,7 +234,11 @@ describe('LocalCloudWatch', () => {
     expect(alarm.StateUpdatedTimestamp).toEqual(new Date(T0 + 2 * MIN));
     expect(alarm.StateReason).toContain('2 out of the last 2 datapoints [7.0 (2024-01-01T00:01:00.000Z), 10.0 (2024-01-01T00:00:00.000Z)]');
     expect(alarm.StateReason).toContain('greater than the threshold (5.0)');
-    expect(JSON.parse(alarm.StateReasonData!)).toMatchObject({ period: 60, threshold: 5, evaluatedDatapoints: [{ value: 7 }, { value: 10 }] });
+    expect(JSON.parse(alarm.StateReasonData!)).toMatchObject({
+      period: 60,
+      threshold: 5,
+      evaluatedDatapoints: [{ value: 7 }, { value: 10 }],
+    });
 
     put(2, 1);
     c.set(T0 + 3 * MIN); // minutes 2 (1) and 1 (7): 1 of 2 breaching -> OK
@@ -244,10 +255,17 @@ describe('LocalCloudWatch', () => {
     const c = clock(T0);
     const cw = new LocalCloudWatch({ now: c.now });
     cw.putMetricAlarm(base({ AlarmName: 'x', Period: 60 }));
-    expect(cw.describeAlarms().MetricAlarms[0]).toMatchObject({ StateValue: 'INSUFFICIENT_DATA', StateReason: 'Insufficient Data: 5 datapoints were unknown.' });
+    expect(cw.describeAlarms().MetricAlarms[0]).toMatchObject({
+      StateValue: 'INSUFFICIENT_DATA',
+      StateReason: 'Insufficient Data: 5 datapoints were unknown.',
+    });
     cw.setAlarmState({ AlarmName: 'x', StateValue: 'ALARM', StateReason: 'testing' });
     cw.putMetricAlarm(base({ AlarmName: 'x', Period: 60, TreatMissingData: 'ignore' }));
-    expect(cw.describeAlarms({ AlarmNames: ['x'] }).MetricAlarms[0]).toMatchObject({ StateValue: 'ALARM', StateReason: 'testing', TreatMissingData: 'ignore' });
+    expect(cw.describeAlarms({ AlarmNames: ['x'] }).MetricAlarms[0]).toMatchObject({
+      StateValue: 'ALARM',
+      StateReason: 'testing',
+      TreatMissingData: 'ignore',
+    });
     cw.deleteAlarms({ AlarmNames: ['x'] });
     expect(cw.describeAlarms().MetricAlarms).toEqual([]);
   });
@@ -262,7 +280,11 @@ describe('LocalCloudWatch', () => {
     });
     cw.putMetricAlarm({
       AlarmName: 'error-rate',
-      Metrics: [{ Id: 'rate', Expression: '100 * FILL(errors, 0) / requests', ReturnData: true }, metric('errors', 'Errors'), metric('requests', 'Requests')],
+      Metrics: [
+        { Id: 'rate', Expression: '100 * FILL(errors, 0) / requests', ReturnData: true },
+        metric('errors', 'Errors'),
+        metric('requests', 'Requests'),
+      ],
       EvaluationPeriods: 3,
       DatapointsToAlarm: 2,
       Threshold: 5,
@@ -288,7 +310,8 @@ describe('LocalCloudWatch', () => {
     const c = clock(T0);
     // 60x faster: a 60 s period lasts 1 s of the stand-in's clock.
     const cw = new LocalCloudWatch({ now: c.now, timeScale: 60 });
-    const put = (offsetMs: number, Value: number) => cw.putMetricData({ Namespace: NS, MetricData: [{ MetricName: 'Lag', Timestamp: T0 + offsetMs, Value }] });
+    const put = (offsetMs: number, Value: number) =>
+      cw.putMetricData({ Namespace: NS, MetricData: [{ MetricName: 'Lag', Timestamp: T0 + offsetMs, Value }] });
     put(100, 1);
     put(900, 2);
     put(1_500, 4);
@@ -301,7 +324,16 @@ describe('LocalCloudWatch', () => {
     expect(out.MetricDataResults[0]!.Timestamps).toEqual([new Date(T0 + 2_000), new Date(T0 + 1_000), new Date(T0)]);
     expect(out.MetricDataResults[0]!.Values).toEqual([8, 4, 3]);
 
-    cw.putMetricAlarm({ AlarmName: 'lag', Namespace: NS, MetricName: 'Lag', Statistic: 'Maximum', Period: 60, EvaluationPeriods: 3, Threshold: 1, ComparisonOperator: 'GreaterThanThreshold' });
+    cw.putMetricAlarm({
+      AlarmName: 'lag',
+      Namespace: NS,
+      MetricName: 'Lag',
+      Statistic: 'Maximum',
+      Period: 60,
+      EvaluationPeriods: 3,
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanThreshold',
+    });
     c.set(T0 + 2_999); // two complete scaled minutes (2, 4): not enough to alarm on 3 of 3
     expect(cw.describeAlarms().MetricAlarms[0]!.StateValue).toBe('OK');
     c.set(T0 + 3_000); // three complete scaled minutes (2, 4, 8) -> ALARM
@@ -313,10 +345,26 @@ describe('LocalCloudWatch', () => {
 
   it('takes alarms straight from a synthesized CDK template', () => {
     const stack = new Stack(new App(), 'AlarmStack');
-    const errors = new cloudwatch.Metric({ namespace: NS, metricName: 'Errors', dimensionsMap: { FunctionName: 'append' }, statistic: 'Sum', period: Duration.minutes(1) });
-    const invocations = new cloudwatch.Metric({ namespace: NS, metricName: 'Invocations', dimensionsMap: { FunctionName: 'append' }, statistic: 'Sum', period: Duration.minutes(1) });
+    const errors = new cloudwatch.Metric({
+      namespace: NS,
+      metricName: 'Errors',
+      dimensionsMap: { FunctionName: 'append' },
+      statistic: 'Sum',
+      period: Duration.minutes(1),
+    });
+    const invocations = new cloudwatch.Metric({
+      namespace: NS,
+      metricName: 'Invocations',
+      dimensionsMap: { FunctionName: 'append' },
+      statistic: 'Sum',
+      period: Duration.minutes(1),
+    });
     new cloudwatch.Alarm(stack, 'ErrorRate', {
-      metric: new cloudwatch.MathExpression({ expression: 'errors / invocations', usingMetrics: { errors, invocations }, period: Duration.minutes(1) }),
+      metric: new cloudwatch.MathExpression({
+        expression: 'errors / invocations',
+        usingMetrics: { errors, invocations },
+        period: Duration.minutes(1),
+      }),
       threshold: 0.1,
       evaluationPeriods: 2,
       datapointsToAlarm: 1,
@@ -335,10 +383,16 @@ describe('LocalCloudWatch', () => {
     const cw = new LocalCloudWatch({ now: c.now });
     cw.loadAlarms(defs);
     const put = (MetricName: string, minute: number, Value: number) =>
-      cw.putMetricData({ Namespace: NS, MetricData: [{ MetricName, Dimensions: [{ Name: 'FunctionName', Value: 'append' }], Timestamp: T0 + minute * MIN, Value }] });
+      cw.putMetricData({
+        Namespace: NS,
+        MetricData: [{ MetricName, Dimensions: [{ Name: 'FunctionName', Value: 'append' }], Timestamp: T0 + minute * MIN, Value }],
+      });
     put('Invocations', 1, 10);
     put('Errors', 1, 2); // 0.2 > 0.1
-    cw.putMetricData({ Namespace: NS, MetricData: [{ MetricName: 'Latency', Timestamp: T0 + MIN, Values: [10, 20, 150], Counts: [98, 1, 1] }] });
+    cw.putMetricData({
+      Namespace: NS,
+      MetricData: [{ MetricName: 'Latency', Timestamp: T0 + MIN, Values: [10, 20, 150], Counts: [98, 1, 1] }],
+    });
     const states = Object.fromEntries(cw.describeAlarms().MetricAlarms.map((a) => [a.AlarmName.replace(/[0-9A-F]{8}$/, ''), a.StateValue]));
     // p99 of 100 samples is rank 99 = 20, not above 100.
     expect(states).toEqual({ ErrorRate: 'ALARM', P99: 'OK' });

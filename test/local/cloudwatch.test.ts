@@ -53,7 +53,14 @@ describe('statistics per period', () => {
   });
 
   it('rounds the start down to the period boundary and excludes the end', () => {
-    const out = store.statistic({ namespace: NS, metricName: 'Latency', stat: 'Sum', periodSeconds: 60, startMs: T0 + 30_000, endMs: T0 + MIN });
+    const out = store.statistic({
+      namespace: NS,
+      metricName: 'Latency',
+      stat: 'Sum',
+      periodSeconds: 60,
+      startMs: T0 + 30_000,
+      endMs: T0 + MIN,
+    });
     expect(out).toEqual([{ timestampMs: T0, value: 16 }]);
   });
 
@@ -90,7 +97,12 @@ describe('percentiles (nearest rank)', () => {
   it('follows the nearest-rank definition on the textbook example', () => {
     // Nearest rank: rank = ceil(p/100 * n). Values 15, 20, 35, 40, 50 (n = 5).
     const store = new MetricStore();
-    store.putDatapoints(NS, 'L', {}, [50, 15, 40, 20, 35].map((value, i) => ({ timestampMs: T0 + i, value })));
+    store.putDatapoints(
+      NS,
+      'L',
+      {},
+      [50, 15, 40, 20, 35].map((value, i) => ({ timestampMs: T0 + i, value })),
+    );
     expect(p(store, 'L', 'p5')).toBe(15); // rank 1
     expect(p(store, 'L', 'p30')).toBe(20); // rank ceil(1.5) = 2
     expect(p(store, 'L', 'p40')).toBe(20); // rank 2
@@ -100,7 +112,12 @@ describe('percentiles (nearest rank)', () => {
 
   it('supports decimal percentiles', () => {
     const store = new MetricStore();
-    store.putDatapoints(NS, 'L', {}, Array.from({ length: 1000 }, (_, i) => ({ timestampMs: T0 + (i % 60) * 1000, value: 1000 - i })));
+    store.putDatapoints(
+      NS,
+      'L',
+      {},
+      Array.from({ length: 1000 }, (_, i) => ({ timestampMs: T0 + (i % 60) * 1000, value: 1000 - i })),
+    );
     // values 1..1000: p99 -> rank 990 -> 990; p99.9 -> rank 999 -> 999; p99.95 -> rank ceil(999.5) = 1000
     expect(p(store, 'L', 'p99')).toBe(990);
     expect(p(store, 'L', 'p99.9')).toBe(999);
@@ -129,7 +146,10 @@ describe('percentiles (nearest rank)', () => {
     expect(p(store, 'Set', 'Average')).toBe(2.5);
     store.putStatisticSet(NS, 'Flat', {}, { timestampMs: T0, sampleCount: 3, sum: 6, minimum: 2, maximum: 2 });
     expect(p(store, 'Flat', 'p90')).toBe(2);
-    store.putDatapoints(NS, 'Neg', {}, [{ timestampMs: T0, value: -1 }, { timestampMs: T0, value: 5 }]);
+    store.putDatapoints(NS, 'Neg', {}, [
+      { timestampMs: T0, value: -1 },
+      { timestampMs: T0, value: 5 },
+    ]);
     expect(p(store, 'Neg', 'p50')).toBeUndefined();
     expect(p(store, 'Neg', 'Minimum')).toBe(-1);
   });
@@ -173,7 +193,12 @@ describe('Embedded Metric Format', () => {
     // {service, Stage} is a different metric from {Stage}.
     expect(store.statistic({ ...q, dimensions: { Stage: 'dev' }, metricName: 'RecordsAppended', stat: 'Sum' })).toEqual([]);
     const latency = store.listMetrics().find((m) => m.metricName === 'AppendLatency');
-    expect(latency).toEqual({ namespace: NS, metricName: 'AppendLatency', dimensions: { service: 'relay', Stage: 'dev' }, highResolution: true });
+    expect(latency).toEqual({
+      namespace: NS,
+      metricName: 'AppendLatency',
+      dimensions: { service: 'relay', Stage: 'dev' },
+      highResolution: true,
+    });
   });
 
   it('accepts the Lambda log prefix, several dimension sets and an empty one', () => {
@@ -246,7 +271,13 @@ describe('GetMetricData and metric math', () => {
     ]);
     expect(out.MetricDataResults.map((r) => r.Id)).toEqual(['rate']);
     // 100*5/40 = 12.5, 100*0/20 = 0, 100*2/10 = 20
-    expect(byId(out, 'rate')).toEqual({ Id: 'rate', Label: 'Error rate', Timestamps: [T0 + 2 * MIN, T0 + MIN, T0], Values: [12.5, 0, 20], StatusCode: 'Complete' });
+    expect(byId(out, 'rate')).toEqual({
+      Id: 'rate',
+      Label: 'Error rate',
+      Timestamps: [T0 + 2 * MIN, T0 + MIN, T0],
+      Values: [12.5, 0, 20],
+      StatusCode: 'Complete',
+    });
   });
 
   it('computes the difference of two ratios, referencing other expressions', () => {
@@ -277,7 +308,13 @@ describe('GetMetricData and metric math', () => {
     const store = new MetricStore();
     seed(store, 'A', [6, 8, 10]);
     seed(store, 'B', [2, null, 0]); // minute 1 missing, minute 2 is zero
-    const out = run(store, [q('a', 'A', 'Sum', { ReturnData: false }), q('b', 'B', 'Sum', { ReturnData: false }), e('sum', 'a + b'), e('ratio', 'a / b'), e('inverse', 'b / a')]);
+    const out = run(store, [
+      q('a', 'A', 'Sum', { ReturnData: false }),
+      q('b', 'B', 'Sum', { ReturnData: false }),
+      e('sum', 'a + b'),
+      e('ratio', 'a / b'),
+      e('inverse', 'b / a'),
+    ]);
     // a + b: 10+0, 8+(missing = 0), 6+2
     expect(byId(out, 'sum').Values).toEqual([10, 8, 8]);
     // a / b: 10/0 dropped, 8/(missing = 0) dropped, 6/2 = 3
@@ -380,7 +417,13 @@ describe('GetMetricData and metric math', () => {
     seed(store, 'A', [null, 2, null, null, 8, null]);
     const out = run(
       store,
-      [q('a', 'A', 'Sum', { ReturnData: false }), e('zero', 'FILL(a, 0)'), e('repeat', 'FILL(a, REPEAT)'), e('linear', 'FILL(a, LINEAR)'), e('rate', 'FILL(a, 0) / 2')],
+      [
+        q('a', 'A', 'Sum', { ReturnData: false }),
+        e('zero', 'FILL(a, 0)'),
+        e('repeat', 'FILL(a, REPEAT)'),
+        e('linear', 'FILL(a, LINEAR)'),
+        e('rate', 'FILL(a, 0) / 2'),
+      ],
       6,
     );
     const oldestFirst = (id: string) => {

@@ -24,8 +24,10 @@ afterAll(async () => {
 
 describe('GET /configs/{profile}/versions/{version}?diff=N on the local runtime', () => {
   it('answers the version plus its diff against N; without diff, exactly as before', async () => {
-    const v2 = (await admin.call('POST', '/configs/delivery/versions', { content: { maxBatchRecords: 50, longPollIntervalMs: 250 } })).body.version as string;
-    const v3 = (await admin.call('POST', '/configs/delivery/versions', { content: { maxBatchRecords: 20, maxBatchBytes: 4096 } })).body.version as string;
+    const v2 = (await admin.call('POST', '/configs/delivery/versions', { content: { maxBatchRecords: 50, longPollIntervalMs: 250 } })).body
+      .version as string;
+    const v3 = (await admin.call('POST', '/configs/delivery/versions', { content: { maxBatchRecords: 20, maxBatchBytes: 4096 } })).body
+      .version as string;
 
     const plain = await admin.call('GET', `/configs/delivery/versions/${v3}`);
     expect(plain.status).toBe(200);
@@ -45,7 +47,9 @@ describe('GET /configs/{profile}/versions/{version}?diff=N on the local runtime'
       ],
     });
     // Against version 1 (the stack's defaults), and the other way round.
-    expect((await admin.call('GET', `/configs/delivery/versions/1?diff=${v2}`)).body.diff).toEqual([{ path: 'maxBatchRecords', control: 50, experimental: 100 }]);
+    expect((await admin.call('GET', `/configs/delivery/versions/1?diff=${v2}`)).body.diff).toEqual([
+      { path: 'maxBatchRecords', control: 50, experimental: 100 },
+    ]);
     // Another query parameter is ignored, as before this one existed.
     expect((await admin.call('GET', `/configs/delivery/versions/${v3}?other=1`)).body).toEqual(plain.body);
   });
@@ -58,7 +62,10 @@ describe('GET /configs/{profile}/versions/{version}?diff=N on the local runtime'
     }
     const missing = await admin.call('GET', '/configs/delivery/versions/1?diff=999');
     expect(missing.status).toBe(404);
-    expect(missing.body.error).toEqual({ code: 'VersionNotFound', message: 'Profile delivery has no version 999 to compare version 1 with (?diff=999). List the versions with GET /configs.' });
+    expect(missing.body.error).toEqual({
+      code: 'VersionNotFound',
+      message: 'Profile delivery has no version 999 to compare version 1 with (?diff=999). List the versions with GET /configs.',
+    });
     expect((await admin.call('GET', '/configs/nope/versions/1?diff=1')).body.error.code).toBe('ProfileNotFound');
   });
 
@@ -72,7 +79,9 @@ describe('the local gateway hands the query string over as API Gateway does', ()
   it('decodes names and values, joins a repeated parameter with commas, and sets nothing without a query', () => {
     expect(queryParametersOf('')).toEqual({});
     expect(queryParametersOf('diff=2')).toEqual({ queryStringParameters: { diff: '2' } });
-    expect(queryParametersOf('diff=1&diff=2&a%20b=c%2Bd+e&flag')).toEqual({ queryStringParameters: { diff: '1,2', 'a b': 'c+d e', flag: '' } });
+    expect(queryParametersOf('diff=1&diff=2&a%20b=c%2Bd+e&flag')).toEqual({
+      queryStringParameters: { diff: '1,2', 'a b': 'c+d e', flag: '' },
+    });
     // A parameter named like a prototype member is a parameter like any other.
     expect(queryParametersOf('__proto__=1').queryStringParameters).toEqual(JSON.parse('{"__proto__":"1"}'));
   });

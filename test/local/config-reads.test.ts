@@ -63,11 +63,23 @@ class CountingControl {
  * fresh rollout config (empty caches) and the AppConfig versions adapter over `versions`' client.
  */
 function coldHost(make: (d: Deps) => (e: HttpEvent, c?: never) => Promise<HttpResult>, entry: string, reads: CountingControl) {
-  const deps: Deps = { store: new DynamoStore(rt.dynamo.client, tablesOf(entry)), clock: systemClock, config: hostConfig(reads, systemClock, SCALE) };
+  const deps: Deps = {
+    store: new DynamoStore(rt.dynamo.client, tablesOf(entry)),
+    clock: systemClock,
+    config: hostConfig(reads, systemClock, SCALE),
+  };
   const handler = make(deps);
   return async (method: string, path: string, body: unknown): Promise<{ status: number; body: any }> => {
     const m = matchRoute(ROUTES, method, path)!;
-    const event = toEvent({ method, rawPath: path, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), route: m.route, pathParameters: m.pathParameters, caller: CALLER });
+    const event = toEvent({
+      method,
+      rawPath: path,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      route: m.route,
+      pathParameters: m.pathParameters,
+      caller: CALLER,
+    });
     const res = await handler(event, { getRemainingTimeInMillis: () => 10_000, awsRequestId: 'cold' } as never);
     return { status: res.statusCode ?? 200, body: res.body ? JSON.parse(res.body) : undefined };
   };
@@ -100,7 +112,9 @@ beforeAll(async () => {
   const credentialsPath = join(mkdtempSync(join(tmpdir(), 'logrelay-config-reads-')), 'c.json');
   writeFileSync(
     credentialsPath,
-    JSON.stringify({ principals: [{ name: 'ops', accessKeyId: 'LRCFGADMIN000000', secretAccessKey: 'cfg-admin-secret-00000000000000000', admin: true }] }),
+    JSON.stringify({
+      principals: [{ name: 'ops', accessKeyId: 'LRCFGADMIN000000', secretAccessKey: 'cfg-admin-secret-00000000000000000', admin: true }],
+    }),
   );
   rt = await startLocalRuntime({ port: 0, timeScale: SCALE, credentialsPath, log: () => {}, faults: null });
   admin = new SignedHttp(rt.url, rt.principals[0]!);
@@ -189,16 +203,25 @@ describe('POST /bakes copies, on the control path, what hosts will serve', () =>
       create: async () => '9',
       list: async () => [],
     };
-    const service = new BakeService(control, versions, ids, { armSeries: async () => ({ control: [], experiment: [] }) }, { start: async () => {} }, systemClock);
+    const service = new BakeService(
+      control,
+      versions,
+      ids,
+      { armSeries: async () => ({ control: [], experiment: [] }) },
+      { start: async () => {} },
+      systemClock,
+    );
     const before = await control.getRollout(true);
     for (const [version, why] of [
       ['7', /delivery version 7 is not JSON/],
       ['8', /delivery version 8 is 2\d{3} bytes of JSON, over the 1024 a served version may have/],
     ] as const) {
-      const err = await service.startBake([{ profile: 'delivery', version }], { weightPercent: 10, bakeSeconds: 60, pollSeconds: 10, minExperimentRequests: 200 }).then(
-        () => undefined,
-        (x: unknown) => x,
-      );
+      const err = await service
+        .startBake([{ profile: 'delivery', version }], { weightPercent: 10, bakeSeconds: 60, pollSeconds: 10, minExperimentRequests: 200 })
+        .then(
+          () => undefined,
+          (x: unknown) => x,
+        );
       const r = refusalOf(err);
       expect(r.status).toBe(400);
       expect(r.message).toMatch(why);

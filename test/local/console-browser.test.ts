@@ -37,7 +37,10 @@ function chromiumPath(): string {
 function titlesInTemplate(template: Template): { titles: string[]; widgets: number } {
   const body = Object.values(template.Resources).find((r) => r.Type === 'AWS::CloudWatch::Dashboard')!.Properties.DashboardBody;
   const text = JSON.stringify(body);
-  return { titles: [...text.matchAll(/\\"title\\":\\"((?:[^\\]|\\\\[^"])*?)\\"/g)].map((m) => m[1]!), widgets: [...text.matchAll(/\\"type\\":\\"/g)].length };
+  return {
+    titles: [...text.matchAll(/\\"title\\":\\"((?:[^\\]|\\\\[^"])*?)\\"/g)].map((m) => m[1]!),
+    widgets: [...text.matchAll(/\\"type\\":\\"/g)].length,
+  };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -120,7 +123,9 @@ describe('the local console in a browser, during a bake', () => {
     // Every widget of the template's dashboard, with its title.
     const { titles, widgets } = titlesInTemplate(template);
     await until('every widget drawn', async () => ((await page.locator('section.widget').count()) === widgets ? true : undefined));
-    const shown = await page.locator('section.widget').evaluateAll((els) => els.map((e) => ({ type: e.getAttribute('data-type'), title: e.querySelector('h2.title')?.textContent ?? '' })));
+    const shown = await page
+      .locator('section.widget')
+      .evaluateAll((els) => els.map((e) => ({ type: e.getAttribute('data-type'), title: e.querySelector('h2.title')?.textContent ?? '' })));
     expect(shown.filter((w) => w.title).map((w) => w.title)).toEqual(titles);
     // biome-ignore lint/performance/useDomNodeTextContent: Playwright's Locator.innerText(), the text as rendered
     expect(await page.locator('section.widget.text h1').innerText()).toBe('Logrelay config bake');
@@ -130,7 +135,9 @@ describe('the local console in a browser, during a bake', () => {
       const c = await page.evaluate(() =>
         Object.values((globalThis as any).__console.charts).map((u: any) => ({
           title: u.__title as string,
-          series: (u.series as { label: string }[]).slice(1).map((s, i) => ({ label: s.label, points: (u.data[i + 1] as (number | null)[]).filter((v) => v !== null).length })),
+          series: (u.series as { label: string }[])
+            .slice(1)
+            .map((s, i) => ({ label: s.label, points: (u.data[i + 1] as (number | null)[]).filter((v) => v !== null).length })),
           drawn: u.root.querySelector('canvas') !== null,
         })),
       );
@@ -146,9 +153,13 @@ describe('the local console in a browser, during a bake', () => {
     expect(underTest.series.map((s) => s.points > 0)).toEqual([true, true]);
 
     // The alarm widget: each of the stack's alarms, with the state the local CloudWatch has now.
-    const alarmNames = alarmsFromTemplate(template).map((a) => a.AlarmName).sort();
+    const alarmNames = alarmsFromTemplate(template)
+      .map((a) => a.AlarmName)
+      .sort();
     await until('the alarm states of the local CloudWatch', async () => {
-      const onPage = await page.locator('section.widget.alarm .alarm').evaluateAll((els) => els.map((e) => [e.getAttribute('data-alarm'), e.getAttribute('data-state')]));
+      const onPage = await page
+        .locator('section.widget.alarm .alarm')
+        .evaluateAll((els) => els.map((e) => [e.getAttribute('data-alarm'), e.getAttribute('data-state')]));
       const now = rt.cloudwatch.describeAlarms({}).MetricAlarms.map((a) => [a.AlarmName, a.StateValue]);
       const sorted = [...onPage].sort((a, b) => (String(a[0]) < String(b[0]) ? -1 : 1));
       return JSON.stringify(sorted) === JSON.stringify(now) && sorted.length === alarmNames.length ? true : undefined;
@@ -157,7 +168,9 @@ describe('the local console in a browser, during a bake', () => {
     expect(states.every((s) => ['OK', 'ALARM', 'INSUFFICIENT_DATA'].includes(String(s)))).toBe(true);
 
     // The workers' logs and sessions, beside the dashboard.
-    await until('the traffic logs in the sessions panel', async () => ((await page.locator('[data-principal="workers"] .session').count()) >= traffic.logIds.length ? true : undefined));
+    await until('the traffic logs in the sessions panel', async () =>
+      (await page.locator('[data-principal="workers"] .session').count()) >= traffic.logIds.length ? true : undefined,
+    );
 
     mkdirSync('.vitest', { recursive: true });
     await page.screenshot({ path: '.vitest/console.png', fullPage: true });

@@ -38,7 +38,16 @@ beforeAll(async () => {
     stack.bake.dashboard.addWidgets(
       new cloudwatch.GraphWidget({
         title: ADDED,
-        left: [new cloudwatch.Metric({ namespace: 'Logrelay', metricName: 'Requests', dimensionsMap: { service: 'logrelay', Arm: 'control' }, statistic: 'Sum', period: Duration.seconds(10), label: 'control requests' })],
+        left: [
+          new cloudwatch.Metric({
+            namespace: 'Logrelay',
+            metricName: 'Requests',
+            dimensionsMap: { service: 'logrelay', Arm: 'control' },
+            statistic: 'Sum',
+            period: Duration.seconds(10),
+            label: 'control requests',
+          }),
+        ],
         width: 8,
       }),
     ),
@@ -64,7 +73,14 @@ describe('the local console follows the dashboard in the stack', () => {
 
     const { status, body } = await getJson('/local/api/dashboard');
     expect(status).toBe(200);
-    const widgets = body.dashboards[0].widgets as { type: string; title: string; x: number; y: number; width: number; series?: { values: (number | null)[] }[] }[];
+    const widgets = body.dashboards[0].widgets as {
+      type: string;
+      title: string;
+      x: number;
+      y: number;
+      width: number;
+      series?: { values: (number | null)[] }[];
+    }[];
     expect(widgets.filter((w) => w.title).map((w) => w.title)).toEqual(titlesInTemplate(template));
     const added = widgets.find((w) => w.title === ADDED)!;
     expect(added).toMatchObject({ type: 'metric', width: 8 });
@@ -136,7 +152,11 @@ describe('the dashboard body as queries', () => {
       ['rc', false, 'Requests'],
       ['ec', false, 'Errors5xx'],
     ]);
-    expect(q[2]!.query.MetricStat).toEqual({ Metric: { Namespace: 'Logrelay', MetricName: 'Errors5xx', Dimensions: [{ Name: 'Arm', Value: 'control' }] }, Period: 60, Stat: 'Sum' });
+    expect(q[2]!.query.MetricStat).toEqual({
+      Metric: { Namespace: 'Logrelay', MetricName: 'Errors5xx', Dimensions: [{ Name: 'Arm', Value: 'control' }] },
+      Period: 60,
+      Stat: 'Sum',
+    });
     expect(durationSeconds('-PT1H')).toBe(3600);
     expect(durationSeconds('-P1DT30M')).toBe(88_200);
     expect(durationSeconds('yesterday')).toBeUndefined();

@@ -12,8 +12,18 @@ import { startLocalRuntime, type LocalRuntime } from '../../local/server';
 import { SignedHttp } from '../../local/client';
 import { PrincipalStore, type Principal } from '../../local/credentials';
 
-const ADMIN: Principal = { name: 'ops', accessKeyId: 'LRRELOADADMIN000000', secretAccessKey: 'reload-admin-secret-00000000000000', admin: true };
-const ADDED: Principal = { name: 'late-worker', accessKeyId: 'LRRELOADLATE0000000', secretAccessKey: 'reload-late-secret-000000000000000', admin: false };
+const ADMIN: Principal = {
+  name: 'ops',
+  accessKeyId: 'LRRELOADADMIN000000',
+  secretAccessKey: 'reload-admin-secret-00000000000000',
+  admin: true,
+};
+const ADDED: Principal = {
+  name: 'late-worker',
+  accessKeyId: 'LRRELOADLATE0000000',
+  secretAccessKey: 'reload-late-secret-000000000000000',
+  admin: false,
+};
 const write = (path: string, principals: Principal[]) => writeFileSync(path, JSON.stringify({ principals }, null, 2));
 
 describe('the runtime re-reads its credentials file', () => {
@@ -39,7 +49,9 @@ describe('the runtime re-reads its credentials file', () => {
     expect(refused.status).toBe(403);
     const message = refused.body.error.message as string;
     expect(message).toContain(`The access key id ${ADDED.accessKeyId} is not one of this server's principals`);
-    expect(message).toContain(`This runtime reads its principals from ${path} (re-read when the file changes, no restart needed) and knows 1 access key id: ${ADMIN.accessKeyId}.`);
+    expect(message).toContain(
+      `This runtime reads its principals from ${path} (re-read when the file changes, no restart needed) and knows 1 access key id: ${ADMIN.accessKeyId}.`,
+    );
     expect(message).not.toContain(ADMIN.secretAccessKey);
 
     // Added the way a person would: edit the file in place. No restart, no wait.
@@ -57,14 +69,22 @@ describe('the runtime re-reads its credentials file', () => {
     writeFileSync(path, '{"principals": [');
     const admin = await new SignedHttp(rt.url, ADMIN).call('GET', '/logs/reload-admin');
     expect(admin.status).toBe(200);
-    const unknown = await new SignedHttp(rt.url, { accessKeyId: 'LRNOBODY00000000000', secretAccessKey: 'x'.repeat(40) }).call('GET', '/logs/reload-admin');
+    const unknown = await new SignedHttp(rt.url, { accessKeyId: 'LRNOBODY00000000000', secretAccessKey: 'x'.repeat(40) }).call(
+      'GET',
+      '/logs/reload-admin',
+    );
     expect(unknown.status).toBe(403);
     expect(unknown.body.error.message).toContain('knows 2 access key ids');
-    expect(unknown.body.error.message).toContain(`The file's latest change is not in use: The credentials file ${path} cannot be used: it is not valid JSON`);
+    expect(unknown.body.error.message).toContain(
+      `The file's latest change is not in use: The credentials file ${path} cannot be used: it is not valid JSON`,
+    );
     // Written whole again (atomically, by rename): in use again, with nothing about a problem.
     write(`${path}.tmp`, [ADMIN, ADDED]);
     renameSync(`${path}.tmp`, path);
-    const again = await new SignedHttp(rt.url, { accessKeyId: 'LRNOBODY00000000000', secretAccessKey: 'x'.repeat(40) }).call('GET', '/logs/reload-admin');
+    const again = await new SignedHttp(rt.url, { accessKeyId: 'LRNOBODY00000000000', secretAccessKey: 'x'.repeat(40) }).call(
+      'GET',
+      '/logs/reload-admin',
+    );
     expect(again.body.error.message).not.toContain('not in use');
   });
 });

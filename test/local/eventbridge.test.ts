@@ -20,7 +20,13 @@ import {
   type LocalEvent,
   type PutEventsEntry,
 } from '../../local/eventbridge';
-import { ExecutionFailedError, runExecution, stateMachinesFromTemplate, type CfnTemplate, type ExecutionEvent } from '../../local/stepfunctions';
+import {
+  ExecutionFailedError,
+  runExecution,
+  stateMachinesFromTemplate,
+  type CfnTemplate,
+  type ExecutionEvent,
+} from '../../local/stepfunctions';
 import { bakeEvent } from '../../lib/bake-events';
 import { LogrelayStack } from '../../lib/logrelay-stack';
 import { startLocalRuntime } from '../../local/server';
@@ -39,9 +45,20 @@ describe('LocalEventBridge: PutEvents', () => {
     const bus = new LocalEventBridge(() => now);
     const seen: LocalEvent[] = [];
     const stop = bus.onEvent((e) => seen.push(e));
-    const first = bus.putEvents({ Entries: [entry(), entry({ DetailType: 'Bake Ended', Detail: '{"bakeId":"b-1","status":"SUCCEEDED"}', EventBusName: 'default' })] });
+    const first = bus.putEvents({
+      Entries: [entry(), entry({ DetailType: 'Bake Ended', Detail: '{"bakeId":"b-1","status":"SUCCEEDED"}', EventBusName: 'default' })],
+    });
     now += 1_000;
-    const second = bus.putEvents({ Entries: [entry({ DetailType: 'Bake Started', EventBusName: 'arn:aws:events:us-east-1:000000000000:event-bus/default', Time: '2026-11-24T08:59:00Z', Resources: ['arn:x'] })] });
+    const second = bus.putEvents({
+      Entries: [
+        entry({
+          DetailType: 'Bake Started',
+          EventBusName: 'arn:aws:events:us-east-1:000000000000:event-bus/default',
+          Time: '2026-11-24T08:59:00Z',
+          Resources: ['arn:x'],
+        }),
+      ],
+    });
     expect(first.FailedEntryCount).toBe(0);
     expect(first.Entries).toHaveLength(2);
     expect(first.Entries.every((e) => typeof e.EventId === 'string' && !e.ErrorCode)).toBe(true);
@@ -107,7 +124,10 @@ describe('LocalEventBridge: PutEvents', () => {
     };
     refuse([], /between 1 and 10 \(it has 0\)/);
     refuse(undefined, /between 1 and 10/);
-    refuse(Array.from({ length: 11 }, () => entry()), /between 1 and 10 \(it has 11\)/);
+    refuse(
+      Array.from({ length: 11 }, () => entry()),
+      /between 1 and 10 \(it has 11\)/,
+    );
     refuse([entry({ Source: undefined }), entry({ Detail: '' })], /No entry of the request has all of Source, DetailType and Detail/);
     expect(bus.putEvents({ Entries: Array.from({ length: 10 }, () => entry()) }).FailedEntryCount).toBe(0);
 
@@ -135,7 +155,15 @@ describe('LocalEventBridge: PutEvents', () => {
     });
     expect(line).toBe('event 2026-11-24T09:00:00.000Z logrelay.bake "Bake Phase Rejected" {"bakeId":"b-1","reason":"line\\nbreak"}');
     expect(line).not.toContain('\n');
-    const long = formatEventLine({ id: 'e', time: 't', source: 's', detailType: 'd', detail: { x: 'y'.repeat(5000) }, eventBusName: 'default', resources: [] });
+    const long = formatEventLine({
+      id: 'e',
+      time: 't',
+      source: 's',
+      detailType: 'd',
+      detail: { x: 'y'.repeat(5000) },
+      eventBusName: 'default',
+      resources: [],
+    });
     expect(long.length).toBeLessThan(1100);
     expect(long.endsWith('…')).toBe(true);
   });
@@ -148,7 +176,10 @@ describe('LocalEventBridge: PutEvents', () => {
 function synth(build: (stack: Stack) => sfn.IChainable): CfnTemplate {
   const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
   const stack = new Stack(app, 'EventsTest');
-  new sfn.StateMachine(stack, 'Publisher', { stateMachineName: 'publisher', definitionBody: sfn.DefinitionBody.fromChainable(build(stack)) });
+  new sfn.StateMachine(stack, 'Publisher', {
+    stateMachineName: 'publisher',
+    definitionBody: sfn.DefinitionBody.fromChainable(build(stack)),
+  });
   return app.synth().getStackByName('EventsTest').template as CfnTemplate;
 }
 
@@ -165,7 +196,9 @@ const publisher = (stack: Stack): sfn.IChainable => {
   });
   const failed = new sfn.Pass(stack, 'PublishFailed', { parameters: { 'error.$': '$.error.Error', 'cause.$': '$.error.Cause' } });
   optimized.addCatch(failed, { errors: ['EventBridge.FailedEntry'], resultPath: '$.error' });
-  return optimized.next(viaSdk).next(new sfn.Pass(stack, 'Done', { parameters: { 'failed.$': '$.sdk.FailedEntryCount', 'ids.$': '$.sdk.Entries[*].EventId' } }));
+  return optimized
+    .next(viaSdk)
+    .next(new sfn.Pass(stack, 'Done', { parameters: { 'failed.$': '$.sdk.FailedEntryCount', 'ids.$': '$.sdk.Entries[*].EventId' } }));
 };
 
 describe('a synthesized state machine publishing with both integrations, on the local Step Functions', () => {
@@ -183,7 +216,10 @@ describe('a synthesized state machine publishing with both integrations, on the 
 
   it('records both events in order: the optimized one with its JSON detail sent as text and the execution named in its resources', async () => {
     const bus = new LocalEventBridge();
-    const out = (await runExecution(sm!.definition, input, { eventBridge: bus, stateMachineName: sm!.name, name: 'exec-1' })) as { failed: number; ids: string[] };
+    const out = (await runExecution(sm!.definition, input, { eventBridge: bus, stateMachineName: sm!.name, name: 'exec-1' })) as {
+      failed: number;
+      ids: string[];
+    };
     const events = bus.list();
     expect(events.map((e) => [e.source, e.detailType])).toEqual([
       ['logrelay.bake', 'Bake Phase Approved'],
@@ -192,7 +228,10 @@ describe('a synthesized state machine publishing with both integrations, on the 
     expect(events[0]!.detail).toEqual(input.event);
     expect(events[1]!.detail).toEqual(input.ended);
     expect(events.every((e) => e.eventBusName === 'default')).toBe(true);
-    expect(events[0]!.resources).toEqual(['arn:aws:states:us-east-1:000000000000:execution:publisher:exec-1', 'arn:aws:states:us-east-1:000000000000:stateMachine:publisher']);
+    expect(events[0]!.resources).toEqual([
+      'arn:aws:states:us-east-1:000000000000:execution:publisher:exec-1',
+      'arn:aws:states:us-east-1:000000000000:stateMachine:publisher',
+    ]);
     expect(events[1]!.resources).toEqual([]); // the SDK integration adds nothing
     // PutEvents' answer reaches the state: FailedEntryCount and each entry's EventId.
     expect(out).toEqual({ failed: 0, ids: [events[1]!.id] });
@@ -202,26 +241,41 @@ describe('a synthesized state machine publishing with both integrations, on the 
     const bus = new LocalEventBridge();
     const events: ExecutionEvent[] = [];
     // The detail at $.event is an array: not a JSON object.
-    const out = (await runExecution(sm!.definition, { ...input, event: [1, 2] }, { eventBridge: bus, onEvent: (e) => events.push(e) })) as { error: string; cause: string };
+    const out = (await runExecution(sm!.definition, { ...input, event: [1, 2] }, { eventBridge: bus, onEvent: (e) => events.push(e) })) as {
+      error: string;
+      cause: string;
+    };
     expect(out.error).toBe('EventBridge.FailedEntry');
     expect(JSON.parse(out.cause)).toMatchObject({ FailedEntryCount: 1, Entries: [{ ErrorCode: 'MalformedDetail' }] });
     expect(bus.list()).toEqual([]);
     expect(events.some((e) => e.type === 'StateCaught' && e.state?.name === 'PhaseApproved')).toBe(true);
 
-    const sdkOnly = synth((stack) =>
-      new tasks.CallAwsService(stack, 'Sdk', {
-        service: 'eventbridge',
-        action: 'putEvents',
-        iamResources: ['*'],
-        parameters: { Entries: [{ Source: 'logrelay.bake', DetailType: 'Bake Ended', 'Detail.$': 'States.JsonToString($.ended)' }, { Source: 'aws.fake', DetailType: 'x', Detail: '{}' }] },
-      }),
+    const sdkOnly = synth(
+      (stack) =>
+        new tasks.CallAwsService(stack, 'Sdk', {
+          service: 'eventbridge',
+          action: 'putEvents',
+          iamResources: ['*'],
+          parameters: {
+            Entries: [
+              { Source: 'logrelay.bake', DetailType: 'Bake Ended', 'Detail.$': 'States.JsonToString($.ended)' },
+              { Source: 'aws.fake', DetailType: 'x', Detail: '{}' },
+            ],
+          },
+        }),
     );
-    const sdkOut = (await runExecution(stateMachinesFromTemplate(sdkOnly)[0]!.definition, input, { eventBridge: bus })) as { FailedEntryCount: number; Entries: unknown[] };
+    const sdkOut = (await runExecution(stateMachinesFromTemplate(sdkOnly)[0]!.definition, input, { eventBridge: bus })) as {
+      FailedEntryCount: number;
+      Entries: unknown[];
+    };
     expect(sdkOut.FailedEntryCount).toBe(1);
-    expect(sdkOut.Entries).toEqual([{ EventId: bus.list()[0]!.id }, { ErrorCode: 'NotAuthorizedForSourceException', ErrorMessage: expect.any(String) }]);
+    expect(sdkOut.Entries).toEqual([
+      { EventId: bus.list()[0]!.id },
+      { ErrorCode: 'NotAuthorizedForSourceException', ErrorMessage: expect.any(String) },
+    ]);
   });
 
-  it('a Map over a task\'s transitions publishes one event each, in order, its detail-type from the transition', async () => {
+  it("a Map over a task's transitions publishes one event each, in order, its detail-type from the transition", async () => {
     const mapped = synth((stack) =>
       new sfn.Map(stack, 'Publish', { itemsPath: '$.events', maxConcurrency: 1, resultPath: sfn.JsonPath.DISCARD }).itemProcessor(
         bakeEvent(stack, 'Transition', { detailType: sfn.JsonPath.stringAt('$.type'), detailPath: '$' }),
@@ -230,29 +284,45 @@ describe('a synthesized state machine publishing with both integrations, on the 
     const bus = new LocalEventBridge();
     const transitions = [
       { type: 'PhaseBaking', seq: 3, bakeId: 'b-2', phase: 0, profile: 'delivery', version: '2' },
-      { type: 'PhaseRejected', seq: 4, bakeId: 'b-2', phase: 0, profile: 'delivery', version: '2', verdict: 'REJECTED', reason: 'Alarm fired' },
+      {
+        type: 'PhaseRejected',
+        seq: 4,
+        bakeId: 'b-2',
+        phase: 0,
+        profile: 'delivery',
+        version: '2',
+        verdict: 'REJECTED',
+        reason: 'Alarm fired',
+      },
       { type: 'BakeEnded', seq: 5, bakeId: 'b-2', status: 'SUCCEEDED' },
     ];
-    const out = await runExecution(stateMachinesFromTemplate(mapped)[0]!.definition, { bakeId: 'b-2', events: transitions }, { eventBridge: bus });
+    const out = await runExecution(
+      stateMachinesFromTemplate(mapped)[0]!.definition,
+      { bakeId: 'b-2', events: transitions },
+      { eventBridge: bus },
+    );
     expect(out).toEqual({ bakeId: 'b-2', events: transitions }); // the state passes through
     expect(bus.list().map((e) => [e.detailType, e.detail])).toEqual(transitions.map((t) => [t.type, t]));
   });
 
   it('a call PutEvents refuses as a whole fails the task with EventBridge.ValidationException; a machine that publishes needs a bus', async () => {
-    const eleven = synth((stack) =>
-      new tasks.CallAwsService(stack, 'TooMany', {
-        service: 'eventbridge',
-        action: 'putEvents',
-        iamResources: ['*'],
-        parameters: { Entries: Array.from({ length: 11 }, () => ({ Source: 'logrelay.bake', DetailType: 'x', Detail: '{}' })) },
-      }),
+    const eleven = synth(
+      (stack) =>
+        new tasks.CallAwsService(stack, 'TooMany', {
+          service: 'eventbridge',
+          action: 'putEvents',
+          iamResources: ['*'],
+          parameters: { Entries: Array.from({ length: 11 }, () => ({ Source: 'logrelay.bake', DetailType: 'x', Detail: '{}' })) },
+        }),
     );
     const bus = new LocalEventBridge();
     const err = await runExecution(stateMachinesFromTemplate(eleven)[0]!.definition, {}, { eventBridge: bus }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ExecutionFailedError);
     expect(err).toMatchObject({ status: 'FAILED', Error: 'EventBridge.ValidationException' });
     expect(bus.list()).toEqual([]);
-    await expect(runExecution(sm!.definition, input, {})).rejects.toThrow(/PhaseApproved: arn:aws:states:::events:putEvents needs options\.eventBridge/);
+    await expect(runExecution(sm!.definition, input, {})).rejects.toThrow(
+      /PhaseApproved: arn:aws:states:::events:putEvents needs options\.eventBridge/,
+    );
   });
 });
 
@@ -260,13 +330,24 @@ describe('the local runtime', () => {
   it("runs a stack's state machine that publishes, and exposes what it published as runtime.events (list and onEvent)", async () => {
     const app = new App({ outdir: mkdtempSync(join(tmpdir(), 'logrelay-events-')), context: { 'aws:cdk:bundling-stacks': [] } });
     const stack = new LogrelayStack(app, 'Logrelay');
-    new sfn.StateMachine(stack, 'EventsProbe', { stateMachineName: 'events-probe', definitionBody: sfn.DefinitionBody.fromChainable(publisher(stack)) });
+    new sfn.StateMachine(stack, 'EventsProbe', {
+      stateMachineName: 'events-probe',
+      definitionBody: sfn.DefinitionBody.fromChainable(publisher(stack)),
+    });
     const template = app.synth().getStackByName('Logrelay').template as Template;
-    const rt = await startLocalRuntime({ port: 0, template, credentialsPath: join(mkdtempSync(join(tmpdir(), 'logrelay-events-')), 'c.json'), log: () => {} });
+    const rt = await startLocalRuntime({
+      port: 0,
+      template,
+      credentialsPath: join(mkdtempSync(join(tmpdir(), 'logrelay-events-')), 'c.json'),
+      log: () => {},
+    });
     try {
       const heard: string[] = [];
       const stop = rt.events.onEvent((e) => heard.push(formatEventLine(e)));
-      await rt.startExecution('events-probe', { event: { bakeId: 'b-1', verdict: 'REJECTED' }, ended: { bakeId: 'b-1', status: 'SUCCEEDED' } });
+      await rt.startExecution('events-probe', {
+        event: { bakeId: 'b-1', verdict: 'REJECTED' },
+        ended: { bakeId: 'b-1', status: 'SUCCEEDED' },
+      });
       stop();
       expect(rt.events.list().map((e) => e.detailType)).toEqual(['Bake Phase Approved', 'Bake Ended']);
       expect(heard).toHaveLength(2);

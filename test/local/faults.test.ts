@@ -11,7 +11,15 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { startEmbeddedDynamo, tableSpecsFromDefs, type EmbeddedDynamo } from '../../local/dynamo';
-import { addFaults, FaultInjector, FAULTS_MIDDLEWARE, formatFaultSpec, parseFaultSpec, withFaults, type FaultSpec } from '../../local/faults';
+import {
+  addFaults,
+  FaultInjector,
+  FAULTS_MIDDLEWARE,
+  formatFaultSpec,
+  parseFaultSpec,
+  withFaults,
+  type FaultSpec,
+} from '../../local/faults';
 import { parseStartArgs } from '../../local/start-args';
 import { startLocalRuntime } from '../../local/server';
 import { SignedHttp } from '../../local/client';
@@ -32,13 +40,19 @@ afterAll(async () => {
 });
 
 function faulty(text: string, maxAttempts = 1): { client: DynamoDBClient; faults: FaultInjector } {
-  const client = new DynamoDBClient({ endpoint: plain.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts });
+  const client = new DynamoDBClient({
+    endpoint: plain.endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    maxAttempts,
+  });
   const faults = new FaultInjector(spec(text));
   addFaults(client, faults, 'dynamodb');
   return { client, faults };
 }
 const put = (pk: string) => new PutItemCommand({ TableName: TABLE, Item: { pk: { S: pk } } });
-const exists = async (pk: string) => (await plain.client.send(new GetItemCommand({ TableName: TABLE, Key: { pk: { S: pk } }, ConsistentRead: true }))).Item !== undefined;
+const exists = async (pk: string) =>
+  (await plain.client.send(new GetItemCommand({ TableName: TABLE, Key: { pk: { S: pk } }, ConsistentRead: true }))).Item !== undefined;
 
 describe('the fault spec', () => {
   it('parses every kind, the slow duration and the seed, and prints back as it parses', () => {
@@ -76,18 +90,28 @@ describe('the fault spec', () => {
 
   it('npm start takes --faults, else LOGRELAY_FAULTS; the flag wins, also to turn faults off', () => {
     expect(parseStartArgs([], {})).not.toHaveProperty('faults');
-    expect(parseStartArgs(['--faults', 'throttle=0.1,seed=3'], {})).toMatchObject({ faults: { throttle: 0.1, seed: 3 }, faultsFrom: '--faults' });
-    expect(parseStartArgs([], { LOGRELAY_FAULTS: 'slow=0.5:10ms' })).toMatchObject({ faults: { slow: 0.5, slowMs: 10 }, faultsFrom: 'LOGRELAY_FAULTS' });
+    expect(parseStartArgs(['--faults', 'throttle=0.1,seed=3'], {})).toMatchObject({
+      faults: { throttle: 0.1, seed: 3 },
+      faultsFrom: '--faults',
+    });
+    expect(parseStartArgs([], { LOGRELAY_FAULTS: 'slow=0.5:10ms' })).toMatchObject({
+      faults: { slow: 0.5, slowMs: 10 },
+      faultsFrom: 'LOGRELAY_FAULTS',
+    });
     expect(parseStartArgs(['--faults', 'off'], { LOGRELAY_FAULTS: 'throttle=1' })).not.toHaveProperty('faults');
     expect(() => parseStartArgs([], { LOGRELAY_FAULTS: 'throttle=2' })).toThrow(/LOGRELAY_FAULTS gives throttle the probability '2'/);
   });
 
   it('npm start refuses a bad spec before starting anything, naming the flag', () => {
-    const r = spawnSync(process.execPath, [join(__dirname, '../../node_modules/tsx/dist/cli.mjs'), join(__dirname, '../../bin/local.ts'), '--faults', 'throttle=0.1,lost=0.2'], {
-      encoding: 'utf8',
-      env: { ...process.env, PORT: '0' },
-      timeout: 30_000,
-    });
+    const r = spawnSync(
+      process.execPath,
+      [join(__dirname, '../../node_modules/tsx/dist/cli.mjs'), join(__dirname, '../../bin/local.ts'), '--faults', 'throttle=0.1,lost=0.2'],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, PORT: '0' },
+        timeout: 30_000,
+      },
+    );
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/logrelay: --faults has an unknown fault kind 'lost'/);
   }, 40_000);
@@ -97,7 +121,11 @@ describe('each kind against the embedded store', () => {
   it('throttle: refused before it is sent, as DynamoDB refuses it (ProvisionedThroughputExceededException, client fault, 400), not applied', async () => {
     const { client, faults } = faulty('throttle=1,seed=1');
     try {
-      const e = (await client.send(put('throttled')).catch((x: unknown) => x)) as { name: string; $fault: string; $metadata: { httpStatusCode: number } };
+      const e = (await client.send(put('throttled')).catch((x: unknown) => x)) as {
+        name: string;
+        $fault: string;
+        $metadata: { httpStatusCode: number };
+      };
       expect(e).toMatchObject({ name: 'ProvisionedThroughputExceededException', $fault: 'client', $metadata: { httpStatusCode: 400 } });
       expect(await exists('throttled')).toBe(false);
       expect(faults.counts()).toEqual({ throttle: 1, 'applied-then-error': 0, slow: 0 });
@@ -135,7 +163,12 @@ describe('each kind against the embedded store', () => {
   it('applied-then-error: the SDK sends the write again, so a counter update is applied once per attempt', async () => {
     const { client } = faulty('applied-then-error=1,seed=1', 3);
     try {
-      const update = new UpdateItemCommand({ TableName: TABLE, Key: { pk: { S: 'counter' } }, UpdateExpression: 'ADD n :one', ExpressionAttributeValues: { ':one': { N: '1' } } });
+      const update = new UpdateItemCommand({
+        TableName: TABLE,
+        Key: { pk: { S: 'counter' } },
+        UpdateExpression: 'ADD n :one',
+        ExpressionAttributeValues: { ':one': { N: '1' } },
+      });
       await expect(client.send(update)).rejects.toMatchObject({ name: 'InternalServerError', $metadata: { attempts: 3 } });
       const item = await plain.client.send(new GetItemCommand({ TableName: TABLE, Key: { pk: { S: 'counter' } }, ConsistentRead: true }));
       expect(item.Item?.n?.N).toBe('3');
@@ -202,7 +235,16 @@ describe('seeded replay', () => {
     const c = await outcomes(`${text},seed=8`);
     expect(a).toEqual(b);
     expect(c).not.toEqual(a);
-    expect(new Set(a)).toEqual(new Set(['ok', 'ProvisionedThroughputExceededException', 'InternalServerError', 'ok+slow', 'ProvisionedThroughputExceededException+slow', 'InternalServerError+slow']));
+    expect(new Set(a)).toEqual(
+      new Set([
+        'ok',
+        'ProvisionedThroughputExceededException',
+        'InternalServerError',
+        'ok+slow',
+        'ProvisionedThroughputExceededException+slow',
+        'InternalServerError+slow',
+      ]),
+    );
   });
 
   it('draws three numbers a call whatever they decide, so the n-th call always gets the same faults', () => {
@@ -231,7 +273,12 @@ describe('seeded replay', () => {
 describe('the local runtime with faults', () => {
   const credentials = () => {
     const path = join(mkdtempSync(join(tmpdir(), 'logrelay-faults-')), 'credentials.json');
-    writeFileSync(path, JSON.stringify({ principals: [{ name: 'f', accessKeyId: 'LRFAULTS00000000', secretAccessKey: 'faults-secret-0000000000000000000000', admin: true }] }));
+    writeFileSync(
+      path,
+      JSON.stringify({
+        principals: [{ name: 'f', accessKeyId: 'LRFAULTS00000000', secretAccessKey: 'faults-secret-0000000000000000000000', admin: true }],
+      }),
+    );
     return path;
   };
 
@@ -247,7 +294,13 @@ describe('the local runtime with faults', () => {
 
   it('storage still failing after the SDK retries answers 503 with retry-after 1, never a 500: throttled, or a lost response', async () => {
     // Rates 0 to start, so the host reads its configuration; then storage fails every call.
-    const rt = await startLocalRuntime({ port: 0, template, credentialsPath: credentials(), log: () => {}, faults: spec('throttle=0,seed=1') });
+    const rt = await startLocalRuntime({
+      port: 0,
+      template,
+      credentialsPath: credentials(),
+      log: () => {},
+      faults: spec('throttle=0,seed=1'),
+    });
     try {
       const api = new SignedHttp(rt.url, rt.principals[0]!);
       expect((await api.call('POST', '/logs', { logId: 'before-faults' })).status).toBe(201);
@@ -272,7 +325,13 @@ describe('the local runtime with faults', () => {
   }, 60_000);
 
   it('puts the faults on the handlers’ AppConfig calls too (the admin routes’: data routes make none), inside the SDK’s retries', async () => {
-    const rt = await startLocalRuntime({ port: 0, template, credentialsPath: credentials(), log: () => {}, faults: spec('slow=1:1ms,seed=1') });
+    const rt = await startLocalRuntime({
+      port: 0,
+      template,
+      credentialsPath: credentials(),
+      log: () => {},
+      faults: spec('slow=1:1ms,seed=1'),
+    });
     try {
       const api = new SignedHttp(rt.url, rt.principals[0]!);
       expect((await api.call('POST', '/logs', { logId: 'slowly' })).status).toBe(201);

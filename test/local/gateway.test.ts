@@ -20,10 +20,14 @@ const ok = async (): Promise<HttpResult> => ({ statusCode: 201, body: '{}' });
 describe('invokeFunction', () => {
   it('passes an event and a result inside the envelope through, with the remaining time counted down', async () => {
     let remaining = -1;
-    const r = await invokeFunction(async (_e, ctx) => {
-      remaining = (ctx as { getRemainingTimeInMillis(): number }).getRemainingTimeInMillis();
-      return ok();
-    }, event('{"records":[]}'), { logicalId: 'append', timeoutSeconds: 15 });
+    const r = await invokeFunction(
+      async (_e, ctx) => {
+        remaining = (ctx as { getRemainingTimeInMillis(): number }).getRemainingTimeInMillis();
+        return ok();
+      },
+      event('{"records":[]}'),
+      { logicalId: 'append', timeoutSeconds: 15 },
+    );
     expect(r).toEqual({ result: { statusCode: 201, body: '{}' } });
     expect(remaining).toBeGreaterThan(14_000);
     expect(remaining).toBeLessThanOrEqual(15_000);
@@ -44,12 +48,19 @@ describe('invokeFunction', () => {
   });
 
   it("answers a result over Lambda's response limit, and a thrown error, as the HTTP API's 500", async () => {
-    const big = await invokeFunction(async () => ({ statusCode: 200, body: '\\'.repeat(3_200_000) }), event(), { logicalId: 'receive', timeoutSeconds: 28 });
+    const big = await invokeFunction(async () => ({ statusCode: 200, body: '\\'.repeat(3_200_000) }), event(), {
+      logicalId: 'receive',
+      timeoutSeconds: 28,
+    });
     expect(big).toMatchObject({ gateway: GATEWAY_ANSWERS.integrationFailure, why: expect.stringMatching(/over Lambda's 6291556/) });
     expect(JSON.parse((big as { gateway: { body: string } }).gateway.body)).toEqual({ message: 'Internal Server Error' });
-    const threw = await invokeFunction(async () => {
-      throw new Error('boom');
-    }, event(), { logicalId: 'receive', timeoutSeconds: 28 });
+    const threw = await invokeFunction(
+      async () => {
+        throw new Error('boom');
+      },
+      event(),
+      { logicalId: 'receive', timeoutSeconds: 28 },
+    );
     expect(threw).toMatchObject({ gateway: { status: 500 }, why: expect.stringMatching(/threw: Error: boom/) });
   });
 
@@ -71,7 +82,10 @@ describe('invokeFunction', () => {
     };
     const third = await invokeFunction(call, event(), fn, Date.now, running);
     expect(called).toBe(false);
-    expect(third).toMatchObject({ gateway: GATEWAY_ANSWERS.integrationFailure, why: expect.stringMatching(/throttled .* 2 of 2 reserved/) });
+    expect(third).toMatchObject({
+      gateway: GATEWAY_ANSWERS.integrationFailure,
+      why: expect.stringMatching(/throttled .* 2 of 2 reserved/),
+    });
     // Another function is not held back by receive's reservation.
     expect(await invokeFunction(ok, event(), { logicalId: 'append', timeoutSeconds: 15 }, Date.now, running)).toHaveProperty('result');
     release();

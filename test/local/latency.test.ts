@@ -33,7 +33,12 @@ async function timed(n: number, call: () => Promise<unknown>): Promise<number[]>
 }
 
 function clientOf(endpoint: string, maxAttempts = 3): DynamoDBClient {
-  return new DynamoDBClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, maxAttempts });
+  return new DynamoDBClient({
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    maxAttempts,
+  });
 }
 
 let plain: EmbeddedDynamo;
@@ -100,7 +105,8 @@ describe('addStorageLatency', () => {
     try {
       addStorageLatency(client, 0);
       expect(hasLatency(client)).toBe(false);
-      for (const bad of [-1, 2.5, 10_001, Number.NaN, Infinity]) expect(() => addStorageLatency(client, bad)).toThrow(/storage latency must be a whole number of milliseconds from 0 to 10000/);
+      for (const bad of [-1, 2.5, 10_001, Number.NaN, Infinity])
+        expect(() => addStorageLatency(client, bad)).toThrow(/storage latency must be a whole number of milliseconds from 0 to 10000/);
       expect(hasLatency(client)).toBe(false);
     } finally {
       client.destroy();
@@ -126,7 +132,13 @@ describe('startEmbeddedDynamo', () => {
 
 describe('the local runtime', () => {
   it('passes storageLatencyMs to the client its handlers use: a request that reads the store takes at least N ms', async () => {
-    const rt = await startLocalRuntime({ port: 0, template: synthTemplate(), storageLatencyMs: N, credentialsPath: join(mkdtempSync(join(tmpdir(), 'logrelay-test-')), 'c.json'), log: () => {} });
+    const rt = await startLocalRuntime({
+      port: 0,
+      template: synthTemplate(),
+      storageLatencyMs: N,
+      credentialsPath: join(mkdtempSync(join(tmpdir(), 'logrelay-test-')), 'c.json'),
+      log: () => {},
+    });
     try {
       expect(rt.storageLatencyMs).toBe(N);
       expect(hasLatency(rt.dynamo.client)).toBe(true);
@@ -139,7 +151,9 @@ describe('the local runtime', () => {
   });
 
   it('refuses an invalid storageLatencyMs before starting anything', async () => {
-    await expect(startLocalRuntime({ port: 0, storageLatencyMs: -5, log: () => {} })).rejects.toThrow(/storageLatencyMs must be a whole number/);
+    await expect(startLocalRuntime({ port: 0, storageLatencyMs: -5, log: () => {} })).rejects.toThrow(
+      /storageLatencyMs must be a whole number/,
+    );
   });
 });
 
@@ -148,32 +162,54 @@ describe('npm start --storage-latency-ms', () => {
 
   it('takes the flag, else LOGRELAY_STORAGE_LATENCY_MS, else 0; the flag wins', () => {
     expect(parseStartArgs([], env)).toMatchObject({ help: false, storageLatencyMs: 0, storageLatencyFrom: 'default' });
-    expect(parseStartArgs([], { ...env, LOGRELAY_STORAGE_LATENCY_MS: '' })).toMatchObject({ storageLatencyMs: 0, storageLatencyFrom: 'default' });
-    expect(parseStartArgs(['--storage-latency-ms', '5'], env)).toMatchObject({ storageLatencyMs: 5, storageLatencyFrom: '--storage-latency-ms' });
+    expect(parseStartArgs([], { ...env, LOGRELAY_STORAGE_LATENCY_MS: '' })).toMatchObject({
+      storageLatencyMs: 0,
+      storageLatencyFrom: 'default',
+    });
+    expect(parseStartArgs(['--storage-latency-ms', '5'], env)).toMatchObject({
+      storageLatencyMs: 5,
+      storageLatencyFrom: '--storage-latency-ms',
+    });
     expect(parseStartArgs(['--storage-latency-ms=10000'], env)).toMatchObject({ storageLatencyMs: 10_000 });
-    expect(parseStartArgs([], { ...env, LOGRELAY_STORAGE_LATENCY_MS: '7' })).toMatchObject({ storageLatencyMs: 7, storageLatencyFrom: 'LOGRELAY_STORAGE_LATENCY_MS' });
-    expect(parseStartArgs(['--storage-latency-ms', '0'], { ...env, LOGRELAY_STORAGE_LATENCY_MS: '7' })).toMatchObject({ storageLatencyMs: 0, storageLatencyFrom: '--storage-latency-ms' });
+    expect(parseStartArgs([], { ...env, LOGRELAY_STORAGE_LATENCY_MS: '7' })).toMatchObject({
+      storageLatencyMs: 7,
+      storageLatencyFrom: 'LOGRELAY_STORAGE_LATENCY_MS',
+    });
+    expect(parseStartArgs(['--storage-latency-ms', '0'], { ...env, LOGRELAY_STORAGE_LATENCY_MS: '7' })).toMatchObject({
+      storageLatencyMs: 0,
+      storageLatencyFrom: '--storage-latency-ms',
+    });
     // The flag wins even over an invalid variable, which it makes unused.
-    expect(parseStartArgs(['--storage-latency-ms', '3'], { ...env, LOGRELAY_STORAGE_LATENCY_MS: 'slow' })).toMatchObject({ storageLatencyMs: 3 });
+    expect(parseStartArgs(['--storage-latency-ms', '3'], { ...env, LOGRELAY_STORAGE_LATENCY_MS: 'slow' })).toMatchObject({
+      storageLatencyMs: 3,
+    });
     expect(parseStartArgs(['--data-dir', '/x'], env)).toMatchObject({ dataDir: '/x', port: 0 });
     expect(parseStartArgs(['-h'], env)).toEqual({ help: true });
   });
 
   it('refuses a value that is not a whole number of ms from 0 to 10000, naming the flag or the variable', () => {
     for (const bad of ['-1', '2.5', '5ms', '10001', '', 'abc', '1e3']) {
-      expect(() => parseStartArgs([`--storage-latency-ms=${bad}`], env)).toThrow(`--storage-latency-ms must be a whole number of milliseconds from 0 to 10000; it is '${bad}'.`);
+      expect(() => parseStartArgs([`--storage-latency-ms=${bad}`], env)).toThrow(
+        `--storage-latency-ms must be a whole number of milliseconds from 0 to 10000; it is '${bad}'.`,
+      );
     }
-    expect(() => parseStartArgs([], { ...env, LOGRELAY_STORAGE_LATENCY_MS: '-1' })).toThrow(/^LOGRELAY_STORAGE_LATENCY_MS must be a whole number/);
+    expect(() => parseStartArgs([], { ...env, LOGRELAY_STORAGE_LATENCY_MS: '-1' })).toThrow(
+      /^LOGRELAY_STORAGE_LATENCY_MS must be a whole number/,
+    );
     expect(() => parseStartArgs(['--storage-latency-ms'], env)).toThrow(/--storage-latency-ms/);
   });
 
   it('exits 1 with the message, before starting anything', () => {
     const root = join(__dirname, '../..');
-    const r = spawnSync(process.execPath, [join(root, 'node_modules/tsx/dist/cli.mjs'), join(root, 'bin/local.ts'), '--storage-latency-ms', 'fast'], {
-      cwd: mkdtempSync(join(tmpdir(), 'logrelay-test-')),
-      encoding: 'utf8',
-      timeout: 30_000,
-    });
+    const r = spawnSync(
+      process.execPath,
+      [join(root, 'node_modules/tsx/dist/cli.mjs'), join(root, 'bin/local.ts'), '--storage-latency-ms', 'fast'],
+      {
+        cwd: mkdtempSync(join(tmpdir(), 'logrelay-test-')),
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    );
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(1);
     expect(r.stderr).toContain("logrelay: --storage-latency-ms must be a whole number of milliseconds from 0 to 10000; it is 'fast'.");
     expect(r.stdout).not.toMatch(/listening/);

@@ -136,7 +136,13 @@ describe('alarms come from the template', () => {
     const changed = synthWith((stack) => {
       new cloudwatch.Alarm(stack, 'LogsErrors', {
         alarmName: 'logs-4xx',
-        metric: new cloudwatch.Metric({ namespace: 'Logrelay', metricName: 'Errors4xx', dimensionsMap: { service: 'logrelay', Function: 'logs' }, statistic: 'Sum', period: Duration.seconds(10) }),
+        metric: new cloudwatch.Metric({
+          namespace: 'Logrelay',
+          metricName: 'Errors4xx',
+          dimensionsMap: { service: 'logrelay', Function: 'logs' },
+          statistic: 'Sum',
+          period: Duration.seconds(10),
+        }),
         threshold: 1,
         evaluationPeriods: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -144,10 +150,18 @@ describe('alarms come from the template', () => {
       });
     });
     // LOGRELAY_TIME_SCALE 20: the 10 s period lasts 0.5 s.
-    const rt = await startLocalRuntime({ port: 0, template: changed, credentialsPath: join(tmp(), 'c.json'), log: () => {}, timeScale: 20 });
+    const rt = await startLocalRuntime({
+      port: 0,
+      template: changed,
+      credentialsPath: join(tmp(), 'c.json'),
+      log: () => {},
+      timeScale: 20,
+    });
     try {
       const names = rt.cloudwatch.describeAlarms().MetricAlarms.map((a) => a.AlarmName);
-      const inTemplate: string[] = Object.values(changed.Resources).filter((r) => r.Type === 'AWS::CloudWatch::Alarm').map((r) => r.Properties.AlarmName);
+      const inTemplate: string[] = Object.values(changed.Resources)
+        .filter((r) => r.Type === 'AWS::CloudWatch::Alarm')
+        .map((r) => r.Properties.AlarmName);
       // The stack's six bake alarms and the one added here.
       expect(inTemplate).toHaveLength(7);
       expect(inTemplate.filter((n) => n.startsWith('Logrelay-bake-'))).toHaveLength(6);
@@ -188,7 +202,10 @@ describe('state machines and AppConfig come from the template', () => {
         resultSelector: { 'status.$': '$.Payload.statusCode' },
         resultPath: '$.http',
       });
-      new sfn.StateMachine(stack, 'Probe', { stateMachineName: 'probe', definitionBody: sfn.DefinitionBody.fromChainable(wait.next(alarms).next(call)) });
+      new sfn.StateMachine(stack, 'Probe', {
+        stateMachineName: 'probe',
+        definitionBody: sfn.DefinitionBody.fromChainable(wait.next(alarms).next(call)),
+      });
       new cloudwatch.Alarm(stack, 'A', {
         alarmName: 'logs-4xx',
         metric: new cloudwatch.Metric({ namespace: 'Logrelay', metricName: 'Errors4xx', statistic: 'Sum' }),
@@ -200,7 +217,12 @@ describe('state machines and AppConfig come from the template', () => {
         applicationId: app.ref,
         name: 'limits',
         locationUri: 'hosted',
-        validators: [{ type: 'JSON_SCHEMA', content: JSON.stringify({ type: 'object', properties: { n: { type: 'integer', maximum: 5 } }, additionalProperties: false }) }],
+        validators: [
+          {
+            type: 'JSON_SCHEMA',
+            content: JSON.stringify({ type: 'object', properties: { n: { type: 'integer', maximum: 5 } }, additionalProperties: false }),
+          },
+        ],
       });
       new appconfig.CfnHostedConfigurationVersion(stack, 'LimitsV1', {
         applicationId: app.ref,
@@ -209,7 +231,13 @@ describe('state machines and AppConfig come from the template', () => {
         contentType: 'application/json',
       });
     });
-    const rt = await startLocalRuntime({ port: 0, template: changed, credentialsPath: join(tmp(), 'c.json'), log: () => {}, timeScale: 600 });
+    const rt = await startLocalRuntime({
+      port: 0,
+      template: changed,
+      credentialsPath: join(tmp(), 'c.json'),
+      log: () => {},
+      timeScale: 600,
+    });
     try {
       // The stack's bake state machine (no StateMachineName: named by its logical id) and the probe.
       const inTemplate = Object.entries(changed.Resources).filter(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine');
@@ -219,7 +247,11 @@ describe('state machines and AppConfig come from the template', () => {
       expect(rt.stateMachines.map((m) => m.name).sort()).toEqual([bakeMachine, 'probe'].sort());
       const states: string[] = [];
       const started = Date.now();
-      const out = (await rt.startExecution('probe', { logId: 'nope' }, { onEvent: (e) => void (e.type === 'StateEntered' && states.push(e.state!.name)) })) as any;
+      const out = (await rt.startExecution(
+        'probe',
+        { logId: 'nope' },
+        { onEvent: (e) => void (e.type === 'StateEntered' && states.push(e.state!.name)) },
+      )) as any;
       expect(Date.now() - started).toBeLessThan(2_000); // the 60 s Wait took 0.1 s at time scale 600
       expect(out.alarms).toEqual({ count: 1 }); // aws-sdk:cloudwatch answered by the local CloudWatch
       expect(out.http).toEqual({ status: 404 }); // the Lambda task ran the logs function's own handler
@@ -232,7 +264,10 @@ describe('state machines and AppConfig come from the template', () => {
         const own = rt.appConfig.findProfile('Logrelay', name);
         expect(own, name).toBeDefined();
         expect(own!.ConfigurationProfileId).not.toBe(profile.ConfigurationProfileId);
-        expect(rt.appConfig.listHostedConfigurationVersions(own!).Items.map((v) => v.VersionNumber), name).toEqual([1]);
+        expect(
+          rt.appConfig.listHostedConfigurationVersions(own!).Items.map((v) => v.VersionNumber),
+          name,
+        ).toEqual([1]);
       }
     } finally {
       await rt.close();
@@ -256,7 +291,10 @@ describe('serving over HTTP', () => {
   it('serves the contract end to end for a signed caller, and logs one line per request', async () => {
     const api = new SignedHttp(rt.url, rt.principals[0]!);
     expect((await api.call('POST', '/logs', { logId: 'http' })).status).toBe(201);
-    expect((await api.call('POST', '/logs/http/records', { records: [{ data: { a: 1 }, key: 'k' }] })).body).toEqual({ firstSeq: 1, lastSeq: 1 });
+    expect((await api.call('POST', '/logs/http/records', { records: [{ data: { a: 1 }, key: 'k' }] })).body).toEqual({
+      firstSeq: 1,
+      lastSeq: 1,
+    });
     const sid = (await api.call('POST', '/logs/http/sessions', {})).body.sessionId;
     const got = await api.call('POST', `/sessions/${sid}/receive`, {});
     expect(got.body.records).toEqual([expect.objectContaining({ seq: 1, data: { a: 1 }, key: 'k', deliveryCount: 1 })]);
@@ -271,7 +309,15 @@ describe('serving over HTTP', () => {
     await api.call('GET', '/logs/http');
     await api.call('GET', '/logs/does-not-exist');
     const q = (metricName: string, stat: string) =>
-      rt.cloudwatch.store.statistic({ namespace: 'Logrelay', metricName, dimensions: { service: 'logrelay', Function: 'logs' }, stat, periodSeconds: 3600, startMs: Date.now() - 3_600_000, endMs: Date.now() + 3_600_000 });
+      rt.cloudwatch.store.statistic({
+        namespace: 'Logrelay',
+        metricName,
+        dimensions: { service: 'logrelay', Function: 'logs' },
+        stat,
+        periodSeconds: 3600,
+        startMs: Date.now() - 3_600_000,
+        endMs: Date.now() + 3_600_000,
+      });
     const requests = q('Requests', 'Sum').reduce((a, d) => a + d.value, 0);
     const errors4xx = q('Errors4xx', 'Sum').reduce((a, d) => a + d.value, 0);
     expect(requests).toBeGreaterThanOrEqual(3); // POST /logs, GET http, GET does-not-exist
@@ -282,7 +328,10 @@ describe('serving over HTTP', () => {
     const unsigned = await fetch(`${rt.url}/logs/http`);
     expect(unsigned.status).toBe(403);
     expect(((await unsigned.json()) as { error: { code: string } }).error.code).toBe('Forbidden');
-    const wrong = await new SignedHttp(rt.url, { accessKeyId: rt.principals[0]!.accessKeyId, secretAccessKey: 'not-the-secret' }).call('GET', '/logs/http');
+    const wrong = await new SignedHttp(rt.url, { accessKeyId: rt.principals[0]!.accessKeyId, secretAccessKey: 'not-the-secret' }).call(
+      'GET',
+      '/logs/http',
+    );
     expect(wrong.status).toBe(403);
     expect(wrong.body.error.message).toMatch(/signature/i);
   });

@@ -14,8 +14,18 @@ import { splitRequestTarget, verifySigV4, type SigV4Request, type SigV4Result } 
 
 const execFileAsync = promisify(execFile);
 
-const alice: Principal = { name: 'alice', accessKeyId: 'LRALICE0000000000001', secretAccessKey: 'aliceSecretKey0123456789abcdefghijklmnop', admin: true };
-const bob: Principal = { name: 'bob', accessKeyId: 'LRBOB000000000000002', secretAccessKey: 'bobSecretKey0123456789abcdefghijklmnopqr', admin: false };
+const alice: Principal = {
+  name: 'alice',
+  accessKeyId: 'LRALICE0000000000001',
+  secretAccessKey: 'aliceSecretKey0123456789abcdefghijklmnop',
+  admin: true,
+};
+const bob: Principal = {
+  name: 'bob',
+  accessKeyId: 'LRBOB000000000000002',
+  secretAccessKey: 'bobSecretKey0123456789abcdefghijklmnopqr',
+  admin: false,
+};
 const principals = [alice, bob];
 
 const NOW = Date.UTC(2024, 4, 1, 12, 0, 0);
@@ -93,7 +103,12 @@ function expectPrincipal(result: SigV4Result, principal: Principal): void {
 
 describe('verifySigV4: requests signed with the AWS SDK', () => {
   it('accepts a signed POST with a JSON body and returns the principal', async () => {
-    const req = await sdkSigned({ method: 'POST', path: '/logs', headers: { 'content-type': 'application/json' }, body: '{"logId":"a.b_c-d"}' });
+    const req = await sdkSigned({
+      method: 'POST',
+      path: '/logs',
+      headers: { 'content-type': 'application/json' },
+      body: '{"logId":"a.b_c-d"}',
+    });
     expectPrincipal(await verify(req), alice);
   });
 
@@ -180,7 +195,13 @@ describe('verifySigV4: requests signed with the AWS SDK', () => {
         const status = await new Promise<number>((resolve, reject) => {
           const { host: _host, ...headers } = signed.headers as Record<string, string>;
           const r = http.request(
-            { host: '127.0.0.1', port, method: signed.method, path: signed.path + (signed.query ? `?${signed.query}` : ''), headers: { ...headers, host: HOST } },
+            {
+              host: '127.0.0.1',
+              port,
+              method: signed.method,
+              path: signed.path + (signed.query ? `?${signed.query}` : ''),
+              headers: { ...headers, host: HOST },
+            },
             (res) => {
               res.resume();
               resolve(res.statusCode ?? 0);
@@ -199,18 +220,32 @@ describe('verifySigV4: requests signed with the AWS SDK', () => {
 
 describe('verifySigV4: failures', () => {
   const post = (extra: Partial<ClientRequest> = {}) =>
-    sdkSigned({ method: 'POST', path: '/logs/l1/records', headers: { 'content-type': 'application/json' }, body: '{"records":[{"data":1}]}', ...extra });
+    sdkSigned({
+      method: 'POST',
+      path: '/logs/l1/records',
+      headers: { 'content-type': 'application/json' },
+      body: '{"records":[{"data":1}]}',
+      ...extra,
+    });
 
   it('rejects a request signed with the wrong secret', async () => {
     const req = await post({ principal: { accessKeyId: alice.accessKeyId, secretAccessKey: 'not-the-secret-0123456789' } });
-    expectFailure(await verify(req), 'SignatureDoesNotMatch', /signature does not match.*check the secret key, the region, the service name execute-api and that the body was not changed/is);
+    expectFailure(
+      await verify(req),
+      'SignatureDoesNotMatch',
+      /signature does not match.*check the secret key, the region, the service name execute-api and that the body was not changed/is,
+    );
   });
 
   it('rejects a tampered body (with and without x-amz-content-sha256)', async () => {
     const withHash = await post();
     expectFailure(await verify({ ...withHash, body: Buffer.from('{"records":[{"data":2}]}') }), 'PayloadHashMismatch', /body/);
     const withoutHash = await post({ applyChecksum: false });
-    expectFailure(await verify({ ...withoutHash, body: Buffer.from('{"records":[{"data":2}]}') }), 'SignatureDoesNotMatch', /body was not changed/);
+    expectFailure(
+      await verify({ ...withoutHash, body: Buffer.from('{"records":[{"data":2}]}') }),
+      'SignatureDoesNotMatch',
+      /body was not changed/,
+    );
   });
 
   it('rejects a tampered path, method, query or signed header', async () => {
@@ -234,7 +269,11 @@ describe('verifySigV4: failures', () => {
 
   it('rejects an unsigned request, telling the caller how to sign', async () => {
     const r = await verify({ method: 'GET', path: '/logs/x', query: '', headers: { host: HOST }, body: Buffer.alloc(0) });
-    expectFailure(r, 'MissingAuthentication', /^The request is not signed\. Sign the request with AWS Signature Version 4 .*execute-api.*--aws-sigv4/);
+    expectFailure(
+      r,
+      'MissingAuthentication',
+      /^The request is not signed\. Sign the request with AWS Signature Version 4 .*execute-api.*--aws-sigv4/,
+    );
   });
 
   it('rejects an unknown access key', async () => {
@@ -266,14 +305,41 @@ describe('verifySigV4: failures', () => {
       ['no Signature', (a, h) => ({ ...h, authorization: a.replace(/, Signature=.*/, '') }), /has no Signature/],
       ['unknown component', (a, h) => ({ ...h, authorization: `${a}, Extra=1` }), /malformed at "Extra=1"/],
       ['short Credential', (a, h) => ({ ...h, authorization: a.replace(/\/aws4_request/, '') }), /Credential .* is malformed/],
-      ['bad scope terminator', (a, h) => ({ ...h, authorization: a.replace(/aws4_request/, 'aws5_request') }), /must end with "aws4_request"/],
+      [
+        'bad scope terminator',
+        (a, h) => ({ ...h, authorization: a.replace(/aws4_request/, 'aws5_request') }),
+        /must end with "aws4_request"/,
+      ],
       ['non-hex Signature', (a, h) => ({ ...h, authorization: a.replace(/Signature=\w+/, 'Signature=xyz') }), /64 hexadecimal digits/],
-      ['SignedHeaders without host', (a, h) => ({ ...h, authorization: a.replace(/SignedHeaders=[^,]+/, 'SignedHeaders=x-amz-date') }), /Host header must be signed/],
-      ['unsorted SignedHeaders', (a, h) => ({ ...h, authorization: a.replace(/SignedHeaders=[^,]+/, 'SignedHeaders=x-amz-date;host') }), /alphabetical order/],
-      ['signed header not sent', (a, h) => ({ ...h, authorization: a.replace(/SignedHeaders=[^,]+/, 'SignedHeaders=host;x-amz-date;x-foo') }), /no x-foo header/],
-      ['no X-Amz-Date', (_a, h) => { const { 'x-amz-date': _d, ...rest } = h; return rest; }, /no X-Amz-Date/],
+      [
+        'SignedHeaders without host',
+        (a, h) => ({ ...h, authorization: a.replace(/SignedHeaders=[^,]+/, 'SignedHeaders=x-amz-date') }),
+        /Host header must be signed/,
+      ],
+      [
+        'unsorted SignedHeaders',
+        (a, h) => ({ ...h, authorization: a.replace(/SignedHeaders=[^,]+/, 'SignedHeaders=x-amz-date;host') }),
+        /alphabetical order/,
+      ],
+      [
+        'signed header not sent',
+        (a, h) => ({ ...h, authorization: a.replace(/SignedHeaders=[^,]+/, 'SignedHeaders=host;x-amz-date;x-foo') }),
+        /no x-foo header/,
+      ],
+      [
+        'no X-Amz-Date',
+        (_a, h) => {
+          const { 'x-amz-date': _d, ...rest } = h;
+          return rest;
+        },
+        /no X-Amz-Date/,
+      ],
       ['bad X-Amz-Date', (_a, h) => ({ ...h, 'x-amz-date': '2024-05-01T12:00:00Z' }), /yyyymmddThhmmssZ/],
-      ['X-Amz-Date not signed', (a, h) => ({ ...h, authorization: a.replace(/SignedHeaders=[^,]+/, 'SignedHeaders=host') }), /x-amz-date header carries the signing time/],
+      [
+        'X-Amz-Date not signed',
+        (a, h) => ({ ...h, authorization: a.replace(/SignedHeaders=[^,]+/, 'SignedHeaders=host') }),
+        /x-amz-date header carries the signing time/,
+      ],
       ['scope date differs from X-Amz-Date', (_a, h) => ({ ...h, 'x-amz-date': '20240502T000500Z' }), /does not match the signing time/],
       ['two Authorization headers', (a, h) => ({ ...h, authorization: [a, a] }), /more than one Authorization/],
     ];
@@ -298,7 +364,14 @@ describe('verifySigV4: failures', () => {
 });
 
 describe('verifySigV4: presigned URLs (X-Amz-Signature in the query)', () => {
-  async function presigned(c: { path: string; query?: Record<string, string>; secret?: string; expiresIn?: number; method?: string; body?: string }): Promise<SigV4Request> {
+  async function presigned(c: {
+    path: string;
+    query?: Record<string, string>;
+    secret?: string;
+    expiresIn?: number;
+    method?: string;
+    body?: string;
+  }): Promise<SigV4Request> {
     const signer = new SignatureV4({
       service: 'execute-api',
       region: 'us-east-1',
@@ -307,10 +380,24 @@ describe('verifySigV4: presigned URLs (X-Amz-Signature in the query)', () => {
     });
     const body = c.body === undefined ? undefined : Buffer.from(c.body);
     const out = await signer.presign(
-      { method: c.method ?? 'GET', protocol: 'https:', hostname: 'api.local', path: c.path, query: c.query ?? {}, headers: { host: HOST }, ...(body ? { body } : {}) },
+      {
+        method: c.method ?? 'GET',
+        protocol: 'https:',
+        hostname: 'api.local',
+        path: c.path,
+        query: c.query ?? {},
+        headers: { host: HOST },
+        ...(body ? { body } : {}),
+      },
       { signingDate: new Date(NOW), expiresIn: c.expiresIn ?? 300 },
     );
-    return { method: c.method ?? 'GET', path: c.path, query: wireQuery(out.query as Record<string, string>), headers: { host: HOST, 'user-agent': 'x' }, body: body ?? Buffer.alloc(0) };
+    return {
+      method: c.method ?? 'GET',
+      path: c.path,
+      query: wireQuery(out.query as Record<string, string>),
+      headers: { host: HOST, 'user-agent': 'x' },
+      body: body ?? Buffer.alloc(0),
+    };
   }
 
   it('accepts a URL presigned by the SDK, with its own query parameters and a body', async () => {
@@ -329,8 +416,16 @@ describe('verifySigV4: presigned URLs (X-Amz-Signature in the query)', () => {
 
   it('rejects a presigned URL missing a parameter, or with a bad X-Amz-Expires', async () => {
     const req = await presigned({ path: '/logs/x' });
-    expectFailure(await verify({ ...req, query: req.query.replace(/X-Amz-Date=[^&]+&?/, '') }), 'MalformedAuthorization', /exactly one X-Amz-Date/);
-    expectFailure(await verify({ ...req, query: req.query.replace(/X-Amz-Expires=\d+/, 'X-Amz-Expires=999999') }), 'MalformedAuthorization', /one week/);
+    expectFailure(
+      await verify({ ...req, query: req.query.replace(/X-Amz-Date=[^&]+&?/, '') }),
+      'MalformedAuthorization',
+      /exactly one X-Amz-Date/,
+    );
+    expectFailure(
+      await verify({ ...req, query: req.query.replace(/X-Amz-Expires=\d+/, 'X-Amz-Expires=999999') }),
+      'MalformedAuthorization',
+      /one week/,
+    );
   });
 });
 
@@ -380,10 +475,18 @@ describe('verifySigV4 against an independent SigV4 oracle', () => {
       secret: alice.secretAccessKey,
       accessKeyId: alice.accessKeyId,
     });
-    const req: SigV4Request = { method: 'GET', path: '/logs/a%20b', query: 'b=x%20y&a=1', headers: { ...headers, authorization }, body: Buffer.alloc(0) };
+    const req: SigV4Request = {
+      method: 'GET',
+      path: '/logs/a%20b',
+      query: 'b=x%20y&a=1',
+      headers: { ...headers, authorization },
+      body: Buffer.alloc(0),
+    };
     expectPrincipal(await verify(req), alice);
     // And the same request as an SDK client signs it.
-    expect((await sdkSigned({ path: '/logs/a%20b', query: { a: '1', b: 'x y' }, applyChecksum: false })).headers.authorization).toBe(authorization);
+    expect((await sdkSigned({ path: '/logs/a%20b', query: { a: '1', b: 'x y' }, applyChecksum: false })).headers.authorization).toBe(
+      authorization,
+    );
   });
 
   it('accepts a request that carries its signing time in a Date header instead of X-Amz-Date', async () => {
@@ -418,7 +521,10 @@ describe('verifySigV4 against an independent SigV4 oracle', () => {
       secret: alice.secretAccessKey,
       accessKeyId: alice.accessKeyId,
     });
-    expectPrincipal(await verify({ method: 'GET', path: '/logs/x', query: '', headers: { ...headers, authorization }, body: Buffer.alloc(0) }), alice);
+    expectPrincipal(
+      await verify({ method: 'GET', path: '/logs/x', query: '', headers: { ...headers, authorization }, body: Buffer.alloc(0) }),
+      alice,
+    );
   });
 });
 
@@ -482,7 +588,18 @@ describe(`real curl --aws-sigv4 (${CURL}: ${curlVersion?.join('.') ?? 'not found
   });
 
   async function curl(args: string[], user = `${alice.accessKeyId}:${alice.secretAccessKey}`): Promise<number> {
-    const { stdout } = await execFileAsync(CURL, ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--aws-sigv4', 'aws:amz:us-east-1:execute-api', '--user', user, ...args]);
+    const { stdout } = await execFileAsync(CURL, [
+      '-s',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '--aws-sigv4',
+      'aws:amz:us-east-1:execute-api',
+      '--user',
+      user,
+      ...args,
+    ]);
     return Number(stdout);
   }
   const why = () => JSON.stringify(seen.at(-1));
@@ -493,7 +610,9 @@ describe(`real curl --aws-sigv4 (${CURL}: ${curlVersion?.join('.') ?? 'not found
   });
 
   it('a wrong secret: 403', async () => {
-    expect(await curl(['-H', 'content-type: application/json', '-d', '{"a":1}', `${base}/logs`], `${alice.accessKeyId}:wrong-secret-0123456789`)).toBe(403);
+    expect(
+      await curl(['-H', 'content-type: application/json', '-d', '{"a":1}', `${base}/logs`], `${alice.accessKeyId}:wrong-secret-0123456789`),
+    ).toBe(403);
     expect(seen.at(-1)).toMatchObject({ ok: false, code: 'SignatureDoesNotMatch' });
   });
 
@@ -511,7 +630,10 @@ describe(`real curl --aws-sigv4 (${CURL}: ${curlVersion?.join('.') ?? 'not found
   });
 
   it('POST with a path parameter and DELETE: 200', async () => {
-    expect(await curl(['-H', 'content-type: application/json', '-d', '{"records":[{"data":{"k":"v"}}]}', `${base}/logs/l-1/records`]), why()).toBe(200);
+    expect(
+      await curl(['-H', 'content-type: application/json', '-d', '{"records":[{"data":{"k":"v"}}]}', `${base}/logs/l-1/records`]),
+      why(),
+    ).toBe(200);
     expect(await curl(['-X', 'DELETE', `${base}/sessions/s_1`]), why()).toBe(200);
   });
 
@@ -571,12 +693,32 @@ describe('loadOrCreateCredentials', () => {
     ['not JSON', '{"principals": [', /is not valid JSON/],
     ['no principals array', '{"users": []}', /"principals" must be an array \(it is missing\)/],
     ['an empty list', '{"principals": []}', /"principals" is empty/],
-    ['a non-boolean admin', JSON.stringify({ principals: [{ ...alice, admin: 'yes' }] }), /principals\[0\] \("alice"\)\.admin must be true or false \(got "yes"\)/],
-    ['a missing name', JSON.stringify({ principals: [{ ...alice, name: undefined }] }), /principals\[0\]\.name must be a non-empty string without surrounding spaces \(it is missing\)/],
+    [
+      'a non-boolean admin',
+      JSON.stringify({ principals: [{ ...alice, admin: 'yes' }] }),
+      /principals\[0\] \("alice"\)\.admin must be true or false \(got "yes"\)/,
+    ],
+    [
+      'a missing name',
+      JSON.stringify({ principals: [{ ...alice, name: undefined }] }),
+      /principals\[0\]\.name must be a non-empty string without surrounding spaces \(it is missing\)/,
+    ],
     ['a bad access key id', JSON.stringify({ principals: [{ ...alice, accessKeyId: 'ab/c' }] }), /accessKeyId must be 16 to 128 letters/],
-    ['a short secret', JSON.stringify({ principals: [{ ...alice, secretAccessKey: 'short' }] }), /secretAccessKey must be a string of at least 16 characters.*\(it has 5\)/],
-    ['duplicate access keys', JSON.stringify({ principals: [alice, { ...bob, accessKeyId: alice.accessKeyId }] }), /accessKeyId LRALICE0000000000001 is used by more than one principal/],
-    ['duplicate names', JSON.stringify({ principals: [alice, { ...bob, name: 'alice' }] }), /name "alice" is used by more than one principal/],
+    [
+      'a short secret',
+      JSON.stringify({ principals: [{ ...alice, secretAccessKey: 'short' }] }),
+      /secretAccessKey must be a string of at least 16 characters.*\(it has 5\)/,
+    ],
+    [
+      'duplicate access keys',
+      JSON.stringify({ principals: [alice, { ...bob, accessKeyId: alice.accessKeyId }] }),
+      /accessKeyId LRALICE0000000000001 is used by more than one principal/,
+    ],
+    [
+      'duplicate names',
+      JSON.stringify({ principals: [alice, { ...bob, name: 'alice' }] }),
+      /name "alice" is used by more than one principal/,
+    ],
   ];
   for (const [what, text, pattern] of malformed) {
     it(`rejects a file with ${what}, saying where and how to fix it`, () => {

@@ -37,7 +37,11 @@ function synth(build: (stack: Stack) => void): CfnTemplate {
 }
 
 const fnIn = (stack: Stack, id: string) =>
-  new lambda.Function(stack, id, { runtime: lambda.Runtime.NODEJS_22_X, handler: 'index.handler', code: lambda.Code.fromInline('exports.handler = async () => ({})') });
+  new lambda.Function(stack, id, {
+    runtime: lambda.Runtime.NODEJS_22_X,
+    handler: 'index.handler',
+    code: lambda.Code.fromInline('exports.handler = async () => ({})'),
+  });
 
 const logicalId = (stack: Stack, c: { node: { defaultChild?: unknown } }) => stack.getLogicalId(c.node.defaultChild as lambda.CfnFunction);
 
@@ -63,7 +67,14 @@ describe('stateMachinesFromTemplate', () => {
       ids.fn = logicalId(stack, fn);
       ids.table = stack.getLogicalId(table.node.defaultChild as dynamodb.CfnTable);
       const chain = new tasks.LambdaInvoke(stack, 'Invoke', { lambdaFunction: fn })
-        .next(new tasks.CallAwsService(stack, 'Describe', { service: 'cloudwatch', action: 'describeAlarms', parameters: { AlarmNames: [alarm.alarmName] }, iamResources: ['*'] }))
+        .next(
+          new tasks.CallAwsService(stack, 'Describe', {
+            service: 'cloudwatch',
+            action: 'describeAlarms',
+            parameters: { AlarmNames: [alarm.alarmName] },
+            iamResources: ['*'],
+          }),
+        )
         .next(new tasks.DynamoPutItem(stack, 'Put', { table, item: { pk: tasks.DynamoAttributeValue.fromString('x') } }));
       new sfn.StateMachine(stack, 'Machine', { definitionBody: sfn.DefinitionBody.fromChainable(chain) });
     });
@@ -137,20 +148,24 @@ describe('runExecution', () => {
     const run = async (alarmAfter: number | undefined) => {
       const calls: unknown[] = [];
       const events: ExecutionEvent[] = [];
-      const output = await runExecution(sm.definition, { bakeId: 'b-1' }, {
-        timeScale: 3000, // 30 s polls -> 10 ms
-        lambdas: {
-          [ids.tick!]: async (event) => ({ count: (event as { count: number }).count + 1 }),
-        },
-        sdk: {
-          'cloudwatch:describeAlarms': async (params) => {
-            calls.push(params);
-            const state = alarmAfter !== undefined && calls.length > alarmAfter ? 'ALARM' : 'OK';
-            return { MetricAlarms: [{ AlarmName: params.AlarmNames[0], StateValue: state }], CompositeAlarms: [] };
+      const output = await runExecution(
+        sm.definition,
+        { bakeId: 'b-1' },
+        {
+          timeScale: 3000, // 30 s polls -> 10 ms
+          lambdas: {
+            [ids.tick!]: async (event) => ({ count: (event as { count: number }).count + 1 }),
           },
+          sdk: {
+            'cloudwatch:describeAlarms': async (params) => {
+              calls.push(params);
+              const state = alarmAfter !== undefined && calls.length > alarmAfter ? 'ALARM' : 'OK';
+              return { MetricAlarms: [{ AlarmName: params.AlarmNames[0], StateValue: state }], CompositeAlarms: [] };
+            },
+          },
+          onEvent: (e) => events.push(e),
         },
-        onEvent: (e) => events.push(e),
-      });
+      );
       return { output, calls, events };
     };
 
@@ -231,29 +246,36 @@ describe('runExecution', () => {
     const cleaned: unknown[] = [];
     const events: ExecutionEvent[] = [];
     const t0 = Date.now();
-    const output = (await runExecution(sm.definition, { bakeId: 'b-2' }, {
-      timeScale: 1000, // Retry intervals are scaled too: 10 s and 20 s -> 10 ms and 20 ms
-      lambdas: {
-        [ids.flaky!]: async () => {
-          attempts++;
-          if (attempts <= 2) throw Object.assign(new Error('slow down'), { name: 'Throttled' });
-          class ExperimentError extends Error {
-            override name = 'ExperimentError';
-          }
-          throw new ExperimentError('weights could not be set');
+    const output = (await runExecution(
+      sm.definition,
+      { bakeId: 'b-2' },
+      {
+        timeScale: 1000, // Retry intervals are scaled too: 10 s and 20 s -> 10 ms and 20 ms
+        lambdas: {
+          [ids.flaky!]: async () => {
+            attempts++;
+            if (attempts <= 2) throw Object.assign(new Error('slow down'), { name: 'Throttled' });
+            class ExperimentError extends Error {
+              override name = 'ExperimentError';
+            }
+            throw new ExperimentError('weights could not be set');
+          },
+          [ids.cleanup!]: async (event) => {
+            cleaned.push(event);
+            return { stopped: true };
+          },
         },
-        [ids.cleanup!]: async (event) => {
-          cleaned.push(event);
-          return { stopped: true };
-        },
+        onEvent: (e) => events.push(e),
       },
-      onEvent: (e) => events.push(e),
-    })) as { bakeId: string; error: { Error: string; Cause: string }; cleanup: unknown };
+    )) as { bakeId: string; error: { Error: string; Cause: string }; cleanup: unknown };
     expect(Date.now() - t0).toBeLessThan(2000);
 
     expect(attempts).toBe(3); // the first try and two retries; the third error matches no retrier
     expect(events.filter((e) => e.type === 'StateRetried').map((e) => e.retryAttempt)).toEqual([1, 2]);
-    expect(events.find((e) => e.type === 'StateCaught')).toMatchObject({ state: { name: 'StartExperiment' }, caughtNext: 'StopExperiment' });
+    expect(events.find((e) => e.type === 'StateCaught')).toMatchObject({
+      state: { name: 'StartExperiment' },
+      caughtNext: 'StopExperiment',
+    });
     expect(entered(events)).toEqual(['StartExperiment', 'StopExperiment', 'CleanedUp']);
 
     // Error is the function's errorType; Cause is Lambda's error document, as a JSON string.
@@ -272,9 +294,18 @@ describe('runExecution', () => {
       ids.judge = logicalId(stack, judgeFn);
       ids.cleanup = logicalId(stack, cleanupFn);
       // One task of each resource form: the optimized lambda:invoke and a bare Lambda ARN.
-      const judge = new tasks.LambdaInvoke(stack, 'Judge', { lambdaFunction: judgeFn, retryOnServiceExceptions: false, outputPath: '$.Payload' });
+      const judge = new tasks.LambdaInvoke(stack, 'Judge', {
+        lambdaFunction: judgeFn,
+        retryOnServiceExceptions: false,
+        outputPath: '$.Payload',
+      });
       judge.addRetry({ errors: ['Lambda.TooManyRequestsException'], interval: Duration.seconds(1), maxAttempts: 2 });
-      const cleanup = new tasks.LambdaInvoke(stack, 'Cleanup', { lambdaFunction: cleanupFn, payloadResponseOnly: true, retryOnServiceExceptions: false, resultPath: '$.cleanup' });
+      const cleanup = new tasks.LambdaInvoke(stack, 'Cleanup', {
+        lambdaFunction: cleanupFn,
+        payloadResponseOnly: true,
+        retryOnServiceExceptions: false,
+        resultPath: '$.cleanup',
+      });
       judge.addCatch(cleanup, { errors: ['States.ALL'], resultPath: '$.error' });
       new sfn.StateMachine(stack, 'M', { definitionBody: sfn.DefinitionBody.fromChainable(judge.next(new sfn.Succeed(stack, 'Done'))) });
     });
@@ -287,29 +318,39 @@ describe('runExecution', () => {
       [ids.cleanup!]: ['ServiceException'],
     };
     const events: ExecutionEvent[] = [];
-    const run = runExecution(sm.definition, { bakeId: 'b-3' }, {
-      timeScale: 1000,
-      lambdas: {
-        [ids.judge!]: async () => void ran.push('judge'),
-        [ids.cleanup!]: async () => void ran.push('cleanup'),
+    const run = runExecution(
+      sm.definition,
+      { bakeId: 'b-3' },
+      {
+        timeScale: 1000,
+        lambdas: {
+          [ids.judge!]: async () => void ran.push('judge'),
+          [ids.cleanup!]: async () => void ran.push('cleanup'),
+        },
+        lambdaInvokeFault: (id) => {
+          asked.push(id);
+          return faults[id]!.shift();
+        },
+        onEvent: (e) => events.push(e),
       },
-      lambdaInvokeFault: (id) => {
-        asked.push(id);
-        return faults[id]!.shift();
-      },
-      onEvent: (e) => events.push(e),
-    });
+    );
     const e = await run.catch((x: unknown) => x);
     expect(e).toBeInstanceOf(ExecutionFailedError);
     expect(e).toMatchObject({ status: 'FAILED', Error: 'Lambda.ServiceException' });
-    expect((e as ExecutionFailedError).Cause).toMatch(/^An internal error occurred\. \(Service: AWSLambda; Status Code: 500; Error Code: ServiceException; /);
+    expect((e as ExecutionFailedError).Cause).toMatch(
+      /^An internal error occurred\. \(Service: AWSLambda; Status Code: 500; Error Code: ServiceException; /,
+    );
     expect(ran).toEqual([]); // a refused invocation never reaches the function
     expect(asked).toEqual([ids.judge, ids.judge, ids.judge, ids.cleanup]);
     expect(events.filter((x) => x.type === 'StateRetried').map((x) => x.state!.name)).toEqual(['Judge', 'Judge']);
     expect(events.find((x) => x.type === 'StateCaught')).toMatchObject({ state: { name: 'Judge' }, caughtNext: 'Cleanup' });
-    const cleanupInput = events.find((x) => x.type === 'StateEntered' && x.state?.name === 'Cleanup')!.state!.input as { error: { Error: string; Cause: string } };
+    const cleanupInput = events.find((x) => x.type === 'StateEntered' && x.state?.name === 'Cleanup')!.state!.input as {
+      error: { Error: string; Cause: string };
+    };
     expect(cleanupInput.error.Error).toBe('Lambda.TooManyRequestsException');
-    expect(cleanupInput.error.Cause).toMatch(/^Rate Exceeded\. \(Service: AWSLambda; Status Code: 429; Error Code: TooManyRequestsException; /);
+    expect(cleanupInput.error.Cause).toMatch(
+      /^Rate Exceeded\. \(Service: AWSLambda; Status Code: 429; Error Code: TooManyRequestsException; /,
+    );
   });
 
   it('surfaces a Fail state as the execution error, with Error and Cause', async () => {
@@ -335,15 +376,21 @@ describe('runExecution', () => {
     const t2 = synth((stack) => {
       const fn = fnIn(stack, 'Boom');
       ids.fn = logicalId(stack, fn);
-      new sfn.StateMachine(stack, 'M', { definitionBody: sfn.DefinitionBody.fromChainable(new tasks.LambdaInvoke(stack, 'Go', { lambdaFunction: fn })) });
+      new sfn.StateMachine(stack, 'M', {
+        definitionBody: sfn.DefinitionBody.fromChainable(new tasks.LambdaInvoke(stack, 'Go', { lambdaFunction: fn })),
+      });
     });
-    const err2 = (await runExecution(only(t2).definition, {}, {
-      lambdas: {
-        [ids.fn!]: async () => {
-          throw new TypeError('x is undefined');
+    const err2 = (await runExecution(
+      only(t2).definition,
+      {},
+      {
+        lambdas: {
+          [ids.fn!]: async () => {
+            throw new TypeError('x is undefined');
+          },
         },
       },
-    }).catch((e: unknown) => e)) as ExecutionFailedError;
+    ).catch((e: unknown) => e)) as ExecutionFailedError;
     expect(err2.Error).toBe('TypeError');
     expect(JSON.parse(err2.Cause!)).toMatchObject({ errorType: 'TypeError', errorMessage: 'x is undefined' });
   });
@@ -353,7 +400,9 @@ describe('runExecution', () => {
     const template = synth((stack) => {
       const fn = fnIn(stack, 'Fn');
       ids.fn = logicalId(stack, fn);
-      const chain = new sfn.Wait(stack, 'Long', { time: sfn.WaitTime.duration(Duration.hours(1)) }).next(new tasks.LambdaInvoke(stack, 'After', { lambdaFunction: fn }));
+      const chain = new sfn.Wait(stack, 'Long', { time: sfn.WaitTime.duration(Duration.hours(1)) }).next(
+        new tasks.LambdaInvoke(stack, 'After', { lambdaFunction: fn }),
+      );
       new sfn.StateMachine(stack, 'M', { definitionBody: sfn.DefinitionBody.fromChainable(chain) });
     });
     const sm = only(template);
@@ -361,14 +410,18 @@ describe('runExecution', () => {
     let called = false;
     const t0 = Date.now();
     setTimeout(() => ac.abort(), 50);
-    const err = await runExecution(sm.definition, {}, {
-      signal: ac.signal,
-      lambdas: {
-        [ids.fn!]: async () => {
-          called = true;
+    const err = await runExecution(
+      sm.definition,
+      {},
+      {
+        signal: ac.signal,
+        lambdas: {
+          [ids.fn!]: async () => {
+            called = true;
+          },
         },
       },
-    }).catch((e: unknown) => e);
+    ).catch((e: unknown) => e);
     expect(err).toMatchObject({ status: 'ABORTED' });
     expect(Date.now() - t0).toBeLessThan(1000);
     expect(called).toBe(false);
@@ -382,8 +435,16 @@ describe('runExecution', () => {
       const fn = fnIn(stack, 'Double');
       ids.fn = logicalId(stack, fn);
       const parallel = new sfn.Parallel(stack, 'Both', { resultPath: '$.both' })
-        .branch(new sfn.Wait(stack, 'WaitA', { time: sfn.WaitTime.duration(Duration.seconds(60)) }).next(new sfn.Pass(stack, 'A', { result: sfn.Result.fromString('a') })))
-        .branch(new sfn.Wait(stack, 'WaitB', { time: sfn.WaitTime.secondsPath('$.seconds') }).next(new sfn.Pass(stack, 'B', { result: sfn.Result.fromString('b') })));
+        .branch(
+          new sfn.Wait(stack, 'WaitA', { time: sfn.WaitTime.duration(Duration.seconds(60)) }).next(
+            new sfn.Pass(stack, 'A', { result: sfn.Result.fromString('a') }),
+          ),
+        )
+        .branch(
+          new sfn.Wait(stack, 'WaitB', { time: sfn.WaitTime.secondsPath('$.seconds') }).next(
+            new sfn.Pass(stack, 'B', { result: sfn.Result.fromString('b') }),
+          ),
+        );
       const map = new sfn.Map(stack, 'EachItem', { itemsPath: '$.items', resultPath: '$.doubled' });
       map.itemProcessor(new tasks.LambdaInvoke(stack, 'DoubleIt', { lambdaFunction: fn, payloadResponseOnly: true }));
       new sfn.StateMachine(stack, 'Nested', { definitionBody: sfn.DefinitionBody.fromChainable(parallel.next(map)) });
@@ -391,11 +452,15 @@ describe('runExecution', () => {
     const sm = only(template);
     const events: ExecutionEvent[] = [];
     const t0 = Date.now();
-    const out = await runExecution(sm.definition, { seconds: 60, items: [1, 2, 3] }, {
-      timeScale: 600,
-      lambdas: { [ids.fn!]: async (n) => (n as number) * 2 },
-      onEvent: (e) => events.push(e),
-    });
+    const out = await runExecution(
+      sm.definition,
+      { seconds: 60, items: [1, 2, 3] },
+      {
+        timeScale: 600,
+        lambdas: { [ids.fn!]: async (n) => (n as number) * 2 },
+        onEvent: (e) => events.push(e),
+      },
+    );
     expect(Date.now() - t0).toBeLessThan(1000);
     expect(out).toEqual({ seconds: 60, items: [1, 2, 3], both: ['a', 'b'], doubled: [2, 4, 6] });
     expect(events.filter((e) => e.type === 'StateEntered' && e.state!.name === 'DoubleIt').map((e) => e.index)).toEqual([0, 1, 2]);
@@ -431,7 +496,10 @@ describe('runExecution', () => {
         const table = new dynamodb.Table(stack, 'Bakes', { partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING } });
         const put = new tasks.DynamoPutItem(stack, 'Put', {
           table,
-          item: { pk: tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.bakeId')), status: tasks.DynamoAttributeValue.fromString('RUNNING') },
+          item: {
+            pk: tasks.DynamoAttributeValue.fromString(sfn.JsonPath.stringAt('$.bakeId')),
+            status: tasks.DynamoAttributeValue.fromString('RUNNING'),
+          },
           resultPath: sfn.JsonPath.DISCARD,
         });
         const finish = new tasks.DynamoUpdateItem(stack, 'Finish', {
@@ -462,7 +530,11 @@ describe('runExecution', () => {
       expect(stored.Item?.status).toEqual({ S: 'SUCCEEDED' });
 
       const events: ExecutionEvent[] = [];
-      const out2 = (await runExecution(sm.definition, { bakeId: 'b-4', expect: 'PAUSED' }, { dynamodb: client, onEvent: (e) => events.push(e) })) as {
+      const out2 = (await runExecution(
+        sm.definition,
+        { bakeId: 'b-4', expect: 'PAUSED' },
+        { dynamodb: client, onEvent: (e) => events.push(e) },
+      )) as {
         error: { Error: string; Cause: string };
       };
       expect(entered(events)).toEqual(['Put', 'Finish', 'Conflict']);

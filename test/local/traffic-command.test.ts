@@ -64,8 +64,37 @@ function totals(lines: string[]): { requests: number; appended: number; acked: n
 describe('npm run traffic: flags', () => {
   it('has defaults for everything but the credentials file, which it finds as the CLI does', () => {
     const a = parseTrafficArgs([], {}, join(dir, '.logrelay'));
-    expect(a).toEqual({ help: false, logs: 20, workers: 2, rate: 100, batch: 5, endpoint: 'http://127.0.0.1:8787', credentialsFile: credentialsPath });
-    expect(parseTrafficArgs(['--logs', '3', '--workers', '1', '--rate', '250', '--duration', '30', '--batch', '10', '--endpoint', 'http://127.0.0.1:9000', '--principal', 'workers'], {}, dir)).toEqual({
+    expect(a).toEqual({
+      help: false,
+      logs: 20,
+      workers: 2,
+      rate: 100,
+      batch: 5,
+      endpoint: 'http://127.0.0.1:8787',
+      credentialsFile: credentialsPath,
+    });
+    expect(
+      parseTrafficArgs(
+        [
+          '--logs',
+          '3',
+          '--workers',
+          '1',
+          '--rate',
+          '250',
+          '--duration',
+          '30',
+          '--batch',
+          '10',
+          '--endpoint',
+          'http://127.0.0.1:9000',
+          '--principal',
+          'workers',
+        ],
+        {},
+        dir,
+      ),
+    ).toEqual({
       help: false,
       logs: 3,
       workers: 1,
@@ -77,8 +106,13 @@ describe('npm run traffic: flags', () => {
       principal: 'workers',
     });
     // The environment, as for the CLI and npm start.
-    expect(parseTrafficArgs([], { PORT: '9999', LOGRELAY_PRINCIPAL: 'workers' }, dir)).toMatchObject({ endpoint: 'http://127.0.0.1:9999', principal: 'workers' });
-    expect(parseTrafficArgs([], { LOGRELAY_ENDPOINT: 'http://127.0.0.1:1', LOGRELAY_CREDENTIALS_FILE: credentialsPath }, tmpdir())).toMatchObject({ endpoint: 'http://127.0.0.1:1', credentialsFile: credentialsPath });
+    expect(parseTrafficArgs([], { PORT: '9999', LOGRELAY_PRINCIPAL: 'workers' }, dir)).toMatchObject({
+      endpoint: 'http://127.0.0.1:9999',
+      principal: 'workers',
+    });
+    expect(
+      parseTrafficArgs([], { LOGRELAY_ENDPOINT: 'http://127.0.0.1:1', LOGRELAY_CREDENTIALS_FILE: credentialsPath }, tmpdir()),
+    ).toMatchObject({ endpoint: 'http://127.0.0.1:1', credentialsFile: credentialsPath });
     expect(parseTrafficArgs(['--help'], {}, tmpdir())).toEqual({ help: true });
   });
 
@@ -93,7 +127,9 @@ describe('npm run traffic: flags', () => {
     }
     expect(() => parseTrafficArgs(['--speed', '3'], {}, dir)).toThrow(TrafficUsageError);
     const empty = mkdtempSync(join(tmpdir(), 'logrelay-nocreds-'));
-    expect(() => parseTrafficArgs([], {}, empty)).toThrow(/No credentials file \.logrelay\/credentials\.json \(here or in a parent folder\)\. Start the local runtime with npm start/);
+    expect(() => parseTrafficArgs([], {}, empty)).toThrow(
+      /No credentials file \.logrelay\/credentials\.json \(here or in a parent folder\)\. Start the local runtime with npm start/,
+    );
     expect(() => runTraffic(args({ principal: 'nobody' }), { print: () => {} })).toThrow("There is no principal 'nobody'");
   });
 });
@@ -105,7 +141,11 @@ describe('npm run traffic against the local runtime', () => {
     const { code } = await finished;
     const elapsed = (Date.now() - t0) / 1000;
     expect(code, lines.join('\n')).toBe(0);
-    expect(lines[0]).toMatch(new RegExp(`^Traffic on ${rt.url} as principal 'ops' \\(.*credentials\\.json\\): 6 logs \\(traffic-\\w+-0 \\.\\.\\.\\), 2 workers each, at most 50 requests/s, for 3 s\\.$`));
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^Traffic on ${rt.url} as principal 'ops' \\(.*credentials\\.json\\): 6 logs \\(traffic-\\w+-0 \\.\\.\\.\\), 2 workers each, at most 50 requests/s, for 3 s\\.$`,
+      ),
+    );
     const t = totals(lines);
     expect(t.requests).toBeGreaterThan(20);
     // The pacing is structural (one slot every 1/rate s): never more than the rate allows in the time it ran.
@@ -120,7 +160,9 @@ describe('npm run traffic against the local runtime', () => {
     once.run.interrupt();
     const a = await once.finished;
     expect(a.code).toBe(0);
-    expect(once.lines.join('\n')).toContain('Stopping: no more appends; waiting for the workers to ack what was appended (Ctrl-C again to quit at once).');
+    expect(once.lines.join('\n')).toContain(
+      'Stopping: no more appends; waiting for the workers to ack what was appended (Ctrl-C again to quit at once).',
+    );
     const t = totals(once.lines);
     expect(t.acked).toBe(t.appended);
 
@@ -134,7 +176,12 @@ describe('npm run traffic against the local runtime', () => {
   it('counts the requests that went to the experiment arm while a bake has an experiment live', async () => {
     const admin = new SignedHttp(rt.url, rt.principals.find((p) => p.admin)!);
     const v = (await admin.call('POST', '/configs/delivery/versions', { content: { maxBatchRecords: 40 } })).body.version as string;
-    const bake = await admin.call('POST', '/bakes', { changes: [{ profile: 'delivery', version: v }], weightPercent: 50, bakeSeconds: 600, pollSeconds: 30 });
+    const bake = await admin.call('POST', '/bakes', {
+      changes: [{ profile: 'delivery', version: v }],
+      weightPercent: 50,
+      bakeSeconds: 600,
+      pollSeconds: 30,
+    });
     expect(bake.status).toBe(202);
     try {
       // The experiment goes live at the phase's start, moments after POST /bakes.
@@ -164,6 +211,8 @@ describe('npm run traffic against the local runtime', () => {
     });
     const { lines, finished } = start(args({ endpoint: `http://127.0.0.1:${closedPort}` }));
     expect((await finished).code).toBe(1);
-    expect(lines).toEqual([`Nothing answers at http://127.0.0.1:${closedPort} (ECONNREFUSED). Start the local runtime first (npm start, in another terminal), or pass --endpoint.`]);
+    expect(lines).toEqual([
+      `Nothing answers at http://127.0.0.1:${closedPort} (ECONNREFUSED). Start the local runtime first (npm start, in another terminal), or pass --endpoint.`,
+    ]);
   });
 });

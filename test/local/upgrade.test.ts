@@ -79,7 +79,9 @@ function upgrade(c: Pick<ControlStore, 'getRollout' | 'putRollout'>, client = ap
 
 /** The stored rollout item as DynamoDB has it, or undefined. */
 async function storedItem(): Promise<Record<string, unknown> | undefined> {
-  const out = await DynamoDBDocumentClient.from(dynamo.client).send(new GetCommand({ TableName: controlTable, Key: { pk: 'rollout' }, ConsistentRead: true }));
+  const out = await DynamoDBDocumentClient.from(dynamo.client).send(
+    new GetCommand({ TableName: controlTable, Key: { pk: 'rollout' }, ConsistentRead: true }),
+  );
   return out.Item;
 }
 
@@ -108,10 +110,28 @@ async function putLegacy(state: RolloutState, lock?: RolloutItem['lock']): Promi
  * answer. A 201's ackTimeoutSeconds is the limits profile's default for its arm.
  */
 async function hostOpensSession(logId: string): Promise<{ status: number; body: any }> {
-  const call = async (make: (d: Deps) => (e: HttpEvent, c?: never) => Promise<HttpResult>, entry: string, method: string, path: string, body: unknown) => {
-    const deps: Deps = { store: new DynamoStore(dynamo.client, tableNamesFromEnv(envOf(entry))), clock: systemClock, config: hostConfig(control, systemClock) };
+  const call = async (
+    make: (d: Deps) => (e: HttpEvent, c?: never) => Promise<HttpResult>,
+    entry: string,
+    method: string,
+    path: string,
+    body: unknown,
+  ) => {
+    const deps: Deps = {
+      store: new DynamoStore(dynamo.client, tableNamesFromEnv(envOf(entry))),
+      clock: systemClock,
+      config: hostConfig(control, systemClock),
+    };
     const m = matchRoute(ROUTES, method, path)!;
-    const event = toEvent({ method, rawPath: path, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), route: m.route, pathParameters: m.pathParameters, caller: CALLER });
+    const event = toEvent({
+      method,
+      rawPath: path,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      route: m.route,
+      pathParameters: m.pathParameters,
+      caller: CALLER,
+    });
     const res = await make(deps)(event, { getRemainingTimeInMillis: () => 10_000, awsRequestId: 'upgrade-test' } as never);
     return { status: res.statusCode ?? 200, body: res.body ? JSON.parse(res.body) : undefined };
   };
@@ -127,7 +147,12 @@ beforeAll(async () => {
   const template = synthTemplate();
   appConfig = LocalAppConfig.fromTemplate(template);
   system = readSystem(template, undefined, (v, where) =>
-    String(resolveIntrinsics(template, v, where, { ref: (id) => appConfig.resolveRef(id), getAtt: (id, attr) => appConfig.resolveGetAtt(id, attr) })),
+    String(
+      resolveIntrinsics(template, v, where, {
+        ref: (id) => appConfig.resolveRef(id),
+        getAtt: (id, attr) => appConfig.resolveGetAtt(id, attr),
+      }),
+    ),
   );
   dynamo = await startEmbeddedDynamo({ tables: system.tables });
   controlTable = tableNamesFromEnv(envOf(UPGRADE_ENTRY)).control;
@@ -260,7 +285,15 @@ describe('a rollout state written between the upgrade’s read and its write is 
     );
     let bakeId = '';
     const racing = new CountingControl(control, async (attempt) => {
-      if (attempt === 0) bakeId = (await bakes.startBake([{ profile: 'delivery', version: made }], { weightPercent: 10, bakeSeconds: 60, pollSeconds: 10, minExperimentRequests: 200 })).bakeId;
+      if (attempt === 0)
+        bakeId = (
+          await bakes.startBake([{ profile: 'delivery', version: made }], {
+            weightPercent: 10,
+            bakeSeconds: 60,
+            pollSeconds: 10,
+            minExperimentRequests: 200,
+          })
+        ).bakeId;
     });
     const out = await upgrade(racing)();
     expect(out).toEqual({ wrote: false, filled: [], unfilled: [] });
@@ -288,7 +321,10 @@ describe('a rollout state written between the upgrade’s read and its write is 
     expect(item.rev).toBe(legacy.rev + 2);
     expect(item.state.control.delivery).toBe(v3);
     // Only the contents of versions the state names: v2's went with it.
-    expect(item.state.contents).toEqual({ delivery: { [v3]: JSON.stringify({ maxBatchRecords: 22 }) }, limits: { '1': contentOf(INITIAL_ROLLOUT, 'limits', '1') } });
+    expect(item.state.contents).toEqual({
+      delivery: { [v3]: JSON.stringify({ maxBatchRecords: 22 }) },
+      limits: { '1': contentOf(INITIAL_ROLLOUT, 'limits', '1') },
+    });
   });
 });
 
@@ -373,7 +409,9 @@ describe('the local runtime runs the upgrade when it starts', () => {
       const lines: string[] = [];
       const second = await startLocalRuntime({ ...opts, log: (l) => lines.push(l) });
       try {
-        expect(lines.filter((l) => l.startsWith('upgraded the stored rollout state'))).toEqual(['upgraded the stored rollout state: copied delivery 1, limits 1 from AppConfig']);
+        expect(lines.filter((l) => l.startsWith('upgraded the stored rollout state'))).toEqual([
+          'upgraded the stored rollout state: copied delivery 1, limits 1 from AppConfig',
+        ]);
         const state = (await new DynamoControlStore(second.dynamo.client, table).getRollout(true)).state;
         expect(contentOf(state, 'delivery', '1')).toBeDefined();
         const r = await new SignedHttp(second.url, second.principals[0]!).call('POST', '/logs', { logId: 'after-upgrade' });

@@ -57,7 +57,9 @@ describe('GET /configs/{profile}/versions/{version}[?diff=N]', () => {
     // Version 3 leaves every field out, version 1 writes the defaults: hosts serve the same.
     expect((await versionWithDiff(bakes, 'delivery', '3', '1')).diff).toEqual([]);
     expect((await versionWithDiff(bakes, 'delivery', '2', '2')).diff).toEqual([]);
-    expect((await versionWithDiff(bakes, 'limits', '1', '2')).diff).toEqual([{ path: 'maxRecordsPerAppend', control: 1, experimental: 500 }]);
+    expect((await versionWithDiff(bakes, 'limits', '1', '2')).diff).toEqual([
+      { path: 'maxRecordsPerAppend', control: 1, experimental: 500 },
+    ]);
   });
 
   it('refuses a diff that is not a version number with 400, without reading AppConfig', async () => {
@@ -75,7 +77,9 @@ describe('GET /configs/{profile}/versions/{version}[?diff=N]', () => {
     const { bakes } = service();
     const missingN = await refusal(versionWithDiff(bakes, 'delivery', '2', '9'));
     expect([missingN.status, missingN.code]).toEqual([404, 'VersionNotFound']);
-    expect(missingN.message).toBe('Profile delivery has no version 9 to compare version 2 with (?diff=9). List the versions with GET /configs.');
+    expect(missingN.message).toBe(
+      'Profile delivery has no version 9 to compare version 2 with (?diff=9). List the versions with GET /configs.',
+    );
     const { bakes: counted, calls } = service();
     const huge = await refusal(versionWithDiff(counted, 'delivery', '2', '9999999999'));
     expect([huge.status, huge.code]).toEqual([404, 'VersionNotFound']);
@@ -89,7 +93,11 @@ describe('GET /configs/{profile}/versions/{version}[?diff=N]', () => {
 
   it('answers 400, not 500, for a version whose stored content is not JSON, on either side', async () => {
     const { bakes } = service();
-    for (const p of [versionWithDiff(bakes, 'delivery', '7', undefined), versionWithDiff(bakes, 'delivery', '7', '1'), versionWithDiff(bakes, 'delivery', '1', '7')]) {
+    for (const p of [
+      versionWithDiff(bakes, 'delivery', '7', undefined),
+      versionWithDiff(bakes, 'delivery', '7', '1'),
+      versionWithDiff(bakes, 'delivery', '1', '7'),
+    ]) {
       const e = await refusal(p);
       expect([e.status, e.code]).toEqual([400, 'ValidationError']);
       expect(e.message).toMatch(/^Profile delivery version 7 is stored in AppConfig as content that is not JSON/);

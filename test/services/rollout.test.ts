@@ -9,7 +9,16 @@ import { ZodError } from 'zod';
 import { ConfigUnavailableError, RolloutConfig } from '../../lambdas/services/rollout';
 import { ServiceError } from '../../lambdas/domain/errors';
 import { refusalOf } from '../support/refusal';
-import { armOf, DEFAULT_CONFIG, namedVersions, withContents, type EffectiveConfig, type Experiment, type ProfileName, type RolloutState } from '../../lambdas/domain/config';
+import {
+  armOf,
+  DEFAULT_CONFIG,
+  namedVersions,
+  withContents,
+  type EffectiveConfig,
+  type Experiment,
+  type ProfileName,
+  type RolloutState,
+} from '../../lambdas/domain/config';
 import type { RolloutItem } from '../../lambdas/domain/bake';
 import { prng } from '../domain/model';
 
@@ -74,14 +83,20 @@ const CONTENTS: Record<string, unknown> = {
 /** A rollout state as the bake writes it: the content of every version it names beside it. */
 function rollout(control: Record<ProfileName, string>, experiment?: Experiment): RolloutState {
   let state: RolloutState = { control, ...(experiment ? { experiment } : {}) };
-  for (const n of namedVersions(state)) state = withContents(state, { ...n, content: JSON.stringify(CONTENTS[`${n.profile}:${n.version}`]) });
+  for (const n of namedVersions(state))
+    state = withContents(state, { ...n, content: JSON.stringify(CONTENTS[`${n.profile}:${n.version}`]) });
   return state;
 }
 
 const BASE: RolloutState = rollout({ delivery: '1', limits: '1' });
 
 function setup(opts: { state?: RolloutState } = {}) {
-  const clock = { t: T0, now() { return this.t; } };
+  const clock = {
+    t: T0,
+    now() {
+      return this.t;
+    },
+  };
   const control = new FakeControl(opts.state ?? BASE, clock);
   const stale: unknown[] = [];
   const rc = new RolloutConfig(control, clock, CACHE_MS, (e) => stale.push(e));
@@ -322,7 +337,9 @@ describe('RolloutConfig: arms', () => {
       );
       expect(err).toBeInstanceOf(ConfigUnavailableError);
       expect(err).toMatchObject({ arm: 'experiment', versions: { delivery: '1', limits: '2' } });
-      expect((err as Error).message).toMatch(/names version 2 of profile limits without its content; starting a bake \(POST \/bakes\) copies it from AppConfig/);
+      expect((err as Error).message).toMatch(
+        /names version 2 of profile limits without its content; starting a bake \(POST \/bakes\) copies it from AppConfig/,
+      );
     }
     for (const k of keys.control) expect((await rc.forKey(k)).config).toEqual(DEFAULT_CONFIG);
     // Not cached as a failure: the next state that carries it is served.

@@ -40,7 +40,9 @@ export function jsonText(v: J, style: TextStyle = {}, stored = false): string {
   const w = style.ws ?? (() => '');
   if (v instanceof Raw) return stored ? v.stored : v.text;
   if (v instanceof Members) {
-    const parts = v.entries.map(([k, x, nameText]) => `${w()}${nameText ?? JSON.stringify(k)}${w()}:${w()}${jsonText(x, style, stored)}${w()}`);
+    const parts = v.entries.map(
+      ([k, x, nameText]) => `${w()}${nameText ?? JSON.stringify(k)}${w()}:${w()}${jsonText(x, style, stored)}${w()}`,
+    );
     return `{${parts.join(',')}}`;
   }
   if (Array.isArray(v)) return `[${v.map((x) => `${w()}${jsonText(x, style, stored)}${w()}`).join(',')}]`;
@@ -76,7 +78,10 @@ interface Schema {
   'x-maxDepth'?: number;
 }
 
-const doc = openapi as unknown as { paths: Record<string, Record<string, any>>; components: { schemas: Record<string, Schema>; parameters: Record<string, any> } };
+const doc = openapi as unknown as {
+  paths: Record<string, Record<string, any>>;
+  components: { schemas: Record<string, Schema>; parameters: Record<string, any> };
+};
 
 function deref(s: Schema): Schema {
   let out = s;
@@ -243,9 +248,20 @@ function badValues(s0: Schema, name: string): Bad[] {
     for (const d of interestingData()) any(d, 'unusual data');
     return out;
   }
-  const types = s.oneOf ?? s.anyOf ? [...new Set((s.oneOf ?? s.anyOf)!.map((b) => typeOf(deref(b))))] : [typeOf(s)];
+  const types = (s.oneOf ?? s.anyOf) ? [...new Set((s.oneOf ?? s.anyOf)!.map((b) => typeOf(deref(b))))] : [typeOf(s)];
   for (const [v, what] of WRONG_TYPES) {
-    const t = what === 'null' ? 'null' : what === 'a boolean' ? 'boolean' : what === 'a number' ? 'number' : what === 'a string' ? 'string' : what === 'an array' ? 'array' : 'object';
+    const t =
+      what === 'null'
+        ? 'null'
+        : what === 'a boolean'
+          ? 'boolean'
+          : what === 'a number'
+            ? 'number'
+            : what === 'a string'
+              ? 'string'
+              : what === 'an array'
+                ? 'array'
+                : 'object';
     const ok = types.some((x) => x === t || (x === 'integer' && t === 'number' && v === 0 && (s.minimum ?? 0) <= 0));
     if (!ok) refused(v, `${what} where ${types.join('/')} belongs`);
   }
@@ -287,7 +303,11 @@ function badValues(s0: Schema, name: string): Bad[] {
   }
   if (s.type === 'array') {
     if ((s.minItems ?? 0) > 0) refused([], `fewer than minItems ${s.minItems}`);
-    if (s.maxItems !== undefined && s.maxItems < 20_000) refused(Array.from({ length: s.maxItems + 1 }, (_, i) => i + 1), `more than maxItems ${s.maxItems}`);
+    if (s.maxItems !== undefined && s.maxItems < 20_000)
+      refused(
+        Array.from({ length: s.maxItems + 1 }, (_, i) => i + 1),
+        `more than maxItems ${s.maxItems}`,
+      );
     if (s.prefixItems) {
       refused([1], 'a range of one number');
       refused([1, 2, 3], 'a range of three numbers');
@@ -300,21 +320,37 @@ function badValues(s0: Schema, name: string): Bad[] {
 }
 
 /** Every mutation of a valid body: a bad value at each place of the schema tree the sample reaches. */
-function mutations(s0: Schema, value: J, r: Rng, ctx: FuzzContext, name: string, depth = 0): { body: J; why: string; expect: 'refused' | 'any' }[] {
+function mutations(
+  s0: Schema,
+  value: J,
+  r: Rng,
+  ctx: FuzzContext,
+  name: string,
+  depth = 0,
+): { body: J; why: string; expect: 'refused' | 'any' }[] {
   const s = deref(s0);
   const out: { body: J; why: string; expect: 'refused' | 'any' }[] = [];
   for (const b of badValues(s, name)) out.push({ body: b.value, why: `${name || 'body'}: ${b.why}`, expect: b.expect });
   if (depth > 4) return out;
   if (value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Raw) && !(value instanceof Members)) {
-    const props = s.properties ?? (s.anyOf ?? s.oneOf)?.map(deref).find((b) => b.properties && Object.keys(value).every((k) => k in b.properties!))?.properties ?? {};
+    const props =
+      s.properties ??
+      (s.anyOf ?? s.oneOf)?.map(deref).find((b) => b.properties && Object.keys(value).every((k) => k in b.properties!))?.properties ??
+      {};
     for (const [k, p] of Object.entries(props)) {
       const v = k in value ? value[k]! : sample(p, r, ctx, k);
       for (const m of mutations(p, v, r, ctx, k, depth + 1)) out.push({ body: { ...value, [k]: m.body }, why: m.why, expect: m.expect });
     }
-    const objectSchema = s.properties ? s : (s.anyOf ?? s.oneOf)?.map(deref).find((b) => b.properties && Object.keys(value).every((k) => k in b.properties!));
+    const objectSchema = s.properties
+      ? s
+      : (s.anyOf ?? s.oneOf)?.map(deref).find((b) => b.properties && Object.keys(value).every((k) => k in b.properties!));
     if (objectSchema && closed(objectSchema)) {
       out.push({ body: { ...value, zzUnknown: 1 }, why: `${name || 'body'}: an unknown field`, expect: 'refused' });
-      out.push({ body: { ...value, ['\u0000'.repeat(2) + 'x'.repeat(5000)]: 1 }, why: `${name || 'body'}: a 5,000-character unknown field name`, expect: 'refused' });
+      out.push({
+        body: { ...value, ['\u0000'.repeat(2) + 'x'.repeat(5000)]: 1 },
+        why: `${name || 'body'}: a 5,000-character unknown field name`,
+        expect: 'refused',
+      });
       out.push({ body: { ...value, records2: [] }, why: `${name || 'body'}: a near-miss field name`, expect: 'refused' });
     }
     for (const k of s.required ?? []) {
@@ -323,7 +359,8 @@ function mutations(s0: Schema, value: J, r: Rng, ctx: FuzzContext, name: string,
       out.push({ body: rest, why: `${name || 'body'}: missing required ${k}`, expect: 'refused' });
     }
   } else if (Array.isArray(value) && value.length > 0 && s.type === 'array' && s.items) {
-    for (const m of mutations(s.items, value[0]!, r, ctx, name, depth + 1)) out.push({ body: [m.body, ...value.slice(1)], why: `${m.why} (as item [0])`, expect: m.expect });
+    for (const m of mutations(s.items, value[0]!, r, ctx, name, depth + 1))
+      out.push({ body: [m.body, ...value.slice(1)], why: `${m.why} (as item [0])`, expect: m.expect });
   }
   return out;
 }
@@ -344,16 +381,29 @@ export function routesOf(filter: (method: string, path: string) => boolean = () 
     for (const [method, op] of Object.entries(item)) {
       if (method === 'parameters' || !filter(method.toUpperCase(), path)) continue;
       const body = op.requestBody?.content?.['application/json']?.schema as Schema | undefined;
-      out.push({ method: method.toUpperCase(), path, params: [...path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!), body, bodyRequired: !!op.requestBody?.required });
+      out.push({
+        method: method.toUpperCase(),
+        path,
+        params: [...path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!),
+        body,
+        bodyRequired: !!op.requestBody?.required,
+      });
     }
   }
   return out;
 }
 
 const validParam = (p: string, ctx: FuzzContext): string =>
-  ({ logId: ctx.logId, sessionId: ctx.sessionId, profile: ctx.profile ?? 'delivery', version: ctx.version ?? '1', bakeId: ctx.bakeId ?? 'b-none' })[p] ?? 'x';
+  ({
+    logId: ctx.logId,
+    sessionId: ctx.sessionId,
+    profile: ctx.profile ?? 'delivery',
+    version: ctx.version ?? '1',
+    bakeId: ctx.bakeId ?? 'b-none',
+  })[p] ?? 'x';
 
-const pathWith = (route: RouteSpec, values: Record<string, string>): string => route.path.replace(/\{(\w+)\}/g, (_, p: string) => values[p]!);
+const pathWith = (route: RouteSpec, values: Record<string, string>): string =>
+  route.path.replace(/\{(\w+)\}/g, (_, p: string) => values[p]!);
 
 /** Path parameter values no resource has: each answers 404 (or the gateway's 404 when no route matches). */
 const BAD_PARAMS: [string, string][] = [
@@ -386,7 +436,13 @@ const BAD_PARAMS: [string, string][] = [
  * says whether a valid request may be sent to the route at all (not for routes whose success
  * would destroy the fixtures or start real work).
  */
-export function generateCases(routes: RouteSpec[], ctx: FuzzContext, seed: number, valid: (route: RouteSpec) => boolean, rounds = 1): FuzzCase[] {
+export function generateCases(
+  routes: RouteSpec[],
+  ctx: FuzzContext,
+  seed: number,
+  valid: (route: RouteSpec) => boolean,
+  rounds = 1,
+): FuzzCase[] {
   const r = prng(seed);
   const out: FuzzCase[] = [];
   const ws = () => r.pick(['', ' ', '\n', '\t', '\r\n  ', '']);
@@ -394,11 +450,20 @@ export function generateCases(routes: RouteSpec[], ctx: FuzzContext, seed: numbe
     const params = Object.fromEntries(route.params.map((p) => [p, validParam(p, ctx)]));
     const path = pathWith(route, params);
     const label = `${route.method} ${route.path}`;
-    const add = (c: Omit<FuzzCase, 'method' | 'path'> & { path?: string }) => out.push({ method: route.method, path: c.path ?? path, ...c, name: `${label}: ${c.name}` });
+    const add = (c: Omit<FuzzCase, 'method' | 'path'> & { path?: string }) =>
+      out.push({ method: route.method, path: c.path ?? path, ...c, name: `${label}: ${c.name}` });
     const sendsValid = valid(route);
     const sampleBody = (): J => (route.body ? sample(route.body, r, ctx) : {});
     const stored = (body: J): string[] | undefined => {
-      if (route.path !== '/logs/{logId}/records' || body === null || typeof body !== 'object' || Array.isArray(body) || body instanceof Raw || body instanceof Members) return undefined;
+      if (
+        route.path !== '/logs/{logId}/records' ||
+        body === null ||
+        typeof body !== 'object' ||
+        Array.isArray(body) ||
+        body instanceof Raw ||
+        body instanceof Members
+      )
+        return undefined;
       const recs = body.records;
       return Array.isArray(recs) ? recs.map((x) => jsonText((x as Record<string, J>).data!, {}, true)) : undefined;
     };
@@ -407,7 +472,12 @@ export function generateCases(routes: RouteSpec[], ctx: FuzzContext, seed: numbe
     for (const p of route.params) {
       for (const [v, why] of BAD_PARAMS) {
         if (p === 'profile' && (v === 'delivery' || v === 'limits')) continue;
-        add({ name: `path ${p}: ${why}`, path: pathWith(route, { ...params, [p]: v }), body: route.body ? jsonText(sampleBody()) : undefined, expect: 'refused' });
+        add({
+          name: `path ${p}: ${why}`,
+          path: pathWith(route, { ...params, [p]: v }),
+          body: route.body ? jsonText(sampleBody()) : undefined,
+          expect: 'refused',
+        });
       }
     }
 
@@ -431,13 +501,24 @@ export function generateCases(routes: RouteSpec[], ctx: FuzzContext, seed: numbe
         add({ name: 'valid, with a byte order mark', body: `\uFEFF${jsonText(plain)}`, expect: 'any', storedData: stored(plain) });
         if (plain && typeof plain === 'object' && !Array.isArray(plain) && !(plain instanceof Raw) && !(plain instanceof Members)) {
           const entries = Object.entries(plain);
-          const escaped = new Members(entries.map(([k, v]) => [k, v, `"${[...k].map((ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`).join('')}"`]));
+          const escaped = new Members(
+            entries.map(([k, v]) => [k, v, `"${[...k].map((ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`).join('')}"`]),
+          );
           add({ name: 'valid, member names written as \\u escapes', body: jsonText(escaped), expect: 'any', storedData: stored(plain) });
           // Duplicate names: JSON.parse keeps the last, so the service must read the last one too.
           for (const [k, v] of entries) {
             const wrong: J = k === 'records' ? [{ data: 'first, overridden' }] : 'overridden';
-            const dupLastValid = new Members([...entries.filter(([x]) => x !== k).map(([x, y]) => [x, y] as [string, J]), [k, wrong], [k, v]]);
-            add({ name: `valid, ${k} given twice (the last valid)`, body: jsonText(dupLastValid), expect: 'any', storedData: stored(plain) });
+            const dupLastValid = new Members([
+              ...entries.filter(([x]) => x !== k).map(([x, y]) => [x, y] as [string, J]),
+              [k, wrong],
+              [k, v],
+            ]);
+            add({
+              name: `valid, ${k} given twice (the last valid)`,
+              body: jsonText(dupLastValid),
+              expect: 'any',
+              storedData: stored(plain),
+            });
             // Of the wrong type for every field here (`records` takes arrays, but not an empty one).
             const bad: J = k === 'records' ? [] : [[[]]];
             const dupLastBad = new Members([...entries.filter(([x]) => x !== k).map(([x, y]) => [x, y] as [string, J]), [k, v], [k, bad]]);
@@ -447,15 +528,38 @@ export function generateCases(routes: RouteSpec[], ctx: FuzzContext, seed: numbe
         if (route.path === '/logs/{logId}/records') {
           // A record's data given twice: the last one is the record's.
           const dupData = `{"records":[{"data":"first","data":${jsonText(new Raw('12345678901234567890123'))}},{"data":{"a":1},"key":"k","data":[1e400]}]}`;
-          add({ name: 'valid, data given twice in a record', body: dupData, expect: 'any', storedData: ['12345678901234567890123', '[1e400]'] });
+          add({
+            name: 'valid, data given twice in a record',
+            body: dupData,
+            expect: 'any',
+            storedData: ['12345678901234567890123', '[1e400]'],
+          });
           const many = Array.from({ length: 500 }, (_, i) => ({ data: r.pick(interestingData().slice(0, 20)), key: `k${i}` }));
-          add({ name: 'valid, 500 records of unusual data', body: jsonText({ records: many }, { ws }), expect: 'any', storedData: many.map((m) => jsonText(m.data, {}, true)) });
+          add({
+            name: 'valid, 500 records of unusual data',
+            body: jsonText({ records: many }, { ws }),
+            expect: 'any',
+            storedData: many.map((m) => jsonText(m.data, {}, true)),
+          });
         }
         // Content types and encodings that still carry UTF-8 JSON.
         for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=utf-8', 'APPLICATION/JSON', '']) {
-          add({ name: `valid, content-type '${type}'`, body: jsonText(plain), headers: type ? { 'content-type': type } : {}, expect: 'any', storedData: stored(plain) });
+          add({
+            name: `valid, content-type '${type}'`,
+            body: jsonText(plain),
+            headers: type ? { 'content-type': type } : {},
+            expect: 'any',
+            storedData: stored(plain),
+          });
         }
-        add({ name: 'valid, base64 (a binary content type)', body: Buffer.from(jsonText(plain)).toString('base64'), isBase64Encoded: true, headers: { 'content-type': 'application/octet-stream' }, expect: 'any', storedData: stored(plain) });
+        add({
+          name: 'valid, base64 (a binary content type)',
+          body: Buffer.from(jsonText(plain)).toString('base64'),
+          isBase64Encoded: true,
+          headers: { 'content-type': 'application/octet-stream' },
+          expect: 'any',
+          storedData: stored(plain),
+        });
       }
 
       // Mutations of the body, each wrong in one place.
@@ -469,7 +573,8 @@ export function generateCases(routes: RouteSpec[], ctx: FuzzContext, seed: numbe
 
     if (route.path === '/logs/{logId}/sessions') {
       // Not expressible in the schema, but in its description: a session cannot start past the end of its log.
-      for (const n of [1_000_000_000, 9007199254740991]) add({ name: `start after ${n}, past the end of the log`, body: `{"start":{"afterSeq":${n}}}`, expect: 'refused' });
+      for (const n of [1_000_000_000, 9007199254740991])
+        add({ name: `start after ${n}, past the end of the log`, body: `{"start":{"afterSeq":${n}}}`, expect: 'refused' });
     }
 
     // Whole bodies that are not the request at all.
@@ -503,12 +608,41 @@ export function generateCases(routes: RouteSpec[], ctx: FuzzContext, seed: numbe
 
     // Encodings that are not UTF-8 JSON.
     const invalid = jsonText({ ...(first as object), zzUnknown: 'é' } as J);
-    add({ name: 'gzip-compressed body', body: gzipSync(jsonText(first)).toString('base64'), isBase64Encoded: true, headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, expect: 'refused' });
-    add({ name: 'UTF-16LE body', body: Buffer.from(`\uFEFF${jsonText(first)}`, 'utf16le').toString('base64'), isBase64Encoded: true, headers: { 'content-type': 'application/json; charset=utf-16' }, expect: 'refused' });
-    add({ name: 'Latin-1 body (not UTF-8)', body: Buffer.from(invalid, 'latin1').toString('base64'), isBase64Encoded: true, headers: { 'content-type': 'application/json; charset=iso-8859-1' }, expect: 'refused' });
-    add({ name: 'invalid UTF-8 bytes inside a string', body: Buffer.concat([Buffer.from('{"zzUnknown":"'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}')]).toString('base64'), isBase64Encoded: true, headers: { 'content-type': 'application/json' }, expect: 'refused' });
+    add({
+      name: 'gzip-compressed body',
+      body: gzipSync(jsonText(first)).toString('base64'),
+      isBase64Encoded: true,
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      expect: 'refused',
+    });
+    add({
+      name: 'UTF-16LE body',
+      body: Buffer.from(`\uFEFF${jsonText(first)}`, 'utf16le').toString('base64'),
+      isBase64Encoded: true,
+      headers: { 'content-type': 'application/json; charset=utf-16' },
+      expect: 'refused',
+    });
+    add({
+      name: 'Latin-1 body (not UTF-8)',
+      body: Buffer.from(invalid, 'latin1').toString('base64'),
+      isBase64Encoded: true,
+      headers: { 'content-type': 'application/json; charset=iso-8859-1' },
+      expect: 'refused',
+    });
+    add({
+      name: 'invalid UTF-8 bytes inside a string',
+      body: Buffer.concat([Buffer.from('{"zzUnknown":"'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}')]).toString('base64'),
+      isBase64Encoded: true,
+      headers: { 'content-type': 'application/json' },
+      expect: 'refused',
+    });
     add({ name: 'base64 that is not base64', body: '!!!not base64!!!', isBase64Encoded: true, expect: 'refused' });
-    add({ name: 'multipart form', body: '--x\r\ncontent-disposition: form-data; name="a"\r\n\r\n1\r\n--x--', headers: { 'content-type': 'multipart/form-data; boundary=x' }, expect: 'refused' });
+    add({
+      name: 'multipart form',
+      body: '--x\r\ncontent-disposition: form-data; name="a"\r\n\r\n1\r\n--x--',
+      headers: { 'content-type': 'multipart/form-data; boundary=x' },
+      expect: 'refused',
+    });
   }
   return out;
 }

@@ -132,7 +132,13 @@ export class Harness {
       config: { forKey: async (k) => staticConfig(this.config).forKey(k) },
     };
     const start = (fn: DataFunctionName) => startFunction(fn, this.env, clients);
-    this.handlers = { logs: start('logs'), append: start('append'), sessions: start('sessions'), receive: start('receive'), leases: start('leases') };
+    this.handlers = {
+      logs: start('logs'),
+      append: start('append'),
+      sessions: start('sessions'),
+      receive: start('receive'),
+      leases: start('leases'),
+    };
   }
 
   async close(): Promise<void> {
@@ -175,7 +181,12 @@ export class Harness {
 
   async call<T = any>(method: string, path: string, body?: unknown, principal = 'alice'): Promise<Reply<T>> {
     if (!matchRoute(ROUTES, method, path)) throw new Error(`no route for ${method} ${path}`);
-    const res = await this.send({ method, path, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body), principal });
+    const res = await this.send({
+      method,
+      path,
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      principal,
+    });
     return { status: res.status, body: res.text ? JSON.parse(res.text) : undefined, headers: res.headers };
   }
 
@@ -189,7 +200,9 @@ export class Harness {
     const { method, path } = req;
     const m = matchRoute(ROUTES, method, path);
     if (!m) {
-      const text = JSON.stringify({ error: { code: 'RouteNotFound', message: `There is no route ${method} ${path}. See shared/API.md for the routes.` } });
+      const text = JSON.stringify({
+        error: { code: 'RouteNotFound', message: `There is no route ${method} ${path}. See shared/API.md for the routes.` },
+      });
       return { status: 404, text, headers: { 'content-type': 'application/json' } };
     }
     const principal = req.principal ?? 'alice';
@@ -205,10 +218,17 @@ export class Harness {
     if (req.isBase64Encoded) event.isBase64Encoded = true;
     if (m.route.fn === 'admin') throw new Error(`the harness serves the data routes; ${method} ${path} is an admin route`);
     // Invoked as Lambda behind the HTTP API invokes it: its payload envelope and its timeout.
-    const invoked = await invokeFunction(this.handlers[m.route.fn], event, { logicalId: m.route.fn, timeoutSeconds: FUNCTION_TIMEOUT_SECONDS[m.route.fn] }, this.clock.now);
+    const invoked = await invokeFunction(
+      this.handlers[m.route.fn],
+      event,
+      { logicalId: m.route.fn, timeoutSeconds: FUNCTION_TIMEOUT_SECONDS[m.route.fn] },
+      this.clock.now,
+    );
     // A host that died during the call sent no answer, whatever its code went on to do.
-    if (this.dead) return { status: 500, text: JSON.stringify({ error: { code: 'InjectedCrash', message: 'the host died' } }), headers: {} };
-    if ('gateway' in invoked) return { status: invoked.gateway.status, text: invoked.gateway.body, headers: { ...invoked.gateway.headers } };
+    if (this.dead)
+      return { status: 500, text: JSON.stringify({ error: { code: 'InjectedCrash', message: 'the host died' } }), headers: {} };
+    if ('gateway' in invoked)
+      return { status: invoked.gateway.status, text: invoked.gateway.body, headers: { ...invoked.gateway.headers } };
     const res = invoked.result;
     return {
       status: res.statusCode ?? 200,
@@ -261,7 +281,10 @@ export class Harness {
     return r.body.sessionId;
   }
 
-  async receive(sessionId: string, body: Record<string, unknown> = {}): Promise<{ seq: number; data: any; deliveryCount: number; leaseExpiresAt: string; key?: string }[]> {
+  async receive(
+    sessionId: string,
+    body: Record<string, unknown> = {},
+  ): Promise<{ seq: number; data: any; deliveryCount: number; leaseExpiresAt: string; key?: string }[]> {
     const r = await this.callRetrying('POST', `/sessions/${sessionId}/receive`, body);
     if (r.status !== 200) throw new Error(`receive ${r.status} ${JSON.stringify(r.body)}`);
     return r.body.records;

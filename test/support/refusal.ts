@@ -18,14 +18,16 @@ export interface Refusal {
 export function refusalOf(e: unknown): Refusal {
   expect(e).toBeInstanceOf(ServiceError);
   const s = e as ServiceError;
-  return { status: statusOf(s), code: s.code, message: s.message, ...(s.retryAfterSeconds !== undefined ? { retryAfterSeconds: s.retryAfterSeconds } : {}) };
+  return {
+    status: statusOf(s),
+    code: s.code,
+    message: s.message,
+    ...(s.retryAfterSeconds !== undefined ? { retryAfterSeconds: s.retryAfterSeconds } : {}),
+  };
 }
 
 /** The refusal `p` rejects with (fails the test if it resolves, or rejects with anything but a ServiceError). */
 export const refused = (p: Promise<unknown>): Promise<Refusal> =>
-  p.then(
-    () => {
-      throw new Error('expected a refusal, the call succeeded');
-    },
-    refusalOf,
-  );
+  p.then(() => {
+    throw new Error('expected a refusal, the call succeeded');
+  }, refusalOf);

@@ -16,7 +16,10 @@ export interface TestRuntime {
 }
 
 /** Starts the runtime on a free port, quiet unless `opts.log` is given; `tag` names its keys (uppercase letters). */
-export async function startTestRuntime(tag: string, opts: Omit<LocalRuntimeOptions, 'port' | 'credentialsPath'> = {}): Promise<TestRuntime> {
+export async function startTestRuntime(
+  tag: string,
+  opts: Omit<LocalRuntimeOptions, 'port' | 'credentialsPath'> = {},
+): Promise<TestRuntime> {
   const credentialsPath = join(mkdtempSync(join(tmpdir(), `logrelay-${tag.toLowerCase()}-`)), 'c.json');
   const key = (role: string) => `LR${tag}${role}`.toUpperCase().padEnd(16, '0');
   const secret = (role: string) => `${tag}-${role}-secret`.toLowerCase().padEnd(33, '0');
