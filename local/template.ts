@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
-import { LogrelayStack } from '../lib/logrelay-stack';
+import { LogrelayStack, type LogrelayStackProps } from '../lib/logrelay-stack';
 import { LocalAppConfig } from './appconfig';
 import { resolveIntrinsics } from './stepfunctions';
 
@@ -58,11 +58,11 @@ export interface LocalSystem {
 }
 
 /** Synthesizes the stack in this process, without bundling the functions (the runtime runs their source). */
-export function synthTemplate(): Template {
+export function synthTemplate(props: LogrelayStackProps = {}): Template {
   const outdir = mkdtempSync(join(tmpdir(), 'logrelay-synth-'));
   try {
     const app = new App({ outdir, context: { 'aws:cdk:bundling-stacks': [] } });
-    new LogrelayStack(app, 'Logrelay');
+    new LogrelayStack(app, 'Logrelay', props);
     return app.synth().getStackByName('Logrelay').template as Template;
   } finally {
     rmSync(outdir, { recursive: true, force: true });
