@@ -20,7 +20,8 @@ import { join } from 'node:path';
 import { CreateHostedConfigurationVersionCommand } from '@aws-sdk/client-appconfig';
 import { startLocalRuntime, type LocalRuntime } from '../../local/server';
 import { SignedHttp } from '../../local/client';
-import { matchRoute, toEvent } from '../../local/gateway';
+import type { GatewayContext } from '../../local/gateway';
+import { callRoute } from '../support/route-call';
 import { DynamoStore } from '../../lambdas/adapters/store';
 import { DynamoControlStore } from '../../lambdas/adapters/control';
 import { appConfigIdsFromEnv, type AppConfigIds, type ConfigVersions } from '../../lambdas/adapters/appconfig';
@@ -29,7 +30,6 @@ import { systemClock } from '../../lambdas/services/logs';
 import { BakeService } from '../../lambdas/services/bakes';
 import { refusalOf } from '../support/refusal';
 import { armOf, contentOf, type Experiment } from '../../lambdas/domain/config';
-import { ROUTES } from '../../lambdas/routes';
 import type { HttpEvent, HttpResult } from '../../lambdas/http/api';
 import { makeHandler as logsHandler } from '../../lambdas/handlers/logs';
 import { makeHandler as sessionsHandler } from '../../lambdas/handlers/sessions';
@@ -62,27 +62,15 @@ class CountingControl {
  * A cold host of `make`'s function, built the way local/server.ts builds one: a fresh store, a
  * fresh rollout config (empty caches) and the AppConfig versions adapter over `versions`' client.
  */
-function coldHost(make: (d: Deps) => (e: HttpEvent, c?: never) => Promise<HttpResult>, entry: string, reads: CountingControl) {
+function coldHost(make: (d: Deps) => (e: HttpEvent, c: GatewayContext) => Promise<HttpResult>, entry: string, reads: CountingControl) {
   const deps: Deps = {
     store: new DynamoStore(rt.dynamo.client, tablesOf(entry)),
     clock: systemClock,
     config: hostConfig(reads, systemClock, SCALE),
   };
   const handler = make(deps);
-  return async (method: string, path: string, body: unknown): Promise<{ status: number; body: any }> => {
-    const m = matchRoute(ROUTES, method, path)!;
-    const event = toEvent({
-      method,
-      rawPath: path,
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      route: m.route,
-      pathParameters: m.pathParameters,
-      caller: CALLER,
-    });
-    const res = await handler(event, { getRemainingTimeInMillis: () => 10_000, awsRequestId: 'cold' } as never);
-    return { status: res.statusCode ?? 200, body: res.body ? JSON.parse(res.body) : undefined };
-  };
+  return (method: string, path: string, body: unknown): Promise<{ status: number; body: any }> =>
+    callRoute(handler, CALLER, method, path, body);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -121,7 +109,7 @@ beforeAll(async () => {
   control = new DynamoControlStore(rt.dynamo.client, tablesOf('lambdas/handlers/admin.ts').control);
   ids = appConfigIdsFromEnv(Object.values(rt.system.functions).find((f) => f.entry === 'lambdas/handlers/admin.ts')!.environment);
   // The logs the cold hosts open sessions on (one host creates them).
-  const create = coldHost(logsHandler as never, 'lambdas/handlers/logs.ts', new CountingControl(control));
+  const create = coldHost(logsHandler, 'lambdas/handlers/logs.ts', new CountingControl(control));
   logIds = Array.from({ length: HOSTS }, (_, i) => `cold-${i}`);
   for (const logId of logIds) expect((await create('POST', '/logs', { logId })).status).toBe(201);
 }, 120_000);
@@ -133,7 +121,7 @@ afterAll(async () => {
 /** HOSTS cold hosts at once, each opening a session (no ackTimeoutSeconds: the limits profile's default applies). */
 async function coldStart() {
   const reads = new CountingControl(control);
-  const hosts = logIds.map(() => coldHost(sessionsHandler as never, 'lambdas/handlers/sessions.ts', reads));
+  const hosts = logIds.map(() => coldHost(sessionsHandler, 'lambdas/handlers/sessions.ts', reads));
   const replies = await Promise.all(hosts.map((open, i) => open('POST', `/logs/${logIds[i]}/sessions`, {})));
   return { replies, reads: reads.reads };
 }

@@ -20,7 +20,8 @@ import { DeleteCommand, DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-
 import { LocalAppConfig } from '../../local/appconfig';
 import { startEmbeddedDynamo, type EmbeddedDynamo } from '../../local/dynamo';
 import { FaultInjector } from '../../local/faults';
-import { matchRoute, toEvent } from '../../local/gateway';
+import type { GatewayContext } from '../../local/gateway';
+import { callRoute } from '../support/route-call';
 import { resolveIntrinsics } from '../../local/stepfunctions';
 import { readSystem, synthTemplate, type LocalSystem } from '../../local/template';
 import { AppConfigVersions, appConfigIdsFromEnv, type AppConfigIds } from '../../lambdas/adapters/appconfig';
@@ -36,7 +37,6 @@ import { makeHandler as logsHandler } from '../../lambdas/handlers/logs';
 import { makeHandler as sessionsHandler } from '../../lambdas/handlers/sessions';
 import { BakeService } from '../../lambdas/services/bakes';
 import { systemClock } from '../../lambdas/services/logs';
-import { ROUTES } from '../../lambdas/routes';
 
 const UPGRADE_ENTRY = 'lambdas/handlers/upgrade.ts';
 const CALLER = { userArn: 'arn:aws:iam::123456789012:user/upgrade-test', accessKey: 'AKIDUPGRADE', accountId: '123456789012' };
@@ -110,8 +110,8 @@ async function putLegacy(state: RolloutState, lock?: RolloutItem['lock']): Promi
  * answer. A 201's ackTimeoutSeconds is the limits profile's default for its arm.
  */
 async function hostOpensSession(logId: string): Promise<{ status: number; body: any }> {
-  const call = async (
-    make: (d: Deps) => (e: HttpEvent, c?: never) => Promise<HttpResult>,
+  const call = (
+    make: (d: Deps) => (e: HttpEvent, c: GatewayContext) => Promise<HttpResult>,
     entry: string,
     method: string,
     path: string,
@@ -122,22 +122,11 @@ async function hostOpensSession(logId: string): Promise<{ status: number; body: 
       clock: systemClock,
       config: hostConfig(control, systemClock),
     };
-    const m = matchRoute(ROUTES, method, path)!;
-    const event = toEvent({
-      method,
-      rawPath: path,
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      route: m.route,
-      pathParameters: m.pathParameters,
-      caller: CALLER,
-    });
-    const res = await make(deps)(event, { getRemainingTimeInMillis: () => 10_000, awsRequestId: 'upgrade-test' } as never);
-    return { status: res.statusCode ?? 200, body: res.body ? JSON.parse(res.body) : undefined };
+    return callRoute(make(deps), CALLER, method, path, body);
   };
-  const created = await call(logsHandler as never, 'lambdas/handlers/logs.ts', 'POST', '/logs', { logId });
+  const created = await call(logsHandler, 'lambdas/handlers/logs.ts', 'POST', '/logs', { logId });
   if (created.status !== 201) return created;
-  return call(sessionsHandler as never, 'lambdas/handlers/sessions.ts', 'POST', `/logs/${logId}/sessions`, {});
+  return call(sessionsHandler, 'lambdas/handlers/sessions.ts', 'POST', `/logs/${logId}/sessions`, {});
 }
 
 let logCounter = 0;
