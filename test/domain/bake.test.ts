@@ -40,7 +40,15 @@ import {
   type PollDecision,
   type RolloutItem,
 } from '../../lambdas/domain/bake';
-import { contentOf, INITIAL_ROLLOUT, missingContents, namedVersions, withContents, type Experiment, type RolloutState } from '../../lambdas/domain/config';
+import {
+  contentOf,
+  INITIAL_ROLLOUT,
+  missingContents,
+  namedVersions,
+  withContents,
+  type Experiment,
+  type RolloutState,
+} from '../../lambdas/domain/config';
 import { prng } from './model';
 import { judge, type ArmSeries, type Judgement, type JudgeDecision } from '../../lambdas/domain/judge';
 
@@ -164,13 +172,22 @@ describe('version contents in the rollout state', () => {
     expect(held.sort()).toEqual([...new Set(namedVersions(state).map((n) => `${n.profile}:${n.version}`))].sort());
   };
 
-  it('the initial state holds the initial versions\' contents: the defaults the stack stores as version 1', () => {
+  it("the initial state holds the initial versions' contents: the defaults the stack stores as version 1", () => {
     expectExactContents(INITIAL_ROLLOUT);
-    expect(JSON.parse(contentOf(INITIAL_ROLLOUT, 'limits', '1')!)).toEqual({ maxRecordsPerAppend: 500, maxRecordBytes: 262144, maxRequestBytes: 1048576, defaultAckTimeoutSeconds: 30 });
-    expect(JSON.parse(contentOf(INITIAL_ROLLOUT, 'delivery', '1')!)).toEqual({ maxBatchRecords: 100, maxBatchBytes: 1048576, longPollIntervalMs: 250 });
+    expect(JSON.parse(contentOf(INITIAL_ROLLOUT, 'limits', '1')!)).toEqual({
+      maxRecordsPerAppend: 500,
+      maxRecordBytes: 262144,
+      maxRequestBytes: 1048576,
+      defaultAckTimeoutSeconds: 30,
+    });
+    expect(JSON.parse(contentOf(INITIAL_ROLLOUT, 'delivery', '1')!)).toEqual({
+      maxBatchRecords: 100,
+      maxBatchBytes: 1048576,
+      longPollIntervalMs: 250,
+    });
   });
 
-  it('start puts the content beside the experiment; approve keeps it as control and drops the old control\'s', () => {
+  it("start puts the content beside the experiment; approve keeps it as control and drops the old control's", () => {
     let item = takeLock(initial(), 'b1', T0, T0 + LOCK_MS);
     item = startExperiment(item, exp('b1', { profile: 'limits', version: '2' }), V2);
     expect(contentOf(item.state, 'limits', '2')).toBe(V2);
@@ -193,7 +210,7 @@ describe('version contents in the rollout state', () => {
     expect(cleared).toEqual(before);
   });
 
-  it('clearing, releasing and a new lock holder drop the experiment\'s content, unless control serves that version', () => {
+  it("clearing, releasing and a new lock holder drop the experiment's content, unless control serves that version", () => {
     let item = takeLock(initial(), 'b1', T0, T0 + LOCK_MS);
     item = startExperiment(item, exp('b1', { profile: 'limits', version: '2' }), V2);
     for (const after of [
@@ -260,7 +277,11 @@ describe('version contents in the rollout state', () => {
       { profile: 'limits', version: '1' },
     ]);
     expect(withContents(legacy)).toBe(legacy);
-    const filled = withContents(withContents(legacy, { profile: 'delivery', version: '3', content: '{}' }), { profile: 'limits', version: '1', content: '{}' });
+    const filled = withContents(withContents(legacy, { profile: 'delivery', version: '3', content: '{}' }), {
+      profile: 'limits',
+      version: '1',
+      content: '{}',
+    });
     expectExactContents(filled);
   });
 });
@@ -299,7 +320,15 @@ describe('currentPhase', () => {
   });
 
   it('prefers the phase being baked over an earlier pending one', () => {
-    const b = newBake('b1', [{ profile: 'limits', version: '2' }, { profile: 'delivery', version: '4' }], S, T0);
+    const b = newBake(
+      'b1',
+      [
+        { profile: 'limits', version: '2' },
+        { profile: 'delivery', version: '4' },
+      ],
+      S,
+      T0,
+    );
     b.phases[1]!.verdict = 'BAKING';
     expect(currentPhase(b)).toBe(1);
   });
@@ -307,7 +336,12 @@ describe('currentPhase', () => {
 
 describe('pollBudget and phaseBudgetSeconds', () => {
   it('runs bakeSeconds / pollSeconds polls, and half that again as the extension', () => {
-    const s = (bakeSeconds: number, pollSeconds: number): BakeSettings => ({ weightPercent: 10, bakeSeconds, pollSeconds, minExperimentRequests: 1 });
+    const s = (bakeSeconds: number, pollSeconds: number): BakeSettings => ({
+      weightPercent: 10,
+      bakeSeconds,
+      pollSeconds,
+      minExperimentRequests: 1,
+    });
     expect(pollBudget(s(600, 30))).toEqual({ polls: 20, extension: 10 });
     expect(pollBudget(s(610, 30))).toEqual({ polls: 21, extension: 11 });
     expect(pollBudget(s(10, 30))).toEqual({ polls: 1, extension: 1 });
@@ -365,7 +399,9 @@ describe('decidePoll', () => {
       for (const decision of DECISIONS) {
         for (const experimentRequests of [0, 1000]) {
           for (const alarms of [OK, firing]) {
-            expect(decide(polls, { alarms, judgement: judged(decision, experimentRequests), abortRequested: true })).toEqual({ action: 'ABORT' });
+            expect(decide(polls, { alarms, judgement: judged(decision, experimentRequests), abortRequested: true })).toEqual({
+              action: 'ABORT',
+            });
           }
         }
       }
@@ -444,7 +480,10 @@ describe('decidePoll', () => {
 
   it('extends once, then rejects as Inconclusive at budget + extension', () => {
     for (let polls = BUDGET; polls < BUDGET + EXTENSION; polls++) {
-      expect({ polls, d: decide(polls, { judgement: judged('CONTINUE', 150) }) }).toEqual({ polls, d: { action: 'CONTINUE', extended: true } });
+      expect({ polls, d: decide(polls, { judgement: judged('CONTINUE', 150) }) }).toEqual({
+        polls,
+        d: { action: 'CONTINUE', extended: true },
+      });
     }
     for (const polls of [BUDGET + EXTENSION, BUDGET + EXTENSION + 1]) {
       for (const judgement of [judged('CONTINUE', 150), judged('CONTINUE', 100000), judged('APPROVE', 199)]) {
@@ -483,7 +522,11 @@ describe('decidePoll', () => {
   describe('with the real judge', () => {
     const series = (periods: number, experiment5xxPerPeriod: number): ArmSeries => ({
       control: Array.from({ length: periods }, (_, i) => ({ requests: 1800, errors5xx: 18, p99Ms: 100 + (i % 3) })),
-      experiment: Array.from({ length: periods }, (_, i) => ({ requests: 200, errors5xx: experiment5xxPerPeriod, p99Ms: 100 + ((i + 1) % 3) })),
+      experiment: Array.from({ length: periods }, (_, i) => ({
+        requests: 200,
+        errors5xx: experiment5xxPerPeriod,
+        p99Ms: 100 + ((i + 1) % 3),
+      })),
     });
 
     it('approves healthy traffic at the budget, and rejects a 5xx regression at the first poll', () => {
@@ -521,7 +564,15 @@ describe('revertPhase', () => {
   const promoted = (): { item: RolloutItem; phase: Phase } => {
     let item = takeLock({ state: withContents(INITIAL_ROLLOUT), rev: 1 }, 'b1', T0, T0 + LOCK_MS);
     item = approve(startExperiment(item, exp('b1'), CONTENT), 'b1', 'limits', '2', CONTENT);
-    const phase: Phase = { profile: 'limits', version: '2', content: CONTENT, verdict: 'APPROVED', polls: 3, controlVersion: '1', controlContent: contentOf(INITIAL_ROLLOUT, 'limits', '1')! };
+    const phase: Phase = {
+      profile: 'limits',
+      version: '2',
+      content: CONTENT,
+      verdict: 'APPROVED',
+      polls: 3,
+      controlVersion: '1',
+      controlContent: contentOf(INITIAL_ROLLOUT, 'limits', '1')!,
+    };
     return { item, phase };
   };
 
@@ -539,7 +590,13 @@ describe('revertPhase', () => {
 
   it('never takes back a version that is no longer the one this bake promoted (a later promotion stays): SUPERSEDED, item unchanged', () => {
     const { item, phase } = promoted();
-    const later = { ...item, state: withContents({ ...item.state, control: { ...item.state.control, limits: '3' } }, { profile: 'limits', version: '3', content: '{}' }) };
+    const later = {
+      ...item,
+      state: withContents(
+        { ...item.state, control: { ...item.state.control, limits: '3' } },
+        { profile: 'limits', version: '3', content: '{}' },
+      ),
+    };
     const r = revertPhase(later, 'b1', phase);
     expect(r.outcome).toBe('SUPERSEDED');
     expect(r.item).toBe(later);
@@ -567,10 +624,28 @@ describe('revertPhase', () => {
     let item = takeLock({ state: withContents(INITIAL_ROLLOUT), rev: 1 }, 'b1', T0, T0 + LOCK_MS);
     item = approve(item, 'b1', 'limits', '2', '{"maxRecordsPerAppend":1}');
     item = approve(item, 'b1', 'limits', '3', '{"maxRecordsPerAppend":2}');
-    const p2: Phase = { profile: 'limits', version: '2', verdict: 'APPROVED', polls: 1, controlVersion: '1', controlContent: contentOf(INITIAL_ROLLOUT, 'limits', '1')! };
-    const p3: Phase = { profile: 'limits', version: '3', verdict: 'APPROVED', polls: 1, controlVersion: '2', controlContent: '{"maxRecordsPerAppend":1}' };
+    const p2: Phase = {
+      profile: 'limits',
+      version: '2',
+      verdict: 'APPROVED',
+      polls: 1,
+      controlVersion: '1',
+      controlContent: contentOf(INITIAL_ROLLOUT, 'limits', '1')!,
+    };
+    const p3: Phase = {
+      profile: 'limits',
+      version: '3',
+      verdict: 'APPROVED',
+      polls: 1,
+      controlVersion: '2',
+      controlContent: '{"maxRecordsPerAppend":1}',
+    };
     const a = revertPhase(item, 'b1', p3);
-    expect([a.outcome, a.item.state.control.limits, contentOf(a.item.state, 'limits', '2')]).toEqual(['REVERTED', '2', '{"maxRecordsPerAppend":1}']);
+    expect([a.outcome, a.item.state.control.limits, contentOf(a.item.state, 'limits', '2')]).toEqual([
+      'REVERTED',
+      '2',
+      '{"maxRecordsPerAppend":1}',
+    ]);
     const b = revertPhase(a.item, 'b1', p2);
     expect([b.outcome, b.item.state.control.limits]).toEqual(['REVERTED', '1']);
     // In the wrong order the earlier phase finds a control it did not promote and leaves it.
@@ -581,12 +656,19 @@ describe('revertPhase', () => {
 describe('decideWatchPoll', () => {
   const S: BakeSettings = { weightPercent: 10, bakeSeconds: 60, pollSeconds: 10, minExperimentRequests: 1, finalBakeSeconds: 60 };
   const ok = (name: string): AlarmSnapshot => ({ name, state: 'OK', threshold: 2 });
-  const firing: AlarmSnapshot = { name: 'L-bake-slo-5xx-rate', state: 'ALARM', threshold: 2, datapoints: [7.5, 3.25, 0], reason: 'Threshold Crossed: 3 out of the last 6 datapoints' };
+  const firing: AlarmSnapshot = {
+    name: 'L-bake-slo-5xx-rate',
+    state: 'ALARM',
+    threshold: 2,
+    datapoints: [7.5, 3.25, 0],
+    reason: 'Threshold Crossed: 3 out of the last 6 datapoints',
+  };
 
   it('runs finalBakeSeconds / pollSeconds polls, then passes', () => {
     expect(watchPolls(S)).toBe(6);
     expect(watchPolls({ ...S, finalBakeSeconds: 65 })).toBe(7);
-    for (let polls = 1; polls < 6; polls++) expect(decideWatchPoll({ polls, settings: S, alarms: [ok('a'), ok('b')], abortRequested: false })).toEqual({ action: 'CONTINUE' });
+    for (let polls = 1; polls < 6; polls++)
+      expect(decideWatchPoll({ polls, settings: S, alarms: [ok('a'), ok('b')], abortRequested: false })).toEqual({ action: 'CONTINUE' });
     expect(decideWatchPoll({ polls: 6, settings: S, alarms: [ok('a'), ok('b')], abortRequested: false })).toEqual({ action: 'PASS' });
   });
 
@@ -596,7 +678,12 @@ describe('decideWatchPoll', () => {
     expect(d.action === 'FIRE' && d.reason).toBe(
       'The watch after promotion saw alarm L-bake-slo-5xx-rate in ALARM at its poll 2 of 6: datapoints [7.5, 3.25, 0] (newest first) against its threshold 2. CloudWatch: Threshold Crossed: 3 out of the last 6 datapoints',
     );
-    const two = decideWatchPoll({ polls: 6, settings: S, alarms: [firing, { ...firing, name: 'L-bake-slo-p99-latency' }], abortRequested: false });
+    const two = decideWatchPoll({
+      polls: 6,
+      settings: S,
+      alarms: [firing, { ...firing, name: 'L-bake-slo-p99-latency' }],
+      abortRequested: false,
+    });
     expect(two.action === 'FIRE' && two.reason).toContain('(also in ALARM: L-bake-slo-p99-latency)');
   });
 
@@ -605,14 +692,21 @@ describe('decideWatchPoll', () => {
   });
 
   it('INSUFFICIENT_DATA is not a firing', () => {
-    expect(decideWatchPoll({ polls: 6, settings: S, alarms: [{ name: 'a', state: 'INSUFFICIENT_DATA' }], abortRequested: false })).toEqual({ action: 'PASS' });
+    expect(decideWatchPoll({ polls: 6, settings: S, alarms: [{ name: 'a', state: 'INSUFFICIENT_DATA' }], abortRequested: false })).toEqual({
+      action: 'PASS',
+    });
   });
 });
 
 describe('shouldWatch and the watch budget', () => {
   const S: BakeSettings = { weightPercent: 10, bakeSeconds: 60, pollSeconds: 10, minExperimentRequests: 1, finalBakeSeconds: 120 };
   const approvedBake = (s: BakeSettings, verdicts: Phase['verdict'][]) => {
-    const b = newBake('b1', verdicts.map((_v, i) => ({ profile: 'limits' as const, version: String(i + 2) })), s, T0);
+    const b = newBake(
+      'b1',
+      verdicts.map((_v, i) => ({ profile: 'limits' as const, version: String(i + 2) })),
+      s,
+      T0,
+    );
     return { ...b, phases: b.phases.map((p, i) => ({ ...p, verdict: verdicts[i]! })) };
   };
 
@@ -672,16 +766,41 @@ describe('history', () => {
   });
 
   it('a dry run records what it would have decided', () => {
-    expect([verdictOf('APPROVE', false), verdictOf('REJECT', false), verdictOf('APPROVE', true), verdictOf('REJECT', true)]).toEqual(['APPROVED', 'REJECTED', 'WOULD_APPROVE', 'WOULD_REJECT']);
-    expect(['APPROVED', 'REJECTED', 'WOULD_APPROVE', 'WOULD_REJECT'].map((v) => transitionOf(v as never))).toEqual(['PhaseApproved', 'PhaseRejected', 'PhaseWouldApprove', 'PhaseWouldReject']);
+    expect([verdictOf('APPROVE', false), verdictOf('REJECT', false), verdictOf('APPROVE', true), verdictOf('REJECT', true)]).toEqual([
+      'APPROVED',
+      'REJECTED',
+      'WOULD_APPROVE',
+      'WOULD_REJECT',
+    ]);
+    expect(['APPROVED', 'REJECTED', 'WOULD_APPROVE', 'WOULD_REJECT'].map((v) => transitionOf(v as never))).toEqual([
+      'PhaseApproved',
+      'PhaseRejected',
+      'PhaseWouldApprove',
+      'PhaseWouldReject',
+    ]);
   });
 });
 
 describe('alarms as DescribeAlarms reports them', () => {
   it('reads the threshold, and in ALARM the datapoints of the last evaluation, newest first', () => {
-    const aws = { AlarmName: 'a', StateValue: 'ALARM', StateReason: 'r', Threshold: 2, StateReasonData: JSON.stringify({ recentDatapoints: [1, 2.5, 7], threshold: 2 }) };
+    const aws = {
+      AlarmName: 'a',
+      StateValue: 'ALARM',
+      StateReason: 'r',
+      Threshold: 2,
+      StateReasonData: JSON.stringify({ recentDatapoints: [1, 2.5, 7], threshold: 2 }),
+    };
     expect(alarmSnapshotOf(aws)).toEqual({ name: 'a', state: 'ALARM', reason: 'r', threshold: 2, datapoints: [7, 2.5, 1] });
-    const evaluated = { ...aws, StateReasonData: JSON.stringify({ evaluatedDatapoints: [{ timestamp: 't2', value: 9 }, { timestamp: 't1', value: 3 }], recentDatapoints: [3, 9] }) };
+    const evaluated = {
+      ...aws,
+      StateReasonData: JSON.stringify({
+        evaluatedDatapoints: [
+          { timestamp: 't2', value: 9 },
+          { timestamp: 't1', value: 3 },
+        ],
+        recentDatapoints: [3, 9],
+      }),
+    };
     expect(alarmSnapshotOf(evaluated).datapoints).toEqual([9, 3]);
     expect(datapointsOf('not json')).toEqual([]);
     expect(datapointsOf(undefined)).toEqual([]);
@@ -692,7 +811,7 @@ describe('alarms as DescribeAlarms reports them', () => {
 });
 
 describe('mutation survivors: lock renewal, clearing without an experiment, the bake defaults', () => {
-  it('a bake renewing its own lock keeps its live experiment and that version\'s content', () => {
+  it("a bake renewing its own lock keeps its live experiment and that version's content", () => {
     const initial = (): RolloutItem => ({ state: structuredClone(INITIAL_ROLLOUT), rev: 0 });
     const V2 = '{"maxRecordsPerAppend":2}';
     let item = takeLock(initial(), 'b1', T0, T0 + LOCK_MS);
@@ -723,7 +842,7 @@ describe('mutation survivors: lock renewal, clearing without an experiment, the 
     expect(clearExperiment(bare, 'b1')).toBe(bare);
   });
 
-  it('BAKE_DEFAULTS are the documented defaults, the judge\'s taken from JUDGE_DEFAULTS', () => {
+  it("BAKE_DEFAULTS are the documented defaults, the judge's taken from JUDGE_DEFAULTS", () => {
     expect(BAKE_DEFAULTS).toEqual({
       weightPercent: 10,
       bakeSeconds: 600,
@@ -737,9 +856,15 @@ describe('mutation survivors: lock renewal, clearing without an experiment, the 
     });
   });
 
-  it('judgeSettingsOf takes a bake\'s judge fields, and the judge\'s defaults for those an older record lacks', () => {
+  it("judgeSettingsOf takes a bake's judge fields, and the judge's defaults for those an older record lacks", () => {
     const base = { weightPercent: 10, bakeSeconds: 600, pollSeconds: 30, minExperimentRequests: 50 };
-    expect(judgeSettingsOf(base)).toEqual({ errorMarginPoints: 0.5, latencyMarginPercent: 15, alpha: 0.005, minExperimentRequests: 50, minLatencyPeriods: 6 });
+    expect(judgeSettingsOf(base)).toEqual({
+      errorMarginPoints: 0.5,
+      latencyMarginPercent: 15,
+      alpha: 0.005,
+      minExperimentRequests: 50,
+      minLatencyPeriods: 6,
+    });
     expect(judgeSettingsOf({ ...base, errorMarginPoints: 2, latencyMarginPercent: 40, alpha: 0.01 })).toEqual({
       errorMarginPoints: 2,
       latencyMarginPercent: 40,
@@ -748,18 +873,26 @@ describe('mutation survivors: lock renewal, clearing without an experiment, the 
       minLatencyPeriods: 6,
     });
     // 0 is a setting, not a missing one
-    expect(judgeSettingsOf({ ...base, errorMarginPoints: 0, latencyMarginPercent: 0 })).toMatchObject({ errorMarginPoints: 0, latencyMarginPercent: 0 });
+    expect(judgeSettingsOf({ ...base, errorMarginPoints: 0, latencyMarginPercent: 0 })).toMatchObject({
+      errorMarginPoints: 0,
+      latencyMarginPercent: 0,
+    });
   });
 });
 
 describe('reportedStatus and reportedSettings (what GET /bakes and GET /bakes/{bakeId} both say)', () => {
   it('a RUNNING bake past its deadline is FAILED with a reason; before it, or any other status, as stored', async () => {
     const { reportedStatus, reportedSettings } = await import('../../lambdas/domain/bake');
-    expect(reportedStatus({ status: 'RUNNING', deadlineMs: 1_000 }, 1_001)).toEqual({ status: 'FAILED', error: expect.stringMatching(/passed its deadline/) });
+    expect(reportedStatus({ status: 'RUNNING', deadlineMs: 1_000 }, 1_001)).toEqual({
+      status: 'FAILED',
+      error: expect.stringMatching(/passed its deadline/),
+    });
     expect(reportedStatus({ status: 'RUNNING', deadlineMs: 1_000, error: 'kept' }, 1_001)).toEqual({ status: 'FAILED', error: 'kept' });
     expect(reportedStatus({ status: 'RUNNING', deadlineMs: 1_000 }, 1_000)).toEqual({ status: 'RUNNING' });
     expect(reportedStatus({ status: 'SUCCEEDED', deadlineMs: 1_000 }, 5_000)).toEqual({ status: 'SUCCEEDED' });
-    expect(reportedSettings({ settings: { weightPercent: 10, bakeSeconds: 600, pollSeconds: 30, minExperimentRequests: 200 } as never })).toMatchObject({ finalBakeSeconds: 0, dryRun: false, weightPercent: 10 });
+    expect(
+      reportedSettings({ settings: { weightPercent: 10, bakeSeconds: 600, pollSeconds: 30, minExperimentRequests: 200 } as never }),
+    ).toMatchObject({ finalBakeSeconds: 0, dryRun: false, weightPercent: 10 });
   });
 });
 
@@ -781,7 +914,8 @@ describe('mutation survivors: alarm datapoints, thresholds, reasons at the clip 
   });
 
   it('reads no datapoints from JSON that is not an object with a list', () => {
-    for (const text of ['null', '5', '"text"', '{}', '{"recentDatapoints":5}', '{"evaluatedDatapoints":5}']) expect(datapointsOf(text), text).toEqual([]);
+    for (const text of ['null', '5', '"text"', '{}', '{"recentDatapoints":5}', '{"evaluatedDatapoints":5}'])
+      expect(datapointsOf(text), text).toEqual([]);
   });
 
   it('records a threshold only when it is a finite number', () => {
@@ -794,7 +928,9 @@ describe('mutation survivors: alarm datapoints, thresholds, reasons at the clip 
   it('keeps a reason of exactly the clip length whole', () => {
     const b = newBake('b1', [{ profile: 'limits', version: '2' }], BAKE_DEFAULTS, T0);
     const exact = 'y'.repeat(TRANSITION_REASON_CHARS);
-    const next = recordTransitions(b, [{ type: 'PhaseRejected', atMs: T0 + 1, phase: 0, profile: 'limits', version: '2', verdict: 'REJECTED', reason: exact }]);
+    const next = recordTransitions(b, [
+      { type: 'PhaseRejected', atMs: T0 + 1, phase: 0, profile: 'limits', version: '2', verdict: 'REJECTED', reason: exact },
+    ]);
     expect(next.history![1]!.reason).toBe(exact);
   });
 

@@ -78,12 +78,20 @@ describe('lease list codec', () => {
       { from: 40, to: 49, leaseMs: 2 ** 40 + 7, count: 3 },
     ];
     expect(decodeLeases(encodeLeases(leases))).toEqual(leases);
-    const ms = [{ from: 1, to: 1, leaseMs: T0 + 400 * 86_400_000, count: 1 }, { from: 2, to: 2, leaseMs: T0, count: 1 }];
+    const ms = [
+      { from: 1, to: 1, leaseMs: T0 + 400 * 86_400_000, count: 1 },
+      { from: 2, to: 2, leaseMs: T0, count: 1 },
+    ];
     expect(decodeLeases(encodeLeases(ms))).toEqual(ms);
   });
 
   it('rejects values it cannot encode (unsorted or overlapping ranges, negative numbers)', () => {
-    expect(() => encodeLeases([{ from: 5, to: 6, leaseMs: 1, count: 1 }, { from: 2, to: 3, leaseMs: 1, count: 1 }])).toThrow(RangeError);
+    expect(() =>
+      encodeLeases([
+        { from: 5, to: 6, leaseMs: 1, count: 1 },
+        { from: 2, to: 3, leaseMs: 1, count: 1 },
+      ]),
+    ).toThrow(RangeError);
     expect(() => encodeLeases([{ from: 5, to: 4, leaseMs: 1, count: 1 }])).toThrow(RangeError);
     expect(() => encodeLeases([{ from: 1, to: 1, leaseMs: 1, count: -1 }])).toThrow(RangeError);
     expect(() => encodeLeases([{ from: 1.5, to: 2, leaseMs: 1, count: 1 }])).toThrow(RangeError);
@@ -112,7 +120,10 @@ describe('dead-letter list codec', () => {
   });
 
   it('round-trips sequence numbers near 2^53', () => {
-    const d: DeadRange[] = [{ from: 3, to: 3, count: 1 }, { from: TOP - 2, to: TOP, count: 100 }];
+    const d: DeadRange[] = [
+      { from: 3, to: 3, count: 1 },
+      { from: TOP - 2, to: TOP, count: 100 },
+    ];
     expect(decodeDead(encodeDead(d))).toEqual(d);
   });
 
@@ -150,7 +161,25 @@ describe('ack mark codec', () => {
   });
 
   it('rejects malformed text with a RangeError', () => {
-    for (const bad of ['1-2', 'a-b@3', '', '1-2@', '-2@3', '1@3', '1-2-3@4', '1.5-2@3', '-1-2@3', ' 1-2@3', '1-2@3 ', '1-2@3\n', '1-2@3@4', '0x1-2@3', '1e3-2@3', '5-1@3', '1-9007199254740993@3']) {
+    for (const bad of [
+      '1-2',
+      'a-b@3',
+      '',
+      '1-2@',
+      '-2@3',
+      '1@3',
+      '1-2-3@4',
+      '1.5-2@3',
+      '-1-2@3',
+      ' 1-2@3',
+      '1-2@3 ',
+      '1-2@3\n',
+      '1-2@3@4',
+      '0x1-2@3',
+      '1e3-2@3',
+      '5-1@3',
+      '1-9007199254740993@3',
+    ]) {
       expect(() => decodeAckMark(bad), JSON.stringify(bad)).toThrow(RangeError);
     }
   });

@@ -86,7 +86,17 @@ describe('profile schemas against the contract table', () => {
           });
 
           it('rejects non-integers and wrong types', () => {
-            const bad: unknown[] = [r.min + 0.5, r.max - 0.5, r.dflt + 0.001, String(r.dflt), `${r.dflt}ms`, true, null, [r.dflt], { value: r.dflt }];
+            const bad: unknown[] = [
+              r.min + 0.5,
+              r.max - 0.5,
+              r.dflt + 0.001,
+              String(r.dflt),
+              `${r.dflt}ms`,
+              true,
+              null,
+              [r.dflt],
+              { value: r.dflt },
+            ];
             for (const v of bad) expect({ v, ...verdicts(profile, { [field]: v }) }).toEqual({ v, ...BOTH_REJECT });
           });
 
@@ -98,7 +108,7 @@ describe('profile schemas against the contract table', () => {
         });
       }
 
-      it('rejects unknown fields, including a typo of a real field and the other profile\'s fields', () => {
+      it("rejects unknown fields, including a typo of a real field and the other profile's fields", () => {
         const [first] = Object.keys(CONTRACT[profile]);
         const other = CONTRACT_PROFILES.find((p) => p !== profile)!;
         const [otherField, otherRange] = Object.entries(CONTRACT[other])[0]!;
@@ -112,7 +122,8 @@ describe('profile schemas against the contract table', () => {
       });
 
       it('rejects content that is not an object', () => {
-        for (const c of [null, [], [defaultsOf(profile)], 'x', 1, true]) expect({ c, ...verdicts(profile, c) }).toEqual({ c, ...BOTH_REJECT });
+        for (const c of [null, [], [defaultsOf(profile)], 'x', 1, true])
+          expect({ c, ...verdicts(profile, c) }).toEqual({ c, ...BOTH_REJECT });
       });
     });
   }
@@ -299,7 +310,8 @@ describe('mutation survivors: the hash, the weight threshold, isProfile', () => 
   it('isProfile accepts exactly the profile names, not inherited object properties', () => {
     expect(isProfile('delivery')).toBe(true);
     expect(isProfile('limits')).toBe(true);
-    for (const p of ['', 'Delivery', 'limit', 'toString', 'constructor', '__proto__', 'hasOwnProperty']) expect(isProfile(p), p).toBe(false);
+    for (const p of ['', 'Delivery', 'limit', 'toString', 'constructor', '__proto__', 'hasOwnProperty'])
+      expect(isProfile(p), p).toBe(false);
     expect(PROFILES.every((p) => isProfile(p))).toBe(true);
   });
 });
@@ -310,7 +322,9 @@ describe('the served-content bound', () => {
     for (const profile of PROFILES) {
       const props = (profileJsonSchema(profile) as { properties: Record<string, { minimum: number; maximum: number }> }).properties;
       // The widest JSON text of each integer field is its minimum or its maximum, whichever has more characters.
-      const widest = Object.fromEntries(Object.entries(props).map(([k, p]) => [k, String(p.minimum).length > String(p.maximum).length ? p.minimum : p.maximum]));
+      const widest = Object.fromEntries(
+        Object.entries(props).map(([k, p]) => [k, String(p.minimum).length > String(p.maximum).length ? p.minimum : p.maximum]),
+      );
       expect(checkProfileContent(profile, widest)).toEqual([]);
       const bytes = Buffer.byteLength(JSON.stringify(widest));
       expect({ profile, under200: bytes < 200 }).toEqual({ profile, under200: true });

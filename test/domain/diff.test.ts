@@ -5,16 +5,27 @@
  */
 import { describe, expect, it } from 'vitest';
 import { diffContents, sameJson } from '../../lambdas/domain/diff';
-import { DEFAULT_CONFIG, PROFILES, checkProfileContent, profileJsonSchema, resolveProfile, type ProfileName } from '../../lambdas/domain/config';
+import {
+  DEFAULT_CONFIG,
+  PROFILES,
+  checkProfileContent,
+  profileJsonSchema,
+  resolveProfile,
+  type ProfileName,
+} from '../../lambdas/domain/config';
 
 describe('diffContents', () => {
   it('is empty for the same content, and for contents that differ only in key order', () => {
     expect(diffContents('delivery', { maxBatchRecords: 50 }, { maxBatchRecords: 50 })).toEqual([]);
-    expect(diffContents('delivery', { maxBatchRecords: 50, longPollIntervalMs: 100 }, { longPollIntervalMs: 100, maxBatchRecords: 50 })).toEqual([]);
+    expect(
+      diffContents('delivery', { maxBatchRecords: 50, longPollIntervalMs: 100 }, { longPollIntervalMs: 100, maxBatchRecords: 50 }),
+    ).toEqual([]);
   });
 
   it('names each changed field with both effective values', () => {
-    expect(diffContents('delivery', { maxBatchRecords: 50 }, { maxBatchRecords: 20 })).toEqual([{ path: 'maxBatchRecords', control: 50, experimental: 20 }]);
+    expect(diffContents('delivery', { maxBatchRecords: 50 }, { maxBatchRecords: 20 })).toEqual([
+      { path: 'maxBatchRecords', control: 50, experimental: 20 },
+    ]);
   });
 
   it('a field left out is its default: no difference against the default written out, the default shown against anything else', () => {
@@ -23,7 +34,9 @@ describe('diffContents', () => {
     expect(diffContents('delivery', { maxBatchRecords: 100 }, {})).toEqual([]);
     // Left out against another value: the side that left it out shows the default.
     expect(diffContents('delivery', {}, { maxBatchRecords: 50 })).toEqual([{ path: 'maxBatchRecords', control: 100, experimental: 50 }]);
-    expect(diffContents('limits', { defaultAckTimeoutSeconds: 77 }, {})).toEqual([{ path: 'defaultAckTimeoutSeconds', control: 77, experimental: 30 }]);
+    expect(diffContents('limits', { defaultAckTimeoutSeconds: 77 }, {})).toEqual([
+      { path: 'defaultAckTimeoutSeconds', control: 77, experimental: 30 },
+    ]);
   });
 
   it('orders entries by path, whatever order the contents write their fields in', () => {
@@ -37,7 +50,11 @@ describe('diffContents', () => {
   it('swapping the versions swaps the sides', () => {
     const a = { maxBatchRecords: 5, maxBatchBytes: 4096 };
     const b = { longPollIntervalMs: 60 };
-    const swapped = diffContents('delivery', b, a).map(({ path, control, experimental }) => ({ path, control: experimental, experimental: control }));
+    const swapped = diffContents('delivery', b, a).map(({ path, control, experimental }) => ({
+      path,
+      control: experimental,
+      experimental: control,
+    }));
     expect(swapped).toEqual(diffContents('delivery', a, b));
     expect(swapped).toHaveLength(3);
   });
@@ -52,11 +69,15 @@ describe('diffContents', () => {
     expect(JSON.parse(JSON.stringify(d[1]))).toEqual({ path: 'note', control: 'x' });
     // Nested values are compared whole, their key order ignored.
     expect(diffContents('delivery', { extra: { a: 1, b: [1, { c: 2 }] } }, { extra: { b: [1, { c: 2 }], a: 1 } })).toEqual([]);
-    expect(diffContents('delivery', { extra: { a: 1 } }, { extra: { a: 2 } })).toEqual([{ path: 'extra', control: { a: 1 }, experimental: { a: 2 } }]);
+    expect(diffContents('delivery', { extra: { a: 1 } }, { extra: { a: 2 } })).toEqual([
+      { path: 'extra', control: { a: 1 }, experimental: { a: 2 } },
+    ]);
   });
 
   it('compares a content that is not an object whole, at the empty path', () => {
-    expect(diffContents('delivery', { maxBatchRecords: 50 }, [1])).toEqual([{ path: '', control: { ...DEFAULT_CONFIG.delivery, maxBatchRecords: 50 }, experimental: [1] }]);
+    expect(diffContents('delivery', { maxBatchRecords: 50 }, [1])).toEqual([
+      { path: '', control: { ...DEFAULT_CONFIG.delivery, maxBatchRecords: 50 }, experimental: [1] },
+    ]);
     expect(diffContents('delivery', 'x', 'x')).toEqual([]);
     expect(diffContents('delivery', null, {})).toEqual([{ path: '', control: null, experimental: DEFAULT_CONFIG.delivery }]);
   });
@@ -64,7 +85,10 @@ describe('diffContents', () => {
   it('on random valid contents, lists exactly the fields where the configs hosts resolve differ, with their values', () => {
     // A small seeded generator: each field left out, set to its default, or set to another value.
     let seed = 20_240_615;
-    const rand = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+    const rand = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
     const minimum = (profile: ProfileName, field: string): number =>
       (profileJsonSchema(profile) as { properties: Record<string, { minimum: number }> }).properties[field]!.minimum;
     const sample = (profile: ProfileName): Record<string, number> => {

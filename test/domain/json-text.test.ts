@@ -4,7 +4,25 @@ import { prng } from './model';
 
 type Rng = ReturnType<typeof prng>;
 
-const STRINGS = ['\ud800', 'a\udc00b', '\udbff\udfff', '😀\\"', '"\\\\"', '', 'a', 'quote " and backslash \\', 'brackets ] } [ {', 'comma , colon :', 'tab\tline\nbreak\r', '\u0000\u001f\u007f', 'é中😀', '\u2028\u2029', 'sp a ce s', '\\u0041 looks like an escape', '"'];
+const STRINGS = [
+  '\ud800',
+  'a\udc00b',
+  '\udbff\udfff',
+  '😀\\"',
+  '"\\\\"',
+  '',
+  'a',
+  'quote " and backslash \\',
+  'brackets ] } [ {',
+  'comma , colon :',
+  'tab\tline\nbreak\r',
+  '\u0000\u001f\u007f',
+  'é中😀',
+  '\u2028\u2029',
+  'sp a ce s',
+  '\\u0041 looks like an escape',
+  '"',
+];
 
 /** A random JSON value (no numbers JSON.stringify would change: what JSON.stringify writes is the reference). */
 function randomValue(r: Rng, depth = 0): unknown {
@@ -22,7 +40,8 @@ function randomValue(r: Rng, depth = 0): unknown {
       return Array.from({ length: r.int(0, 4) }, () => randomValue(r, depth + 1));
     default: {
       const o: Record<string, unknown> = {};
-      for (let i = r.int(0, 4); i > 0; i--) o[r.pick(['a', 'b', 'data', 'records', 'key', '', 'é', '"q"', 'x y'])] = randomValue(r, depth + 1);
+      for (let i = r.int(0, 4); i > 0; i--)
+        o[r.pick(['a', 'b', 'data', 'records', 'key', '', 'é', '"q"', 'x y'])] = randomValue(r, depth + 1);
       return o;
     }
   }
@@ -32,7 +51,10 @@ describe('recordDataTexts', () => {
   it('gives each record data as JSON.stringify writes it, whatever the spacing of the body (2,000 seeded bodies)', () => {
     const r = prng(7);
     for (let n = 0; n < 2000; n++) {
-      const body = { records: Array.from({ length: r.int(1, 5) }, () => ({ ...(r.next() < 0.5 ? { key: 'k' } : {}), data: randomValue(r) })), idempotencyKey: 'x' };
+      const body = {
+        records: Array.from({ length: r.int(1, 5) }, () => ({ ...(r.next() < 0.5 ? { key: 'k' } : {}), data: randomValue(r) })),
+        idempotencyKey: 'x',
+      };
       const text = JSON.stringify(body, null, r.pick([0, 1, 2, '\t', ' \n ' as never]));
       const got = recordDataTexts(text)!;
       expect(got.map((g) => g!.text)).toEqual(body.records.map((x) => JSON.stringify(x.data)));
@@ -40,8 +62,14 @@ describe('recordDataTexts', () => {
   });
 
   it('keeps number tokens exactly as written', () => {
-    const body = '{"records": [{"data": 12345678901234567890123}, {"data": 1e400}, {"data": [-0, 1.0, 1E+2, 0.1000000000000000055511151231257827]}, {"data": {"n" : 9007199254740993 }}]}';
-    expect(recordDataTexts(body)!.map((t) => t!.text)).toEqual(['12345678901234567890123', '1e400', '[-0,1.0,1E+2,0.1000000000000000055511151231257827]', '{"n":9007199254740993}']);
+    const body =
+      '{"records": [{"data": 12345678901234567890123}, {"data": 1e400}, {"data": [-0, 1.0, 1E+2, 0.1000000000000000055511151231257827]}, {"data": {"n" : 9007199254740993 }}]}';
+    expect(recordDataTexts(body)!.map((t) => t!.text)).toEqual([
+      '12345678901234567890123',
+      '1e400',
+      '[-0,1.0,1E+2,0.1000000000000000055511151231257827]',
+      '{"n":9007199254740993}',
+    ]);
   });
 
   it('keeps whitespace and escapes inside strings, drops it between tokens', () => {
@@ -84,7 +112,12 @@ describe('recordDataTexts', () => {
     expect(recordDataTexts('{"x":1}')).toBeUndefined();
     expect(recordDataTexts('{"records":{"data":1}}')).toBeUndefined();
     expect(recordDataTexts('{"records":[]}')).toEqual([]);
-    expect(recordDataTexts('{"records":[1, {"key":"k"}, [], {"data":null}]}')).toEqual([undefined, undefined, undefined, { text: 'null', depth: 0 }]);
+    expect(recordDataTexts('{"records":[1, {"key":"k"}, [], {"data":null}]}')).toEqual([
+      undefined,
+      undefined,
+      undefined,
+      { text: 'null', depth: 0 },
+    ]);
   });
 });
 
@@ -120,8 +153,16 @@ describe('jsonSyntaxError', () => {
   it('says where and what, by line and column', () => {
     expect(jsonSyntaxError('{"a": 1,\n  "b" 2}')).toMatchObject({ line: 2, column: 7, problem: "unexpected '2' where ':' belongs" });
     expect(jsonSyntaxError('{"a":')).toMatchObject({ line: 1, column: 6, problem: 'the text ends too early' });
-    expect(jsonSyntaxError('{"a":"x\ny"}')).toMatchObject({ line: 1, column: 8, problem: 'a raw character U+000A inside a string (control characters must be escaped)' });
-    expect(jsonSyntaxError("{'a':1}")).toMatchObject({ line: 1, column: 2, problem: "unexpected ''' where a member name in double quotes belongs" });
+    expect(jsonSyntaxError('{"a":"x\ny"}')).toMatchObject({
+      line: 1,
+      column: 8,
+      problem: 'a raw character U+000A inside a string (control characters must be escaped)',
+    });
+    expect(jsonSyntaxError("{'a':1}")).toMatchObject({
+      line: 1,
+      column: 2,
+      problem: "unexpected ''' where a member name in double quotes belongs",
+    });
     expect(jsonSyntaxError('[1,]')).toMatchObject({ column: 4, problem: "unexpected ']'" });
     expect(jsonSyntaxError('{} {}')).toMatchObject({ column: 4, problem: "unexpected '{' after the end of the JSON value" });
     expect(jsonSyntaxError('\u001f\u008b')).toMatchObject({ column: 1, problem: 'unexpected character U+001F' });

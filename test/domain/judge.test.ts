@@ -219,18 +219,26 @@ describe('latencyInterval', () => {
     // V = 0.0025 * 3.105590 / 6 = 0.00129400; V + tau2 = 0.01129400; 2 V (V + tau2) / tau2 = 0.00292288.
     // ln((V + tau2) / V) / 2 = ln(8.728) / 2 = 1.083268; sum with ln 400: 7.074733.
     // w = sqrt(0.00292288 * 7.074733) = sqrt(0.0206786) = 0.143800; estimate ln 1.25 = 0.223144.
-    const flat = latencyInterval(seriesOf(6, () => ({ c: period(100, 0, 100), e: period(20, 0, 125) })), 0.0025)!;
+    const flat = latencyInterval(
+      seriesOf(6, () => ({ c: period(100, 0, 100), e: period(20, 0, 125) })),
+      0.0025,
+    )!;
     expect(flat.estimate).toBeCloseTo(0.223144, 6);
     expect(flat.upper - flat.estimate).toBeCloseTo(0.1438, 3);
     expect(flat.lower).toBeCloseTo(0.079344, 3);
     // A sd of 0.02 (below the floor) gives the same width as none.
-    const small = latencyInterval(seriesOf(6, (i) => ({ c: period(100, 0, 100), e: period(20, 0, 125 * Math.exp(i % 2 ? 0.02 : -0.02)) })), 0.0025)!;
+    const small = latencyInterval(
+      seriesOf(6, (i) => ({ c: period(100, 0, 100), e: period(20, 0, 125 * Math.exp(i % 2 ? 0.02 : -0.02)) })),
+      0.0025,
+    )!;
     expect(small.upper - small.estimate).toBeCloseTo(flat.upper - flat.estimate, 10);
   });
 
   it('is undefined with fewer than 2 usable periods', () => {
     expect(latencyInterval({ control: [], experiment: [] }, 0.0025)).toBeUndefined();
-    const one = seriesOf(4, (i) => (i === 2 ? { c: period(100, 0, 100), e: period(100, 0, 150) } : { c: period(4, 0, 100), e: period(100, 0, 150) }));
+    const one = seriesOf(4, (i) =>
+      i === 2 ? { c: period(100, 0, 100), e: period(100, 0, 150) } : { c: period(4, 0, 100), e: period(100, 0, 150) },
+    );
     expect(latencyInterval(one, 0.0025)).toBeUndefined();
     // Only the periods both arms have are paired.
     const uneven: ArmSeries = { control: [period(100, 0, 100)], experiment: [period(100, 0, 150), period(100, 0, 150)] };
@@ -401,7 +409,9 @@ describe('judge', () => {
     // Plenty of requests, but only 20 periods of noisy p99 (sd 15% per period): the latency
     // bounds are still wider than the 15% margin.
     const g = gaussian(prng(3));
-    const noisy = judge(seriesOf(20, () => ({ c: period(9000, 90, 100 * Math.exp(0.1 * g())), e: period(1000, 10, 100 * Math.exp(0.1 * g())) })));
+    const noisy = judge(
+      seriesOf(20, () => ({ c: period(9000, 90, 100 * Math.exp(0.1 * g())), e: period(1000, 10, 100 * Math.exp(0.1 * g())) })),
+    );
     expect(noisy.errors!.upper).toBeLessThan(0.005);
     expect(Math.abs(noisy.latency!.estimate)).toBeLessThan(Math.log(1.15));
     expect(noisy.latency!.upper).toBeGreaterThan(Math.log(1.15));
@@ -457,7 +467,7 @@ describe('judge', () => {
 });
 
 describe('mutation survivors: a control-dominated variance, enough experiment requests and no control', () => {
-  it('errorRateInterval: the control arm\'s term of the unpooled variance, when it is the larger (worked by hand)', () => {
+  it("errorRateInterval: the control arm's term of the unpooled variance, when it is the larger (worked by hand)", () => {
     // The hand-worked unpooled case above with the arms swapped, so the control's term dominates:
     // pe = 45/9000 = 0.005, pc = 20/1000 = 0.02, d = -0.015.
     // Unpooled: 0.005 * 0.995 / 9000 + 0.02 * 0.98 / 1000 = 5.5278e-7 + 1.96e-5 = 2.01528e-5 (control: 97%).

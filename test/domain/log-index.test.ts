@@ -1,6 +1,18 @@
 /** The log index: entries, runs and where records are, against a brute-force per-record model. */
 import { describe, expect, it } from 'vitest';
-import { chunksIn, decodeEntry, encodeEntry, expiryMarks, firstLiveIn, rangeOf, runExpiry, runLast, type ExpiryMark, type IndexEntry, type IndexRun } from '../../lambdas/domain/log-index';
+import {
+  chunksIn,
+  decodeEntry,
+  encodeEntry,
+  expiryMarks,
+  firstLiveIn,
+  rangeOf,
+  runExpiry,
+  runLast,
+  type ExpiryMark,
+  type IndexEntry,
+  type IndexRun,
+} from '../../lambdas/domain/log-index';
 
 /** A seeded PRNG (mulberry32), so a failure can be replayed. */
 function prng(seed: number): () => number {
@@ -31,7 +43,7 @@ describe('index entries', () => {
 describe('runs', () => {
   const run: IndexRun = { first: 11, entries: [entry('a', [2]), entry('b', [3, 4]), entry('c', [1])] };
 
-  it('imply each entry\'s numbers from its position', () => {
+  it("imply each entry's numbers from its position", () => {
     expect(runLast(run)).toBe(20);
     expect(runLast({ first: 5, entries: [] })).toBe(4);
     expect(rangeOf(run, 'a')).toEqual({ firstSeq: 11, lastSeq: 12 });
@@ -55,21 +67,29 @@ describe('runs', () => {
     for (let trial = 0; trial < 200; trial++) {
       const first = 1 + Math.floor(rnd() * 1000);
       const entries = Array.from({ length: 1 + Math.floor(rnd() * 20) }, (_, i) =>
-        entry(`b${i}`, Array.from({ length: 1 + Math.floor(rnd() * 4) }, () => 1 + Math.floor(rnd() * 5)), Math.floor(rnd() * 10)),
+        entry(
+          `b${i}`,
+          Array.from({ length: 1 + Math.floor(rnd() * 4) }, () => 1 + Math.floor(rnd() * 5)),
+          Math.floor(rnd() * 10),
+        ),
       );
       const r: IndexRun = { first, entries };
       // The model: every record's batch and chunk, one by one.
       const owner: { batchId: string; index: number; expiresSec: number }[] = [];
-      for (const e of entries) e.counts.forEach((c, index) => owner.push(...Array.from({ length: c }, () => ({ batchId: e.batchId, index, expiresSec: e.expiresSec }))));
+      for (const e of entries) {
+        for (const [index, c] of e.counts.entries())
+          owner.push(...Array.from({ length: c }, () => ({ batchId: e.batchId, index, expiresSec: e.expiresSec })));
+      }
       expect(runLast(r)).toBe(first + owner.length - 1);
       const from = first - 5 + Math.floor(rnd() * (owner.length + 10));
       const to = from + Math.floor(rnd() * 30);
       const refs = chunksIn(r, from, to);
       const covered = new Set<number>();
-      for (const ref of refs) for (let s = ref.first; s < ref.first + ref.count; s++) {
-        expect(owner[s - first]).toMatchObject({ batchId: ref.batchId, index: ref.index });
-        covered.add(s);
-      }
+      for (const ref of refs)
+        for (let s = ref.first; s < ref.first + ref.count; s++) {
+          expect(owner[s - first]).toMatchObject({ batchId: ref.batchId, index: ref.index });
+          covered.add(s);
+        }
       for (let s = Math.max(from, first); s <= Math.min(to, runLast(r)); s++) expect(covered.has(s)).toBe(true);
       // No chunk named that holds none of the range.
       for (const ref of refs) expect(ref.first <= to && ref.first + ref.count - 1 >= from).toBe(true);
@@ -86,11 +106,18 @@ describe('expiry marks', () => {
     expect(runExpiry({ first: 1, entries: [] })).toBe(0);
   });
 
-  it('mark only the pages that expire later than every page before them, going on from the head\'s latest', () => {
-    const page = (first: number, ...expiries: number[]): IndexRun => ({ first, entries: expiries.map((x, i) => entry(`p${first}-${i}`, [1], x)) });
+  it("mark only the pages that expire later than every page before them, going on from the head's latest", () => {
+    const page = (first: number, ...expiries: number[]): IndexRun => ({
+      first,
+      entries: expiries.map((x, i) => entry(`p${first}-${i}`, [1], x)),
+    });
     const pages = [page(1, 90, 80), page(3, 60), page(4, 95, 10), page(6, 95), page(7, 100)];
     const { marks, latest } = expiryMarks(0, pages);
-    expect(marks.map((m) => [m.expiresSec, m.page.first])).toEqual([[90, 1], [95, 4], [100, 7]]);
+    expect(marks.map((m) => [m.expiresSec, m.page.first])).toEqual([
+      [90, 1],
+      [95, 4],
+      [100, 7],
+    ]);
     expect(latest).toBe(100);
     // Moved in two steps, the second from the latest the first left in the head: the same marks.
     const a = expiryMarks(0, pages.slice(0, 2));
@@ -111,7 +138,11 @@ describe('expiry marks', () => {
       for (let p = 0, n = 1 + Math.floor(rnd() * 30); p < n; p++) {
         const entries = Array.from({ length: 1 + Math.floor(rnd() * 4) }, (_, i) => {
           t += Math.floor(rnd() * 5);
-          return entry(`b${p}-${i}`, Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => 1 + Math.floor(rnd() * 4)), t + Math.floor(rnd() * jitter));
+          return entry(
+            `b${p}-${i}`,
+            Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => 1 + Math.floor(rnd() * 4)),
+            t + Math.floor(rnd() * jitter),
+          );
         });
         const page: IndexRun = { first: seq, entries };
         pages.push(page);

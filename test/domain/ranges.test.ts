@@ -21,7 +21,13 @@ describe('rangeSize / countOf', () => {
     expect(rangeSize({ from: 5, to: 5 })).toBe(1);
     expect(rangeSize({ from: 1, to: 10 })).toBe(10);
     expect(countOf([])).toBe(0);
-    expect(countOf([{ from: 1, to: 3 }, { from: 7, to: 7 }, { from: 10, to: 19 }])).toBe(14);
+    expect(
+      countOf([
+        { from: 1, to: 3 },
+        { from: 7, to: 7 },
+        { from: 10, to: 19 },
+      ]),
+    ).toBe(14);
   });
 
   it('is exact near 2^53', () => {
@@ -36,20 +42,73 @@ describe('normalizeRanges', () => {
   });
 
   it('sorts', () => {
-    expect(normalizeRanges([[10, 12], [1, 2], [5, 6]])).toEqual([[1, 2], [5, 6], [10, 12]]);
+    expect(
+      normalizeRanges([
+        [10, 12],
+        [1, 2],
+        [5, 6],
+      ]),
+    ).toEqual([
+      [1, 2],
+      [5, 6],
+      [10, 12],
+    ]);
   });
 
   it('merges overlapping, touching, contained and duplicate ranges', () => {
-    expect(normalizeRanges([[1, 5], [3, 8]])).toEqual([[1, 8]]);
-    expect(normalizeRanges([[1, 5], [6, 8]])).toEqual([[1, 8]]); // touching
-    expect(normalizeRanges([[1, 5], [7, 8]])).toEqual([[1, 5], [7, 8]]); // gap of one
-    expect(normalizeRanges([[1, 10], [3, 4]])).toEqual([[1, 10]]); // contained
-    expect(normalizeRanges([[4, 4], [4, 4], [4, 4]])).toEqual([[4, 4]]);
-    expect(normalizeRanges([[9, 9], [1, 3], [4, 4], [8, 8], [2, 6]])).toEqual([[1, 6], [8, 9]]);
+    expect(
+      normalizeRanges([
+        [1, 5],
+        [3, 8],
+      ]),
+    ).toEqual([[1, 8]]);
+    expect(
+      normalizeRanges([
+        [1, 5],
+        [6, 8],
+      ]),
+    ).toEqual([[1, 8]]); // touching
+    expect(
+      normalizeRanges([
+        [1, 5],
+        [7, 8],
+      ]),
+    ).toEqual([
+      [1, 5],
+      [7, 8],
+    ]); // gap of one
+    expect(
+      normalizeRanges([
+        [1, 10],
+        [3, 4],
+      ]),
+    ).toEqual([[1, 10]]); // contained
+    expect(
+      normalizeRanges([
+        [4, 4],
+        [4, 4],
+        [4, 4],
+      ]),
+    ).toEqual([[4, 4]]);
+    expect(
+      normalizeRanges([
+        [9, 9],
+        [1, 3],
+        [4, 4],
+        [8, 8],
+        [2, 6],
+      ]),
+    ).toEqual([
+      [1, 6],
+      [8, 9],
+    ]);
   });
 
   it('does not mutate its input', () => {
-    const input: Range[] = [[5, 6], [1, 2]];
+    const input: Range[] = [
+      [5, 6],
+      [1, 2],
+    ];
     const copy = JSON.parse(JSON.stringify(input)) as Range[];
     normalizeRanges(input);
     expect(input).toEqual(copy);
@@ -82,10 +141,32 @@ describe('selectionOf', () => {
   });
 
   it('merges seqs and ranges into one normalized selection', () => {
-    expect(selectionOf([7, 3, 4, 3], [[10, 12], [5, 5], [20, 21]])).toEqual([[3, 5], [7, 7], [10, 12], [20, 21]]);
+    expect(
+      selectionOf(
+        [7, 3, 4, 3],
+        [
+          [10, 12],
+          [5, 5],
+          [20, 21],
+        ],
+      ),
+    ).toEqual([
+      [3, 5],
+      [7, 7],
+      [10, 12],
+      [20, 21],
+    ]);
     expect(selectionOf([2], [[1, 3]])).toEqual([[1, 3]]);
     expect(selectionOf([1, 2, 3, 4])).toEqual([[1, 4]]);
-    expect(selectionOf(undefined, [[8, 9], [1, 1]])).toEqual([[1, 1], [8, 9]]);
+    expect(
+      selectionOf(undefined, [
+        [8, 9],
+        [1, 1],
+      ]),
+    ).toEqual([
+      [1, 1],
+      [8, 9],
+    ]);
   });
 });
 
@@ -116,17 +197,33 @@ describe('coalesce / coalesceLeases', () => {
   });
 
   it('uses the given predicate', () => {
-    const items = [{ from: 1, to: 2, tag: 'x' }, { from: 3, to: 4, tag: 'y' }, { from: 5, to: 9, tag: 'y' }];
+    const items = [
+      { from: 1, to: 2, tag: 'x' },
+      { from: 3, to: 4, tag: 'y' },
+      { from: 5, to: 9, tag: 'y' },
+    ];
     expect(coalesce(items, () => true)).toEqual([{ from: 1, to: 9, tag: 'x' }]);
-    expect(coalesce(items, (a, b) => a.tag === b.tag)).toEqual([{ from: 1, to: 2, tag: 'x' }, { from: 3, to: 9, tag: 'y' }]);
+    expect(coalesce(items, (a, b) => a.tag === b.tag)).toEqual([
+      { from: 1, to: 2, tag: 'x' },
+      { from: 3, to: 9, tag: 'y' },
+    ]);
     expect(coalesce([], () => true)).toEqual([]);
   });
 });
 
 describe('addDead', () => {
   it('inserts in order and merges touching ranges of equal count', () => {
-    const dead = [{ from: 1, to: 2, count: 5 }, { from: 10, to: 12, count: 5 }];
-    expect(addDead(dead, [{ from: 3, to: 4, count: 5 }, { from: 6, to: 6, count: 3 }, { from: 7, to: 9, count: 5 }])).toEqual([
+    const dead = [
+      { from: 1, to: 2, count: 5 },
+      { from: 10, to: 12, count: 5 },
+    ];
+    expect(
+      addDead(dead, [
+        { from: 3, to: 4, count: 5 },
+        { from: 6, to: 6, count: 3 },
+        { from: 7, to: 9, count: 5 },
+      ]),
+    ).toEqual([
       { from: 1, to: 4, count: 5 },
       { from: 6, to: 6, count: 3 },
       { from: 7, to: 12, count: 5 },
@@ -206,17 +303,47 @@ describe('mapSelected', () => {
     expect(mapSelected(lease, [[9, 9]], remove)).toEqual({ leases: [L(5, 8, 100, 1)], touched: 1 });
     expect(mapSelected(lease, [[4, 4]], remove)).toEqual({ leases: [L(5, 9, 100, 1)], touched: 0 });
     expect(mapSelected(lease, [[10, 10]], remove)).toEqual({ leases: [L(5, 9, 100, 1)], touched: 0 });
-    expect(mapSelected(lease, [[4, 5], [9, 10]], remove)).toEqual({ leases: [L(6, 8, 100, 1)], touched: 2 });
+    expect(
+      mapSelected(
+        lease,
+        [
+          [4, 5],
+          [9, 10],
+        ],
+        remove,
+      ),
+    ).toEqual({ leases: [L(6, 8, 100, 1)], touched: 2 });
   });
 
   it('several selection ranges inside one lease', () => {
     const lease = [L(1, 20, 100, 2)];
-    expect(mapSelected(lease, [[3, 4], [8, 8], [15, 17]], remove)).toEqual({
+    expect(
+      mapSelected(
+        lease,
+        [
+          [3, 4],
+          [8, 8],
+          [15, 17],
+        ],
+        remove,
+      ),
+    ).toEqual({
       leases: [L(1, 2, 100, 2), L(5, 7, 100, 2), L(9, 14, 100, 2), L(18, 20, 100, 2)],
       touched: 6,
     });
     // unsorted and overlapping selections are normalized first: no double counting
-    expect(mapSelected(lease, [[15, 17], [3, 4], [16, 17], [4, 4]], remove)).toEqual({
+    expect(
+      mapSelected(
+        lease,
+        [
+          [15, 17],
+          [3, 4],
+          [16, 17],
+          [4, 4],
+        ],
+        remove,
+      ),
+    ).toEqual({
       leases: [L(1, 2, 100, 2), L(5, 14, 100, 2), L(18, 20, 100, 2)],
       touched: 5,
     });
@@ -232,7 +359,16 @@ describe('mapSelected', () => {
 
   it('several selection ranges across several leases', () => {
     const leases = [L(1, 5, 100, 1), L(8, 10, 200, 2), L(11, 20, 300, 3), L(30, 30, 400, 1)];
-    const out = mapSelected(leases, [[2, 2], [4, 9], [12, 12], [19, 31]], bump);
+    const out = mapSelected(
+      leases,
+      [
+        [2, 2],
+        [4, 9],
+        [12, 12],
+        [19, 31],
+      ],
+      bump,
+    );
     expect(out).toEqual({
       leases: [
         L(1, 1, 100, 1),
@@ -276,10 +412,17 @@ describe('mapSelected', () => {
   it('hands the change each selected part with the lease fields of its range', () => {
     const seen: Lease[] = [];
     const leases = [L(1, 5, 100, 1), L(8, 10, 200, 2)];
-    mapSelected(leases, [[2, 3], [5, 9]], (p) => {
-      seen.push({ ...p });
-      return p;
-    });
+    mapSelected(
+      leases,
+      [
+        [2, 3],
+        [5, 9],
+      ],
+      (p) => {
+        seen.push({ ...p });
+        return p;
+      },
+    );
     expect(seen).toEqual([L(2, 3, 100, 1), L(5, 5, 100, 1), L(8, 9, 200, 2)]);
   });
 
@@ -298,7 +441,14 @@ describe('mapSelected', () => {
 
   it('works with sequence numbers near 2^53', () => {
     const top = Number.MAX_SAFE_INTEGER;
-    const out = mapSelected([L(top - 9, top, 100, 1)], [[top - 5, top - 4], [top, top]], () => null);
+    const out = mapSelected(
+      [L(top - 9, top, 100, 1)],
+      [
+        [top - 5, top - 4],
+        [top, top],
+      ],
+      () => null,
+    );
     expect(out).toEqual({ leases: [L(top - 9, top - 6, 100, 1), L(top - 3, top - 1, 100, 1)], touched: 3 });
   });
 
@@ -357,9 +507,7 @@ describe('mapSelected', () => {
             touched++;
           }
         }
-        const got = mapSelected(leases, sel, (p) =>
-          p.leaseMs <= NOW ? p : { ...p, leaseMs: Math.max(p.leaseMs, until) },
-        );
+        const got = mapSelected(leases, sel, (p) => (p.leaseMs <= NOW ? p : { ...p, leaseMs: Math.max(p.leaseMs, until) }));
         expect(got, JSON.stringify({ c, leases, sel, until })).toEqual({ leases: fromModel(model), touched });
       }
     });

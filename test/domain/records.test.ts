@@ -1,10 +1,25 @@
 import { describe, expect, it } from 'vitest';
 import type { LimitsConfig } from '../../lambdas/domain/config';
 import { refusalOf, type Refusal } from '../support/refusal';
-import { decodeSegment, encodeAppend, MAX_DATA_DEPTH, receivedJson, SEGMENT_TARGET_BYTES, toSegments, type EncodedRecord, type InputRecord, segmentHolding } from '../../lambdas/domain/records';
+import {
+  decodeSegment,
+  encodeAppend,
+  MAX_DATA_DEPTH,
+  receivedJson,
+  SEGMENT_TARGET_BYTES,
+  toSegments,
+  type EncodedRecord,
+  type InputRecord,
+  segmentHolding,
+} from '../../lambdas/domain/records';
 import { prng } from './model';
 
-const LIMITS: LimitsConfig = { maxRecordsPerAppend: 500, maxRecordBytes: 262_144, maxRequestBytes: 1_048_576, defaultAckTimeoutSeconds: 30 };
+const LIMITS: LimitsConfig = {
+  maxRecordsPerAppend: 500,
+  maxRecordBytes: 262_144,
+  maxRequestBytes: 1_048_576,
+  defaultAckTimeoutSeconds: 30,
+};
 
 /** Runs `fn`, expecting a ServiceError; returns it as the caller sees it. */
 function apiErrorOf(fn: () => unknown): Refusal {
@@ -176,13 +191,17 @@ describe('encodeAppend', () => {
 
     it('refuses 5,000 levels without running out of stack, with or without the text', () => {
       const deep = nested(5000);
-      expect(apiErrorOf(() => encodeAppend([{ data: null, dataJson: deep }], LIMITS, 20_000)).message).toMatch(/records\[0\] has data nested 5000 levels deep/);
+      expect(apiErrorOf(() => encodeAppend([{ data: null, dataJson: deep }], LIMITS, 20_000)).message).toMatch(
+        /records\[0\] has data nested 5000 levels deep/,
+      );
       const value = JSON.parse(deep) as unknown;
       expect(apiErrorOf(() => encodeAppend([{ data: value }], LIMITS, 20_000))).toMatchObject({ status: 400, code: 'ValidationError' });
     });
 
     it('takes the depth the scanner found with the text, when given', () => {
-      expect(apiErrorOf(() => encodeAppend([{ data: 1, dataJson: '1', dataDepth: 101 }], LIMITS, 100)).message).toMatch(/nested 101 levels/);
+      expect(apiErrorOf(() => encodeAppend([{ data: 1, dataJson: '1', dataDepth: 101 }], LIMITS, 100)).message).toMatch(
+        /nested 101 levels/,
+      );
       expect(encodeAppend([{ data: null, dataJson: nested(3), dataDepth: 3 }], LIMITS, 100)).toHaveLength(1);
     });
 
@@ -232,7 +251,11 @@ describe('toSegments', () => {
 
   it('measures bytes, not characters', () => {
     // each line is "é"*2000 in quotes and brackets: 4004 bytes but 2004 characters
-    const recs = encodeAppend(Array.from({ length: 10 }, () => ({ data: 'é'.repeat(2000) })), LIMITS, 0);
+    const recs = encodeAppend(
+      Array.from({ length: 10 }, () => ({ data: 'é'.repeat(2000) })),
+      LIMITS,
+      0,
+    );
     expect(utf8(recs[0]!.line)).toBe(4004);
     expect(toSegments(recs).map((s) => s.count)).toEqual([4, 4, 2]);
   });
@@ -394,8 +417,20 @@ describe('receivedJson', () => {
     ];
     const decoded = decodeSegment(7, toSegments(encodeAppend(inputs, LIMITS, 0))[0]!.text, 7, 11);
     const lease = '2026-12-04T18:00:00.000Z';
-    const received = decoded.map((r, i) => ({ seq: r.seq, dataJson: r.dataJson, deliveryCount: i + 1, leaseExpiresAt: lease, ...(r.key === undefined ? {} : { key: r.key }) }));
-    const expected = inputs.map((r, i) => ({ seq: 7 + i, data: r.data, deliveryCount: i + 1, leaseExpiresAt: lease, ...(r.key === undefined ? {} : { key: r.key }) }));
+    const received = decoded.map((r, i) => ({
+      seq: r.seq,
+      dataJson: r.dataJson,
+      deliveryCount: i + 1,
+      leaseExpiresAt: lease,
+      ...(r.key === undefined ? {} : { key: r.key }),
+    }));
+    const expected = inputs.map((r, i) => ({
+      seq: 7 + i,
+      data: r.data,
+      deliveryCount: i + 1,
+      leaseExpiresAt: lease,
+      ...(r.key === undefined ? {} : { key: r.key }),
+    }));
     expect(receivedJson(received)).toBe(JSON.stringify(expected));
     expect(JSON.parse(receivedJson(received))).toEqual(expected);
     expect(receivedJson([])).toBe('[]');

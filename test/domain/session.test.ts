@@ -263,7 +263,13 @@ describe('sweepDead', () => {
 describe('dropMissing / skipTo', () => {
   it('dropMissing forgets leased records retention removed and counts them as skipped', () => {
     const s = session({ cursor: 9, skipped: 2, leases: [L(1, 5, NOW + 1, 1), L(7, 8, NOW - 1, 3)] });
-    expect(dropMissing(s, [[2, 3], [6, 7], [20, 30]])).toBe(3);
+    expect(
+      dropMissing(s, [
+        [2, 3],
+        [6, 7],
+        [20, 30],
+      ]),
+    ).toBe(3);
     expect(s.leases).toEqual([L(1, 1, NOW + 1, 1), L(4, 5, NOW + 1, 1), L(8, 8, NOW - 1, 3)]);
     expect(s.skipped).toBe(5);
     expect(dropMissing(s, [[100, 200]])).toBe(0);
@@ -283,7 +289,13 @@ describe('dropMissing / skipTo', () => {
 describe('ack', () => {
   it('removes live and expired in-flight records and counts them', () => {
     const s = session({ cursor: 10, leases: [L(1, 5, NOW + 1000, 1), L(8, 9, NOW - 1, 2)] });
-    expect(ack(s, [[3, 4], [8, 8], [9, 9]])).toBe(4);
+    expect(
+      ack(s, [
+        [3, 4],
+        [8, 8],
+        [9, 9],
+      ]),
+    ).toBe(4);
     expect(s.leases).toEqual([L(1, 2, NOW + 1000, 1), L(5, 5, NOW + 1000, 1)]);
   });
 
@@ -299,7 +311,14 @@ describe('ack', () => {
 
   it('counts each record once however often the selection names it', () => {
     const s = session({ cursor: 11, leases: [L(1, 10, NOW + 1000, 1)] });
-    expect(ack(s, [[1, 4], [2, 2], [3, 6], [4, 4]])).toBe(6);
+    expect(
+      ack(s, [
+        [1, 4],
+        [2, 2],
+        [3, 6],
+        [4, 4],
+      ]),
+    ).toBe(6);
     expect(s.leases).toEqual([L(7, 10, NOW + 1000, 1)]);
   });
 });
@@ -329,7 +348,17 @@ describe('nack', () => {
     const leases = [L(1, 2, NOW, 1), L(3, 3, NOW - 1, 1), L(5, 5, NOW + 1, 1)];
     const s = session({ cursor: 6, leases });
     expect(nack(s, [[1, 3]], NOW, 10)).toBe(0);
-    expect(nack(s, [[4, 4], [6, 50]], NOW, 10)).toBe(0);
+    expect(
+      nack(
+        s,
+        [
+          [4, 4],
+          [6, 50],
+        ],
+        NOW,
+        10,
+      ),
+    ).toBe(0);
     expect(s.leases).toEqual(leases);
     expect(nack(s, [[1, 5]], NOW, 10)).toBe(1);
     expect(s.leases).toEqual([L(1, 2, NOW, 1), L(3, 3, NOW - 1, 1), L(5, 5, NOW + 10_000, 1)]);
@@ -348,13 +377,34 @@ describe('extend', () => {
       cursor: 20,
       leases: [L(1, 3, NOW + 1000, 1), L(4, 5, NOW + 100_000, 2), L(6, 7, NOW, 1), L(8, 8, NOW - 5, 3)],
     });
-    expect(extend(s, [[1, 9], [15, 30]], NOW, 60)).toBe(5);
+    expect(
+      extend(
+        s,
+        [
+          [1, 9],
+          [15, 30],
+        ],
+        NOW,
+        60,
+      ),
+    ).toBe(5);
     expect(s.leases).toEqual([L(1, 3, NOW + 60_000, 1), L(4, 5, NOW + 100_000, 2), L(6, 7, NOW, 1), L(8, 8, NOW - 5, 3)]);
   });
 
   it('counts 0 for unknown, already-acked and never-sent records', () => {
     const s = session({ cursor: 5, leases: [L(2, 2, NOW + 1, 1)] });
-    expect(extend(s, [[1, 1], [3, 4], [5, 10]], NOW, 30)).toBe(0);
+    expect(
+      extend(
+        s,
+        [
+          [1, 1],
+          [3, 4],
+          [5, 10],
+        ],
+        NOW,
+        30,
+      ),
+    ).toBe(0);
     expect(s.leases).toEqual([L(2, 2, NOW + 1, 1)]);
   });
 
@@ -472,7 +522,12 @@ describe('randomized session simulation against a per-sequence-number model', ()
   it('receive / ack / nack / extend / view over time agree with the model', () => {
     const r = prng(2024);
     for (let run = 0; run < 60; run++) {
-      const settings = { ackTimeoutSeconds: r.int(1, 5), maxInFlight: r.int(1, 30), maxDeliveries: r.int(1, 4), idleTimeoutSeconds: 86_400 };
+      const settings = {
+        ackTimeoutSeconds: r.int(1, 5),
+        maxInFlight: r.int(1, 30),
+        maxDeliveries: r.int(1, 4),
+        idleTimeoutSeconds: 86_400,
+      };
       const s = session({}, settings);
       const m = new Map<number, SeqState>();
       const dead = new Map<number, number>();
@@ -567,7 +622,12 @@ describe('settle', () => {
 
   it('turns claims into count-1 leases from the compacted cursor, in order, and moves the cursor past them', () => {
     const st = session({ cursor: 10, version: 3 });
-    const s = settle(stored(st, [{ n: 3, leaseMs: A }, { n: 2, leaseMs: B }]));
+    const s = settle(
+      stored(st, [
+        { n: 3, leaseMs: A },
+        { n: 2, leaseMs: B },
+      ]),
+    );
     expect(s.leases).toEqual([L(10, 12, A, 1), L(13, 14, B, 1)]);
     expect(s.cursor).toBe(15);
     // nothing else changes
@@ -575,27 +635,48 @@ describe('settle', () => {
   });
 
   it('a claim of 0 records adds nothing and does not move the cursor', () => {
-    const s = settle(stored(session({ cursor: 10 }), [{ n: 2, leaseMs: A }, { n: 0, leaseMs: NOW }, { n: 1, leaseMs: B }]));
+    const s = settle(
+      stored(session({ cursor: 10 }), [
+        { n: 2, leaseMs: A },
+        { n: 0, leaseMs: NOW },
+        { n: 1, leaseMs: B },
+      ]),
+    );
     expect(s.leases).toEqual([L(10, 11, A, 1), L(12, 12, B, 1)]);
     expect(s.cursor).toBe(13);
   });
 
   it('merges claims with an equal touching neighbour (compacted or claimed), and only then', () => {
     // touching, same lease and count: one range
-    expect(settle(stored(session({ cursor: 10, leases: [L(5, 9, A, 1)] }), [{ n: 2, leaseMs: A }, { n: 3, leaseMs: A }, { n: 1, leaseMs: B }])).leases).toEqual([
-      L(5, 14, A, 1),
-      L(15, 15, B, 1),
-    ]);
+    expect(
+      settle(
+        stored(session({ cursor: 10, leases: [L(5, 9, A, 1)] }), [
+          { n: 2, leaseMs: A },
+          { n: 3, leaseMs: A },
+          { n: 1, leaseMs: B },
+        ]),
+      ).leases,
+    ).toEqual([L(5, 14, A, 1), L(15, 15, B, 1)]);
     // same lease but the compacted range was redelivered (count 2): no merge
-    expect(settle(stored(session({ cursor: 10, leases: [L(5, 9, A, 2)] }), [{ n: 2, leaseMs: A }])).leases).toEqual([L(5, 9, A, 2), L(10, 11, A, 1)]);
-    // same lease and count but 8 and 9 were acked: not touching, no merge
-    expect(settle(stored(session({ cursor: 10, leases: [L(5, 7, A, 1)] }), [{ n: 2, leaseMs: A }])).leases).toEqual([L(5, 7, A, 1), L(10, 11, A, 1)]);
-    // claims A, B, A: three ranges
-    expect(settle(stored(session({ cursor: 1 }), [{ n: 1, leaseMs: A }, { n: 1, leaseMs: B }, { n: 1, leaseMs: A }])).leases).toEqual([
-      L(1, 1, A, 1),
-      L(2, 2, B, 1),
-      L(3, 3, A, 1),
+    expect(settle(stored(session({ cursor: 10, leases: [L(5, 9, A, 2)] }), [{ n: 2, leaseMs: A }])).leases).toEqual([
+      L(5, 9, A, 2),
+      L(10, 11, A, 1),
     ]);
+    // same lease and count but 8 and 9 were acked: not touching, no merge
+    expect(settle(stored(session({ cursor: 10, leases: [L(5, 7, A, 1)] }), [{ n: 2, leaseMs: A }])).leases).toEqual([
+      L(5, 7, A, 1),
+      L(10, 11, A, 1),
+    ]);
+    // claims A, B, A: three ranges
+    expect(
+      settle(
+        stored(session({ cursor: 1 }), [
+          { n: 1, leaseMs: A },
+          { n: 1, leaseMs: B },
+          { n: 1, leaseMs: A },
+        ]),
+      ).leases,
+    ).toEqual([L(1, 1, A, 1), L(2, 2, B, 1), L(3, 3, A, 1)]);
   });
 
   it('acks remove the named records from compacted and claimed leases', () => {
@@ -615,7 +696,16 @@ describe('settle', () => {
   });
 
   it('an ack removes a merged claim range only in part, splitting it', () => {
-    const s = settle(stored(session({ cursor: 1 }), [{ n: 3, leaseMs: A }, { n: 3, leaseMs: A }], [{ from: 3, to: 4, atMs: NOW }]));
+    const s = settle(
+      stored(
+        session({ cursor: 1 }),
+        [
+          { n: 3, leaseMs: A },
+          { n: 3, leaseMs: A },
+        ],
+        [{ from: 3, to: 4, atMs: NOW }],
+      ),
+    );
     expect(s.leases).toEqual([L(1, 2, A, 1), L(5, 6, A, 1)]);
   });
 
@@ -640,17 +730,23 @@ describe('settle', () => {
     expect(settle(stored(st, claims, [{ from: 1, to: 2, atMs: NOW }])).leases).toEqual([L(1, 2, NOW, 1)]);
     expect(settle(stored(st, claims, [{ from: 1, to: 2, atMs: NOW - 1 }])).leases).toEqual([]);
     // with maxDeliveries 2 the record has one delivery left, so the late ack removes it
-    expect(settle(stored(session({ cursor: 1 }, { maxDeliveries: 2 }), claims, [{ from: 1, to: 2, atMs: NOW + 60_000 }])).leases).toEqual([]);
+    expect(settle(stored(session({ cursor: 1 }, { maxDeliveries: 2 }), claims, [{ from: 1, to: 2, atMs: NOW + 60_000 }])).leases).toEqual(
+      [],
+    );
   });
 
   it('acks naming records that are not leased change nothing', () => {
     const st = session({ cursor: 10, leases: [L(3, 4, A, 1)], dead: [{ from: 1, to: 2, count: 5 }] });
     const s = settle(
-      stored(st, [], [
-        { from: 1, to: 2, atMs: NOW }, // dead letters
-        { from: 5, to: 9, atMs: NOW }, // acked before
-        { from: 20, to: 30, atMs: NOW }, // never sent
-      ]),
+      stored(
+        st,
+        [],
+        [
+          { from: 1, to: 2, atMs: NOW }, // dead letters
+          { from: 5, to: 9, atMs: NOW }, // acked before
+          { from: 20, to: 30, atMs: NOW }, // never sent
+        ],
+      ),
     );
     expect(s).toEqual(snap(st));
   });
@@ -688,11 +784,32 @@ describe('ackCount', () => {
   });
 
   it('counts each record once however often the selection names it', () => {
-    expect(ackCount(settled(), [[1, 2], [2, 3], [3, 3], [1, 1], [2, 2]], NOW)).toBe(3);
+    expect(
+      ackCount(
+        settled(),
+        [
+          [1, 2],
+          [2, 3],
+          [3, 3],
+          [1, 1],
+          [2, 2],
+        ],
+        NOW,
+      ),
+    ).toBe(3);
   });
 
   it('counts nothing for records not leased', () => {
-    expect(ackCount(settled(), [[7, 7], [10, 50]], NOW)).toBe(0);
+    expect(
+      ackCount(
+        settled(),
+        [
+          [7, 7],
+          [10, 50],
+        ],
+        NOW,
+      ),
+    ).toBe(0);
     expect(ackCount(settled(), [], NOW)).toBe(0);
   });
 
@@ -784,7 +901,9 @@ describe('claimFromView / afterClaim', () => {
   it('refuses when it cannot show a full batch: the log end or maxInFlight nearer than maxRecords', () => {
     expect(claimFromView(fresh(), 0, NOW, 29, 10, 0)).toBe(0); // 21..29: 9 records
     expect(claimFromView(fresh(), 0, NOW, 30, 10, 0)).toBe(10); // 21..30
-    expect(claimFromView(session({ cursor: 21, leases: [L(11, 20, LEASE, 1)], expiresMs: NOW + 1 }, { maxInFlight: 19 }), 0, NOW, 40, 10, 0)).toBe(0);
+    expect(
+      claimFromView(session({ cursor: 21, leases: [L(11, 20, LEASE, 1)], expiresMs: NOW + 1 }, { maxInFlight: 19 }), 0, NOW, 40, 10, 0),
+    ).toBe(0);
   });
 
   it('afterClaim is the session as the claim left it: its records leased from the cursor, its acks applied', () => {
@@ -812,7 +931,17 @@ describe('unsend', () => {
     expect(unsend(s, [[1, 8]], LEASE, NOW)).toBe(2);
     expect(s.leases).toEqual([L(1, 2, NOW, 0), L(3, 4, LEASE + 1, 1), L(5, 6, LEASE, 2)]);
     const t = session({ cursor: 9, leases: [L(3, 4, LEASE, 1)] });
-    expect(unsend(t, [[1, 2], [5, 8]], LEASE, NOW)).toBe(0);
+    expect(
+      unsend(
+        t,
+        [
+          [1, 2],
+          [5, 8],
+        ],
+        LEASE,
+        NOW,
+      ),
+    ).toBe(0);
     expect(t.leases).toEqual([L(3, 4, LEASE, 1)]);
   });
 
