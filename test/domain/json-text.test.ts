@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { jsonDepth, jsonSyntaxError, minifySpan, recordDataTexts } from '../../lambdas/domain/json-text';
+import { jsonDepth, jsonSyntaxError, jsonValueText, minifySpan, recordDataTexts } from '../../lambdas/domain/json-text';
 import { prng } from './model';
 
 type Rng = ReturnType<typeof prng>;
@@ -167,5 +167,166 @@ describe('jsonSyntaxError', () => {
     expect(jsonSyntaxError('{} {}')).toMatchObject({ column: 4, problem: "unexpected '{' after the end of the JSON value" });
     expect(jsonSyntaxError('\u001f\u008b')).toMatchObject({ column: 1, problem: 'unexpected character U+001F' });
     expect(jsonSyntaxError(`${'['.repeat(100_000)}${']'.repeat(100_000)}`)).toBeUndefined();
+  });
+});
+
+const SPACES = ['', '', ' ', '\n', '\r\n', '\t', ' \r\t\n '];
+
+/** JSON text of `v` with random whitespace between tokens and, at random, lone surrogates written raw instead of escaped. */
+function printSpaced(r: Rng, v: unknown): string {
+  const ws = () => r.pick(SPACES);
+  if (Array.isArray(v)) return `[${ws()}${v.map((x) => `${printSpaced(r, x)}${ws()}`).join(`,${ws()}`)}]`;
+  if (v !== null && typeof v === 'object') {
+    const members = Object.entries(v).map(([k, x]) => `${printString(r, k)}${ws()}:${ws()}${printSpaced(r, x)}${ws()}`);
+    return `{${ws()}${members.join(`,${ws()}`)}}`;
+  }
+  return typeof v === 'string' ? printString(r, v) : JSON.stringify(v);
+}
+
+/** A string's JSON text; its lone surrogates (which JSON.stringify escapes) raw at random. */
+function printString(r: Rng, v: string): string {
+  const raw = r.next() < 0.5;
+  return JSON.stringify(v).replace(/\\\\|\\u(d[89a-f][0-9a-f]{2})/g, (m, h?: string) =>
+    h !== undefined && raw ? String.fromCharCode(Number.parseInt(h, 16)) : m,
+  );
+}
+
+/** How deeply the arrays and objects of `v` nest. */
+function depthOf(v: unknown): number {
+  if (v === null || typeof v !== 'object') return 0;
+  return 1 + Math.max(0, ...Object.values(v).map(depthOf));
+}
+
+describe('the scanner against JSON.parse and JSON.stringify (seeded random values, random whitespace)', () => {
+  it('jsonValueText and jsonDepth: the minified text is JSON.stringify(JSON.parse(text)), the depth the value’s (3,000 values)', () => {
+    const r = prng(23);
+    for (let n = 0; n < 3000; n++) {
+      const v = randomValue(r);
+      const text = `${r.pick(SPACES)}${printSpaced(r, v)}${r.pick(SPACES)}`;
+      const got = jsonValueText(text);
+      expect(got, JSON.stringify(text)).toEqual({ text: JSON.stringify(JSON.parse(text)), depth: depthOf(v) });
+      expect(jsonDepth(text)).toBe(depthOf(v));
+    }
+  });
+
+  it('recordDataTexts: members in any order, records of any kind, whitespace anywhere (2,000 bodies)', () => {
+    const r = prng(29);
+    for (let n = 0; n < 2000; n++) {
+      const records = Array.from({ length: r.int(0, 5) }, () => {
+        if (r.next() < 0.2) return randomValue(r);
+        const rec: Record<string, unknown> = {};
+        for (const name of ['key', 'data', 'x', 'data2'].filter(() => r.next() < 0.6).sort(() => r.next() - 0.5))
+          rec[name] = randomValue(r);
+        return rec;
+      });
+      const body: Record<string, unknown> = {};
+      for (const name of ['idempotencyKey', 'records', 'recordz', 'more'].sort(() => r.next() - 0.5))
+        body[name] = name === 'records' ? records : randomValue(r);
+      const text = `${r.pick(SPACES)}${printSpaced(r, body)}${r.pick(SPACES)}`;
+      const want = (JSON.parse(text) as { records: unknown[] }).records.map((x) =>
+        x !== null && typeof x === 'object' && !Array.isArray(x) && 'data' in x
+          ? { text: JSON.stringify(x.data), depth: depthOf(x.data) }
+          : undefined,
+      );
+      expect(recordDataTexts(text), JSON.stringify(text)).toEqual(want);
+    }
+  });
+});
+
+describe('jsonSyntaxError, case by case', () => {
+  // [text, offset, line, column, problem]: every way a text can go wrong, and where it is said to.
+  const cases: [string, number, number, number, string][] = [
+    ['', 0, 1, 1, 'the text ends too early'],
+    ['  ', 2, 1, 3, 'the text ends too early'],
+    ['[', 1, 1, 2, 'the text ends too early'],
+    ['{', 1, 1, 2, 'the text ends too early'],
+    ['{"a"', 4, 1, 5, 'the text ends too early'],
+    ['{"a":1', 6, 1, 7, 'the text ends too early'],
+    ['[}', 1, 1, 2, "unexpected '}'"],
+    ['{]', 1, 1, 2, "unexpected ']' where a member name in double quotes belongs"],
+    ['{"a":1,}', 7, 1, 8, "unexpected '}' where a member name in double quotes belongs"],
+    ['{1:2}', 1, 1, 2, "unexpected '1' where a member name in double quotes belongs"],
+    ['{,}', 1, 1, 2, "unexpected ',' where a member name in double quotes belongs"],
+    ['{"a":1,"b"}', 10, 1, 11, "unexpected '}' where ':' belongs"],
+    ['{"a" "b"}', 5, 1, 6, `unexpected '"' where ':' belongs`],
+    ['[1 2]', 3, 1, 4, "unexpected '2' where ',' or ']' belongs"],
+    ['[1}', 2, 1, 3, "unexpected '}' where ',' or ']' belongs"],
+    ['{"a":1 "b":2}', 7, 1, 8, `unexpected '"' where ',' or '}' belongs`],
+    ['{"a":1]', 6, 1, 7, "unexpected ']' where ',' or '}' belongs"],
+    ['[,1]', 1, 1, 2, "unexpected ','"],
+    ['{"a":[}]}', 6, 1, 7, "unexpected '}'"],
+    ['[[]]]', 4, 1, 5, "unexpected ']' after the end of the JSON value"],
+    ['{}}', 2, 1, 3, "unexpected '}' after the end of the JSON value"],
+    ['true false', 5, 1, 6, "unexpected 'f' after the end of the JSON value"],
+    ['falsey', 5, 1, 6, "unexpected 'y' after the end of the JSON value"],
+    ['tru', 0, 1, 1, "unexpected 't'"],
+    ['nul', 0, 1, 1, "unexpected 'n'"],
+    ['x', 0, 1, 1, "unexpected 'x'"],
+    ['"abc', 4, 1, 5, 'a string that is never closed'],
+    ['"a\\', 2, 1, 3, 'the text ends too early'],
+    ['"a\\x"', 2, 1, 3, 'an unknown escape \\x'],
+    ['"\\u12g4"', 1, 1, 2, 'a \\u escape without four hex digits'],
+    ['"\\u004"', 1, 1, 2, 'a \\u escape without four hex digits'],
+    ['"\\u004', 1, 1, 2, 'a \\u escape without four hex digits'],
+    ['"a\u001fb"', 2, 1, 3, 'a raw character U+001F inside a string (control characters must be escaped)'],
+    ['"tab\tx"', 4, 1, 5, 'a raw character U+0009 inside a string (control characters must be escaped)'],
+    ['"\u0000"', 1, 1, 2, 'a raw character U+0000 inside a string (control characters must be escaped)'],
+    ['01', 1, 1, 2, "unexpected '1' after the end of the JSON value"],
+    ['-01', 2, 1, 3, "unexpected '1' after the end of the JSON value"],
+    ['-', 1, 1, 2, 'the text ends too early'],
+    ['-a', 1, 1, 2, "unexpected 'a'"],
+    ['1.', 2, 1, 3, 'the text ends too early'],
+    ['1.e5', 2, 1, 3, "unexpected 'e'"],
+    ['1e', 2, 1, 3, 'the text ends too early'],
+    ['1e+', 3, 1, 4, 'the text ends too early'],
+    ['1E-x', 3, 1, 4, "unexpected 'x'"],
+    ['1ee', 2, 1, 3, "unexpected 'e'"],
+    ['[1.5e+', 6, 1, 7, 'the text ends too early'],
+    ['\u007f', 0, 1, 1, 'unexpected character U+007F'],
+    ['!', 0, 1, 1, "unexpected '!'"],
+    ['~', 0, 1, 1, "unexpected '~'"],
+    ['\u00e9', 0, 1, 1, 'unexpected character U+00E9'],
+    ['😀', 0, 1, 1, 'unexpected character U+1F600'],
+    ['1\n2', 2, 2, 1, "unexpected '2' after the end of the JSON value"],
+    ['\n\n  x', 4, 3, 3, "unexpected 'x'"],
+    ['[1,\n\n  ]', 7, 3, 3, "unexpected ']'"],
+    ['[\r\n1,\r\n x]', 8, 3, 2, "unexpected 'x'"],
+    ['"a\nb"', 2, 1, 3, 'a raw character U+000A inside a string (control characters must be escaped)'],
+  ];
+  it.each(cases)('%j: offset %i, line %i, column %i: %s', (text, offset, line, column, problem) => {
+    expect(jsonSyntaxError(text)).toEqual({ offset, line, column, problem });
+    expect(() => JSON.parse(text)).toThrow();
+  });
+
+  it('accepts every form of escape, number and literal', () => {
+    for (const text of [
+      '"\\u00E9\\u00e9\\uABCD\\uabcd\\u0000"',
+      '"\\/\\b\\f\\n\\r\\t\\"\\\\"',
+      '"\u007f\ud800 \udfff\u00e9😀 "',
+      '-0.5e+10',
+      '0.0e0',
+      '1E-7',
+      '-0',
+      '1234567890',
+      '[true,false,null]',
+      ' \r\n\t{ "a" :\r[ 1 ,\t{ } , [ ] ] } \r\n\t',
+    ]) {
+      expect(jsonSyntaxError(text), text).toBeUndefined();
+      expect(() => JSON.parse(text)).not.toThrow();
+    }
+  });
+});
+
+describe('raw surrogates at the edges of their ranges', () => {
+  const units = ['\ud7ff', '\ud800', '\udbff', '\udc00', '\udfff', '\ue000'];
+  const strings = [...units, ...units.flatMap((a) => units.map((b) => a + b)), '\ud800\\n\udc00', '\\\\\udfff', 'x\udbff\\"'];
+  it('escapes exactly the lone ones, in any context (jsonValueText and recordDataTexts)', () => {
+    for (const str of strings) {
+      for (const text of [`"${str}"`, `["${str}",1]`, `[ "${str}" , "${str}" ]`, `{"${str}":"${str}"}`]) {
+        const want = { text: JSON.stringify(JSON.parse(text)), depth: depthOf(JSON.parse(text)) };
+        expect(jsonValueText(text), JSON.stringify(text)).toEqual(want);
+        expect(recordDataTexts(`{"records":[{"data":${text}},{"data":${text} }]}`)).toEqual([want, want]);
+      }
+    }
   });
 });
