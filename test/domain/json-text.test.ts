@@ -109,6 +109,8 @@ describe('recordDataTexts', () => {
 
   it('is undefined for a body that is not an append, and per record that is not an object with data', () => {
     expect(recordDataTexts('[1]')).toBeUndefined();
+    // An array whose elements read like a member: still not an append.
+    expect(recordDataTexts('["records", [{"data": 1}]]')).toBeUndefined();
     expect(recordDataTexts('{"x":1}')).toBeUndefined();
     expect(recordDataTexts('{"records":{"data":1}}')).toBeUndefined();
     expect(recordDataTexts('{"records":[]}')).toEqual([]);
