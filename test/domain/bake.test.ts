@@ -19,8 +19,10 @@ import {
   revertPhase,
   shouldWatch,
   TRANSITION_REASON_CHARS,
+  totalsOf,
   transitionOf,
   verdictOf,
+  verdictsOf,
   watchBudgetSeconds,
   watchPolls,
   clearExperiment,
@@ -938,5 +940,165 @@ describe('mutation survivors: alarm datapoints, thresholds, reasons at the clip 
     const { reportedStatus } = await import('../../lambdas/domain/bake');
     expect(reportedStatus({ status: 'FAILED', error: 'boom' }, 0)).toEqual({ status: 'FAILED', error: 'boom' });
     expect(Object.keys(reportedStatus({ status: 'SUCCEEDED' }, 0))).toEqual(['status']);
+  });
+});
+
+describe('mutation survivors: arm totals, BakeEnded verdicts, refusals in words, new bakes, the watch reason, revert edges', () => {
+  it('totalsOf sums each count over the periods and keeps the worst p99 of the periods with requests', () => {
+    expect(
+      totalsOf([
+        { requests: 10, errors5xx: 1, errors4xx: 2, p99Ms: 40 },
+        { requests: 0, errors5xx: 0, p99Ms: 900 }, // no requests: its p99 is not a measurement
+        { requests: 7, errors5xx: 3, p99Ms: 55.5 },
+        { requests: 5, errors5xx: 0, errors4xx: 4 }, // no p99 reported
+        { requests: 1, errors5xx: 0, p99Ms: 12 },
+      ]),
+    ).toStrictEqual({ requests: 23, errors4xx: 6, errors5xx: 4, p99Ms: 55.5 });
+    // No period with both requests and a p99: no p99 member at all.
+    const none = totalsOf([
+      { requests: 0, errors5xx: 0, p99Ms: 30 },
+      { requests: 4, errors5xx: 2 },
+    ]);
+    expect(none).toStrictEqual({ requests: 4, errors4xx: 0, errors5xx: 2 });
+    expect('p99Ms' in none).toBe(false);
+    expect(totalsOf([])).toStrictEqual({ requests: 0, errors4xx: 0, errors5xx: 0 });
+  });
+
+  it("verdictsOf lists each phase's profile, version and verdict, in order, and nothing else", () => {
+    const b = newBake(
+      'b1',
+      [
+        { profile: 'limits', version: '2', content: CONTENT },
+        { profile: 'delivery', version: '7' },
+      ],
+      BAKE_DEFAULTS,
+      T0,
+    );
+    const done = { ...b, phases: [{ ...b.phases[0]!, verdict: 'APPROVED' as const, polls: 20, reason: 'ok' }, b.phases[1]!] };
+    expect(verdictsOf(done)).toStrictEqual([
+      { profile: 'limits', version: '2', verdict: 'APPROVED' },
+      { profile: 'delivery', version: '7', verdict: 'PENDING' },
+    ]);
+  });
+
+  it('BakeStateError is named, and each refusal says which bake, what it will not do and why', () => {
+    const other = takeLock(fresh(), 'b2', T0, T0 + LOCK_MS);
+    const lost = bakeErrorOf(() => startExperiment(other, exp('b1'), CONTENT));
+    expect(lost.name).toBe('BakeStateError');
+    expect(lost.message).toBe('Bake b1 no longer holds the rollout lock; it will not start an experiment.');
+    expect(bakeErrorOf(() => approve(other, 'b1', 'limits', '2', CONTENT)).message).toBe(
+      'Bake b1 no longer holds the rollout lock; it will not change a control version.',
+    );
+    const mine = takeLock(fresh(), 'b1', T0, T0 + LOCK_MS);
+    expect(bakeErrorOf(() => approve(mine, 'b1', 'limits', '2')).message).toBe(
+      'Bake b1 has no content for version 2 of profile limits; it will not make a version control that hosts could not serve.',
+    );
+    const phase: Phase = { profile: 'limits', version: '2', verdict: 'APPROVED', polls: 1, controlVersion: '1', controlContent: '{}' };
+    expect(bakeErrorOf(() => revertPhase(other, 'b1', phase)).message).toBe(
+      'Bake b1 no longer holds the rollout lock; it will not change a control version.',
+    );
+  });
+
+  it("a new bake's phases carry the content they were given, and no content member without one", () => {
+    const b = newBake(
+      'b1',
+      [
+        { profile: 'limits', version: '2', content: CONTENT },
+        { profile: 'delivery', version: '3' },
+      ],
+      BAKE_DEFAULTS,
+      T0,
+    );
+    expect(b.phases).toStrictEqual([
+      { profile: 'limits', version: '2', content: CONTENT, verdict: 'PENDING', polls: 0 },
+      { profile: 'delivery', version: '3', verdict: 'PENDING', polls: 0 },
+    ]);
+    expect('content' in b.phases[1]!).toBe(false);
+  });
+
+  it('BakeStarted records a set finalBakeSeconds as set, and a missing dryRun as false', () => {
+    const settings: BakeSettings = {
+      weightPercent: 20,
+      bakeSeconds: 120,
+      pollSeconds: 10,
+      minExperimentRequests: 50,
+      finalBakeSeconds: 300,
+    };
+    const started = newBake('b1', [{ profile: 'limits', version: '2' }], settings, T0).history![0]!;
+    expect(started).toMatchObject({
+      type: 'BakeStarted',
+      weightPercent: 20,
+      bakeSeconds: 120,
+      pollSeconds: 10,
+      finalBakeSeconds: 300,
+      dryRun: false,
+    });
+  });
+
+  describe("the watch's reason", () => {
+    const S: BakeSettings = { weightPercent: 10, bakeSeconds: 60, pollSeconds: 10, minExperimentRequests: 1, finalBakeSeconds: 60 };
+    const alarm = (name: string, over: Partial<AlarmSnapshot> = {}): AlarmSnapshot => ({
+      name,
+      state: 'ALARM',
+      threshold: 2,
+      datapoints: [3],
+      ...over,
+    });
+
+    it('names every other alarm in ALARM, comma-separated', () => {
+      const d = decideWatchPoll({ polls: 1, settings: S, alarms: [alarm('a'), alarm('b'), alarm('c')], abortRequested: false });
+      expect(d.action === 'FIRE' && d.reason).toBe(
+        'The watch after promotion saw alarm a in ALARM at its poll 1 of 6: datapoints [3] (newest first) against its threshold 2 (also in ALARM: b, c).',
+      );
+    });
+
+    it("quotes at most 400 characters of CloudWatch's reason, and nothing of one it did not give", () => {
+      const long = `${'r'.repeat(400)}TAIL`;
+      const d = decideWatchPoll({ polls: 3, settings: S, alarms: [alarm('a', { reason: long })], abortRequested: false });
+      expect(d.action === 'FIRE' && d.reason).toBe(
+        `The watch after promotion saw alarm a in ALARM at its poll 3 of 6: datapoints [3] (newest first) against its threshold 2. CloudWatch: ${'r'.repeat(400)}`,
+      );
+      const bare = decideWatchPoll({ polls: 3, settings: S, alarms: [alarm('a')], abortRequested: false });
+      expect(bare.action === 'FIRE' && bare.reason).toBe(
+        'The watch after promotion saw alarm a in ALARM at its poll 3 of 6: datapoints [3] (newest first) against its threshold 2.',
+      );
+    });
+  });
+
+  describe('revertPhase at its edges', () => {
+    const held = (control: string): RolloutItem =>
+      takeLock(
+        {
+          state: withContents({ control: { delivery: '1', limits: control } }, { profile: 'limits', version: control, content: CONTENT }),
+          rev: 1,
+        },
+        'b1',
+        T0,
+        T0 + LOCK_MS,
+      );
+
+    it('a phase that baked the version already in control (control version = version) still writes it back: REVERTED', () => {
+      const item = held('2');
+      const phase: Phase = {
+        profile: 'limits',
+        version: '2',
+        verdict: 'APPROVED',
+        polls: 1,
+        controlVersion: '2',
+        controlContent: '{"a":1}',
+      };
+      const r = revertPhase(item, 'b1', phase);
+      expect(r.outcome).toBe('REVERTED');
+      expect(r.item).not.toBe(item);
+      expect(contentOf(r.item.state, 'limits', '2')).toBe('{"a":1}');
+    });
+
+    it('a control content without its control version is no control to go back to: NO_CONTROL, item unchanged', () => {
+      const item = held('2');
+      const phase: Phase = { profile: 'limits', version: '2', verdict: 'APPROVED', polls: 1, controlContent: '{"a":1}' };
+      const r = revertPhase(item, 'b1', phase);
+      expect(r.outcome).toBe('NO_CONTROL');
+      expect(r.item).toBe(item);
+    });
   });
 });
