@@ -492,3 +492,134 @@ describe('mutation survivors: a control-dominated variance, enough experiment re
     expect(j.reason).not.toContain('fewer than the 200 needed');
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Mutation survivors: the decision boundaries hit exactly, a control p99 of 0, the reason's words
+// ---------------------------------------------------------------------------------------------
+
+/** `x` moved by `n` units in the last place (n > 0: away from 0 for positive x). */
+const ulps = (x: number, n: number): number => {
+  const f = new Float64Array([x]);
+  const b = new BigInt64Array(f.buffer);
+  b[0]! += BigInt(n);
+  return f[0]!;
+};
+
+/** The float nearest `x` (within `n` ulps either way) at which `f` is exactly 0, if any. */
+const exactZeroNear = (x: number, f: (y: number) => number, n: number): number | undefined => {
+  for (let k = 0; k <= n; k++) for (const y of [ulps(x, k), ulps(x, -k)]) if (f(y) === 0) return y;
+  return undefined;
+};
+
+/** The float at which the monotone `f` is exactly 0 on [lo, hi]: bisected to the last bit, then looked for around it. */
+const exactRoot = (f: (x: number) => number, lo: number, hi: number): number | undefined => {
+  const rising = f(hi) > f(lo);
+  for (let i = 0; i < 200; i++) {
+    const m = (lo + hi) / 2;
+    if (f(m) > 0 === rising) hi = m;
+    else lo = m;
+  }
+  return exactZeroNear(lo, f, 4000);
+};
+
+describe('mutation survivors: the decision boundaries hit exactly, a control p99 of 0, the reason in words', () => {
+  const withAlpha = (alpha: number): JudgeSettings => ({ ...JUDGE_DEFAULTS, alpha });
+
+  it("a 5xx lower bound of exactly 0 is not 'above 0': no REJECT", () => {
+    // 3% vs 1% of 5xx, no p99: only the error test can decide. Its bounds narrow as alpha grows;
+    // at this alpha the lower bound is exactly 0.
+    const s: ArmSeries = { control: [period(9000, 90)], experiment: [period(1000, 30)] };
+    const alpha = exactRoot((al) => judge(s, withAlpha(al)).errors!.lower, 1e-12, 0.5)!;
+    expect(alpha).toBeGreaterThan(0.1);
+    const j = judge(s, withAlpha(alpha));
+    expect(j.errors!.lower).toBe(0);
+    expect(j.decision).toBe('CONTINUE');
+    // A hair narrower, and it rejects.
+    expect(judge(s, withAlpha(ulps(alpha, 1e9))).decision).toBe('REJECT');
+  });
+
+  it("a p99 lower bound of exactly 0 is not 'above 0': no REJECT", () => {
+    // Experiment p99 20% above control's (±5% per period), six periods, no 5xx.
+    const s = seriesOf(6, (i) => ({ c: period(900, 0, 100), e: period(100, 0, 120 * Math.exp(i % 2 ? 0.05 : -0.05)) }));
+    const alpha = exactRoot((al) => judge(s, withAlpha(al)).latency!.lower, 1e-12, 0.9)!;
+    const j = judge(s, withAlpha(alpha));
+    expect(j.latency!.lower).toBe(0);
+    expect(j.decision).toBe('CONTINUE');
+    expect(judge(s, withAlpha(ulps(alpha, 1e9))).decision).toBe('REJECT');
+  });
+
+  /** Clean traffic the default judge approves: 1% 5xx in both arms, p99 equal within 2% per period. */
+  const clean = seriesOf(20, (i) => ({
+    c: period(9000, 90, 100 * Math.exp(i % 2 ? 0.02 : -0.02)),
+    e: period(1000, 10, 100 * Math.exp(i % 3 ? 0.02 : -0.02)),
+  }));
+
+  it('a 5xx upper bound exactly at the margin is not below it: no APPROVE', () => {
+    expect(judge(clean).decision).toBe('APPROVE');
+    // A margin m with m / 100 exactly the upper bound: alpha moved by a few ulps until one exists.
+    let found: { alpha: number; margin: number } | undefined;
+    for (let k = 0; k < 1000 && !found; k++) {
+      const alpha = ulps(JUDGE_DEFAULTS.alpha, k);
+      const upper = judge(clean, withAlpha(alpha)).errors!.upper;
+      const margin = exactZeroNear(upper * 100, (m) => upper - m / 100, 3);
+      if (margin !== undefined) found = { alpha, margin };
+    }
+    const { alpha, margin } = found!;
+    const at = judge(clean, { ...JUDGE_DEFAULTS, alpha, errorMarginPoints: margin });
+    expect(at.errors!.upper).toBe(margin / 100);
+    expect(at.decision).toBe('CONTINUE');
+    expect(at.reason).toContain('not yet shown within the margins');
+    expect(judge(clean, { ...JUDGE_DEFAULTS, alpha, errorMarginPoints: margin * (1 + 1e-9) }).decision).toBe('APPROVE');
+  });
+
+  it('a p99 upper bound exactly at the margin is not below it: no APPROVE', () => {
+    // A margin p with log(1 + p / 100) exactly the upper bound: alpha moved until one exists.
+    let found: { alpha: number; pct: number } | undefined;
+    for (let k = 0; k < 4000 && !found; k++) {
+      const alpha = ulps(JUDGE_DEFAULTS.alpha, k);
+      const upper = judge(clean, withAlpha(alpha)).latency!.upper;
+      const y = exactZeroNear(Math.exp(upper), (y) => Math.log(y) - upper, 3);
+      const pct = y === undefined ? undefined : exactZeroNear((y - 1) * 100, (p) => 1 + p / 100 - y, 50);
+      if (pct !== undefined) found = { alpha, pct };
+    }
+    const { alpha, pct } = found!;
+    const at = judge(clean, { ...JUDGE_DEFAULTS, alpha, latencyMarginPercent: pct });
+    expect(at.latency!.upper).toBe(Math.log(1 + pct / 100));
+    expect(at.decision).toBe('CONTINUE');
+    expect(judge(clean, { ...JUDGE_DEFAULTS, alpha, latencyMarginPercent: pct * (1 + 1e-9) }).decision).toBe('APPROVE');
+  });
+
+  it('exactly minExperimentRequests is enough requests: a CONTINUE then says the margins, not the count', () => {
+    // 10 periods of 20 experiment requests: 200, the default minimum; too few for the bounds.
+    const j = judge(
+      seriesOf(10, () => ({ c: period(1000, 10, 100), e: period(20, 0, 100) })),
+      { ...JUDGE_DEFAULTS, minLatencyPeriods: 100 },
+    );
+    expect(j.experimentRequests).toBe(200);
+    expect(j.decision).toBe('CONTINUE');
+    expect(j.reason).toContain(': not yet shown within the margins (0.5 points, 15%): ');
+    expect(j.reason).not.toContain('fewer than the 200 needed');
+  });
+
+  it('skips a period whose control p99 is 0 (no ratio to take)', () => {
+    const two = [
+      { c: period(900, 0, 100), e: period(100, 0, 110) },
+      { c: period(900, 0, 100), e: period(100, 0, 130) },
+    ];
+    const series = (rows: typeof two): ArmSeries => ({ control: rows.map((r) => r.c), experiment: rows.map((r) => r.e) });
+    const want = latencyInterval(series(two), 0.0025)!;
+    expect(want.periods).toBe(2);
+    expect(latencyInterval(series([two[0]!, { c: period(900, 0, 0), e: period(100, 0, 500) }, two[1]!]), 0.0025)).toEqual(want);
+  });
+
+  it("states the bounds' confidence as a positive percentage: 1 - alpha/2", () => {
+    const j = judge(seriesOf(30, () => ({ c: period(900, 9, 100), e: period(100, 5, 100) })));
+    expect(j.reason).toContain('difference 4.00 points, 99.75% bounds [');
+    expect(
+      judge(
+        seriesOf(30, () => ({ c: period(900, 9, 100), e: period(100, 5, 100) })),
+        withAlpha(0.01),
+      ).reason,
+    ).toContain('difference 4.00 points, 99.5% bounds [');
+  });
+});
