@@ -105,7 +105,7 @@ export interface RolloutState {
 
 /**
  * The versions a stack starts with: the initial hosted configuration versions (numbered 1),
- * which the stack creates from DEFAULT_CONFIG (lib/config-bake.ts takes their content from here).
+ * which the stack creates from DEFAULT_CONFIG (lib/config-profiles.ts takes their content from here).
  */
 export const INITIAL_ROLLOUT: RolloutState = {
   control: { delivery: '1', limits: '1' },
