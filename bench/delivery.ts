@@ -50,6 +50,7 @@ import { DEFAULT_CONFIG } from '../lambdas/domain/config';
 import { TABLES } from '../lambdas/tables';
 import { TAIL_PAGE, chunksIn, decodeEntry, runLast, type ChunkRef, type IndexRun } from '../lambdas/domain/log-index';
 import { HEAD, namesIn, PAGE as PAGE_ITEM } from '../lambdas/adapters/items';
+import { STORE_READS } from '../lambdas/ports';
 import type { AckMode, AppendResult, AppendScaleResult, ClientCommand, DeliverResult, ReceiveStat } from './client';
 import { createNaiveTable, runNaive, type NaiveResult } from './naive';
 import { measureBundles, type BundlesReport } from './bundles';
@@ -186,18 +187,6 @@ let current: PhaseData | undefined;
 const storeIds = new WeakMap<object, number>();
 let nextStoreId = 0;
 
-const READ_OPS = new Set([
-  'getHead',
-  'indexPageAtOrBefore',
-  'indexPagesBetween',
-  'firstLiveIndexPage',
-  'firstExpiryMark',
-  'getChunks',
-  'getIdem',
-  'getSession',
-  'getSessionWithHead',
-  'getDeadPages',
-]);
 /** Operations only the receive function makes during a delivery (a store that made one is the receive function's). */
 const RECEIVE_ONLY_OPS = new Set([
   'getSessionWithHead',
@@ -384,7 +373,7 @@ function unitsOf(ops: Map<string, OpStat> | undefined): Units {
   const u: Units = { read: 0, write: 0, calls: 0 };
   for (const [op, s] of ops ?? []) {
     u.calls += s.calls;
-    if (READ_OPS.has(op)) u.read += s.units;
+    if (STORE_READS.has(op)) u.read += s.units;
     else u.write += s.units;
   }
   return u;

@@ -198,6 +198,24 @@ export const isThrottle = (e: unknown): boolean => THROTTLES.has((e as { name?: 
 // ---- Control table (adapters/control.ts: DynamoControlStore) ----
 
 /** Where a bake is in the newest-first listing: its creation time, then its id (ties). */
+/**
+ * The Store operations that only read (the rest write). The fuzz test asserts a refused request
+ * made none but these; the bench bills these as read units. Typed against Store, so a renamed
+ * operation is a compile error here.
+ */
+export const STORE_READS: ReadonlySet<string> = new Set<keyof Store>([
+  'getHead',
+  'getSession',
+  'getSessionWithHead',
+  'indexPageAtOrBefore',
+  'indexPagesBetween',
+  'firstLiveIndexPage',
+  'firstExpiryMark',
+  'getChunks',
+  'getIdem',
+  'getDeadPages',
+]);
+
 export interface BakeListKey {
   createdAtMs: number;
   bakeId: string;

@@ -16,23 +16,11 @@ import { Harness, type RawReply, type RawRequest } from '../support/harness';
 import { generateCases, routesOf, type FuzzCase, type FuzzContext } from '../support/fuzz';
 import { recordDataTexts } from '../../lambdas/domain/json-text';
 import { prng } from '../../bench/stats';
+import { STORE_READS } from '../../lambdas/ports';
 import { startLocalRuntime, type LocalRuntime } from '../../local/server';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261206);
 
-/** Store calls that only read; a refused request makes no other. */
-const READS = new Set([
-  'getHead',
-  'getSession',
-  'getSessionWithHead',
-  'indexPageAtOrBefore',
-  'indexPagesBetween',
-  'firstLiveIndexPage',
-  'firstExpiryMark',
-  'getChunks',
-  'getIdem',
-  'getDeadPages',
-]);
 
 const clipped = (s: string | undefined, n = 300): string =>
   s === undefined ? '(none)' : s.length > n ? `${s.slice(0, n)}… (${s.length} chars)` : s;
@@ -153,7 +141,7 @@ describe('fuzzed from openapi.json: the data routes, through the handlers', () =
     for (const c of refused) {
       h.calls = [];
       const res = await send(c);
-      const writes = h.calls.filter((op) => !READS.has(op));
+      const writes = h.calls.filter((op) => !STORE_READS.has(op));
       note(t, c, res, writes.length && res.status >= 400 ? `refused (${res.status}) but wrote: ${writes.join(', ')}` : undefined);
     }
     expect(await state()).toEqual(before);
@@ -171,7 +159,7 @@ describe('fuzzed from openapi.json: the data routes, through the handlers', () =
     for (const c of mixed) {
       h.calls = [];
       const res = await send(c);
-      const writes = h.calls.filter((op) => !READS.has(op));
+      const writes = h.calls.filter((op) => !STORE_READS.has(op));
       note(t, c, res, writes.length && res.status >= 400 ? `refused (${res.status}) but wrote: ${writes.join(', ')}` : undefined);
       if (res.status === 201 && c.path === '/logs/fz/records' && c.storedData) {
         const { firstSeq, lastSeq } = JSON.parse(res.text!);
