@@ -30,8 +30,8 @@ beforeAll(async () => {
   // The stack as deployed, but for the absolute experiment-p99 alarm (2 s by default): the test
   // is about approval and the 4xx alarm path, and with the whole suite on two cores (load
   // average about 10) the experiment arm's p99 over a 2-second period of a few dozen requests
-  // once passed 2 s and rejected the good change. The alarm's own tests are in
-  // test/local/cloudwatch-alarms.test.ts.
+  // once passed 2 s and rejected the good change. The alarm's definition (2 s) is asserted in
+  // test/stack.test.ts, and p99 alarm evaluation in test/local/cloudwatch-alarms.test.ts.
   ({ rt, admin, worker } = await startTestRuntime('E2E', {
     timeScale: SCALE,
     template: synthTemplate({ bakeAlarms: { experimentP99Ms: 15_000 } }),
