@@ -21,7 +21,6 @@ import { startLocalRuntime, type LocalRuntime } from '../../local/server';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261206);
 
-
 const clipped = (s: string | undefined, n = 300): string =>
   s === undefined ? '(none)' : s.length > n ? `${s.slice(0, n)}… (${s.length} chars)` : s;
 
